@@ -1,0 +1,42 @@
+# DeskPulse: the two set-up commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TYPINGS := typings/.installed
+
+.PHONY: demo test lint typecheck pytest bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# ESP32 stubs live outside the venv's site-packages so that pyright uses them as the
+# typeshed for firmware/ only (see firmware/pyrightconfig.json).
+$(TYPINGS): $(STAMP)
+	$(BIN)/pip install --quiet --upgrade --target typings 'micropython-esp32-stubs>=1.29,<1.30'
+	touch $(TYPINGS)
+
+demo: $(STAMP)
+	$(BIN)/python -m deskpulse.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check firmware host tests tools
+
+typecheck: $(TYPINGS)
+	cd firmware && ../$(BIN)/pyright --project pyrightconfig.json
+
+pytest: $(TYPINGS)
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python tools/bench_log.py
+
+clean:
+	rm -rf $(VENV) typings .pytest_cache

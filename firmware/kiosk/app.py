@@ -1,0 +1,194 @@
+# Wires the kiosk together from a hardware layer and runs it as asyncio tasks.
+import asyncio
+import sys
+
+from kiosk import FIRMWARE_VERSION, record
+from kiosk import config as cfg
+from kiosk import flow as flow_mod
+from kiosk.buttons import Debouncer
+from kiosk.clock import Clock
+from kiosk.journal import Journal
+from kiosk.log import ResponseLog
+from micropython import const
+
+_BOOT = const(1)
+_CRASH = const(2)
+_SAFE_MODE_CRASHES = const(3)
+_TICK_MS = const(50)
+
+
+class Kiosk:
+    def __init__(self, hal):
+        self.hal = hal
+        board = hal.board
+        self.root = hal.fs_root
+        self.buttons = board["buttons"]
+        self.poll_ms = board.get("poll_ms", 10)
+        self.debouncer = Debouncer(board.get("stable_polls", 3))
+        self.config_path = self.root + "/config.json"
+        self.config, self.config_problems = cfg.load(self.config_path)
+        faces = [b["face"] for b in self.buttons if b.get("face")]
+        if self.config["scale"] > len(faces) and not board.get("touch"):
+            self.config_problems.append(
+                "scale %d needs %d face buttons; this board has %d: using %d"
+                % (self.config["scale"], self.config["scale"], len(faces), len(faces)))
+            self.config["scale"] = len(faces)
+        self._boots = Journal(self.root + "/boot")
+        self.reset_cause = hal.reset_cause()
+        self.boot = self.crash_streak = self.crashes = 0
+        self.log = ResponseLog(self.root)
+        self.clock = Clock(hal.ticks_ms, 0, self.root, hal.rtc_read, hal.rtc_write)
+        self.flow = flow_mod.Survey(self.config, self.log, self.clock, hal.screen)
+        self.running = False
+
+    def _read_boots(self):
+        """(last boot number, boots in a row that ended in a crash, crashes in all),
+        counting this boot's cause: a watchdog reset or panic ended the last boot too."""
+        last = (0, 0, 0)
+        crashed = False
+        for kind, values in self._boots.scan():
+            if kind == _BOOT and len(values) == 3:
+                last = values
+                crashed = False
+            elif kind == _CRASH:
+                crashed = True
+        boot, streak, crashes = last
+        if crashed or self.reset_cause in ("watchdog", "panic"):
+            return boot, streak + 1, crashes + 1
+        return boot, 0, crashes
+
+    def _append_boot(self, boot, streak, crashes):
+        # Each boot entry carries the streak and total so far, so compaction keeps one entry.
+        if self._boots.append(_BOOT, (boot, streak, crashes)):
+            self._boots.rewrite([(_BOOT, (boot, streak, crashes))])
+
+    def record_crash(self):
+        self._boots.append(_CRASH, ())
+
+    def start(self):
+        """Count this boot, scan the log and the clock journal, show the first screen."""
+        last, self.crash_streak, self.crashes = self._read_boots()
+        self.boot = self.clock.boot = last + 1
+        self._append_boot(self.boot, self.crash_streak, self.crashes)
+        self.log.open()
+        self.clock.start()
+        if self.config_problems:
+            sys.stdout.write("config: " + "; ".join(self.config_problems) + "\n")
+        self.flow.show_idle()
+
+    def inspect(self):
+        """Open the stored state without counting a boot (for dumps and tools)."""
+        self.boot, self.crash_streak, self.crashes = self._read_boots()
+        self.clock.boot = self.boot
+        self.log.open()
+        self.clock.start()
+
+    def status(self):
+        stored, unacked = self.log.counts()
+        return {
+            "firmware": FIRMWARE_VERSION,
+            "device_id": self.config["device_id"],
+            "board": self.hal.board["name"],
+            "boot": self.boot,
+            "reset_cause": self.reset_cause,
+            "crashes": self.crashes,
+            "log": self.log.status(),
+            "clock": self.clock.state(),
+            "config_version": self.config["version"],
+            "config_problems": self.config_problems,
+            "store_errors": self.flow.store_errors,
+            "state": flow_mod.STATE_NAMES[self.flow.state],
+            "stored": stored,
+            "unacked": unacked,
+        }
+
+    # -- input ---------------------------------------------------------------
+    def press(self, index):
+        """Act on a debounced press of button index, according to the flow's state."""
+        if not 0 <= index < len(self.buttons):
+            return
+        button = self.buttons[index]
+        if self.flow.state == flow_mod.FOLLOW_UP:
+            answer = button.get("answer")
+            if answer:
+                self.flow.answer(answer == "yes")
+        elif button.get("face"):
+            self.flow.face(button["face"])
+
+    async def _poll_buttons(self):
+        read = self.hal.read_buttons
+        poll = self.debouncer.poll
+        pop = self.debouncer.pop
+        sleep_ms = asyncio.sleep_ms
+        while self.running:
+            poll(read())
+            index = pop()
+            while index >= 0:
+                self.press(index)
+                index = pop()
+            await sleep_ms(self.poll_ms)
+
+    async def _timers(self):
+        while self.running:
+            self.clock.uptime_ms()
+            self.flow.tick()
+            self.hal.feed_watchdog()
+            await asyncio.sleep_ms(_TICK_MS)
+
+    async def main(self, until=None):
+        """Run the kiosk's tasks until the awaitable `until` finishes, or forever."""
+        self.running = True
+        background = [asyncio.create_task(self._poll_buttons()),
+                      asyncio.create_task(self._timers())]
+        try:
+            if until is None:
+                await asyncio.gather(*background)
+            else:
+                await until
+        finally:
+            self.running = False
+            for task in background:
+                task.cancel()
+
+    def close(self):
+        self.log.close()
+        self.clock.close()
+        self._boots.close()
+
+
+def describe(rec):
+    """A response tuple as a dict, for consoles and dumps."""
+    return {
+        "seq": rec[record.SEQ],
+        "rating": rec[record.RATING],
+        "scale": rec[record.SCALE],
+        "told_next": record.TOLD_NAMES[rec[record.TOLD]],
+        "latency_s": rec[record.LATENCY_DS] / 10,
+        "rapid": bool(rec[record.FLAGS] & record.FLAG_RAPID),
+        "closed": bool(rec[record.FLAGS] & record.FLAG_CLOSED),
+        "boot": rec[record.BOOT],
+        "uptime_s": rec[record.UPTIME_S],
+        "wall": rec[record.WALL] or None,
+        "config_version": rec[record.CONFIG_VERSION],
+    }
+
+
+def run(hal, until=None, on_ready=None):
+    """Boot the kiosk on a hardware layer and run it. After repeated crashes it stays in
+    safe mode: the service screen shows and the REPL is left to the technician."""
+    kiosk = Kiosk(hal)
+    try:
+        kiosk.start()
+        if kiosk.crash_streak >= _SAFE_MODE_CRASHES:
+            hal.screen.show("service", "Safe mode: %d crashes in a row" % kiosk.crash_streak,
+                            (), "connect USB to inspect")
+            return kiosk
+        if on_ready is not None:
+            on_ready(kiosk)
+        asyncio.run(kiosk.main(until))
+    except Exception:
+        kiosk.record_crash()
+        raise
+    finally:
+        kiosk.close()
+    return kiosk

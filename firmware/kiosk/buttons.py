@@ -1,0 +1,54 @@
+# Button debouncing, polled from a task every few milliseconds.
+#
+# poll() takes the logical mask from the hardware layer (bit i = button i pressed) and
+# queues a press once the mask has been stable for `stable_polls` polls. It allocates
+# nothing (small ints and a preallocated ring), so it is also safe to call from a
+# scheduled IRQ callback; tests prove it with micropython.heap_lock().
+
+
+class Debouncer:
+    def __init__(self, stable_polls=3, queue_size=16):
+        self.stable_polls = stable_polls
+        self._candidate = 0
+        self._count = 0
+        self._stable = 0
+        self._queue = bytearray(queue_size)
+        self._head = 0  # next to pop
+        self._tail = 0  # next free slot
+        self.overflows = 0
+
+    def poll(self, mask):
+        if mask != self._candidate:
+            self._candidate = mask
+            self._count = 0
+            return
+        if self._count >= self.stable_polls:
+            return
+        self._count += 1
+        if self._count < self.stable_polls:
+            return
+        pressed = mask & ~self._stable
+        self._stable = mask
+        index = 0
+        while pressed:
+            if pressed & 1:
+                self._push(index)
+            pressed >>= 1
+            index += 1
+
+    def _push(self, index):
+        size = len(self._queue)
+        nxt = (self._tail + 1) % size
+        if nxt == self._head:
+            self.overflows += 1  # keep the oldest taps; a flood of presses is not a customer
+            return
+        self._queue[self._tail] = index
+        self._tail = nxt
+
+    def pop(self):
+        """The index of the oldest queued press, or -1."""
+        if self._head == self._tail:
+            return -1
+        index = self._queue[self._head]
+        self._head = (self._head + 1) % len(self._queue)
+        return index

@@ -1,0 +1,263 @@
+# Device configuration: defaults, validation, loading and atomic saving.
+#
+# A config that cannot be read or fails validation is rejected as a whole: the device
+# keeps collecting on the defaults and reports every problem (status, service screen),
+# rather than guessing which half of a broken file was meant.
+import json
+import os
+
+SECRET_KEYS = ("wifi_password", "device_key")
+TEXT_KEYS = ("question", "follow_up", "yes", "no", "thanks", "sorry", "closed")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_FILE_BYTES = 8192
+_MAX_TEXT = 120
+
+ENGLISH = {
+    "question": "How was your visit?",
+    "follow_up": "Did we tell you what happens next?",
+    "yes": "Yes",
+    "no": "No",
+    "thanks": "Thank you!",
+    "sorry": "Sorry - we will do better.",
+    "closed": "We are closed",
+}
+
+
+def defaults():
+    return {
+        "version": 0,
+        "device_id": "",
+        "language": "en",
+        "texts": {"en": dict(ENGLISH)},
+        "scale": 4,
+        "follow_up_timeout_s": 10,
+        "thank_you_s": 3,
+        "rapid_interval_s": 5,
+        "opening_hours": None,
+        "utc_offset_min": 0,
+        "sync": {
+            "server_url": "",
+            "wifi_ssid": "",
+            "wifi_password": "",
+            "device_key": "",
+            "push_interval_s": 30,
+            "push_min_pending": 20,
+        },
+    }
+
+
+# key: (type, low, high) for ints, (str, max length) for strings
+_INTS = {
+    "version": (0, 0xFFFF),
+    "scale": (3, 5),
+    "follow_up_timeout_s": (2, 120),
+    "thank_you_s": (1, 60),
+    "rapid_interval_s": (0, 3600),
+    "utc_offset_min": (-720, 840),
+}
+_SYNC_INTS = {"push_interval_s": (5, 86400), "push_min_pending": (1, 1000)}
+_SYNC_STRS = {"server_url": 200, "wifi_ssid": 32, "wifi_password": 64, "device_key": 128}
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_int(problems, where, value, low, high):
+    if not _is_int(value):
+        problems.append("%s must be a whole number" % where)
+    elif not low <= value <= high:
+        problems.append("%s must be between %d and %d (got %d)" % (where, low, high, value))
+
+
+def _check_str(problems, where, value, limit):
+    if not isinstance(value, str):
+        problems.append("%s must be text" % where)
+    elif len(value) > limit:
+        problems.append("%s is longer than %d characters" % (where, limit))
+
+
+def _parse_hhmm(text):
+    if not isinstance(text, str) or len(text) != 5 or text[2] != ":":
+        raise ValueError
+    h = int(text[:2])
+    m = int(text[3:])
+    if not (0 <= h <= 24 and 0 <= m < 60) or h * 60 + m > 1440:
+        raise ValueError
+    return h * 60 + m
+
+
+def parse_hours(spans):
+    """["08:00-12:00", "13:00-18:00"] -> [(480, 720), (780, 1080)] minutes of the day."""
+    out = []
+    for span in spans:
+        if not isinstance(span, str) or len(span) != 11 or span[5] != "-":
+            raise ValueError("bad span %r: use HH:MM-HH:MM" % (span,))
+        try:
+            start = _parse_hhmm(span[:5])
+            end = _parse_hhmm(span[6:])
+        except ValueError:
+            raise ValueError("bad span %r: use HH:MM-HH:MM" % (span,))
+        if end <= start:
+            raise ValueError("span %r ends before it starts" % (span,))
+        out.append((start, end))
+    return out
+
+
+def _check_device_id(problems, value):
+    _check_str(problems, "device_id", value, 32)
+    if isinstance(value, str):
+        for ch in value:
+            if not (ch.isalpha() or ch.isdigit() or ch in "-_."):
+                problems.append("device_id may hold only letters, digits, '-', '_' and '.'")
+                break
+
+
+def _check_texts(problems, texts, language):
+    if not isinstance(texts, dict) or not texts:
+        problems.append("texts must map a language code to its texts")
+        return
+    for lang, table in texts.items():
+        if not isinstance(lang, str) or not 2 <= len(lang) <= 8:
+            problems.append("texts: language code %r must be 2-8 letters" % (lang,))
+            continue
+        if not isinstance(table, dict):
+            problems.append("texts.%s must be an object" % lang)
+            continue
+        for key, value in table.items():
+            if key not in TEXT_KEYS:
+                problems.append("texts.%s: unknown text %r" % (lang, key))
+            else:
+                _check_str(problems, "texts.%s.%s" % (lang, key), value, _MAX_TEXT)
+    if language != "en" and isinstance(language, str) and language not in texts:
+        problems.append("language %r has no texts" % (language,))
+
+
+def _check_hours(problems, hours):
+    if hours is None:
+        return
+    if not isinstance(hours, dict):
+        problems.append("opening_hours must be null (always open) or an object of days")
+        return
+    for day, spans in hours.items():
+        if day not in DAYS:
+            problems.append("opening_hours: unknown day %r (use %s)" % (day, ", ".join(DAYS)))
+        elif not isinstance(spans, list):
+            problems.append("opening_hours.%s must be a list of \"HH:MM-HH:MM\"" % day)
+        else:
+            try:
+                parse_hours(spans)
+            except ValueError as e:
+                problems.append("opening_hours.%s: %s" % (day, e))
+
+
+def validate(raw):
+    """Return (config, problems). With any problem the config is the defaults."""
+    problems = []
+    if not isinstance(raw, dict):
+        return defaults(), ["config must be a JSON object"]
+    base = defaults()
+    for key in raw:
+        if key not in base:
+            problems.append("unknown key %r" % (key,))
+    for key, (low, high) in _INTS.items():
+        if key in raw:
+            _check_int(problems, key, raw[key], low, high)
+    if "device_id" in raw:
+        _check_device_id(problems, raw["device_id"])
+    language = raw.get("language", "en")
+    _check_str(problems, "language", language, 8)
+    if "texts" in raw:
+        _check_texts(problems, raw["texts"], language)
+    elif language != "en":
+        problems.append("language %r has no texts" % (language,))
+    _check_hours(problems, raw.get("opening_hours"))
+    sync = raw.get("sync", {})
+    if not isinstance(sync, dict):
+        problems.append("sync must be an object")
+    else:
+        for key in sync:
+            if key not in base["sync"]:
+                problems.append("sync: unknown key %r" % (key,))
+        for key, (low, high) in _SYNC_INTS.items():
+            if key in sync:
+                _check_int(problems, "sync." + key, sync[key], low, high)
+        for key, limit in _SYNC_STRS.items():
+            if key in sync:
+                _check_str(problems, "sync." + key, sync[key], limit)
+    if problems:
+        return base, problems
+    for key, value in raw.items():
+        if key == "sync":
+            base["sync"].update(value)
+        elif key == "texts":
+            for lang, table in value.items():
+                merged = dict(ENGLISH)
+                merged.update(table)
+                base["texts"][lang] = merged
+        else:
+            base[key] = value
+    return base, problems
+
+
+def load(path):
+    """Read and validate the config file: (config, problems); never raises for bad input."""
+    try:
+        size = os.stat(path)[6]
+    except OSError:
+        return defaults(), ["no config file %s: using defaults" % path]
+    if size > MAX_FILE_BYTES:
+        return defaults(), ["config file is %d bytes, over the %d limit" % (size, MAX_FILE_BYTES)]
+    try:
+        with open(path) as f:
+            raw = json.loads(f.read())
+    except (ValueError, OSError, UnicodeError) as e:
+        return defaults(), ["config file is not valid JSON (%s)" % (e,)]
+    return validate(raw)
+
+
+def save(path, raw):
+    """Validate, then write atomically (temp file + rename). Raises ValueError on problems."""
+    config, problems = validate(raw)
+    if problems:
+        raise ValueError("; ".join(problems))
+    data = json.dumps(raw)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError("config is over %d bytes" % MAX_FILE_BYTES)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(data)
+        f.flush()
+    os.rename(tmp, path)
+    return config
+
+
+def redacted(config):
+    """A copy safe for status and logs: secrets replaced by '***' when set."""
+    out = dict(config)
+    sync = dict(config.get("sync", {}))
+    for key in SECRET_KEYS:
+        if sync.get(key):
+            sync[key] = "***"
+    out["sync"] = sync
+    return out
+
+
+def texts(config):
+    return config["texts"].get(config["language"], config["texts"]["en"])
+
+
+def is_open(config, wall):
+    """Whether the store is open at unix time wall; always True while the clock is
+    unknown (wall == 0), because hours cannot be judged then."""
+    hours = config["opening_hours"]
+    if hours is None or not wall:
+        return True
+    local = wall + config["utc_offset_min"] * 60
+    days = local // 86400
+    minute = (local % 86400) // 60
+    day = DAYS[(days + 3) % 7]  # 1970-01-01 was a Thursday
+    for start, end in parse_hours(hours.get(day, ())):
+        if start <= minute < end:
+            return True
+    return False

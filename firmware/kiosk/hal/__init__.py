@@ -1,0 +1,17 @@
+# Hardware layers. The logic receives one of these objects and never imports machine,
+# network or esp32 itself:
+#   kiosk.hal.esp32.Esp32Hal  real pins, SPI/I2C, RTC, watchdog (imports machine/esp32)
+#   kiosk.hal.sim.SimHal      the unix port: simulated pins and clock, LittleFS on an image
+#
+# Interface every layer provides:
+#   board               dict: the board definition (boards/<name>.json)
+#   fs_root             path prefix of the kiosk's flash filesystem ("" on the ESP32)
+#   ticks_ms()          millisecond ticks already reduced mod 2**30 (kiosk.ticks arithmetic)
+#   read_buttons()      int bit mask, bit i set while button i is pressed (logical level)
+#   rtc_read()          unix seconds from a battery-backed RTC chip, or None
+#   rtc_write(seconds)  set that RTC (no-op without one)
+#   reset_cause()       "power_on", "hard", "watchdog", "soft", "deep_sleep", "brownout", ...
+#   feed_watchdog()
+#   screen              object with show(kind, texts) (see kiosk.screen)
+#   console_write(data) write to the REPL UART without blocking (data may be dropped)
+#   reset()             reboot the device

@@ -1,0 +1,105 @@
+# The simulator's entry point on the MicroPython unix port (run by `deskpulse sim`):
+#   micropython sim_main.py --board BOARD.json --state DIR [--script FILE]
+#       [--config FILE] [--reset-cause CAUSE] [--dump]
+# The process's stdin/stdout are the simulated device's console (the ESP32's REPL UART).
+import json
+import sys
+
+from kiosk import app
+from kiosk import config as cfg
+from kiosk.hal import simscript
+from kiosk.hal.sim import SimHal
+
+_USAGE = ("usage: sim_main.py --board BOARD.json --state DIR [--script FILE] [--config FILE] "
+          "[--reset-cause CAUSE] [--dump]")
+
+
+def _fail(message, code=2):
+    sys.stderr.write("deskpulse: %s\n" % message)
+    sys.exit(code)
+
+
+def _args(argv):
+    opts = {"--script": None, "--config": None, "--reset-cause": "power_on", "--dump": False}
+    i = 0
+    while i < len(argv):
+        key = argv[i]
+        if key == "--dump":
+            opts[key] = True
+            i += 1
+        elif key in ("--board", "--state", "--script", "--config", "--reset-cause") and i + 1 < len(argv):
+            opts[key] = argv[i + 1]
+            i += 2
+        else:
+            _fail("unexpected argument %r\n%s" % (key, _USAGE))
+    if "--board" not in opts or "--state" not in opts:
+        _fail(_USAGE)
+    return opts
+
+
+def _read(path, what):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as e:
+        _fail("cannot read %s %s: %s" % (what, path, e))
+
+
+def _dump(kiosk):
+    """Print the device's status and every stored response as JSON lines."""
+    kiosk.inspect()
+    print("@" + json.dumps({"status": kiosk.status(), "anchors": kiosk.clock.anchors}))
+    seq = 1
+    while True:
+        batch = kiosk.log.read(seq, 1024)
+        if not batch:
+            break
+        for rec in batch:
+            print("@" + json.dumps({"response": app.describe(rec)}))
+        seq = batch[-1][0] + 1
+
+
+def main(argv):
+    opts = _args(argv)
+    try:
+        board = json.loads(_read(opts["--board"], "board file"))
+    except ValueError as e:
+        _fail("board file %s is not valid JSON: %s" % (opts["--board"], e))
+    events = []
+    if opts["--script"]:
+        try:
+            events = simscript.parse(_read(opts["--script"], "script"), board)
+        except simscript.ScriptError as e:
+            _fail("script %s: %s" % (opts["--script"], e))
+    try:
+        hal = SimHal(board, opts["--state"], opts["--reset-cause"])
+    except OSError as e:
+        _fail("cannot mount the simulated flash in %s: %s" % (opts["--state"], e))
+    if opts["--config"]:
+        try:
+            raw = json.loads(_read(opts["--config"], "config"))
+            cfg.save(hal.fs_root + "/config.json", raw)
+        except ValueError as e:
+            _fail("config %s rejected: %s" % (opts["--config"], e))
+    if opts["--dump"]:
+        kiosk = app.Kiosk(hal)
+        try:
+            _dump(kiosk)
+        finally:
+            kiosk.close()
+        return
+
+    holder = []
+
+    async def customer():
+        while not holder:  # run() builds the kiosk before this first runs
+            await simscript.asyncio.sleep_ms(1)
+        if not await simscript.play(events, hal, holder[0]):
+            while True:
+                await simscript.asyncio.sleep_ms(3600000)
+
+    kiosk = app.run(hal, customer(), on_ready=holder.append)
+    print("@" + json.dumps({"status": kiosk.status()}))
+
+
+main(sys.argv[1:])

@@ -1,0 +1,72 @@
+"""Shared test plumbing: run code on the real MicroPython unix port, hardware opt-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIRMWARE = REPO / "firmware"
+BOARDS = REPO / "boards"
+
+
+def micropython_binary() -> str:
+    """The `micropython` command installed beside this interpreter (the venv's)."""
+    local = Path(sys.executable).parent / "micropython"
+    found = str(local) if local.exists() else shutil.which("micropython")
+    if not found:
+        raise RuntimeError("micropython not found: run `make test` to install the venv")
+    return found
+
+
+def run_mpy(
+    source: str,
+    *args: str,
+    heap: str = "8M",
+    timeout: float = 300,
+    cwd: Path | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run MicroPython source (firmware/ on sys.path) and return the finished process."""
+    prelude = f"import sys\nsys.path.insert(0, {str(FIRMWARE)!r})\n"
+    cmd = [micropython_binary(), "-X", f"heapsize={heap}", "-c", prelude + source, *args]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO,
+        env={**os.environ, "MICROPYPATH": str(FIRMWARE)},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"micropython exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\n"
+            f"stderr:\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def mpy_json(source: str, *args: str, **kwargs) -> list:
+    """Run source and parse every stdout line that starts with '@' as JSON."""
+    proc = run_mpy(source, *args, **kwargs)
+    return [json.loads(line[1:]) for line in proc.stdout.splitlines() if line.startswith("@")]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--port", default=None, help="serial port of a real ESP32 board")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--port"):
+        return
+    skip = pytest.mark.skip(reason="needs a real board: pass --port PORT")
+    for item in items:
+        if "hardware" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def port(request: pytest.FixtureRequest) -> str:
+    return request.config.getoption("--port")
