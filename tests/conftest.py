@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
 BOARDS = REPO / "boards"
+FW_TESTS = REPO / "tests" / "fw"  # MicroPython-side test helpers (harness.py)
 
 
 def micropython_binary() -> str:
@@ -34,11 +34,13 @@ def run_mpy(
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """Run MicroPython source (firmware/ on sys.path) and return the finished process."""
-    prelude = f"import sys\nsys.path.insert(0, {str(FIRMWARE)!r})\n"
+    prelude = (
+        f"import sys\nsys.path.insert(0, {str(FIRMWARE)!r})\n"
+        f"sys.path.insert(0, {str(FW_TESTS)!r})\n"
+    )
     cmd = [micropython_binary(), "-X", f"heapsize={heap}", "-c", prelude + source, *args]
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO,
-        env={**os.environ, "MICROPYPATH": str(FIRMWARE)},
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO
     )
     if check and proc.returncode != 0:
         raise AssertionError(

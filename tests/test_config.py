@@ -1,0 +1,150 @@
+"""Device configuration: validation and loading on the real MicroPython interpreter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import mpy_json
+
+
+def load(path: Path) -> dict:
+    return mpy_json(f"""
+from kiosk import config as cfg
+from harness import emit
+c, problems = cfg.load({str(path)!r})
+emit({{"config": c, "problems": problems, "redacted": cfg.redacted(c)}})
+""")[0]
+
+
+def load_json(tmp_path: Path, value: object) -> dict:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(value))
+    return load(path)
+
+
+DEFAULT_SCALE = 4
+
+
+def test_missing_file_uses_defaults_and_says_so(tmp_path: Path) -> None:
+    r = load(tmp_path / "nope.json")
+    assert r["config"]["scale"] == DEFAULT_SCALE
+    assert r["problems"] == [f"no config file {tmp_path}/nope.json: using defaults"]
+
+
+def test_malformed_json_uses_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text('{"scale": 5,')
+    r = load(path)
+    assert r["config"]["scale"] == DEFAULT_SCALE
+    assert r["problems"][0].startswith("config file is not valid JSON")
+
+
+def test_binary_garbage_uses_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_bytes(bytes(range(256)))
+    r = load(path)
+    assert r["config"]["scale"] == DEFAULT_SCALE
+    assert len(r["problems"]) == 1
+
+
+def test_a_huge_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"device_id": "a", "texts": {"en": {"question": "x" * 20000}}}))
+    r = load(path)
+    assert r["config"]["texts"]["en"]["question"] == "How was your visit?"
+    assert "over the 8192 limit" in r["problems"][0]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ([1, 2], "config must be a JSON object"),
+        ({"scale": 7}, "scale must be between 3 and 5 (got 7)"),
+        ({"scale": "4"}, "scale must be a whole number"),
+        ({"scale": True}, "scale must be a whole number"),
+        ({"scale": 4.0}, "scale must be a whole number"),
+        ({"scael": 4}, "unknown key 'scael'"),
+        ({"sync": {"wifi_pasword": "x"}}, "sync: unknown key 'wifi_pasword'"),
+        ({"sync": []}, "sync must be an object"),
+        ({"texts": {"en": {"question": "q" * 121}}}, "texts.en.question is longer than 120"
+                                                     " characters"),
+        ({"texts": {"en": {"questoin": "q"}}}, "texts.en: unknown text 'questoin'"),
+        ({"texts": {"en": {"question": 5}}}, "texts.en.question must be text"),
+        ({"language": "de"}, "language 'de' has no texts"),
+        ({"device_id": "kiosk 1"}, "device_id may hold only letters, digits, '-', '_' and '.'"),
+        ({"device_id": "k" * 33}, "device_id is longer than 32 characters"),
+        ({"opening_hours": {"mon": ["9:00-17:00"]}},
+         "opening_hours.mon: bad span '9:00-17:00': use HH:MM-HH:MM"),
+        ({"opening_hours": {"mon": ["17:00-09:00"]}},
+         "opening_hours.mon: span '17:00-09:00' ends before it starts"),
+        ({"opening_hours": {"monday": []}}, "opening_hours: unknown day 'monday'"),
+        ({"opening_hours": "9-5"}, "opening_hours must be null (always open) or an object of"
+                                   " days"),
+        ({"sync": {"wifi_password": "p" * 65}}, "sync.wifi_password is longer than 64"
+                                                " characters"),
+        ({"follow_up_timeout_s": 0}, "follow_up_timeout_s must be between 2 and 120 (got 0)"),
+    ],
+)
+def test_each_bad_value_is_named_and_the_whole_config_falls_back(
+    tmp_path: Path, value: object, problem: str
+) -> None:
+    r = load_json(tmp_path, value)
+    assert any(p.startswith(problem) for p in r["problems"]), r["problems"]
+    assert r["config"]["scale"] == DEFAULT_SCALE
+    assert r["config"]["device_id"] == ""
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    r = load_json(tmp_path, {"scale": 9, "bogus": 1, "thank_you_s": "3"})
+    assert len(r["problems"]) == 3
+
+
+def test_a_good_config_is_merged_over_the_defaults(tmp_path: Path) -> None:
+    good = {
+        "version": 3,
+        "device_id": "desk-1",
+        "language": "de",
+        "texts": {"de": {"question": "Wie war Ihr Besuch?", "thanks": "Danke schön!"}},
+        "scale": 5,
+        "opening_hours": {"mon": ["08:00-12:00", "13:00-18:00"], "sat": ["09:00-13:00"]},
+        "utc_offset_min": 60,
+        "sync": {"wifi_ssid": "store", "wifi_password": "hunter22", "device_key": "k" * 64},
+    }
+    r = load_json(tmp_path, good)
+    assert r["problems"] == []
+    c = r["config"]
+    assert c["scale"] == 5 and c["version"] == 3 and c["device_id"] == "desk-1"
+    assert c["texts"]["de"]["question"] == "Wie war Ihr Besuch?"
+    assert c["texts"]["de"]["thanks"] == "Danke schön!"
+    assert c["texts"]["de"]["yes"] == "Yes"  # untranslated texts fall back to English
+    assert c["follow_up_timeout_s"] == 10
+    assert c["sync"]["push_interval_s"] == 30
+    assert r["redacted"]["sync"]["wifi_password"] == "***"
+    assert r["redacted"]["sync"]["device_key"] == "***"
+    assert "hunter22" not in json.dumps(r["redacted"])
+
+
+def test_save_is_validated_and_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"scale": 3}))
+    r = mpy_json(f"""
+from kiosk import config as cfg
+from harness import emit
+import os
+try:
+    cfg.save({str(path)!r}, {{"scale": 11}})
+    refused = None
+except ValueError as e:
+    refused = str(e)
+after_bad = cfg.load({str(path)!r})[0]["scale"]
+cfg.save({str(path)!r}, {{"scale": 5, "version": 2}})
+emit({{"refused": refused, "after_bad": after_bad, "after_good": cfg.load({str(path)!r})[0],
+      "files": sorted(os.listdir({str(tmp_path)!r}))}})
+""")[0]
+    assert r["refused"] == "scale must be between 3 and 5 (got 11)"
+    assert r["after_bad"] == 3
+    assert r["after_good"]["scale"] == 5 and r["after_good"]["version"] == 2
+    assert r["files"] == ["config.json"]
