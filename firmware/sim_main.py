@@ -14,6 +14,9 @@ _USAGE = ("usage: sim_main.py --board BOARD.json --state DIR [--script FILE] [--
           "[--reset-cause CAUSE] [--dump]")
 
 
+_VALUED = ("--board", "--state", "--script", "--config", "--reset-cause")
+
+
 def _fail(message, code=2):
     sys.stderr.write("deskpulse: %s\n" % message)
     sys.exit(code)
@@ -27,7 +30,7 @@ def _args(argv):
         if key == "--dump":
             opts[key] = True
             i += 1
-        elif key in ("--board", "--state", "--script", "--config", "--reset-cause") and i + 1 < len(argv):
+        elif key in _VALUED and i + 1 < len(argv):
             opts[key] = argv[i + 1]
             i += 2
         else:

@@ -264,7 +264,7 @@ class ResponseLog:
             if used + need <= total * self.cap_fraction:
                 return
             seg = self._segments[0]
-            unacked = seg.count if self.acked_upto < seg.base else max(0, seg.last - self.acked_upto)
+            unacked = self._unacked(seg)
             self.dropped_total += unacked
             self.dropped_upto = max(self.dropped_upto, seg.last)
             self._journal_append(_DROP, (self.dropped_upto, unacked))
@@ -338,11 +338,15 @@ class ResponseLog:
         stored = unacked = 0
         for seg in self._segments:
             stored += seg.count
-            if self.acked_upto < seg.base:
-                unacked += seg.count
-            else:
-                unacked += max(0, seg.last - self.acked_upto)
+            unacked += self._unacked(seg)
         return stored, unacked
+
+    def _unacked(self, seg):
+        # Sequence numbers within a segment are consecutive (a gap only ever starts a
+        # new segment), so the acked part is a prefix.
+        if self.acked_upto < seg.base:
+            return seg.count
+        return max(0, seg.last - self.acked_upto)
 
     def status(self):
         stored, unacked = self.counts()

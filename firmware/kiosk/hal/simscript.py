@@ -5,7 +5,7 @@
 #   wait S      simulated time jumps S seconds (no real sleeping)
 #   clock T     set the device clock, as a host sync would (unix seconds or
 #               YYYY-MM-DDTHH:MM:SSZ)
-#   exit        stop the simulator           # ...       comment
+#   exit        stop the simulator           # ...       comment (also after an event)
 import asyncio
 
 from kiosk import civil
@@ -43,8 +43,8 @@ def parse(text, board):
             answers[button["answer"]] = i
     events = []
     for number, line in enumerate(text.split("\n"), 1):
-        words = line.split()
-        if not words or words[0].startswith("#"):
+        words = line.split("#", 1)[0].split()  # "# ..." comments, whole-line or trailing
+        if not words:
             continue
         verb = words[0]
         try:

@@ -1,0 +1,215 @@
+# The hardware layer on a real ESP32 running MicroPython 1.2x: buttons on GPIOs, the
+# millisecond clock, an optional BM8563 clock chip on I2C, the watchdog, the REPL UART.
+# It implements the interface described in kiosk/hal/__init__.py; the display is built
+# elsewhere and handed in as `screen`.
+#
+# Only construction and the methods touch `machine`, never the import, so the unix port
+# can import this module (with a stand-in `machine` in sys.modules) to test it.
+import sys
+import time
+
+import machine
+from kiosk import civil
+from micropython import const
+
+_DEFAULT_WATCHDOG_MS = const(30000)
+
+# BM8563 (register-compatible with the PCF8563): seven date-time registers from 0x02,
+# in BCD: seconds, minutes, hours, day, weekday, century|month, year.
+_BM8563_ADDRESS = const(0x51)
+_REG_CONTROL1 = const(0x00)
+_REG_SECONDS = const(0x02)
+_VOLTAGE_LOW = const(0x80)  # seconds register: the oscillator stopped since the last set
+_CENTURY = const(0x80)  # month register: toggled by the chip when the year wraps 99 -> 00
+_BASE_YEAR = const(2000)  # year register 00 with the century bit clear
+
+# Reading all seven registers costs a few hundred microseconds at 400 kHz.
+_I2C_FREQ = const(400000)
+
+
+class Esp32Hal:
+    def __init__(self, board, screen):
+        self.board = board
+        self.screen = screen
+        self.fs_root = ""
+        # time.ticks_ms already wraps at 2**30 on the ESP32 (its small-int range), so the
+        # builtin itself is the HAL's clock: no Python frame per tick read.
+        self.ticks_ms = time.ticks_ms
+
+        buttons = board["buttons"]
+        reads = []
+        idle = bytearray(len(buttons))
+        masks = []
+        for index in range(len(buttons)):
+            button = buttons[index]
+            pin = _input_pin(button["pin"], button.get("pull"))
+            reads.append(pin.value)  # bound once: read_buttons must not allocate
+            idle[index] = 1 if button.get("active", "low") == "low" else 0
+            masks.append(1 << index)
+        self._reads = tuple(reads)
+        self._idle = bytes(idle)
+        self._masks = tuple(masks)
+
+        self._watchdog_ms = board.get("watchdog_ms") or _DEFAULT_WATCHDOG_MS
+        self._watchdog = None
+
+        # The last I2C failure talking to the clock chip (None after a success), kept for
+        # diagnostics: rtc_read() then answers None, as it does for a board without one.
+        self.rtc_error = None
+        self._rtc_regs = bytearray(7)
+        self._rtc_address = _BM8563_ADDRESS
+        self._i2c = None
+        rtc = board.get("rtc")
+        if rtc:
+            if rtc.get("chip") != "bm8563":
+                raise ValueError("unsupported RTC chip: %s" % rtc.get("chip"))
+            bus = rtc["i2c"]
+            self._i2c = machine.I2C(
+                bus.get("id", 0),
+                scl=machine.Pin(bus["scl"]),
+                sda=machine.Pin(bus["sda"]),
+                freq=bus.get("freq", _I2C_FREQ),
+            )
+            self._rtc_address = rtc.get("address", _BM8563_ADDRESS)
+
+    # -- buttons ---------------------------------------------------------------------
+    def read_buttons(self):
+        """Bit i set while button i is pressed, whatever its active level. Allocates
+        nothing: called every poll from the button task."""
+        reads = self._reads
+        idle = self._idle
+        masks = self._masks
+        pressed = 0
+        for index in range(len(reads)):
+            if reads[index]() != idle[index]:
+                pressed |= masks[index]
+        return pressed
+
+    # -- clock chip ------------------------------------------------------------------
+    def rtc_read(self):
+        """Unix seconds from the clock chip, or None without one, after it lost power,
+        or when it does not answer (see rtc_error)."""
+        i2c = self._i2c
+        if i2c is None:
+            return None
+        regs = self._rtc_regs
+        try:
+            i2c.readfrom_mem_into(self._rtc_address, _REG_SECONDS, regs)
+        except OSError as error:
+            self.rtc_error = error
+            return None
+        self.rtc_error = None
+        return bm8563_decode(regs)
+
+    def rtc_write(self, seconds):
+        """Set the clock chip to unix seconds; a no-op without one. I2C failures are kept
+        in rtc_error, not raised: a clock chip is never worth stopping the kiosk for."""
+        i2c = self._i2c
+        if i2c is None:
+            return
+        regs = self._rtc_regs
+        bm8563_encode(seconds, regs)
+        try:
+            # Control 1 = 0: oscillator running, test modes off (another firmware may have
+            # left STOP set). Control 2 holds alarm/timer settings and is left alone.
+            i2c.writeto_mem(self._rtc_address, _REG_CONTROL1, b"\x00")
+            i2c.writeto_mem(self._rtc_address, _REG_SECONDS, regs)
+        except OSError as error:
+            self.rtc_error = error
+            return
+        self.rtc_error = None
+
+    # -- resets, watchdog, console ---------------------------------------------------
+    def reset_cause(self):
+        # MicroPython folds the ESP-IDF reasons into five causes: a brownout reads as
+        # power_on, and (on recent firmware) a panic or machine.reset() as hard or soft.
+        cause = machine.reset_cause()
+        if cause == machine.PWRON_RESET:
+            return "power_on"
+        if cause == machine.HARD_RESET:
+            return "hard"
+        if cause == machine.WDT_RESET:
+            return "watchdog"
+        if cause == machine.DEEPSLEEP_RESET:
+            return "deep_sleep"
+        if cause == machine.SOFT_RESET:
+            return "soft"
+        return "unknown"
+
+    def feed_watchdog(self):
+        # Started by the first feed, so that importing or constructing the HAL at the REPL
+        # does not arm it. Once started it cannot be stopped, not even by a soft reset.
+        watchdog = self._watchdog
+        if watchdog is None:
+            watchdog = machine.WDT(timeout=self._watchdog_ms)
+            self._watchdog = watchdog
+        watchdog.feed()
+
+    def console_write(self, data):
+        # str or bytes: a MicroPython str exposes its UTF-8 bytes as a buffer. The ESP32
+        # UART driver queues the bytes in its TX buffer, so this returns quickly.
+        sys.stdout.buffer.write(data)
+
+    def reset(self):
+        machine.reset()
+
+
+def _input_pin(number, pull):
+    if pull == "up":
+        return machine.Pin(number, machine.Pin.IN, machine.Pin.PULL_UP)
+    if pull == "down":
+        return machine.Pin(number, machine.Pin.IN, machine.Pin.PULL_DOWN)
+    # None is MicroPython's documented "no pull resistor" (an external one does the job);
+    # the stubs type `pull` as int only.
+    return machine.Pin(number, machine.Pin.IN, None)  # pyright: ignore[reportArgumentType]
+
+
+def _from_bcd(value):
+    """0..99 from a BCD byte, or 255 if either digit is not decimal."""
+    tens = value >> 4
+    units = value & 0x0F
+    if tens > 9 or units > 9:
+        return 255
+    return tens * 10 + units
+
+
+def _to_bcd(value):
+    return (value // 10) << 4 | value % 10
+
+
+def bm8563_decode(regs):
+    """Unix seconds from the seven date-time registers, or None when the chip reports a
+    power loss (its time is then meaningless) or holds an impossible date."""
+    if regs[0] & _VOLTAGE_LOW:
+        return None
+    second = _from_bcd(regs[0] & 0x7F)
+    minute = _from_bcd(regs[1] & 0x7F)
+    hour = _from_bcd(regs[2] & 0x3F)
+    day = _from_bcd(regs[3] & 0x3F)
+    month = _from_bcd(regs[5] & 0x1F)
+    year_in_century = _from_bcd(regs[6])
+    if second > 59 or minute > 59 or hour > 23 or year_in_century > 99:
+        return None
+    if month < 1 or month > 12:
+        return None
+    # The chip toggles the century bit when the year register wraps from 99 to 00, so a
+    # set bit means the century after the base one: the range is 2000..2199.
+    year = _BASE_YEAR + year_in_century + (100 if regs[5] & _CENTURY else 0)
+    if day < 1 or day > civil.days_in_month(year, month):
+        return None
+    return civil.seconds_from_civil(year, month, day, hour, minute, second)
+
+
+def bm8563_encode(seconds, regs):
+    """Fill the seven date-time registers with unix seconds (clearing the power-loss
+    flag). Raises ValueError outside 2000..2199, which the chip cannot hold."""
+    year, month, day, hour, minute, second, weekday = civil.civil_from_seconds(int(seconds))
+    if year < _BASE_YEAR or year >= _BASE_YEAR + 200:
+        raise ValueError("the BM8563 holds years 2000 to 2199, not %d" % year)
+    regs[0] = _to_bcd(second)
+    regs[1] = _to_bcd(minute)
+    regs[2] = _to_bcd(hour)
+    regs[3] = _to_bcd(day)
+    regs[4] = (weekday + 1) % 7  # the chip's convention: 0 = Sunday
+    regs[5] = _to_bcd(month) | (_CENTURY if year >= _BASE_YEAR + 100 else 0)
+    regs[6] = _to_bcd(year % 100)

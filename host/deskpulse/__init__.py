@@ -1,0 +1,1 @@
+"""DeskPulse host tools: simulator, flashing, sync and reporting for the feedback kiosk."""

@@ -1,0 +1,133 @@
+"""The `deskpulse` command: thin layers over the library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deskpulse import boards, simulator
+from deskpulse.errors import DeskPulseError
+from deskpulse.inspect import read_state
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    board = boards.board_path(args.board)
+    problems = boards.errors_only(boards.validate_board(boards.load_board(board)))
+    if problems:
+        raise DeskPulseError(f"board {board}: {problems[0].message}")
+    code = simulator.run(
+        board, args.state, script=args.script, serial_link=args.serial_link, heap=args.heap,
+        config=args.config,
+    )
+    if code not in (0, *simulator.STOPPED_BY_SIGNAL):
+        raise DeskPulseError(firmware_failure(Path(args.state), code))
+    return code
+
+
+def firmware_failure(state_dir: Path, code: int) -> str:
+    """The firmware reports bad input on its console: fetch its `deskpulse:` line."""
+    log = state_dir / simulator.CONSOLE_LOG_NAME
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    for line in reversed(lines):
+        if line.startswith("deskpulse: "):
+            return line.removeprefix("deskpulse: ")
+    return f"the simulated kiosk exited with status {code}; see {log}"
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    state = read_state(boards.board_path(args.board), Path(args.state))
+    if args.json:
+        print(json.dumps({"status": state.status, "anchors": state.anchors,
+                          "responses": state.responses}, indent=2))
+        return 0
+    print(format_status(state.status))
+    print(f"{len(state.responses)} unacknowledged responses on the device")
+    for r in state.responses[-args.last:] if args.last else state.responses:
+        print(format_response(r))
+    return 0
+
+
+def _cmd_boards(args: argparse.Namespace) -> int:
+    failed = False
+    for name in boards.list_boards():
+        problems = boards.validate_board(boards.load_board(name))
+        errors = boards.errors_only(problems)
+        failed = failed or bool(errors)
+        print(f"{name}: {'INVALID' if errors else 'ok'}")
+        for p in problems:
+            print(f"  {p.severity}: {p.message}")
+    return 1 if failed else 0
+
+
+def format_status(status: dict) -> str:
+    log = status.get("log", {})
+    clock = status.get("clock", {})
+    clock_text = f"set by {clock['source']}" if clock.get("known") else "unknown"
+    lines = [
+        f"device {status.get('device_id') or '(no id)'} on {status.get('board')}, "
+        f"firmware {status.get('firmware')}, boot {status.get('boot')} "
+        f"({status.get('reset_cause')}), crashes {status.get('crashes')}",
+        f"log: {log.get('stored')} stored, {log.get('unacked')} unacknowledged, "
+        f"{log.get('dropped')} dropped, {log.get('corrupt')} corrupt; next seq "
+        f"{log.get('next_seq')}; flash {100 * log.get('fs_fill', 0):.1f}% full",
+        f"clock: {clock_text}; config version {status.get('config_version')}",
+    ]
+    for problem in status.get("config_problems", []):
+        lines.append(f"config problem: {problem}")
+    return "\n".join(lines)
+
+
+def format_response(r: dict) -> str:
+    flags = ",".join(name for name in ("rapid", "closed") if r.get(name)) or "-"
+    when = (datetime.fromtimestamp(r["wall"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            if r.get("wall") else f"time unknown (boot {r['boot']} +{r['uptime_s']}s)")
+    return (f"  #{r['seq']:<5} face {r['rating']}/{r['scale']}  told next: "
+            f"{r['told_next']:<9}  after {r['latency_s']:>4}s  flags {flags:<12} {when}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deskpulse", description="DeskPulse service-desk feedback kiosks: host tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("sim", help="run a simulated kiosk (the real firmware in micropython)")
+    sim.add_argument("--board", default="esp32-devkitc-ssd1680",
+                     help="board name from boards/ or a path to a board file")
+    sim.add_argument("--state", required=True,
+                     help="folder holding the simulated flash image; reuse it to keep the log")
+    sim.add_argument("--script", help="customer events: rate N, yes, no, wait S, clock T, exit")
+    sim.add_argument("--serial-link", help="make a symlink to the console pty here")
+    sim.add_argument("--config", help="install this device config (validated) before booting")
+    sim.add_argument("--heap", default=simulator.DEFAULT_HEAP,
+                     help="MicroPython heap size (default %(default)s)")
+    sim.set_defaults(func=_cmd_sim)
+
+    insp = sub.add_parser("inspect", help="show a simulated device's status and stored log")
+    insp.add_argument("--board", default="esp32-devkitc-ssd1680")
+    insp.add_argument("--state", required=True)
+    insp.add_argument("--json", action="store_true", help="print JSON")
+    insp.add_argument("--last", type=int, default=0, help="show only the last N responses")
+    insp.set_defaults(func=_cmd_inspect)
+
+    brd = sub.add_parser("boards", help="list the board definitions and check their pins")
+    brd.set_defaults(func=_cmd_boards)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DeskPulseError as e:
+        print(f"deskpulse: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
