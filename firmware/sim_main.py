@@ -1,6 +1,6 @@
 # The simulator's entry point on the MicroPython unix port (run by `deskpulse sim`):
 #   micropython sim_main.py --board BOARD.json --state DIR [--script FILE]
-#       [--config FILE] [--reset-cause CAUSE] [--dump]
+#       [--config FILE] [--reset-cause CAUSE] [--poll-ms N] [--dump]
 # The process's stdin/stdout are the simulated device's console (the ESP32's REPL UART).
 import json
 import sys
@@ -11,19 +11,21 @@ from kiosk.hal import simscript
 from kiosk.hal.sim import SimHal
 
 _USAGE = ("usage: sim_main.py --board BOARD.json --state DIR [--script FILE] [--config FILE] "
-          "[--reset-cause CAUSE] [--dump]")
+          "[--reset-cause CAUSE] [--poll-ms N] [--dump]")
 
 
-_VALUED = ("--board", "--state", "--script", "--config", "--reset-cause")
+_VALUED = ("--board", "--state", "--script", "--config", "--reset-cause", "--poll-ms")
 
 
-def _fail(message, code=2):
+def _fail(message):
+    """Report bad input; returns the SystemExit for the caller to raise."""
     sys.stderr.write("deskpulse: %s\n" % message)
-    sys.exit(code)
+    return SystemExit(2)
 
 
 def _args(argv):
-    opts = {"--script": None, "--config": None, "--reset-cause": "power_on", "--dump": False}
+    opts = {"--script": None, "--config": None, "--reset-cause": "power_on", "--dump": False,
+            "--poll-ms": None}
     i = 0
     while i < len(argv):
         key = argv[i]
@@ -34,9 +36,9 @@ def _args(argv):
             opts[key] = argv[i + 1]
             i += 2
         else:
-            _fail("unexpected argument %r\n%s" % (key, _USAGE))
+            raise _fail("unexpected argument %r\n%s" % (key, _USAGE))
     if "--board" not in opts or "--state" not in opts:
-        _fail(_USAGE)
+        raise _fail(_USAGE)
     return opts
 
 
@@ -45,7 +47,7 @@ def _read(path, what):
         with open(path) as f:
             return f.read()
     except OSError as e:
-        _fail("cannot read %s %s: %s" % (what, path, e))
+        raise _fail("cannot read %s %s: %s" % (what, path, e))
 
 
 def _dump(kiosk):
@@ -67,23 +69,28 @@ def main(argv):
     try:
         board = json.loads(_read(opts["--board"], "board file"))
     except ValueError as e:
-        _fail("board file %s is not valid JSON: %s" % (opts["--board"], e))
-    events = []
-    if opts["--script"]:
+        raise _fail("board file %s is not valid JSON: %s" % (opts["--board"], e))
+    if opts["--poll-ms"]:
+        # Tests poll faster than a real board so that long scripts finish sooner.
+        board["poll_ms"] = int(opts["--poll-ms"])
+    script = opts["--script"]
+    if script:
         try:
-            events = simscript.parse(_read(opts["--script"], "script"), board)
+            simscript.check(script, board)
         except simscript.ScriptError as e:
-            _fail("script %s: %s" % (opts["--script"], e))
+            raise _fail("script %s: %s" % (script, e))
+        except OSError as e:
+            raise _fail("cannot read script %s: %s" % (script, e))
     try:
         hal = SimHal(board, opts["--state"], opts["--reset-cause"])
     except OSError as e:
-        _fail("cannot mount the simulated flash in %s: %s" % (opts["--state"], e))
+        raise _fail("cannot mount the simulated flash in %s: %s" % (opts["--state"], e))
     if opts["--config"]:
         try:
             raw = json.loads(_read(opts["--config"], "config"))
             cfg.save(hal.fs_root + "/config.json", raw)
         except ValueError as e:
-            _fail("config %s rejected: %s" % (opts["--config"], e))
+            raise _fail("config %s rejected: %s" % (opts["--config"], e))
     if opts["--dump"]:
         kiosk = app.Kiosk(hal)
         try:
@@ -97,7 +104,7 @@ def main(argv):
     async def customer():
         while not holder:  # run() builds the kiosk before this first runs
             await simscript.asyncio.sleep_ms(1)
-        if not await simscript.play(events, hal, holder[0]):
+        if not script or not await simscript.play(script, hal, holder[0]):
             while True:
                 await simscript.asyncio.sleep_ms(3600000)
 

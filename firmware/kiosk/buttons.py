@@ -16,6 +16,11 @@ class Debouncer:
         self._head = 0  # next to pop
         self._tail = 0  # next free slot
         self.overflows = 0
+        self.presses = 0  # debounced presses so far, queued or not
+
+    def held(self):
+        """Mask of the buttons debounced as held down now."""
+        return self._stable
 
     def poll(self, mask):
         if mask != self._candidate:
@@ -37,6 +42,7 @@ class Debouncer:
             index += 1
 
     def _push(self, index):
+        self.presses += 1
         size = len(self._queue)
         nxt = (self._tail + 1) % size
         if nxt == self._head:

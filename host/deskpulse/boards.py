@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from deskpulse.errors import DeskPulseError
 
@@ -104,15 +104,16 @@ def load_board(name_or_path: str | Path) -> dict[str, Any]:
         raise DeskPulseError(
             f"board file {path} must hold a JSON object, not {type(board).__name__}"
         )
-    return board
+    return cast(dict[str, Any], board)
 
 
-def validate_board(board: Mapping[str, Any]) -> list[Problem]:
+def validate_board(board: object) -> list[Problem]:
     """Every problem with a board definition, errors and warnings, in file order."""
-    if not isinstance(board, Mapping):
+    checked = _mapping(board)
+    if checked is None:
         return [Problem("error", "board", "must be a JSON object")]
     checker = _Checker()
-    checker.check(board)
+    checker.check(checked)
     return checker.problems
 
 
@@ -122,6 +123,16 @@ def errors_only(problems: list[Problem]) -> list[Problem]:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _mapping(value: object) -> Mapping[str, Any] | None:
+    """value if it is a JSON object, else None."""
+    return cast(Mapping[str, Any], value) if isinstance(value, Mapping) else None
+
+
+def _list(value: object) -> list[Any] | None:
+    """value if it is a JSON array, else None."""
+    return cast(list[Any], value) if isinstance(value, list) else None
 
 
 class _Checker:
@@ -151,28 +162,28 @@ class _Checker:
                            "watchdog's minimum)")
 
         uses: list[PinUse] = []
-        buttons = board.get("buttons")
-        if buttons is None:
+        buttons = _list(board.get("buttons"))
+        if board.get("buttons") is None:
             self.error("buttons", "missing")
-        elif not isinstance(buttons, list) or not buttons:
+        elif not buttons:
             self.error("buttons", "must be a non-empty list")
         else:
             uses.extend(self.check_buttons(buttons, has_touch=bool(board.get("touch"))))
 
-        display = board.get("display")
-        if display is None:
+        display = _mapping(board.get("display"))
+        if board.get("display") is None:
             self.error("display", "missing")
-        elif not isinstance(display, Mapping):
+        elif display is None:
             self.error("display", "must be an object")
         else:
             uses.extend(self.check_display(display))
 
         buses: dict[tuple[object, ...], list[tuple[str, object]]] = {}
         for key in ("touch", "rtc"):
-            part = board.get(key)
-            if part is None:
+            if board.get(key) is None:
                 continue
-            if not isinstance(part, Mapping):
+            part = _mapping(board[key])
+            if part is None:
                 self.error(key, "must be an object or null")
                 continue
             if key == "rtc":
@@ -221,10 +232,10 @@ class _Checker:
     # -- flash ----------------------------------------------------------------------------
     def check_flash(self, board: Mapping[str, Any]) -> None:
         flash_size = self.require_int(board, "flash_size", "board", minimum=1)
-        vfs = self.require(board, "vfs", "board")
-        if vfs is None:
+        if self.require(board, "vfs", "board") is None:
             return
-        if not isinstance(vfs, Mapping):
+        vfs = _mapping(board["vfs"])
+        if vfs is None:
             self.error("vfs", "must be an object with offset, size and block_size")
             return
         offset = self.require_int(vfs, "offset", "vfs")
@@ -254,9 +265,10 @@ class _Checker:
         uses: list[PinUse] = []
         faces: dict[int, str] = {}
         answers: dict[str, list[str]] = {"yes": [], "no": []}
-        for index, button in enumerate(buttons):
+        for index, item in enumerate(buttons):
             where = f"buttons[{index}]"
-            if not isinstance(button, Mapping):
+            button = _mapping(item)
+            if button is None:
                 self.error(where, "must be an object")
                 continue
             pin = self.require(button, "pin", where)
@@ -314,8 +326,8 @@ class _Checker:
         busy_active = display.get("busy_active")
         if busy_active is not None and busy_active not in ("low", "high"):
             self.error("display.busy_active", 'must be "low" or "high"')
-        spi = display.get("spi")
-        if not isinstance(spi, Mapping):
+        spi = _mapping(display.get("spi"))
+        if spi is None:
             self.error("display.spi", "missing: the panel's SPI bus and control pins")
             return []
         for role in ("sck", "mosi", "cs", "dc", "busy"):
@@ -327,7 +339,7 @@ class _Checker:
         if chip is not None and chip not in SUPPORTED_RTC_CHIPS:
             self.error("rtc.chip", f"the firmware has no driver for {chip!r} "
                        f"(supported: {', '.join(sorted(SUPPORTED_RTC_CHIPS))})")
-        if not isinstance(rtc.get("i2c"), Mapping):
+        if _mapping(rtc.get("i2c")) is None:
             self.error("rtc.i2c", "missing: the clock chip's I2C bus (id, sda, scl)")
         address = rtc.get("address")
         if address is not None and (not _is_int(address) or not 0 <= address <= 0x7F):
@@ -341,13 +353,13 @@ class _Checker:
     ) -> list[PinUse]:
         """Pins of a display, touch or clock chip: its own control pins and its bus."""
         uses = self.role_pins(part, where)
-        spi = part.get("spi")
-        if isinstance(spi, Mapping):
+        spi = _mapping(part.get("spi"))
+        if spi is not None:
             uses += self.role_pins(spi, f"{where}.spi")
-        i2c = part.get("i2c")
-        if i2c is None:
+        if part.get("i2c") is None:
             return uses
-        if not isinstance(i2c, Mapping):
+        i2c = _mapping(part["i2c"])
+        if i2c is None:
             self.error(f"{where}.i2c", "must be an object with id, sda and scl")
             return uses
         for role in ("sda", "scl"):

@@ -46,10 +46,12 @@ class SimHal:
         except OSError:
             fresh = True
         flash = SimFlash(FileImage(path, part["size"]), count, block_size)
+        # The stubs type block devices as a nominal class that does not exist at run time;
+        # VfsLfs2 only needs the readblocks/writeblocks/ioctl protocol SimFlash has.
         if fresh:
-            vfs.VfsLfs2.mkfs(flash)
+            vfs.VfsLfs2.mkfs(flash)  # pyright: ignore[reportArgumentType]
         # A damaged image is reported, never silently reformatted: it holds responses.
-        vfs.mount(vfs.VfsLfs2(flash), MOUNT)
+        vfs.mount(vfs.VfsLfs2(flash), MOUNT)  # pyright: ignore[reportArgumentType]
         return flash
 
     def unmount(self):
@@ -57,7 +59,9 @@ class SimHal:
 
     @staticmethod
     def _raw_ticks():
-        return time.ticks_ms() & ticks.MASK
+        # ticks_diff(t, 0) turns the stubs' opaque tick type into an int (the unix port's
+        # ticks are far below its 2**62 period).
+        return time.ticks_diff(time.ticks_ms(), 0) & ticks.MASK
 
     def ticks_ms(self):
         return ticks.add(self._raw_ticks(), self._offset)

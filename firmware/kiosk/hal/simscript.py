@@ -31,9 +31,7 @@ def _parse_time(text):
     return civil.days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
 
 
-def parse(text, board):
-    """Parse a whole script up front, so a typo is reported before any customer taps.
-    Returns a list of (verb, argument); raises ScriptError naming the line."""
+def _buttons(board):
     faces = {}
     answers = {}
     for i, button in enumerate(board["buttons"]):
@@ -41,51 +39,81 @@ def parse(text, board):
             faces[button["face"]] = i
         if button.get("answer"):
             answers[button["answer"]] = i
-    events = []
-    for number, line in enumerate(text.split("\n"), 1):
-        words = line.split("#", 1)[0].split()  # "# ..." comments, whole-line or trailing
-        if not words:
-            continue
-        verb = words[0]
-        try:
-            if verb == "rate" and len(words) == 2:
-                face = int(words[1])
-                if face not in faces:
-                    raise ScriptError("line %d: no face %d on this board (faces %s)"
-                                      % (number, face, sorted(faces)))
-                events.append(("press", faces[face]))
-            elif verb in ("yes", "no") and len(words) == 1:
-                if verb not in answers:
-                    raise ScriptError("line %d: this board has no %r button" % (number, verb))
-                events.append(("press", answers[verb]))
-            elif verb == "wait" and len(words) == 2:
-                seconds = float(words[1])
-                if not 0 <= seconds <= 10 * 365 * 86400:
-                    raise ValueError
-                events.append(("wait", int(seconds * 1000)))
-            elif verb == "clock" and len(words) == 2:
-                events.append(("clock", _parse_time(words[1])))
-            elif verb == "exit" and len(words) == 1:
-                events.append(("exit", 0))
-            else:
-                raise ScriptError("line %d: unknown event %r (use rate N, yes, no, wait S, "
-                                  "clock T, exit)" % (number, line.strip()))
-        except ScriptError:
-            raise
-        except ValueError:
-            raise ScriptError("line %d: bad value in %r" % (number, line.strip()))
-    return events
+    return faces, answers
 
 
-async def play(events, hal, kiosk):
-    """Play events; returns True when the script said exit."""
-    hold_ms = kiosk.poll_ms * (kiosk.debouncer.stable_polls + 2)
-    for verb, arg in events:
+def _event(line, number, faces, answers):
+    """One script line as (verb, argument), None for a blank or comment line; raises
+    ScriptError naming the line."""
+    words = line.split("#", 1)[0].split()  # "# ..." comments, whole-line or trailing
+    if not words:
+        return None
+    verb = words[0]
+    try:
+        if verb == "rate" and len(words) == 2:
+            face = int(words[1])
+            if face not in faces:
+                raise ScriptError("line %d: no face %d on this board (faces %s)"
+                                  % (number, face, sorted(faces)))
+            return ("press", faces[face])
+        if verb in ("yes", "no") and len(words) == 1:
+            if verb not in answers:
+                raise ScriptError("line %d: this board has no %r button" % (number, verb))
+            return ("press", answers[verb])
+        if verb == "wait" and len(words) == 2:
+            seconds = float(words[1])
+            if not 0 <= seconds <= 10 * 365 * 86400:
+                raise ValueError
+            return ("wait", int(seconds * 1000))
+        if verb == "clock" and len(words) == 2:
+            return ("clock", _parse_time(words[1]))
+        if verb == "exit" and len(words) == 1:
+            return ("exit", 0)
+    except ScriptError:
+        raise
+    except ValueError:
+        raise ScriptError("line %d: bad value in %r" % (number, line.strip()))
+    raise ScriptError("line %d: unknown event %r (use rate N, yes, no, wait S, clock T, exit)"
+                      % (number, line.strip()))
+
+
+def events(path, board):
+    """Yield the script's events, reading the file a line at a time (a long script must
+    not take the simulated device's heap)."""
+    faces, answers = _buttons(board)
+    with open(path) as f:
+        number = 0
+        for line in f:
+            number += 1
+            event = _event(line, number, faces, answers)
+            if event is not None:
+                yield event
+
+
+def check(path, board):
+    """Read the whole script once before any customer taps, so a typo is reported first."""
+    for _ in events(path, board):
+        pass
+
+
+async def _press(hal, debouncer, index, poll_ms):
+    # Like a finger: hold until the click registers, then let go until it is released.
+    before = debouncer.presses
+    hal.set_pressed(index, True)
+    while debouncer.presses == before:
+        await asyncio.sleep_ms(poll_ms)
+    hal.set_pressed(index, False)
+    while debouncer.held() & (1 << index):
+        await asyncio.sleep_ms(poll_ms)
+
+
+async def play(path, hal, kiosk):
+    """Play the script at path; returns True when it said exit."""
+    for verb, arg in events(path, hal.board):
         if verb == "press":
-            hal.set_pressed(arg, True)
-            await asyncio.sleep_ms(hold_ms)
-            hal.set_pressed(arg, False)
-            await asyncio.sleep_ms(hold_ms)
+            await _press(hal, kiosk.debouncer, arg, kiosk.poll_ms)
+            # Let the input task act on the press before the next event.
+            await asyncio.sleep_ms(kiosk.poll_ms)
         elif verb == "wait":
             left = arg
             while left:

@@ -1,0 +1,157 @@
+"""`deskpulse sim` end to end: the real firmware in micropython, driven by scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import serial
+
+from conftest import BOARDS, FIRMWARE, micropython_binary, run_mpy
+from deskpulse import cli
+from deskpulse.inspect import read_state
+from deskpulse.simulator import CONSOLE_LOG_NAME, Simulator
+
+BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
+
+
+def sim(tmp_path: Path, script: str, *extra: str, name: str = "script.txt") -> int:
+    path = tmp_path / name
+    path.write_text(script)
+    return cli.main(["sim", "--state", str(tmp_path / "state"), "--script", str(path), *extra])
+
+
+def responses(tmp_path: Path) -> list[dict]:
+    return read_state(BOARD, tmp_path / "state").responses
+
+
+def test_script_to_stored_responses_and_across_a_restart(tmp_path: Path) -> None:
+    first = """
+clock 2026-11-23T10:00:00Z
+rate 4
+wait 2
+yes
+wait 60
+rate 1
+no
+wait 3        # the next customer arrives 3 s after: rapid
+rate 2
+wait 11       # no answer
+exit
+"""
+    assert sim(tmp_path, first) == 0
+    got = responses(tmp_path)
+    assert [(r["seq"], r["rating"], r["told_next"], r["rapid"]) for r in got] == [
+        (1, 4, "yes", False), (2, 1, "no", False), (3, 2, "no_answer", True)]
+    assert got[0]["latency_s"] == pytest.approx(2.0, abs=0.3)
+    assert got[2]["latency_s"] == 10.0
+    # Records carry the time the session ended (real time adds a fraction of a second).
+    assert got[0]["wall"] == pytest.approx(1795428002, abs=1)
+    assert got[1]["wall"] == pytest.approx(1795428062, abs=1)
+    # A restart is a new boot: the clock is unknown again, the numbering carries on.
+    assert sim(tmp_path, "rate 3\nyes\nexit\n", name="second.txt") == 0
+    state = read_state(BOARD, tmp_path / "state")
+    assert [(r["seq"], r["boot"], r["wall"]) for r in state.responses[3:]] == [(4, 2, None)]
+    assert state.status["boot"] == 2
+    assert state.status["log"]["next_seq"] == 5
+    assert state.anchors == [[1, 0, 1795428000, 1]]
+
+
+def test_a_bad_script_is_refused_before_any_tap(tmp_path: Path, capsys) -> None:
+    code = sim(tmp_path, "rate 4\nyes\nrate 9\nexit\n")
+    assert code == 2
+    assert "line 3: no face 9 on this board" in capsys.readouterr().err
+    assert not (tmp_path / "state" / "flash.img").exists()  # refused before booting
+
+
+def test_a_bad_config_file_is_reported_and_the_device_collects_on_defaults(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    # Put a broken config straight onto the device's flash, as a failed copy might.
+    run_mpy(f"""
+import json
+from kiosk.hal.sim import SimHal
+hal = SimHal(json.loads(open({str(BOARD)!r}).read()), {str(state)!r})
+with open("/flash/config.json", "w") as f:
+    f.write('{{"scale": 5, "sync": {{"wifi_password": "hunter22"')
+""")
+    assert sim(tmp_path, "rate 4\nyes\nexit\n") == 0
+    dev = read_state(BOARD, state)
+    assert [(r["rating"], r["scale"]) for r in dev.responses] == [(4, 4)]
+    assert dev.status["config_problems"][0].startswith("config file is not valid JSON")
+    console = (state / CONSOLE_LOG_NAME).read_text()
+    assert "config: config file is not valid JSON" in console
+
+
+def test_secrets_never_reach_the_console_or_status(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"device_id": "desk-7", "scale": 3, "sync": {
+        "wifi_ssid": "store", "wifi_password": "hunter22", "device_key": "s3cr3t-key"}}))
+    assert sim(tmp_path, "rate 3\nno\nexit\n", "--config", str(config)) == 0
+    dev = read_state(BOARD, tmp_path / "state")
+    assert [(r["rating"], r["scale"], r["told_next"]) for r in dev.responses] == [(3, 3, "no")]
+    text = json.dumps(dev.status) + (tmp_path / "state" / CONSOLE_LOG_NAME).read_text()
+    assert dev.status["device_id"] == "desk-7"
+    assert "hunter22" not in text and "s3cr3t-key" not in text
+
+
+def test_an_invalid_config_is_refused_and_never_installed(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"scale": 9}))
+    assert sim(tmp_path, "exit\n", "--config", str(config)) == 2
+    assert "scale must be between 3 and 5 (got 9)" in capsys.readouterr().err
+
+
+def test_the_simulator_keeps_running_after_its_script_and_stops_on_request(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "s.txt"
+    script.write_text("rate 3\nyes\n")
+    with Simulator(BOARD, tmp_path / "state", script=script) as device:
+        port = serial.Serial(device.console_path, timeout=0.2)
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"thanks" not in seen and time.monotonic() < deadline:
+            seen += port.read(4096)
+        assert b"[screen] thanks" in seen
+        assert device.wait(0.5) is None  # still running: later issues sync with it
+        pid = device.pid
+        port.close()
+    assert device.returncode is not None
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    assert [r["rating"] for r in responses(tmp_path)] == [3]
+
+
+def test_500_sessions_fit_an_esp32_sized_heap(tmp_path: Path) -> None:
+    """The whole app (flow, log on LittleFS, asyncio tasks, simulated pins) under
+    -X heapsize=64wK: 128 KB on this 64-bit build, where objects are about twice their
+    ESP32 size, so about a 64 KB ESP32 heap (the ESP32 starts with 56 KiB and grows)."""
+    lines = []
+    for i in range(500):
+        lines += [f"rate {1 + i % 4}", "yes" if i % 3 else "no"]
+        if i % 10 == 0:
+            lines.append("wait 6")
+    lines.append("exit")
+    script = tmp_path / "day.txt"
+    script.write_text("\n".join(lines) + "\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    proc = subprocess.run(
+        [micropython_binary(), "-X", "heapsize=64wK", str(FIRMWARE / "sim_main.py"),
+         "--board", str(BOARD), "--state", str(state), "--script", str(script),
+         "--poll-ms", "2"],
+        capture_output=True, text=True, timeout=600, check=False, env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    status = json.loads(proc.stdout.strip().splitlines()[-1][1:])["status"]
+    assert status["log"]["stored"] == 500
+    assert status["store_errors"] == 0
+    dev = read_state(BOARD, state)
+    assert [r["seq"] for r in dev.responses] == list(range(1, 501))
+    assert [r["rating"] for r in dev.responses] == [1 + i % 4 for i in range(500)]
