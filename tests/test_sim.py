@@ -87,6 +87,7 @@ with open("/flash/config.json", "w") as f:
     assert dev.status["config_problems"][0].startswith("config file is not valid JSON")
     console = (state / CONSOLE_LOG_NAME).read_text()
     assert "config: config file is not valid JSON" in console
+    assert "[screen] idle: How was your visit? [1 | 2 | 3 | 4] (service: config problem" in console
 
 
 def test_secrets_never_reach_the_console_or_status(tmp_path: Path) -> None:

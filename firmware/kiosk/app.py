@@ -74,6 +74,7 @@ class Kiosk:
         self.clock.start()
         if self.config_problems:
             sys.stdout.write("config: " + "; ".join(self.config_problems) + "\n")
+            self.flow.service_note = "service: config problem, see status"
         self.flow.show_idle()
 
     def inspect(self):

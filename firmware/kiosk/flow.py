@@ -29,6 +29,9 @@ class Survey:
         self.completed = 0
         self.store_errors = 0
         self.last_seq = 0
+        # A line for the technician on the idle screen (bad config, storage trouble);
+        # small enough for a customer to ignore.
+        self.service_note = ""
         self._rating = 0
         self._scale = 0
         self._flags = 0
@@ -55,10 +58,16 @@ class Survey:
         self._hours_checked = self.clock.ticks_ms()
         scale = self.config["scale"]
         faces = self.face_labels[:scale] if self.face_labels else [str(i + 1) for i in range(scale)]
+        if self.store_errors:
+            self.service_note = "service: %d responses could not be stored" % self.store_errors
+        elif self.log.dropped_total:
+            self.service_note = "service: flash full, %d oldest dropped: sync" % (
+                self.log.dropped_total)
         if self._open:
-            self.display.show(screen.VIEW_IDLE, t["question"], faces)
+            self.display.show(screen.VIEW_IDLE, t["question"], faces, self.service_note)
         else:
-            self.display.show(screen.VIEW_CLOSED, t["closed"], faces, t["question"])
+            self.display.show(screen.VIEW_CLOSED, t["closed"], faces,
+                              self.service_note or t["question"])
 
     # -- events ----------------------------------------------------------------
     def face(self, rating):
