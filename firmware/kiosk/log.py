@@ -94,6 +94,10 @@ class ResponseLog:
             os.mkdir(self.dir)
         except OSError:
             pass
+        # A segment must be small against the filesystem, or making room for one new
+        # segment could drop every stored record.
+        _, total, bsize = self._fill()
+        self.segment_bytes = min(self.segment_bytes, total * bsize // 16)
         for kind, values in self._journal.scan():
             if kind == _ACK and values:
                 self.acked_upto = max(self.acked_upto, values[0])
