@@ -1,6 +1,5 @@
 # Wires the kiosk together from a hardware layer and runs it as asyncio tasks.
 import asyncio
-import sys
 
 from kiosk import FIRMWARE_VERSION, record
 from kiosk import config as cfg
@@ -73,7 +72,7 @@ class Kiosk:
         self.log.open()
         self.clock.start()
         if self.config_problems:
-            sys.stdout.write("config: " + "; ".join(self.config_problems) + "\n")
+            self.hal.console_write("config: " + "; ".join(self.config_problems) + "\n")
             self.flow.service_note = "service: config problem, see status"
         self.flow.show_idle()
 
@@ -85,7 +84,7 @@ class Kiosk:
         self.clock.start()
 
     def status(self):
-        stored, unacked = self.log.counts()
+        """Device health for the host: never holds a secret."""
         return {
             "firmware": FIRMWARE_VERSION,
             "device_id": self.config["device_id"],
@@ -99,8 +98,6 @@ class Kiosk:
             "config_problems": self.config_problems,
             "store_errors": self.flow.store_errors,
             "state": flow_mod.STATE_NAMES[self.flow.state],
-            "stored": stored,
-            "unacked": unacked,
         }
 
     # -- input ---------------------------------------------------------------
