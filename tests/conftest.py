@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from deskpulse.simulator import default_micropython
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
@@ -18,11 +18,10 @@ FW_TESTS = REPO / "tests" / "fw"  # MicroPython-side test helpers (harness.py)
 
 def micropython_binary() -> str:
     """The `micropython` command installed beside this interpreter (the venv's)."""
-    local = Path(sys.executable).parent / "micropython"
-    found = str(local) if local.exists() else shutil.which("micropython")
-    if not found:
+    found = default_micropython()
+    if found is None:
         raise RuntimeError("micropython not found: run `make test` to install the venv")
-    return found
+    return str(found)
 
 
 def run_mpy(

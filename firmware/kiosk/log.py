@@ -125,9 +125,9 @@ class ResponseLog:
         for i, seg in enumerate(segments):
             self._load(seg, full=(i == len(segments) - 1))
             last = max(last, seg.last)
-            if seg.last <= floor:
-                # Fully acked or dropped: a cut came between the journal entry and the
-                # delete, or the segment holds no record.
+            if seg.last <= floor or not seg.count:
+                # Fully acked or dropped (a cut came between the journal entry and the
+                # delete), or no record in it (a cut while the segment was being started).
                 self._remove(seg)
             else:
                 self._segments.append(seg)
@@ -145,6 +145,8 @@ class ResponseLog:
         false, else by scanning. A damaged segment is repaired (see _repair)."""
         path = self._path(seg)
         seg.size = os.stat(path)[6]
+        if not seg.size:
+            return  # created, then the power went before its first flush: not damage
         if not full and seg.size >= record.HEADER_SIZE + record.SEAL_SIZE:
             with open(path, "rb") as f:
                 f.seek(seg.size - record.SEAL_SIZE)
