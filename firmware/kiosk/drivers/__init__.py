@@ -1,0 +1,33 @@
+# Device drivers: e-paper panel controllers and touch controllers. They take their bus
+# and pins through the constructor (machine objects on the ESP32, fakes in tests and in
+# the simulator) and never import machine themselves.
+#
+# Panel drivers (ssd1680.py: SSD1680/SSD1681, jd79653a.py) share this interface:
+#   Driver(spi, cs, dc, rst, busy, width, height, rotation=0, busy_active=1,
+#          busy_timeout_ms=..., ticks_ms=None, sleep_ms=None)
+#       spi      object with write(buf)
+#       cs/dc/rst/busy  pin objects with value([v]); rst may be None
+#       width/height    the panel's native size in pixels (2.13": 122 x 250)
+#       rotation        0/90/180/270; the logical size below follows it
+#       ticks_ms        wrapping tick source (kiosk.ticks arithmetic); sleep_ms an
+#                       awaitable sleep (asyncio.sleep_ms by default)
+#   .width, .height     logical size after rotation (2.13" at 90: 250 x 122)
+#   .buffer, .framebuf  the frame buffer and a framebuf.FrameBuffer over it, in logical
+#                       coordinates: the screens draw on it with INK and PAPER
+#   .INK, .PAPER        colour values to draw with
+#   async init()        hardware reset, software reset, configuration
+#   write()             copy .buffer into panel RAM (synchronous SPI; when it returns the
+#                       buffer may be drawn on again: "buffer free")
+#   async update(full)  run a full or partial refresh and await BUSY ("panel done")
+#   async deep_sleep()
+#   busy()              True while the panel is refreshing
+#   Waiting on BUSY never blocks the event loop and raises PanelError after
+#   busy_timeout_ms, so a dead panel is reported instead of hanging the kiosk.
+#
+# Touch drivers (gt911.py: GT911 and GT1151 class) share:
+#   Touch(i2c, address, width, height, rotation=0, int_pin=None, rst_pin=None)
+#   read()  -> (x, y) of the first touch point in logical screen coordinates, or None
+
+
+class PanelError(Exception):
+    pass

@@ -1,0 +1,108 @@
+"""The refresh task: merging, full/partial policy, idle clean-up, dead panels."""
+
+from __future__ import annotations
+
+from conftest import mpy_json
+
+FAKE = """
+import asyncio
+from harness import emit
+from kiosk.drivers import PanelError
+from kiosk.ui.display import Display
+
+class FakePanel:
+    # Stands in for a driver: write() is instant, update() keeps BUSY for busy_ms.
+    def __init__(self, busy_ms=40, dead=False):
+        self.busy_ms = busy_ms
+        self.dead = dead
+        self.log = []
+        self._busy = False
+    async def init(self):
+        self.log.append("init")
+    def write(self):
+        self.log.append("write")
+    async def update(self, full):
+        self.log.append("full" if full else "partial")
+        self._busy = True
+        await asyncio.sleep_ms(self.busy_ms)
+        if self.dead:
+            raise PanelError("BUSY stuck for 10000 ms")
+        self._busy = False
+    def busy(self):
+        return self._busy
+"""
+
+
+def run(body: str) -> dict:
+    return mpy_json(FAKE + body)[-1]
+
+
+def test_requests_during_a_refresh_merge_into_one_more() -> None:
+    r = run("""
+async def main():
+    panel = FakePanel(busy_ms=60)
+    d = Display(panel)
+    task = asyncio.create_task(d.run())
+    d.request()
+    await asyncio.sleep_ms(10)       # first refresh under way
+    for _ in range(3):
+        d.request()
+        await asyncio.sleep_ms(5)
+    await asyncio.sleep_ms(200)
+    task.cancel()
+    emit({"log": panel.log, "status": d.status()})
+asyncio.run(main())
+""")
+    assert r["log"] == ["init", "write", "full", "write", "partial"]
+    assert r["status"]["merged"] == 2
+
+
+def test_a_full_refresh_every_n_partials() -> None:
+    r = run("""
+async def main():
+    panel = FakePanel(busy_ms=1)
+    d = Display(panel, partials_per_full=3)
+    task = asyncio.create_task(d.run())
+    for _ in range(9):
+        d.request()
+        await asyncio.sleep_ms(20)
+    task.cancel()
+    emit({"log": [x for x in panel.log if x != "write"]})
+asyncio.run(main())
+""")
+    assert r["log"] == ["init", "full", "partial", "partial", "partial", "full", "partial",
+                        "partial", "partial", "full"]
+
+
+def test_idle_after_partials_cleans_the_panel_with_one_full_refresh() -> None:
+    r = run("""
+async def main():
+    panel = FakePanel(busy_ms=1)
+    d = Display(panel, idle_full_ms=50)
+    task = asyncio.create_task(d.run())
+    d.request(); await asyncio.sleep_ms(20)
+    d.request(); await asyncio.sleep_ms(300)
+    task.cancel()
+    emit({"log": [x for x in panel.log if x != "write"]})
+asyncio.run(main())
+""")
+    # full (power-on), partial, then one clean-up full; nothing more while idle and clean
+    assert r["log"] == ["init", "full", "partial", "full"]
+
+
+def test_a_dead_panel_is_reported_and_other_tasks_go_on() -> None:
+    r = run("""
+async def main():
+    panel = FakePanel(busy_ms=30, dead=True)
+    d = Display(panel)
+    task = asyncio.create_task(d.run())
+    ticks = 0
+    d.request()
+    for _ in range(10):
+        await asyncio.sleep_ms(10)
+        ticks += 1
+    emit({"error": d.error, "ticks": ticks, "done": task.done()})
+asyncio.run(main())
+""")
+    assert r["error"] == "BUSY stuck for 10000 ms"
+    assert r["ticks"] == 10 and r["done"] is True
