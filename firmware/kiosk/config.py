@@ -35,6 +35,7 @@ def defaults():
         "rapid_interval_s": 5,
         "opening_hours": None,
         "utc_offset_min": 0,
+        "full_refresh_every": 8,
         "sync": {
             "server_url": "",
             "wifi_ssid": "",
@@ -54,6 +55,7 @@ _INTS = {
     "thank_you_s": (1, 60),
     "rapid_interval_s": (0, 3600),
     "utc_offset_min": (-720, 840),
+    "full_refresh_every": (1, 100),  # partial e-ink refreshes between full ones
 }
 _SYNC_INTS = {"push_interval_s": (5, 86400), "push_min_pending": (1, 1000)}
 _SYNC_STRS = {"server_url": 200, "wifi_ssid": 32, "wifi_password": 64, "device_key": 128}
