@@ -2,6 +2,7 @@
 #   micropython sim_main.py --board BOARD.json --state DIR [--script FILE]
 #       [--config FILE] [--reset-cause CAUSE] [--poll-ms N] [--dump]
 # The process's stdin/stdout are the simulated device's console (the ESP32's REPL UART).
+import gc
 import json
 import sys
 
@@ -81,6 +82,7 @@ def main(argv):
             raise _fail("script %s: %s" % (script, e))
         except OSError as e:
             raise _fail("cannot read script %s: %s" % (script, e))
+    gc.collect()  # parsing left garbage; the flash simulator wants whole 4 KB blocks
     try:
         hal = SimHal(board, opts["--state"], opts["--reset-cause"])
     except OSError as e:

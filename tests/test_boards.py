@@ -112,11 +112,18 @@ def test_missing_yes_button_is_an_error() -> None:
     assert_one(problems(b, "error"), "buttons", '"yes"')
 
 
+def touch(**changes: Any) -> dict[str, Any]:
+    part = {"controller": "gt911", "i2c": {"id": 0, "sda": 21, "scl": 22}, "address": 0x5D,
+            "int": 39, "rst": 27}
+    part.update(changes)
+    return part
+
+
 def test_touch_controller_replaces_answer_buttons() -> None:
     b = board()
     for button in b["buttons"]:
         button["answer"] = None
-    b["touch"] = {"controller": "ft6336", "i2c": {"id": 0, "sda": 21, "scl": 22}, "int": 39}
+    b["touch"] = touch()
     assert errors_only(validate_board(b)) == []
 
 
@@ -205,11 +212,11 @@ def test_vfs_beyond_flash_is_an_error() -> None:
 def test_shared_i2c_bus_is_not_a_duplicate_but_addresses_must_differ() -> None:
     b = board()
     bus = {"id": 0, "sda": 21, "scl": 22}
-    b["touch"] = {"controller": "ft6336", "i2c": dict(bus), "address": 56, "int": 39}
+    b["touch"] = touch(i2c=dict(bus))
     b["rtc"] = {"chip": "bm8563", "i2c": dict(bus), "address": 81}
-    assert errors_only(validate_board(b)) == []
-    b["rtc"]["address"] = 56
-    assert_one(problems(b, "error"), "rtc.address", "56", "touch")
+    assert problems(b, "error") == []
+    b["rtc"]["address"] = 0x5D
+    assert_one(problems(b, "error"), "rtc.address", "93", "touch")
 
 
 def test_unknown_rtc_chip_is_an_error() -> None:
@@ -240,3 +247,259 @@ def test_unknown_board_lists_the_known_ones() -> None:
     with pytest.raises(DeskPulseError) as caught:
         load_board("no-such-board")
     assert REFERENCE in str(caught.value)
+
+
+# -- the shipped boards ---------------------------------------------------------------------
+# Every warning a shipped board carries, by where: strapping pins that the board's own
+# circuit (or the technician's wiring, for cs) leaves at their boot level.
+EXPECTED_WARNINGS = {
+    "esp32-devkitc-ssd1680": {"display.spi.cs"},
+    "lilygo-t5-v2.3": {"display.spi.cs"},
+    "esp32-touch-epd213": {"buttons[0].pin", "display.spi.cs"},
+    "m5stack-coreink": {"power_hold.pin", "buttons[3].pin", "display.spi.dc", "display.spi.rst"},
+}
+
+
+def test_every_shipped_board_is_expected() -> None:
+    assert sorted(EXPECTED_WARNINGS) == list_boards()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_WARNINGS))
+def test_shipped_boards_warn_only_about_known_strapping_pins(name: str) -> None:
+    found = validate_board(load_board(name))
+    assert {p.where for p in found} == EXPECTED_WARNINGS[name], "\n".join(map(str, found))
+    assert all("strapping" in p.message for p in found)
+
+
+@pytest.mark.parametrize("name", list_boards())
+def test_shipped_button_positions_run_left_to_right_by_face(name: str) -> None:
+    placed = [b for b in load_board(name)["buttons"] if b.get("x") is not None]
+    by_face = sorted(placed, key=lambda b: b["face"])
+    assert [b["x"] for b in by_face] == sorted(b["x"] for b in placed)
+
+
+def test_coreink_chip_select_on_gpio9_is_fine_only_on_the_pico_d4() -> None:
+    # GPIO 9 and 10 are free on the ESP32-PICO-D4, whose flash uses 16 and 17 instead.
+    b = load_board("m5stack-coreink")
+    assert b["display"]["spi"]["cs"] == 9
+    del b["module"]
+    assert_one(problems(b, "error"), "display.spi.cs", "GPIO 9", "flash")
+
+
+def test_pico_d4_flash_pins_are_errors() -> None:
+    b = board()
+    b["module"] = "esp32-pico-d4"
+    b["buttons"][0]["pin"] = 16
+    assert_one(problems(b, "error"), "buttons[0].pin", "GPIO 16", "PICO-D4")
+
+
+def test_wrover_psram_pins_are_errors() -> None:
+    b = board()
+    b["module"] = "esp32-wrover"
+    assert_one(problems(b, "error"), "display.spi.dc", "GPIO 17", "PSRAM")
+
+
+def test_unknown_module_is_an_error() -> None:
+    b = board()
+    b["module"] = "esp32-solo"
+    assert_one(problems(b, "error"), "module", "esp32-solo")
+
+
+# -- display --------------------------------------------------------------------------------
+def test_unknown_panel_controller_is_an_error() -> None:
+    b = board()
+    b["display"]["controller"] = "il0373"
+    assert_one(problems(b, "error"), "display.controller", "il0373", "ssd1680")
+
+
+@pytest.mark.parametrize("rotation", [45, -90, 360, "90", 90.0, True])
+def test_rotation_must_be_a_right_angle(rotation: object) -> None:
+    b = board()
+    b["display"]["rotation"] = rotation
+    assert_one(problems(b, "error"), "display.rotation", "0, 90, 180 or 270")
+
+
+def test_panel_given_in_landscape_is_an_error() -> None:
+    # 250 wide is more than the SSD1680's 176 source lines: the logical, not the native size.
+    b = board()
+    b["display"].update(width=250, height=122, rotation=0)
+    assert_one(problems(b, "error"), "display", "native size", "rotation")
+
+
+def test_square_controller_rejects_a_wider_panel() -> None:
+    b = load_board("m5stack-coreink")
+    b["display"]["width"] = 250
+    assert_one(problems(b, "error"), "display", "JD79653A", "200x200")
+
+
+@pytest.mark.parametrize("value", ["busy", 1, None])
+def test_busy_level_is_required_as_low_or_high(value: object) -> None:
+    b = board()
+    b["display"]["busy_active"] = value
+    assert_one(problems(b, "error"), "display.busy_active")
+
+
+@pytest.mark.parametrize("key", ["partial_refresh_ms", "full_refresh_ms"])
+@pytest.mark.parametrize("value", [0, -500, 3.5, "500", None])
+def test_refresh_figures_are_positive_integers(key: str, value: object) -> None:
+    b = board()
+    b["display"][key] = value
+    assert_one(problems(b, "error"), f"display.{key}")
+
+
+def test_partial_refresh_slower_than_full_is_a_warning() -> None:
+    b = board()
+    b["display"].update(partial_refresh_ms=4000, full_refresh_ms=3500)
+    assert problems(b, "error") == []
+    assert_one(problems(b, "warning"), "display.partial_refresh_ms", "swapped")
+
+
+@pytest.mark.parametrize("spi_id", [0, 3, "2"])
+def test_spi_id_must_be_hspi_or_vspi(spi_id: object) -> None:
+    b = board()
+    b["display"]["spi"]["id"] = spi_id
+    assert_one(problems(b, "error"), "display.spi.id", "flash")
+
+
+def test_spi_baudrate_must_be_positive() -> None:
+    b = board()
+    b["display"]["spi"]["baudrate"] = 0
+    assert_one(problems(b, "error"), "display.spi.baudrate")
+    b["display"]["spi"]["baudrate"] = 10_000_000
+    assert problems(b, "error") == []
+
+
+# -- buttons: positions, service, touch-only boards -----------------------------------------
+def test_button_x_beyond_the_rotated_panel_is_an_error() -> None:
+    b = board()
+    b["buttons"][3]["x"] = 250  # the panel is 250 wide at rotation 90: columns 0..249
+    assert_one(problems(b, "error"), "buttons[3].x", "250", "after rotation")
+    b["buttons"][3]["x"] = 249
+    assert problems(b, "error") == []
+
+
+def test_button_x_follows_the_rotation() -> None:
+    # Upright (rotation 0) the same panel is only 122 wide: the two right buttons fall off.
+    b = board()
+    b["display"]["rotation"] = 0
+    found = problems(b, "error")
+    assert [p.where for p in found] == ["buttons[2].x", "buttons[3].x"]
+    assert "122" in found[0].message
+
+
+@pytest.mark.parametrize("x", [-1, 12.5, "31"])
+def test_button_x_must_be_a_pixel_column(x: object) -> None:
+    b = board()
+    b["buttons"][0]["x"] = x
+    assert_one(problems(b, "error"), "buttons[0].x", "integer")
+
+
+def test_service_button_needs_no_face_or_answer() -> None:
+    b = board()
+    b["buttons"].append({"pin": 27, "active": "low", "pull": "up", "service": True})
+    assert validate_board(b) == validate_board(board())
+    b["buttons"][4]["service"] = "yes"
+    assert_one(problems(b, "error"), "buttons[4].service", "true or false")
+
+
+def test_button_without_a_role_is_a_warning() -> None:
+    b = board()
+    b["buttons"].append({"pin": 27, "active": "low", "pull": "up"})
+    assert_one(problems(b, "warning"), "buttons[4]", "neither")
+
+
+def test_touch_board_needs_no_buttons_at_all() -> None:
+    b = board()
+    b["buttons"] = []
+    assert_one(problems(b, "error"), "buttons", "non-empty", "touch")
+    b["touch"] = touch()
+    assert problems(b, "error") == []
+
+
+def test_touch_board_with_a_single_service_button() -> None:
+    b = load_board("esp32-touch-epd213")
+    assert [button.get("service") for button in b["buttons"]] == [True]
+    b["touch"] = None
+    found = problems(b, "error")
+    assert any("at least 3 face buttons" in p.message for p in found)
+    assert any('"yes"' in p.message for p in found)
+
+
+def test_touch_faces_still_numbered_without_gaps() -> None:
+    b = load_board("esp32-touch-epd213")
+    b["buttons"].append({"pin": 32, "active": "low", "pull": "up", "face": 2})
+    assert_one(problems(b, "error"), "buttons", "without gaps")
+
+
+# -- touch controller -----------------------------------------------------------------------
+def test_unknown_touch_controller_is_an_error() -> None:
+    b = board()
+    b["touch"] = touch(controller="ft6336")
+    assert_one(problems(b, "error"), "touch.controller", "ft6336", "gt1151")
+
+
+def test_touch_needs_its_bus_and_address() -> None:
+    b = board()
+    b["touch"] = touch(i2c=None, address=None)
+    found = problems(b, "error")
+    assert_one(found, "touch.i2c", "missing")
+    assert_one(found, "touch.address", "missing")
+
+
+def test_unusual_goodix_address_is_a_warning() -> None:
+    b = board()
+    b["touch"] = touch(address=0x38)
+    assert problems(b, "error") == []
+    assert_one(problems(b, "warning"), "touch.address", "0x14", "0x5D")
+
+
+def test_touch_interrupt_is_an_input_and_reset_an_output() -> None:
+    b = board()
+    b["touch"] = touch(int=36, rst=35)  # INT may sit on an input-only pin, RST may not
+    assert_one(problems(b, "error"), "touch.rst", "GPIO 35", "input-only")
+
+
+def test_touch_pins_are_checked_against_the_rest() -> None:
+    b = board()
+    b["touch"] = touch(int=b["buttons"][0]["pin"])
+    assert_one(problems(b, "error"), "touch.int", "already used by buttons[0].pin")
+    b["touch"] = touch(rst=7)
+    assert_one(problems(b, "error"), "touch.rst", "GPIO 7", "flash")
+
+
+def test_touch_and_clock_on_different_buses_with_the_same_pins_is_an_error() -> None:
+    b = board()
+    b["touch"] = touch(i2c={"id": 1, "sda": 21, "scl": 22})
+    b["rtc"] = {"chip": "bm8563", "i2c": {"id": 0, "sda": 21, "scl": 22}, "address": 81}
+    found = problems(b, "error")
+    assert [p.where for p in found] == ["rtc.i2c.sda", "rtc.i2c.scl"]
+
+
+def test_i2c_id_must_be_0_or_1() -> None:
+    b = board()
+    b["touch"] = touch(i2c={"id": 2, "sda": 21, "scl": 22})
+    assert_one(problems(b, "error"), "touch.i2c.id", "0 or 1")
+
+
+# -- power hold -----------------------------------------------------------------------------
+def test_power_hold_is_an_output_pin() -> None:
+    b = board()
+    b["power_hold"] = {"pin": 36, "active": "high"}
+    assert_one(problems(b, "error"), "power_hold.pin", "GPIO 36", "input-only")
+
+
+def test_power_hold_needs_its_level() -> None:
+    b = board()
+    b["power_hold"] = {"pin": 27}
+    assert_one(problems(b, "error"), "power_hold.active", "missing")
+    b["power_hold"] = {"pin": 27, "active": "on"}
+    assert_one(problems(b, "error"), "power_hold.active", '"low" or "high"')
+
+
+@pytest.mark.parametrize("key", ["mirror_x", "mirror_y", "swap_xy"])
+def test_touch_axis_corrections_are_booleans(key: str) -> None:
+    b = board()
+    b["touch"] = touch(**{key: True})
+    assert problems(b, "error") == []
+    b["touch"] = touch(**{key: 1})
+    assert_one(problems(b, "error"), f"touch.{key}", "true or false")

@@ -21,7 +21,6 @@ Severity = Literal["error", "warning"]
 
 # GPIO numbers of the ESP32 (not -S2/-S3/-C3): 20, 24 and 28-31 are not bonded out.
 ESP32_GPIOS = frozenset([*range(0, 20), 21, 22, 23, 25, 26, 27, *range(32, 40)])
-FLASH_PINS = frozenset(range(6, 12))
 INPUT_ONLY_PINS = frozenset(range(34, 40))
 CONSOLE_PINS = {1: "TX", 3: "RX"}
 STRAPPING_PINS = {
@@ -32,15 +31,43 @@ STRAPPING_PINS = {
     15: "silences the boot log when low at reset",
 }
 
+
+@dataclass(frozen=True)
+class Module:
+    """Which GPIOs an ESP32 module or package keeps for its own flash (and PSRAM)."""
+
+    reserved: frozenset[int]
+    why: str
+
+
+# The module key of a board file; without one, a WROOM-style module is assumed.
+DEFAULT_MODULE = "esp32-wroom"
+MODULES = {
+    "esp32-wroom": Module(frozenset(range(6, 12)), "wired to the SPI flash on ESP32-WROOM "
+                          "modules and DevKitC boards (GPIO 6-11 are never free)"),
+    "esp32-wrover": Module(frozenset([*range(6, 12), 16, 17]), "wired to the SPI flash "
+                           "(GPIO 6-11) or the PSRAM (GPIO 16, 17) on ESP32-WROVER modules"),
+    "esp32-pico-d4": Module(frozenset([6, 7, 8, 11, 16, 17]), "wired to the flash inside "
+                            "the ESP32-PICO-D4 (GPIO 6, 7, 8, 11, 16, 17; 9 and 10 are free)"),
+}
 # MicroPython's ESP32 partition block device works in 4 KiB flash sectors.
 FLASH_SECTOR = 4096
 # Bootloader (0x1000), partition table (0x8000) and the application start at 0x10000.
 FIRST_DATA_OFFSET = 0x10000
 
 SUPPORTED_RTC_CHIPS = frozenset(["bm8563"])
+# Largest native panel (source lines x gate lines) each panel driver handles.
+PANEL_CONTROLLERS = {"ssd1680": (176, 296), "ssd1681": (200, 200), "jd79653a": (200, 200)}
+TOUCH_CONTROLLERS = frozenset(["gt911", "gt1151"])
+# Corrections for a touch sensor whose axes differ from the panel's (false when left out).
+TOUCH_AXIS_OPTIONS = ("mirror_x", "mirror_y", "swap_xy")
+# Goodix controllers take one of two addresses, chosen by the INT level during reset.
+GOODIX_ADDRESSES = (0x14, 0x5D)
+SPI_IDS = (1, 2)  # HSPI and VSPI; SPI 0 drives the flash
+I2C_IDS = (0, 1)
 KNOWN_KEYS = frozenset(
-    ["name", "description", "chip", "flash_size", "vfs", "buttons", "display", "touch", "rtc",
-     "watchdog_ms"]
+    ["name", "description", "chip", "module", "flash_size", "vfs", "power_hold", "buttons",
+     "display", "touch", "rtc", "watchdog_ms"]
 )
 
 # Pin roles in peripheral definitions, by signal direction as seen from the ESP32.
@@ -138,6 +165,7 @@ def _list(value: object) -> list[Any] | None:
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.module = MODULES[DEFAULT_MODULE]
 
     def error(self, where: str, message: str) -> None:
         self.problems.append(Problem("error", where, message))
@@ -154,6 +182,7 @@ class _Checker:
         chip = self.require_str(board, "chip", "board")
         if chip is not None and chip != "esp32":
             self.error("chip", f"only the esp32 pin rules are known, not {chip!r}")
+        self.check_module(board)
         self.check_flash(board)
         if "watchdog_ms" in board:
             timeout = board["watchdog_ms"]
@@ -162,15 +191,22 @@ class _Checker:
                            "watchdog's minimum)")
 
         uses: list[PinUse] = []
+        if board.get("power_hold") is not None:
+            uses.extend(self.check_power_hold(board["power_hold"]))
+
+        display = _mapping(board.get("display"))
+        has_touch = bool(board.get("touch"))
         buttons = _list(board.get("buttons"))
         if board.get("buttons") is None:
             self.error("buttons", "missing")
-        elif not buttons:
-            self.error("buttons", "must be a non-empty list")
+        elif buttons is None:
+            self.error("buttons", "must be a list")
+        elif not buttons and not has_touch:
+            self.error("buttons", "must be a non-empty list (or the board needs a touch "
+                       "controller)")
         else:
-            uses.extend(self.check_buttons(buttons, has_touch=bool(board.get("touch"))))
+            uses.extend(self.check_buttons(buttons, has_touch, _logical_width(display)))
 
-        display = _mapping(board.get("display"))
         if board.get("display") is None:
             self.error("display", "missing")
         elif display is None:
@@ -188,8 +224,8 @@ class _Checker:
                 continue
             if key == "rtc":
                 self.check_rtc(part)
-            elif not isinstance(part.get("controller"), str):
-                self.error("touch.controller", "missing: name the touch controller chip")
+            else:
+                self.check_touch(part)
             uses.extend(self.peripheral_pins(part, key, buses))
         for users in buses.values():
             self.check_shared_bus(users)
@@ -225,11 +261,30 @@ class _Checker:
             return None
         return value
 
+    def require_level(self, parent: Mapping[str, Any], key: str, where: str) -> str | None:
+        value = self.require(parent, key, where)
+        if value is None:
+            return None
+        if value not in ("low", "high"):
+            self.error(self.join(where, key), 'must be "low" or "high"')
+            return None
+        return value
+
     @staticmethod
     def join(where: str, key: str) -> str:
         return key if where == "board" else f"{where}.{key}"
 
-    # -- flash ----------------------------------------------------------------------------
+    # -- module and flash -------------------------------------------------------------------
+    def check_module(self, board: Mapping[str, Any]) -> None:
+        name = board.get("module")
+        if name is None:
+            return
+        if name not in MODULES:
+            self.error("module", f"unknown module {name!r} (known: {', '.join(MODULES)}); "
+                       f"leave it out for a WROOM-style module")
+            return
+        self.module = MODULES[name]
+
     def check_flash(self, board: Mapping[str, Any]) -> None:
         flash_size = self.require_int(board, "flash_size", "board", minimum=1)
         if self.require(board, "vfs", "board") is None:
@@ -260,8 +315,19 @@ class _Checker:
         ):
             self.error("vfs", f"ends at {offset + size:#x}, beyond the {flash_size:#x}-byte flash")
 
+    def check_power_hold(self, value: object) -> list[PinUse]:
+        hold = _mapping(value)
+        if hold is None:
+            self.error("power_hold", "must be an object with pin and active, or null")
+            return []
+        self.require_level(hold, "active", "power_hold")
+        pin = self.require(hold, "pin", "power_hold")
+        return [] if pin is None else [PinUse("power_hold.pin", pin, "out")]
+
     # -- buttons --------------------------------------------------------------------------
-    def check_buttons(self, buttons: list[Any], has_touch: bool) -> list[PinUse]:
+    def check_buttons(
+        self, buttons: list[Any], has_touch: bool, logical_width: int | None
+    ) -> list[PinUse]:
         uses: list[PinUse] = []
         faces: dict[int, str] = {}
         answers: dict[str, list[str]] = {"yes": [], "no": []}
@@ -284,6 +350,7 @@ class _Checker:
                              "reads as pressed at rest unless an external resistor wins")
             face = button.get("face")
             answer = button.get("answer")
+            service = button.get("service", False)
             if face is not None:
                 if not _is_int(face) or face < 1:
                     self.error(f"{where}.face", "must be an integer from 1, or null")
@@ -296,15 +363,20 @@ class _Checker:
                     self.error(f"{where}.answer", 'must be "yes", "no" or null')
                 else:
                     answers[answer].append(where)
-            if face is None and answer is None:
+            if not isinstance(service, bool):
+                self.error(f"{where}.service", "must be true or false")
+                service = False
+            if face is None and answer is None and not service:
                 self.warning(where, "has neither a face nor an answer: the flow never uses it")
+            self.check_button_x(button, where, logical_width)
             if pin is not None:
                 uses.append(PinUse(f"{where}.pin", pin, "in", pull))
 
         count = len(faces)
-        if count < 3:
-            self.error("buttons", f"the survey needs at least 3 face buttons, found {count}")
-        elif sorted(faces) != list(range(1, count + 1)):
+        if count < 3 and not has_touch:
+            self.error("buttons", f"the survey needs at least 3 face buttons, found {count} "
+                       "(or the board needs a touch controller)")
+        elif count and sorted(faces) != list(range(1, count + 1)):
             self.error("buttons", f"faces must be numbered 1..{count} without gaps, "
                        f"found {sorted(faces)}")
         for answer, holders in answers.items():
@@ -315,24 +387,78 @@ class _Checker:
                            "touch controller)")
         return uses
 
+    def check_button_x(
+        self, button: Mapping[str, Any], where: str, logical_width: int | None
+    ) -> None:
+        """x: the button's centre along the bottom edge, in logical panel pixels, so the
+        screens can draw each option above the button that selects it."""
+        x = button.get("x")
+        if x is None:
+            return
+        if not _is_int(x) or x < 0:
+            self.error(f"{where}.x", "must be a pixel column (an integer from 0), or null")
+        elif logical_width is not None and x >= logical_width:
+            self.error(f"{where}.x", f"{x} is beyond the panel, which is {logical_width} "
+                       "pixels wide after rotation")
+
     # -- display, touch, clock chip ---------------------------------------------------------
     def check_display(self, display: Mapping[str, Any]) -> list[PinUse]:
-        self.require_str(display, "controller", "display")
-        self.require_int(display, "width", "display", minimum=1)
-        self.require_int(display, "height", "display", minimum=1)
+        controller = self.require_str(display, "controller", "display")
+        if controller is not None and controller not in PANEL_CONTROLLERS:
+            self.error("display.controller", f"the firmware has no driver for {controller!r} "
+                       f"(supported: {', '.join(sorted(PANEL_CONTROLLERS))})")
+            controller = None
+        width = self.require_int(display, "width", "display", minimum=1)
+        height = self.require_int(display, "height", "display", minimum=1)
+        if controller is not None and width is not None and height is not None:
+            most_wide, most_high = PANEL_CONTROLLERS[controller]
+            if width > most_wide or height > most_high:
+                self.error("display", f"{width}x{height} is more than the {controller.upper()}'s "
+                           f"{most_wide}x{most_high}: give the panel's native size (a 2.13\" "
+                           "panel is 122 wide, 250 high) and turn it with rotation")
         rotation = self.require(display, "rotation", "display")
-        if rotation is not None and rotation not in (0, 90, 180, 270):
+        if rotation is not None and (not _is_int(rotation) or rotation not in (0, 90, 180, 270)):
             self.error("display.rotation", "must be 0, 90, 180 or 270")
-        busy_active = display.get("busy_active")
-        if busy_active is not None and busy_active not in ("low", "high"):
-            self.error("display.busy_active", 'must be "low" or "high"')
+        self.require_level(display, "busy_active", "display")
+        partial = self.require_int(display, "partial_refresh_ms", "display", minimum=1)
+        full = self.require_int(display, "full_refresh_ms", "display", minimum=1)
+        if partial is not None and full is not None and partial > full:
+            self.warning("display.partial_refresh_ms", f"{partial} ms is slower than the full "
+                         f"refresh ({full} ms): are the two swapped?")
         spi = _mapping(display.get("spi"))
         if spi is None:
             self.error("display.spi", "missing: the panel's SPI bus and control pins")
             return []
         for role in ("sck", "mosi", "cs", "dc", "busy"):
             self.require(spi, role, "display.spi")
+        if "id" in spi and spi["id"] not in SPI_IDS:
+            self.error("display.spi.id", "must be 1 (HSPI) or 2 (VSPI): SPI 0 drives the flash")
+        baudrate = spi.get("baudrate")
+        if baudrate is not None and (not _is_int(baudrate) or baudrate < 1):
+            self.error("display.spi.baudrate", "must be a positive integer (Hz), or left out")
         return self.peripheral_pins(display, "display", {})
+
+    def check_touch(self, touch: Mapping[str, Any]) -> None:
+        controller = touch.get("controller")
+        if not isinstance(controller, str):
+            self.error("touch.controller", "missing: name the touch controller chip")
+        elif controller not in TOUCH_CONTROLLERS:
+            self.error("touch.controller", f"the firmware has no driver for {controller!r} "
+                       f"(supported: {', '.join(sorted(TOUCH_CONTROLLERS))})")
+        if touch.get("i2c") is None:
+            self.error("touch.i2c", "missing: the touch controller's I2C bus (id, sda, scl)")
+        for key in TOUCH_AXIS_OPTIONS:
+            if key in touch and not isinstance(touch[key], bool):
+                self.error(f"touch.{key}", "must be true or false, or left out")
+        address = self.require(touch, "address", "touch")
+        if address is None:
+            return
+        if not _is_int(address) or not 0 <= address <= 0x7F:
+            self.error("touch.address", "must be a 7-bit I2C address (0..127)")
+        elif address not in GOODIX_ADDRESSES:
+            self.warning("touch.address", f"GT911/GT1151 controllers answer at "
+                         f"{GOODIX_ADDRESSES[0]} (0x14) or {GOODIX_ADDRESSES[1]} (0x5D), "
+                         f"not {address}")
 
     def check_rtc(self, rtc: Mapping[str, Any]) -> None:
         chip = self.require_str(rtc, "chip", "rtc")
@@ -364,6 +490,8 @@ class _Checker:
             return uses
         for role in ("sda", "scl"):
             self.require(i2c, role, f"{where}.i2c")
+        if i2c.get("id", 0) not in I2C_IDS:
+            self.error(f"{where}.i2c.id", "must be 0 or 1 (the ESP32 has two I2C controllers)")
         # Chips may share one I2C bus: the same (id, sda, scl) counts as one use of the pins.
         key = (i2c.get("id", 0), i2c.get("sda"), i2c.get("scl"))
         users = buses.setdefault(key, [])
@@ -406,9 +534,8 @@ class _Checker:
         if pin not in ESP32_GPIOS:
             self.error(where, f"GPIO {pin} does not exist on the ESP32")
             return
-        if pin in FLASH_PINS:
-            self.error(where, f"GPIO {pin} is wired to the SPI flash on ESP32 modules "
-                       "(GPIO 6-11 are never free)")
+        if pin in self.module.reserved:
+            self.error(where, f"GPIO {pin} is {self.module.why}")
             return
         if pin in CONSOLE_PINS:
             self.error(where, f"GPIO {pin} is the console UART {CONSOLE_PINS[pin]}, which "
@@ -433,3 +560,13 @@ class _Checker:
                 self.error(use.where, f"GPIO {use.pin} is already used by {first[use.pin]}")
             else:
                 first[use.pin] = use.where
+
+
+def _logical_width(display: Mapping[str, Any] | None) -> int | None:
+    """The panel's width after rotation, or None while the display entry is unusable."""
+    if display is None:
+        return None
+    width, height, rotation = display.get("width"), display.get("height"), display.get("rotation")
+    if not (_is_int(width) and _is_int(height)) or rotation not in (0, 90, 180, 270):
+        return None
+    return height if rotation in (90, 270) else width

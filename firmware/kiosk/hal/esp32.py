@@ -1,7 +1,8 @@
 # The hardware layer on a real ESP32 running MicroPython 1.2x: buttons on GPIOs, the
-# millisecond clock, an optional BM8563 clock chip on I2C, the watchdog, the REPL UART.
-# It implements the interface described in kiosk/hal/__init__.py; the display is built
-# elsewhere and handed in as `screen`.
+# millisecond clock, an optional BM8563 clock chip on I2C, the watchdog, the REPL UART,
+# and the board's e-paper panel and touch controller as drivers (hal.panel, hal.touch).
+# It implements the interface described in kiosk/hal/__init__.py; the screens are built
+# elsewhere from hal.panel and handed in as `screen`.
 #
 # Only construction and the methods touch `machine`, never the import, so the unix port
 # can import this module (with a stand-in `machine` in sys.modules) to test it.
@@ -23,12 +24,40 @@ _VOLTAGE_LOW = const(0x80)  # seconds register: the oscillator stopped since the
 _CENTURY = const(0x80)  # month register: toggled by the chip when the year wraps 99 -> 00
 _BASE_YEAR = const(2000)  # year register 00 with the century bit clear
 
-# Reading all seven registers costs a few hundred microseconds at 400 kHz.
+# Reading all seven registers costs a few hundred microseconds at 400 kHz. The GT911 and
+# GT1151 touch controllers run at 400 kHz too, so a shared bus keeps that speed.
 _I2C_FREQ = const(400000)
+
+# A 250x122 frame (about 4 KB) takes ~8 ms at 4 MHz, well inside every supported
+# controller's SPI limit; a board may ask for more with display.spi.baudrate.
+_SPI_BAUDRATE = const(4000000)
+_VSPI = const(2)
+
+# Driver modules by controller name, imported only for the board's own controllers so
+# that the others cost no RAM. Each entry: module, then class names to try in order
+# (a controller that differs only in name may reuse its sibling's class).
+_PANEL_DRIVERS = {
+    "ssd1680": ("kiosk.drivers.ssd1680", ("Ssd1680",)),
+    "ssd1681": ("kiosk.drivers.ssd1680", ("Ssd1681", "Ssd1680")),
+    "jd79653a": ("kiosk.drivers.jd79653a", ("Jd79653a",)),
+}
+_TOUCH_DRIVERS = {
+    "gt911": ("kiosk.drivers.gt911", ("Gt911",)),
+    "gt1151": ("kiosk.drivers.gt911", ("Gt1151", "Gt911")),
+}
+_GT911_ADDRESS = const(0x5D)
+_TOUCH_AXIS_OPTIONS = ("mirror_x", "mirror_y", "swap_xy")
 
 
 class Esp32Hal:
-    def __init__(self, board, screen):
+    def __init__(self, board, screen=None):
+        # First of all: on a battery-powered board (M5Stack CoreInk) the power switch only
+        # holds the supply while pressed, and this pin must take over before it is let go.
+        hold = board.get("power_hold")
+        if hold:
+            self._power_hold = machine.Pin(
+                hold["pin"], machine.Pin.OUT, value=1 if hold.get("active", "high") == "high" else 0
+            )
         self.board = board
         self.screen = screen
         self.fs_root = ""
@@ -59,18 +88,57 @@ class Esp32Hal:
         self._rtc_regs = bytearray(7)
         self._rtc_address = _BM8563_ADDRESS
         self._i2c = None
+        self._i2c_buses = {}
         rtc = board.get("rtc")
         if rtc:
             if rtc.get("chip") != "bm8563":
                 raise ValueError("unsupported RTC chip: %s" % rtc.get("chip"))
-            bus = rtc["i2c"]
-            self._i2c = machine.I2C(
-                bus.get("id", 0),
-                scl=machine.Pin(bus["scl"]),
-                sda=machine.Pin(bus["sda"]),
-                freq=bus.get("freq", _I2C_FREQ),
-            )
+            self._i2c = self._i2c_bus(rtc["i2c"])
             self._rtc_address = rtc.get("address", _BM8563_ADDRESS)
+
+        # The panel and touch drivers only take their bus and pins here; talking to the
+        # chips (reset, init) is the drivers' async work, started by the app.
+        display = board.get("display")
+        self.panel = _make_panel(display) if display else None
+        touch = board.get("touch")
+        self.touch = self._make_touch(touch, display) if touch else None
+
+    def _i2c_bus(self, spec):
+        """One machine.I2C per (id, sda, scl): the touch controller and the clock chip may
+        share a bus, and a second I2C object on the same pins would reconfigure it."""
+        key = (spec.get("id", 0), spec["sda"], spec["scl"])
+        bus = self._i2c_buses.get(key)
+        if bus is None:
+            bus = machine.I2C(
+                key[0],
+                scl=machine.Pin(spec["scl"]),
+                sda=machine.Pin(spec["sda"]),
+                freq=spec.get("freq", _I2C_FREQ),
+            )
+            self._i2c_buses[key] = bus
+        return bus
+
+    def _make_touch(self, touch, display):
+        cls = _driver_class(_TOUCH_DRIVERS, touch.get("controller"), "touch controller")
+        int_pin = touch.get("int")
+        rst_pin = touch.get("rst")
+        # A sensor whose axes differ from the panel's is corrected by the board file.
+        options = {}
+        for key in _TOUCH_AXIS_OPTIONS:
+            if touch.get(key):
+                options[key] = True
+        # The touch panel lies over the e-paper panel: same native size and rotation, so
+        # the driver reports taps in the screens' logical coordinates.
+        return cls(
+            self._i2c_bus(touch["i2c"]),
+            touch.get("address", _GT911_ADDRESS),
+            display["width"],
+            display["height"],
+            rotation=display.get("rotation", 0),
+            int_pin=None if int_pin is None else machine.Pin(int_pin, machine.Pin.IN),
+            rst_pin=None if rst_pin is None else machine.Pin(rst_pin, machine.Pin.OUT, value=1),
+            **options,
+        )
 
     # -- buttons ---------------------------------------------------------------------
     def read_buttons(self):
@@ -152,6 +220,47 @@ class Esp32Hal:
 
     def reset(self):
         machine.reset()
+
+
+def _driver_class(table, controller, what):
+    entry = table.get(controller)
+    if entry is None:
+        raise ValueError("unsupported %s: %s" % (what, controller))
+    module_name, class_names = entry
+    module = __import__(module_name, None, None, class_names)
+    for name in class_names:
+        cls = getattr(module, name, None)
+        if cls is not None:
+            return cls
+    raise ImportError("%s has no %s" % (module_name, " or ".join(class_names)))
+
+
+def _make_panel(display):
+    cls = _driver_class(_PANEL_DRIVERS, display.get("controller"), "panel controller")
+    bus = display["spi"]
+    spi = machine.SPI(
+        bus.get("id", _VSPI),
+        baudrate=bus.get("baudrate", _SPI_BAUDRATE),
+        polarity=0,
+        phase=0,
+        sck=machine.Pin(bus["sck"]),
+        mosi=machine.Pin(bus["mosi"]),
+        # The panels are write-only. None keeps the SPI block off its default MISO pin
+        # (GPIO 12 for HSPI: a strapping pin, and the CoreInk's power hold).
+        miso=None,
+    )
+    rst = bus.get("rst")
+    return cls(
+        spi,
+        machine.Pin(bus["cs"], machine.Pin.OUT, value=1),  # deselected until a transfer
+        machine.Pin(bus["dc"], machine.Pin.OUT, value=0),
+        None if rst is None else machine.Pin(rst, machine.Pin.OUT, value=1),
+        machine.Pin(bus["busy"], machine.Pin.IN),
+        display["width"],
+        display["height"],
+        rotation=display.get("rotation", 0),
+        busy_active=0 if display.get("busy_active", "high") == "low" else 1,
+    )
 
 
 def _input_pin(number, pull):
