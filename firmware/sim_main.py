@@ -1,6 +1,6 @@
 # The simulator's entry point on the MicroPython unix port (run by `deskpulse sim`):
 #   micropython sim_main.py --board BOARD.json --state DIR [--script FILE]
-#       [--config FILE] [--reset-cause CAUSE] [--poll-ms N] [--dump]
+#       [--config FILE] [--reset-cause CAUSE] [--poll-ms N] [--refresh-scale F] [--dump]
 # The process's stdin/stdout are the simulated device's console (the ESP32's REPL UART).
 import gc
 import json
@@ -12,10 +12,11 @@ from kiosk.hal import simscript
 from kiosk.hal.sim import SimHal
 
 _USAGE = ("usage: sim_main.py --board BOARD.json --state DIR [--script FILE] [--config FILE] "
-          "[--reset-cause CAUSE] [--poll-ms N] [--dump]")
+          "[--reset-cause CAUSE] [--poll-ms N] [--refresh-scale F] [--dump]")
 
 
-_VALUED = ("--board", "--state", "--script", "--config", "--reset-cause", "--poll-ms")
+_VALUED = ("--board", "--state", "--script", "--config", "--reset-cause", "--poll-ms",
+           "--refresh-scale")
 
 
 def _fail(message):
@@ -26,7 +27,7 @@ def _fail(message):
 
 def _args(argv):
     opts = {"--script": None, "--config": None, "--reset-cause": "power_on", "--dump": False,
-            "--poll-ms": None}
+            "--poll-ms": None, "--refresh-scale": "1"}
     i = 0
     while i < len(argv):
         key = argv[i]
@@ -84,7 +85,8 @@ def main(argv):
             raise _fail("cannot read script %s: %s" % (script, e))
     gc.collect()  # parsing left garbage; the flash simulator wants whole 4 KB blocks
     try:
-        hal = SimHal(board, opts["--state"], opts["--reset-cause"])
+        hal = SimHal(board, opts["--state"], opts["--reset-cause"],
+                     refresh_scale=float(opts["--refresh-scale"]))
     except OSError as e:
         raise _fail("cannot mount the simulated flash in %s: %s" % (opts["--state"], e))
     if opts["--config"]:

@@ -94,15 +94,24 @@ def test_a_dead_panel_is_reported_and_other_tasks_go_on() -> None:
     r = run("""
 async def main():
     panel = FakePanel(busy_ms=30, dead=True)
-    d = Display(panel)
+    d = Display(panel, retry_ms=1000)
     task = asyncio.create_task(d.run())
     ticks = 0
     d.request()
     for _ in range(10):
         await asyncio.sleep_ms(10)
         ticks += 1
-    emit({"error": d.error, "ticks": ticks, "done": task.done()})
+    failures = d.failures
+    error_then = d.error
+    panel.dead = False           # the panel recovers (a loose cable pushed back)
+    await asyncio.sleep_ms(1100)
+    task.cancel()
+    emit({"error": error_then, "ticks": ticks, "failures": failures, "log": panel.log,
+          "after": d.error})
 asyncio.run(main())
 """)
     assert r["error"] == "BUSY stuck for 10000 ms"
-    assert r["ticks"] == 10 and r["done"] is True
+    assert r["ticks"] == 10 and r["failures"] == 1
+    # retried after retry_ms: init again, then the pending view in full
+    assert r["log"] == ["init", "write", "full", "init", "write", "full"]
+    assert r["after"] is None

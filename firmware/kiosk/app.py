@@ -8,6 +8,7 @@ from kiosk.buttons import Debouncer
 from kiosk.clock import Clock
 from kiosk.journal import Journal
 from kiosk.log import ResponseLog
+from kiosk.screen import ScreenTee
 from micropython import const
 
 _BOOT = const(1)
@@ -37,8 +38,30 @@ class Kiosk:
         self.boot = self.crash_streak = self.crashes = 0
         self.log = ResponseLog(self.root)
         self.clock = Clock(hal.ticks_ms, 0, self.root, hal.rtc_read, hal.rtc_write)
-        self.flow = flow_mod.Survey(self.config, self.log, self.clock, hal.screen)
+        self.display = self.screens = self.touch_taps = None
+        screen = self._make_screens(hal)
+        self.flow = flow_mod.Survey(self.config, self.log, self.clock, screen)
         self.running = False
+
+    def _make_screens(self, hal):
+        """The e-ink screens on the board's panel (plus the HAL's own screen, if it has
+        one, e.g. the simulator's console echo); the HAL's screen alone without a panel."""
+        panel = getattr(hal, "panel", None)
+        if panel is None:
+            return hal.screen
+        from kiosk.touch import TouchTaps
+        from kiosk.ui.display import Display
+        from kiosk.ui.screens import Screens
+
+        self.display = Display(panel, self.config["full_refresh_every"])
+        self.screens = Screens(panel.framebuf, panel.width, panel.height, panel.INK,
+                               panel.PAPER, hal.board, hal.fonts_dir, self.display.request)
+        touch = getattr(hal, "touch", None)
+        if touch is not None:
+            self.touch_taps = TouchTaps(touch.read_xy)
+        if getattr(hal, "screen", None) is None:
+            return self.screens
+        return ScreenTee(self.screens, hal.screen)
 
     def _read_boots(self):
         """(last boot number, boots in a row that ended in a crash, crashes in all),
@@ -98,6 +121,7 @@ class Kiosk:
             "config_problems": self.config_problems,
             "store_errors": self.flow.store_errors,
             "state": flow_mod.STATE_NAMES[self.flow.state],
+            "display": self.display.status() if self.display else None,
         }
 
     # -- input ---------------------------------------------------------------
@@ -113,10 +137,21 @@ class Kiosk:
         elif button.get("face"):
             self.flow.face(button["face"])
 
-    async def _poll_buttons(self):
+    def tap(self, point):
+        """Act on a debounced touch at point ((x << 16) | y, logical screen coordinates)."""
+        option = self.screens.target_at(point >> 16, point & 0xFFFF)
+        if option < 0:
+            return
+        if self.flow.state == flow_mod.FOLLOW_UP:
+            self.flow.answer(option == 1)  # the follow-up's options are (no, yes)
+        else:
+            self.flow.face(option + 1)
+
+    async def _poll_inputs(self):
         read = self.hal.read_buttons
         poll = self.debouncer.poll
         pop = self.debouncer.pop
+        taps = self.touch_taps
         sleep_ms = asyncio.sleep_ms
         while self.running:
             poll(read())
@@ -124,6 +159,12 @@ class Kiosk:
             while index >= 0:
                 self.press(index)
                 index = pop()
+            if taps is not None:
+                taps.poll()
+                point = taps.pop()
+                while point >= 0:
+                    self.tap(point)
+                    point = taps.pop()
             await sleep_ms(self.poll_ms)
 
     async def _timers(self):
@@ -136,8 +177,10 @@ class Kiosk:
     async def main(self, until=None):
         """Run the kiosk's tasks until the awaitable `until` finishes, or forever."""
         self.running = True
-        background = [asyncio.create_task(self._poll_buttons()),
+        background = [asyncio.create_task(self._poll_inputs()),
                       asyncio.create_task(self._timers())]
+        if self.display is not None:
+            background.append(asyncio.create_task(self.display.run()))
         try:
             if until is None:
                 await asyncio.gather(*background)

@@ -30,3 +30,14 @@ class TextScreen:
             if note:
                 line += " (" + note + ")"
             self._write(line + "\n")
+
+
+class ScreenTee:
+    """Shows every view on several screens (the panel, and the console in the simulator)."""
+
+    def __init__(self, *screens):
+        self.screens = screens
+
+    def show(self, kind, title, options=(), note=""):
+        for s in self.screens:
+            s.show(kind, title, options, note)

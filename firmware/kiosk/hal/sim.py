@@ -16,11 +16,20 @@ from kiosk.hal.simflash import FileImage, SimFlash
 from kiosk.screen import TextScreen
 
 MOUNT = "/flash"
+
+
+def _code_root():
+    # kiosk/hal/sim.py -> the folder holding kiosk/ (firmware/ in the repository)
+    path = __file__
+    for _ in range(3):
+        path = path[: path.rfind("/")]
+    return path or "."
 _START_BEFORE_WRAP_MS = 60000
 
 
 class SimHal:
-    def __init__(self, board, state_dir, reset_cause="power_on", screen=None):
+    def __init__(self, board, state_dir, reset_cause="power_on", screen=None,
+                 code_root=None, refresh_scale=1.0):
         self.board = board
         self.state_dir = state_dir
         self._reset_cause = reset_cause
@@ -34,6 +43,45 @@ class SimHal:
         self.flash = self._mount()
         self.screen = screen or TextScreen(self.console_write)
         self.watchdog_feeds = 0
+        self.fonts_dir = (code_root or _code_root()) + "/kiosk/ui/fonts"
+        self.sim_panel = self.panel = self.sim_touch = self.touch = None
+        if board.get("display"):
+            self._make_panel(board["display"], refresh_scale)
+        if board.get("touch"):
+            self._make_touch(board["touch"], board["display"])
+
+    def _make_panel(self, display, refresh_scale):
+        # The real driver over a simulated controller whose BUSY stays active for the
+        # panel's datasheet refresh time (scaled: tests may want it shorter).
+        from kiosk.hal.simpanel import make_pair
+
+        self.sim_panel, self.panel = make_pair(
+            display["controller"], display["width"], display["height"], self.ticks_ms,
+            rotation=display.get("rotation", 0),
+            full_ms=int(display.get("full_refresh_ms", 2000) * refresh_scale),
+            partial_ms=int(display.get("partial_refresh_ms", 500) * refresh_scale),
+            record=False)  # a transcript of every byte is for driver tests, not a device
+
+    def _make_touch(self, touch, display):
+        from kiosk.drivers.gt911 import Gt911, Gt1151
+        from kiosk.hal.simpanel import SimTouch
+
+        chip = touch["controller"]
+        self.sim_touch = SimTouch(chip, touch["address"])
+        driver = Gt1151 if chip == "gt1151" else Gt911
+        self.touch = driver(self.sim_touch, touch["address"], display["width"],
+                            display["height"], rotation=display.get("rotation", 0))
+
+    def touch_at(self, x, y):
+        """A finger on the panel at logical (x, y); release() lifts it."""
+        from kiosk.hal.simpanel import to_native
+
+        d = self.board["display"]
+        px, py = to_native(x, y, d["width"], d["height"], d.get("rotation", 0))
+        self.sim_touch.touch(px, py)
+
+    def release(self):
+        self.sim_touch.release()
 
     def _mount(self):
         part = self.board["vfs"]

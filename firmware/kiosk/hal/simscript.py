@@ -32,6 +32,11 @@ def _parse_time(text):
 
 
 def _buttons(board):
+    """(face -> button index, answer -> button index); on a touch board the faces and
+    answers are touch targets instead: ("touch", option index) by face/answer."""
+    if board.get("touch"):
+        return ({face: ("touch", face - 1) for face in range(1, 6)},
+                {"no": ("touch", 0), "yes": ("touch", 1)})
     faces = {}
     answers = {}
     for i, button in enumerate(board["buttons"]):
@@ -107,10 +112,30 @@ async def _press(hal, debouncer, index, poll_ms):
         await asyncio.sleep_ms(poll_ms)
 
 
+async def _touch(hal, kiosk, option):
+    # A finger on the option's box as the screen shows it now; no box, no tap (as a
+    # customer tapping a blank part of the panel).
+    boxes = kiosk.screens.boxes
+    if option >= len(boxes):
+        return
+    x, y = boxes[option].centre()
+    taps = kiosk.touch_taps
+    before = taps.taps
+    hal.touch_at(x, y)
+    while taps.taps == before:
+        await asyncio.sleep_ms(kiosk.poll_ms)
+    hal.release()
+    while taps.touching():
+        await asyncio.sleep_ms(kiosk.poll_ms)
+
+
 async def play(path, hal, kiosk):
     """Play the script at path; returns True when it said exit."""
     for verb, arg in events(path, hal.board):
-        if verb == "press":
+        if verb == "press" and isinstance(arg, tuple):
+            await _touch(hal, kiosk, arg[1])
+            await asyncio.sleep_ms(kiosk.poll_ms)
+        elif verb == "press":
             await _press(hal, kiosk.debouncer, arg, kiosk.poll_ms)
             # Let the input task act on the press before the next event.
             await asyncio.sleep_ms(kiosk.poll_ms)

@@ -12,7 +12,7 @@ from kiosk.drivers import PanelError
 
 
 class Display:
-    def __init__(self, driver, partials_per_full=8, idle_full_ms=120000):
+    def __init__(self, driver, partials_per_full=8, idle_full_ms=120000, retry_ms=30000):
         self.driver = driver
         self.partials_per_full = partials_per_full
         self.idle_full_ms = idle_full_ms
@@ -23,7 +23,9 @@ class Display:
         self.full_refreshes = 0
         self.partial_refreshes = 0
         self.merged = 0  # requests folded into a refresh already due
-        self.error = None  # PanelError text once the panel stopped answering
+        self.retry_ms = retry_ms
+        self.error = None  # why the panel last failed (None while it works)
+        self.failures = 0
         self.on_write = None  # called just before each write (benchmarks, tests)
 
     def request(self, full=False):
@@ -39,16 +41,24 @@ class Display:
         return self._pending or self.driver.busy()
 
     async def run(self):
-        try:
-            await self.driver.init()
-            while True:
-                if not self._pending:
-                    if not await self._idle():
-                        continue
-                await self._refresh()
-        except PanelError as e:
-            # The kiosk keeps collecting responses without a screen; status reports this.
-            self.error = str(e)
+        while True:
+            try:
+                await self.driver.init()
+                self.error = None
+                while True:
+                    if not self._pending:
+                        if not await self._idle():
+                            continue
+                    await self._refresh()
+            except (PanelError, OSError, MemoryError) as e:
+                # The kiosk keeps collecting responses without a screen: status and the
+                # failure count tell the technician; the panel is tried again later, in
+                # full, since its RAM no longer matches the buffer.
+                self.error = str(e) or type(e).__name__
+                self.failures += 1
+                self._pending = True
+                self._want_full = True
+                await asyncio.sleep_ms(self.retry_ms)
 
     async def _idle(self):
         """Wait for a request; True when one came, False after a ghost-cleaning refresh."""
@@ -81,4 +91,4 @@ class Display:
 
     def status(self):
         return {"full": self.full_refreshes, "partial": self.partial_refreshes,
-                "merged": self.merged, "error": self.error}
+                "merged": self.merged, "error": self.error, "failures": self.failures}

@@ -1,0 +1,284 @@
+# Fitipower JD79653A e-paper controller: the M5Stack CoreInk's 1.54" 200x200 GDEW0154M09
+# panel. Same interface as kiosk/drivers/ssd1680.py (see kiosk/drivers/__init__.py).
+#
+# Controller RAM: 1 bit per pixel (1 = white with the data polarity set below), bytes of 8
+# horizontal pixels, most significant bit leftmost. DTM1 (0x10) takes the image shown now
+# ("old"), DTM2 (0x13) the image to show; the refresh (0x12) drives the pixels from old to
+# new. BUSY is active LOW on this chip (busy_active=0 in the board data).
+#
+# Rotation costs nothing here: the panel setting (0x00) mirrors the gate scan (UD) and the
+# source shift (SHL) in hardware, and the partial window (0x90) lets write() place each
+# MONO_VLSB page of a 90/270 frame as one byte-wide column of RAM:
+#   rotation  logical (x, y) -> panel (px, py)  framebuf   mirrors    RAM writes
+#   0         (x, y)                            MONO_HLSB  none       whole screen
+#   90        (W-1-y, x)                        MONO_VLSB  none       page p -> column W/8-1-p
+#   180       (W-1-x, H-1-y)                    MONO_HLSB  UD + SHL   whole screen
+#   270       (y, H-1-x)                        MONO_VLSB  UD + SHL   page p -> column W/8-1-p
+# (the same convention as the SSD1680 driver and the GT911 touch mapping).
+#
+# Partial refresh: partial mode (0x91) with a full-screen window (0x90), refresh, leave
+# partial mode (0x92). With the OTP waveform that is a differential refresh of the window;
+# a faster waveform for the panel can be passed as partial_lut (the five LUT registers
+# 0x20-0x24 from the panel maker's data): partial refreshes then load it (panel setting
+# REG bit) and full refreshes go back to the OTP waveform.
+#
+# As in the SSD1680 driver, a shadow copy of the last frame written lets write() put the
+# frame on the glass back into DTM1 before the new one goes to DTM2, so the buffer is free
+# as soon as write() returns.
+import asyncio
+import time
+
+import framebuf
+from kiosk import ticks
+from kiosk.drivers import PanelError
+from micropython import const
+
+_PANEL_SETTING = const(0x00)
+_POWER_OFF = const(0x02)
+_POWER_ON = const(0x04)
+_DEEP_SLEEP = const(0x07)
+_DATA_OLD = const(0x10)  # DTM1
+_REFRESH = const(0x12)
+_DATA_NEW = const(0x13)  # DTM2
+_LUT_FIRST = const(0x20)  # VCOM, WW, BW, WB, BB: 0x20..0x24
+_VCOM_DATA_INTERVAL = const(0x50)
+_TCON = const(0x60)
+_RESOLUTION = const(0x61)
+_PARTIAL_WINDOW = const(0x90)
+_PARTIAL_IN = const(0x91)
+_PARTIAL_OUT = const(0x92)
+_POWER_SAVING = const(0xE3)
+
+# Panel setting, first byte: RES[1:0]=11 (resolution from 0x61), REG (LUT from registers),
+# KW mode (black/white), UD (gate scan up), SHL (source shift right), booster on, no soft
+# reset. The second byte is the value the panel maker's init uses.
+_PSR_BASE = const(0xC3 | 0x10)
+_PSR_REG = const(0x20)
+_PSR_UD = const(0x08)
+_PSR_SHL = const(0x04)
+_PSR_SECOND = const(0x0E)
+
+# Settings from the panel maker's (Good Display / M5Stack) init for the GDEW0154M09, in
+# their order. 0x4D, 0xAA, 0xE9, 0xB6 and 0xF3 are Fitipower-internal registers that the
+# JD79653A datasheet does not describe; booster soft start and power settings are left at
+# the chip's defaults, as that init does.
+_VENDOR_REGISTERS = (
+    (0x4D, b"\x55"),
+    (0xAA, b"\x0f"),
+    (0xE9, b"\x02"),
+    (0xB6, b"\x11"),
+    (0xF3, b"\x0a"),
+)
+_TCON_DEFAULT = b"\x00"
+_BORDER_FLOATING_WHITE_IS_1 = b"\xd7"  # VBD=11 border floats, DDX=01: RAM bit 1 = white
+_POWER_SAVING_OFF = b"\x00"
+_SLEEP_CHECK = b"\xa5"
+
+_RESET_MS = const(10)
+_POLL_MS = const(10)
+_BUSY_TIMEOUT_MS = const(5000)  # full refresh ~0.9 s
+
+
+def _default_ticks_ms():
+    return time.ticks_diff(time.ticks_ms(), 0) & ticks.MASK
+
+
+class Jd79653a:
+    NAME = "jd79653a"
+    INK = 0
+    PAPER = 1
+
+    def __init__(self, spi, cs, dc, rst, busy, width, height, rotation=0, busy_active=0,
+                 busy_timeout_ms=_BUSY_TIMEOUT_MS, ticks_ms=None, sleep_ms=None,
+                 poll_ms=_POLL_MS, partial_lut=None):
+        if width % 8 or not (0 < width <= 256 and 0 < height <= 512):
+            raise ValueError("jd79653a: width must be a multiple of 8 up to 256, not %d" % width)
+        if rotation not in (0, 90, 180, 270):
+            raise ValueError("rotation must be 0, 90, 180 or 270")
+        if partial_lut is not None and len(partial_lut) != 5:
+            raise ValueError("partial_lut: five tables, for registers 0x20..0x24")
+        self._spi = spi
+        self._cs = cs
+        self._dc = dc
+        self._rst = rst
+        self._busy = busy
+        self._busy_active = busy_active
+        self._busy_timeout_ms = busy_timeout_ms
+        self._ticks_ms = ticks_ms or _default_ticks_ms
+        self._sleep_ms = sleep_ms or asyncio.sleep_ms
+        self._poll_ms = poll_ms
+        self._partial_lut = partial_lut
+        self.native_width = width
+        self.native_height = height
+        self.rotation = rotation
+
+        mirrored = rotation in (180, 270)
+        self._psr = _PSR_BASE if mirrored else _PSR_BASE | _PSR_UD | _PSR_SHL
+        self._columns = rotation in (90, 270)
+        if self._columns:
+            self.width, self.height = height, width
+            fmt = framebuf.MONO_VLSB
+        else:
+            self.width, self.height = width, height
+            fmt = framebuf.MONO_HLSB
+        self._row_bytes = width // 8
+        self._resolution = bytes((width & 0xF8, height >> 8, height & 0xFF))
+        self._full_window = bytes((0, width - 1, 0, 0, (height - 1) >> 8, (height - 1) & 0xFF, 1))
+        # One byte-wide column, all rows; write() fills in the column.
+        self._column_window = bytearray(self._full_window)
+        self._psr_bytes = bytearray((self._psr, _PSR_SECOND))
+        self._command_byte = bytearray(1)
+
+        size = self._row_bytes * height
+        self.buffer = bytearray(b"\xff" * size)  # PAPER everywhere
+        self.framebuf = framebuf.FrameBuffer(self.buffer, self.width, self.height, fmt)
+        self._shadow = bytearray(b"\xff" * size)
+        if self._columns:
+            # Views of each page of both frames, made once so that write() allocates
+            # nothing (25 + 25 small objects for a 200x200 panel).
+            new, old = memoryview(self.buffer), memoryview(self._shadow)
+            self._pages_new = [new[p * height:(p + 1) * height] for p in range(self._row_bytes)]
+            self._pages_old = [old[p * height:(p + 1) * height] for p in range(self._row_bytes)]
+        self._known = False
+        self._pending = False
+        self._asleep = True
+        self._powered = False
+        self._register_lut = False
+        self.full_updates = 0
+        self.partial_updates = 0
+        self.last_update_full = False
+
+    # -- the bus ---------------------------------------------------------------------
+    def _command(self, command, data=None):
+        cs, dc = self._cs, self._dc
+        self._command_byte[0] = command
+        dc.value(0)
+        cs.value(0)
+        self._spi.write(self._command_byte)
+        if data is not None:
+            dc.value(1)
+            self._spi.write(data)
+        cs.value(1)
+
+    def busy(self):
+        return self._busy.value() == self._busy_active
+
+    async def _wait_idle(self):
+        start = self._ticks_ms()
+        while True:
+            await self._sleep_ms(self._poll_ms)  # BUSY may assert a moment after a command
+            if self._busy.value() != self._busy_active:
+                return
+            if ticks.diff(self._ticks_ms(), start) >= self._busy_timeout_ms:
+                self._known = False
+                raise PanelError("%s: BUSY still active after %d ms: panel not responding" % (
+                    self.NAME, self._busy_timeout_ms))
+
+    def _check_awake(self):
+        if self._asleep:
+            raise PanelError("%s: not initialised (or in deep sleep): call init()" % self.NAME)
+
+    def _set_panel(self, register_lut):
+        self._psr_bytes[0] = self._psr | _PSR_REG if register_lut else self._psr
+        self._command(_PANEL_SETTING, self._psr_bytes)
+        self._register_lut = register_lut
+
+    # -- the interface ---------------------------------------------------------------
+    async def init(self):
+        self._known = False
+        self._pending = False
+        rst = self._rst
+        if rst is not None:
+            rst.value(0)
+            await self._sleep_ms(_RESET_MS)
+            rst.value(1)
+            await self._sleep_ms(_RESET_MS)
+        await self._wait_idle()
+        self._set_panel(False)
+        for command, data in _VENDOR_REGISTERS:
+            self._command(command, data)
+        self._command(_RESOLUTION, self._resolution)
+        self._command(_TCON, _TCON_DEFAULT)
+        self._command(_VCOM_DATA_INTERVAL, _BORDER_FLOATING_WHITE_IS_1)
+        self._command(_POWER_SAVING, _POWER_SAVING_OFF)
+        self._command(_POWER_ON)
+        await self._wait_idle()
+        self._powered = True
+        self._asleep = False
+
+    def _send_columns(self, command, pages):
+        # Page p of the MONO_VLSB frame is RAM column (W/8 - 1 - p), top to bottom.
+        window = self._column_window
+        last = self._row_bytes - 1
+        for page in range(self._row_bytes):
+            column = (last - page) * 8
+            window[0] = column
+            window[1] = column | 7
+            self._command(_PARTIAL_WINDOW, window)
+            self._command(command, pages[page])
+
+    def write(self):
+        """Send the buffer to DTM2, after putting the frame on the glass back into DTM1.
+        Synchronous and allocation-free; the buffer may be drawn on as soon as this
+        returns. Call it only while the panel is idle (update() has returned)."""
+        self._check_awake()
+        restore = self._known and not self._pending
+        if self._columns:
+            self._command(_PARTIAL_IN)
+            if restore:
+                self._send_columns(_DATA_OLD, self._pages_old)
+            self._send_columns(_DATA_NEW, self._pages_new)
+            self._command(_PARTIAL_OUT)
+        else:
+            if restore:
+                self._command(_DATA_OLD, self._shadow)
+            self._command(_DATA_NEW, self.buffer)
+        self._shadow[:] = self.buffer
+        self._pending = True
+
+    async def update(self, full=True):
+        """Refresh and await BUSY. The first refresh after init() is always full."""
+        self._check_awake()
+        if not self._powered:
+            self._command(_POWER_ON)
+            await self._wait_idle()
+            self._powered = True
+        if not self._known:
+            full = True
+        lut = self._partial_lut
+        if full:
+            if self._register_lut:
+                self._set_panel(False)
+            self._command(_REFRESH)
+        else:
+            if lut is not None and not self._register_lut:
+                self._set_panel(True)
+                for index in range(5):
+                    self._command(_LUT_FIRST + index, lut[index])
+            self._command(_PARTIAL_IN)
+            self._command(_PARTIAL_WINDOW, self._full_window)
+            self._command(_REFRESH)
+        self.last_update_full = full
+        await self._wait_idle()
+        if full:
+            self.full_updates += 1
+        else:
+            self._command(_PARTIAL_OUT)
+            self.partial_updates += 1
+        if self._pending:
+            self._pending = False
+            self._known = True
+
+    async def deep_sleep(self):
+        """Power off, then deep sleep; only init() (a hardware reset) wakes the chip, so
+        without a reset pin the panel is only powered off (update() turns it back on)."""
+        self._check_awake()
+        self._command(_POWER_OFF)
+        await self._wait_idle()
+        self._powered = False
+        if self._rst is None:
+            return
+        self._command(_DEEP_SLEEP, _SLEEP_CHECK)
+        self._asleep = True
+        self._known = False
+        self._pending = False

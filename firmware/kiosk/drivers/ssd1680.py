@@ -1,0 +1,336 @@
+# Solomon Systech SSD1680 (2.13" 122x250 Good Display / Waveshare panels) and SSD1681
+# (1.54" 200x200) e-paper controllers, behind the interface in kiosk/drivers/__init__.py.
+#
+# Controller RAM: one bit per pixel, 1 = white, bytes of 8 horizontal pixels with the most
+# significant bit leftmost, rows of ceil(width / 8) bytes (the 122-pixel panel is padded
+# to 128 bits a row; the 6 extra bits drive no pixel). 0x24 holds the image to show,
+# 0x26 the image shown now: the partial refresh (display mode 2) drives only the pixels
+# that differ between the two, so 0x26 must hold exactly what the glass shows.
+#
+# Rotation without rotating pixels. The frame buffer is in logical coordinates, in the
+# framebuf format whose bytes already are panel RAM bytes for that rotation, and the data
+# entry mode (0x11) makes the controller's address counter walk the RAM in the order the
+# buffer holds them:
+#   rotation  logical (x, y) -> panel (px, py)  framebuf   entry mode (AM, Y, X)
+#   0         (x, y)                            MONO_HLSB  X first, Y+, X+
+#   90        (W-1-y, x)                        MONO_VLSB  Y first, Y+, X-
+#   180       (W-1-x, H-1-y)                    MONO_HMSB  X first, Y-, X-
+#   270       (y, H-1-x)                        MONO_VLSB  Y first, Y-, X+
+# (W, H: the panel's native width and height; at 90 the logical image's top-left corner
+# sits at the panel's top-right, i.e. the image is turned a quarter clockwise.)
+# The controller can reverse the byte order of a RAM row (X-) but not the bit order within
+# a byte, and it cannot start a row mid-byte. So two cases still need per-byte work in
+# write(), done by small viper loops into the shadow frame:
+#   - 270: MONO_VLSB has its top pixel in bit 0, RAM wants it in bit 7: bits reversed.
+#   - 90 and 180 on a width that is not a multiple of 8 (the 122-pixel panel): mirroring
+#     X moves the 6 padding bits from the end of a RAM row to its start, so every RAM
+#     byte is made of two buffer bytes shifted by 6.
+# That is per byte, never per pixel, and in viper: on the unix port a 4000-byte frame
+# takes ~20-35 us against ~11 us for a plain copy (the same loop in bytecode: ~2.7 ms);
+# an ESP32 is some 30-50 times slower, so about a millisecond a frame, against the
+# panel's 0.3-0.5 s partial refresh. Rotation 0, and 90/180 on 200x200, need no work.
+#
+# The shadow frame: write() copies the buffer into a second frame (RAM byte order) and
+# sends that, so the buffer is free for drawing as soon as write() returns, and the next
+# write() can first restore 0x26 to the frame on the glass. It costs one frame of RAM
+# (4000 bytes at 122x250); it is what makes partial refreshes correct without relying on
+# the controller's RAM ping-pong option (0x37), which the datasheets describe too thinly.
+import asyncio
+import time
+
+import framebuf
+import micropython
+from kiosk import ticks
+from kiosk.drivers import PanelError
+from micropython import const
+
+_DRIVER_OUTPUT = const(0x01)
+_DEEP_SLEEP = const(0x10)
+_DATA_ENTRY = const(0x11)
+_SW_RESET = const(0x12)
+_TEMPERATURE_SENSOR = const(0x18)
+_MASTER_ACTIVATION = const(0x20)
+_UPDATE_CONTROL_2 = const(0x22)
+_WRITE_RAM_NEW = const(0x24)  # "black/white RAM": the image to show
+_WRITE_RAM_OLD = const(0x26)  # "red RAM": on a black/white panel, the image shown now
+_BORDER = const(0x3C)
+_RAM_X_WINDOW = const(0x44)
+_RAM_Y_WINDOW = const(0x45)
+_RAM_X_COUNTER = const(0x4E)
+_RAM_Y_COUNTER = const(0x4F)
+
+# Data entry mode bits: address counter moves along Y first (AM), Y increments, X increments.
+_AM_Y = const(0x04)
+_Y_INC = const(0x02)
+_X_INC = const(0x01)
+
+# Display update control 2 (0x22): clock on, analog on, load temperature, load LUT,
+# [display mode 2], display, analog off, clock off. 0x08 selects mode 2 (partial/fast).
+_SEQ_FULL = b"\xf7"
+_SEQ_PARTIAL = b"\xff"
+# Border (0x3C): follow the LUT to white on a full refresh; hold it at VCOM during a
+# partial one so the border does not flash.
+_BORDER_FULL = b"\x05"
+_BORDER_PARTIAL = b"\x80"
+_INTERNAL_SENSOR = b"\x80"
+_SLEEP_MODE_1 = b"\x01"  # deep sleep, RAM kept; only a hardware reset wakes the chip
+
+_RESET_MS = const(10)
+_POLL_MS = const(10)
+_BUSY_TIMEOUT_MS = const(10000)  # full refresh takes 2.5-4 s; ten means the panel is gone
+
+# How write() turns the buffer into the RAM byte stream.
+_COPY = const(0)
+_REVERSE = const(1)
+_SHIFT_PAGES = const(2)  # MONO_VLSB pages, mirrored X with padding
+_SHIFT_ROWS = const(3)  # MONO_HMSB rows, mirrored X with padding
+
+
+def _default_ticks_ms():
+    # ticks_diff(t, 0) turns the stubs' opaque tick type into an int.
+    return time.ticks_diff(time.ticks_ms(), 0) & ticks.MASK
+
+
+@micropython.viper
+def _reverse_bits(src: ptr8, dst: ptr8, n: int):  # noqa: F821 (a viper builtin)
+    for i in range(n):
+        b = src[i]
+        b = ((b & 0xF0) >> 4) | ((b & 0x0F) << 4)
+        b = ((b & 0xCC) >> 2) | ((b & 0x33) << 2)
+        dst[i] = ((b & 0xAA) >> 1) | ((b & 0x55) << 1)
+
+
+@micropython.viper
+def _shift_pages(src: ptr8, dst: ptr8, pages: int, width: int, pad: int):  # noqa: F821
+    # RAM byte = this page's low bits moved up past the padding, plus the previous
+    # page's high bits (the page before the first one is padding: zero).
+    back = 8 - pad
+    for x in range(width):
+        dst[x] = (src[x] << pad) & 0xFF
+    i = width
+    end = pages * width
+    while i < end:
+        dst[i] = ((src[i] << pad) | (src[i - width] >> back)) & 0xFF
+        i += 1
+
+
+@micropython.viper
+def _shift_rows(src: ptr8, dst: ptr8, rows: int, row_bytes: int, pad: int):  # noqa: F821
+    back = 8 - pad
+    start = 0
+    for _ in range(rows):
+        dst[start] = (src[start] << pad) & 0xFF
+        i = start + 1
+        end = start + row_bytes
+        while i < end:
+            dst[i] = ((src[i] << pad) | (src[i - 1] >> back)) & 0xFF
+            i += 1
+        start = end
+
+
+class Ssd1680:
+    """SSD1680: up to 176 x 296 (the 2.13" panels are 122 x 250)."""
+
+    NAME = "ssd1680"
+    MAX_WIDTH = 176
+    MAX_HEIGHT = 296
+    INK = 0
+    PAPER = 1
+
+    def __init__(self, spi, cs, dc, rst, busy, width, height, rotation=0, busy_active=1,
+                 busy_timeout_ms=_BUSY_TIMEOUT_MS, ticks_ms=None, sleep_ms=None,
+                 poll_ms=_POLL_MS):
+        if not (0 < width <= self.MAX_WIDTH and 0 < height <= self.MAX_HEIGHT):
+            raise ValueError("%s drives at most %dx%d, not %dx%d" % (
+                self.NAME, self.MAX_WIDTH, self.MAX_HEIGHT, width, height))
+        if rotation not in (0, 90, 180, 270):
+            raise ValueError("rotation must be 0, 90, 180 or 270")
+        self._spi = spi
+        self._cs = cs
+        self._dc = dc
+        self._rst = rst
+        self._busy = busy
+        self._busy_active = busy_active
+        self._busy_timeout_ms = busy_timeout_ms
+        self._ticks_ms = ticks_ms or _default_ticks_ms
+        self._sleep_ms = sleep_ms or asyncio.sleep_ms
+        self._poll_ms = poll_ms
+        self.native_width = width
+        self.native_height = height
+        self.rotation = rotation
+
+        row_bytes = (width + 7) // 8
+        pad = row_bytes * 8 - width
+        self._row_bytes = row_bytes
+        self._pad = pad
+        self._transform = _COPY
+        y_last = height - 1
+        # xs, ys: where the address counter starts (the window's far corner is the end).
+        if rotation == 0:
+            fmt, entry = framebuf.MONO_HLSB, _Y_INC | _X_INC
+            xs, ys = 0, 0
+        elif rotation == 90:
+            fmt, entry = framebuf.MONO_VLSB, _AM_Y | _Y_INC
+            xs, ys = row_bytes - 1, 0
+            if pad:
+                self._transform = _SHIFT_PAGES
+        elif rotation == 180:
+            fmt, entry = framebuf.MONO_HMSB, 0
+            xs, ys = row_bytes - 1, y_last
+            if pad:
+                self._transform = _SHIFT_ROWS
+        else:
+            fmt, entry = framebuf.MONO_VLSB, _AM_Y | _X_INC
+            xs, ys = 0, y_last
+            self._transform = _REVERSE
+        xe = row_bytes - 1 - xs
+        ye = y_last - ys
+        if rotation in (90, 270):
+            self.width, self.height = height, width
+        else:
+            self.width, self.height = width, height
+        # The parameter bytes never change after construction: built once, so that
+        # write() allocates nothing.
+        self._entry = bytes((entry,))
+        self._driver_output = bytes(((height - 1) & 0xFF, (height - 1) >> 8, 0))
+        self._x_window = bytes((xs, xe))
+        self._y_window = bytes((ys & 0xFF, ys >> 8, ye & 0xFF, ye >> 8))
+        self._x_counter = bytes((xs,))
+        self._y_counter = bytes((ys & 0xFF, ys >> 8))
+        self._command_byte = bytearray(1)
+
+        size = row_bytes * height
+        self.buffer = bytearray(b"\xff" * size)  # PAPER everywhere
+        self.framebuf = framebuf.FrameBuffer(self.buffer, self.width, self.height, fmt)
+        self._shadow = bytearray(b"\xff" * size)  # RAM byte order: the last frame written
+        self._known = False  # the glass shows _shadow (or, while _pending, RAM 0x26 does)
+        self._pending = False  # _shadow sent to RAM 0x24 but not refreshed yet
+        self._asleep = True  # until init()
+        self.full_updates = 0
+        self.partial_updates = 0
+        self.last_update_full = False
+
+    # -- the bus ---------------------------------------------------------------------
+    def _command(self, command, data=None):
+        cs, dc = self._cs, self._dc
+        self._command_byte[0] = command
+        dc.value(0)
+        cs.value(0)
+        self._spi.write(self._command_byte)
+        if data is not None:
+            dc.value(1)
+            self._spi.write(data)
+        cs.value(1)
+
+    def busy(self):
+        return self._busy.value() == self._busy_active
+
+    async def _wait_idle(self):
+        """Await BUSY released, yielding to other tasks; PanelError after the timeout.
+        Sleeps before the first look, so a BUSY that the controller raises a moment after
+        the command is not mistaken for a finished job."""
+        start = self._ticks_ms()
+        while True:
+            await self._sleep_ms(self._poll_ms)
+            if self._busy.value() != self._busy_active:
+                return
+            if ticks.diff(self._ticks_ms(), start) >= self._busy_timeout_ms:
+                self._known = False
+                raise PanelError("%s: BUSY still active after %d ms: panel not responding" % (
+                    self.NAME, self._busy_timeout_ms))
+
+    def _check_awake(self):
+        if self._asleep:
+            raise PanelError("%s: not initialised (or in deep sleep): call init()" % self.NAME)
+
+    # -- the interface ---------------------------------------------------------------
+    async def init(self):
+        self._known = False
+        self._pending = False
+        rst = self._rst
+        if rst is not None:
+            rst.value(0)
+            await self._sleep_ms(_RESET_MS)
+            rst.value(1)
+            await self._sleep_ms(_RESET_MS)
+        await self._wait_idle()
+        self._command(_SW_RESET)
+        await self._wait_idle()
+        self._command(_DRIVER_OUTPUT, self._driver_output)
+        self._command(_DATA_ENTRY, self._entry)
+        self._command(_RAM_X_WINDOW, self._x_window)
+        self._command(_RAM_Y_WINDOW, self._y_window)
+        self._command(_BORDER, _BORDER_FULL)
+        self._command(_TEMPERATURE_SENSOR, _INTERNAL_SENSOR)
+        self._set_counters()
+        await self._wait_idle()
+        self._asleep = False
+
+    def _set_counters(self):
+        self._command(_RAM_X_COUNTER, self._x_counter)
+        self._command(_RAM_Y_COUNTER, self._y_counter)
+
+    def write(self):
+        """Send the buffer to RAM 0x24, after putting the frame on the glass back into
+        0x26. Synchronous and allocation-free; the buffer may be drawn on as soon as this
+        returns. Call it only while the panel is idle (update() has returned)."""
+        self._check_awake()
+        shadow = self._shadow
+        if self._known and not self._pending:
+            self._set_counters()
+            self._command(_WRITE_RAM_OLD, shadow)
+        # A viper function takes a buffer where it declares ptr8; the stubs cannot say so.
+        transform = self._transform
+        if transform == _COPY:
+            shadow[:] = self.buffer
+        elif transform == _REVERSE:
+            _reverse_bits(self.buffer, shadow, len(shadow))  # pyright: ignore[reportArgumentType]
+        elif transform == _SHIFT_PAGES:
+            _shift_pages(self.buffer, shadow,  # pyright: ignore[reportArgumentType]
+                         self._row_bytes, self.native_height, self._pad)
+        else:
+            _shift_rows(self.buffer, shadow,  # pyright: ignore[reportArgumentType]
+                        self.native_height, self._row_bytes, self._pad)
+        self._set_counters()
+        self._command(_WRITE_RAM_NEW, shadow)
+        self._pending = True
+
+    async def update(self, full=True):
+        """Refresh the glass from RAM and await BUSY. The first refresh after init() is
+        always full: what the glass shows then is unknown, so a partial one would leave
+        ghosts."""
+        self._check_awake()
+        if not self._known:
+            full = True
+        self._command(_BORDER, _BORDER_FULL if full else _BORDER_PARTIAL)
+        self._command(_UPDATE_CONTROL_2, _SEQ_FULL if full else _SEQ_PARTIAL)
+        self._command(_MASTER_ACTIVATION)
+        self.last_update_full = full
+        await self._wait_idle()
+        if full:
+            self.full_updates += 1
+        else:
+            self.partial_updates += 1
+        if self._pending:
+            self._pending = False
+            self._known = True
+
+    async def deep_sleep(self):
+        """Deep sleep mode 1 (RAM kept). BUSY stays high while asleep; only init() (a
+        hardware reset) wakes the controller, so without a reset pin this does nothing:
+        the panel idles instead."""
+        self._check_awake()
+        if self._rst is None:
+            return
+        self._command(_DEEP_SLEEP, _SLEEP_MODE_1)
+        self._asleep = True
+        self._known = False
+        self._pending = False
+
+
+class Ssd1681(Ssd1680):
+    """SSD1681: up to 200 x 200 (the 1.54" panels). Same command set and sequences."""
+
+    NAME = "ssd1681"
+    MAX_WIDTH = 200
+    MAX_HEIGHT = 200
