@@ -189,3 +189,42 @@ def test_500_sessions_fit_an_esp32_sized_heap(tmp_path: Path) -> None:
     dev = read_state(BOARD, state)
     assert [r["seq"] for r in dev.responses] == list(range(1, 501))
     assert [r["rating"] for r in dev.responses] == [1 + i % 4 for i in range(500)]
+
+
+RUSH = [(4, "yes"), (1, "no"), (3, "yes"), (2, "no"), (4, "yes"), (3, "yes")]
+
+
+@pytest.mark.parametrize(
+    ("board", "sessions"),
+    # Buttons: a face press on the thank-you screen starts the next session, so six
+    # customers fit in one refresh. Touch: the thank-you screen has nothing to touch,
+    # so one customer's two taps fit.
+    [("esp32-devkitc-ssd1680", RUSH), ("esp32-touch-epd213", RUSH[:1])],
+)
+def test_taps_during_a_panel_refresh_are_all_recorded(
+    tmp_path: Path, board: str, sessions: list[tuple[int, str]]
+) -> None:
+    """The first full refresh keeps BUSY active for the panel's datasheet time (seconds);
+    taps meanwhile are all recorded, by buttons or by touch, and the refresh task merges
+    the screens they cause into the next refresh."""
+    lines = []
+    for rating, told in sessions:
+        lines += [f"rate {rating}", told]
+    script = tmp_path / "rush.txt"
+    script.write_text("\n".join(lines + ["exit"]) + "\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    proc = subprocess.run(
+        [micropython_binary(), "-X", "heapsize=1M", str(FIRMWARE / "sim_main.py"),
+         "--board", str(BOARDS / f"{board}.json"), "--state", str(state),
+         "--script", str(script)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    status = json.loads(proc.stdout.strip().splitlines()[-1][1:])["status"]
+    display = status["display"]
+    # Nothing finished refreshing while the customers tapped: all of it ran during BUSY.
+    assert display["full"] == 0 and display["partial"] == 0 and display["error"] is None
+    assert display["merged"] >= 2 * len(sessions) - 1  # all but the first view or two
+    dev = read_state(BOARDS / f"{board}.json", state)
+    assert [(r["rating"], r["told_next"]) for r in dev.responses] == sessions

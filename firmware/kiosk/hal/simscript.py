@@ -113,12 +113,11 @@ async def _press(hal, debouncer, index, poll_ms):
 
 
 async def _touch(hal, kiosk, option):
-    # A finger on the option's box as the screen shows it now; no box, no tap (as a
-    # customer tapping a blank part of the panel).
-    boxes = kiosk.screens.boxes
-    if option >= len(boxes):
-        return
-    x, y = boxes[option].centre()
+    # Like a customer, wait until the screen shows the option (the thank-you screen has
+    # none), then put a finger on the middle of its box.
+    while option >= len(kiosk.screens.boxes):
+        await asyncio.sleep_ms(kiosk.poll_ms)
+    x, y = kiosk.screens.boxes[option].centre()
     taps = kiosk.touch_taps
     before = taps.taps
     hal.touch_at(x, y)
