@@ -37,6 +37,7 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_log.py
+	$(BIN)/python tools/bench_screens.py --rounds 30
 
 clean:
 	rm -rf $(VENV) typings .pytest_cache

@@ -20,6 +20,7 @@ class Display:
         self._pending = False
         self._want_full = True  # the first picture after power-on is a full refresh
         self._partials = 0
+        self._refreshing = False
         self.full_refreshes = 0
         self.partial_refreshes = 0
         self.merged = 0  # requests folded into a refresh already due
@@ -38,7 +39,8 @@ class Display:
         self._wake.set()
 
     def busy(self):
-        return self._pending or self.driver.busy()
+        """True from a request until the panel has finished showing it."""
+        return self._pending or self._refreshing
 
     async def run(self):
         while True:
@@ -80,8 +82,12 @@ class Display:
         self._want_full = False
         if self.on_write is not None:
             self.on_write(full)
-        self.driver.write()
-        await self.driver.update(full)
+        self._refreshing = True
+        try:
+            self.driver.write()
+            await self.driver.update(full)
+        finally:
+            self._refreshing = False
         if full:
             self.full_refreshes += 1
             self._partials = 0
