@@ -139,7 +139,8 @@ class Kiosk:
 
     def tap(self, point):
         """Act on a debounced touch at point ((x << 16) | y, logical screen coordinates)."""
-        option = self.screens.target_at(point >> 16, point & 0xFFFF)
+        screens = self.screens
+        option = screens.target_at(point >> 16, point & 0xFFFF) if screens else -1
         if option < 0:
             return
         if self.flow.state == flow_mod.FOLLOW_UP:

@@ -19,6 +19,8 @@ def run():
         # Without pins there is nothing safe to drive: stay at the REPL and say why.
         sys.stdout.write("deskpulse: cannot read %s (%s); staying at the REPL\n" % (BOARD_FILE, e))
         return
-    # The e-ink screens arrive with the panel drivers; until then views go to the console.
-    hal = Esp32Hal(board, TextScreen(lambda line: sys.stdout.write(line)))
+    # The app draws on the board's panel; a board without one shows views on the console.
+    hal = Esp32Hal(board)
+    if hal.panel is None:
+        hal.screen = TextScreen(hal.console_write)
     app.run(hal)

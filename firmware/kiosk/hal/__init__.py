@@ -12,6 +12,10 @@
 #   rtc_write(seconds)  set that RTC (no-op without one)
 #   reset_cause()       "power_on", "hard", "watchdog", "soft", "deep_sleep", "brownout", ...
 #   feed_watchdog()
-#   screen              object with show(kind, texts) (see kiosk.screen)
+#   panel               e-paper panel driver (kiosk.drivers), or None
+#   touch               touch controller driver, or None
+#   fonts_dir           where the bitmap fonts are (kiosk/ui/fonts)
+#   screen              an extra screen with show(kind, title, options, note), or None:
+#                       the simulator's console echo (kiosk.screen.TextScreen)
 #   console_write(data) write to the REPL UART without blocking (data may be dropped)
 #   reset()             reboot the device

@@ -1,8 +1,8 @@
 # The hardware layer on a real ESP32 running MicroPython 1.2x: buttons on GPIOs, the
 # millisecond clock, an optional BM8563 clock chip on I2C, the watchdog, the REPL UART,
 # and the board's e-paper panel and touch controller as drivers (hal.panel, hal.touch).
-# It implements the interface described in kiosk/hal/__init__.py; the screens are built
-# elsewhere from hal.panel and handed in as `screen`.
+# It implements the interface described in kiosk/hal/__init__.py; the app builds the
+# screens on hal.panel (`screen` is an optional extra, e.g. a console echo).
 #
 # Only construction and the methods touch `machine`, never the import, so the unix port
 # can import this module (with a stand-in `machine` in sys.modules) to test it.
@@ -60,6 +60,7 @@ class Esp32Hal:
             )
         self.board = board
         self.screen = screen
+        self.fonts_dir = "/kiosk/ui/fonts"  # copied to flash with the firmware files
         self.fs_root = ""
         # time.ticks_ms already wraps at 2**30 on the ESP32 (its small-int range), so the
         # builtin itself is the HAL's clock: no Python frame per tick read.

@@ -78,10 +78,15 @@ class SimHal:
 
         d = self.board["display"]
         px, py = to_native(x, y, d["width"], d["height"], d.get("rotation", 0))
-        self.sim_touch.touch(px, py)
+        self._finger().touch(px, py)
 
     def release(self):
-        self.sim_touch.release()
+        self._finger().release()
+
+    def _finger(self):
+        if self.sim_touch is None:
+            raise ValueError("board %s has no touch panel" % self.board["name"])
+        return self.sim_touch
 
     def _mount(self):
         part = self.board["vfs"]
