@@ -129,10 +129,10 @@ class Jd79653a:
         self._psr_bytes = bytearray((self._psr, _PSR_SECOND))
         self._command_byte = bytearray(1)
 
-        size = self._row_bytes * height
-        self.buffer = bytearray(b"\xff" * size)  # PAPER everywhere
+        self.buffer = bytearray(self._row_bytes * height)
         self.framebuf = framebuf.FrameBuffer(self.buffer, self.width, self.height, fmt)
-        self._shadow = bytearray(b"\xff" * size)
+        self.framebuf.fill(self.PAPER)
+        self._shadow = bytearray(self.buffer)
         if self._columns:
             # Views of each page of both frames, made once so that write() allocates
             # nothing (25 + 25 small objects for a 200x200 panel).

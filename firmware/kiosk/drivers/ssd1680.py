@@ -199,10 +199,10 @@ class Ssd1680:
         self._y_counter = bytes((ys & 0xFF, ys >> 8))
         self._command_byte = bytearray(1)
 
-        size = row_bytes * height
-        self.buffer = bytearray(b"\xff" * size)  # PAPER everywhere
+        self.buffer = bytearray(row_bytes * height)
         self.framebuf = framebuf.FrameBuffer(self.buffer, self.width, self.height, fmt)
-        self._shadow = bytearray(b"\xff" * size)  # RAM byte order: the last frame written
+        self.framebuf.fill(self.PAPER)
+        self._shadow = bytearray(self.buffer)  # RAM byte order: the last frame written
         self._known = False  # the glass shows _shadow (or, while _pending, RAM 0x26 does)
         self._pending = False  # _shadow sent to RAM 0x24 but not refreshed yet
         self._asleep = True  # until init()

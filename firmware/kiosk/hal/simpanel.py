@@ -60,6 +60,13 @@ def to_native(x, y, width, height, rotation):
     raise ValueError("rotation")
 
 
+def _filled(size, value):
+    out = bytearray(size)  # without the same-sized temporary that bytes * size makes
+    for i in range(size):
+        out[i] = value
+    return out
+
+
 class FakePin:
     """An output pin the driver drives; `on_change(level)` sees every edge."""
 
@@ -341,9 +348,9 @@ class SimSsd168x(_SimPanel):
         self.ram_rows = ram_height
         size = self.ram_row_bytes * ram_height
         # What a cold panel holds is unknown: patterns that no frame of the tests matches.
-        self.ram_new = bytearray(b"\x00" * size)
-        self.ram_old = bytearray(b"\x0f" * size)
-        self.shown = bytearray(b"\xaa" * size)
+        self.ram_new = bytearray(size)
+        self.ram_old = _filled(size, 0x0F)
+        self.shown = _filled(size, 0xAA)
         super().__init__(controller, width, height, ticks_ms, **options)
 
     def _power_on_reset(self):
@@ -473,9 +480,9 @@ class SimJd79653a(_SimPanel):
         self.power_ms = power_ms
         self.row_bytes = width // 8
         size = self.row_bytes * height
-        self.ram_new = bytearray(b"\x00" * size)
-        self.ram_old = bytearray(b"\x0f" * size)
-        self.shown = bytearray(b"\xaa" * size)
+        self.ram_new = bytearray(size)
+        self.ram_old = _filled(size, 0x0F)
+        self.shown = _filled(size, 0xAA)
         self.luts = {}
         super().__init__(controller, width, height, ticks_ms, **options)
 
