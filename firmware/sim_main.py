@@ -4,6 +4,7 @@
 # The process's stdin/stdout are the simulated device's console (the ESP32's REPL UART).
 import gc
 import json
+import os
 import sys
 
 from kiosk import app
@@ -83,6 +84,10 @@ def main(argv):
             raise _fail("script %s: %s" % (script, e))
         except OSError as e:
             raise _fail("cannot read script %s: %s" % (script, e))
+    try:
+        os.mkdir(opts["--state"])
+    except OSError:
+        pass  # already there (or not creatable: the mount below says so)
     gc.collect()  # parsing left garbage; the flash simulator wants whole 4 KB blocks
     try:
         hal = SimHal(board, opts["--state"], opts["--reset-cause"],

@@ -190,4 +190,4 @@ rig.survey.face(3); rig.survey.answer(True)
 emit({"records": [fields(x) for x in rig.records()]})
 """)
     assert [(x["rating"], x["scale"], x["config_version"]) for x in r["records"]] == [
-        (4, 4, 2), (3, 3, 2)]
+        (4, 4, 1), (3, 3, 2)]

@@ -38,7 +38,7 @@ class Kiosk:
         self.boot = self.crash_streak = self.crashes = 0
         self.log = ResponseLog(self.root)
         self.clock = Clock(hal.ticks_ms, 0, self.root, hal.rtc_read, hal.rtc_write)
-        self.display = self.screens = self.touch_taps = None
+        self.display = self.screens = self.touch_taps = self.sync = None
         screen = self._make_screens(hal)
         self.flow = flow_mod.Survey(self.config, self.log, self.clock, screen)
         self.running = False
@@ -182,6 +182,13 @@ class Kiosk:
                       asyncio.create_task(self._timers())]
         if self.display is not None:
             background.append(asyncio.create_task(self.display.run()))
+        if getattr(self.hal, "console_sync", True):
+            # The console (the REPL UART) carries the serial sync while the app runs.
+            from kiosk.serial_sync import ConsoleReader, SerialSync
+
+            self.sync = SerialSync(self, ConsoleReader(),
+                                   write_chunk=getattr(self.hal, "console_write_chunk", 256))
+            background.append(asyncio.create_task(self.sync.run()))
         try:
             if until is None:
                 await asyncio.gather(*background)

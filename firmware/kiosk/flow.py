@@ -34,6 +34,7 @@ class Survey:
         self.service_note = ""
         self._rating = 0
         self._scale = 0
+        self._version = 0  # config version the session started under
         self._flags = 0
         self._started = 0  # ticks when the follow-up question showed
         self._thanks_at = 0
@@ -43,7 +44,8 @@ class Survey:
 
     # -- configuration -------------------------------------------------------
     def apply_config(self, config):
-        """Take a new config; a session in progress finishes under the old scale."""
+        """Take a new config; a session in progress finishes under the old scale and is
+        recorded with the old config version."""
         self.config = config
         if self.state == IDLE:
             self.show_idle()
@@ -86,6 +88,7 @@ class Survey:
         self._flags = flags
         self._started = now
         self._scale = self.config["scale"]
+        self._version = self.config["version"]
         self.state = FOLLOW_UP
         t = self._texts()
         self.display.show(screen.VIEW_FOLLOW_UP, t["follow_up"], (t["no"], t["yes"]))
@@ -121,7 +124,7 @@ class Survey:
         try:
             self.last_seq = self.log.append(
                 self._rating, self._scale, told, (latency_ms + 50) // 100, self._flags,
-                clock.boot, clock.uptime_s(), clock.wall(), self.config["version"])
+                clock.boot, clock.uptime_s(), clock.wall(), self._version)
             self.completed += 1
         except OSError:
             # The customer still gets the thank-you; the technician sees the count in

@@ -39,12 +39,14 @@ class _Segment:
 class _Reader:
     """Streams the records of one segment file through a small fixed buffer."""
 
-    def __init__(self, path, buf):
+    def __init__(self, path, buf, start=0):
         self.file = open(path, "rb")
+        if start:
+            self.file.seek(start)
         self.buf = buf
         self.pos = 0
         self.end = self.file.readinto(buf)
-        self.offset = 0  # file offset of buf[0]
+        self.offset = start  # file offset of buf[0]
 
     def next(self):
         """(pos, size) of the next intact record in buf, or (pos, 0) at the end or at
@@ -87,6 +89,7 @@ class ResponseLog:
         self.dropped_total = 0
         self.corrupt = 0
         self.next_seq = 1
+        self._resume = None  # (segment base, file offset, seq) where the last read stopped
 
     # -- boot ---------------------------------------------------------------
     def open(self):
@@ -303,21 +306,26 @@ class ResponseLog:
         for seg in self._segments:
             if seg.last < from_seq:
                 continue
-            reader = _Reader(self._path(seg), self._read_buf)
+            # A sync reads on from where the previous chunk stopped: start there instead
+            # of scanning the segment from its header again.
+            start = record.HEADER_SIZE
+            resume = self._resume
+            if resume is not None and resume[0] == seg.base and resume[2] <= from_seq:
+                start = resume[1]
+            reader = _Reader(self._path(seg), self._read_buf, start)
             try:
-                reader.advance(record.HEADER_SIZE)
                 while True:
                     pos, size = reader.next()
                     if not size or record.is_seal(reader.buf, pos):
                         break
                     rec = record.decode_response(reader.buf, pos, size, seg.base)
+                    if rec[0] >= from_seq:
+                        if out and used + size > max_bytes:
+                            self._resume = (seg.base, reader.offset + pos, rec[0])
+                            return out
+                        out.append(rec)
+                        used += size
                     reader.advance(size)
-                    if rec[0] < from_seq:
-                        continue
-                    if out and used + size > max_bytes:
-                        return out
-                    out.append(rec)
-                    used += size
             finally:
                 reader.close()
         return out

@@ -34,6 +34,9 @@ class SimHal:
         self.state_dir = state_dir
         self._reset_cause = reset_cause
         self.fs_root = MOUNT
+        # A pty takes whole frames at once: no need to slice them as for a real UART (and
+        # a screen line printed between slices would break a frame).
+        self.console_write_chunk = 0
         buttons = board["buttons"]
         self._active_low = [b.get("active", "low") == "low" for b in buttons]
         # Electrical levels, idle level to start with (released).

@@ -1,0 +1,444 @@
+# The serial sync protocol, device side (docs/protocol.md): command lines in on the
+# console, frames out, from an asyncio task that shares the loop with the survey.
+#
+# The survey comes first: each pass reads at most _BYTES_PER_STEP bytes and answers at
+# most _LINES_PER_STEP lines, then sleeps; a PULL yields between log reads and long frames
+# go out in slices, so a flood of commands or a big batch never stalls the buttons.
+# Memory is bounded: one preallocated frame buffer (a batch is encoded straight into it),
+# a 200-byte line buffer, and during a config upload a buffer of the announced size.
+import asyncio
+import binascii
+import gc
+import json
+import select
+import sys
+
+from kiosk import batch, frames, record
+from kiosk import config as cfg
+from kiosk.clock import SOURCE_HOST
+from kiosk.log import LogError
+from micropython import const
+
+PROTOCOL = const(1)
+MAX_LINE = const(200)
+MAX_PAYLOAD = const(4096)  # every frame's payload, and so every batch, stays within this
+CONFIG_CHUNK = const(96)  # decoded bytes per CONFIG DATA line
+POLL_MS = const(20)
+WRITE_CHUNK = const(256)  # about 22 ms of a 115200 baud UART
+
+_LINES_PER_STEP = const(4)
+_BYTES_PER_STEP = const(256)
+_READ_BYTES = const(1024)  # flash bytes of records fetched per log.read while pulling
+_MAX_ANCHORS = const(64)
+_SHOWN = const(48)  # characters of an offending line quoted back in an E frame
+_MAX_PROBLEMS = const(8)
+_EARLIEST_TIME = const(946684800)  # 2000-01-01: anything before is a host bug
+_LATEST_TIME = 0xFFFFFFFF  # records keep wall time as u32
+
+_B = const(0x42)
+_H = const(0x48)
+_A = const(0x41)
+_T = const(0x54)
+_C = const(0x43)
+_E = const(0x45)
+_NL = const(10)
+_CR = const(13)
+_SPACE = const(32)
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_HEX = "0123456789abcdefABCDEF"
+
+
+class ConsoleReader:
+    """Bytes from the console without blocking, on the ESP32 and the unix port.
+
+    ESP32's stdin read blocks until it has filled the whole buffer it is given, so this
+    reads one byte at a time, and only while poll (timeout 0) says one is waiting."""
+
+    def __init__(self, stream=None, pollable=None):
+        if stream is None:
+            stream = sys.stdin.buffer
+            pollable = sys.stdin
+        self._stream = stream
+        self._byte = bytearray(1)
+        self._byte_mv = memoryview(self._byte)
+        self._poll = select.poll()
+        self._poll.register(pollable or stream, select.POLLIN)
+        self.closed = False
+
+    def readinto(self, buf):
+        """Copy the bytes available now, at most len(buf), into buf; return how many."""
+        n = 0
+        size = len(buf)
+        while n < size and not self.closed:
+            ready = False
+            for _, event in self._poll.ipoll(0):
+                if event & select.POLLIN:
+                    ready = True
+                elif event & (select.POLLHUP | select.POLLERR):
+                    self.closed = True
+            if not ready:
+                break
+            try:
+                got = self._stream.readinto(self._byte_mv)
+            except OSError:  # EIO once the other end of a pty has gone
+                got = 0
+            if not got:
+                self.closed = True  # end of input: stop polling a stream that stays "ready"
+                break
+            buf[n] = self._byte[0]
+            n += 1
+        return n
+
+
+class _Reject(Exception):
+    """A command that cannot be carried out; its message becomes the E frame's error."""
+
+
+def _number(word, low, high, what):
+    if not word.isdigit() or len(word) > 10:
+        raise _Reject("%s must be a whole number, not %r" % (what, word[:_SHOWN]))
+    value = int(word)
+    if not low <= value <= high:
+        raise _Reject("%s must be between %d and %d" % (what, low, high))
+    return value
+
+
+def _args(args, count, usage):
+    if len(args) != count:
+        raise _Reject("usage: <tag> %s" % usage)
+    return args
+
+
+def _tag(line, n):
+    """The tag at the start of line[:n], or 0 when there is none."""
+    value = 0
+    i = 0
+    while i < n and i < 6 and 48 <= line[i] <= 57:
+        value = value * 10 + line[i] - 48
+        i += 1
+    if 0 < i <= 5 and value <= 0xFFFF and (i == n or line[i] == _SPACE):
+        return value
+    return 0
+
+
+def _shown(line, n):
+    """The start of an offending line, printable ASCII only, for an E frame."""
+    m = min(n, _SHOWN)
+    out = bytearray(m)
+    for i in range(m):
+        b = line[i]
+        out[i] = b if 32 <= b < 127 else 63  # '?'
+    text = out.decode()
+    return text + "..." if n > _SHOWN else text
+
+
+def _capped(problems):
+    out = [p[:120] for p in problems[:_MAX_PROBLEMS]]
+    if len(problems) > _MAX_PROBLEMS:
+        out.append("and %d more problems" % (len(problems) - _MAX_PROBLEMS))
+    return out
+
+
+class SerialSync:
+    """Answers sync commands for `kiosk` (an app.Kiosk, or anything with its .log,
+    .clock, .flow, .config, .config_problems, .config_path, .hal.board and .status()).
+
+    source.readinto(buf) returns the bytes available now without blocking (ConsoleReader
+    for the real console); write(bytes) sends them all (sys.stdout.buffer.write by
+    default). write_chunk bounds each write call, with a yield between (0: whole frames)."""
+
+    def __init__(self, kiosk, source, write=None, poll_ms=POLL_MS, write_chunk=WRITE_CHUNK):
+        self.kiosk = kiosk
+        self._source = source
+        self._write = write if write is not None else sys.stdout.buffer.write
+        self.poll_ms = poll_ms
+        self.write_chunk = write_chunk
+        # One frame buffer for every answer; a batch is encoded in place, its header
+        # right-aligned before the records, the frame head before that.
+        self._frame = frames.FrameBuffer(batch.HEADER_ROOM + MAX_PAYLOAD + batch.MAX_RECORD)
+        self._batch = batch.BatchEncoder(self._frame.buf, frames.HEAD + batch.HEADER_ROOM)
+        self._in = bytearray(32)
+        self._in_mv = memoryview(self._in)
+        self._in_pos = self._in_end = 0
+        self._line = bytearray(MAX_LINE)
+        self._line_len = 0
+        self._overlong = False
+        self._upload = None  # bytearray of the announced size during CONFIG BEGIN..END
+        self._upload_got = 0
+        self._upload_crc = 0
+        self.lines = 0  # command lines answered
+        self.errors = 0  # E frames sent
+        self.failures = 0  # passes cut short by an exception (a console write failing)
+
+    async def run(self):
+        sleep_ms = asyncio.sleep_ms
+        while True:
+            try:
+                await self.step()
+            except Exception:  # a console write failing must not stop the kiosk
+                self.failures += 1
+            await sleep_ms(self.poll_ms)
+
+    async def step(self):
+        """Take what has arrived and answer at most _LINES_PER_STEP complete lines."""
+        handled = 0
+        budget = _BYTES_PER_STEP
+        line = self._line
+        while handled < _LINES_PER_STEP:
+            if self._in_pos == self._in_end:
+                if budget <= 0:
+                    break
+                n = self._source.readinto(self._in_mv[:min(len(self._in), budget)])
+                if not n:
+                    break
+                budget -= n
+                self._in_pos = 0
+                self._in_end = n
+            b = self._in[self._in_pos]
+            self._in_pos += 1
+            if b == _NL:
+                if self._line_len or self._overlong:
+                    handled += 1
+                    await self._line_done()
+            elif self._line_len < MAX_LINE:
+                line[self._line_len] = b
+                self._line_len += 1
+            else:
+                self._overlong = True  # the rest, up to the newline, is dropped
+        return handled
+
+    # -- lines ---------------------------------------------------------------------
+    async def _line_done(self):
+        line = self._line
+        n = self._line_len
+        self._line_len = 0
+        self.lines += 1
+        tag = _tag(line, n)
+        if self._overlong:
+            self._overlong = False
+            await self._error(tag, "line longer than %d bytes: ignored" % MAX_LINE, line, n)
+            return
+        if n and line[n - 1] == _CR:
+            n -= 1
+        for i in range(n):
+            if not 32 <= line[i] < 127:
+                await self._error(tag, "not a command line (byte 0x%02x)" % line[i], line, n)
+                return
+        words = bytes(line[:n]).decode().split()
+        try:
+            if len(words) < 2 or not words[0].isdigit() or tag != int(words[0]):
+                raise _Reject("expected '<tag> <COMMAND> [arguments]' with a tag 1-65535")
+            await self._execute(tag, words[1], words[2:])
+        except _Reject as e:
+            await self._error(tag, str(e), line, n)
+        except Exception as e:
+            await self._error(tag, "device error: %s: %s" % (type(e).__name__, e), line, n)
+
+    async def _execute(self, tag, command, args):
+        if command == "HELLO":
+            await self._hello(tag, args)
+        elif command == "PULL":
+            await self._pull(tag, args)
+        elif command == "ACK":
+            await self._ack(tag, args)
+        elif command == "TIME":
+            await self._time(tag, args)
+        elif command == "CONFIG":
+            await self._config(tag, args)
+        else:
+            raise _Reject("unknown command %r" % command[:_SHOWN])
+
+    # -- frames ----------------------------------------------------------------------
+    async def _send(self, frame):
+        chunk = self.write_chunk
+        if not chunk or len(frame) <= chunk:
+            self._write(frame)
+            return
+        for i in range(0, len(frame), chunk):
+            self._write(frame[i:i + chunk])
+            await asyncio.sleep_ms(0)
+
+    async def _json(self, kind, tag, obj):
+        data = json.dumps(obj).encode()
+        if len(data) > MAX_PAYLOAD:
+            raise _Reject("answer of %d bytes is over %d" % (len(data), MAX_PAYLOAD))
+        await self._send(self._frame.build(kind, tag, data))
+
+    async def _error(self, tag, sentence, line, n):
+        self.errors += 1
+        await self._json(_E, tag, {"error": sentence, "line": _shown(line, n)})
+
+    # -- commands --------------------------------------------------------------------
+    async def _hello(self, tag, args):
+        host = _number(_args(args, 1, "HELLO <host protocol>")[0], 0, 0xFFFF, "protocol")
+        if host < 1:
+            raise _Reject("protocol %d is not supported: this kiosk speaks protocol %d"
+                          % (host, PROTOCOL))
+        kiosk = self.kiosk
+        log = kiosk.log
+        status = kiosk.status()
+        if status.get("config_problems"):
+            status["config_problems"] = _capped(status["config_problems"])
+        first = log.read(log.acked_upto + 1, 1)
+        first_seq = first[0][record.SEQ] if first else log.next_seq
+        # The host places a record in time with the latest anchor of its boot: send that
+        # much, for the boots that still have records to pull.
+        from_boot = min(first[0][record.BOOT], kiosk.clock.boot) if first else kiosk.clock.boot
+        first = None
+        latest = {}
+        for anchor in kiosk.clock.anchors:
+            if anchor[0] >= from_boot:
+                latest[anchor[0]] = anchor
+        anchors = [list(latest[b]) for b in sorted(latest)][-_MAX_ANCHORS:]
+        answer = {"proto": PROTOCOL, "device_id": status.get("device_id"),
+                  "board": status.get("board"), "firmware": status.get("firmware"),
+                  "status": status, "anchors": anchors, "first_seq": first_seq,
+                  "next_seq": log.next_seq}
+        data = json.dumps(answer).encode()
+        while len(data) > MAX_PAYLOAD and anchors:
+            del anchors[:8]  # the oldest boots' anchors; the host reports those times unknown
+            data = json.dumps(answer).encode()
+        if len(data) > MAX_PAYLOAD:
+            raise _Reject("status of %d bytes is over %d" % (len(data), MAX_PAYLOAD))
+        await self._send(self._frame.build(_H, tag, data))
+
+    async def _pull(self, tag, args):
+        args = _args(args, 2, "PULL <from seq> <max bytes>")
+        from_seq = _number(args[0], 0, _LATEST_TIME, "from seq")
+        budget = _number(args[1], 0, 0xFFFF, "max bytes")
+        budget = max(batch.MIN_BUDGET, min(budget, MAX_PAYLOAD))
+        log = self.kiosk.log
+        seq = max(from_seq, log.acked_upto + 1)
+        enc = self._batch
+        enc.begin(seq, budget)
+        more = False
+        while not more:
+            chunk = log.read(seq, _READ_BYTES)
+            if not chunk:
+                break
+            for rec in chunk:
+                if not enc.add(rec):
+                    more = True
+                    break
+            seq = chunk[-1][record.SEQ] + 1
+            chunk = None
+            # Reading rescans the segment from its start: let the survey in between.
+            await asyncio.sleep_ms(0)
+        offset, length = enc.finish(more)
+        await self._send(self._frame.seal(_B, tag, offset, length))
+
+    async def _ack(self, tag, args):
+        upto = _number(_args(args, 1, "ACK <upto seq>")[0], 0, _LATEST_TIME, "upto seq")
+        log = self.kiosk.log
+        try:
+            log.ack(upto)
+        except LogError as e:
+            raise _Reject(str(e))
+        await self._json(_A, tag, {"acked": log.acked_upto})
+
+    async def _time(self, tag, args):
+        wall = _number(_args(args, 1, "TIME <unix seconds>")[0], _EARLIEST_TIME, _LATEST_TIME,
+                       "unix seconds")
+        clock = self.kiosk.clock
+        clock.set_wall(wall, SOURCE_HOST)
+        await self._json(_T, tag, {"anchor": list(clock.anchors[-1])})
+
+    # -- config upload ---------------------------------------------------------------
+    async def _config(self, tag, args):
+        step = args[0] if args else ""
+        if step == "BEGIN":
+            size, crc = _args(args[1:], 2, "CONFIG BEGIN <bytes> <crc32 hex>")
+            size = _number(size, 1, 0xFFFFFF, "bytes")
+            if not 1 <= len(crc) <= 8 or any(ch not in _HEX for ch in crc):
+                raise _Reject("crc32 must be 1-8 hex digits")
+            self._upload = None
+            if size > cfg.MAX_FILE_BYTES:
+                await self._config_answer(tag, False, ["config is %d bytes, over the %d limit"
+                                                       % (size, cfg.MAX_FILE_BYTES)])
+                return
+            gc.collect()
+            self._upload = bytearray(size)
+            self._upload_got = 0
+            self._upload_crc = int(crc, 16)
+            await self._config_answer(tag, True)
+        elif step == "DATA":
+            text = _args(args[1:], 1, "CONFIG DATA <base64>")[0]
+            if self._upload is None:
+                raise _Reject("CONFIG DATA without CONFIG BEGIN")
+            body = text.rstrip("=")
+            if (len(text) % 4 or len(text) > (CONFIG_CHUNK // 3) * 4 or len(text) - len(body) > 2
+                    or any(ch not in _B64 for ch in body)):
+                raise _Reject("CONFIG DATA takes base64 of at most %d bytes" % CONFIG_CHUNK)
+            try:
+                data = binascii.a2b_base64(text)
+            except ValueError:
+                raise _Reject("CONFIG DATA takes base64 of at most %d bytes" % CONFIG_CHUNK)
+            got = self._upload_got
+            if got + len(data) > len(self._upload):
+                size = len(self._upload)
+                self._upload = None
+                await self._config_answer(tag, False, ["more data than the %d bytes announced"
+                                                       % size])
+                return
+            self._upload[got:got + len(data)] = data
+            self._upload_got = got + len(data)
+            await self._config_answer(tag, True)
+        elif step == "END":
+            _args(args[1:], 0, "CONFIG END")
+            if self._upload is None:
+                raise _Reject("CONFIG END without CONFIG BEGIN")
+            data = self._upload
+            got = self._upload_got
+            self._upload = None
+            problems = self._install(data, got)
+            data = None
+            if problems:
+                await self._config_answer(tag, False, problems, got)
+            else:
+                await self._json(_C, tag, {"ok": True, "received": got,
+                                           "version": self.kiosk.config["version"]})
+        else:
+            raise _Reject("usage: <tag> CONFIG BEGIN|DATA|END ...")
+
+    async def _config_answer(self, tag, ok, problems=None, received=None):
+        answer = {"ok": ok, "received": self._upload_got if received is None else received}
+        if problems:
+            answer["problems"] = _capped(problems)
+        await self._json(_C, tag, answer)
+
+    def _install(self, data, got):
+        """Check, save and apply an uploaded config; return its problems (none: applied)."""
+        size = len(data)
+        if got != size:
+            return ["received %d of the %d bytes announced" % (got, size)]
+        crc = binascii.crc32(data)
+        if crc != self._upload_crc:
+            return ["crc32 mismatch: announced %08x, received data has %08x"
+                    % (self._upload_crc, crc)]
+        try:
+            raw = json.loads(str(data, "utf-8"))
+        except UnicodeError:
+            return ["config is not valid UTF-8"]
+        except ValueError as e:
+            return ["config is not valid JSON (%s)" % e]
+        config, problems = cfg.validate(raw)
+        if problems:
+            return problems
+        kiosk = self.kiosk
+        board = kiosk.hal.board
+        faces = sum(1 for b in board["buttons"] if b.get("face"))
+        if config["scale"] > faces and not board.get("touch"):
+            return ["scale %d needs %d face buttons; this board has %d"
+                    % (config["scale"], config["scale"], faces)]
+        try:
+            config = cfg.save(kiosk.config_path, raw)
+        except (ValueError, OSError) as e:
+            return ["config not saved: %s" % e]
+        kiosk.config = config
+        if kiosk.config_problems:
+            kiosk.config_problems = []
+            kiosk.flow.service_note = ""  # show_idle puts back a storage note if one applies
+        # A session in progress finishes under the scale it started with (see flow).
+        kiosk.flow.apply_config(config)
+        return None
