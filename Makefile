@@ -38,6 +38,7 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python tools/bench_log.py
 	$(BIN)/python tools/bench_screens.py --rounds 30
+	$(BIN)/python tools/bench_sync.py
 
 clean:
 	rm -rf $(VENV) typings .pytest_cache

@@ -12,6 +12,7 @@ from pathlib import Path
 from deskpulse import boards, simulator
 from deskpulse.errors import DeskPulseError
 from deskpulse.inspect import read_state
+from deskpulse.sync_cli import add_sync_commands
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -115,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     brd = sub.add_parser("boards", help="list the board definitions and check their pins")
     brd.set_defaults(func=_cmd_boards)
+
+    add_sync_commands(sub)
     return parser
 
 

@@ -34,7 +34,9 @@ from typing import BinaryIO, Self, TextIO
 
 from deskpulse.errors import DeskPulseError
 
-DEFAULT_HEAP = "256k"
+# Room for the simulated chips and for compiling the firmware's .py sources at import
+# (a device runs precompiled .mpy); tests/test_sim.py checks the ESP32-sized figure.
+DEFAULT_HEAP = "512k"
 """MicroPython heap for the child (``-X heapsize=``); see TOOLCHAIN.md on word size."""
 
 CONSOLE_LOG_NAME = "console.log"

@@ -1,0 +1,429 @@
+"""The host database: devices, responses, time anchors and sync history, in SQLite.
+
+One file, WAL mode, a busy timeout, so the sync command, the aggregator server and the
+reports can share it. The schema is versioned with `PRAGMA user_version` and migrated
+forward on open; a database from a newer deskpulse is refused rather than guessed at.
+
+Every response is keyed by (device_id, seq) and inserted with INSERT OR IGNORE, so a batch
+that arrives twice (a lost ACK, a retried push) is stored once. Times follow docs/time.md:
+a record keeps the wall time the device gave it; otherwise it is placed by the latest
+anchor of its (device, boot), `wall = anchor.wall + (uptime_s - anchor.uptime_s)`; with no
+anchor its time stays unknown (NULL) and is counted, and it is placed later if an anchor
+for its boot arrives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from deskpulse.batch import Anchor, Response
+from deskpulse.errors import DeskPulseError
+
+BUSY_TIMEOUT_MS = 30_000
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the serial sync (issue 4). Later issues add their own steps after this one.
+    (
+        """CREATE TABLE devices (
+            device_id   TEXT PRIMARY KEY,
+            name        TEXT,            -- set by people (devices add), never by a sync
+            location    TEXT,
+            time_zone   TEXT,            -- IANA name; reports fall back to the host's
+            board       TEXT,
+            firmware    TEXT,
+            proto       INTEGER,
+            first_seen  INTEGER NOT NULL,  -- unix seconds (host clock)
+            last_sync   INTEGER,
+            last_status TEXT             -- JSON, the device's status at its last sync
+        )""",
+        """CREATE TABLE syncs (
+            sync_id      INTEGER PRIMARY KEY,
+            device_id    TEXT NOT NULL REFERENCES devices(device_id),
+            at           INTEGER NOT NULL,  -- unix seconds (host clock) of the commit
+            transport    TEXT NOT NULL,     -- 'serial' or 'wifi'
+            received     INTEGER NOT NULL,  -- responses in the batches
+            new          INTEGER NOT NULL,
+            duplicates   INTEGER NOT NULL,
+            time_unknown INTEGER NOT NULL,  -- of the new ones, still unplaced after it
+            stored       INTEGER,           -- device health, copied from its status
+            unacked      INTEGER,
+            dropped      INTEGER,           -- total the device ever dropped (storage cap)
+            corrupt      INTEGER,
+            fill         REAL,              -- flash filesystem fill, 0..1
+            boot         INTEGER,
+            reset_cause  TEXT,
+            crashes      INTEGER,
+            clock_known  INTEGER,
+            status       TEXT NOT NULL      -- the whole status as JSON
+        )""",
+        "CREATE INDEX syncs_by_device ON syncs(device_id, at)",
+        """CREATE TABLE responses (
+            device_id      TEXT NOT NULL REFERENCES devices(device_id),
+            seq            INTEGER NOT NULL,
+            rating         INTEGER NOT NULL CHECK (rating BETWEEN 1 AND scale),
+            scale          INTEGER NOT NULL CHECK (scale BETWEEN 3 AND 5),
+            told_next      TEXT NOT NULL CHECK (told_next IN ('yes', 'no', 'no_answer')),
+            latency_ds     INTEGER NOT NULL,
+            rapid          INTEGER NOT NULL,
+            closed         INTEGER NOT NULL,
+            boot           INTEGER NOT NULL,
+            uptime_s       INTEGER NOT NULL,
+            device_wall    INTEGER,  -- the device's own time for it, when its clock was set
+            wall           INTEGER,  -- resolved UTC unix seconds; NULL = time unknown
+            time_source    TEXT CHECK (time_source IN ('device', 'anchor')),
+            config_version INTEGER NOT NULL,
+            sync_id        INTEGER NOT NULL REFERENCES syncs(sync_id),
+            PRIMARY KEY (device_id, seq)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX responses_by_wall ON responses(wall)",
+        # Only rows that anchors may (re)place are indexed: a new anchor touches few rows.
+        """CREATE INDEX responses_placeable ON responses(device_id, boot)
+            WHERE time_source IS NOT 'device'""",
+        """CREATE TABLE anchors (
+            device_id TEXT NOT NULL REFERENCES devices(device_id),
+            boot      INTEGER NOT NULL,
+            uptime_s  INTEGER NOT NULL,
+            wall      INTEGER NOT NULL,
+            source    INTEGER NOT NULL,  -- 1 host, 2 NTP, 3 RTC chip
+            PRIMARY KEY (device_id, boot, uptime_s)
+        ) WITHOUT ROWID""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def default_db_path() -> Path:
+    """$DESKPULSE_DB, else deskpulse/deskpulse.db in $XDG_DATA_HOME (~/.local/share)."""
+    explicit = os.environ.get("DESKPULSE_DB")
+    if explicit:
+        return Path(explicit).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or ""
+    base = Path(data_home) if Path(data_home).is_absolute() else Path.home() / ".local/share"
+    return base / "deskpulse" / "deskpulse.db"
+
+
+def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the database. The connection is in
+    autocommit mode: writers use `transaction()`."""
+    db_path = Path(path) if path is not None else default_db_path()
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise DeskPulseError(f"cannot open the database {db_path}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL, not WAL's usual NORMAL: the device frees flash once we ACK, so a commit
+        # must survive a power cut of the host too.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise DeskPulseError(f"{db_path} is not a usable deskpulse database: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the missing migrations, each in its own transaction."""
+    for number, statements in enumerate(MIGRATIONS, start=1):
+        if schema_version(conn) >= number:
+            continue
+        with transaction(conn):
+            # Another process may have migrated while we waited for the write lock.
+            if schema_version(conn) >= number:
+                continue
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+    found = schema_version(conn)
+    if found > SCHEMA_VERSION:
+        raise DeskPulseError(
+            f"the database has schema version {found}, newer than this deskpulse "
+            f"({SCHEMA_VERSION}): upgrade deskpulse"
+        )
+
+
+# -- storing ------------------------------------------------------------------------------
+
+
+class ConflictError(DeskPulseError):
+    """A record reuses the (device, seq) of a different stored record."""
+
+
+_COMPARED = ("rating", "scale", "told_next", "latency_ds", "rapid", "closed", "boot",
+             "uptime_s", "device_wall", "config_version")
+
+
+def _row_of(r: Response) -> tuple[Any, ...]:
+    return (r.rating, r.scale, r.told_next, r.latency_ds, int(r.rapid), int(r.closed),
+            r.boot, r.uptime_s, r.wall, r.config_version)
+
+
+def _conflicts(conn: sqlite3.Connection, device_id: str,
+               responses: Sequence[Response]) -> list[int]:
+    """Seqs of responses whose stored namesake differs: the same record sent again is a
+    duplicate; a different one means the device's numbering restarted (an erased log)."""
+    if not responses:
+        return []
+    seqs = [r.seq for r in responses]
+    rows = conn.execute(
+        f"SELECT seq, {', '.join(_COMPARED)} FROM responses "
+        "WHERE device_id = ? AND seq BETWEEN ? AND ?",
+        (device_id, min(seqs), max(seqs))).fetchall()
+    if not rows:  # the usual case: nothing of this range stored yet
+        return []
+    wanted = {r.seq: _row_of(r) for r in responses}
+    return [row[0] for row in rows if row[0] in wanted and tuple(row[1:]) != wanted[row[0]]]
+
+
+def _num(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _health(status: Mapping[str, Any]) -> tuple[Any, ...]:
+    log = status.get("log")
+    log = log if isinstance(log, Mapping) else {}
+    clock = status.get("clock")
+    clock = clock if isinstance(clock, Mapping) else {}
+    fill = log.get("fs_fill")
+    reset = status.get("reset_cause")
+    return (
+        _num(log.get("stored")), _num(log.get("unacked")), _num(log.get("dropped")),
+        _num(log.get("corrupt")),
+        float(fill) if isinstance(fill, int | float) and not isinstance(fill, bool) else None,
+        _num(status.get("boot")), reset if isinstance(reset, str) else None,
+        _num(status.get("crashes")),
+        None if "known" not in clock else int(bool(clock.get("known"))),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def store_batch(
+    conn: sqlite3.Connection,
+    device_id: str,
+    responses: Sequence[Response],
+    anchors: Iterable[Anchor],
+    status: Mapping[str, Any],
+    transport: str,
+    *,
+    proto: int | None = None,
+    now: float | None = None,
+) -> tuple[int, int]:
+    """Store one sync's responses, anchors and device status in ONE transaction and
+    commit; return (new, duplicates). `latest_sync()` then tells the rest."""
+    if not device_id:
+        raise DeskPulseError("a device without an id cannot be stored")
+    at = int(now if now is not None else time.time())
+    try:
+        return _store(conn, device_id, responses, anchors, status, transport, proto, at)
+    except sqlite3.IntegrityError as exc:
+        raise DeskPulseError(f"responses of {device_id} not stored: {exc}") from exc
+
+
+def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Response],
+           anchors: Iterable[Anchor], status: Mapping[str, Any], transport: str,
+           proto: int | None, at: int) -> tuple[int, int]:
+    status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
+    with transaction(conn):
+        conn.execute(
+            """INSERT INTO devices (device_id, board, firmware, proto, first_seen, last_sync,
+                                    last_status)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (device_id) DO UPDATE SET
+                   board = coalesce(excluded.board, board),
+                   firmware = coalesce(excluded.firmware, firmware),
+                   proto = coalesce(excluded.proto, proto),
+                   last_sync = excluded.last_sync, last_status = excluded.last_status""",
+            (device_id, _text(status.get("board")), _text(status.get("firmware")), proto, at,
+             at, status_json),
+        )
+        cur = conn.execute(
+            """INSERT INTO syncs (device_id, at, transport, received, new, duplicates,
+                                  time_unknown, stored, unacked, dropped, corrupt, fill, boot,
+                                  reset_cause, crashes, clock_known, status)
+               VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (device_id, at, transport, len(responses), *_health(status), status_json),
+        )
+        sync_id = int(cur.lastrowid or 0)
+        clashes = _conflicts(conn, device_id, responses)
+        if clashes:
+            raise ConflictError(
+                f"device {device_id} sent {len(clashes)} responses (seq {clashes[0]}..."
+                f"{clashes[-1]}) that differ from the stored ones with the same numbers: "
+                "its log was probably erased and renumbered. Nothing was stored. Give the "
+                "device a new device_id (sync --config) so its records keep apart."
+            )
+        anchor_rows = [(device_id, a.boot, a.uptime_s, a.wall, a.source) for a in anchors]
+        # The device lists anchors oldest first; a later one at the same second wins.
+        conn.executemany(
+            "INSERT OR REPLACE INTO anchors VALUES (?, ?, ?, ?, ?)", anchor_rows)
+        # ON CONFLICT on the key only: OR IGNORE would also skip rows that break a CHECK.
+        cur = conn.executemany(
+            """INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (device_id, seq) DO NOTHING""",
+            [(device_id, r.seq, r.rating, r.scale, r.told_next, r.latency_ds, int(r.rapid),
+              int(r.closed), r.boot, r.uptime_s, r.wall, r.wall,
+              "device" if r.wall is not None else None, r.config_version, sync_id)
+             for r in responses],
+        )
+        new = max(cur.rowcount, 0)
+        boots = {row[1] for row in anchor_rows}
+        boots.update(r.boot for r in responses if r.wall is None)
+        _place(conn, device_id, boots)
+        (unknown,) = conn.execute(
+            "SELECT count(*) FROM responses WHERE sync_id = ? AND wall IS NULL",
+            (sync_id,)).fetchone()
+        conn.execute(
+            "UPDATE syncs SET new = ?, duplicates = ?, time_unknown = ? WHERE sync_id = ?",
+            (new, len(responses) - new, unknown, sync_id))
+    return new, len(responses) - new
+
+
+def _place(conn: sqlite3.Connection, device_id: str, boots: Iterable[int]) -> None:
+    """(Re)place every response of these boots that lacks the device's own time, from
+    the latest anchor of its boot."""
+    for boot in sorted(boots):
+        anchor = conn.execute(
+            """SELECT uptime_s, wall FROM anchors WHERE device_id = ? AND boot = ?
+               ORDER BY uptime_s DESC LIMIT 1""", (device_id, boot)).fetchone()
+        if anchor is None:
+            continue
+        conn.execute(
+            """UPDATE responses SET wall = ? + (uptime_s - ?), time_source = 'anchor'
+               WHERE device_id = ? AND boot = ? AND time_source IS NOT 'device'""",
+            (anchor[1], anchor[0], device_id, boot))
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    device_id: str
+    name: str | None
+    location: str | None
+    time_zone: str | None
+    board: str | None
+    firmware: str | None
+    last_sync: int | None
+    syncs: int
+    responses: int
+    time_unknown: int
+    last_seq: int | None
+    fill: float | None
+    unacked: int | None
+    dropped: int | None
+    corrupt: int | None
+    boot: int | None
+    reset_cause: str | None
+    crashes: int | None
+    clock_known: bool | None
+    transport: str | None
+
+
+def devices(conn: sqlite3.Connection) -> list[DeviceHealth]:
+    """Every known device with its latest sync's health, by id."""
+    rows = conn.execute(
+        """SELECT d.device_id, d.name, d.location, d.time_zone, d.board, d.firmware,
+                  d.last_sync,
+                  (SELECT count(*) FROM syncs WHERE device_id = d.device_id),
+                  (SELECT count(*) FROM responses WHERE device_id = d.device_id),
+                  (SELECT count(*) FROM responses WHERE device_id = d.device_id
+                                                    AND wall IS NULL),
+                  (SELECT max(seq) FROM responses WHERE device_id = d.device_id),
+                  s.fill, s.unacked, s.dropped, s.corrupt, s.boot, s.reset_cause, s.crashes,
+                  s.clock_known, s.transport
+           FROM devices d
+           LEFT JOIN syncs s ON s.sync_id = (
+               SELECT max(sync_id) FROM syncs WHERE device_id = d.device_id)
+           ORDER BY d.device_id""").fetchall()
+    names = [f.name for f in fields(DeviceHealth)]
+    out = []
+    for row in rows:
+        values = dict(zip(names, row, strict=True))
+        if values["clock_known"] is not None:
+            values["clock_known"] = bool(values["clock_known"])
+        out.append(DeviceHealth(**values))
+    return out
+
+
+def last_seq(conn: sqlite3.Connection, device_id: str) -> int | None:
+    row = conn.execute(
+        "SELECT max(seq) FROM responses WHERE device_id = ?", (device_id,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRecord:
+    sync_id: int
+    at: int
+    transport: str
+    received: int
+    new: int
+    duplicates: int
+    time_unknown: int  # of the new responses, still unplaced right after this sync
+    dropped: int | None
+    fill: float | None
+    status: dict[str, Any]
+
+
+def latest_sync(conn: sqlite3.Connection, device_id: str) -> SyncRecord | None:
+    """The device's most recent recorded sync."""
+    row = conn.execute(
+        """SELECT sync_id, at, transport, received, new, duplicates, time_unknown, dropped,
+                  fill, status
+           FROM syncs WHERE device_id = ? ORDER BY sync_id DESC LIMIT 1""",
+        (device_id,)).fetchone()
+    if row is None:
+        return None
+    return SyncRecord(*row[:9], status=json.loads(row[9]))
+
+
+def count_time_unknown(conn: sqlite3.Connection, device_id: str | None = None) -> int:
+    if device_id is None:
+        row = conn.execute("SELECT count(*) FROM responses WHERE wall IS NULL").fetchone()
+    else:
+        row = conn.execute(
+            "SELECT count(*) FROM responses WHERE device_id = ? AND wall IS NULL",
+            (device_id,)).fetchone()
+    return int(row[0])
+
+
+def responses_of(conn: sqlite3.Connection, device_id: str) -> list[dict[str, Any]]:
+    """A device's stored responses as dicts, in seq order (for tests and tools)."""
+    cur = conn.execute(
+        "SELECT * FROM responses WHERE device_id = ? ORDER BY seq", (device_id,))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
