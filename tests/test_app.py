@@ -68,3 +68,37 @@ def boot(cause):
 emit([boot("power_on"), boot("watchdog"), boot("hard")])
 """)[0]
     assert out == [[1, 0, 0, "power_on"], [2, 1, 1, "watchdog"], [3, 0, 1, "hard"]]
+
+
+def test_a_task_that_dies_crashes_the_app_instead_of_leaving_a_deaf_kiosk(
+    tmp_path: Path,
+) -> None:
+    out = mpy_json(f"""
+import json, asyncio
+from kiosk import app
+from kiosk.hal.sim import SimHal
+from harness import emit
+board = json.loads({json.dumps(json.dumps(BOARD))})
+hal = SimHal(board, {str(tmp_path)!r})
+reads = [0]
+def broken_buttons():
+    reads[0] += 1
+    if reads[0] > 5:
+        raise OSError(5)   # e.g. a GPIO expander that stopped answering
+    return 0
+hal.read_buttons = broken_buttons
+async def forever():
+    await asyncio.sleep_ms(10000)
+try:
+    app.run(hal, forever())
+    result = "returned"
+except OSError as e:
+    result = "crashed: %s" % e
+hal.unmount()
+hal = SimHal(board, {str(tmp_path)!r})
+k = app.Kiosk(hal)
+k.inspect()
+emit({{"result": result, "crashes_seen_next_boot": k.crashes, "reads": reads[0]}})
+""")[0]
+    assert out["result"] == "crashed: [Errno 5] EIO"
+    assert out["crashes_seen_next_boot"] == 1

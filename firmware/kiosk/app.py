@@ -1,5 +1,6 @@
 # Wires the kiosk together from a hardware layer and runs it as asyncio tasks.
 import asyncio
+import gc
 
 from kiosk import FIRMWARE_VERSION, record
 from kiosk import config as cfg
@@ -15,6 +16,7 @@ _BOOT = const(1)
 _CRASH = const(2)
 _SAFE_MODE_CRASHES = const(3)
 _TICK_MS = const(50)
+_SUPERVISE_MS = const(100)
 
 
 class Kiosk:
@@ -39,8 +41,18 @@ class Kiosk:
         self.log = ResponseLog(self.root)
         self.clock = Clock(hal.ticks_ms, 0, self.root, hal.rtc_read, hal.rtc_write)
         self.display = self.screens = self.touch_taps = self.sync = None
+        # The long-lived large buffers (frame, fonts, sync frames) come first, each after a
+        # collection, while the heap still has room in one piece.
+        gc.collect()
         screen = self._make_screens(hal)
         self.flow = flow_mod.Survey(self.config, self.log, self.clock, screen)
+        if getattr(hal, "console_sync", True):
+            # The console (the REPL UART) carries the serial sync while the app runs.
+            from kiosk.serial_sync import ConsoleReader, SerialSync
+
+            gc.collect()
+            self.sync = SerialSync(self, ConsoleReader(),
+                                   write_chunk=getattr(hal, "console_write_chunk", 256))
         self.running = False
 
     def _make_screens(self, hal):
@@ -182,18 +194,21 @@ class Kiosk:
                       asyncio.create_task(self._timers())]
         if self.display is not None:
             background.append(asyncio.create_task(self.display.run()))
-        if getattr(self.hal, "console_sync", True):
-            # The console (the REPL UART) carries the serial sync while the app runs.
-            from kiosk.serial_sync import ConsoleReader, SerialSync
-
-            self.sync = SerialSync(self, ConsoleReader(),
-                                   write_chunk=getattr(self.hal, "console_write_chunk", 256))
+        if self.sync is not None:
             background.append(asyncio.create_task(self.sync.run()))
+        ending = asyncio.create_task(until) if until is not None else None
         try:
-            if until is None:
-                await asyncio.gather(*background)
-            else:
-                await until
+            while True:
+                # A task that dies would leave a kiosk that looks alive but ignores taps
+                # (and keeps feeding the watchdog): let its error end the app instead, so
+                # it is recorded as a crash and the device restarts.
+                for task in background:
+                    if task.done():
+                        await task
+                        raise RuntimeError("a kiosk task stopped")
+                if ending is not None and ending.done():
+                    return await ending
+                await asyncio.sleep_ms(_SUPERVISE_MS)
         finally:
             self.running = False
             for task in background:
