@@ -91,6 +91,7 @@ from harness import Rig, emit, MOUNT
 from kiosk import config as cfg, record
 from kiosk.log import ResponseLog
 from kiosk.serial_sync import SerialSync
+from kiosk.crc import crc16
 from batchdecode import decode
 
 BOARD = json.loads(BOARD_JSON)
@@ -175,10 +176,15 @@ async def _drain(sync):
     while (await sync.step()) or src.pending():
         pass
 
+def signed(text):
+    # A command line as the host sends it: with its ' *xxxx' checksum.
+    return (text + " *%04x" % crc16(text.encode())).encode() + b"\\n"
+
 def talk(sync, *lines):
-    # Send lines (str gets a newline), answer them all, return the output as hex.
+    # Send lines (str: signed, with a newline; bytes: as they are), answer them all,
+    # return the output as hex.
     for line in lines:
-        src.feed(line if isinstance(line, bytes) else line.encode() + b"\\n")
+        src.feed(line if isinstance(line, bytes) else signed(line))
     asyncio.run(_drain(sync))
     return binascii.hexlify(out.take()).decode()
 
@@ -240,7 +246,8 @@ emit(["args", talk(sync, "10 HELLO", "11 HELLO one")])
     assert "protocol 0 is not supported" in error_of(r["older"], 9)["error"]
     errors = only_frames(r["args"])
     assert [(f.kind, f.tag) for f in errors] == [("E", 10), ("E", 11)]
-    assert errors[0].json() == {"error": "usage: <tag> HELLO <host protocol>", "line": "10 HELLO"}
+    assert errors[0].json() == {"error": "usage: <tag> HELLO <host protocol>",
+                                "line": "10 HELLO *bfc5"}  # echoed as sent, checksum too
     assert "whole number" in errors[1].json()["error"]
 
 
@@ -331,7 +338,7 @@ emit(["before", before])
     assert [(f.kind, f.tag, f.json()) for f in again] == [
         ("A", 3, {"acked": 150}), ("A", 4, {"acked": 150}), ("A", 5, {"acked": 150})]
     assert error_of(r["beyond"], 6) == {"error": "ack 301 beyond last record 300",
-                                        "line": "6 ACK 301"}
+                                        "line": "6 ACK 301 *62c9"}
     assert [f.kind for f in only_frames(r["bad"])] == ["E", "E"]
     assert one(r["all"], "A", 9).json() == {"acked": 300}
     assert r["end"]["stored"] == 0 and r["end"]["unacked"] == 0
@@ -852,7 +859,7 @@ def test_the_console_reader_serves_a_real_pty_without_blocking_the_loop() -> Non
         os.write(master, b"1 HELLO 1\n")
         _read_until(proc.stdout, b"\xd5\xaaH\x01\x00", got, deadline)
         os.write(master, b"2 TI")  # half a line, the rest later
-        os.write(master, b"ME 1767225600\r\n3 PING\n")
+        os.write(master, b"ME 1767225600 *d917\r\n3 PING\n")  # TIME is signed
         _read_until(proc.stdout, b"\xd5\xaaE\x03\x00", got, deadline)
         os.close(master)  # the host goes away: the reader sees the hang-up and stops
         master = -1
@@ -962,3 +969,24 @@ def test_the_host_decoder_reads_the_firmware_batches_the_same(tmp_path: Path) ->
             (rec[0], rec[1], rec[2], ("no_answer", "yes", "no")[rec[3]], rec[4],
              bool(rec[5] & 1), bool(rec[5] & 2), rec[6], rec[7], rec[8], rec[9])
             for rec in recs], name
+
+
+def test_state_changing_commands_need_an_intact_line_checksum() -> None:
+    r = run("""
+k = RigKiosk()
+add(k, 10)
+sync = make_sync(k)
+emit(["unsigned", talk(sync, b"1 ACK 5\\n")])
+emit(["flipped", talk(sync, signed("2 ACK 5").replace(b"ACK 5", b"ACK 9"))])
+emit(["after", k.log.acked_upto])
+emit(["good", talk(sync, "3 ACK 5")])
+emit(["acked", k.log.acked_upto])
+emit(["pull_unsigned", talk(sync, b"4 PULL 1 100\\n")])
+""")
+    unsigned, flipped, good, pull = (only_frames(r[k]) for k in (
+        "unsigned", "flipped", "good", "pull_unsigned"))
+    assert unsigned[0].kind == "E" and "needs a line checksum" in unsigned[0].json()["error"]
+    assert flipped[0].kind == "E" and "checksum does not match" in flipped[0].json()["error"]
+    assert r["after"] == 0  # neither the damaged nor the unsigned ACK freed anything
+    assert good[0].kind == "A" and r["acked"] == 5
+    assert pull[0].kind == "B"  # reading needs no checksum

@@ -17,6 +17,7 @@ from kiosk import batch, frames, record
 from kiosk import config as cfg
 from kiosk.clock import SOURCE_HOST
 from kiosk.log import LogError
+from kiosk.crc import crc16
 from micropython import const
 
 PROTOCOL = const(1)
@@ -47,6 +48,26 @@ _SPACE = const(32)
 
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _HEX = "0123456789abcdefABCDEF"
+
+
+# Commands that change the device's state must arrive intact: a digit flipped on the
+# line in "ACK 1200" could free records the host never stored.
+_NEED_CHECKSUM = ("ACK", "TIME", "CONFIG")
+
+
+def _checked_words(text):
+    """The line's words without its ' *xxxx' checksum (CRC-32 of the text before it, low
+    16 bits, 4 hex digits), which is verified; required for _NEED_CHECKSUM commands."""
+    cut = text.rfind(" *")
+    if cut >= 0:
+        given = text[cut + 2:]
+        if len(given) != 4 or "%04x" % crc16(text[:cut].encode()) != given.lower():
+            raise _Reject("line checksum does not match: damaged on the way, send it again")
+        return text[:cut].split()
+    words = text.split()
+    if len(words) > 1 and words[1] in _NEED_CHECKSUM:
+        raise _Reject("%s needs a line checksum (' *xxxx', see docs/protocol.md)" % words[1])
+    return words
 
 
 class ConsoleReader:
@@ -225,8 +246,9 @@ class SerialSync:
             if not 32 <= line[i] < 127:
                 await self._error(tag, "not a command line (byte 0x%02x)" % line[i], line, n)
                 return
-        words = bytes(line[:n]).decode().split()
+        text = bytes(line[:n]).decode()
         try:
+            words = _checked_words(text)
             if len(words) < 2 or not words[0].isdigit() or tag != int(words[0]):
                 raise _Reject("expected '<tag> <COMMAND> [arguments]' with a tag 1-65535")
             await self._execute(tag, words[1], words[2:])

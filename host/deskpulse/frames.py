@@ -125,3 +125,11 @@ class FrameParser:
                 return True
             at = buf.find(MARKER, at + 1)
         return False
+
+
+def command_line(tag: int, command: str) -> bytes:
+    """A host → device command line with its checksum (docs/protocol.md): the low 16 bits
+    of the CRC-32 of the text, so a damaged ACK, TIME or CONFIG is refused, not obeyed."""
+    text = f"{tag} {command}"
+    check = binascii.crc32(text.encode("ascii")) & 0xFFFF
+    return f"{text} *{check:04x}\n".encode("ascii")

@@ -32,7 +32,7 @@ from serial.tools import list_ports
 from deskpulse import db
 from deskpulse.batch import Anchor, BatchError, Response, decode_batch, parse_anchor
 from deskpulse.errors import DeskPulseError
-from deskpulse.frames import Frame, FrameParser
+from deskpulse.frames import Frame, FrameParser, command_line
 from deskpulse.simulator import default_micropython
 
 PROTOCOL = 1
@@ -262,7 +262,7 @@ class Link:
             if attempt:
                 self.retries += 1
             tag = self._next_tag()
-            self._write(f"{tag} {command}\n".encode("ascii"))
+            self._write(command_line(tag, command))
             frame = self._await(tag, time.monotonic() + self.timeout)
             if frame is None:
                 problem = "no answer"
