@@ -1,7 +1,8 @@
-"""`make demo`: a simulated kiosk through a scripted day of customers, then a reboot.
+"""`make demo`: a simulated kiosk through a scripted day of customers, a power cut, and a
+USB serial sync into the host database.
 
-Runs the real firmware in `micropython` with the simulated hardware, then reads what the
-device stored back through the firmware's own log code and prints it with the status.
+Runs the real firmware in `micropython` with the simulated hardware; `deskpulse sync` then
+talks to it over its console pty exactly as it would over a USB cable.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from deskpulse import boards, simulator
+from deskpulse import boards, db, simulator
 from deskpulse.cli import firmware_failure, format_response, format_status
 from deskpulse.errors import DeskPulseError
 from deskpulse.inspect import read_state
+from deskpulse.sync import sync
+from deskpulse.sync_cli import format_devices, format_summary
 
 STATE = Path("state/demo")
+DATABASE = STATE / "deskpulse.db"
 BOARD = "esp32-devkitc-ssd1680"
 CONFIG = {
     "version": 1,
@@ -70,18 +74,40 @@ def main() -> int:
         # Power off and on: the clock is lost, the log and sequence numbers are not.
         run_day(board, day_script(6, seed=2, start=None), "after-a-power-cut", None)
         state = read_state(board, STATE)
+        print("\n== what the device stored ==")
+        for r in state.responses:
+            print(format_response(r))
+        print("\n== device status ==")
+        print(format_status(state.status))
+        print(f"time anchors (boot, uptime s, unix time, source): {state.anchors}")
+        sync_over_usb(board)
     except DeskPulseError as e:
         print(f"deskpulse: {e}", file=sys.stderr)
         return 2
-    print("\n== what the device stored ==")
-    for r in state.responses:
-        print(format_response(r))
-    print("\n== device status ==")
-    print(format_status(state.status))
-    print(f"time anchors (boot, uptime s, unix time, source): {state.anchors}")
-    print(f"\nconsole log: {STATE / simulator.CONSOLE_LOG_NAME}; "
+    print(f"\nconsole log: {STATE / simulator.CONSOLE_LOG_NAME}; database: {DATABASE}; "
           f"state kept in {STATE}/ (run `deskpulse inspect --state {STATE}`)")
     return 0
+
+
+def sync_over_usb(board: Path) -> None:
+    """A manager plugs in the cable: the kiosk keeps running while `deskpulse sync` pulls
+    every response into the database and only then lets the device free its flash."""
+    script = STATE / "plugged-in.txt"
+    script.write_text("# the kiosk stays on while the manager syncs\n")
+    print("\n== deskpulse sync over the kiosk's console (USB serial) ==", flush=True)
+    with simulator.Simulator(board, STATE, script=script) as kiosk:
+        summary = sync(kiosk.console_path, DATABASE)
+    print(format_summary(summary))
+    print("\n== deskpulse devices ==")
+    conn = db.connect(DATABASE)
+    try:
+        print(format_devices(db.devices(conn)))
+    finally:
+        conn.close()
+    after = read_state(board, STATE)
+    print(f"\non the device after the sync: {after.status['log']['unacked']} unacknowledged, "
+          f"flash {100 * after.status['log']['fs_fill']:.1f}% full; next seq "
+          f"{after.status['log']['next_seq']}")
 
 
 if __name__ == "__main__":
