@@ -25,12 +25,9 @@
 # As in the SSD1680 driver, a shadow copy of the last frame written lets write() put the
 # frame on the glass back into DTM1 before the new one goes to DTM2, so the buffer is free
 # as soon as write() returns.
-import asyncio
-import time
 
 import framebuf
-from kiosk import ticks
-from kiosk.drivers import PanelError
+from kiosk.drivers.epd import EpdBus
 from micropython import const
 
 _PANEL_SETTING = const(0x00)
@@ -74,16 +71,11 @@ _BORDER_FLOATING_WHITE_IS_1 = b"\xd7"  # VBD=11 border floats, DDX=01: RAM bit 1
 _POWER_SAVING_OFF = b"\x00"
 _SLEEP_CHECK = b"\xa5"
 
-_RESET_MS = const(10)
 _POLL_MS = const(10)
 _BUSY_TIMEOUT_MS = const(5000)  # full refresh ~0.9 s
 
 
-def _default_ticks_ms():
-    return time.ticks_diff(time.ticks_ms(), 0) & ticks.MASK
-
-
-class Jd79653a:
+class Jd79653a(EpdBus):
     NAME = "jd79653a"
     INK = 0
     PAPER = 1
@@ -97,16 +89,8 @@ class Jd79653a:
             raise ValueError("rotation must be 0, 90, 180 or 270")
         if partial_lut is not None and len(partial_lut) != 5:
             raise ValueError("partial_lut: five tables, for registers 0x20..0x24")
-        self._spi = spi
-        self._cs = cs
-        self._dc = dc
-        self._rst = rst
-        self._busy = busy
-        self._busy_active = busy_active
-        self._busy_timeout_ms = busy_timeout_ms
-        self._ticks_ms = ticks_ms or _default_ticks_ms
-        self._sleep_ms = sleep_ms or asyncio.sleep_ms
-        self._poll_ms = poll_ms
+        EpdBus.__init__(self, spi, cs, dc, rst, busy, busy_active, busy_timeout_ms,
+                        ticks_ms, sleep_ms, poll_ms)
         self._partial_lut = partial_lut
         self.native_width = width
         self.native_height = height
@@ -127,7 +111,6 @@ class Jd79653a:
         # One byte-wide column, all rows; write() fills in the column.
         self._column_window = bytearray(self._full_window)
         self._psr_bytes = bytearray((self._psr, _PSR_SECOND))
-        self._command_byte = bytearray(1)
 
         self.buffer = bytearray(self._row_bytes * height)
         self.framebuf = framebuf.FrameBuffer(self.buffer, self.width, self.height, fmt)
@@ -149,35 +132,6 @@ class Jd79653a:
         self.last_update_full = False
 
     # -- the bus ---------------------------------------------------------------------
-    def _command(self, command, data=None):
-        cs, dc = self._cs, self._dc
-        self._command_byte[0] = command
-        dc.value(0)
-        cs.value(0)
-        self._spi.write(self._command_byte)
-        if data is not None:
-            dc.value(1)
-            self._spi.write(data)
-        cs.value(1)
-
-    def busy(self):
-        return self._busy.value() == self._busy_active
-
-    async def _wait_idle(self):
-        start = self._ticks_ms()
-        while True:
-            await self._sleep_ms(self._poll_ms)  # BUSY may assert a moment after a command
-            if self._busy.value() != self._busy_active:
-                return
-            if ticks.diff(self._ticks_ms(), start) >= self._busy_timeout_ms:
-                self._known = False
-                raise PanelError("%s: BUSY still active after %d ms: panel not responding" % (
-                    self.NAME, self._busy_timeout_ms))
-
-    def _check_awake(self):
-        if self._asleep:
-            raise PanelError("%s: not initialised (or in deep sleep): call init()" % self.NAME)
-
     def _set_panel(self, register_lut):
         self._psr_bytes[0] = self._psr | _PSR_REG if register_lut else self._psr
         self._command(_PANEL_SETTING, self._psr_bytes)
@@ -187,12 +141,7 @@ class Jd79653a:
     async def init(self):
         self._known = False
         self._pending = False
-        rst = self._rst
-        if rst is not None:
-            rst.value(0)
-            await self._sleep_ms(_RESET_MS)
-            rst.value(1)
-            await self._sleep_ms(_RESET_MS)
+        await self._hard_reset()
         await self._wait_idle()
         self._set_panel(False)
         for command, data in _VENDOR_REGISTERS:

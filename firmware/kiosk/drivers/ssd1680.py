@@ -35,13 +35,10 @@
 # write() can first restore 0x26 to the frame on the glass. It costs one frame of RAM
 # (4000 bytes at 122x250); it is what makes partial refreshes correct without relying on
 # the controller's RAM ping-pong option (0x37), which the datasheets describe too thinly.
-import asyncio
-import time
 
 import framebuf
 import micropython
-from kiosk import ticks
-from kiosk.drivers import PanelError
+from kiosk.drivers.epd import EpdBus
 from micropython import const
 
 _DRIVER_OUTPUT = const(0x01)
@@ -75,7 +72,6 @@ _BORDER_PARTIAL = b"\x80"
 _INTERNAL_SENSOR = b"\x80"
 _SLEEP_MODE_1 = b"\x01"  # deep sleep, RAM kept; only a hardware reset wakes the chip
 
-_RESET_MS = const(10)
 _POLL_MS = const(10)
 _BUSY_TIMEOUT_MS = const(10000)  # full refresh takes 2.5-4 s; ten means the panel is gone
 
@@ -84,11 +80,6 @@ _COPY = const(0)
 _REVERSE = const(1)
 _SHIFT_PAGES = const(2)  # MONO_VLSB pages, mirrored X with padding
 _SHIFT_ROWS = const(3)  # MONO_HMSB rows, mirrored X with padding
-
-
-def _default_ticks_ms():
-    # ticks_diff(t, 0) turns the stubs' opaque tick type into an int.
-    return time.ticks_diff(time.ticks_ms(), 0) & ticks.MASK
 
 
 @micropython.viper
@@ -128,7 +119,7 @@ def _shift_rows(src: ptr8, dst: ptr8, rows: int, row_bytes: int, pad: int):  # n
         start = end
 
 
-class Ssd1680:
+class Ssd1680(EpdBus):
     """SSD1680: up to 176 x 296 (the 2.13" panels are 122 x 250)."""
 
     NAME = "ssd1680"
@@ -145,16 +136,8 @@ class Ssd1680:
                 self.NAME, self.MAX_WIDTH, self.MAX_HEIGHT, width, height))
         if rotation not in (0, 90, 180, 270):
             raise ValueError("rotation must be 0, 90, 180 or 270")
-        self._spi = spi
-        self._cs = cs
-        self._dc = dc
-        self._rst = rst
-        self._busy = busy
-        self._busy_active = busy_active
-        self._busy_timeout_ms = busy_timeout_ms
-        self._ticks_ms = ticks_ms or _default_ticks_ms
-        self._sleep_ms = sleep_ms or asyncio.sleep_ms
-        self._poll_ms = poll_ms
+        EpdBus.__init__(self, spi, cs, dc, rst, busy, busy_active, busy_timeout_ms,
+                        ticks_ms, sleep_ms, poll_ms)
         self.native_width = width
         self.native_height = height
         self.rotation = rotation
@@ -197,7 +180,6 @@ class Ssd1680:
         self._y_window = bytes((ys & 0xFF, ys >> 8, ye & 0xFF, ye >> 8))
         self._x_counter = bytes((xs,))
         self._y_counter = bytes((ys & 0xFF, ys >> 8))
-        self._command_byte = bytearray(1)
 
         self.buffer = bytearray(row_bytes * height)
         self.framebuf = framebuf.FrameBuffer(self.buffer, self.width, self.height, fmt)
@@ -211,48 +193,11 @@ class Ssd1680:
         self.last_update_full = False
 
     # -- the bus ---------------------------------------------------------------------
-    def _command(self, command, data=None):
-        cs, dc = self._cs, self._dc
-        self._command_byte[0] = command
-        dc.value(0)
-        cs.value(0)
-        self._spi.write(self._command_byte)
-        if data is not None:
-            dc.value(1)
-            self._spi.write(data)
-        cs.value(1)
-
-    def busy(self):
-        return self._busy.value() == self._busy_active
-
-    async def _wait_idle(self):
-        """Await BUSY released, yielding to other tasks; PanelError after the timeout.
-        Sleeps before the first look, so a BUSY that the controller raises a moment after
-        the command is not mistaken for a finished job."""
-        start = self._ticks_ms()
-        while True:
-            await self._sleep_ms(self._poll_ms)
-            if self._busy.value() != self._busy_active:
-                return
-            if ticks.diff(self._ticks_ms(), start) >= self._busy_timeout_ms:
-                self._known = False
-                raise PanelError("%s: BUSY still active after %d ms: panel not responding" % (
-                    self.NAME, self._busy_timeout_ms))
-
-    def _check_awake(self):
-        if self._asleep:
-            raise PanelError("%s: not initialised (or in deep sleep): call init()" % self.NAME)
-
     # -- the interface ---------------------------------------------------------------
     async def init(self):
         self._known = False
         self._pending = False
-        rst = self._rst
-        if rst is not None:
-            rst.value(0)
-            await self._sleep_ms(_RESET_MS)
-            rst.value(1)
-            await self._sleep_ms(_RESET_MS)
+        await self._hard_reset()
         await self._wait_idle()
         self._command(_SW_RESET)
         await self._wait_idle()
