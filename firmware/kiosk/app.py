@@ -29,12 +29,11 @@ class Kiosk:
         self.debouncer = Debouncer(board.get("stable_polls", 3))
         self.config_path = self.root + "/config.json"
         self.config, self.config_problems = cfg.load(self.config_path)
-        faces = [b["face"] for b in self.buttons if b.get("face")]
-        if self.config["scale"] > len(faces) and not board.get("touch"):
-            self.config_problems.append(
-                "scale %d needs %d face buttons; this board has %d: using %d"
-                % (self.config["scale"], self.config["scale"], len(faces), len(faces)))
-            self.config["scale"] = len(faces)
+        problem = cfg.board_problem(self.config, board)
+        if problem:
+            faces = sum(1 for b in self.buttons if b.get("face"))
+            self.config_problems.append("%s: using %d" % (problem, faces))
+            self.config["scale"] = faces
         self._boots = Journal(self.root + "/boot")
         self.reset_cause = hal.reset_cause()
         self.boot = self.crash_streak = self.crashes = 0

@@ -202,6 +202,16 @@ def validate(raw):
     return base, problems
 
 
+def board_problem(config, board):
+    """Why the config cannot run on this board as it is, or None: a scale needs a face
+    button per face (on touch boards the faces are drawn, so any scale fits)."""
+    faces = sum(1 for b in board["buttons"] if b.get("face"))
+    if config["scale"] > faces and not board.get("touch"):
+        return "scale %d needs %d face buttons; this board has %d" % (
+            config["scale"], config["scale"], faces)
+    return None
+
+
 def load(path):
     """Read and validate the config file: (config, problems); never raises for bad input."""
     try:

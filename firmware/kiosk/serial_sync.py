@@ -449,10 +449,9 @@ class SerialSync:
             return problems
         kiosk = self.kiosk
         board = kiosk.hal.board
-        faces = sum(1 for b in board["buttons"] if b.get("face"))
-        if config["scale"] > faces and not board.get("touch"):
-            return ["scale %d needs %d face buttons; this board has %d"
-                    % (config["scale"], config["scale"], faces)]
+        problem = cfg.board_problem(config, board)
+        if problem:
+            return [problem]
         try:
             config = cfg.save(kiosk.config_path, raw)
         except (ValueError, OSError) as e:
