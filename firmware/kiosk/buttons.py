@@ -4,6 +4,7 @@
 # queues a press once the mask has been stable for `stable_polls` polls. It allocates
 # nothing (small ints and a preallocated ring), so it is also safe to call from a
 # scheduled IRQ callback; tests prove it with micropython.heap_lock().
+from kiosk.ring import Ring
 
 
 class Debouncer:
@@ -12,10 +13,8 @@ class Debouncer:
         self._candidate = 0
         self._count = 0
         self._stable = 0
-        self._queue = bytearray(queue_size)
-        self._head = 0  # next to pop
-        self._tail = 0  # next free slot
-        self.overflows = 0
+        self._queue = Ring(bytearray(queue_size))
+        self.pop = self._queue.pop  # the index of the oldest queued press, or -1
         self.presses = 0  # debounced presses so far, queued or not
 
     def held(self):
@@ -43,18 +42,8 @@ class Debouncer:
 
     def _push(self, index):
         self.presses += 1
-        size = len(self._queue)
-        nxt = (self._tail + 1) % size
-        if nxt == self._head:
-            self.overflows += 1  # keep the oldest taps; a flood of presses is not a customer
-            return
-        self._queue[self._tail] = index
-        self._tail = nxt
+        self._queue.push(index)
 
-    def pop(self):
-        """The index of the oldest queued press, or -1."""
-        if self._head == self._tail:
-            return -1
-        index = self._queue[self._head]
-        self._head = (self._head + 1) % len(self._queue)
-        return index
+    @property
+    def overflows(self):
+        return self._queue.overflows

@@ -11,6 +11,8 @@
 # tests prove it under micropython.heap_lock().
 from array import array
 
+from kiosk.ring import Ring
+
 
 class TouchTaps:
     def __init__(self, read, down_polls=2, up_polls=3, queue_size=8):
@@ -21,10 +23,8 @@ class TouchTaps:
         self.up_polls = up_polls
         self._down = False
         self._count = 0
-        self._queue = array("i", [0] * queue_size)
-        self._head = 0  # next to pop
-        self._tail = 0  # next free slot
-        self.overflows = 0
+        self._queue = Ring(array("i", [0] * queue_size))
+        self.pop = self._queue.pop  # the oldest queued tap as (x << 16) | y, or -1
         self.taps = 0  # debounced taps so far, queued or not
 
     def touching(self):
@@ -53,18 +53,8 @@ class TouchTaps:
 
     def _push(self, point):
         self.taps += 1
-        size = len(self._queue)
-        nxt = (self._tail + 1) % size
-        if nxt == self._head:
-            self.overflows += 1  # keep the oldest taps
-            return
-        self._queue[self._tail] = point
-        self._tail = nxt
+        self._queue.push(point)
 
-    def pop(self):
-        """The oldest queued tap as (x << 16) | y, or -1."""
-        if self._head == self._tail:
-            return -1
-        point = self._queue[self._head]
-        self._head = (self._head + 1) % len(self._queue)
-        return point
+    @property
+    def overflows(self):
+        return self._queue.overflows
