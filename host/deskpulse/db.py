@@ -19,7 +19,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             source    INTEGER NOT NULL,  -- 1 host, 2 NTP, 3 RTC chip
             PRIMARY KEY (device_id, boot, uptime_s)
         ) WITHOUT ROWID""",
+    ),
+    # 2: WiFi push (issue 5): each registered device's key and the highest request nonce
+    # accepted from it (docs/wifi.md), so a replayed request stores nothing.
+    (
+        """CREATE TABLE device_keys (
+            device_id  TEXT PRIMARY KEY REFERENCES devices(device_id),
+            key        BLOB NOT NULL,      -- 32 random bytes; never printed or logged
+            created    INTEGER NOT NULL,   -- unix seconds (host clock)
+            nonce_boot INTEGER NOT NULL DEFAULT 0,
+            nonce_count INTEGER NOT NULL DEFAULT 0
+        )""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -240,23 +251,31 @@ def store_batch(
     *,
     proto: int | None = None,
     now: float | None = None,
+    guard: Callable[[sqlite3.Connection], None] | None = None,
 ) -> tuple[int, int]:
     """Store one sync's responses, anchors and device status in ONE transaction and
-    commit; return (new, duplicates). `latest_sync()` then tells the rest."""
+    commit; return (new, duplicates). `latest_sync()` then tells the rest.
+
+    `guard(conn)` runs first inside that transaction (the server checks and advances a
+    request nonce there): if it raises, nothing is stored."""
     if not device_id:
         raise DeskPulseError("a device without an id cannot be stored")
     at = int(now if now is not None else time.time())
     try:
-        return _store(conn, device_id, responses, anchors, status, transport, proto, at)
+        return _store(conn, device_id, responses, anchors, status, transport, proto, at,
+                      guard)
     except sqlite3.IntegrityError as exc:
         raise DeskPulseError(f"responses of {device_id} not stored: {exc}") from exc
 
 
 def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Response],
            anchors: Iterable[Anchor], status: Mapping[str, Any], transport: str,
-           proto: int | None, at: int) -> tuple[int, int]:
+           proto: int | None, at: int,
+           guard: Callable[[sqlite3.Connection], None] | None) -> tuple[int, int]:
     status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
     with transaction(conn):
+        if guard is not None:
+            guard(conn)
         conn.execute(
             """INSERT INTO devices (device_id, board, firmware, proto, first_seen, last_sync,
                                     last_status)
