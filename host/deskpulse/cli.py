@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deskpulse import boards, simulator
+from deskpulse.alerts import add_alerts_command
 from deskpulse.errors import DeskPulseError
 from deskpulse.inspect import read_state
 from deskpulse.sync_cli import add_sync_commands
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     brd.set_defaults(func=_cmd_boards)
 
     add_sync_commands(sub)
+    add_alerts_command(sub)
     return parser
 
 

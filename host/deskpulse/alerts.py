@@ -1,0 +1,313 @@
+"""Alert windows: bursts of unhappy customers at one kiosk (issue 6, docs/report.md "Alerts").
+
+Each response closes a window: itself and the device's responses of the `window_s` seconds
+before it (`t_end - window_s < t <= t_end`). A window qualifies when it holds at least
+`minimum` responses and the share of negative ones (the two lowest faces, ratings 1 and 2
+on every scale) reached `negative`. Qualifying windows that share a response are merged
+into one alert period, reported from its first response to its last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sqlite3
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from itertools import chain, groupby
+from operator import itemgetter
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from deskpulse import db
+from deskpulse.errors import DeskPulseError
+
+DEFAULT_WINDOW_S = 900
+DEFAULT_NEGATIVE = 0.5
+DEFAULT_MINIMUM = 4
+NEGATIVE_RATINGS = (1, 2)  # the two lowest faces, whatever the scale
+
+TimeBound = int | float | datetime | str | None
+
+
+# -- parsing (shared by the command line and the library) ---------------------------------
+
+
+_DURATION = re.compile(r"(\d+)\s*([smh])", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_window(text: str) -> int:
+    """'90s', '15m' or '2h' as seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise DeskPulseError(
+            f"--window {text!r} is not a duration: give a whole number and a unit s, m or h, "
+            "such as 90s, 15m or 2h")
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    if seconds <= 0:
+        raise DeskPulseError(f"--window {text!r} is empty: give at least one second")
+    return seconds
+
+
+def parse_time(text: str, option: str = "time") -> float:
+    """An ISO date or date-time as unix seconds; without an offset it is the host's local
+    time, as in docs/report.md ("Selection")."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise DeskPulseError(
+            f"{option} {text!r} is not an ISO date or date-time, such as 2026-11-01, "
+            "2026-11-01T09:00 or 2026-11-01T09:00+01:00") from None
+    # A naive datetime is the host's local time, like a date-time without an offset.
+    return (moment.astimezone() if moment.tzinfo is None else moment).timestamp()
+
+
+def _bound(value: TimeBound, option: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_time(value, option)
+    if isinstance(value, datetime):
+        return (value.astimezone() if value.tzinfo is None else value).timestamp()
+    return float(value)
+
+
+def _check_thresholds(window_s: float, negative: float, minimum: int) -> None:
+    if not window_s > 0:
+        raise DeskPulseError(f"the alert window must be longer than 0 seconds, not {window_s}")
+    if not 0 < negative <= 1:
+        raise DeskPulseError(
+            f"--negative {negative} is not a share: give a number above 0 and at most 1, "
+            "such as 0.5 for half of the responses")
+    if minimum < 1:
+        raise DeskPulseError(f"--min {minimum} must be at least 1 response")
+
+
+# -- finding ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Period:
+    """Responses first..last (positions in the device's time order) of merged windows."""
+
+    first: int
+    first_wall: int
+    negatives_before: int  # negatives among the device's responses before `first`
+    last: int
+    last_wall: int
+    negatives_through_last: int
+    peak_share: float
+
+
+@dataclass(slots=True)
+class _Seen:
+    position: int
+    wall: int
+    negatives_before: int
+
+
+def _periods(responses: Iterable[tuple[int, bool]], window_s: float, negative: float,
+             minimum: int) -> Iterator[_Period]:
+    """Alert periods of one device's (wall, is_negative) responses in time order."""
+    window: deque[_Seen] = deque()
+    negatives = 0  # of the device's responses seen so far
+    position = -1
+    period: _Period | None = None
+
+    def close_window(end_wall: int) -> Iterator[_Period]:
+        nonlocal period
+        while window and window[0].wall <= end_wall - window_s:
+            window.popleft()
+        count = len(window)
+        if count < minimum:
+            return
+        in_window = negatives - window[0].negatives_before
+        share = in_window / count
+        if share < negative:
+            return
+        start = window[0]
+        if period is not None and start.position <= period.last:
+            period.last, period.last_wall = position, end_wall
+            period.negatives_through_last = negatives
+            period.peak_share = max(period.peak_share, share)
+            return
+        if period is not None:
+            yield period
+        period = _Period(start.position, start.wall, start.negatives_before, position,
+                         end_wall, negatives, share)
+
+    pending_wall: int | None = None
+    for wall, is_negative in responses:
+        # Responses of the same second belong to every window that holds one of them: a
+        # window closes only after the last response of its second is in.
+        if pending_wall is not None and wall != pending_wall:
+            yield from close_window(pending_wall)
+        position += 1
+        window.append(_Seen(position, wall, negatives))
+        negatives += is_negative
+        pending_wall = wall
+    if pending_wall is not None:
+        yield from close_window(pending_wall)
+    if period is not None:
+        yield period
+
+
+def _zone_of(device_id: str, name: str | None) -> tzinfo | None:
+    """The device's zone, or None for the host's (decided per moment, for its DST)."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise DeskPulseError(
+            f"device {device_id} has the unknown time zone {name!r}: set an IANA name such "
+            f"as Europe/Berlin with `deskpulse devices set {device_id} --time-zone ...`"
+        ) from None
+
+
+def local_iso(wall: int, zone: tzinfo | None) -> str:
+    """Unix seconds as ISO local time with its offset: the zone's, else the host's."""
+    moment = datetime.fromtimestamp(wall, zone) if zone else datetime.fromtimestamp(
+        wall).astimezone()
+    return moment.isoformat()
+
+
+def find_alerts(
+    conn: sqlite3.Connection,
+    *,
+    window_s: float = DEFAULT_WINDOW_S,
+    negative: float = DEFAULT_NEGATIVE,
+    minimum: int = DEFAULT_MINIMUM,
+    since: TimeBound = None,
+    until: TimeBound = None,
+    device: str | None = None,
+    location: str | None = None,
+    include_flagged: bool = False,
+) -> list[dict[str, Any]]:
+    """Alert periods per device (by device id, then time); see the module docstring.
+
+    `since`/`until` select `since <= wall < until` and are unix seconds, datetimes (naive
+    ones are host local time) or ISO text as `parse_time` reads it. Responses with an
+    unknown time are left out, and flagged ones (rapid, closed) unless `include_flagged`."""
+    _check_thresholds(window_s, negative, minimum)
+    low, high = _bound(since, "--since"), _bound(until, "--until")
+    where = ["r.wall IS NOT NULL"]
+    params: list[Any] = []
+    for clause, value in (("r.wall >= ?", low), ("r.wall < ?", high),
+                          ("r.device_id = ?", device), ("d.location = ?", location)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    if not include_flagged:
+        where.append("r.rapid = 0 AND r.closed = 0")
+    rows = conn.execute(
+        f"""SELECT r.device_id, r.wall, r.rating IN {NEGATIVE_RATINGS}, d.name, d.location,
+                   d.time_zone
+            FROM responses r JOIN devices d ON d.device_id = r.device_id
+            WHERE {' AND '.join(where)}
+            ORDER BY r.device_id, r.wall""", params)
+
+    alerts: list[dict[str, Any]] = []
+    for device_id, rows_of_device in groupby(rows, key=itemgetter(0)):
+        first = next(rows_of_device)
+        _, _, _, name, place, zone_name = first
+        zone = _zone_of(device_id, zone_name)
+        responses = ((row[1], bool(row[2])) for row in chain([first], rows_of_device))
+        for period in _periods(responses, window_s, negative, minimum):
+            count = period.last - period.first + 1
+            negatives = period.negatives_through_last - period.negatives_before
+            alerts.append({
+                "device_id": device_id,
+                "name": name,
+                "location": place,
+                "start": local_iso(period.first_wall, zone),
+                "end": local_iso(period.last_wall, zone),
+                "start_utc": period.first_wall,
+                "end_utc": period.last_wall,
+                "responses": count,
+                "negative": negatives,
+                "share": negatives / count,
+                "peak_share": period.peak_share,
+            })
+    return alerts
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+def format_alerts(alerts: list[dict[str, Any]]) -> str:
+    """A plain table for the terminal, one line per alert period."""
+    if not alerts:
+        return "no alerts in this selection"
+    header = ("device", "name", "location", "start", "end", "responses", "negative",
+              "share")
+    lines = [header] + [
+        (a["device_id"], a["name"] or "-", a["location"] or "-", a["start"], a["end"],
+         str(a["responses"]), str(a["negative"]), f"{100 * a['share']:.0f}%")
+        for a in alerts]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    numeric = {5, 6, 7}
+    return "\n".join(
+        "  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
+                  for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip()
+        for line in lines)
+
+
+def _utc_iso(seconds: float | None) -> str | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    window_s = parse_window(args.window)
+    since = parse_time(args.since, "--since") if args.since else None
+    until = parse_time(args.until, "--until") if args.until else None
+    conn = db.connect(args.db)
+    try:
+        alerts = find_alerts(
+            conn, window_s=window_s, negative=args.negative, minimum=args.min, since=since,
+            until=until, device=args.device, location=args.location,
+            include_flagged=args.include_flagged)
+    finally:
+        conn.close()
+    if args.format == "json":
+        print(json.dumps({
+            "window_s": window_s, "negative": args.negative, "minimum": args.min,
+            "filters": {"since": _utc_iso(since), "until": _utc_iso(until),
+                        "device": args.device,
+                        "location": args.location, "include_flagged": args.include_flagged},
+            "alerts": alerts}, indent=2))
+    else:
+        print(format_alerts(alerts))
+    return 0
+
+
+def add_alerts_command(sub: Any) -> None:
+    """Add `alerts` to the `deskpulse` subcommands."""
+    cmd = sub.add_parser(
+        "alerts", help="find bursts of unhappy customers per kiosk",
+        description=(
+            "List the periods where, within WINDOW, the share of the two lowest faces reached "
+            "NEGATIVE with at least MIN responses, per device. Responses with an unknown time "
+            "are left out, and rapid or closed ones unless --include-flagged."))
+    cmd.add_argument("--db", help="database file (default: $DESKPULSE_DB if set, else "
+                                  f"{db.default_db_path()})")
+    cmd.add_argument("--window", default="15m",
+                     help="window length: 90s, 15m, 2h (default: %(default)s)")
+    cmd.add_argument("--negative", type=float, default=DEFAULT_NEGATIVE,
+                     help="share of the two lowest faces that raises an alert "
+                          "(default: %(default)s)")
+    cmd.add_argument("--min", type=int, default=DEFAULT_MINIMUM,
+                     help="fewest responses in a window for an alert (default: %(default)s)")
+    cmd.add_argument("--since", help="from this ISO date or date-time (host local time "
+                                     "without an offset)")
+    cmd.add_argument("--until", help="before this ISO date or date-time")
+    cmd.add_argument("--device", metavar="ID", help="only this device")
+    cmd.add_argument("--location", help="only devices at this location")
+    cmd.add_argument("--include-flagged", action="store_true",
+                     help="also count rapid and closed-hours responses")
+    cmd.add_argument("--format", choices=("table", "json"), default="table")
+    cmd.set_defaults(func=_cmd_alerts)
