@@ -13,6 +13,7 @@ from deskpulse import boards, simulator
 from deskpulse.alerts import add_alerts_command
 from deskpulse.errors import DeskPulseError
 from deskpulse.inspect import read_state
+from deskpulse.serve_cli import add_serve_command
 from deskpulse.sync_cli import add_sync_commands
 
 
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     brd.set_defaults(func=_cmd_boards)
 
     add_sync_commands(sub)
+    add_serve_command(sub)
     add_alerts_command(sub)
     return parser
 

@@ -1,4 +1,5 @@
-"""`deskpulse sync` and `deskpulse devices`: thin commands over deskpulse.sync and .db.
+"""`deskpulse sync` and `deskpulse devices`: thin commands over deskpulse.sync, .db and
+.registry.
 
 cli.build_parser() calls `add_sync_commands(sub)` with its subparsers object.
 """
@@ -6,11 +7,15 @@ cli.build_parser() calls `add_sync_commands(sub)` with its subparsers object.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sqlite3
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from deskpulse import db
+from deskpulse import db, registry
+from deskpulse.errors import DeskPulseError
 from deskpulse.sync import PROTOCOL, SyncSummary, sync
 
 
@@ -36,9 +41,82 @@ def add_sync_commands(sub: Any) -> None:
                           "the firmware's own validator, so a bad file never reaches the kiosk")
     syn.set_defaults(func=_cmd_sync)
 
-    dev = sub.add_parser("devices", help="list known kiosks with their last sync and health")
+    dev = sub.add_parser(
+        "devices", help="list known kiosks; add, remove or describe them, rotate their keys",
+        description="Without a subcommand: every kiosk in the database with its last sync "
+                    "and health. The subcommands register kiosks for the WiFi push "
+                    "(docs/wifi.md).")
     dev.add_argument("--db", help=_db_help())
     dev.set_defaults(func=_cmd_devices)
+    _add_device_commands(dev)
+
+
+def _add_device_commands(dev: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a subcommand's own --db must not reset one given before it (devices --db X add).
+    def db_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", default=argparse.SUPPRESS, help=_db_help())
+
+    def describing(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--name", help="what people call it, e.g. 'Front desk' ('' clears)")
+        p.add_argument("--location", help="where it stands, e.g. 'Store 12, Lyon' ('' clears)")
+        p.add_argument("--time-zone", metavar="IANA",
+                       help="its store's time zone for reports, e.g. Europe/Paris")
+
+    cmds = dev.add_subparsers(dest="devices_command", metavar="COMMAND")
+    add = cmds.add_parser(
+        "add", help="register a kiosk for the WiFi push and write its config file",
+        description="Create the kiosk's secret key, store it in the database and write a "
+                    "device config file (mode 0600) holding its id, the key, the server URL "
+                    "and the WiFi settings. Install the file with `deskpulse sync --config "
+                    "FILE` over USB (or `deskpulse sim --device-config FILE`). The key is "
+                    "not printed.")
+    add.add_argument("device_id", metavar="ID", help="the kiosk's id: letters, digits, . _ -")
+    add.add_argument("--server", required=True, metavar="URL",
+                     help="the aggregator as the kiosk reaches it: http://HOST:PORT of the PC "
+                          "running `deskpulse serve` on the store network")
+    add.add_argument("--wifi-ssid", default="", help="the store WiFi network's name")
+    add.add_argument("--wifi-password", default="",
+                     help="its password; '-' reads it from standard input (keeps it out of "
+                          "the shell history)")
+    describing(add)
+    db_option(add)
+    add.add_argument("-o", "--output", required=True, metavar="FILE",
+                     help="the device config file to write")
+    add.add_argument("--force", action="store_true",
+                     help="replace an existing registration (new key) or file")
+    add.set_defaults(func=_cmd_devices_add)
+
+    rm = cmds.add_parser("remove", help="delete a kiosk's key: it can no longer push",
+                         description="Delete the kiosk's key. Its stored responses stay.")
+    rm.add_argument("device_id", metavar="ID")
+    db_option(rm)
+    rm.set_defaults(func=_cmd_devices_remove)
+
+    rot = cmds.add_parser(
+        "rotate-key", help="give a kiosk a new key and rewrite its config file",
+        description="Replace the kiosk's key (the old one stops working at once) and reset "
+                    "its replay counter, e.g. after its flash was erased. The config file is "
+                    "rewritten with the new key and everything else kept.")
+    rot.add_argument("device_id", metavar="ID")
+    rot.add_argument("-o", "--output", required=True, metavar="FILE",
+                     help="the kiosk's config file (created if missing, which needs --server)")
+    rot.add_argument("--server", metavar="URL", help="also set the server URL")
+    db_option(rot)
+    rot.set_defaults(func=_cmd_devices_rotate)
+
+    st = cmds.add_parser("set", help="set a kiosk's name, location or time zone")
+    st.add_argument("device_id", metavar="ID")
+    describing(st)
+    db_option(st)
+    st.set_defaults(func=_cmd_devices_set)
+
+    show = cmds.add_parser("show-key", help="print a kiosk's secret key (64 hex digits)",
+                           description="Print the key, for a technician who configures a "
+                                       "kiosk by hand. Anyone holding it can push as the "
+                                       "kiosk.")
+    show.add_argument("device_id", metavar="ID")
+    db_option(show)
+    show.set_defaults(func=_cmd_devices_show_key)
 
 
 class _ProgressBar:
@@ -77,9 +155,65 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _cmd_devices(args: argparse.Namespace) -> int:
     conn = db.connect(args.db)
     try:
-        print(format_devices(db.devices(conn)))
+        print(format_devices(db.devices(conn), registry.registered_ids(conn)))
     finally:
         conn.close()
+    return 0
+
+
+@contextlib.contextmanager
+def _database(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
+    conn = db.connect(getattr(args, "db", None))
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _cmd_devices_add(args: argparse.Namespace) -> int:
+    password = args.wifi_password
+    if password == "-":
+        password = sys.stdin.readline().rstrip("\r\n")
+    with _database(args) as conn:
+        done = registry.add_device(
+            conn, args.device_id, args.server, args.output, wifi_ssid=args.wifi_ssid,
+            wifi_password=password, name=args.name, location=args.location,
+            time_zone=args.time_zone, force=args.force)
+    again = " (its previous key no longer works)" if done.replaced else ""
+    print(f"registered {done.device_id}{again}; pushes to {done.server_url}")
+    print(f"config with its key written to {done.config_file} (keep it private); install it "
+          f"with: deskpulse sync --config {done.config_file}")
+    return 0
+
+
+def _cmd_devices_remove(args: argparse.Namespace) -> int:
+    with _database(args) as conn:
+        registry.remove_device(conn, args.device_id)
+    print(f"removed the key of {args.device_id}: it can no longer push; its responses stay")
+    return 0
+
+
+def _cmd_devices_rotate(args: argparse.Namespace) -> int:
+    with _database(args) as conn:
+        done = registry.rotate_key(conn, args.device_id, args.output, server_url=args.server)
+    print(f"new key for {done.device_id} written to {done.config_file}; the old key no "
+          f"longer works: install the file with: deskpulse sync --config {done.config_file}")
+    return 0
+
+
+def _cmd_devices_set(args: argparse.Namespace) -> int:
+    if args.name is None and args.location is None and args.time_zone is None:
+        raise DeskPulseError("nothing to set: give --name, --location or --time-zone")
+    with _database(args) as conn:
+        registry.describe_device(conn, args.device_id, name=args.name,
+                                 location=args.location, time_zone=args.time_zone)
+    print(f"updated {args.device_id}")
+    return 0
+
+
+def _cmd_devices_show_key(args: argparse.Namespace) -> int:
+    with _database(args) as conn:
+        print(registry.show_key(conn, args.device_id))
     return 0
 
 
@@ -112,7 +246,9 @@ def format_summary(s: SyncSummary) -> str:
     return "\n".join(lines)
 
 
-def format_devices(devices: list[db.DeviceHealth]) -> str:
+def format_devices(devices: list[db.DeviceHealth], registered: set[str] | None = None) -> str:
+    """One block per kiosk; a kiosk in `registered` (ids with a push key) gets a line
+    saying so."""
     if not devices:
         return "no kiosks in the database yet: run `deskpulse sync`"
     lines = []
@@ -120,6 +256,8 @@ def format_devices(devices: list[db.DeviceHealth]) -> str:
         label = d.device_id + (f" ({d.name})" if d.name else "")
         if d.location:
             label += f" at {d.location}"
+        if d.time_zone:
+            label += f", {d.time_zone}"
         lines.append(label)
         via = f" over {d.transport}" if d.transport else ""
         lines.append(f"  last sync {_when(d.last_sync)}{via} ({d.syncs} in all); "
@@ -135,4 +273,6 @@ def format_devices(devices: list[db.DeviceHealth]) -> str:
         lines.append("  health at last sync: " + ", ".join(health))
         if d.board or d.firmware:
             lines.append(f"  {d.board or '?'}, firmware {d.firmware or '?'}")
+        if registered is not None and d.device_id in registered:
+            lines.append("  registered for the WiFi push (deskpulse serve)")
     return "\n".join(lines)

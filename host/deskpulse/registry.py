@@ -1,0 +1,325 @@
+"""Kiosks registered for the WiFi push: their keys in the database, their config files.
+
+`deskpulse devices add` creates a device's random key, stores it (table device_keys) and
+writes the device config file that carries it to the kiosk (docs/wifi.md, "Keys"). The
+key leaves the database only into that file (mode 0600) or through `show_key`, asked for
+by name; nothing here prints or logs it.
+
+A registration and its file change together: the database change is committed only after
+the file is in place, and a file whose commit failed is taken back, so the kiosk never
+holds a key the server does not know.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import time
+import zoneinfo
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from deskpulse import db, signing
+from deskpulse.errors import DeskPulseError
+
+CONFIG_ID_MAX = 32
+"""The kiosk's config validator takes device ids up to 32 characters (kiosk/config.py)."""
+_SYNC_TEXT_LIMITS = {"server_url": 200, "wifi_ssid": 32, "wifi_password": 64}
+"""The firmware's limits for these config fields (kiosk/config.py `_SYNC_STRS`)."""
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+# -- checking what people type ------------------------------------------------------------
+
+
+def check_device_id(device_id: str, *, for_config: bool = False) -> str:
+    """The id itself, or an error saying what a device id may hold."""
+    if not signing.DEVICE_ID.fullmatch(device_id):
+        raise DeskPulseError(
+            f"bad device id {device_id[:80]!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    if for_config and len(device_id) > CONFIG_ID_MAX:
+        raise DeskPulseError(
+            f"device id {device_id!r} is {len(device_id)} characters; a kiosk's config "
+            f"takes at most {CONFIG_ID_MAX}")
+    return device_id
+
+
+def check_server_url(url: str) -> str:
+    """An aggregator address the kiosk can use, as `http://host:port` (no path)."""
+    example = "give it as http://HOST:PORT, e.g. http://192.168.1.20:8080"
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise DeskPulseError(f"bad server URL {url!r} ({exc}): {example}") from exc
+    if parts.scheme != "http":
+        raise DeskPulseError(
+            f"bad server URL {url!r}: the kiosk speaks plain http:// to the store's "
+            f"aggregator (requests are signed, not encrypted); {example}")
+    host = parts.hostname or ""
+    if not _HOST.fullmatch(host) or "@" in parts.netloc:
+        raise DeskPulseError(f"bad server URL {url!r}: no usable host name; {example}")
+    if port is None or port == 0:
+        raise DeskPulseError(f"server URL {url!r} lacks the port; {example}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise DeskPulseError(
+            f"server URL {url!r} has a path or query; the kiosk adds /v1/... itself: "
+            f"{example}")
+    normal = f"http://{host}:{port}"
+    if len(normal) > _SYNC_TEXT_LIMITS["server_url"]:
+        raise DeskPulseError(f"server URL {url!r} is too long for the kiosk's config")
+    return normal
+
+
+def check_time_zone(name: str) -> str:
+    """An IANA time zone name that this host knows, e.g. Europe/Paris."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise DeskPulseError(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/Paris or "
+            "America/New_York") from exc
+    return name
+
+
+def _check_wifi(ssid: str, password: str) -> None:
+    for what, value in (("wifi_ssid", ssid), ("wifi_password", password)):
+        if len(value) > _SYNC_TEXT_LIMITS[what]:
+            raise DeskPulseError(f"{what.replace('_', ' ')} is longer than the kiosk takes "
+                                 f"({_SYNC_TEXT_LIMITS[what]} characters)")
+
+
+# -- the device config file ---------------------------------------------------------------
+
+
+def device_config(device_id: str, server_url: str, key: bytes, wifi_ssid: str = "",
+                  wifi_password: str = "") -> dict[str, Any]:
+    """A kiosk config (kiosk/config.py) that sets only what the push needs; every other
+    setting keeps the kiosk's default."""
+    return {
+        "device_id": device_id,
+        "sync": {"server_url": server_url, "wifi_ssid": wifi_ssid,
+                 "wifi_password": wifi_password, "device_key": key.hex()},
+    }
+
+
+def _config_bytes(config: Mapping[str, Any]) -> bytes:
+    return (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DeskPulseError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (ValueError, UnicodeError) as exc:
+        raise DeskPulseError(f"{path} is not a JSON config: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("sync", {}), dict):
+        raise DeskPulseError(f"{path} is not a kiosk config (a JSON object with 'sync')")
+    return raw
+
+
+@contextlib.contextmanager
+def _placed_file(path: Path, data: bytes, *, replace: bool) -> Iterator[None]:
+    """Put `data` at `path` (owner-only, written to a temporary file then renamed) for the
+    body of the `with`; take it back out (or put the old file back) if the body fails,
+    e.g. when the registration it belongs to cannot be committed. With replace False an
+    existing file is an error."""
+    if path.exists() and not replace:
+        raise DeskPulseError(f"{path} exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise DeskPulseError(f"{path} is a folder; -o takes a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = path.read_bytes() if path.exists() else None
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise DeskPulseError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if previous is None:
+                path.unlink()
+            else:
+                _restore(path, previous)
+        raise
+
+
+def _restore(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+# -- the registry -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    device_id: str
+    config_file: Path
+    server_url: str
+    replaced: bool  # an earlier registration (and its key) was replaced
+
+
+def is_registered(conn: sqlite3.Connection, device_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM device_keys WHERE device_id = ?",
+                        (device_id,)).fetchone() is not None
+
+
+def registered_ids(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT device_id FROM device_keys")}
+
+
+def device_key(conn: sqlite3.Connection, device_id: str) -> bytes | None:
+    row = conn.execute("SELECT key FROM device_keys WHERE device_id = ?",
+                       (device_id,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def _set_key(conn: sqlite3.Connection, device_id: str, key: bytes, now: int) -> None:
+    """A new key, with the replay counter back at zero (docs/wifi.md)."""
+    conn.execute(
+        """INSERT INTO device_keys (device_id, key, created, nonce_boot, nonce_count)
+           VALUES (?, ?, ?, 0, 0)
+           ON CONFLICT (device_id) DO UPDATE SET key = excluded.key,
+               created = excluded.created, nonce_boot = 0, nonce_count = 0""",
+        (device_id, key, now))
+
+
+def _describe(conn: sqlite3.Connection, device_id: str, name: str | None,
+              location: str | None, time_zone: str | None, now: int) -> None:
+    """Create the devices row if the kiosk was never seen, and set what people gave;
+    None leaves a field as it is, "" clears it."""
+    conn.execute(
+        "INSERT INTO devices (device_id, first_seen) VALUES (?, ?) "
+        "ON CONFLICT (device_id) DO NOTHING", (device_id, now))
+    for column, value in (("name", name), ("location", location), ("time_zone", time_zone)):
+        if value is not None:
+            conn.execute(f"UPDATE devices SET {column} = ? WHERE device_id = ?",
+                         (value or None, device_id))
+
+
+def add_device(
+    conn: sqlite3.Connection,
+    device_id: str,
+    server_url: str,
+    config_file: str | os.PathLike[str],
+    *,
+    wifi_ssid: str = "",
+    wifi_password: str = "",
+    name: str | None = None,
+    location: str | None = None,
+    time_zone: str | None = None,
+    force: bool = False,
+    now: float | None = None,
+) -> Registered:
+    """Register a kiosk for the WiFi push with a new random key and write its config
+    file. An existing registration or file is replaced only with force."""
+    check_device_id(device_id, for_config=True)
+    url = check_server_url(server_url)
+    if time_zone:
+        check_time_zone(time_zone)
+    _check_wifi(wifi_ssid, wifi_password)
+    path = Path(config_file)
+    at = int(now if now is not None else time.time())
+    key = signing.new_key()
+    data = _config_bytes(device_config(device_id, url, key, wifi_ssid, wifi_password))
+    refusal = (f"{device_id} is already registered; pass --force to give it a new key "
+               "(its current config file then stops working), or use rotate-key")
+    if is_registered(conn, device_id) and not force:
+        raise DeskPulseError(refusal)
+    with _placed_file(path, data, replace=force), db.transaction(conn):
+        replaced = is_registered(conn, device_id)
+        if replaced and not force:  # registered meanwhile by another command
+            raise DeskPulseError(refusal)
+        _describe(conn, device_id, name, location, time_zone, at)
+        _set_key(conn, device_id, key, at)
+    return Registered(device_id, path, url, replaced)
+
+
+def rotate_key(
+    conn: sqlite3.Connection,
+    device_id: str,
+    config_file: str | os.PathLike[str],
+    *,
+    server_url: str | None = None,
+    now: float | None = None,
+) -> Registered:
+    """Give a registered kiosk a new key (and a fresh replay counter) and rewrite its
+    config file with it, keeping the rest of the file; a missing file is created, which
+    needs server_url."""
+    check_device_id(device_id)
+    path = Path(config_file)
+    if path.exists():
+        config = read_config(path)
+        if config.get("device_id", device_id) != device_id:
+            raise DeskPulseError(
+                f"{path} is the config of {config.get('device_id')!r}, not {device_id!r}")
+    elif server_url is None:
+        raise DeskPulseError(f"{path} does not exist: pass --server URL to create it")
+    else:
+        config = {"device_id": device_id, "sync": {}}
+    sync = dict(config.get("sync", {}))
+    if server_url is not None:
+        sync["server_url"] = check_server_url(server_url)
+    key = signing.new_key()
+    sync["device_key"] = key.hex()
+    config = {**config, "device_id": device_id, "sync": sync}
+    at = int(now if now is not None else time.time())
+    if not is_registered(conn, device_id):
+        raise DeskPulseError(f"{device_id} is not registered: use `deskpulse devices add`")
+    with _placed_file(path, _config_bytes(config), replace=True), db.transaction(conn):
+        if not is_registered(conn, device_id):  # removed meanwhile by another command
+            raise DeskPulseError(f"{device_id} is not registered")
+        _set_key(conn, device_id, key, at)
+    return Registered(device_id, path, str(sync.get("server_url", "")), True)
+
+
+def remove_device(conn: sqlite3.Connection, device_id: str) -> None:
+    """Delete the kiosk's key: it can no longer push. Its stored responses stay."""
+    check_device_id(device_id)
+    with db.transaction(conn):
+        cur = conn.execute("DELETE FROM device_keys WHERE device_id = ?", (device_id,))
+        if cur.rowcount == 0:
+            raise DeskPulseError(f"{device_id} is not registered")
+
+
+def describe_device(conn: sqlite3.Connection, device_id: str, *, name: str | None = None,
+                    location: str | None = None, time_zone: str | None = None) -> None:
+    """Set a known kiosk's name, location or time zone ("" clears one)."""
+    check_device_id(device_id)
+    if time_zone:
+        check_time_zone(time_zone)
+    with db.transaction(conn):
+        known = conn.execute("SELECT 1 FROM devices WHERE device_id = ?",
+                             (device_id,)).fetchone()
+        if known is None:
+            raise DeskPulseError(
+                f"no device {device_id} in the database: `deskpulse devices add` it first")
+        _describe(conn, device_id, name, location, time_zone, int(time.time()))
+
+
+def show_key(conn: sqlite3.Connection, device_id: str) -> str:
+    """The kiosk's key as the 64 hex digits of its config file."""
+    check_device_id(device_id)
+    key = device_key(conn, device_id)
+    if key is None:
+        raise DeskPulseError(f"{device_id} is not registered")
+    return key.hex()

@@ -1,0 +1,63 @@
+"""`deskpulse serve`: a thin command over deskpulse.server.
+
+cli.build_parser() calls `add_serve_command(sub)`. The server's own imports (FastAPI,
+uvicorn) wait until the command runs, so that every other deskpulse command starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from typing import Any
+
+from deskpulse import db
+from deskpulse.errors import DeskPulseError
+
+
+def add_serve_command(sub: Any) -> None:
+    """Add `serve` to the `deskpulse` subcommands."""
+    srv = sub.add_parser(
+        "serve", help="run the aggregator that kiosks push to over WiFi",
+        formatter_class=_RawDescription,
+        description=(
+            "Receive the responses that kiosks push over the store WiFi (docs/wifi.md) and "
+            "store them in the database, exactly once.\n\n"
+            "It listens on 127.0.0.1 (this PC only) unless told otherwise. To let the "
+            "kiosks reach it on the store LAN, run it with --host 0.0.0.0 (every network "
+            "interface) or with this PC's LAN address (e.g. --host 192.168.1.20), open the "
+            "port in the PC's firewall for the store network only (e.g. `sudo ufw allow "
+            "from 192.168.1.0/24 to any port 8080 proto tcp`), give the PC a fixed "
+            "address (a DHCP reservation), and register each kiosk with that address: "
+            "deskpulse devices add ID --server http://192.168.1.20:8080 -o ID.json\n\n"
+            "This is plain HTTP, meant for a trusted store network: every push and every "
+            "answer is signed with the kiosk's own key (HMAC-SHA256), so nobody without "
+            "the key can add, change or replay responses, but the traffic is not "
+            "encrypted. Never expose the port to the internet."))
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default %(default)s: this PC only)")
+    srv.add_argument("--port", type=int, default=8080,
+                     help="TCP port (default %(default)s; 0 picks a free one)")
+    srv.add_argument("--db", help=f"database file (default: $DESKPULSE_DB if set, else "
+                                  f"{db.default_db_path()})")
+    srv.add_argument("--access-log", action="store_true",
+                     help="log every request (method, path, status)")
+    srv.set_defaults(func=_cmd_serve)
+
+
+class _RawDescription(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's paragraphs, wrapped at the terminal's width."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(textwrap.fill(p, width, initial_indent=indent,
+                                         subsequent_indent=indent)
+                           for p in text.split("\n\n"))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise DeskPulseError(f"--port {args.port}: use 1-65535 (or 0 for any free port)")
+    from deskpulse.server import serve
+
+    serve(args.db, args.host, args.port, access_log=args.access_log,
+          announce=lambda line: print(line, flush=True))
+    return 0
