@@ -467,6 +467,8 @@ def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port:
     """Serve until SIGINT/SIGTERM; requests in flight finish first."""
     app = create_app(db_path)
     sock = listen(host, port)
+    # Refusals go to stderr beside uvicorn's lines, so a manager sees a misconfigured kiosk.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     announce(f"deskpulse serve: listening on http://{shown_host}:{bound_port} "
