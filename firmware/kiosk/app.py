@@ -52,6 +52,14 @@ class Kiosk:
             gc.collect()
             self.sync = SerialSync(self, ConsoleReader(),
                                    write_chunk=getattr(hal, "console_write_chunk", 256))
+        self.push = None
+        if push_configured(self.config):
+            # WiFi push to the aggregator (docs/wifi.md): only with a server, a key and an
+            # id at boot; settings changed later by a CONFIG upload apply at its next try.
+            from kiosk.push import Push
+
+            gc.collect()
+            self.push = Push(self, getattr(hal, "open_connection", None))
         self.running = False
 
     def _make_screens(self, hal):
@@ -133,6 +141,7 @@ class Kiosk:
             "store_errors": self.flow.store_errors,
             "state": flow_mod.STATE_NAMES[self.flow.state],
             "display": self.display.status() if self.display else None,
+            "push": self.push.status() if self.push else None,
         }
 
     # -- input ---------------------------------------------------------------
@@ -195,6 +204,13 @@ class Kiosk:
             background.append(asyncio.create_task(self.display.run()))
         if self.sync is not None:
             background.append(asyncio.create_task(self.sync.run()))
+        if self.push is not None:
+            network_run = getattr(self.hal, "network_run", None)
+            if network_run is not None:
+                # The HAL keeps the WiFi up (and the clock set by NTP) for the push.
+                background.append(asyncio.create_task(network_run(self.config["sync"],
+                                                                  self.clock)))
+            background.append(asyncio.create_task(self.push.run()))
         ending = asyncio.create_task(until) if until is not None else None
         try:
             while True:
@@ -217,6 +233,11 @@ class Kiosk:
         self.log.close()
         self.clock.close()
         self._boots.close()
+
+
+def push_configured(config):
+    sync = config["sync"]
+    return bool(config["device_id"] and sync["server_url"] and sync["device_key"])
 
 
 def describe(rec):

@@ -13,7 +13,7 @@ import json
 import select
 import sys
 
-from kiosk import batch, frames, record
+from kiosk import batch, frames, outbox
 from kiosk import config as cfg
 from kiosk.clock import SOURCE_HOST
 from kiosk.log import LogError
@@ -29,10 +29,7 @@ WRITE_CHUNK = const(256)  # about 22 ms of a 115200 baud UART
 
 _LINES_PER_STEP = const(4)
 _BYTES_PER_STEP = const(256)
-_READ_BYTES = const(1024)  # flash bytes of records fetched per log.read while pulling
-_MAX_ANCHORS = const(64)
 _SHOWN = const(48)  # characters of an offending line quoted back in an E frame
-_MAX_PROBLEMS = const(8)
 _EARLIEST_TIME = const(946684800)  # 2000-01-01: anything before is a host bug
 _LATEST_TIME = 0xFFFFFFFF  # records keep wall time as u32
 
@@ -152,13 +149,6 @@ def _shown(line, n):
         out[i] = b if 32 <= b < 127 else 63  # '?'
     text = out.decode()
     return text + "..." if n > _SHOWN else text
-
-
-def _capped(problems):
-    out = [p[:120] for p in problems[:_MAX_PROBLEMS]]
-    if len(problems) > _MAX_PROBLEMS:
-        out.append("and %d more problems" % (len(problems) - _MAX_PROBLEMS))
-    return out
 
 
 class SerialSync:
@@ -298,25 +288,11 @@ class SerialSync:
             raise _Reject("protocol %d is not supported: this kiosk speaks protocol %d"
                           % (host, PROTOCOL))
         kiosk = self.kiosk
-        log = kiosk.log
-        status = kiosk.status()
-        if status.get("config_problems"):
-            status["config_problems"] = _capped(status["config_problems"])
-        first = log.read(log.acked_upto + 1, 1)
-        first_seq = first[0][record.SEQ] if first else log.next_seq
-        # The host places a record in time with the latest anchor of its boot: send that
-        # much, for the boots that still have records to pull.
-        from_boot = min(first[0][record.BOOT], kiosk.clock.boot) if first else kiosk.clock.boot
-        first = None
-        latest = {}
-        for anchor in kiosk.clock.anchors:
-            if anchor[0] >= from_boot:
-                latest[anchor[0]] = anchor
-        anchors = [list(latest[b]) for b in sorted(latest)][-_MAX_ANCHORS:]
+        status, anchors, first_seq = outbox.status_and_anchors(kiosk)
         answer = {"proto": PROTOCOL, "device_id": status.get("device_id"),
                   "board": status.get("board"), "firmware": status.get("firmware"),
                   "status": status, "anchors": anchors, "first_seq": first_seq,
-                  "next_seq": log.next_seq}
+                  "next_seq": kiosk.log.next_seq}
         data = json.dumps(answer).encode()
         while len(data) > MAX_PAYLOAD and anchors:
             del anchors[:8]  # the oldest boots' anchors; the host reports those times unknown
@@ -330,24 +306,7 @@ class SerialSync:
         from_seq = _number(args[0], 0, _LATEST_TIME, "from seq")
         budget = _number(args[1], 0, 0xFFFF, "max bytes")
         budget = max(batch.MIN_BUDGET, min(budget, MAX_PAYLOAD))
-        log = self.kiosk.log
-        seq = max(from_seq, log.acked_upto + 1)
-        enc = self._batch
-        enc.begin(seq, budget)
-        more = False
-        while not more:
-            chunk = log.read(seq, _READ_BYTES)
-            if not chunk:
-                break
-            for rec in chunk:
-                if not enc.add(rec):
-                    more = True
-                    break
-            seq = chunk[-1][record.SEQ] + 1
-            chunk = None
-            # Reading rescans the segment from its start: let the survey in between.
-            await asyncio.sleep_ms(0)
-        offset, length = enc.finish(more)
+        offset, length, _, _ = await outbox.fill(self.kiosk.log, self._batch, from_seq, budget)
         await self._send(self._frame.seal(_B, tag, offset, length))
 
     async def _ack(self, tag, args):
@@ -426,7 +385,7 @@ class SerialSync:
     async def _config_answer(self, tag, ok, problems=None, received=None):
         answer = {"ok": ok, "received": self._upload_got if received is None else received}
         if problems:
-            answer["problems"] = _capped(problems)
+            answer["problems"] = outbox.capped(problems)
         await self._json(_C, tag, answer)
 
     def _install(self, data, got):

@@ -19,3 +19,8 @@
 #                       the simulator's console echo (kiosk.screen.TextScreen)
 #   console_write(data) write to the REPL UART without blocking (data may be dropped)
 #   reset()             reboot the device
+# Optional, for the WiFi push (kiosk.push):
+#   open_connection(host, port)   coroutine -> (reader, writer) asyncio streams; raises
+#                       OSError at once while the network is down (never waits for it)
+#   network_run(sync_config, clock)  coroutine run as a task while the push is configured:
+#                       keeps the WiFi connected and sets the clock by NTP (ESP32 only)

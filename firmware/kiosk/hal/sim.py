@@ -6,6 +6,7 @@
 # test sets; the active level is applied here, at the edge. Clock: ticks reduced to the
 # ESP32's 2**30 period and started a minute before they wrap, so every simulated run
 # crosses a wrap; jump() moves simulated time forward without sleeping.
+import asyncio
 import os
 import sys
 import time
@@ -25,6 +26,7 @@ def _code_root():
         path = path[: path.rfind("/")]
     return path or "."
 _START_BEFORE_WRAP_MS = 60000
+_EHOSTUNREACH = 113  # the unix port's errno lacks ENETUNREACH; lwIP reports this one too
 
 
 class SimHal:
@@ -43,6 +45,8 @@ class SimHal:
         self.levels = bytearray(1 if low else 0 for low in self._active_low)
         self._offset = ticks.diff(ticks.PERIOD - _START_BEFORE_WRAP_MS, self._raw_ticks())
         self.jumped_ms = 0
+        self.network_up = True  # the script's `wifi off` / `wifi on`
+        self.connections = 0  # connection attempts, failed ones included
         self.flash = self._mount()
         self.screen = screen or TextScreen(self.console_write)
         self.watchdog_feeds = 0
@@ -141,6 +145,20 @@ class SimHal:
             if (levels[i] == 0) == active_low[i]:
                 mask |= 1 << i
         return mask
+
+    # -- network -------------------------------------------------------------------
+    def set_network(self, up):
+        """Switch the simulated WiFi: while it is down, connection attempts fail at once
+        with OSError, as on an ESP32 whose WLAN is not connected."""
+        self.network_up = bool(up)
+
+    async def open_connection(self, host, port):
+        """The host's own sockets (the unix port's asyncio streams) while the network is
+        up. Like on the device, the name lookup inside blocks: once per attempt."""
+        self.connections += 1
+        if not self.network_up:
+            raise OSError(_EHOSTUNREACH, "network down")
+        return await asyncio.open_connection(host, port)
 
     # -- clock chip, resets, watchdog, console -------------------------------------
     def rtc_read(self):

@@ -5,6 +5,8 @@
 #   wait S      simulated time jumps S seconds (no real sleeping)
 #   clock T     set the device clock, as a host sync would (unix seconds or
 #               YYYY-MM-DDTHH:MM:SSZ)
+#   wifi off    the simulated network goes down: connection attempts fail (OSError)
+#   wifi on     the network is back
 #   exit        stop the simulator           # ...       comment (also after an event)
 import asyncio
 
@@ -72,14 +74,16 @@ def _event(line, number, faces, answers):
             return ("wait", int(seconds * 1000))
         if verb == "clock" and len(words) == 2:
             return ("clock", _parse_time(words[1]))
+        if verb == "wifi" and len(words) == 2 and words[1] in ("on", "off"):
+            return ("wifi", 1 if words[1] == "on" else 0)
         if verb == "exit" and len(words) == 1:
             return ("exit", 0)
     except ScriptError:
         raise
     except ValueError:
         raise ScriptError("line %d: bad value in %r" % (number, line.strip()))
-    raise ScriptError("line %d: unknown event %r (use rate N, yes, no, wait S, clock T, exit)"
-                      % (number, line.strip()))
+    raise ScriptError("line %d: unknown event %r (use rate N, yes, no, wait S, clock T, "
+                      "wifi on|off, exit)" % (number, line.strip()))
 
 
 def events(path, board):
@@ -149,6 +153,8 @@ async def play(path, hal, kiosk):
                 await asyncio.sleep_ms(kiosk.poll_ms * 2 + 60)
         elif verb == "clock":
             kiosk.clock.set_wall(arg, SOURCE_HOST)
+        elif verb == "wifi":
+            hal.set_network(arg)
         elif verb == "exit":
             return True
     return False
