@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TYPINGS := typings/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean venv
+.PHONY: demo test lint typecheck pytest bench clean venv browser
 
 venv: $(STAMP)
 
@@ -30,7 +30,16 @@ lint: $(STAMP)
 typecheck: $(TYPINGS)
 	cd firmware && ../$(BIN)/pyright --project pyrightconfig.json
 
-pytest: $(TYPINGS)
+# The HTML report test draws the report in a real headless browser: Debian's chromium.
+# Without apt-get (not Debian) nothing is installed and that test says it is skipped.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get install -y chromium || \
+			{ $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }; \
+	fi
+
+pytest: $(TYPINGS) browser
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
