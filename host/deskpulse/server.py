@@ -63,11 +63,12 @@ class Refusal(Exception):
 
 class Database:
     """One SQLite connection used only by one worker thread; `run(fn, ...)` calls
-    fn(conn, ...) there and awaits the result."""
+    fn(conn, ...) there and awaits the result. `close()` ends the thread; a later `run`
+    starts another (an app may see several lifespans, e.g. under test clients)."""
 
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskpulse-db")
+        self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
 
     def _call(self, fn: Callable[..., _T], args: Sequence[Any]) -> _T:
@@ -76,6 +77,9 @@ class Database:
         return fn(self._conn, *args)
 
     async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1,
+                                                thread_name_prefix="deskpulse-db")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn, args)
 
@@ -85,8 +89,10 @@ class Database:
             self._conn = None
 
     def close(self) -> None:
-        self._executor.submit(self._close).result()
-        self._executor.shutdown()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.submit(self._close).result()
+            executor.shutdown()
 
 
 def _lookup_key(conn: sqlite3.Connection, device_id: str) -> bytes | None:
