@@ -103,55 +103,49 @@ class _Period:
     peak_share: float
 
 
-@dataclass(slots=True)
-class _Seen:
-    position: int
-    wall: int
-    negatives_before: int
+_END = (None, None, 0)  # after a device's last response: closes its last window
 
 
-def _periods(responses: Iterable[tuple[int, bool]], window_s: float, negative: float,
+def _periods(rows: Iterable[tuple[Any, int, int]], window_s: float, negative: float,
              minimum: int) -> Iterator[_Period]:
-    """Alert periods of one device's (wall, is_negative) responses in time order."""
-    window: deque[_Seen] = deque()
-    negatives = 0  # of the device's responses seen so far
-    position = -1
+    """Alert periods of one device's (device_id, wall, is_negative) rows in time order.
+
+    The window is kept as two deques (its walls, and the negatives before each of its
+    responses) so a window's count and negatives cost no scan; this loop sees every row
+    of the database."""
+    # `seen`: the responses taken in so far, so `seen - 1` is the last one's position.
+    walls: deque[int] = deque()
+    negatives_before: deque[int] = deque()
+    negatives = 0  # among the device's responses so far
     period: _Period | None = None
-
-    def close_window(end_wall: int) -> Iterator[_Period]:
-        nonlocal period
-        while window and window[0].wall <= end_wall - window_s:
-            window.popleft()
-        count = len(window)
-        if count < minimum:
-            return
-        in_window = negatives - window[0].negatives_before
-        share = in_window / count
-        if share < negative:
-            return
-        start = window[0]
-        if period is not None and start.position <= period.last:
-            period.last, period.last_wall = position, end_wall
-            period.negatives_through_last = negatives
-            period.peak_share = max(period.peak_share, share)
-            return
-        if period is not None:
-            yield period
-        period = _Period(start.position, start.wall, start.negatives_before, position,
-                         end_wall, negatives, share)
-
     pending_wall: int | None = None
-    for wall, is_negative in responses:
+    for seen, (_, wall, is_negative) in enumerate(chain(rows, (_END,))):
         # Responses of the same second belong to every window that holds one of them: a
-        # window closes only after the last response of its second is in.
-        if pending_wall is not None and wall != pending_wall:
-            yield from close_window(pending_wall)
-        position += 1
-        window.append(_Seen(position, wall, negatives))
+        # window closes only once the last response of its second is in.
+        if wall != pending_wall and pending_wall is not None:
+            while walls[0] <= pending_wall - window_s:
+                walls.popleft()
+                negatives_before.popleft()
+            count = len(walls)
+            if count >= minimum:
+                share = (negatives - negatives_before[0]) / count
+                if share >= negative:
+                    first = seen - count  # position of the window's first response
+                    if period is not None and first <= period.last:
+                        period.last, period.last_wall = seen - 1, pending_wall
+                        period.negatives_through_last = negatives
+                        period.peak_share = max(period.peak_share, share)
+                    else:
+                        if period is not None:
+                            yield period
+                        period = _Period(first, walls[0], negatives_before[0], seen - 1,
+                                         pending_wall, negatives, share)
+        if wall is None:
+            break
+        walls.append(wall)
+        negatives_before.append(negatives)
         negatives += is_negative
         pending_wall = wall
-    if pending_wall is not None:
-        yield from close_window(pending_wall)
     if period is not None:
         yield period
 
@@ -198,26 +192,29 @@ def find_alerts(
     where = ["r.wall IS NOT NULL"]
     params: list[Any] = []
     for clause, value in (("r.wall >= ?", low), ("r.wall < ?", high),
-                          ("r.device_id = ?", device), ("d.location = ?", location)):
+                          ("r.device_id = ?", device),
+                          ("r.device_id IN (SELECT device_id FROM devices WHERE location = ?)",
+                           location)):
         if value is not None:
             where.append(clause)
             params.append(value)
     if not include_flagged:
         where.append("r.rapid = 0 AND r.closed = 0")
+    # Only what the windows need, in the order they need it; the device's facts are read
+    # once per device, not joined to each of its responses.
     rows = conn.execute(
-        f"""SELECT r.device_id, r.wall, r.rating IN {NEGATIVE_RATINGS}, d.name, d.location,
-                   d.time_zone
-            FROM responses r JOIN devices d ON d.device_id = r.device_id
+        f"""SELECT r.device_id, r.wall, r.rating IN {NEGATIVE_RATINGS}
+            FROM responses r
             WHERE {' AND '.join(where)}
             ORDER BY r.device_id, r.wall""", params)
+    facts = {row[0]: row[1:] for row in conn.execute(
+        "SELECT device_id, name, location, time_zone FROM devices")}
 
     alerts: list[dict[str, Any]] = []
     for device_id, rows_of_device in groupby(rows, key=itemgetter(0)):
-        first = next(rows_of_device)
-        _, _, _, name, place, zone_name = first
+        name, place, zone_name = facts[device_id]
         zone = _zone_of(device_id, zone_name)
-        responses = ((row[1], bool(row[2])) for row in chain([first], rows_of_device))
-        for period in _periods(responses, window_s, negative, minimum):
+        for period in _periods(rows_of_device, window_s, negative, minimum):
             count = period.last - period.first + 1
             negatives = period.negatives_through_last - period.negatives_before
             alerts.append({
