@@ -16,6 +16,8 @@ from typing import Any
 
 import matplotlib
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deskpulse.report_html import CHART_IDS, COLOURS, render
 
@@ -452,3 +454,22 @@ def test_rendering_needs_neither_pyplot_nor_a_display() -> None:
                           timeout=PATIENCE_S, env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) is False
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.text(max_size=60), place=st.text(max_size=40))
+def test_any_text_from_the_database_comes_out_as_text(name: str, place: str) -> None:
+    report = sample_report()
+    report["heatmap"] = empty_report()["heatmap"]  # only the charts that show names
+    report["trend"] = []
+    report["devices"][1].update(name=name, location=place)
+    alerts = [{**sample_alerts()[0], "name": name, "location": place}]
+    page = Page(render(report, alerts))
+    benign = Page(render({**report, "devices": sample_report()["devices"]}, sample_alerts()))
+    assert {t for t, _, _ in page.elements} == {t for t, _, _ in benign.elements}
+    row = next(r for r in page.find("tr", inside="devices-table")
+               if r.get("data-key") == "k-evil")
+    assert row["data-key"] == "k-evil"
+    shown = page.text("devices-table")
+    assert (f"{name} (k-evil)" if name and name != "k-evil" else "k-evil") in shown
+    assert len(page.find("svg", inside="chart-ranking")) == 1

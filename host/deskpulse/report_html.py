@@ -13,6 +13,7 @@ import html
 import io
 import math
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -124,7 +125,10 @@ def _figure(width: float, height: float) -> Figure:
 
 def _drawn(draw: Callable[[], Figure], prefix: str) -> str:
     # Artists read some settings when they are made, the SVG writer others when saving.
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_RC), warnings.catch_warnings():
+        # matplotlib only measures the text with its own font; the browser draws it with
+        # the system's, which have the glyphs (names in any script) that DejaVu lacks.
+        warnings.filterwarnings("ignore", "Glyph .* missing from", UserWarning)
         return _svg(draw(), prefix)
 
 
