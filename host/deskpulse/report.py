@@ -1,0 +1,662 @@
+"""The report of docs/report.md, computed from the rollups (`build_report`) or, as a
+reference for tests and the benchmark's anchor, by a plain scan of the responses
+(`build_report_raw`). Both fill the same `Tally` and share `figures()`.
+
+The rollup path takes, per device zone, the month rows for whole local months inside the
+range, day rows for the other whole local days, and the raw responses (by the
+(device_id, wall) index) for the partial days at the edges.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TextIO
+
+import numpy as np
+
+from deskpulse import rollups as ru
+from deskpulse.errors import DeskPulseError
+from deskpulse.timezones import (
+    ZoneClock,
+    device_zone,
+    host_time_zone,
+    require_zone,
+    zone_clock,
+    zone_of,
+)
+
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+Z95 = 1.959963984540054  # the normal quantile for a two-sided 95% interval
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_FIRST_DAY = date.min.toordinal() - _EPOCH_ORDINAL  # stands for "no lower bound"
+_LAST_DAY = date.max.toordinal() - _EPOCH_ORDINAL - 1
+_YES = slice(0, ru.RATINGS)
+_NO = slice(ru.RATINGS, 2 * ru.RATINGS)
+
+
+# -- the selection ------------------------------------------------------------------------
+
+
+def parse_when(text: str, what: str) -> int:
+    """An ISO date or date-time as UTC unix seconds; no offset means the host's local
+    time, a bare date its local midnight."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise DeskPulseError(
+            f"{what} {text!r} is not an ISO date or date-time (2026-11-01, "
+            "2026-11-01T09:00, 2026-11-01T09:00+01:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone_of(host_time_zone()))
+    return int(moment.timestamp())
+
+
+def _bound(value: str | int | datetime | None, what: str) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zone_of(host_time_zone()))
+        return int(value.timestamp())
+    return parse_when(value, what)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    name: str | None
+    location: str | None
+    zone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    since: int | None
+    until: int | None
+    devices: list[Device]
+    device: str | None
+    location: str | None
+    include_flagged: bool
+
+    @property
+    def ranged(self) -> bool:
+        return self.since is not None or self.until is not None
+
+    @property
+    def kinds(self) -> tuple[int, ...]:
+        return (0, 1, 2, 3) if self.include_flagged else (0,)
+
+
+def select(conn: sqlite3.Connection, *, since: str | int | datetime | None = None,
+           until: str | int | datetime | None = None, device: str | None = None,
+           location: str | None = None, include_flagged: bool = False) -> Selection:
+    """Check the filters against the database; raises DeskPulseError on bad input."""
+    low, high = _bound(since, "--since"), _bound(until, "--until")
+    if low is not None and high is not None and low >= high:
+        raise DeskPulseError(
+            f"--since ({_iso(low)}) must come before --until ({_iso(high)})")
+    rows = conn.execute(
+        "SELECT device_id, name, location, time_zone FROM devices ORDER BY device_id"
+    ).fetchall()
+    if device is not None and device not in {r[0] for r in rows}:
+        raise DeskPulseError(f"no device {device!r} in the database; `deskpulse devices` "
+                             "lists the known ones")
+    if location is not None and location not in {r[2] for r in rows}:
+        known = sorted({r[2] for r in rows if r[2] is not None})
+        raise DeskPulseError(f"no device is at location {location!r}; known locations: "
+                             f"{', '.join(known) if known else 'none yet'}")
+    host = host_time_zone()
+    chosen = []
+    for device_id, name, place, configured in rows:
+        if (device is None or device_id == device) and (location is None
+                                                        or place == location):
+            require_zone(device_id, configured)
+            chosen.append(Device(device_id, name, place, device_zone(configured, host)))
+    return Selection(low, high, chosen, device, location, include_flagged)
+
+
+# -- the tally ------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """Counts of a selection before they become figures. Per device: counts per
+    (scale, kind) of the timed responses and of the time-unknown ones, all kinds kept (the
+    flagged figures need them); the heatmap and the trend only of the counted kinds."""
+
+    kinds: tuple[int, ...]
+    timed: dict[str, dict[tuple[int, int], np.ndarray]] = field(
+        default_factory=lambda: defaultdict(dict))
+    unknown: dict[str, dict[tuple[int, int], np.ndarray]] = field(
+        default_factory=lambda: defaultdict(dict))
+    heat: np.ndarray = field(default_factory=lambda: np.zeros((2, 7, 24), np.int64))
+    trend: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (day, scale)
+
+    def add_counts(self, device_id: str, scale: int, kind: int, counts: np.ndarray,
+                   unknown: bool = False) -> None:
+        table = (self.unknown if unknown else self.timed)[device_id]
+        key = (scale, kind)
+        table[key] = table[key] + counts if key in table else counts.astype(np.int64)
+
+    def add_trend(self, day: int, scale: int, values: np.ndarray) -> None:
+        key = (day, scale)
+        self.trend[key] = self.trend[key] + values if key in self.trend else values.copy()
+
+    def add_response(self, device_id: str, rating: int, scale: int, told: int, kind: int,
+                     local: int | None, weight: int = 1) -> None:
+        counts = np.zeros(ru.COUNTS, np.int64)
+        counts[told * ru.RATINGS + rating - 1] = weight
+        self.add_counts(device_id, scale, kind, counts, unknown=local is None)
+        if local is None or kind not in self.kinds:
+            return
+        day, hour = local // 86400, local % 86400 // 3600
+        weekday = (day + 3) % 7
+        top = rating >= ru.top_from(scale)
+        self.heat[0, weekday, hour] += weight
+        self.heat[1, weekday, hour] += weight * top
+        self.add_trend(day, scale, np.array(
+            [weight, weight * top, weight * (told == 0), weight * (told == 1),
+             weight * (rating - 1)], np.int64))
+
+
+def _trend_of_counts(counts: np.ndarray, scale: int) -> np.ndarray:
+    """TREND_FIELDS from rows of 15 counts (told x rating)."""
+    by_rating = counts.reshape(-1, len(ru.TOLD_ORDER), ru.RATINGS)
+    per_rating = by_rating.sum(axis=1)
+    return np.stack([
+        per_rating.sum(axis=1),
+        per_rating[:, ru.top_from(scale) - 1:].sum(axis=1),
+        by_rating[:, 0].sum(axis=1),
+        by_rating[:, 1].sum(axis=1),
+        per_rating @ np.arange(ru.RATINGS),
+    ], axis=1)
+
+
+# -- from the rollups -----------------------------------------------------------------------
+
+
+def _day_number(d: date) -> int:
+    return d.toordinal() - _EPOCH_ORDINAL
+
+
+def _date_of(day: int) -> date:
+    return date.fromordinal(day + _EPOCH_ORDINAL)
+
+
+def _day_start(zone: ZoneClock, day: int) -> int:
+    """The first instant of a local day (a midnight that a clock change skips starts
+    the day at the change)."""
+    return int(datetime.combine(_date_of(day), time(), zone.zone).timestamp())
+
+
+def _local_day(zone: ZoneClock, wall: int) -> int:
+    return zone.local_one(wall) // 86400
+
+
+def _month_of(day: int) -> int:
+    d = _date_of(day)
+    return d.year * 12 + d.month - 1
+
+
+def _month_first_day(month: int) -> int:
+    return _day_number(date(month // 12, month % 12 + 1, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to read for one zone: month rows, day-row ranges and raw wall ranges."""
+
+    months: tuple[int, int] | None
+    days: list[tuple[int, int]]
+    raw: list[tuple[int | None, int | None]]
+
+
+def _plan(zone: ZoneClock, since: int | None, until: int | None) -> _Plan:
+    first = _FIRST_DAY
+    if since is not None:
+        first = _local_day(zone, since)
+        if _day_start(zone, first) != since:
+            first += 1
+    last = _LAST_DAY if until is None else _local_day(zone, until) - 1
+    if first > last:  # not one whole local day: all from the raw rows
+        return _Plan(None, [], [(since, until)])
+    raw = []
+    if since is not None:
+        raw.append((since, _day_start(zone, first)))
+    if until is not None:
+        raw.append((_day_start(zone, last + 1), until))
+    first_month = _month_of(first) + (_date_of(first).day != 1)
+    last_month = _month_of(last) - (_date_of(last + 1).day != 1)
+    if first_month > last_month:
+        return _Plan(None, [(first, last)], raw)
+    days = [(first, _month_first_day(first_month) - 1),
+            (_month_first_day(last_month + 1), last)]
+    return _Plan((first_month, last_month), [d for d in days if d[0] <= d[1]], raw)
+
+
+def _blobs(rows: list[tuple[Any, ...]], width: int) -> np.ndarray:
+    data = np.frombuffer(b"".join(r[-1] for r in rows), ru.BLOB)
+    return data.reshape(len(rows), width).astype(np.int64)
+
+
+def _add_month_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    matrix = _blobs(rows, ru.MONTH_WIDTH)
+    counted = np.zeros(len(rows), bool)
+    for i, (device_id, month, scale, kind, _) in enumerate(rows):
+        tally.add_counts(device_id, scale, kind, matrix[i, :ru.COUNTS],
+                         unknown=month == ru.TIME_UNKNOWN)
+        counted[i] = kind in tally.kinds and month != ru.TIME_UNKNOWN
+    if not counted.any():
+        return
+    chosen = matrix[counted]
+    tally.heat[0] += chosen[:, ru.MONTH_HEAT:ru.MONTH_HEAT_TOP].sum(axis=0).reshape(7, 24)
+    tally.heat[1] += chosen[:, ru.MONTH_HEAT_TOP:].sum(axis=0).reshape(7, 24)
+    by_month: dict[tuple[int, int], np.ndarray] = {}
+    for i in np.nonzero(counted)[0].tolist():
+        _, month, scale, _, _ = rows[i]
+        trend = matrix[i, ru.MONTH_TREND:ru.MONTH_HEAT]
+        key = (month, scale)
+        by_month[key] = by_month[key] + trend if key in by_month else trend
+    for (month, scale), trend in by_month.items():
+        first = _month_first_day(month)
+        per_day = trend.reshape(31, len(ru.TREND_FIELDS))
+        for dom in np.nonzero(per_day[:, 0])[0].tolist():
+            tally.add_trend(first + dom, scale, per_day[dom])
+
+
+def _add_day_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    matrix = _blobs(rows, ru.DAY_WIDTH)
+    for i, (device_id, day, scale, kind, _) in enumerate(rows):
+        counts = matrix[i, :ru.COUNTS]
+        tally.add_counts(device_id, scale, kind, counts)
+        if kind in tally.kinds:
+            weekday = (day + 3) % 7
+            tally.heat[0, weekday] += matrix[i, ru.DAY_HOURS:ru.DAY_HOURS_TOP]
+            tally.heat[1, weekday] += matrix[i, ru.DAY_HOURS_TOP:]
+            tally.add_trend(day, scale, _trend_of_counts(counts, scale)[0])
+
+
+_RAW_COLUMNS = "device_id, wall, rating, scale, told_next, rapid, closed"
+
+
+def _add_raw(tally: Tally, zone: ZoneClock, rows: Iterator[tuple[Any, ...]]) -> None:
+    for device_id, wall, rating, scale, told_next, rapid, closed in rows:
+        local = zone.local_one(wall) if wall is not None else None
+        tally.add_response(device_id, rating, scale, ru.TOLD_CODE[told_next],
+                           (rapid != 0) + 2 * (closed != 0), local)
+
+
+def _ensure_rollups(conn: sqlite3.Connection, devices: list[Device]) -> None:
+    """Rebuild the rollups of devices whose zone changed (or that have none yet)."""
+    wanted = {d.device_id for d in devices}
+    if not wanted & set(ru.stale_devices(conn)):
+        return
+    with _write(conn):
+        for device_id in sorted(wanted & set(ru.stale_devices(conn))):
+            ru.ensure_zone(conn, device_id)
+
+
+class _write:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+class _snapshot(_write):
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN")
+
+
+def _tally_from_rollups(conn: sqlite3.Connection, sel: Selection) -> Tally:
+    tally = Tally(sel.kinds)
+    by_zone: dict[str, list[str]] = defaultdict(list)
+    for d in sel.devices:
+        by_zone[d.zone].append(d.device_id)
+    for zone_key, ids in sorted(by_zone.items()):
+        zone = zone_clock(zone_key)
+        ids_json = json.dumps(ids)
+        among = "device_id IN (SELECT value FROM json_each(?))"
+        months = conn.execute(
+            f"SELECT device_id, month, scale, kind, counts FROM rollup_months WHERE {among} "
+            "AND month = ?", (ids_json, ru.TIME_UNKNOWN)).fetchall()
+        if not sel.ranged:
+            months += conn.execute(
+                f"SELECT device_id, month, scale, kind, counts FROM rollup_months "
+                f"WHERE {among} AND month != ?", (ids_json, ru.TIME_UNKNOWN)).fetchall()
+            _add_month_rows(tally, months)
+            continue
+        plan = _plan(zone, sel.since, sel.until)
+        if plan.months is not None:
+            months += conn.execute(
+                f"SELECT device_id, month, scale, kind, counts FROM rollup_months "
+                f"WHERE {among} AND month BETWEEN ? AND ?",
+                (ids_json, max(plan.months[0], ru.TIME_UNKNOWN + 1), plan.months[1])
+            ).fetchall()
+        _add_month_rows(tally, months)
+        for first, last in plan.days:
+            _add_day_rows(tally, conn.execute(
+                f"SELECT device_id, day, scale, kind, counts FROM rollup_days "
+                f"WHERE {among} AND day BETWEEN ? AND ?", (ids_json, first, last)).fetchall())
+        for low, high in plan.raw:
+            for device_id in ids:
+                _add_raw(tally, zone, conn.execute(
+                    f"SELECT {_RAW_COLUMNS} FROM responses WHERE device_id = ? "
+                    "AND wall >= ? AND wall < ?",
+                    (device_id, low if low is not None else -(1 << 62),
+                     high if high is not None else 1 << 62)))
+    return tally
+
+
+def build_report(conn: sqlite3.Connection, *, since: str | int | datetime | None = None,
+                 until: str | int | datetime | None = None, device: str | None = None,
+                 location: str | None = None, include_flagged: bool = False) -> dict[str, Any]:
+    """The report dict of docs/report.md, from the rollups."""
+    sel = select(conn, since=since, until=until, device=device, location=location,
+                 include_flagged=include_flagged)
+    _ensure_rollups(conn, sel.devices)
+    with _snapshot(conn):
+        tally = _tally_from_rollups(conn, sel)
+    return figures(sel, tally)
+
+
+# -- the reference: a plain scan ------------------------------------------------------------
+
+
+def build_report_raw(conn: sqlite3.Connection, *, since: str | int | datetime | None = None,
+                     until: str | int | datetime | None = None, device: str | None = None,
+                     location: str | None = None,
+                     include_flagged: bool = False) -> dict[str, Any]:
+    """The same report by one GROUP BY over the responses, each distinct instant placed
+    in its device's zone by zoneinfo. Slow; the reference for tests and benchmarks."""
+    sel = select(conn, since=since, until=until, device=device, location=location,
+                 include_flagged=include_flagged)
+    tally = Tally(sel.kinds)
+    zones = {d.device_id: zone_of(d.zone) for d in sel.devices}
+    where = "(wall IS NULL OR (wall >= ? AND wall < ?))"
+    params: list[Any] = [sel.since if sel.since is not None else -(1 << 62),
+                         sel.until if sel.until is not None else 1 << 62]
+    if device is not None:
+        where += " AND device_id = ?"
+        params.append(device)
+    rows = conn.execute(
+        f"""SELECT {_RAW_COLUMNS}, count(*) FROM responses WHERE {where}
+            GROUP BY device_id, wall, rating, scale, told_next, rapid, closed""", params)
+    for device_id, wall, rating, scale, told_next, rapid, closed, count in rows:
+        zone = zones.get(device_id)
+        if zone is None:
+            continue
+        local = None
+        if wall is not None:
+            moment = datetime.fromtimestamp(wall, zone)
+            offset = moment.utcoffset() or timedelta()
+            local = wall + int(offset.total_seconds())
+        tally.add_response(device_id, rating, scale, ru.TOLD_CODE[told_next],
+                           (rapid != 0) + 2 * (closed != 0), local, count)
+    return figures(sel, tally)
+
+
+# -- figures --------------------------------------------------------------------------------
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion; None without observations."""
+    if n == 0:
+        return None
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    scale = 1 + z * z / n
+    return (max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale))
+
+
+def newcombe(s1: int, n1: int, s2: int, n2: int, z: float = Z95
+             ) -> tuple[float, float] | None:
+    """Newcombe's hybrid score interval for p1 - p2, from the two Wilson intervals."""
+    w1, w2 = wilson(s1, n1, z), wilson(s2, n2, z)
+    if w1 is None or w2 is None:
+        return None
+    p1, p2 = s1 / n1, s2 / n2
+    d = p1 - p2
+    low = d - math.sqrt((p1 - w1[0]) ** 2 + (w2[1] - p2) ** 2)
+    high = d + math.sqrt((w1[1] - p1) ** 2 + (p2 - w2[0]) ** 2)
+    return (max(-1.0, low), min(1.0, high))
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+class _Counts:
+    """Counts per scale (15 each: told x rating) and the figures made from them."""
+
+    def __init__(self) -> None:
+        self.by_scale: dict[int, np.ndarray] = {}
+
+    def add(self, scale: int, counts: np.ndarray) -> None:
+        if scale in self.by_scale:
+            self.by_scale[scale] = self.by_scale[scale] + counts
+        else:
+            self.by_scale[scale] = counts.astype(np.int64)
+
+    def _sum(self, pick: Any, top_only: bool = False) -> int:
+        total = 0
+        for scale, counts in self.by_scale.items():
+            block = counts.reshape(len(ru.TOLD_ORDER), ru.RATINGS)[pick]
+            if top_only:
+                block = block[..., ru.top_from(scale) - 1:]
+            total += int(block.sum())
+        return total
+
+    @property
+    def responses(self) -> int:
+        return self._sum(slice(None))
+
+    def csat(self) -> float | None:
+        return _ratio(self._sum(slice(None), True), self.responses)
+
+    def mean_normalised(self) -> float | None:
+        numerator = 0.0
+        for scale in sorted(self.by_scale):
+            per_rating = self.by_scale[scale].reshape(len(ru.TOLD_ORDER), ru.RATINGS).sum(0)
+            numerator += int(per_rating @ np.arange(ru.RATINGS)) / (scale - 1)
+        return _ratio(numerator, self.responses)
+
+    def told(self) -> dict[str, int]:
+        return {name: self._sum(code) for code, name in enumerate(ru.TOLD_ORDER)}
+
+    def told_rate(self) -> float | None:
+        told = self.told()
+        return _ratio(told["yes"], told["yes"] + told["no"])
+
+    def group(self, code: int) -> dict[str, Any]:
+        n, top = self._sum(code), self._sum(code, True)
+        interval = wilson(top, n)
+        return {"responses": n, "csat": _ratio(top, n),
+                "ci95": list(interval) if interval is not None else None}
+
+    def difference(self) -> dict[str, Any]:
+        yes, no = ru.TOLD_CODE["yes"], ru.TOLD_CODE["no"]
+        n1, s1 = self._sum(yes), self._sum(yes, True)
+        n2, s2 = self._sum(no), self._sum(no, True)
+        interval = newcombe(s1, n1, s2, n2)
+        return {"value": s1 / n1 - s2 / n2 if n1 and n2 else None,
+                "ci95": list(interval) if interval is not None else None}
+
+    def ratings(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for scale in sorted(self.by_scale):
+            per_rating = self.by_scale[scale].reshape(len(ru.TOLD_ORDER), ru.RATINGS).sum(0)
+            if per_rating.sum():
+                out[str(scale)] = {str(r): int(per_rating[r - 1]) for r in range(1, scale + 1)}
+        return out
+
+    def raw_means(self) -> dict[str, float]:
+        out = {}
+        for scale in sorted(self.by_scale):
+            per_rating = self.by_scale[scale].reshape(len(ru.TOLD_ORDER), ru.RATINGS).sum(0)
+            n = int(per_rating.sum())
+            if n:
+                out[str(scale)] = int(per_rating @ np.arange(1, ru.RATINGS + 1)) / n
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "responses": self.responses, "csat": self.csat(),
+            "mean_rating": self.mean_normalised(), "told_next_rate": self.told_rate(),
+            "csat_told": self.group(ru.TOLD_CODE["yes"])["csat"],
+            "csat_not_told": self.group(ru.TOLD_CODE["no"])["csat"],
+        }
+
+
+def _rank(entries: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    return sorted(entries, key=lambda e: (e["csat"] is None, -(e["csat"] or 0.0),
+                                          -e["responses"], str(e[key])))
+
+
+def _iso(unix: int | None) -> str | None:
+    if unix is None:
+        return None
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def figures(sel: Selection, tally: Tally) -> dict[str, Any]:
+    """The report dict from a tally."""
+    total = _Counts()
+    unknown_total = 0
+    rapid = closed = 0
+    per_device = []
+    per_location: dict[str | None, tuple[_Counts, list[int]]] = {}
+    for d in sel.devices:
+        counts = _Counts()
+        unknown_here = 0
+        sources = [tally.timed.get(d.device_id, {})]
+        if not sel.ranged:
+            sources.append(tally.unknown.get(d.device_id, {}))
+        for source in sources:
+            for (scale, kind), vec in source.items():
+                n = int(vec.sum())
+                rapid += n if kind & 1 else 0
+                closed += n if kind & 2 else 0
+                if kind in sel.kinds:
+                    counts.add(scale, vec)
+        for (_, kind), vec in tally.unknown.get(d.device_id, {}).items():
+            if kind in sel.kinds:
+                unknown_here += int(vec.sum())
+        for scale, vec in counts.by_scale.items():
+            total.add(scale, vec)
+        unknown_total += unknown_here
+        per_device.append({"device_id": d.device_id, "name": d.name, "location": d.location,
+                           "time_zone": d.zone, **counts.summary(),
+                           "time_unknown": unknown_here})
+        place, unknown_there = per_location.setdefault(d.location, (_Counts(), [0]))
+        for scale, vec in counts.by_scale.items():
+            place.add(scale, vec)
+        unknown_there[0] += unknown_here
+    locations = [{"location": place, **c.summary(), "time_unknown": u[0]}
+                 for place, (c, u) in per_location.items()]
+    heat_n, heat_top = tally.heat[0], tally.heat[1]
+    trend_days: dict[int, _TrendDay] = {}
+    for (day, scale), values in sorted(tally.trend.items()):
+        trend_days.setdefault(day, _TrendDay()).add(scale, values)
+    return {
+        "filters": {"since": _iso(sel.since), "until": _iso(sel.until), "device": sel.device,
+                    "location": sel.location, "include_flagged": sel.include_flagged},
+        "responses": total.responses,
+        "ratings": total.ratings(),
+        "mean_rating": {"normalised": total.mean_normalised(), "raw": total.raw_means()},
+        "csat": total.csat(),
+        "told_next": total.told(),
+        "told_next_rate": total.told_rate(),
+        "csat_told": total.group(ru.TOLD_CODE["yes"]),
+        "csat_not_told": total.group(ru.TOLD_CODE["no"]),
+        "csat_difference": total.difference(),
+        "devices": _rank(per_device, "device_id"),
+        "locations": _rank(locations, "location"),
+        "heatmap": {
+            "weekdays": WEEKDAYS, "hours": list(range(24)),
+            "responses": heat_n.tolist(),
+            "csat": [[_ratio(int(t), int(n)) for t, n in zip(trow, nrow, strict=True)]
+                     for trow, nrow in zip(heat_top, heat_n, strict=True)],
+        },
+        "trend": [day.entry(d) for d, day in sorted(trend_days.items()) if day.responses],
+        "flagged": {"rapid": rapid, "closed": closed, "included": sel.include_flagged},
+        "time_unknown": unknown_total,
+    }
+
+
+class _TrendDay:
+    def __init__(self) -> None:
+        self.responses = self.top = self.yes = self.no = 0
+        self.normalised = 0.0
+
+    def add(self, scale: int, values: np.ndarray) -> None:
+        n, top, yes, no, rating_sum = (int(v) for v in values)
+        self.responses += n
+        self.top += top
+        self.yes += yes
+        self.no += no
+        self.normalised += rating_sum / (scale - 1)
+
+    def entry(self, day: int) -> dict[str, Any]:
+        return {"date": _date_of(day).isoformat(), "responses": self.responses,
+                "csat": _ratio(self.top, self.responses),
+                "told_next_rate": _ratio(self.yes, self.yes + self.no),
+                "mean_rating": _ratio(self.normalised, self.responses)}
+
+
+# -- one row per response -------------------------------------------------------------------
+
+CSV_COLUMNS = ("local_time", "device_id", "location", "rating", "scale", "told_next",
+               "flags", "seq")
+
+
+def write_csv(conn: sqlite3.Connection, out: TextIO, *,
+              since: str | int | datetime | None = None,
+              until: str | int | datetime | None = None, device: str | None = None,
+              location: str | None = None, include_flagged: bool = False) -> int:
+    """Stream the selected responses as CSV (local time ISO with offset; empty when the
+    time is unknown); returns the number of rows."""
+    import csv
+
+    sel = select(conn, since=since, until=until, device=device, location=location,
+                 include_flagged=include_flagged)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    written = 0
+    flags_filter = "" if sel.include_flagged else " AND rapid = 0 AND closed = 0"
+    if sel.ranged:
+        when = "wall >= ? AND wall < ?"
+        bounds: tuple[int, ...] = (sel.since if sel.since is not None else -(1 << 62),
+                                   sel.until if sel.until is not None else 1 << 62)
+    else:
+        when, bounds = "1", ()
+    for d in sel.devices:
+        zone = zone_of(d.zone)
+        rows = conn.execute(
+            f"""SELECT wall, rating, scale, told_next, rapid, closed, seq FROM responses
+                WHERE device_id = ? AND {when}{flags_filter} ORDER BY wall, seq""",
+            (d.device_id, *bounds))
+        for wall, rating, scale, told_next, rapid, closed, seq in rows:
+            local = (datetime.fromtimestamp(wall, zone).isoformat()
+                     if wall is not None else "")
+            flags = ";".join(name for name, on in (("rapid", rapid), ("closed", closed))
+                             if on)
+            writer.writerow((local, d.device_id, d.location or "", rating, scale, told_next,
+                             flags, seq))
+            written += 1
+    return written

@@ -1,0 +1,286 @@
+"""Rollups: per-device counts kept up to date at ingest, so reports need not scan responses.
+
+Two tables, both keyed by (device, local period, scale, flag kind), where the kind is
+`rapid | closed << 1` (0 = an ordinary response) and each row holds a vector of counters
+stored as little-endian uint32 in a BLOB:
+
+- `rollup_days`, one row per local day (days since 1970-01-01 in the device's zone):
+  counts per (told_next, rating), then per local hour the responses and the top-half
+  ones (`DAY_*` offsets).
+- `rollup_months`, one row per local month (`year * 12 + month - 1`): the same counts,
+  per day of the month the trend figures (responses, top half, told yes, told no, sum of
+  rating - 1), and per local weekday x hour the responses and top-half ones
+  (`MONTH_*`). Month `TIME_UNKNOWN` holds the responses that have no time (counts only).
+
+A report over whole months reads one row per device and month (about 24,000 rows for
+500 devices over two years) instead of one per device and day; partial months come from
+the day rows, partial days from the raw responses.
+
+Local time follows the device's zone (timezones.device_zone); `rollup_zones` records the
+zone each device's rows were built with, and `ensure_zone` rebuilds a device's rows from
+its responses when that zone no longer holds (set on the device, or a new host zone).
+Deltas are computed with numpy for a whole batch at once: +1 for each new response, and
+-1/+1 for each response an anchor moves.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deskpulse.timezones import device_zone, host_time_zone, zone_clock
+
+TOLD_ORDER = ("yes", "no", "no_answer")
+TOLD_CODE = {name: code for code, name in enumerate(TOLD_ORDER)}
+RATINGS = 5  # counts are laid out for 5 faces whatever the scale
+COUNTS = len(TOLD_ORDER) * RATINGS  # index: told code * 5 + rating - 1
+
+DAY_HOURS = COUNTS  # 24 per-hour response counts
+DAY_HOURS_TOP = DAY_HOURS + 24  # 24 per-hour top-half counts
+DAY_WIDTH = DAY_HOURS_TOP + 24
+
+TREND_FIELDS = ("responses", "top", "yes", "no", "rating_sum")  # rating_sum: of rating - 1
+MONTH_TREND = COUNTS  # 31 days x TREND_FIELDS
+MONTH_HEAT = MONTH_TREND + 31 * len(TREND_FIELDS)  # 7 x 24 responses, Monday first
+MONTH_HEAT_TOP = MONTH_HEAT + 7 * 24  # 7 x 24 top-half responses
+MONTH_WIDTH = MONTH_HEAT_TOP + 7 * 24
+
+TIME_UNKNOWN = 0
+"""The month key of responses without a time; real months are year * 12 + month - 1."""
+EPOCH_MONTH = 1970 * 12
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
+_DAY_SHIFT = 1 << 20  # keeps day codes positive when packing keys
+
+BLOB = np.dtype("<u4")
+
+SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE rollup_days (
+        device_id TEXT NOT NULL,
+        day       INTEGER NOT NULL,  -- local days since 1970-01-01
+        scale     INTEGER NOT NULL,
+        kind      INTEGER NOT NULL,  -- rapid | closed << 1
+        counts    BLOB NOT NULL,     -- DAY_WIDTH little-endian uint32 (rollups.py)
+        PRIMARY KEY (device_id, day, scale, kind)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE rollup_months (
+        device_id TEXT NOT NULL,
+        month     INTEGER NOT NULL,  -- year * 12 + month - 1, local; 0 = time unknown
+        scale     INTEGER NOT NULL,
+        kind      INTEGER NOT NULL,
+        counts    BLOB NOT NULL,     -- MONTH_WIDTH little-endian uint32 (rollups.py)
+        PRIMARY KEY (device_id, month, scale, kind)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE rollup_zones (
+        device_id TEXT PRIMARY KEY,
+        zone      TEXT NOT NULL      -- the IANA zone the device's rollups were built in
+    )""",
+)
+
+
+def top_from(scale: int | np.ndarray) -> Any:
+    """The lowest rating in the top half of a scale: 3 of 3, 3 of 4, 4 of 5."""
+    return (scale + 1) // 2 + 1
+
+
+@dataclass(slots=True)
+class Changes:
+    """Responses entering (+1) or leaving (-1) buckets, as parallel arrays."""
+
+    walls: np.ndarray  # int64 UTC seconds, 0 = time unknown
+    ratings: np.ndarray
+    scales: np.ndarray
+    tolds: np.ndarray  # TOLD_CODE
+    kinds: np.ndarray
+    weights: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Changes:
+        z = np.zeros(0, np.int64)
+        return cls(z, z, z, z, z, z)
+
+    @classmethod
+    def from_columns(cls, walls: Sequence[int | None], ratings: Sequence[int],
+                     scales: Sequence[int], tolds: Sequence[str], rapid: Sequence[int],
+                     closed: Sequence[int], weight: int = 1) -> Changes:
+        n = len(ratings)
+        told_text = np.array(tolds)
+        return cls(
+            walls=np.nan_to_num(np.array(walls, dtype=np.float64), nan=0.0).astype(np.int64),
+            ratings=np.array(ratings, dtype=np.int64),
+            scales=np.array(scales, dtype=np.int64),
+            tolds=((told_text == "no") + 2 * (told_text == "no_answer")).astype(np.int64),
+            kinds=(np.array(rapid, dtype=np.int64) != 0) + 2 * (np.array(closed) != 0),
+            weights=np.full(n, weight, np.int64),
+        )
+
+    @classmethod
+    def join(cls, parts: Iterable[Changes]) -> Changes:
+        parts = list(parts)
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]).astype(np.int64)
+                     for f in ("walls", "ratings", "scales", "tolds", "kinds", "weights")))
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+
+Deltas = dict[tuple[int, int, int], np.ndarray]
+
+
+def _group(periods: np.ndarray, scales: np.ndarray, kinds: np.ndarray
+           ) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+    codes = ((periods + _DAY_SHIFT) * 8 + scales) * 4 + kinds
+    unique, where = np.unique(codes, return_inverse=True)
+    keys = [(c // 32 - _DAY_SHIFT, c // 4 % 8, c % 4) for c in unique.tolist()]
+    return keys, where
+
+
+def _sum_rows(keys: list[tuple[int, int, int]], width: int, index: list[np.ndarray],
+              weight: list[np.ndarray]) -> Deltas:
+    flat = np.bincount(np.concatenate(index), weights=np.concatenate(weight),
+                       minlength=len(keys) * width)
+    matrix = np.rint(flat).astype(np.int64).reshape(len(keys), width)
+    return {key: matrix[i] for i, key in enumerate(keys)}
+
+
+def deltas(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
+    """The changes to day rows and to month rows that `ch` makes, in `zone`."""
+    if not len(ch):
+        return {}, {}
+    count_col = ch.tolds * RATINGS + ch.ratings - 1
+    top = ch.ratings >= top_from(ch.scales)
+    known = ch.walls > 0
+    days: Deltas = {}
+    months: Deltas = {}
+    if known.any():
+        w = ch.weights[known]
+        col = count_col[known]
+        is_top = top[known]
+        local = zone_clock(zone).local(ch.walls[known])
+        day = local // 86400
+        hour = local % 86400 // 3600
+        keys, row = _group(day, ch.scales[known], ch.kinds[known])
+        base = row * DAY_WIDTH
+        days = _sum_rows(keys, DAY_WIDTH, [
+            base + col, base + DAY_HOURS + hour, (base + DAY_HOURS_TOP + hour)[is_top],
+        ], [w, w, w[is_top]])
+        month_start = day.astype("datetime64[D]").astype("datetime64[M]")
+        month = month_start.astype(np.int64) + EPOCH_MONTH
+        dom = day - month_start.astype("datetime64[D]").astype(np.int64)
+        weekday_hour = (day + _EPOCH_WEEKDAY) % 7 * 24 + hour
+        told = ch.tolds[known]
+        keys, row = _group(month, ch.scales[known], ch.kinds[known])
+        base = row * MONTH_WIDTH
+        trend = base + MONTH_TREND + dom * len(TREND_FIELDS)
+        yes, no = told == TOLD_CODE["yes"], told == TOLD_CODE["no"]
+        months = _sum_rows(keys, MONTH_WIDTH, [
+            base + col, trend, (trend + 1)[is_top], (trend + 2)[yes], (trend + 3)[no],
+            trend + 4, base + MONTH_HEAT + weekday_hour,
+            (base + MONTH_HEAT_TOP + weekday_hour)[is_top],
+        ], [w, w, w[is_top], w[yes], w[no], w * (ch.ratings[known] - 1), w, w[is_top]])
+    unknown = ~known
+    if unknown.any():
+        keys, row = _group(np.full(int(unknown.sum()), TIME_UNKNOWN, np.int64),
+                           ch.scales[unknown], ch.kinds[unknown])
+        for key, vec in _sum_rows(keys, MONTH_WIDTH, [row * MONTH_WIDTH + count_col[unknown]],
+                                  [ch.weights[unknown]]).items():
+            months[key] = vec
+    return days, months
+
+
+def _apply_table(conn: sqlite3.Connection, device_id: str, table: str, period: str,
+                 width: int, changes: Deltas) -> None:
+    if not changes:
+        return
+    keys = sorted(changes)
+    stored = {
+        (p, s, k): blob for p, s, k, blob in conn.execute(
+            f"SELECT {period}, scale, kind, counts FROM {table} "
+            f"WHERE device_id = ? AND {period} BETWEEN ? AND ?",
+            (device_id, keys[0][0], keys[-1][0]))
+    }
+    zero = bytes(width * BLOB.itemsize)
+    before = np.frombuffer(b"".join(stored.get(k, zero) for k in keys), BLOB)
+    after = before.reshape(len(keys), width).astype(np.int64) + np.stack(
+        [changes[k] for k in keys])
+    if (after < 0).any():
+        raise RuntimeError(f"rollups of {device_id} went negative: they no longer match "
+                           "the responses")
+    empty = ~after.any(axis=1)
+    out = after.astype(BLOB)
+    conn.executemany(
+        f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?)",
+        [(device_id, *k, out[i].tobytes()) for i, k in enumerate(keys) if not empty[i]])
+    if empty.any():
+        conn.executemany(
+            f"DELETE FROM {table} WHERE device_id = ? AND {period} = ? AND scale = ? "
+            "AND kind = ?", [(device_id, *k) for i, k in enumerate(keys) if empty[i]])
+
+
+def apply(conn: sqlite3.Connection, device_id: str, zone: str, ch: Changes) -> None:
+    """Add `ch` to the device's rollups (inside the caller's transaction)."""
+    days, months = deltas(zone, ch)
+    _apply_table(conn, device_id, "rollup_days", "day", DAY_WIDTH, days)
+    _apply_table(conn, device_id, "rollup_months", "month", MONTH_WIDTH, months)
+
+
+def changes_of_device(conn: sqlite3.Connection, device_id: str) -> Changes:
+    rows = conn.execute(
+        "SELECT wall, rating, scale, told_next, rapid, closed FROM responses "
+        "WHERE device_id = ?", (device_id,)).fetchall()
+    if not rows:
+        return Changes.empty()
+    return Changes.from_columns(*zip(*rows, strict=True))
+
+
+def rebuild(conn: sqlite3.Connection, device_id: str, zone: str) -> None:
+    """Recompute a device's rollups from its responses in `zone` (inside a transaction)."""
+    conn.execute("DELETE FROM rollup_days WHERE device_id = ?", (device_id,))
+    conn.execute("DELETE FROM rollup_months WHERE device_id = ?", (device_id,))
+    apply(conn, device_id, zone, changes_of_device(conn, device_id))
+    conn.execute("INSERT OR REPLACE INTO rollup_zones VALUES (?, ?)", (device_id, zone))
+
+
+def ensure_zone(conn: sqlite3.Connection, device_id: str, host_zone: str | None = None) -> str:
+    """The zone the device's rollups are in, rebuilding them first when the device's zone
+    changed or they were never built (a database from before rollups). Call inside a
+    write transaction."""
+    row = conn.execute(
+        """SELECT d.time_zone, z.zone FROM devices d
+           LEFT JOIN rollup_zones z ON z.device_id = d.device_id
+           WHERE d.device_id = ?""", (device_id,)).fetchone()
+    configured, built = (row[0], row[1]) if row is not None else (None, None)
+    zone = device_zone(configured, host_zone or host_time_zone())
+    if built != zone:
+        rebuild(conn, device_id, zone)
+    return zone
+
+
+def stale_devices(conn: sqlite3.Connection, host_zone: str | None = None) -> list[str]:
+    """Devices whose rollups are missing or were built in another zone than theirs."""
+    host = host_zone or host_time_zone()
+    return [
+        device_id for device_id, configured, built in conn.execute(
+            """SELECT d.device_id, d.time_zone, z.zone FROM devices d
+               LEFT JOIN rollup_zones z ON z.device_id = d.device_id""")
+        if built != device_zone(configured, host)
+    ]
+
+
+def read_rows(conn: sqlite3.Connection, device_id: str) -> dict[str, dict[tuple[int, int, int],
+                                                                          tuple[int, ...]]]:
+    """A device's rollup rows as plain tuples (for tests and checks)."""
+    out: dict[str, dict[tuple[int, int, int], tuple[int, ...]]] = {}
+    for table, period in (("rollup_days", "day"), ("rollup_months", "month")):
+        out[table] = {
+            (p, s, k): tuple(np.frombuffer(blob, BLOB).tolist())
+            for p, s, k, blob in conn.execute(
+                f"SELECT {period}, scale, kind, counts FROM {table} WHERE device_id = ?",
+                (device_id,))
+        }
+    return out
