@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deskpulse import cli, db
-from deskpulse.alerts import find_alerts, format_alerts, parse_time, parse_window
+from deskpulse.alerts import find_alerts, format_alerts, parse_window
 from deskpulse.batch import Response
 from deskpulse.errors import DeskPulseError
+from deskpulse.report import parse_when
 
 T0 = int(datetime(2026, 11, 23, 9, 0, tzinfo=UTC).timestamp())
 NEG, POS = 1, 5  # the worst and the best face of a 5-face scale
@@ -224,9 +225,10 @@ def test_times_are_the_devices_local_time_else_the_hosts(conn: sqlite3.Connectio
         "berlin": ("2026-11-23T10:00:00+01:00", "2026-11-23T10:03:00+01:00"),
         "host": ("2026-11-23T04:00:00-05:00", "2026-11-23T04:03:00-05:00"),
     }
-    # A date-time without an offset is the host's local time.
-    assert parse_time("2026-11-23T04:00") == T0
-    assert parse_time("2026-11-23") == T0 - 4 * 3600
+    # A date-time without an offset is the host's local time, for alerts as for reports.
+    assert len(find_alerts(conn, since="2026-11-23T04:00", until="2026-11-23T04:03:01")) == 2
+    assert find_alerts(conn, since="2026-11-23T04:00:01") == []
+    assert parse_when("2026-11-23", "--since") == T0 - 4 * 3600  # 00:00-05:00
 
 
 def test_a_period_across_the_end_of_summer_time(conn: sqlite3.Connection) -> None:
@@ -243,7 +245,7 @@ def test_a_period_across_the_end_of_summer_time(conn: sqlite3.Connection) -> Non
 def test_an_unknown_device_time_zone_is_reported(conn: sqlite3.Connection) -> None:
     store(conn, "k1", [(0, NEG), (60, NEG), (120, NEG), (180, NEG)])
     describe(conn, "k1", time_zone="Mars/Olympus")
-    with pytest.raises(DeskPulseError, match="k1 has the unknown time zone 'Mars/Olympus'"):
+    with pytest.raises(DeskPulseError, match="k1 has the time zone 'Mars/Olympus'"):
         find_alerts(conn)
 
 

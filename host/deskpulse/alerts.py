@@ -20,10 +20,11 @@ from datetime import UTC, datetime, tzinfo
 from itertools import chain, groupby
 from operator import itemgetter
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from deskpulse import db
 from deskpulse.errors import DeskPulseError
+from deskpulse.report import parse_when
+from deskpulse.timezones import device_zone, host_time_zone, require_zone, zone_of
 
 DEFAULT_WINDOW_S = 900
 DEFAULT_NEGATIVE = 0.5
@@ -53,26 +54,17 @@ def parse_window(text: str) -> int:
     return seconds
 
 
-def parse_time(text: str, option: str = "time") -> float:
-    """An ISO date or date-time as unix seconds; without an offset it is the host's local
-    time, as in docs/report.md ("Selection")."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise DeskPulseError(
-            f"{option} {text!r} is not an ISO date or date-time, such as 2026-11-01, "
-            "2026-11-01T09:00 or 2026-11-01T09:00+01:00") from None
-    # A naive datetime is the host's local time, like a date-time without an offset.
-    return (moment.astimezone() if moment.tzinfo is None else moment).timestamp()
-
-
 def _bound(value: TimeBound, option: str) -> float | None:
+    """A --since/--until bound as unix seconds, read as the report reads it."""
     if value is None:
         return None
     if isinstance(value, str):
-        return parse_time(value, option)
+        return parse_when(value, option)
     if isinstance(value, datetime):
-        return (value.astimezone() if value.tzinfo is None else value).timestamp()
+        # A naive datetime is the host's local time, like a date-time without an offset.
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zone_of(host_time_zone()))
+        return value.timestamp()
     return float(value)
 
 
@@ -150,24 +142,9 @@ def _periods(rows: Iterable[tuple[Any, int, int]], window_s: float, negative: fl
         yield period
 
 
-def _zone_of(device_id: str, name: str | None) -> tzinfo | None:
-    """The device's zone, or None for the host's (decided per moment, for its DST)."""
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise DeskPulseError(
-            f"device {device_id} has the unknown time zone {name!r}: set an IANA name such "
-            f"as Europe/Berlin with `deskpulse devices set {device_id} --time-zone ...`"
-        ) from None
-
-
-def local_iso(wall: int, zone: tzinfo | None) -> str:
-    """Unix seconds as ISO local time with its offset: the zone's, else the host's."""
-    moment = datetime.fromtimestamp(wall, zone) if zone else datetime.fromtimestamp(
-        wall).astimezone()
-    return moment.isoformat()
+def local_iso(wall: int, zone: tzinfo) -> str:
+    """Unix seconds as ISO local time with the zone's offset at that moment."""
+    return datetime.fromtimestamp(wall, zone).isoformat()
 
 
 def find_alerts(
@@ -185,7 +162,8 @@ def find_alerts(
     """Alert periods per device (by device id, then time); see the module docstring.
 
     `since`/`until` select `since <= wall < until` and are unix seconds, datetimes (naive
-    ones are host local time) or ISO text as `parse_time` reads it. Responses with an
+    ones are host local time) or ISO text as the report reads it (`report.parse_when`).
+    Times are placed in the device's zone, else the host's, as in the report. Responses with an
     unknown time are left out, and flagged ones (rapid, closed) unless `include_flagged`."""
     _check_thresholds(window_s, negative, minimum)
     low, high = _bound(since, "--since"), _bound(until, "--until")
@@ -210,10 +188,12 @@ def find_alerts(
     facts = {row[0]: row[1:] for row in conn.execute(
         "SELECT device_id, name, location, time_zone FROM devices")}
 
+    host_zone = host_time_zone()
     alerts: list[dict[str, Any]] = []
     for device_id, rows_of_device in groupby(rows, key=itemgetter(0)):
         name, place, zone_name = facts[device_id]
-        zone = _zone_of(device_id, zone_name)
+        require_zone(device_id, zone_name)
+        zone = zone_of(device_zone(zone_name, host_zone))
         for period in _periods(rows_of_device, window_s, negative, minimum):
             count = period.last - period.first + 1
             negatives = period.negatives_through_last - period.negatives_before
@@ -260,8 +240,8 @@ def _utc_iso(seconds: float | None) -> str | None:
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
     window_s = parse_window(args.window)
-    since = parse_time(args.since, "--since") if args.since else None
-    until = parse_time(args.until, "--until") if args.until else None
+    since = parse_when(args.since, "--since") if args.since else None
+    until = parse_when(args.until, "--until") if args.until else None
     conn = db.connect(args.db)
     try:
         alerts = find_alerts(
