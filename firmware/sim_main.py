@@ -1,6 +1,10 @@
 # The simulator's entry point on the MicroPython unix port (run by `deskpulse sim`):
 #   micropython sim_main.py --board BOARD.json --state DIR [--script FILE]
-#       [--config FILE] [--reset-cause CAUSE] [--poll-ms N] [--refresh-scale F] [--dump]
+#       [--config FILE] [--device-config FILE] [--reset-cause CAUSE] [--poll-ms N]
+#       [--refresh-scale F] [--dump]
+# --device-config is the file `deskpulse devices add ... -o FILE` writes (device_id and the
+# sync section: server, WiFi, key); it is merged over --config (or over the config already
+# on the simulated flash), validated and installed before boot.
 # The process's stdin/stdout are the simulated device's console (the ESP32's REPL UART).
 import gc
 import json
@@ -13,11 +17,12 @@ from kiosk.hal import simscript
 from kiosk.hal.sim import SimHal
 
 _USAGE = ("usage: sim_main.py --board BOARD.json --state DIR [--script FILE] [--config FILE] "
-          "[--reset-cause CAUSE] [--poll-ms N] [--refresh-scale F] [--dump]")
+          "[--device-config FILE] [--reset-cause CAUSE] [--poll-ms N] [--refresh-scale F] "
+          "[--dump]")
 
 
-_VALUED = ("--board", "--state", "--script", "--config", "--reset-cause", "--poll-ms",
-           "--refresh-scale")
+_VALUED = ("--board", "--state", "--script", "--config", "--device-config", "--reset-cause",
+           "--poll-ms", "--refresh-scale")
 
 
 def _fail(message):
@@ -27,8 +32,9 @@ def _fail(message):
 
 
 def _args(argv):
-    opts = {"--script": None, "--config": None, "--reset-cause": "power_on", "--dump": False,
-            "--poll-ms": None, "--refresh-scale": "1"}
+    opts = {"--script": None, "--config": None, "--device-config": None,
+            "--reset-cause": "power_on", "--dump": False, "--poll-ms": None,
+            "--refresh-scale": "1"}
     i = 0
     while i < len(argv):
         key = argv[i]
@@ -51,6 +57,45 @@ def _read(path, what):
             return f.read()
     except OSError as e:
         raise _fail("cannot read %s %s: %s" % (what, path, e))
+
+
+def _json_file(path, what):
+    try:
+        raw = json.loads(_read(path, what))
+    except ValueError as e:
+        raise _fail("%s %s is not valid JSON: %s" % (what, path, e))
+    if not isinstance(raw, dict):
+        raise _fail("%s %s must hold a JSON object" % (what, path))
+    return raw
+
+
+def _install_config(target, config_path, device_path):
+    """Install --config, with --device-config merged over it (or over the config on the
+    flash): top-level keys replace, the sync section is merged key by key."""
+    if config_path:
+        raw = _json_file(config_path, "config")
+    else:
+        try:
+            os.stat(target)
+        except OSError:
+            raw = {}  # a fresh device: the device config over the defaults
+        else:
+            raw = _json_file(target, "config on the device")
+    what = config_path
+    if device_path:
+        device = _json_file(device_path, "device config")
+        for key, value in device.items():
+            if key == "sync" and isinstance(value, dict) and isinstance(raw.get("sync"), dict):
+                merged = dict(raw["sync"])
+                merged.update(value)
+                raw["sync"] = merged
+            else:
+                raw[key] = value
+        what = device_path if not config_path else "%s + %s" % (config_path, device_path)
+    try:
+        cfg.save(target, raw)
+    except ValueError as e:
+        raise _fail("config %s rejected: %s" % (what, e))
 
 
 def _dump(kiosk):
@@ -94,12 +139,8 @@ def main(argv):
                      refresh_scale=float(opts["--refresh-scale"]))
     except OSError as e:
         raise _fail("cannot mount the simulated flash in %s: %s" % (opts["--state"], e))
-    if opts["--config"]:
-        try:
-            raw = json.loads(_read(opts["--config"], "config"))
-            cfg.save(hal.fs_root + "/config.json", raw)
-        except ValueError as e:
-            raise _fail("config %s rejected: %s" % (opts["--config"], e))
+    if opts["--config"] or opts["--device-config"]:
+        _install_config(hal.fs_root + "/config.json", opts["--config"], opts["--device-config"])
     if opts["--dump"]:
         kiosk = app.Kiosk(hal)
         try:

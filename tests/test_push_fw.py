@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import time
@@ -16,10 +17,11 @@ import pytest
 import serial
 
 from conftest import BOARDS, FIRMWARE, micropython_binary, mpy_json
-from deskpulse import sync
+from deskpulse import cli, sync
 from deskpulse.inspect import read_state
 from deskpulse.simulator import Simulator
 from pushserver import DROP, ERROR_500, FORGE, HANG, OK, REPLAY_409, SLOW, UNSIGNED, PushServer
+from test_sim import compile_firmware, sim_hardware_bytes
 
 BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
 DEVICE = "front-1"
@@ -310,3 +312,60 @@ def test_serial_sync_and_push_on_one_device_never_lose_or_double(
     assert any(s.code == 200 and s.seqs for s in server.seen)  # the push took part
     state = read_state(BOARD, tmp_path / "state")
     assert state.responses == []
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="viper code is compiled for x64")
+def test_the_app_with_push_fits_an_esp32_sized_heap(tmp_path: Path, server: PushServer) -> None:
+    """As tests/test_sim.py's memory test (the deployed .mpy build; the simulated chips'
+    own memory is added on top), with the push task sending every 20 responses. Measured
+    by bisection: 80wK fails, 84wK passes (the push's buffers, asyncio streams and the
+    status line of each request); 92wK leaves room for fragmentation, as test_sim does."""
+    firmware = compile_firmware(tmp_path / "fw")
+    lines = []
+    for i in range(200):
+        lines += [f"rate {1 + i % 4}", "yes" if i % 3 else "no"]
+        if i % 20 == 19:
+            lines += ["wait 1"] * 12  # a few real seconds for the push to run
+    script = tmp_path / "day.txt"
+    script.write_text("\n".join(lines + ["exit"]) + "\n")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(config(server.url)))
+    state = tmp_path / "state"
+    state.mkdir()
+    heap = int(os.environ.get("DESKPULSE_PUSH_HEAP_WK", "92")) * 1024 * 2
+    heap += sim_hardware_bytes(firmware, state)
+    proc = subprocess.run(
+        [micropython_binary(), "-X", f"heapsize={heap}", str(firmware / "sim_main.py"),
+         "--board", str(BOARD), "--state", str(state), "--script", str(script),
+         "--config", str(cfg), "--poll-ms", "2"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    status = final_status(proc.stdout)
+    assert status["log"]["next_seq"] == 201 and status["store_errors"] == 0
+    assert status["push"]["pushes"] >= 5 and status["push"]["failures_total"] == 0
+    stored = server.stored(DEVICE)
+    assert stored == list(range(1, len(stored) + 1)) and len(stored) >= 100
+
+
+def test_device_config_is_merged_over_the_config_and_validated(
+    tmp_path: Path, server: PushServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"scale": 3, "sync": {"push_interval_s": 60}}))
+    device = tmp_path / "front-1.json"
+    device.write_text(json.dumps({"device_id": DEVICE, "sync": {
+        "server_url": server.url, "wifi_ssid": "store", "wifi_password": "pw",
+        "device_key": KEY.hex()}}))
+    script = tmp_path / "s.txt"
+    script.write_text("rate 2\nno\nexit\n")
+    state = tmp_path / "state"
+    assert cli.main(["sim", "--state", str(state), "--script", str(script), "--config",
+                     str(base), "--device-config", str(device)]) == 0
+    dev = read_state(BOARD, state)
+    assert dev.status["device_id"] == DEVICE and dev.status["push"]["state"] == "idle"
+    assert [(r["rating"], r["scale"]) for r in dev.responses] == [(2, 3)]
+    # Merged over the config now on the device: the scale stays, a bad key is refused.
+    device.write_text(json.dumps({"sync": {"device_key": 5}}))
+    assert cli.main(["sim", "--state", str(state), "--script", str(script),
+                     "--device-config", str(device)]) == 2
+    assert "sync.device_key must be text" in capsys.readouterr().err

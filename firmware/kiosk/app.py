@@ -141,8 +141,17 @@ class Kiosk:
             "store_errors": self.flow.store_errors,
             "state": flow_mod.STATE_NAMES[self.flow.state],
             "display": self.display.status() if self.display else None,
-            "push": self.push.status() if self.push else None,
+            "push": self._push_status(),
         }
+
+    def _push_status(self):
+        if self.push is None:
+            return None
+        status = self.push.status()
+        network_status = getattr(self.hal, "network_status", None)
+        if network_status is not None:
+            status["network"] = network_status()
+        return status
 
     # -- input ---------------------------------------------------------------
     def press(self, index):

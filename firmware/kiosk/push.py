@@ -22,8 +22,8 @@ from kiosk.hmac import HmacSha256, same_hex
 from micropython import const
 
 CONTENT_TYPE = "application/vnd.deskpulse.batch"
-_BATCH_BYTES = const(2048)  # records per request: ~500 typical ones; the contract allows 4096
-_ANSWER_BYTES = const(1536)  # status line, headers and a JSON body of a few fields
+_BATCH_BYTES = const(1024)  # records per request: ~250 typical ones; the contract allows 4096
+_ANSWER_BYTES = const(1024)  # status line, headers and a JSON body of a few fields
 _POLL_MS = const(500)
 _STEP_TIMEOUT_MS = const(10000)  # connect, each write, each read of the answer
 _ANSWER_TIMEOUT_MS = const(20000)  # the whole answer, however slowly it trickles in

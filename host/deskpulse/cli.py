@@ -13,6 +13,7 @@ from deskpulse import boards, simulator
 from deskpulse.alerts import add_alerts_command
 from deskpulse.errors import DeskPulseError
 from deskpulse.inspect import read_state
+from deskpulse.report_cli import add_report_command
 from deskpulse.serve_cli import add_serve_command
 from deskpulse.sync_cli import add_sync_commands
 
@@ -24,7 +25,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         raise DeskPulseError(f"board {board}: {problems[0].message}")
     code = simulator.run(
         board, args.state, script=args.script, serial_link=args.serial_link, heap=args.heap,
-        config=args.config,
+        config=args.config, device_config=args.device_config,
     )
     if code not in (0, *simulator.STOPPED_BY_SIGNAL):
         raise DeskPulseError(firmware_failure(Path(args.state), code))
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--script", help="customer events: rate N, yes, no, wait S, clock T, exit")
     sim.add_argument("--serial-link", help="make a symlink to the console pty here")
     sim.add_argument("--config", help="install this device config (validated) before booting")
+    sim.add_argument("--device-config", help="the file `deskpulse devices add -o` wrote: merged "
+                     "over --config (or the device's config) before booting; the kiosk "
+                     "then pushes to that server over the host's network")
     sim.add_argument("--heap", default=simulator.DEFAULT_HEAP,
                      help="MicroPython heap size (default %(default)s)")
     sim.set_defaults(func=_cmd_sim)
@@ -122,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sync_commands(sub)
     add_serve_command(sub)
     add_alerts_command(sub)
+    add_report_command(sub)
     return parser
 
 

@@ -80,6 +80,7 @@ class Simulator:
         script: str | os.PathLike[str] | None = None,
         serial_link: str | os.PathLike[str] | None = None,
         config: str | os.PathLike[str] | None = None,
+        device_config: str | os.PathLike[str] | None = None,
         heap: str = DEFAULT_HEAP,
         micropython: str | os.PathLike[str] | None = None,
         firmware_entry: str | os.PathLike[str] | None = None,
@@ -91,6 +92,7 @@ class Simulator:
         self.script = Path(script) if script is not None else None
         self.serial_link = Path(serial_link) if serial_link is not None else None
         self.config = Path(config) if config is not None else None
+        self.device_config = Path(device_config) if device_config is not None else None
         self.heap = heap
         self.micropython = Path(micropython) if micropython is not None else None
         self.firmware_entry = (
@@ -150,6 +152,8 @@ class Simulator:
             cmd += ["--script", str(self.script)]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
+        if self.device_config is not None:
+            cmd += ["--device-config", str(self.device_config)]
         return cmd
 
     def start(self) -> None:
@@ -261,6 +265,8 @@ class Simulator:
             raise DeskPulseError(f"board file not found: {self.board}")
         if self.script is not None and not self.script.is_file():
             raise DeskPulseError(f"script not found: {self.script}")
+        if self.device_config is not None and not self.device_config.is_file():
+            raise DeskPulseError(f"device config not found: {self.device_config}")
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             # Probing beats os.access: it also catches read-only mounts and full disks.
@@ -474,6 +480,7 @@ def run(
     script: str | os.PathLike[str] | None = None,
     serial_link: str | os.PathLike[str] | None = None,
     config: str | os.PathLike[str] | None = None,
+    device_config: str | os.PathLike[str] | None = None,
     heap: str = DEFAULT_HEAP,
     micropython: str | os.PathLike[str] | None = None,
     firmware_entry: str | os.PathLike[str] | None = None,
@@ -495,8 +502,9 @@ def run(
             previous[sig] = signal.signal(sig, on_signal)
     try:
         with Simulator(
-            board, state_dir, script=script, serial_link=serial_link, config=config, heap=heap,
-            micropython=micropython, firmware_entry=firmware_entry,
+            board, state_dir, script=script, serial_link=serial_link, config=config,
+            device_config=device_config, heap=heap, micropython=micropython,
+            firmware_entry=firmware_entry,
         ) as sim:
             line = f"console on {sim.console_path}"
             if sim.serial_link is not None:

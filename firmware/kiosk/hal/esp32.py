@@ -6,14 +6,25 @@
 #
 # Only construction and the methods touch `machine`, never the import, so the unix port
 # can import this module (with a stand-in `machine` in sys.modules) to test it.
+import asyncio
 import sys
 import time
 
 import machine
-from kiosk import civil
+from kiosk import civil, ticks
 from micropython import const
 
 _DEFAULT_WATCHDOG_MS = const(30000)
+
+# WiFi: the link is checked every few seconds from a task, never waited for in a loop.
+# connect() returns at once (the driver associates in the background); one that has not
+# come up after _WIFI_RETRY_MS is started again.
+_WIFI_CHECK_MS = const(2000)
+_WIFI_RETRY_MS = const(20000)
+_NTP_HOST = "pool.ntp.org"
+_NTP_EVERY_MS = const(21600000)  # 6 h: the crystal drifts about a second a day
+_NTP_RETRY_MS = const(60000)
+_EHOSTUNREACH = const(113)
 
 # BM8563 (register-compatible with the PCF8563): seven date-time registers from 0x02,
 # in BCD: seconds, minutes, hours, day, weekday, century|month, year.
@@ -99,6 +110,15 @@ class Esp32Hal:
 
         # The panel and touch drivers only take their bus and pins here; talking to the
         # chips (reset, init) is the drivers' async work, started by the app.
+        # WiFi (network_run), for the push; no radio is touched until the app asks.
+        self._wlan = None
+        self._wifi_up = False
+        self.wifi_connects = 0  # connect() calls
+        self.wifi_losses = 0  # times a connected link went down
+        self.ntp_error = None
+        self.ntp_host = _NTP_HOST
+        self.ntp_port = 123
+
         display = board.get("display")
         self.panel = _make_panel(display) if display else None
         touch = board.get("touch")
@@ -187,6 +207,67 @@ class Esp32Hal:
             self.rtc_error = error
             return
         self.rtc_error = None
+
+    # -- WiFi ------------------------------------------------------------------------
+    async def network_run(self, sync, clock):
+        """Keep the station connected to sync["wifi_ssid"] and the clock set by NTP (each
+        setting recorded as a time anchor, source NTP). Runs as an app task: it checks the
+        link every _WIFI_CHECK_MS and never waits in a loop for the radio."""
+        import network
+        from kiosk import sntp
+        from kiosk.clock import SOURCE_NTP
+
+        wlan = network.WLAN(network.STA_IF)
+        wlan.active(True)
+        self._wlan = wlan
+        ssid = sync.get("wifi_ssid") or ""
+        password = sync.get("wifi_password") or ""
+        started = None  # clock ticks of the last connect() call
+        ntp_at = None  # clock ticks when the next NTP query is due
+        while True:
+            now = clock.ticks_ms()
+            if wlan.isconnected():
+                if not self._wifi_up:
+                    self._wifi_up = True
+                    ntp_at = now  # a fresh link: set the clock at once
+                if ntp_at is not None and ticks.diff(now, ntp_at) >= 0:
+                    try:
+                        wall = await sntp.query(self.ntp_host, clock.ticks_ms, self.ntp_port)
+                        clock.set_wall(wall, SOURCE_NTP)
+                        self.ntp_error = None
+                        ntp_at = ticks.add(now, _NTP_EVERY_MS)
+                    except (OSError, ValueError) as error:
+                        self.ntp_error = error
+                        ntp_at = ticks.add(now, _NTP_RETRY_MS)
+            else:
+                if self._wifi_up:
+                    self._wifi_up = False
+                    self.wifi_losses += 1
+                if ssid and (started is None or ticks.diff(now, started) >= _WIFI_RETRY_MS):
+                    started = now
+                    self.wifi_connects += 1
+                    try:
+                        wlan.connect(ssid, password)
+                    except OSError:
+                        # "Wifi Internal Error" while the driver is still busy with the
+                        # last attempt: the next round tries again.
+                        pass
+            await asyncio.sleep_ms(_WIFI_CHECK_MS)
+
+    async def open_connection(self, host, port):
+        """asyncio streams to host:port, or OSError at once while WiFi is down. The name
+        lookup inside open_connection (getaddrinfo) blocks until DNS answers: once per
+        connection attempt; a server given by IP address skips it."""
+        wlan = self._wlan
+        if wlan is None or not wlan.isconnected():
+            raise OSError(_EHOSTUNREACH, "WiFi not connected")
+        return await asyncio.open_connection(host, port)
+
+    def network_status(self):
+        """For the status: link state and counters (never the SSID's password)."""
+        return {"up": self._wifi_up, "connects": self.wifi_connects,
+                "losses": self.wifi_losses,
+                "ntp_error": None if self.ntp_error is None else str(self.ntp_error)}
 
     # -- resets, watchdog, console ---------------------------------------------------
     def reset_cause(self):

@@ -160,6 +160,9 @@ class SimHal:
             raise OSError(_EHOSTUNREACH, "network down")
         return await asyncio.open_connection(host, port)
 
+    def network_status(self):
+        return {"up": self.network_up, "connects": self.connections}
+
     # -- clock chip, resets, watchdog, console -------------------------------------
     def rtc_read(self):
         if not self.board.get("rtc"):
