@@ -8,8 +8,10 @@ import copy
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deskpulse import db
+from deskpulse.alerts import find_alerts
+from deskpulse.batch import Response
+from deskpulse.report import build_report
 from deskpulse.report_html import CHART_IDS, COLOURS, render
 
 HOSTILE_NAME = '<b>Desk & "Co"</b> $\\frac{1}{0}$'
@@ -293,6 +299,15 @@ def test_a_report_without_placed_times_draws_what_it_can() -> None:
     assert "no answers" in page.text("chart-told")
 
 
+def test_intervals_that_round_past_their_share() -> None:
+    report = sample_report()
+    report["csat_told"] = {"responses": 10, "csat": 1.0, "ci95": [0.72, 0.9999999999999999]}
+    report["csat_not_told"] = {"responses": 7, "csat": 0.0, "ci95": [1e-17, 0.35]}
+    page = Page(render(report, []))
+    told = " ".join(page.text("chart-told").split())
+    assert "100% n=10" in told and "0% n=7" in told
+
+
 def test_a_single_day_and_many_devices() -> None:
     report = sample_report()
     report["trend"] = report["trend"][:1]
@@ -406,18 +421,14 @@ CHART_COLOURS = {
 }
 
 
-@needs_chromium
-def test_chromium_draws_every_chart(tmp_path: Path) -> None:
-    html_file = tmp_path / "report.html"
-    html_file.write_text(render(sample_report(), sample_alerts()))
-    image, boxes = screenshot(html_file, tmp_path)
-
+def assert_charts_drawn(image: Any, boxes: dict[str, list[float]],
+                        expected: dict[str, dict[str, int]]) -> None:
     assert sorted(boxes) == sorted(CHART_IDS)
     colours = image.getcolors(maxcolors=1 << 24)
     assert len(colours) > 50  # text, charts and tables, not a blank page
     white = sum(n for n, rgb in colours if min(rgb) >= 245)
     assert white < 0.95 * image.width * image.height
-    for chart_id, names in CHART_COLOURS.items():
+    for chart_id, names in expected.items():
         left, top, width, height = boxes[chart_id]
         assert width > 600 and height > 100, (chart_id, boxes[chart_id])
         assert top + height <= image.height
@@ -428,6 +439,14 @@ def test_chromium_draws_every_chart(tmp_path: Path) -> None:
             # Drawn in its chart and only there: the page has no other use of the colour.
             assert colour_pixels(image, colour) == colour_pixels(image, colour,
                                                                  boxes[chart_id])
+
+
+@needs_chromium
+def test_chromium_draws_every_chart(tmp_path: Path) -> None:
+    html_file = tmp_path / "report.html"
+    html_file.write_text(render(sample_report(), sample_alerts()))
+    image, boxes = screenshot(html_file, tmp_path)
+    assert_charts_drawn(image, boxes, CHART_COLOURS)
 
 
 @needs_chromium
@@ -473,3 +492,61 @@ def test_any_text_from_the_database_comes_out_as_text(name: str, place: str) -> 
     shown = page.text("devices-table")
     assert (f"{name} (k-evil)" if name and name != "k-evil" else "k-evil") in shown
     assert len(page.find("svg", inside="chart-ranking")) == 1
+
+
+# -- a real report from a small database --------------------------------------------------
+
+
+def small_database(path: Path) -> sqlite3.Connection:
+    """k1 (UTC): a burst of 4 worst faces Monday 09:00-09:03 (an alert), 4 best faces from
+    09:30, 2 second-worst Wednesday 14:00, 1 best Thursday 15:00 (not told). k2 (Berlin):
+    6 best faces Tuesday, one an hour from 10:00 UTC, and a rapid worst face (left out)."""
+    monday = int(datetime(2026, 11, 23, 9, 0, tzinfo=UTC).timestamp())
+    day, minute = 86400, 60
+    k1 = ([(monday + i * minute, 1, "no", False) for i in range(4)]
+          + [(monday + (30 + i) * minute, 5, "yes", False) for i in range(4)]
+          + [(monday + 2 * day + 5 * 3600 + i, 2, "no", False) for i in range(2)]
+          + [(monday + 3 * day + 6 * 3600, 5, "no", False)])
+    k2 = ([(monday + day + 3600 + i * 3600, 5, "yes", False) for i in range(6)]
+          + [(monday + day + 3600 + 5, 1, "yes", True)])
+    conn = db.connect(path)
+    for device_id, answers, zone in (("k1", k1, "UTC"), ("k2", k2, "Europe/Berlin")):
+        db.store_batch(conn, device_id, [
+            Response(seq=i + 1, rating=rating, scale=5, told_next=told, latency_s=3.0,
+                     rapid=rapid, closed=False, boot=1, uptime_s=i, wall=wall,
+                     config_version=1)
+            for i, (wall, rating, told, rapid) in enumerate(answers)], [], {}, "serial")
+        conn.execute("UPDATE devices SET name = ?, time_zone = ? WHERE device_id = ?",
+                     (f"Desk {device_id}", zone, device_id))
+    return conn
+
+
+def test_a_real_report_from_a_small_database(tmp_path: Path) -> None:
+    conn = small_database(tmp_path / "deskpulse.db")
+    try:
+        report, alerts = build_report(conn), find_alerts(conn)
+    finally:
+        conn.close()
+    assert [(a["device_id"], a["responses"], a["negative"]) for a in alerts] == [("k1", 4, 4)]
+    page = Page(render(report, alerts))
+    for chart_id in CHART_IDS:
+        assert len(page.find("svg", inside=chart_id)) == 1, chart_id
+    assert "17" in page.text("key-figures")  # 11 + 6; the rapid one is left out
+    rows = page.find("tr", inside="devices-table")[1:]
+    assert [r["data-key"] for r in rows] == ["k2", "k1"]  # CSAT 100% before 5/11
+    assert [r["data-key"] for r in page.find("tr", cls="alerted", inside="devices-table")] \
+        == ["k1"]
+    assert "Mon 2026-11-23 09:00 +00:00" in page.text("alerts-table")
+
+
+@needs_chromium
+def test_chromium_draws_a_real_report(tmp_path: Path) -> None:
+    conn = small_database(tmp_path / "deskpulse.db")
+    try:
+        html_file = tmp_path / "report.html"
+        html_file.write_text(render(build_report(conn), find_alerts(conn)))
+    finally:
+        conn.close()
+    image, boxes = screenshot(html_file, tmp_path)
+    # Monday 09:00 is half good, Tuesday's hours all good, Wednesday 14:00 all bad.
+    assert_charts_drawn(image, boxes, CHART_COLOURS)

@@ -257,14 +257,15 @@ def _told_chart(told: dict[str, Any], not_told: dict[str, Any]) -> str:
         ax = fig.subplots()
         for row, (_, group, colour) in enumerate(groups):
             if group["csat"] is None:
-                ax.text(0.01, row, "no answers", va="center", color="#555555")
+                ax.text(0.02, row, "no answers", va="center", color="#555555")
                 continue
             ax.barh(row, group["csat"], color=colour, height=0.6)
             ci = group.get("ci95")
             if ci:
-                ax.errorbar(group["csat"], row, xerr=[[group["csat"] - ci[0]],
-                                                      [ci[1] - group["csat"]]],
-                            fmt="none", ecolor="#222222", capsize=6, linewidth=1.5)
+                # max(): at a CSAT of 0 or 1 the interval's end may round past it.
+                below, above = max(0.0, group["csat"] - ci[0]), max(0.0, ci[1] - group["csat"])
+                ax.errorbar(group["csat"], row, xerr=[[below], [above]], fmt="none",
+                            ecolor="#222222", capsize=6, linewidth=1.5)
             right = ci[1] if ci else group["csat"]
             ax.text(right + 0.015, row, f"{_pct(group['csat'])}  n={group['responses']}",
                     va="center", fontsize=9)
