@@ -270,7 +270,7 @@ def _told_chart(told: dict[str, Any], not_told: dict[str, Any]) -> str:
             ax.text(right + 0.015, row, f"{_pct(group['csat'])}  n={group['responses']}",
                     va="center", fontsize=9)
         ax.set_yticks([0, 1], [label for label, _, _ in groups])
-        ax.invert_yaxis()
+        ax.set_ylim(1.6, -0.6)  # told on top; both rows in view even when one has no bar
         ax.set_xlim(0, 1.2)
         ax.set_xticks([0, 0.25, 0.5, 0.75, 1])
         ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
