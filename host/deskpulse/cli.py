@@ -13,6 +13,7 @@ from deskpulse import boards, simulator
 from deskpulse.alerts import add_alerts_command
 from deskpulse.errors import DeskPulseError
 from deskpulse.inspect import read_state
+from deskpulse.report_cli import add_report_command
 from deskpulse.serve_cli import add_serve_command
 from deskpulse.sync_cli import add_sync_commands
 
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sync_commands(sub)
     add_serve_command(sub)
     add_alerts_command(sub)
+    add_report_command(sub)
     return parser
 
 

@@ -1,0 +1,160 @@
+"""Rollups kept at ingest equal a recomputation from the stored responses, whatever the
+order of batches, duplicates, late anchors and time-zone changes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deskpulse import db, rollups
+from deskpulse.batch import Anchor, Response
+from deskpulse.timezones import ZoneClock
+
+STATUS: dict[str, Any] = {"board": "esp32-devkitc-ssd1680"}
+BASE = 1_790_000_000  # 2026-09-21: five weeks before Europe's clocks fall back
+DEVICES = ("a", "b")
+
+
+def recomputed(conn: sqlite3.Connection, device_id: str, zone: str
+               ) -> dict[str, dict[tuple[int, int, int], tuple[int, ...]]]:
+    """What the rollup rows should hold: every stored response counted once, in `zone`."""
+    days, months = rollups.deltas(zone, rollups.changes_of_device(conn, device_id))
+    return {table: {key: tuple(vec.tolist()) for key, vec in rows.items() if vec.any()}
+            for table, rows in (("rollup_days", days), ("rollup_months", months))}
+
+
+def check(conn: sqlite3.Connection) -> None:
+    with db.transaction(conn):
+        for device_id in DEVICES:
+            if conn.execute("SELECT 1 FROM devices WHERE device_id = ?",
+                            (device_id,)).fetchone() is None:
+                continue
+            zone = rollups.ensure_zone(conn, device_id)  # as a report does first
+            assert rollups.read_rows(conn, device_id) == recomputed(conn, device_id, zone)
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    c = db.connect(tmp_path / "deskpulse.db")
+    yield c
+    c.close()
+
+
+# One operation on the database. A record is fully determined by its seq (the same seq
+# must mean the same record, else it is a conflict); every fourth has no time of its own
+# and waits for an anchor of its boot.
+operation = st.one_of(
+    st.tuples(st.just("batch"), st.sampled_from(DEVICES),
+              st.lists(st.integers(1, 80), max_size=25),
+              st.lists(st.tuples(st.integers(1, 5), st.integers(0, 40 * 86400),
+                                 st.integers(-86400, 86400)), max_size=2)),
+    st.tuples(st.just("zone"), st.sampled_from(DEVICES),
+              st.sampled_from((None, "Europe/Berlin", "America/St_Johns", "Asia/Kathmandu",
+                               "Not/A_Zone"))),
+    st.tuples(st.just("host"), st.sampled_from(("UTC", "Australia/Lord_Howe",
+                                               "America/Los_Angeles"))),
+    st.tuples(st.just("check")),
+)
+
+
+def record(seq: int, scale: int) -> Response:
+    boot, uptime = 1 + seq // 20, seq * 99_991 % (40 * 86400)
+    return Response(
+        seq=seq, rating=1 + seq * 7 % scale, scale=scale,
+        told_next=("yes", "no", "no_answer")[seq % 3], latency_s=1.0, rapid=seq % 7 == 0,
+        closed=seq % 11 == 0, boot=boot, uptime_s=uptime,
+        wall=BASE + boot * 86400 + uptime if seq % 4 else None, config_version=1)
+
+
+def run(conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
+    scales = {"a": 5, "b": 3}
+    for op in ops:
+        if op[0] == "batch":
+            _, device_id, seqs, anchors = op
+            batch = [record(seq, scales[device_id]) for seq in sorted(set(seqs))]
+            db.store_batch(conn, device_id, batch,
+                           [Anchor(b, u, BASE + b * 43200 + u + shift, 1)
+                            for b, u, shift in anchors], STATUS, "serial")
+        elif op[0] == "zone":
+            conn.execute("UPDATE devices SET time_zone = ? WHERE device_id = ?",
+                         (op[2], op[1]))
+        elif op[0] == "host":
+            os.environ["TZ"] = op[1]
+        else:
+            check(conn)
+    check(conn)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(operation, max_size=14))
+def test_rollups_equal_a_recomputation(tmp_path_factory: pytest.TempPathFactory,
+                                       ops: list[tuple[Any, ...]]) -> None:
+    old_tz = os.environ.get("TZ")
+    conn = db.connect(tmp_path_factory.mktemp("db") / "deskpulse.db")
+    try:
+        run(conn, ops)
+    finally:
+        conn.close()
+        if old_tz is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old_tz
+
+
+def test_duplicates_do_not_count_twice(conn: sqlite3.Connection) -> None:
+    one = [Response(seq=1, rating=5, scale=5, told_next="yes", latency_s=1.0, rapid=False,
+                    closed=False, boot=1, uptime_s=10, wall=BASE, config_version=1)]
+    for _ in range(3):
+        db.store_batch(conn, "a", one, [], STATUS, "serial")
+    rows = rollups.read_rows(conn, "a")["rollup_months"]
+    (counts,) = rows.values()
+    assert counts[rollups.TOLD_CODE["yes"] * 5 + 4] == 1 and sum(counts[:15]) == 1
+
+
+def test_a_late_anchor_moves_a_response_out_of_time_unknown(conn: sqlite3.Connection) -> None:
+    r = Response(seq=1, rating=2, scale=3, told_next="no", latency_s=1.0, rapid=False,
+                 closed=False, boot=7, uptime_s=100, wall=None, config_version=1)
+    db.store_batch(conn, "a", [r], [], STATUS, "serial")
+    months = rollups.read_rows(conn, "a")["rollup_months"]
+    assert list(months) == [(rollups.TIME_UNKNOWN, 3, 0)]
+    os.environ.setdefault("TZ", "UTC")
+    db.store_batch(conn, "a", [], [Anchor(7, 200, BASE, 1)], STATUS, "serial")
+    rows = rollups.read_rows(conn, "a")
+    assert rollups.TIME_UNKNOWN not in {k[0] for k in rows["rollup_months"]}
+    assert len(rows["rollup_days"]) == 1
+    check(conn)
+
+
+def test_a_database_from_before_rollups_is_filled_on_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = db.connect(path)
+    db.store_batch(conn, "a", [Response(
+        seq=1, rating=4, scale=4, told_next="yes", latency_s=1.0, rapid=False, closed=False,
+        boot=1, uptime_s=1, wall=BASE, config_version=1)], [], STATUS, "serial")
+    # As if written before migration 3 filled anything.
+    for table in ("rollup_days", "rollup_months", "rollup_zones"):
+        conn.execute(f"DELETE FROM {table}")
+    assert rollups.stale_devices(conn) == ["a"]
+    check(conn)
+    assert rollups.stale_devices(conn) == []
+    conn.close()
+
+
+def test_zone_clock_handles_a_transition_inside_a_utc_hour() -> None:
+    # St John's (-3:30 / -2:30) moves its clocks at 02:00 local = 05:30 UTC.
+    clock = ZoneClock("America/St_Johns")
+    change_day = 1_772_928_000  # 2026-03-08T00:00Z
+    walls = np.arange(change_day + 3 * 3600, change_day + 8 * 3600, 600, dtype=np.int64)
+    expected = [w + clock.offset(int(w)) for w in walls.tolist()]
+    assert clock.local(walls).tolist() == expected
+    assert [clock.local_one(int(w)) for w in walls.tolist()] == expected
+    assert len({clock.offset(int(w)) for w in walls.tolist()}) == 2
