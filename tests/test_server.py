@@ -14,7 +14,9 @@ import contextlib
 import http.client
 import json
 import logging
+import os
 import random
+import signal
 import socket
 import sqlite3
 import threading
@@ -271,6 +273,24 @@ def test_a_removed_device_is_unknown(site: Site) -> None:
     answer = site.push(site.front, make_responses(3, 2))
     assert answer.status == 404 and "registered" in (answer.error or "")
     assert snapshot(site.conn) == before
+
+
+def test_a_writer_process_that_dies_is_replaced_and_loses_nothing(site: Site) -> None:
+    assert site.push(site.front, make_responses(1, 5)).ok
+    writer = site.client.app.state.database  # type: ignore[attr-defined]
+    pid = writer.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    refusals = []
+    for _attempt in range(20):
+        answer = site.push(site.front, make_responses(6, 5))
+        if answer.ok:
+            break
+        refusals.append(answer)
+    assert answer.ok and answer.new == 5
+    assert all(a.status == 503 and a.error for a in refusals)
+    assert writer.pid not in (None, pid)
+    assert [r["seq"] for r in db.responses_of(site.conn, "front-1")] == list(range(1, 11))
 
 
 # -- the errors table -----------------------------------------------------------------------

@@ -6,15 +6,14 @@ its encoding) and stored by `db.store_batch` in one transaction whose guard chec
 advances the device's nonce; only after the commit is the signed answer sent. Any refusal
 stores nothing, and no key or signature is ever written to a log.
 
-All SQLite work runs on one worker thread that owns the server's connection: the event
-loop never waits on the disk, and the server's writes queue in that thread instead of
-contending for SQLite's write lock (other programs, such as a serial sync, still meet the
-busy timeout of db.connect).
+All SQLite work runs in one writer process that owns the server's connection
+(deskpulse.writer): the event loop never waits on the disk, and the server's writes queue
+there instead of contending for SQLite's write lock (other programs, such as a serial
+sync, still meet the busy timeout of db.connect).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import json
@@ -23,8 +22,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, TypeVar
@@ -40,6 +38,7 @@ from deskpulse import db, signing
 from deskpulse.batch import Anchor, BatchError, decode_batch, parse_anchor
 from deskpulse.batch import Response as KioskResponse
 from deskpulse.errors import DeskPulseError
+from deskpulse.writer import WriterProcess, WriterStopped
 
 log = logging.getLogger("deskpulse.serve")
 
@@ -57,42 +56,8 @@ class Refusal(Exception):
         self.status = status
         self.message = message
 
-
-# -- the database thread ------------------------------------------------------------------
-
-
-class Database:
-    """One SQLite connection used only by one worker thread; `run(fn, ...)` calls
-    fn(conn, ...) there and awaits the result. `close()` ends the thread; a later `run`
-    starts another (an app may see several lifespans, e.g. under test clients)."""
-
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
-        self.path = path
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-
-    def _call(self, fn: Callable[..., _T], args: Sequence[Any]) -> _T:
-        if self._conn is None:
-            self._conn = db.connect(self.path)
-        return fn(self._conn, *args)
-
-    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1,
-                                                thread_name_prefix="deskpulse-db")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn, args)
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.submit(self._close).result()
-            executor.shutdown()
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in the writer process, re-raised here
+        return (Refusal, (self.status, self.message))
 
 
 def _lookup_key(conn: sqlite3.Connection, device_id: str) -> bytes | None:
@@ -106,7 +71,7 @@ class KeyCache:
     A stale entry is harmless: the store's guard re-reads the key in its transaction,
     and a signature that fails under a cached key is checked again under a fresh one."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: WriterProcess) -> None:
         self.database = database
         self._keys: dict[str, bytes] = {}
 
@@ -222,10 +187,18 @@ def parse_push(body: bytes) -> Push:
 # -- storing ------------------------------------------------------------------------------
 
 
+def response_rows(responses: list[KioskResponse]) -> list[tuple[Any, ...]]:
+    """Responses as plain tuples, which cost the writer process far less to unpickle."""
+    return [(r.seq, r.rating, r.scale, r.told_next, r.latency_s, r.rapid, r.closed, r.boot,
+             r.uptime_s, r.wall, r.config_version) for r in responses]
+
+
 def store_push(conn: sqlite3.Connection, device_id: str, key: bytes, nonce: signing.Nonce,
-               push: Push, anchors: list[Anchor]) -> tuple[int, int]:
-    """Store the push if, in the same transaction, the device still has this key and the
-    nonce is higher than the last one accepted (which then moves up to it)."""
+               status: dict[str, Any], anchors: list[Anchor],
+               rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+    """Store the push (in the writer process) if, in the same transaction, the device
+    still has this key and the nonce is higher than the last one accepted (which then
+    moves up to it)."""
 
     def nonce_guard(conn: sqlite3.Connection) -> None:
         row = conn.execute(
@@ -244,7 +217,8 @@ def store_push(conn: sqlite3.Connection, device_id: str, key: bytes, nonce: sign
             "UPDATE device_keys SET nonce_boot = ?, nonce_count = ? WHERE device_id = ?",
             (nonce.boot, nonce.count, device_id))
 
-    return db.store_batch(conn, device_id, push.responses, anchors, push.status, "wifi",
+    responses = [KioskResponse(*row) for row in rows]
+    return db.store_batch(conn, device_id, responses, anchors, status, "wifi",
                           guard=nonce_guard)
 
 
@@ -328,18 +302,20 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> FastAPI:
     """The aggregator's ASGI app on the database at db_path (None: the default one).
     The database is opened (and migrated) here, so a bad path fails before serving."""
     db.connect(db_path).close()
-    database = Database(db_path)
+    database = WriterProcess(db_path)
     keys = KeyCache(database)
     version = _version()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await database.run(_schema)  # the writer is up before the first push
         yield
         database.close()
 
     app = FastAPI(
         title="DeskPulse aggregator", version=version, lifespan=lifespan,
         description="Kiosks on the store WiFi push their responses here (docs/wifi.md).")
+    app.state.database = database
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -379,7 +355,7 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> FastAPI:
     return app
 
 
-async def _handle_push(request: Request, device_id: str, database: Database,
+async def _handle_push(request: Request, device_id: str, database: WriterProcess,
                        keys: KeyCache) -> Response:
     if not signing.DEVICE_ID.fullmatch(device_id):
         raise Refusal(400, "bad device id: use 1-64 letters, digits, '.', '_' or '-'")
@@ -404,14 +380,17 @@ async def _handle_push(request: Request, device_id: str, database: Database,
     push = parse_push(body)
     anchors = [*push.anchors, Anchor(push.boot, push.uptime_s, received_at, HOST_SOURCE)]
     try:
-        new, duplicates = await database.run(store_push, device_id, key, nonce, push,
-                                             anchors)
+        new, duplicates = await database.run(store_push, device_id, key, nonce, push.status,
+                                             anchors, response_rows(push.responses))
     except Refusal as refusal:
         if refusal.status in (401, 404):
             keys.forget(device_id)
         raise
     except db.ConflictError as exc:
         raise Refusal(409, str(exc)) from exc
+    except WriterStopped as exc:
+        log.warning("push for %s: %s", device_id, exc)
+        raise Refusal(503, _ERRORS[503]) from exc
     except DeskPulseError as exc:
         raise Refusal(400, str(exc)) from exc
     except sqlite3.Error as exc:
@@ -424,7 +403,7 @@ async def _handle_push(request: Request, device_id: str, database: Database,
         "X-DeskPulse-Signature": signing.sign_answer(key, nonce_text, answer)})
 
 
-async def _store_call(database: Database, fn: Callable[[str], Any], device_id: str) -> Any:
+async def _store_call(database: WriterProcess, fn: Callable[[str], Any], device_id: str) -> Any:
     try:
         return await fn(device_id)
     except (sqlite3.Error, DeskPulseError) as exc:

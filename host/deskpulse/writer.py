@@ -1,0 +1,191 @@
+"""One process that does all of the aggregator's SQLite work, fed from an event loop.
+
+Storing a batch (db.store_batch) is mostly Python work that holds the GIL. On a thread of
+the server it took turns with the event loop's HTTP work on one core, and both waited
+for each other at every SQLite call; in its own process it stores one batch while the
+event loop reads and checks the next ones on another core.
+
+`await writer.run(fn, *args)` sends fn (a module-level function) and its arguments,
+pickled, over a pipe; the writer calls fn(conn, *args) on its one connection, one job at
+a time in arrival order (so the server's writes never contend for SQLite's lock among
+themselves), and sends back the result or the exception. Two threads of the parent move
+the bytes, so that a full pipe never blocks the event loop. If the writer dies, every
+job in flight fails with DeskPulseError and the next job starts a new writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import sqlite3
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+from deskpulse import db
+from deskpulse.errors import DeskPulseError
+
+_T = TypeVar("_T")
+_STOP = b""
+
+
+class WriterStopped(DeskPulseError):
+    """The writer process died before answering: the job may or may not be committed."""
+
+
+def _writer_main(conn: Connection, db_path: str | os.PathLike[str] | None) -> None:
+    # Ctrl-C reaches the whole process group: the writer finishes what it was given and
+    # stops when the server closes the pipe, never in the middle of a transaction.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    database: sqlite3.Connection | None = None
+    try:
+        database = db.connect(db_path)
+        while True:
+            try:
+                data = conn.recv_bytes()
+            except (EOFError, OSError):
+                return  # the server is gone
+            if data == _STOP:
+                return
+            job_id, fn, args = pickle.loads(data)
+            try:
+                reply = (job_id, True, fn(database, *args))
+            except Exception as exc:  # sent back and raised in the server
+                reply = (job_id, False, exc)
+            try:
+                message = pickle.dumps(reply)
+            except Exception as exc:  # an unpicklable result or error
+                message = pickle.dumps((job_id, False, DeskPulseError(repr(exc))))
+            conn.send_bytes(message)
+    finally:
+        if database is not None:
+            database.close()
+        conn.close()
+
+
+class WriterProcess:
+    """The writer process and the two threads that talk to it (started on first use)."""
+
+    def __init__(self, db_path: str | os.PathLike[str] | None) -> None:
+        self.db_path = db_path
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._link: _Link | None = None
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._link is None or not self._link.alive:
+                self._link = _Link(self.db_path)
+            link = self._link
+        future: asyncio.Future[Any] = loop.create_future()
+        link.submit(next(self._ids), fn, args, loop, future)
+        return await future
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id while it runs."""
+        link = self._link
+        return link.pid if link is not None and link.alive else None
+
+    def close(self) -> None:
+        """Let the writer finish the jobs it was given, then end it."""
+        with self._lock:
+            link, self._link = self._link, None
+        if link is not None:
+            link.close()
+
+
+class _Link:
+    def __init__(self, db_path: str | os.PathLike[str] | None) -> None:
+        # forkserver: the writer is forked from a clean, single-threaded process that has
+        # deskpulse imported already (forking the threaded server is unsafe; spawn would
+        # import everything again at each start).
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["deskpulse.db", "deskpulse.server"])
+        self._conn, child_end = context.Pipe()
+        self._process = context.Process(target=_writer_main, args=(child_end, db_path),
+                                        name="deskpulse-writer", daemon=True)
+        self._process.start()
+        child_end.close()
+        self.alive = True
+        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+        self._pending_lock = threading.Lock()
+        self._outbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_loop, name="deskpulse-writer-send",
+                                        daemon=True)
+        self._receiver = threading.Thread(target=self._receive_loop,
+                                          name="deskpulse-writer-receive", daemon=True)
+        self._sender.start()
+        self._receiver.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def submit(self, job_id: int, fn: Callable[..., Any], args: tuple[Any, ...],
+               loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+        with self._pending_lock:
+            if not self.alive:
+                raise WriterStopped("the database writer process stopped")
+            self._pending[job_id] = (loop, future)
+        self._outbox.put(pickle.dumps((job_id, fn, args)))
+
+    def _send_loop(self) -> None:
+        while True:
+            data = self._outbox.get()
+            try:
+                self._conn.send_bytes(data)
+            except (OSError, ValueError):
+                self._fail_all()
+                return
+            if data == _STOP:
+                return
+
+    def _receive_loop(self) -> None:
+        while True:
+            try:
+                job_id, ok, value = pickle.loads(self._conn.recv_bytes())
+            except (EOFError, OSError, pickle.UnpicklingError):
+                self._fail_all()
+                return
+            with self._pending_lock:
+                loop, future = self._pending.pop(job_id)
+            loop.call_soon_threadsafe(_settle, future, ok, value)
+
+    def _fail_all(self) -> None:
+        with self._pending_lock:
+            self.alive = False
+            pending, self._pending = self._pending, {}
+        for loop, future in pending.values():
+            with contextlib.suppress(RuntimeError):  # a loop already closed
+                loop.call_soon_threadsafe(
+                    _settle, future, False,
+                    WriterStopped("the database writer process stopped"))
+
+    def close(self) -> None:
+        self._outbox.put(_STOP)
+        self._sender.join()
+        self._process.join(60)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._receiver.join(10)
+        self._conn.close()
+        self.alive = False
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the request was cancelled meanwhile
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
