@@ -245,45 +245,79 @@ def _blobs(rows: list[tuple[Any, ...]], width: int) -> np.ndarray:
     return data.reshape(len(rows), width).astype(np.int64)
 
 
+def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[str], np.ndarray, np.ndarray,
+                                                   np.ndarray]:
+    devices, periods, scales, kinds, _ = zip(*rows, strict=True)
+    return (list(devices), np.array(periods, np.int64), np.array(scales, np.int64),
+            np.array(kinds, np.int64))
+
+
+def _add_count_rows(tally: Tally, devices: list[str], scales: np.ndarray, kinds: np.ndarray,
+                    counts: np.ndarray, unknown: bool = False) -> None:
+    """Sum rows of 15 counts per (device, scale, kind) into the tally."""
+    if not len(devices):
+        return
+    names = sorted(set(devices))
+    index = {name: i for i, name in enumerate(names)}
+    codes = (np.array([index[d] for d in devices], np.int64) * 8 + scales) * 4 + kinds
+    keys, where = np.unique(codes, return_inverse=True)
+    sums = np.zeros((len(keys), ru.COUNTS), np.int64)
+    np.add.at(sums, where, counts)
+    for key, vec in zip(keys.tolist(), sums, strict=True):
+        tally.add_counts(names[key // 32], key // 4 % 8, key % 4, vec, unknown=unknown)
+
+
+def _add_trend_rows(tally: Tally, days: np.ndarray, scale: int, values: np.ndarray) -> None:
+    """Sum rows of TREND_FIELDS per local day into the tally (one scale)."""
+    if not len(days):
+        return
+    unique, where = np.unique(days, return_inverse=True)
+    sums = np.zeros((len(unique), len(ru.TREND_FIELDS)), np.int64)
+    np.add.at(sums, where, values)
+    for day, vec in zip(unique.tolist(), sums, strict=True):
+        if vec[0]:
+            tally.add_trend(day, scale, vec)
+
+
 def _add_month_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
     if not rows:
         return
     matrix = _blobs(rows, ru.MONTH_WIDTH)
-    counted = np.zeros(len(rows), bool)
-    for i, (device_id, month, scale, kind, _) in enumerate(rows):
-        tally.add_counts(device_id, scale, kind, matrix[i, :ru.COUNTS],
-                         unknown=month == ru.TIME_UNKNOWN)
-        counted[i] = kind in tally.kinds and month != ru.TIME_UNKNOWN
+    devices, months, scales, kinds = _columns(rows)
+    unknown = months == ru.TIME_UNKNOWN
+    for flag in (False, True):
+        chosen = np.nonzero(unknown == flag)[0]
+        _add_count_rows(tally, [devices[i] for i in chosen.tolist()], scales[chosen],
+                        kinds[chosen], matrix[chosen, :ru.COUNTS], unknown=flag)
+    counted = np.isin(kinds, tally.kinds) & ~unknown
     if not counted.any():
         return
     chosen = matrix[counted]
     tally.heat[0] += chosen[:, ru.MONTH_HEAT:ru.MONTH_HEAT_TOP].sum(axis=0).reshape(7, 24)
     tally.heat[1] += chosen[:, ru.MONTH_HEAT_TOP:].sum(axis=0).reshape(7, 24)
-    by_month: dict[tuple[int, int], np.ndarray] = {}
-    for i in np.nonzero(counted)[0].tolist():
-        _, month, scale, _, _ = rows[i]
-        trend = matrix[i, ru.MONTH_TREND:ru.MONTH_HEAT]
-        key = (month, scale)
-        by_month[key] = by_month[key] + trend if key in by_month else trend
-    for (month, scale), trend in by_month.items():
-        first = _month_first_day(month)
-        per_day = trend.reshape(31, len(ru.TREND_FIELDS))
-        for dom in np.nonzero(per_day[:, 0])[0].tolist():
-            tally.add_trend(first + dom, scale, per_day[dom])
+    days_in_row = np.arange(31)
+    for scale in np.unique(scales[counted]).tolist():
+        pick = counted & (scales == scale)
+        first_days = np.array([_month_first_day(m) for m in months[pick].tolist()], np.int64)
+        per_day = matrix[pick, ru.MONTH_TREND:ru.MONTH_HEAT].reshape(-1, len(ru.TREND_FIELDS))
+        _add_trend_rows(tally, (first_days[:, None] + days_in_row).reshape(-1), scale,
+                        per_day)
 
 
 def _add_day_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
     if not rows:
         return
     matrix = _blobs(rows, ru.DAY_WIDTH)
-    for i, (device_id, day, scale, kind, _) in enumerate(rows):
-        counts = matrix[i, :ru.COUNTS]
-        tally.add_counts(device_id, scale, kind, counts)
-        if kind in tally.kinds:
-            weekday = (day + 3) % 7
-            tally.heat[0, weekday] += matrix[i, ru.DAY_HOURS:ru.DAY_HOURS_TOP]
-            tally.heat[1, weekday] += matrix[i, ru.DAY_HOURS_TOP:]
-            tally.add_trend(day, scale, _trend_of_counts(counts, scale)[0])
+    devices, days, scales, kinds = _columns(rows)
+    _add_count_rows(tally, devices, scales, kinds, matrix[:, :ru.COUNTS])
+    counted = np.isin(kinds, tally.kinds)
+    weekday = (days[counted] + 3) % 7
+    np.add.at(tally.heat[0], weekday, matrix[counted, ru.DAY_HOURS:ru.DAY_HOURS_TOP])
+    np.add.at(tally.heat[1], weekday, matrix[counted, ru.DAY_HOURS_TOP:])
+    for scale in np.unique(scales[counted]).tolist():
+        pick = counted & (scales == scale)
+        _add_trend_rows(tally, days[pick], scale,
+                        _trend_of_counts(matrix[pick, :ru.COUNTS], scale))
 
 
 _RAW_COLUMNS = "device_id, wall, rating, scale, told_next, rapid, closed"

@@ -1,0 +1,224 @@
+"""Benchmark ingest and `deskpulse report` on a large synthetic database.
+
+Run from the repository root:
+    .venv/bin/python tools/bench_report.py [--responses N] [--devices D] [--json]
+
+N synthetic responses (default 1,000,000; the recorded figures use 10,000,000) from D
+kiosks (default 500) over two years are stored through `db.store_batch`, the function
+`deskpulse sync` and the WiFi server call, in batches of 1000-4000 responses per call with
+a FULL-sync commit each. Then the report over the whole range is computed two ways:
+
+- **rollups**: `report.build_report`, from the rollup rows kept at ingest;
+- **raw scan (anchor)**: `report.build_report_raw`, one GROUP BY over the responses with
+  each instant placed in its device's zone by zoneinfo; and, as a floor for any raw
+  design, the bare SQL GROUP BY of the counts without any local time.
+
+Both reports must be identical; the script checks it. Only the time spent inside
+store_batch counts as ingest (generating the synthetic responses does not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from deskpulse import db, report
+from deskpulse.batch import Anchor, Response
+
+START = 1_730_419_200  # 2024-11-01T00:00Z
+DAYS = 730
+ZONES = ("Europe/Berlin", "Europe/London", "America/New_York", "America/Chicago",
+         "America/Los_Angeles", "Asia/Tokyo", "Australia/Sydney", "Asia/Kolkata", None)
+ZONE_HOURS = {"Europe/Berlin": 1, "Europe/London": 0, "America/New_York": -5,
+              "America/Chicago": -6, "America/Los_Angeles": -8, "Asia/Tokyo": 9,
+              "Australia/Sydney": 10, "Asia/Kolkata": 5, None: 0}
+OPEN, CLOSE = 8, 18  # local opening hours of the synthetic desks (standard time)
+
+
+class Kiosk:
+    """One synthetic kiosk: customers during opening hours, an occasional reboot whose
+    first few responses wait for a time anchor (a tenth of those never get one)."""
+
+    def __init__(self, index: int, total: int, rng: random.Random) -> None:
+        self.device_id = f"kiosk-{index:04d}"
+        self.zone = ZONES[index % len(ZONES)]
+        self.location = f"store-{index // 10:02d}"
+        self.left = total
+        self.rng = rng
+        self.scale = rng.choice((3, 4, 5, 5))
+        self.mood = rng.uniform(0.3, 0.9)  # how happy this desk's customers are
+        self.told_share = rng.uniform(0.4, 0.9)
+        self.seq = 0
+        self.boot = 1
+        self.uptime = 0
+        self.wall = START + rng.randrange(3600)
+        self.blind = 0
+        self.anchored = True
+        self.mean_gap = DAYS * (CLOSE - OPEN) * 3600 / total
+
+    def batch(self, size: int) -> tuple[list[Response], list[Anchor]]:
+        rng, out, anchors = self.rng, [], []
+        shift = ZONE_HOURS[self.zone] * 3600
+        for _ in range(min(size, self.left)):
+            step = int(rng.expovariate(1 / self.mean_gap)) + 1
+            self.wall += step
+            self.uptime += step
+            hour = (self.wall + shift) % 86400 // 3600
+            if not OPEN <= hour < CLOSE:  # closed: jump to the next opening
+                jump = ((OPEN - hour) % 24) * 3600
+                self.wall += jump
+                self.uptime += jump
+            if self.blind:
+                self.blind -= 1
+                if not self.blind and self.anchored:
+                    anchors.append(Anchor(self.boot, self.uptime, self.wall, 1))
+            elif rng.random() < 0.002:
+                self.boot += 1
+                self.uptime = rng.randrange(10, 100)
+                if rng.random() < 0.3:
+                    self.blind = rng.randint(1, 30)
+                    self.anchored = rng.random() < 0.9
+            self.seq += 1
+            happy = rng.random() < self.mood
+            rating = (rng.randint((self.scale + 1) // 2 + 1, self.scale) if happy
+                      else rng.randint(1, (self.scale + 1) // 2))
+            told = rng.random()
+            out.append(Response(
+                seq=self.seq, rating=rating, scale=self.scale,
+                told_next="no_answer" if told > 0.9 else
+                ("yes" if told < 0.9 * self.told_share else "no"),
+                latency_s=rng.randrange(5, 120) / 10, rapid=rng.random() < 0.03,
+                closed=rng.random() < 0.02, boot=self.boot, uptime_s=self.uptime,
+                wall=None if self.blind else self.wall, config_version=1))
+        self.left -= len(out)
+        return out, anchors
+
+
+def synthetic_syncs(total: int, devices: int, seed: int
+                    ) -> tuple[list[Kiosk], Iterator[tuple[Kiosk, list[Response], list[Anchor]]]]:
+    """Kiosks, and their syncs in rounds (every kiosk sends its next 1000-4000 responses
+    per round), so that time advances across the whole fleet as in real life."""
+    rng = random.Random(seed)
+    kiosks = [Kiosk(i, total // devices + (i < total % devices), rng) for i in range(devices)]
+
+    def syncs() -> Iterator[tuple[Kiosk, list[Response], list[Anchor]]]:
+        while any(k.left for k in kiosks):
+            for k in kiosks:
+                if k.left:
+                    yield (k, *k.batch(rng.randint(1000, 4000)))
+
+    return kiosks, syncs()
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def run(total: int, devices: int, seed: int, path: Path) -> dict[str, Any]:
+    conn = db.connect(path)
+    kiosks, syncs = synthetic_syncs(total, devices, seed)
+    with db.transaction(conn):  # as `deskpulse devices add` would, before any sync
+        conn.executemany(
+            "INSERT INTO devices (device_id, location, time_zone, first_seen) "
+            "VALUES (?, ?, ?, ?)",
+            [(k.device_id, k.location, k.zone, START) for k in kiosks])
+    status = {"board": "esp32-devkitc-ssd1680", "firmware": "bench"}
+    ingest_wall = ingest_cpu = 0.0
+    stored = calls = 0
+    for kiosk, responses, anchors in syncs:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        new, _ = db.store_batch(conn, kiosk.device_id, responses, anchors, status, "wifi")
+        ingest_wall += time.perf_counter() - wall0
+        ingest_cpu += time.process_time() - cpu0
+        stored += new
+        calls += 1
+    sizes = {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+             for table in ("responses", "rollup_days", "rollup_months")}
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    figures: dict[str, Any] = {
+        "responses": stored, "devices": devices, "store_batch_calls": calls,
+        "ingest_s": ingest_wall, "ingest_cpu_s": ingest_cpu,
+        "ingest_per_s": stored / ingest_wall, "ingest_cpu_per_s": stored / ingest_cpu,
+        "db_bytes": path.stat().st_size, "rows": sizes,
+    }
+    fast, first = timed(report.build_report, conn)
+    repeats = [timed(report.build_report, conn)[1] for _ in range(3)]
+    figures["report_rollups_first_s"] = first
+    figures["report_rollups_s"] = min(repeats)
+    month, figures["report_one_month_s"] = timed(
+        report.build_report, conn, since="2025-06-01", until="2025-07-01")
+    _, figures["report_odd_range_s"] = timed(
+        report.build_report, conn, since="2025-02-03T10:17", until="2026-01-09T15:45")
+    slow, figures["report_raw_s"] = timed(report.build_report_raw, conn)
+    figures["reports_identical"] = (json.dumps(fast, sort_keys=True)
+                                    == json.dumps(slow, sort_keys=True))
+    odd_raw = report.build_report_raw(conn, since="2025-02-03T10:17", until="2026-01-09T15:45")
+    odd = report.build_report(conn, since="2025-02-03T10:17", until="2026-01-09T15:45")
+    figures["odd_range_identical"] = (json.dumps(odd, sort_keys=True)
+                                      == json.dumps(odd_raw, sort_keys=True))
+    _, figures["sql_group_by_s"] = timed(lambda: conn.execute(
+        """SELECT device_id, scale, rating, told_next, rapid, closed, count(*)
+           FROM responses GROUP BY device_id, scale, rating, told_next, rapid, closed"""
+    ).fetchall())
+    figures["report_speedup_vs_raw"] = figures["report_raw_s"] / figures["report_rollups_s"]
+    figures["report_speedup_vs_sql_group_by"] = (figures["sql_group_by_s"]
+                                                 / figures["report_rollups_s"])
+    figures["month_responses"] = month["responses"]
+    figures["whole_range_responses"] = fast["responses"]
+    conn.close()
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--responses", type=int, default=1_000_000)
+    parser.add_argument("--devices", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--db", help="keep the database here (default: a temporary file)")
+    parser.add_argument("--json", action="store_true", help="print raw figures as JSON")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="deskpulse-bench-") as scratch:
+        path = Path(args.db) if args.db else Path(scratch) / "bench.db"
+        if path.exists():
+            raise SystemExit(f"{path} exists: give a new file")
+        figures = run(args.responses, args.devices, args.seed, path)
+    figures["machine"] = (f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+                          f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}")
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    f = figures
+    print(f"{f['responses']:,} responses from {f['devices']} kiosks, "
+          f"{f['store_batch_calls']:,} store_batch calls ({f['machine']})")
+    print(f"ingest: {f['ingest_s']:.1f} s, {f['ingest_per_s']:,.0f} responses/s "
+          f"({f['ingest_cpu_per_s']:,.0f}/s of CPU time); database "
+          f"{f['db_bytes'] / 2**20:,.0f} MiB; rollup rows: {f['rows']['rollup_days']:,} "
+          f"days, {f['rows']['rollup_months']:,} months")
+    print(f"whole-range report, rollups:       {f['report_rollups_s']:.3f} s "
+          f"(first call {f['report_rollups_first_s']:.3f} s)")
+    print(f"whole-range report, raw scan:      {f['report_raw_s']:.3f} s "
+          f"({f['report_speedup_vs_raw']:,.0f}x the rollups)")
+    print(f"bare SQL GROUP BY, no local time:  {f['sql_group_by_s']:.3f} s "
+          f"({f['report_speedup_vs_sql_group_by']:,.0f}x the rollups)")
+    print(f"one month (rollups): {f['report_one_month_s']:.3f} s; "
+          f"2025-02-03T10:17..2026-01-09T15:45 (rollups + raw edges): "
+          f"{f['report_odd_range_s']:.3f} s")
+    print(f"reports identical to the raw scan: whole range {f['reports_identical']}, "
+          f"odd range {f['odd_range_identical']}")
+    return 0 if f["reports_identical"] and f["odd_range_identical"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
