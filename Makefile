@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_screens.py --rounds 30
 	$(BIN)/python tools/bench_sync.py
 	$(BIN)/python tools/bench_serve.py --seconds 10
+	$(BIN)/python tools/bench_report.py
 
 clean:
 	rm -rf $(VENV) typings .pytest_cache
