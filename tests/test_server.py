@@ -247,11 +247,11 @@ def test_one_kiosks_key_cannot_push_for_another(site: Site) -> None:
     assert snapshot(site.conn) == before
 
 
-def test_a_clash_with_stored_records_is_409_and_stores_nothing(site: Site) -> None:
+def test_a_clash_with_stored_records_is_422_and_stores_nothing(site: Site) -> None:
     assert site.push(site.front, make_responses(1, 5)).ok
     before = snapshot(site.conn)
     clash = site.push(site.front, make_responses(1, 5, rating=1))
-    assert clash.status == 409 and "differ" in (clash.error or "")
+    assert clash.status == 422 and "differ" in (clash.error or "")
     assert snapshot(site.conn) == before  # the nonce did not move either
 
 

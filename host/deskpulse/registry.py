@@ -29,8 +29,6 @@ from urllib.parse import urlsplit
 from deskpulse import db, signing
 from deskpulse.errors import DeskPulseError
 
-CONFIG_ID_MAX = 32
-"""The kiosk's config validator takes device ids up to 32 characters (kiosk/config.py)."""
 _SYNC_TEXT_LIMITS = {"server_url": 200, "wifi_ssid": 32, "wifi_password": 64}
 """The firmware's limits for these config fields (kiosk/config.py `_SYNC_STRS`)."""
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
@@ -39,15 +37,12 @@ _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 # -- checking what people type ------------------------------------------------------------
 
 
-def check_device_id(device_id: str, *, for_config: bool = False) -> str:
-    """The id itself, or an error saying what a device id may hold."""
+def check_device_id(device_id: str) -> str:
+    """The id itself, or an error saying what a device id may hold (a kiosk's config
+    takes at most 32 characters)."""
     if not signing.DEVICE_ID.fullmatch(device_id):
         raise DeskPulseError(
-            f"bad device id {device_id[:80]!r}: use 1-64 letters, digits, '.', '_' or '-'")
-    if for_config and len(device_id) > CONFIG_ID_MAX:
-        raise DeskPulseError(
-            f"device id {device_id!r} is {len(device_id)} characters; a kiosk's config "
-            f"takes at most {CONFIG_ID_MAX}")
+            f"bad device id {device_id[:80]!r}: use 1-32 letters, digits, '.', '_' or '-'")
     return device_id
 
 
@@ -232,7 +227,7 @@ def add_device(
 ) -> Registered:
     """Register a kiosk for the WiFi push with a new random key and write its config
     file. An existing registration or file is replaced only with force."""
-    check_device_id(device_id, for_config=True)
+    check_device_id(device_id)
     url = check_server_url(server_url)
     if time_zone:
         check_time_zone(time_zone)

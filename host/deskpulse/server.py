@@ -257,11 +257,13 @@ _ERRORS = {
     401: "the signature does not match (wrong key, another device's id, a changed body "
          "or path)",
     404: "no such device registered (deskpulse devices add)",
-    409: "nonce not higher than the last accepted one (a replay), or records that clash "
-         "with stored ones under the same (device, seq)",
+    409: "nonce not higher than the last accepted one (a replay): push again with a "
+         "higher nonce",
     411: "no Content-Length",
     413: f"body over {signing.MAX_BODY} bytes",
     415: f"Content-Type is not {signing.CONTENT_TYPE}",
+    422: "records that clash with stored ones under the same (device, seq): the device's "
+         "log was renumbered and needs a new device id",
     503: "the database is not available right now; retry later",
 }
 
@@ -387,7 +389,7 @@ async def _handle_push(request: Request, device_id: str, database: WriterProcess
             keys.forget(device_id)
         raise
     except db.ConflictError as exc:
-        raise Refusal(409, str(exc)) from exc
+        raise Refusal(422, str(exc)) from exc
     except WriterStopped as exc:
         log.warning("push for %s: %s", device_id, exc)
         raise Refusal(503, _ERRORS[503]) from exc

@@ -18,7 +18,7 @@ from deskpulse.errors import DeskPulseError
 KEY_BYTES = 32
 CONTENT_TYPE = "application/vnd.deskpulse.batch"
 MAX_BODY = 65536
-DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")  # the kiosk config's limit
 _NONCE = re.compile(r"([0-9]{1,10})\.([0-9]{1,10})")
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 
