@@ -495,3 +495,16 @@ def test_rollups_agree_with_the_raw_scan_on_any_dataset(
             assert same(report.build_report(conn, **c), report.build_report_raw(conn, **c))
     finally:
         conn.close()
+
+
+def test_a_recount_on_a_read_only_database_is_a_domain_error(three: sqlite3.Connection,
+                                                             tmp_path: Path) -> None:
+    place(three, "side", zone="Asia/Tokyo")  # the rollups of side must be rebuilt
+    (path,) = [Path(row[2]) for row in three.execute("PRAGMA database_list")
+               if row[1] == "main"]
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        with pytest.raises(DeskPulseError, match="side.*recounted"):
+            report.build_report(reader)
+    finally:
+        reader.close()

@@ -126,6 +126,41 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
+BARE_TABLE = """CREATE TABLE responses (
+    device_id TEXT, seq INTEGER, rating INTEGER, scale INTEGER, told_next TEXT,
+    latency_ds INTEGER, rapid INTEGER, closed INTEGER, boot INTEGER, uptime_s INTEGER,
+    device_wall INTEGER, wall INTEGER, time_source TEXT, config_version INTEGER,
+    sync_id INTEGER, PRIMARY KEY (device_id, seq)) WITHOUT ROWID"""
+
+
+def bare_insert_rate(total: int, devices: int, seed: int, path: Path) -> float:
+    """The floor under store_batch: the same batches as plain rows into a table with only
+    its key (no index, check, foreign key, rollup or duplicate test), one FULL commit per
+    batch as store_batch does. Responses per second of wall-clock time."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute(BARE_TABLE)
+    _, syncs = synthetic_syncs(total, devices, seed)
+    spent = 0.0
+    stored = 0
+    for sync_id, (kiosk, responses, _) in enumerate(syncs):
+        start = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(kiosk.device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
+              r.rapid, r.closed, r.boot, r.uptime_s, r.wall, r.wall,
+              None if r.wall is None else "device", r.config_version, sync_id)
+             for r in responses])
+        conn.execute("COMMIT")
+        spent += time.perf_counter() - start
+        stored += len(responses)
+    conn.close()
+    return stored / spent
+
+
 def run(total: int, devices: int, seed: int, path: Path) -> dict[str, Any]:
     conn = db.connect(path)
     kiosks, syncs = synthetic_syncs(total, devices, seed)
@@ -187,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--db", help="keep the database here (default: a temporary file)")
+    parser.add_argument("--floor-sample", type=int, default=1_000_000,
+                        help="responses for the bare-insert floor (the same density of "
+                             "responses per kiosk as the main run)")
     parser.add_argument("--json", action="store_true", help="print raw figures as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="deskpulse-bench-") as scratch:
@@ -194,6 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path.exists():
             raise SystemExit(f"{path} exists: give a new file")
         figures = run(args.responses, args.devices, args.seed, path)
+        sample = min(args.responses, args.floor_sample)
+        figures["bare_insert_responses"] = sample
+        figures["bare_insert_per_s"] = bare_insert_rate(
+            sample, max(1, args.devices * sample // args.responses), args.seed,
+            Path(scratch) / "bare.db")
     figures["machine"] = (f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
                           f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}")
     if args.json:
@@ -206,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"({f['ingest_cpu_per_s']:,.0f}/s of CPU time); database "
           f"{f['db_bytes'] / 2**20:,.0f} MiB; rollup rows: {f['rows']['rollup_days']:,} "
           f"days, {f['rows']['rollup_months']:,} months")
+    print(f"floor: bare inserts of the same batches (no index, check or rollup): "
+          f"{f['bare_insert_per_s']:,.0f} responses/s over {f['bare_insert_responses']:,}")
     print(f"whole-range report, rollups:       {f['report_rollups_s']:.3f} s "
           f"(first call {f['report_rollups_first_s']:.3f} s)")
     print(f"whole-range report, raw scan:      {f['report_raw_s']:.3f} s "

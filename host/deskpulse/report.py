@@ -333,11 +333,18 @@ def _add_raw(tally: Tally, zone: ZoneClock, rows: Iterator[tuple[Any, ...]]) -> 
 def _ensure_rollups(conn: sqlite3.Connection, devices: list[Device]) -> None:
     """Rebuild the rollups of devices whose zone changed (or that have none yet)."""
     wanted = {d.device_id for d in devices}
-    if not wanted & set(ru.stale_devices(conn)):
+    stale = sorted(wanted & set(ru.stale_devices(conn)))
+    if not stale:
         return
-    with _write(conn):
-        for device_id in sorted(wanted & set(ru.stale_devices(conn))):
-            ru.ensure_zone(conn, device_id)
+    try:
+        with _write(conn):
+            for device_id in sorted(wanted & set(ru.stale_devices(conn))):
+                ru.ensure_zone(conn, device_id)
+    except sqlite3.OperationalError as exc:
+        raise DeskPulseError(
+            f"the figures of {', '.join(stale[:3])}{' and others' if len(stale) > 3 else ''} "
+            f"must be recounted first (a new time zone, or a database from before "
+            f"reports), which needs to write to the database: {exc}") from exc
 
 
 class _write:
