@@ -158,3 +158,23 @@ def test_zone_clock_handles_a_transition_inside_a_utc_hour() -> None:
     assert clock.local(walls).tolist() == expected
     assert [clock.local_one(int(w)) for w in walls.tolist()] == expected
     assert len({clock.offset(int(w)) for w in walls.tolist()}) == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(zone=st.sampled_from(("UTC", "Europe/Berlin", "America/St_Johns", "Asia/Kathmandu",
+                             "Pacific/Chatham")),
+       rows=st.lists(st.tuples(
+           st.one_of(st.just(0), st.integers(1, 2**32 - 1)), st.integers(1, 5),
+           st.sampled_from((3, 4, 5)), st.integers(0, 2), st.integers(0, 3),
+           st.sampled_from((1, -1))), max_size=60))
+def test_the_loop_and_the_arrays_compute_the_same_deltas(
+        zone: str, rows: list[tuple[int, int, int, int, int, int]]) -> None:
+    walls, ratings, scales, tolds, kinds, weights = (
+        np.array(column, np.int64) for column in zip(*rows, strict=True)
+    ) if rows else (np.zeros(0, np.int64),) * 6
+    ratings = np.minimum(ratings, scales)
+    ch = rollups.Changes(walls, ratings, scales, tolds, kinds, weights)
+    by_loop, by_arrays = rollups.deltas_by_loop(zone, ch), rollups.deltas_by_arrays(zone, ch)
+    for loop_rows, array_rows in zip(by_loop, by_arrays, strict=True):
+        assert {k: v.tolist() for k, v in loop_rows.items() if v.any()} == {
+            k: v.tolist() for k, v in array_rows.items() if v.any()}

@@ -25,9 +25,11 @@ Deltas are computed with numpy for a whole batch at once: +1 for each new respon
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,7 @@ TIME_UNKNOWN = 0
 EPOCH_MONTH = 1970 * 12
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
 _DAY_SHIFT = 1 << 20  # keeps day codes positive when packing keys
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 BLOB = np.dtype("<u4")
 
@@ -107,13 +110,13 @@ class Changes:
                      scales: Sequence[int], tolds: Sequence[str], rapid: Sequence[int],
                      closed: Sequence[int], weight: int = 1) -> Changes:
         n = len(ratings)
-        told_text = np.array(tolds)
         return cls(
-            walls=np.nan_to_num(np.array(walls, dtype=np.float64), nan=0.0).astype(np.int64),
+            walls=np.fromiter((w or 0 for w in walls), np.int64, n),
             ratings=np.array(ratings, dtype=np.int64),
             scales=np.array(scales, dtype=np.int64),
-            tolds=((told_text == "no") + 2 * (told_text == "no_answer")).astype(np.int64),
-            kinds=(np.array(rapid, dtype=np.int64) != 0) + 2 * (np.array(closed) != 0),
+            tolds=np.fromiter(map(TOLD_CODE.__getitem__, tolds), np.int64, n),
+            kinds=(np.array(rapid, dtype=bool).astype(np.int64)
+                   + 2 * np.array(closed, dtype=bool)),
             weights=np.full(n, weight, np.int64),
         )
 
@@ -148,10 +151,67 @@ def _sum_rows(keys: list[tuple[int, int, int]], width: int, index: list[np.ndarr
     return {key: matrix[i] for i, key in enumerate(keys)}
 
 
+SMALL = 200
+"""Up to this many changes a plain loop beats numpy's fixed cost per call (a WiFi push
+carries about 50 responses)."""
+
+
 def deltas(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
     """The changes to day rows and to month rows that `ch` makes, in `zone`."""
     if not len(ch):
         return {}, {}
+    if len(ch) <= SMALL:
+        return deltas_by_loop(zone, ch)
+    return deltas_by_arrays(zone, ch)
+
+
+@functools.lru_cache(maxsize=4096)
+def _month_and_day(day: int) -> tuple[int, int]:
+    d = date.fromordinal(day + _EPOCH_ORDINAL)
+    return d.year * 12 + d.month - 1, d.day - 1
+
+
+def deltas_by_loop(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
+    """`deltas` one change at a time."""
+    clock = zone_clock(zone)
+    days: dict[tuple[int, int, int], list[int]] = {}
+    months: dict[tuple[int, int, int], list[int]] = {}
+    for wall, rating, scale, told, kind, weight in zip(
+            ch.walls.tolist(), ch.ratings.tolist(), ch.scales.tolist(), ch.tolds.tolist(),
+            ch.kinds.tolist(), ch.weights.tolist(), strict=True):
+        col = told * RATINGS + rating - 1
+        top = rating >= top_from(scale)
+        if wall <= 0:
+            month_row = months.setdefault((TIME_UNKNOWN, scale, kind), [0] * MONTH_WIDTH)
+            month_row[col] += weight
+            continue
+        local = clock.local_one(wall)
+        day, hour = local // 86400, local % 86400 // 3600
+        day_row = days.setdefault((day, scale, kind), [0] * DAY_WIDTH)
+        day_row[col] += weight
+        day_row[DAY_HOURS + hour] += weight
+        month, dom = _month_and_day(day)
+        month_row = months.setdefault((month, scale, kind), [0] * MONTH_WIDTH)
+        month_row[col] += weight
+        trend = MONTH_TREND + dom * len(TREND_FIELDS)
+        month_row[trend] += weight
+        month_row[trend + 4] += weight * (rating - 1)
+        if told == TOLD_CODE["yes"]:
+            month_row[trend + 2] += weight
+        elif told == TOLD_CODE["no"]:
+            month_row[trend + 3] += weight
+        weekday_hour = (day + _EPOCH_WEEKDAY) % 7 * 24 + hour
+        month_row[MONTH_HEAT + weekday_hour] += weight
+        if top:
+            day_row[DAY_HOURS_TOP + hour] += weight
+            month_row[trend + 1] += weight
+            month_row[MONTH_HEAT_TOP + weekday_hour] += weight
+    return ({k: np.array(v, np.int64) for k, v in days.items()},
+            {k: np.array(v, np.int64) for k, v in months.items()})
+
+
+def deltas_by_arrays(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
+    """`deltas` for a whole batch at once with numpy."""
     count_col = ch.tolds * RATINGS + ch.ratings - 1
     top = ch.ratings >= top_from(ch.scales)
     known = ch.walls > 0

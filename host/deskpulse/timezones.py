@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,6 +40,16 @@ def host_time_zone() -> str:
     explicit = os.environ.get("TZ", "").removeprefix(":")
     if explicit and zone_info(explicit) is not None:
         return explicit
+    return _system_zone(int(time.monotonic() // _SYSTEM_ZONE_TTL_S))
+
+
+_SYSTEM_ZONE_TTL_S = 60
+"""Every sync asks for the host's zone; resolving the link costs a few system calls, and
+an administrator's change of it may take a minute to be noticed."""
+
+
+@functools.lru_cache(maxsize=1)
+def _system_zone(period: int) -> str:
     target = os.path.realpath("/etc/localtime")
     if "/zoneinfo/" in target:
         key = target.split("/zoneinfo/", 1)[1]
