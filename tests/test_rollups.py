@@ -178,3 +178,34 @@ def test_the_loop_and_the_arrays_compute_the_same_deltas(
     for loop_rows, array_rows in zip(by_loop, by_arrays, strict=True):
         assert {k: v.tolist() for k, v in loop_rows.items() if v.any()} == {
             k: v.tolist() for k, v in array_rows.items() if v.any()}
+
+
+def test_migration_3_keeps_the_responses_of_a_version_2_database(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for statements in db.MIGRATIONS[:2]:
+        for statement in statements:
+            old.execute(statement)
+    old.execute("PRAGMA user_version = 2")
+    old.execute("INSERT INTO devices (device_id, first_seen) VALUES ('a', 0)")
+    old.execute("INSERT INTO syncs (device_id, at, transport, received, new, duplicates, "
+                "time_unknown, status) VALUES ('a', 0, 'serial', 2, 2, 0, 1, '{}')")
+    old.executemany(
+        "INSERT INTO responses VALUES ('a', ?, ?, 5, ?, 10, 0, 0, 1, ?, ?, ?, ?, 1, 1)",
+        [(1, 5, "yes", 100, BASE, BASE, "device"), (2, 1, "no", 200, None, None, None)])
+    old.close()
+    conn = db.connect(path)
+    try:
+        assert db.schema_version(conn) == db.SCHEMA_VERSION
+        assert [(r["seq"], r["rating"], r["wall"]) for r in db.responses_of(conn, "a")] == [
+            (1, 5, BASE), (2, 1, None)]
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(responses)")}
+        assert {"responses_by_device_wall", "responses_placeable"} <= indexes
+        assert rollups.stale_devices(conn) == ["a"]
+        check(conn)  # built on first use, equal to a recount
+        # The rebuilt table still refuses what the old one refused.
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO responses VALUES ('a', 3, 2, 5, 'maybe', 10, 0, 0, 1, "
+                         "300, NULL, NULL, NULL, 1, 1)")
+    finally:
+        conn.close()
