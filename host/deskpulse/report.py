@@ -9,6 +9,7 @@ range, day rows for the other whole local days, and the raw responses (by the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
@@ -21,6 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from deskpulse import rollups as ru
+from deskpulse.db import transaction as db_transaction
 from deskpulse.errors import DeskPulseError
 from deskpulse.timezones import (
     ZoneClock,
@@ -337,7 +339,7 @@ def _ensure_rollups(conn: sqlite3.Connection, devices: list[Device]) -> None:
     if not stale:
         return
     try:
-        with _write(conn):
+        with db_transaction(conn):
             for device_id in sorted(wanted & set(ru.stale_devices(conn))):
                 ru.ensure_zone(conn, device_id)
     except sqlite3.OperationalError as exc:
@@ -347,20 +349,15 @@ def _ensure_rollups(conn: sqlite3.Connection, devices: list[Device]) -> None:
             f"reports), which needs to write to the database: {exc}") from exc
 
 
-class _write:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: Any, *_: Any) -> None:
-        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
-
-
-class _snapshot(_write):
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN")
+@contextlib.contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction, so that rollups and raw edges come from the same moment
+    while a sync may be committing."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
 
 
 def _tally_from_rollups(conn: sqlite3.Connection, sel: Selection) -> Tally:
