@@ -7,8 +7,10 @@ they went through."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,10 @@ def sessions(first: int, n: int) -> list[str]:
 
 def ratings(n: int) -> list[int]:
     return [1 + i % 4 for i in range(n)]
+
+
+def told(n: int) -> Counter[str]:
+    return Counter("yes" if i % 3 else "no" for i in range(n))
 
 
 def stored(db_path: Path, device_id: str) -> list[dict[str, Any]]:
@@ -112,6 +118,18 @@ def test_two_kiosks_push_through_a_server_restart_and_a_network_outage(
         rows = stored(db_path, name)
         assert [r["seq"] for r in rows] == list(range(1, count + 1))
         assert [r["rating"] for r in rows] == ratings(count)
+    # What the manager reads: `deskpulse report` counts exactly the scripted customers.
+    # (Scripted taps come fast, so some are flagged rapid: every response is included.)
+    for name, count in (("k1", 20), ("k2", 20)):
+        out = tmp_path / f"report-{name}.json"
+        assert cli.main(["report", "--db", str(db_path), "--device", name, "--format", "json",
+                         "--include-flagged", "-o", str(out)]) == 0
+        report = json.loads(out.read_text())
+        assert report["responses"] == count
+        assert report["ratings"] == {"4": {str(face): ratings(count).count(face)
+                                           for face in range(1, 5)}}
+        assert report["told_next"] == {"yes": told(count)["yes"], "no": told(count)["no"],
+                                       "no_answer": 0}
     # k2 met the dead server: failures, each followed by a growing, jittered delay.
     assert status["k2"]["failures_total"] >= 2
     assert status["k2"]["max_backoff_ms"] >= 5000  # the second step: 10 s, half fixed
