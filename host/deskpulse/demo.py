@@ -1,113 +1,411 @@
-"""`make demo`: a simulated kiosk through a scripted day of customers, a power cut, and a
-USB serial sync into the host database.
+"""`make demo`: the whole system on a laptop, with simulated kiosks.
 
-Runs the real firmware in `micropython` with the simulated hardware; `deskpulse sync` then
-talks to it over its console pty exactly as it would over a USB cable.
+1. A USB kiosk: a scripted day of customers, a power cut, then `deskpulse sync` over its
+   console pty exactly as it would run over a USB cable.
+2. `deskpulse serve` on 127.0.0.1 (a free port) and two WiFi kiosks registered as
+   `deskpulse devices add` does it, a touch board in Paris and a button board in New York.
+   They play a scripted day each (the Paris one has a bad stretch, the New York one loses
+   its WiFi) and push every response to the server.
+3. What a store manager then sees: `deskpulse devices`, the report, the alerts, and the
+   HTML report.
+
+Every kiosk runs the real firmware in `micropython` with the simulated hardware.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
+import sqlite3
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from deskpulse import boards, db, simulator
+from deskpulse import alerts, boards, db, registry, report, report_html, simulator
 from deskpulse.cli import firmware_failure, format_response, format_status
 from deskpulse.errors import DeskPulseError
 from deskpulse.inspect import read_state
+from deskpulse.report_cli import format_table
+from deskpulse.serve_process import ServeProcess
 from deskpulse.sync import sync
 from deskpulse.sync_cli import format_devices, format_summary
 
 STATE = Path("state/demo")
-DATABASE = STATE / "deskpulse.db"
+DATABASE_NAME = "deskpulse.db"
+REPORT_NAME = "report.html"
 BOARD = "esp32-devkitc-ssd1680"
+USB_DEVICE = "demo-desk-1"
 CONFIG = {
     "version": 1,
-    "device_id": "demo-desk-1",
+    "device_id": USB_DEVICE,
     "opening_hours": {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
     "utc_offset_min": 60,
 }
+USB_SCRIPTS = ("monday.txt", "after-a-power-cut.txt")
+"""The USB kiosk's scripts, in the order it plays them (tests count their customers)."""
+
+ACK_PATIENCE = 120.0  # seconds; a bound for a slow machine, not an expectation
+PUSH_AFTER_S = 10 * 3600
+"""The WiFi kiosks push once their first waiting answer is this old (push_interval_s).
+
+A push answer sets a kiosk's host-set clock to the server's time. The demo's days run
+thousands of times faster than the server's clock, so a push in the middle of a day would
+pull the kiosk's clock back to the laptop's "now" and scatter the rest of its day. Pushing
+after closing keeps every answer at its scripted time; a real kiosk, whose clock runs at
+the server's pace, pushes within 30 s (the default)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WifiKiosk:
+    device_id: str
+    board: str
+    name: str
+    location: str
+    time_zone: str
+    scale: int
+    customers: int
+    seed: int
+    bad_stretch_at: int | None = None  # after this many customers, a run of unhappy ones
+    outage: bool = False  # the store WiFi goes down when the kiosk wants to push
+
+    @property
+    def script_name(self) -> str:
+        return f"{self.device_id}.txt"
+
+
+WIFI_KIOSKS = (
+    WifiKiosk("paris-returns", "esp32-touch-epd213", "Returns counter", "Paris",
+              "Europe/Paris", scale=5, customers=30, seed=11, bad_stretch_at=12),
+    WifiKiosk("nyc-front", "lilygo-t5-v2.3", "Front desk", "New York", "America/New_York",
+              scale=4, customers=26, seed=12, outage=True),
+)
+WIFI_DAY = "2026-11-24"  # the USB kiosk's Monday is the day before
+USB_NAME, USB_LOCATION, USB_ZONE = "Front desk", "Paris", "Europe/Paris"
+
+# Face weights by scale for customers who were told what happens next, and for those who
+# were not: being told makes the good faces likelier.
+_WEIGHTS = {4: ([1, 2, 4, 5], [3, 4, 3, 1]), 5: ([1, 1, 3, 5, 6], [3, 3, 3, 2, 1])}
+
+
+# -- scripts ------------------------------------------------------------------------------
+
+
+class _Script:
+    """Script lines plus the simulated seconds they add up to (`wait` and the follow-up)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.elapsed = 0
+
+    def add(self, *lines: str) -> None:
+        self.lines += lines
+
+    def wait(self, seconds: int, why: str = "") -> None:
+        self.lines.append(f"wait {seconds}" + (f"  # {why}" if why else ""))
+        self.elapsed += seconds
+
+    def customer(self, rng: random.Random, scale: int, told_share: float = 0.7,
+                 rating: int | None = None) -> None:
+        told = rng.random() < told_share
+        if rating is None:
+            weights = _WEIGHTS[scale][0 if told else 1]
+            rating = rng.choices(range(1, scale + 1), weights=weights)[0]
+        self.add(f"rate {rating}")
+        if rng.random() < 0.08:
+            self.wait(11, "walked away: the follow-up times out")
+        else:
+            self.wait(rng.randint(1, 6))
+            self.add("yes" if told else "no")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
 
 
 def day_script(customers: int, seed: int, start: str | None) -> str:
     """A day at the counter: mostly content customers, some who were not told what happens
     next, one who walks off without answering, a child pressing twice, an after-hours tap."""
     rng = random.Random(seed)
-    lines = [f"# demo day, seed {seed}"]
+    script = _Script()
+    script.add(f"# demo day, seed {seed}")
     if start:
-        lines.append(f"clock {start}  # a host sync set the clock")
+        script.add(f"clock {start}  # a host sync set the clock")
     for _ in range(customers):
-        told = rng.random() < 0.7
-        rating = rng.choices([1, 2, 3, 4], weights=[1, 2, 4, 5] if told else [3, 4, 3, 1])[0]
-        lines.append(f"rate {rating}")
-        if rng.random() < 0.08:
-            lines.append("wait 11  # walked away: the follow-up times out")
+        script.customer(rng, 4)
+        script.wait(rng.randint(60, 900))
+    script.add("rate 4", "yes", "wait 1", "rate 4", "yes  # pressed again at once: rapid",
+               "wait 40000  # into the evening", "rate 1", "no  # after hours: closed", "exit")
+    return script.text()
+
+
+def _utc(local: datetime) -> str:
+    return local.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def wifi_day_script(kiosk: WifiKiosk) -> str:
+    """A kiosk's day from 09:00 local: customers every few minutes to a quarter of an hour,
+    maybe a bad stretch (unhappy customers close together, mostly not told what happens
+    next), then the evening, when its push falls due. No `exit`: the kiosk keeps running
+    until the demo has seen every answer stored."""
+    rng = random.Random(kiosk.seed)
+    opening = datetime.fromisoformat(f"{WIFI_DAY}T09:00").replace(
+        tzinfo=ZoneInfo(kiosk.time_zone))
+    script = _Script()
+    script.add(f"# {kiosk.name} at {kiosk.location}: a day of {kiosk.customers} customers "
+               f"(seed {kiosk.seed})",
+               f"clock {_utc(opening)}  # 09:00 in {kiosk.time_zone}: a host sync set it")
+    script.wait(rng.randint(120, 600), "the first customer")
+    first_answer = script.elapsed
+    for i in range(kiosk.customers):
+        bad = kiosk.bad_stretch_at is not None and \
+            kiosk.bad_stretch_at <= i < kiosk.bad_stretch_at + 6
+        if bad and i == kiosk.bad_stretch_at:
+            script.add("# a queue builds up, nobody explains the delay: unhappy customers")
+        if bad:
+            script.customer(rng, kiosk.scale, told_share=0.2,
+                            rating=rng.choice([1, 1, 2, 2, 3]) if i % 3 else 1)
+            script.wait(rng.randint(60, 150))
         else:
-            lines += [f"wait {rng.randint(1, 6)}", "yes" if told else "no"]
-        lines.append(f"wait {rng.randint(60, 900)}")
-    lines += ["rate 4", "yes", "wait 1", "rate 4", "yes  # pressed again at once: rapid",
-              "wait 40000  # into the evening", "rate 1", "no  # after hours: closed", "exit"]
-    return "\n".join(lines) + "\n"
+            script.customer(rng, kiosk.scale)
+            script.wait(rng.randint(300, 1200))
+    push_due = first_answer + PUSH_AFTER_S
+    if script.elapsed >= push_due - 600:
+        raise DeskPulseError(f"{kiosk.device_id}'s day is longer than its push interval")
+    if kiosk.outage:
+        script.add("wifi off  # the store's router goes down for the evening")
+    script.wait(push_due - 300 - script.elapsed, "the evening: the push falls due soon")
+    if kiosk.outage:
+        while script.elapsed < push_due + 3600:  # an hour of failed pushes, backing off
+            script.wait(120)
+        script.add("wifi on  # back: the next retry goes through")
+    end = script.elapsed + 1800  # the push, or the retry (at most 10 min away), is in
+    while script.elapsed < end:
+        script.wait(120)
+    return script.text()
 
 
-def run_day(board: Path, script: str, name: str, config: Path | None) -> None:
-    script_path = STATE / f"{name}.txt"
+def scripted_customers(script: str) -> int:
+    return sum(1 for line in script.splitlines() if line.split()[:1] == ["rate"])
+
+
+# -- the USB kiosk ------------------------------------------------------------------------
+
+
+def run_day(board: Path, state: Path, script: str, name: str, config: Path | None) -> None:
+    script_path = state / name
     script_path.write_text(script)
-    print(f"\n== {name}: {sum(1 for x in script.splitlines() if x.startswith('rate'))} "
-          f"customers (script {script_path}) ==", flush=True)
-    code = simulator.run(board, STATE, script=script_path, config=config)
+    print(f"\n== {script_path.stem}: {scripted_customers(script)} customers "
+          f"(script {script_path}) ==", flush=True)
+    code = simulator.run(board, state, script=script_path, config=config)
+    if code in simulator.STOPPED_BY_SIGNAL:
+        raise KeyboardInterrupt
     if code != 0:
-        raise DeskPulseError(firmware_failure(STATE, code))
+        raise DeskPulseError(firmware_failure(state, code))
 
 
-def main() -> int:
+def usb_kiosk(state: Path, database: Path) -> None:
+    board = boards.board_path(BOARD)
+    config = state / "config.json"
+    config.write_text(json.dumps(CONFIG, indent=2))
+    run_day(board, state, day_script(24, seed=1, start="2026-11-23T08:05:00Z"), USB_SCRIPTS[0],
+            config)
+    # Power off and on: the clock is lost, the log and sequence numbers are not.
+    run_day(board, state, day_script(6, seed=2, start=None), USB_SCRIPTS[1], None)
+    stored = read_state(board, state)
+    print("\n== what the device stored ==")
+    for r in stored.responses:
+        print(format_response(r))
+    print("\n== device status ==")
+    print(format_status(stored.status))
+    print(f"time anchors (boot, uptime s, unix time, source): {stored.anchors}")
+    sync_over_usb(board, state, database)
+
+
+def sync_over_usb(board: Path, state: Path, database: Path) -> None:
+    """A manager plugs in the cable: the kiosk keeps running while `deskpulse sync` pulls
+    every response into the database and only then lets the device free its flash."""
+    script = state / "plugged-in.txt"
+    script.write_text("# the kiosk stays on while the manager syncs\n")
+    print("\n== deskpulse sync over the kiosk's console (USB serial) ==", flush=True)
+    with simulator.Simulator(board, state, script=script) as kiosk:
+        summary = sync(kiosk.console_path, database)
+    print(format_summary(summary))
+    with _connection(database) as conn:
+        registry.describe_device(conn, USB_DEVICE, name=USB_NAME, location=USB_LOCATION,
+                                 time_zone=USB_ZONE)
+    after = read_state(board, state)
+    print(f"on the device after the sync: {after.status['log']['unacked']} unacknowledged, "
+          f"flash {100 * after.status['log']['fs_fill']:.1f}% full; next seq "
+          f"{after.status['log']['next_seq']}")
+
+
+# -- the WiFi kiosks ----------------------------------------------------------------------
+
+
+def _connection(database: Path) -> contextlib.closing[sqlite3.Connection]:
+    return contextlib.closing(db.connect(database))
+
+
+def kiosk_settings(kiosk: WifiKiosk) -> dict[str, Any]:
+    """What the kiosk's owner set besides the push: faces, opening hours, the push timing."""
+    offset = datetime.fromisoformat(f"{WIFI_DAY}T12:00").replace(
+        tzinfo=ZoneInfo(kiosk.time_zone)).utcoffset() or timedelta()
+    return {
+        "version": 1,
+        "scale": kiosk.scale,
+        "opening_hours": {day: ["09:00-18:00"]
+                          for day in ("mon", "tue", "wed", "thu", "fri", "sat")},
+        "utc_offset_min": int(offset.total_seconds()) // 60,
+        "sync": {"push_interval_s": PUSH_AFTER_S, "push_min_pending": 1000},
+    }
+
+
+def register(conn: sqlite3.Connection, kiosk: WifiKiosk, server_url: str, state: Path) -> Path:
+    """`deskpulse devices add`: a key in the database, and the config file carrying it."""
+    done = registry.add_device(
+        conn, kiosk.device_id, server_url, state / f"{kiosk.device_id}.json",
+        wifi_ssid="DemoStore", wifi_password="demo-wifi-password", name=kiosk.name,
+        location=kiosk.location, time_zone=kiosk.time_zone)
+    print(f"registered {done.device_id} ({kiosk.name}, {kiosk.location}, {kiosk.time_zone}, "
+          f"{kiosk.board}); pushes to {done.server_url}; config {done.config_file}")
+    return done.config_file
+
+
+def stored_counts(database: Path) -> dict[str, int]:
+    with _connection(database) as conn:
+        return dict(conn.execute(
+            "SELECT device_id, count(*) FROM responses GROUP BY device_id").fetchall())
+
+
+def wait_for_pushes(kiosks: dict[str, simulator.Simulator], expected: dict[str, int],
+                    database: Path, patience: float = ACK_PATIENCE) -> None:
+    """Until the server has stored every scripted answer of each kiosk; a kiosk that
+    stops or a deadline that passes is an error."""
+    deadline = time.monotonic() + patience
+    shown: dict[str, int] = {}
+    while True:
+        counts = stored_counts(database)
+        got = {name: counts.get(name, 0) for name in expected}
+        if got != shown:
+            print("  stored on the server: " + ", ".join(
+                f"{name} {got[name]}/{expected[name]}" for name in expected), flush=True)
+            shown = got
+        if got == expected:
+            return
+        for name, kiosk in kiosks.items():
+            code = kiosk.wait(0)
+            if code is not None:
+                raise DeskPulseError(f"{name}: {firmware_failure(kiosk.state_dir, code)}")
+        if time.monotonic() > deadline:
+            raise DeskPulseError(
+                f"the server did not store every answer within {patience:.0f} s (stored "
+                f"{got}, scripted {expected}); see the kiosks' console.log under "
+                f"{database.parent}")
+        time.sleep(0.25)
+
+
+def wifi_kiosks(state: Path, database: Path) -> None:
+    print("\n== deskpulse serve, and two kiosks on the store WiFi ==", flush=True)
+    with ServeProcess(database) as server:
+        print(f"deskpulse serve --db {database} listening on {server.url}")
+        with _connection(database) as conn:
+            device_configs = {k.device_id: register(conn, k, server.url, state)
+                              for k in WIFI_KIOSKS}
+        expected: dict[str, int] = {}
+        running: dict[str, simulator.Simulator] = {}
+        try:
+            for kiosk in WIFI_KIOSKS:
+                folder = state / kiosk.device_id
+                folder.mkdir()
+                script = state / kiosk.script_name
+                script.write_text(wifi_day_script(kiosk))
+                settings = folder / "settings.json"
+                settings.write_text(json.dumps(kiosk_settings(kiosk), indent=2))
+                expected[kiosk.device_id] = scripted_customers(script.read_text())
+                extra = ", a bad stretch" if kiosk.bad_stretch_at is not None else ""
+                extra += ", a WiFi outage at push time" if kiosk.outage else ""
+                print(f"{kiosk.device_id}: {expected[kiosk.device_id]} customers on "
+                      f"{WIFI_DAY}{extra} (script {script})")
+                sim = simulator.Simulator(
+                    boards.board_path(kiosk.board), folder, script=script, config=settings,
+                    device_config=device_configs[kiosk.device_id])
+                running[kiosk.device_id] = sim
+                sim.start()
+            wait_for_pushes(running, expected, database)
+        finally:
+            for sim in running.values():
+                sim.stop()
+    print("every answer is on the server; the kiosks and the server are stopped")
+    with _connection(database) as conn:
+        pushes = {d.device_id: d.syncs for d in db.devices(conn)}
+        for kiosk in WIFI_KIOSKS:
+            last = db.latest_sync(conn, kiosk.device_id)
+            push = (last.status.get("push") or {}) if last is not None else {}
+            failed = push.get("failures_total", 0)
+            print(f"  {kiosk.device_id}: {pushes.get(kiosk.device_id, 0)} push(es) stored"
+                  + (f", after {failed} failed attempt(s) (longest backoff "
+                     f"{push.get('max_backoff_ms', 0) / 1000:.0f} s)" if failed else ""))
+
+
+# -- what the store manager sees ----------------------------------------------------------
+
+
+def manager_view(state: Path, database: Path) -> Path:
+    with _connection(database) as conn:
+        print("\n== deskpulse devices ==")
+        print(format_devices(db.devices(conn), registry.registered_ids(conn)))
+        figures = report.build_report(conn)
+        found = alerts.find_alerts(conn)
+    print("\n== deskpulse report ==")
+    print(format_table(figures, terminal=sys.stdout.isatty()))
+    print("== deskpulse alerts (15 min windows, >= 4 responses, >= 50% of the two lowest "
+          "faces) ==")
+    print(alerts.format_alerts(found))
+    html = state / REPORT_NAME
+    html.write_text(report_html.render(figures, found, title="DeskPulse demo report"),
+                    encoding="utf-8")
+    return html
+
+
+def _steps(state: Path, database: Path) -> Iterator[str]:
+    yield f"open {state / REPORT_NAME} in a browser: the charts, the rankings, the alert"
+    for command in (f"deskpulse report --db {database} --location Paris",
+                    f"deskpulse report --db {database} --format csv -o responses.csv",
+                    f"deskpulse alerts --db {database} --window 30m",
+                    f"deskpulse inspect --state {state}",
+                    f"deskpulse inspect --board {WIFI_KIOSKS[0].board} "
+                    f"--state {state / WIFI_KIOSKS[0].device_id}"):
+        yield f".venv/bin/{command}"
+
+
+def main(state: Path = STATE) -> int:
+    database = state / DATABASE_NAME
     try:
-        board = boards.board_path(BOARD)
-        if STATE.exists():
-            shutil.rmtree(STATE)
-        STATE.mkdir(parents=True)
-        config = STATE / "config.json"
-        config.write_text(json.dumps(CONFIG, indent=2))
-        run_day(board, day_script(24, seed=1, start="2026-11-23T08:05:00Z"), "monday", config)
-        # Power off and on: the clock is lost, the log and sequence numbers are not.
-        run_day(board, day_script(6, seed=2, start=None), "after-a-power-cut", None)
-        state = read_state(board, STATE)
-        print("\n== what the device stored ==")
-        for r in state.responses:
-            print(format_response(r))
-        print("\n== device status ==")
-        print(format_status(state.status))
-        print(f"time anchors (boot, uptime s, unix time, source): {state.anchors}")
-        sync_over_usb(board)
+        if state.exists():
+            shutil.rmtree(state)
+        state.mkdir(parents=True)
+        usb_kiosk(state, database)
+        wifi_kiosks(state, database)
+        html = manager_view(state, database)
     except DeskPulseError as e:
         print(f"deskpulse: {e}", file=sys.stderr)
         return 2
-    print(f"\nconsole log: {STATE / simulator.CONSOLE_LOG_NAME}; database: {DATABASE}; "
-          f"state kept in {STATE}/ (run `deskpulse inspect --state {STATE}`)")
+    except KeyboardInterrupt:
+        print("\ndeskpulse: demo interrupted; the server and the kiosks are stopped",
+              file=sys.stderr)
+        return 130
+    print(f"\nHTML report: {html}")
+    print(f"database: {database}; console logs: {state}/**/{simulator.CONSOLE_LOG_NAME}")
+    print("next, try:")
+    for step in _steps(state, database):
+        print(f"  {step}")
     return 0
-
-
-def sync_over_usb(board: Path) -> None:
-    """A manager plugs in the cable: the kiosk keeps running while `deskpulse sync` pulls
-    every response into the database and only then lets the device free its flash."""
-    script = STATE / "plugged-in.txt"
-    script.write_text("# the kiosk stays on while the manager syncs\n")
-    print("\n== deskpulse sync over the kiosk's console (USB serial) ==", flush=True)
-    with simulator.Simulator(board, STATE, script=script) as kiosk:
-        summary = sync(kiosk.console_path, DATABASE)
-    print(format_summary(summary))
-    print("\n== deskpulse devices ==")
-    conn = db.connect(DATABASE)
-    try:
-        print(format_devices(db.devices(conn)))
-    finally:
-        conn.close()
-    after = read_state(board, STATE)
-    print(f"\non the device after the sync: {after.status['log']['unacked']} unacknowledged, "
-          f"flash {100 * after.status['log']['fs_fill']:.1f}% full; next seq "
-          f"{after.status['log']['next_seq']}")
 
 
 if __name__ == "__main__":
