@@ -18,13 +18,16 @@ import contextlib
 import json
 import random
 import shutil
+import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -194,6 +197,10 @@ def scripted_customers(script: str) -> int:
     return sum(1 for line in script.splitlines() if line.split()[:1] == ["rate"])
 
 
+def _connection(database: Path) -> contextlib.closing[sqlite3.Connection]:
+    return contextlib.closing(db.connect(database))
+
+
 # -- the USB kiosk ------------------------------------------------------------------------
 
 
@@ -246,10 +253,6 @@ def sync_over_usb(board: Path, state: Path, database: Path) -> None:
 
 
 # -- the WiFi kiosks ----------------------------------------------------------------------
-
-
-def _connection(database: Path) -> contextlib.closing[sqlite3.Connection]:
-    return contextlib.closing(db.connect(database))
 
 
 def kiosk_settings(kiosk: WifiKiosk) -> dict[str, Any]:
@@ -384,8 +387,16 @@ def _steps(state: Path, database: Path) -> Iterator[str]:
         yield f".venv/bin/{command}"
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(state: Path = STATE) -> int:
     database = state / DATABASE_NAME
+    # SIGTERM (a closed terminal, a CI timeout) stops the server and the kiosks as Ctrl-C does.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if state.exists():
             shutil.rmtree(state)
@@ -400,6 +411,9 @@ def main(state: Path = STATE) -> int:
         print("\ndeskpulse: demo interrupted; the server and the kiosks are stopped",
               file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(f"\nHTML report: {html}")
     print(f"database: {database}; console logs: {state}/**/{simulator.CONSOLE_LOG_NAME}")
     print("next, try:")
