@@ -270,8 +270,7 @@ def add_alerts_command(sub: Any) -> None:
             "List the periods where, within WINDOW, the share of the two lowest faces reached "
             "NEGATIVE with at least MIN responses, per device. Responses with an unknown time "
             "are left out, and rapid or closed ones unless --include-flagged."))
-    cmd.add_argument("--db", help="database file (default: $DESKPULSE_DB if set, else "
-                                  f"{db.default_db_path()})")
+    cmd.add_argument("--db", help=db.db_option_help())
     cmd.add_argument("--window", default="15m",
                      help="window length: 90s, 15m, 2h (default: %(default)s)")
     cmd.add_argument("--negative", type=float, default=DEFAULT_NEGATIVE,

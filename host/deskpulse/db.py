@@ -158,6 +158,12 @@ def default_db_path() -> Path:
     return base / "deskpulse" / "deskpulse.db"
 
 
+def db_option_help() -> str:
+    """The --db help line every command shares."""
+    return (f"database file (default: $DESKPULSE_DB if set, else {default_db_path()}; "
+            "the default follows $XDG_DATA_HOME)")
+
+
 def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the database. The connection is in
     autocommit mode: writers use `transaction()`."""

@@ -33,8 +33,7 @@ def add_report_command(sub: Any) -> None:
             "customers were told what happens next and what that changes, per device and "
             "location, by local weekday and hour and by day. Flagged responses (rapid, "
             "closed) are left out unless --include-flagged."))
-    rep.add_argument("--db", help="database file (default: $DESKPULSE_DB if set, else "
-                                  f"{db.default_db_path()})")
+    rep.add_argument("--db", help=db.db_option_help())
     rep.add_argument("--since", help="from this ISO date or date-time (host local time "
                                      "unless it has an offset), inclusive")
     rep.add_argument("--until", help="up to this ISO date or date-time, exclusive")

@@ -37,8 +37,7 @@ def add_serve_command(sub: Any) -> None:
                      help="address to listen on (default %(default)s: this PC only)")
     srv.add_argument("--port", type=int, default=8080,
                      help="TCP port (default %(default)s; 0 picks a free one)")
-    srv.add_argument("--db", help=f"database file (default: $DESKPULSE_DB if set, else "
-                                  f"{db.default_db_path()})")
+    srv.add_argument("--db", help=db.db_option_help())
     srv.add_argument("--access-log", action="store_true",
                      help="log every request (method, path, status)")
     srv.set_defaults(func=_cmd_serve)

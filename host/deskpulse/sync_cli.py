@@ -19,11 +19,6 @@ from deskpulse.errors import DeskPulseError
 from deskpulse.sync import PROTOCOL, SyncSummary, sync
 
 
-def _db_help() -> str:
-    return (f"database file (default: $DESKPULSE_DB if set, else {db.default_db_path()}; "
-            "the default follows $XDG_DATA_HOME)")
-
-
 def add_sync_commands(sub: Any) -> None:
     """Add `sync` and `devices` to the `deskpulse` subcommands."""
     syn = sub.add_parser(
@@ -35,7 +30,7 @@ def add_sync_commands(sub: Any) -> None:
     syn.add_argument("--port", default="auto",
                      help="the kiosk's serial port, or 'auto' to find the single ESP32 USB "
                           "port (default: %(default)s)")
-    syn.add_argument("--db", help=_db_help())
+    syn.add_argument("--db", help=db.db_option_help())
     syn.add_argument("--config", metavar="FILE",
                      help="also send this device config (JSON); it is checked first with "
                           "the firmware's own validator, so a bad file never reaches the kiosk")
@@ -46,7 +41,7 @@ def add_sync_commands(sub: Any) -> None:
         description="Without a subcommand: every kiosk in the database with its last sync "
                     "and health. The subcommands register kiosks for the WiFi push "
                     "(docs/wifi.md).")
-    dev.add_argument("--db", help=_db_help())
+    dev.add_argument("--db", help=db.db_option_help())
     dev.set_defaults(func=_cmd_devices)
     _add_device_commands(dev)
 
@@ -54,7 +49,7 @@ def add_sync_commands(sub: Any) -> None:
 def _add_device_commands(dev: argparse.ArgumentParser) -> None:
     # SUPPRESS: a subcommand's own --db must not reset one given before it (devices --db X add).
     def db_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--db", default=argparse.SUPPRESS, help=_db_help())
+        p.add_argument("--db", default=argparse.SUPPRESS, help=db.db_option_help())
 
     def describing(p: argparse.ArgumentParser) -> None:
         p.add_argument("--name", help="what people call it, e.g. 'Front desk' ('' clears)")
