@@ -205,6 +205,36 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def savepoint(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A part of the open transaction that is undone alone if it raises."""
+    conn.execute("SAVEPOINT part")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK TO part")
+        conn.execute("RELEASE part")
+        raise
+    conn.execute("RELEASE part")
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """The transaction batches are stored in: `store_batch` calls inside it share its one
+    commit (the server's group commit). Foreign keys are not checked row by row: the
+    parent rows (device, sync) are written in the same transaction as the responses, so
+    those lookups (a tenth of an insert) prove nothing."""
+    checking_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    if checking_keys:
+        conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with transaction(conn):
+            yield conn
+    finally:
+        if checking_keys:
+            conn.execute("PRAGMA foreign_keys = ON")
+
+
 def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
@@ -328,26 +358,21 @@ def store_batch(
     guard: Callable[[sqlite3.Connection], None] | None = None,
 ) -> tuple[int, int]:
     """Store one sync's responses, anchors and device status in ONE transaction and
-    commit; return (new, duplicates). `latest_sync()` then tells the rest.
+    commit; return (new, duplicates). `latest_sync()` then tells the rest. Inside a
+    `write_transaction` the caller opened, the batch is a savepoint of it instead and is
+    committed with it.
 
     `guard(conn)` runs first inside that transaction (the server checks and advances a
-    request nonce there): if it raises, nothing is stored."""
+    request nonce there): if it raises, nothing of this batch is stored."""
     if not device_id:
         raise DeskPulseError("a device without an id cannot be stored")
     at = int(now if now is not None else time.time())
-    # The parent rows (device, sync) are written in the same transaction as the
-    # responses, so the per-row foreign key lookups (a tenth of an insert) prove nothing.
-    checking_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
-    if checking_keys:
-        conn.execute("PRAGMA foreign_keys = OFF")
     try:
-        return _store(conn, device_id, responses, anchors, status, transport, proto, at,
-                      guard)
+        with savepoint(conn) if conn.in_transaction else write_transaction(conn):
+            return _store(conn, device_id, responses, anchors, status, transport, proto,
+                          at, guard)
     except sqlite3.IntegrityError as exc:
         raise DeskPulseError(f"responses of {device_id} not stored: {exc}") from exc
-    finally:
-        if checking_keys:
-            conn.execute("PRAGMA foreign_keys = ON")
 
 
 def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Response],
@@ -355,76 +380,75 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
            proto: int | None, at: int,
            guard: Callable[[sqlite3.Connection], None] | None) -> tuple[int, int]:
     status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
-    with transaction(conn):
-        if guard is not None:
-            guard(conn)
-        conn.execute(
-            """INSERT INTO devices (device_id, board, firmware, proto, first_seen, last_sync,
-                                    last_status)
-               VALUES (?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (device_id) DO UPDATE SET
-                   board = coalesce(excluded.board, board),
-                   firmware = coalesce(excluded.firmware, firmware),
-                   proto = coalesce(excluded.proto, proto),
-                   last_sync = excluded.last_sync, last_status = excluded.last_status""",
-            (device_id, _text(status.get("board")), _text(status.get("firmware")), proto, at,
-             at, status_json),
+    if guard is not None:
+        guard(conn)
+    conn.execute(
+        """INSERT INTO devices (device_id, board, firmware, proto, first_seen, last_sync,
+                                last_status)
+           VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (device_id) DO UPDATE SET
+               board = coalesce(excluded.board, board),
+               firmware = coalesce(excluded.firmware, firmware),
+               proto = coalesce(excluded.proto, proto),
+               last_sync = excluded.last_sync, last_status = excluded.last_status""",
+        (device_id, _text(status.get("board")), _text(status.get("firmware")), proto, at,
+         at, status_json),
+    )
+    cur = conn.execute(
+        """INSERT INTO syncs (device_id, at, transport, received, new, duplicates,
+                              time_unknown, stored, unacked, dropped, corrupt, fill, boot,
+                              reset_cause, crashes, clock_known, status)
+           VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (device_id, at, transport, len(responses), *_health(status), status_json),
+    )
+    sync_id = int(cur.lastrowid or 0)
+    increasing = _increasing(responses)
+    stored = _stored_namesakes(conn, device_id, responses, increasing)
+    clashes = _conflicts(responses, stored)
+    if clashes:
+        raise ConflictError(
+            f"device {device_id} sent {len(clashes)} responses (seq {clashes[0]}..."
+            f"{clashes[-1]}) that differ from the stored ones with the same numbers: "
+            "its log was probably erased and renumbered. Nothing was stored. Give the "
+            "device a new device_id (sync --config) so its records keep apart."
         )
-        cur = conn.execute(
-            """INSERT INTO syncs (device_id, at, transport, received, new, duplicates,
-                                  time_unknown, stored, unacked, dropped, corrupt, fill, boot,
-                                  reset_cause, crashes, clock_known, status)
-               VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (device_id, at, transport, len(responses), *_health(status), status_json),
-        )
-        sync_id = int(cur.lastrowid or 0)
-        increasing = _increasing(responses)
-        stored = _stored_namesakes(conn, device_id, responses, increasing)
-        clashes = _conflicts(responses, stored)
-        if clashes:
-            raise ConflictError(
-                f"device {device_id} sent {len(clashes)} responses (seq {clashes[0]}..."
-                f"{clashes[-1]}) that differ from the stored ones with the same numbers: "
-                "its log was probably erased and renumbered. Nothing was stored. Give the "
-                "device a new device_id (sync --config) so its records keep apart."
-            )
-        # Before anything new lands, so that a rebuild (new zone, or rollups never
-        # built) covers exactly the rows stored so far.
-        zone = rollups.ensure_zone(conn, device_id)
-        anchor_rows = [(device_id, a.boot, a.uptime_s, a.wall, a.source) for a in anchors]
-        # The device lists anchors oldest first; a later one at the same second wins.
-        conn.executemany(
-            "INSERT OR REPLACE INTO anchors VALUES (?, ?, ?, ?, ?)", anchor_rows)
-        # The hottest line of a sync: plain attribute reads (latency_ds inlined; bools
-        # bind as 0/1), one tuple per response.
-        rows = [(device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
-                 r.rapid, r.closed, r.boot, r.uptime_s, r.wall, r.wall,
-                 None if r.wall is None else "device", r.config_version, sync_id)
-                for r in _new_ones(responses, stored, increasing)]
-        # Duplicates were left out above (they must not count in the rollups); the
-        # conflict clause stays as a guard. ON CONFLICT on the key only: OR IGNORE would
-        # also skip rows that break a CHECK.
-        cur = conn.executemany(
-            """INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (device_id, seq) DO NOTHING""", rows)
-        new = max(cur.rowcount, 0)
-        if new != len(rows):
-            raise RuntimeError(f"{len(rows)} new responses of {device_id}, {new} inserted")
-        changes = [rollups.Changes.empty()]
-        unplaced: set[int] = set()
-        if rows:
-            columns = list(zip(*rows, strict=True))
-            changes[0] = rollups.Changes.from_columns(
-                columns[10], columns[2], columns[3], columns[4], columns[6], columns[7])
-            unplaced = {row[1] for row in rows if row[10] is None}
-        boots = {row[1] for row in anchor_rows}
-        boots.update(row[8] for row in rows if row[10] is None)
-        placed = _place(conn, device_id, boots, changes)
-        rollups.apply(conn, device_id, zone, rollups.Changes.join(changes))
-        unknown = len(unplaced - placed)
-        conn.execute(
-            "UPDATE syncs SET new = ?, duplicates = ?, time_unknown = ? WHERE sync_id = ?",
-            (new, len(responses) - new, unknown, sync_id))
+    # Before anything new lands, so that a rebuild (new zone, or rollups never
+    # built) covers exactly the rows stored so far.
+    zone = rollups.ensure_zone(conn, device_id)
+    anchor_rows = [(device_id, a.boot, a.uptime_s, a.wall, a.source) for a in anchors]
+    # The device lists anchors oldest first; a later one at the same second wins.
+    conn.executemany(
+        "INSERT OR REPLACE INTO anchors VALUES (?, ?, ?, ?, ?)", anchor_rows)
+    # The hottest line of a sync: plain attribute reads (latency_ds inlined; bools
+    # bind as 0/1), one tuple per response.
+    rows = [(device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
+             r.rapid, r.closed, r.boot, r.uptime_s, r.wall, r.wall,
+             None if r.wall is None else "device", r.config_version, sync_id)
+            for r in _new_ones(responses, stored, increasing)]
+    # Duplicates were left out above (they must not count in the rollups); the
+    # conflict clause stays as a guard. ON CONFLICT on the key only: OR IGNORE would
+    # also skip rows that break a CHECK.
+    cur = conn.executemany(
+        """INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (device_id, seq) DO NOTHING""", rows)
+    new = max(cur.rowcount, 0)
+    if new != len(rows):
+        raise RuntimeError(f"{len(rows)} new responses of {device_id}, {new} inserted")
+    changes = [rollups.Changes.empty()]
+    unplaced: set[int] = set()
+    if rows:
+        columns = list(zip(*rows, strict=True))
+        changes[0] = rollups.Changes.from_columns(
+            columns[10], columns[2], columns[3], columns[4], columns[6], columns[7])
+        unplaced = {row[1] for row in rows if row[10] is None}
+    boots = {row[1] for row in anchor_rows}
+    boots.update(row[8] for row in rows if row[10] is None)
+    placed = _place(conn, device_id, boots, changes)
+    rollups.apply(conn, device_id, zone, rollups.Changes.join(changes))
+    unknown = len(unplaced - placed)
+    conn.execute(
+        "UPDATE syncs SET new = ?, duplicates = ?, time_unknown = ? WHERE sync_id = ?",
+        (new, len(responses) - new, unknown, sync_id))
     return new, len(responses) - new
 
 

@@ -8,9 +8,11 @@ event loop reads and checks the next ones on another core.
 `await writer.run(fn, *args)` sends fn (a module-level function) and its arguments,
 pickled, over a pipe; the writer calls fn(conn, *args) on its one connection, one job at
 a time in arrival order (so the server's writes never contend for SQLite's lock among
-themselves), and sends back the result or the exception. Two threads of the parent move
-the bytes, so that a full pipe never blocks the event loop. If the writer dies, every
-job in flight fails with DeskPulseError and the next job starts a new writer.
+themselves), and sends back the result or the exception. The jobs that arrived while it
+worked are committed together (a group commit), and answered only after that commit.
+Two threads of the parent move the bytes, so that a full pipe never blocks the event
+loop. If the writer dies, every job in flight fails with DeskPulseError and the next job
+starts a new writer.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from deskpulse.errors import DeskPulseError
 
 _T = TypeVar("_T")
 _STOP = b""
+MAX_GROUP = 64
+"""Jobs committed together at most. Jobs must work inside the writer's transaction:
+reads, and writes through db.store_batch (which then takes a savepoint)."""
 
 
 class WriterStopped(DeskPulseError):
@@ -48,26 +53,58 @@ def _writer_main(conn: Connection, db_path: str | os.PathLike[str] | None) -> No
     try:
         database = db.connect(db_path)
         while True:
-            try:
-                data = conn.recv_bytes()
-            except (EOFError, OSError):
-                return  # the server is gone
-            if data == _STOP:
+            group, stopping = _next_group(conn)
+            for reply in _run_group(database, group):
+                try:
+                    message = pickle.dumps(reply)
+                except Exception as exc:  # an unpicklable result or error
+                    message = pickle.dumps((reply[0], False, DeskPulseError(repr(exc))))
+                conn.send_bytes(message)
+            if stopping:
                 return
-            job_id, fn, args = pickle.loads(data)
-            try:
-                reply = (job_id, True, fn(database, *args))
-            except Exception as exc:  # sent back and raised in the server
-                reply = (job_id, False, exc)
-            try:
-                message = pickle.dumps(reply)
-            except Exception as exc:  # an unpicklable result or error
-                message = pickle.dumps((job_id, False, DeskPulseError(repr(exc))))
-            conn.send_bytes(message)
     finally:
         if database is not None:
             database.close()
         conn.close()
+
+
+_Job = tuple[int, Callable[..., Any], tuple[Any, ...]]
+
+
+def _next_group(conn: Connection) -> tuple[list[_Job], bool]:
+    """The next job and those already waiting behind it (never waiting for more), up to
+    MAX_GROUP; and whether the server is gone or asked the writer to stop."""
+    group = []
+    while len(group) < MAX_GROUP and (not group or conn.poll(0)):
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return group, True  # the server is gone
+        if data == _STOP:
+            return group, True
+        group.append(pickle.loads(data))
+    return group, False
+
+
+def _run_group(database: sqlite3.Connection, group: list[_Job]) -> list[tuple[int, bool, Any]]:
+    """Run the jobs in ONE transaction, each in a savepoint of it (a refused push is
+    undone alone), and commit once: the commit, not the work, is the most of a small
+    push's cost. Every reply waits for the commit; if it fails, every job fails."""
+    if not group:
+        return []
+    replies = []
+    try:
+        with db.write_transaction(database):
+            for job_id, fn, args in group:
+                try:
+                    with db.savepoint(database):
+                        replies.append((job_id, True, fn(database, *args)))
+                except Exception as exc:  # sent back and raised in the server
+                    replies.append((job_id, False, exc))
+    except Exception as exc:
+        return [(job_id, False, DeskPulseError(f"not committed: {exc}"))
+                for job_id, _, _ in group]
+    return replies
 
 
 class WriterProcess:

@@ -1,0 +1,96 @@
+"""The server's writer commits the pushes that queued up together, one savepoint each:
+a refused push is undone alone, the others are stored, and nothing is answered before
+the commit."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deskpulse import db, writer
+from deskpulse.errors import DeskPulseError
+from test_server import STATUS, make_responses
+
+
+def store(conn: sqlite3.Connection, device_id: str, first_seq: int, rating: int = 3) -> Any:
+    return db.store_batch(conn, device_id, make_responses(first_seq, 5, rating=rating), [],
+                          STATUS, "wifi")
+
+
+def refuse(conn: sqlite3.Connection, device_id: str) -> None:
+    def guard(conn: sqlite3.Connection) -> None:
+        raise DeskPulseError("replayed")
+
+    db.store_batch(conn, device_id, make_responses(1, 5), [], STATUS, "wifi", guard=guard)
+
+
+def half_done_then_fail(conn: sqlite3.Connection, device_id: str) -> None:
+    """A job that writes, then fails outside store_batch's own savepoint."""
+    store(conn, device_id, 1)
+    raise RuntimeError("failed after writing")
+
+
+def stored(conn: sqlite3.Connection) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for device_id, seq in conn.execute(
+            "SELECT device_id, seq FROM responses ORDER BY device_id, seq"):
+        out.setdefault(device_id, []).append(seq)
+    return out
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Any:
+    conn = db.connect(tmp_path / "host.db")
+    yield conn
+    conn.close()
+
+
+def test_a_group_is_stored_in_one_commit_and_a_refused_push_alone_is_undone(
+        conn: sqlite3.Connection) -> None:
+    replies = writer._run_group(conn, [
+        (1, store, ("a", 1)),
+        (2, refuse, ("b",)),
+        (3, half_done_then_fail, ("c",)),
+        (4, store, ("a", 6)),
+        (5, store, ("a", 1, 1)),  # clashes with job 1's records, stored just before
+    ])
+    assert [(job, ok) for job, ok, _ in replies] == [
+        (1, True), (2, False), (3, False), (4, True), (5, False)]
+    assert replies[0][2] == (5, 0) and replies[3][2] == (5, 0)
+    assert isinstance(replies[4][2], db.ConflictError)
+    assert not conn.in_transaction
+    assert stored(conn) == {"a": list(range(1, 11))}
+    # Two syncs recorded for "a": the refused and failed pushes left no trace at all.
+    assert conn.execute("SELECT device_id, count(*) FROM syncs GROUP BY device_id"
+                        ).fetchall() == [("a", 2)]
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_when_the_commit_fails_every_job_fails(conn: sqlite3.Connection,
+                                               tmp_path: Path) -> None:
+    # Another connection holds the write lock: the writer's BEGIN IMMEDIATE waits, then
+    # fails; no job may be answered as stored.
+    other = db.connect(tmp_path / "host.db")
+    conn.execute("PRAGMA busy_timeout = 50")
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        replies = writer._run_group(conn, [(1, store, ("a", 1)), (2, store, ("b", 1))])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert [(job, ok) for job, ok, _ in replies] == [(1, False), (2, False)]
+    assert all("not committed" in str(error) for _, _, error in replies)
+    assert stored(conn) == {}
+
+
+def test_a_lone_store_batch_still_commits_by_itself(conn: sqlite3.Connection,
+                                                    tmp_path: Path) -> None:
+    assert store(conn, "a", 1) == (5, 0)
+    other = db.connect(tmp_path / "host.db")
+    try:
+        assert stored(other) == {"a": [1, 2, 3, 4, 5]}
+    finally:
+        other.close()
