@@ -15,6 +15,7 @@ from kiosk import app
 from kiosk import config as cfg
 from kiosk.hal import simscript
 from kiosk.hal.sim import SimHal
+from kiosk.log import ResponseLog
 
 _USAGE = ("usage: sim_main.py --board BOARD.json --state DIR [--script FILE] [--config FILE] "
           "[--device-config FILE] [--reset-cause CAUSE] [--poll-ms N] [--refresh-scale F] "
@@ -51,27 +52,41 @@ def _args(argv):
     return opts
 
 
-def _read(path, what):
+def _read(path, what, mode="r"):
     try:
-        with open(path) as f:
+        with open(path, mode) as f:
             return f.read()
     except OSError as e:
         raise _fail("cannot read %s %s: %s" % (what, path, e))
 
 
 def _json_file(path, what):
+    # The device's own strict reading (kiosk.config.parse), so that the simulator never
+    # installs a file a real kiosk would refuse.
     try:
-        raw = json.loads(_read(path, what))
+        raw = cfg.parse(_read(path, what, "rb"), "%s %s" % (what, path))
     except ValueError as e:
-        raise _fail("%s %s is not valid JSON: %s" % (what, path, e))
+        raise _fail(str(e))
     if not isinstance(raw, dict):
         raise _fail("%s %s must hold a JSON object" % (what, path))
     return raw
 
 
-def _install_config(target, config_path, device_path):
+def _unconfirmed(root):
+    """How many stored responses no host has confirmed yet. Opening the log is what every
+    boot does first (it only tidies what a power cut left); the kiosk opens it again."""
+    log = ResponseLog(root)
+    try:
+        log.open()
+        return log.counts()[1]
+    finally:
+        log.close()
+
+
+def _install_config(target, config_path, device_path, root):
     """Install --config, with --device-config merged over it (or over the config on the
-    flash): top-level keys replace, the sync section is merged key by key."""
+    flash): top-level keys replace, the sync section is merged key by key. Refused, with
+    nothing changed, when it would rename a kiosk that holds unconfirmed responses."""
     if config_path:
         raw = _json_file(config_path, "config")
     else:
@@ -92,6 +107,13 @@ def _install_config(target, config_path, device_path):
             else:
                 raw[key] = value
         what = device_path if not config_path else "%s + %s" % (config_path, device_path)
+    config, problems = cfg.validate(raw)
+    if problems:
+        raise _fail("config %s rejected: %s" % (what, "; ".join(problems)))
+    current = cfg.load(target)[0]["device_id"]
+    problem = cfg.identity_problem(current, config["device_id"], _unconfirmed(root))
+    if problem:
+        raise _fail("config %s rejected: %s" % (what, problem))
     try:
         cfg.save(target, raw)
     except ValueError as e:
@@ -140,7 +162,8 @@ def main(argv):
     except OSError as e:
         raise _fail("cannot mount the simulated flash in %s: %s" % (opts["--state"], e))
     if opts["--config"] or opts["--device-config"]:
-        _install_config(hal.fs_root + "/config.json", opts["--config"], opts["--device-config"])
+        _install_config(hal.fs_root + "/config.json", opts["--config"], opts["--device-config"],
+                        hal.fs_root)
     if opts["--dump"]:
         kiosk = app.Kiosk(hal)
         try:

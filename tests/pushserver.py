@@ -27,6 +27,7 @@ DROP = "drop"  # store, then close the connection without answering
 HANG = "hang"  # read the request, store nothing, answer nothing until released
 SLOW = "slow"  # store, answer signed, one byte at a time
 ERROR_500 = "500"
+UNAVAILABLE_503 = "503"  # store nothing; answer 503 with Retry-After: retry_after (if set)
 REPLAY_409 = "409"
 
 
@@ -49,6 +50,7 @@ class PushServer:
         self.keys = dict(keys)
         self.queue: deque[str] = deque()
         self.default = OK
+        self.retry_after: deque[str | None] = deque()  # for each 503, in order
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
         self.release = threading.Event()  # ends every HANG
@@ -101,11 +103,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _answer(self, code: int, obj: dict[str, Any], key: bytes | None, nonce: str,
-                slow: bool = False) -> None:
+                slow: bool = False, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(obj).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if key is not None:
             self.send_header("X-DeskPulse-Signature", signing.sign_answer(key, nonce, body))
         self.send_header("Connection", "close")
@@ -120,9 +124,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.close_connection = True
 
-    def _error(self, code: int, sentence: str, seen: Seen) -> None:
+    def _error(self, code: int, sentence: str, seen: Seen,
+               headers: dict[str, str] | None = None) -> None:
         seen.code = code
-        self._answer(code, {"error": sentence}, None, "")
+        self._answer(code, {"error": sentence}, None, "", headers=headers)
 
     def do_POST(self) -> None:  # noqa: C901 - one request, read top to bottom
         push = self.push
@@ -150,6 +155,11 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if behaviour == ERROR_500:
             return self._error(500, "server trouble", seen)
+        if behaviour == UNAVAILABLE_503:
+            with push.lock:
+                retry_after = push.retry_after.popleft() if push.retry_after else None
+            return self._error(503, "the database is not available right now", seen,
+                               None if retry_after is None else {"Retry-After": retry_after})
         parsed = signing.parse_nonce(nonce)
         with push.lock:
             if behaviour == REPLAY_409 or parsed <= push.last_nonce.get(device_id,

@@ -20,7 +20,18 @@ from conftest import BOARDS, FIRMWARE, micropython_binary, mpy_json
 from deskpulse import cli, sync
 from deskpulse.inspect import read_state
 from deskpulse.simulator import Simulator
-from pushserver import DROP, ERROR_500, FORGE, HANG, OK, REPLAY_409, SLOW, UNSIGNED, PushServer
+from pushserver import (
+    DROP,
+    ERROR_500,
+    FORGE,
+    HANG,
+    OK,
+    REPLAY_409,
+    SLOW,
+    UNAVAILABLE_503,
+    UNSIGNED,
+    PushServer,
+)
 from test_sim import compile_firmware, sim_hardware_bytes
 
 BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
@@ -131,6 +142,29 @@ def test_backoff_grows_with_jitter_and_resets_on_success(
     assert steps[8]["max_backoff_ms"] == max(delays)
     assert steps[8]["failures_total"] == 8 and steps[8]["acked_upto"] == 5
     assert "500" in steps[7]["last_error"] and steps[8]["last_error"] == steps[7]["last_error"]
+
+
+def test_a_503_backs_off_honouring_retry_after_within_the_cap(
+    tmp_path: Path, server: PushServer
+) -> None:
+    """The server's storage is unavailable (a lock, a full disk): a transient failure,
+    never the slow "config problem" path. Retry-After lengthens the growing backoff,
+    up to its cap; a bad or missing one leaves the backoff as it is."""
+    server.queue.extend([UNAVAILABLE_503] * 5 + [OK])
+    server.retry_after.extend(["7", "60", None, "Fri, 07 Nov 2031 08:49:37 GMT", "1"])
+    steps, _ = drive(tmp_path, config(server.url), records=4, pushes=6,
+                     base_ms=1000, cap_ms=20000)
+    assert steps[0]["backoff_ms"] == 7000  # above the first step's 500-1000
+    assert steps[1]["backoff_ms"] == 20000  # 60 s asked, the cap is 20 s
+    assert 2000 <= steps[2]["backoff_ms"] <= 4000  # no Retry-After: the third step
+    assert 4000 <= steps[3]["backoff_ms"] <= 8000  # a date is not understood: ignored
+    assert 8000 <= steps[4]["backoff_ms"] <= 16000  # shorter than the step: the step
+    for step in steps[:5]:
+        assert step["config_problem"] is None and step["state"] == "backoff"
+        assert "503" in step["last_error"] and step["acked_upto"] == 0
+    assert [s["failures"] for s in steps] == [1, 2, 3, 4, 5, 0]
+    assert steps[5]["acked_upto"] == 4 and server.stored(DEVICE) == [1, 2, 3, 4]
+    assert [s.code for s in server.seen] == [503] * 5 + [200]
 
 
 def test_a_replay_refusal_is_retried_soon_with_a_higher_nonce(

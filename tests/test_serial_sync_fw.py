@@ -371,8 +371,36 @@ emit(["journal", k.clock.anchors])
     assert one(r["hello"], "H", 2).json()["anchors"] == [anchor]
     bad = only_frames(r["bad"])
     assert [(f.kind, f.tag) for f in bad] == [("E", 3), ("E", 4), ("E", 5), ("E", 6)]
-    assert "between 946684800 and 4294967295" in bad[0].json()["error"]
+    assert "between 946684800 and 4102444800" in bad[0].json()["error"]
     assert r["journal"] == [anchor]  # the rejected times changed nothing
+
+
+def test_time_beyond_2100_is_refused_and_changes_nothing() -> None:
+    """Records keep wall time as u32: a clock set near its end would wrap to 1970 within
+    the boot. TIME takes 2000-01-01..2100-01-01 (kiosk.clock's bounds) and nothing else."""
+    r = run("""
+k = RigKiosk()
+sync = make_sync(k)
+def journal_size():
+    try:
+        return os.stat(MOUNT + "/time")[6]
+    except OSError:
+        return 0
+emit(["size0", journal_size()])
+emit(["bad", talk(sync, "1 TIME 4294967295", "2 TIME 4102444801", "3 TIME 946684799")])
+emit(["after_bad", [k.clock.state(), k.clock.anchors, journal_size()]])
+emit(["first", talk(sync, "4 TIME 946684800")])
+emit(["last", talk(sync, "5 TIME 4102444800")])
+emit(["clock", k.clock.state()])
+""")
+    bad = only_frames(r["bad"])
+    assert [(f.kind, f.tag) for f in bad] == [("E", 1), ("E", 2), ("E", 3)]
+    for f in bad:
+        assert f.json()["error"] == "unix seconds must be between 946684800 and 4102444800"
+    assert r["after_bad"] == [{"known": False}, [], r["size0"]]  # no anchor, no journal entry
+    assert one(r["first"], "T", 4).json()["anchor"][2] == 946684800
+    assert one(r["last"], "T", 5).json()["anchor"][2] == 4102444800
+    assert r["clock"]["known"] is True and r["clock"]["wall"] == 4102444800
 
 
 # -- CONFIG ---------------------------------------------------------------------------------
@@ -508,7 +536,9 @@ def test_garbage_unknown_commands_and_overlong_lines_get_one_error_frame_each() 
         b"\n\r\n",
         b"9 HELLO 1\n",
     ]
-    expected_lines = sum(1 for part in b"".join(lines).split(b"\n")[:-1] if part)
+    # Empty lines, bare CR LF ones too, are ignored: no frame, not counted.
+    expected_lines = sum(1 for part in b"".join(lines).split(b"\n")[:-1]
+                         if part not in (b"", b"\r"))
     r = run(f"""
 k = RigKiosk()
 sync = make_sync(k)
@@ -990,3 +1020,165 @@ emit(["pull_unsigned", talk(sync, b"4 PULL 1 100\\n")])
     assert r["after"] == 0  # neither the damaged nor the unsigned ACK freed anything
     assert good[0].kind == "A" and r["acked"] == 5
     assert pull[0].kind == "B"  # reading needs no checksum
+
+
+# -- empty lines, redaction, identity, strict JSON --------------------------------------------
+def test_empty_lines_and_bare_crlf_lines_are_ignored() -> None:
+    r = run("""
+k = RigKiosk()
+sync = make_sync(k)
+emit(["out", talk(sync, b"\\n", b"\\r\\n", b"\\r\\n\\r\\n\\n", "1 HELLO 1", b"\\r\\n")])
+emit(["counts", [sync.lines, sync.errors]])
+""")
+    assert [(f.kind, f.tag) for f in only_frames(r["out"])] == [("H", 1)]
+    assert r["counts"] == [1, 0]
+
+
+SECRET_CHUNK = base64.b64encode(
+    b'{"sync": {"wifi_ssid": "shop", "wifi_password": "hunter2-very-secret", "x": 1}}'
+).decode()
+
+
+def test_an_error_frame_never_echoes_the_argument_of_a_config_data_line() -> None:
+    """A CONFIG DATA line carries part of the config, WiFi password and key included: the
+    E frame for a damaged one shows its tag and CONFIG words only, whatever went wrong."""
+    flipped = ("21 CONFIG DATA " + SECRET_CHUNK).encode()
+    lines = [
+        "20 CONFIG BEGIN 300 1234abcd",
+        # a checksum that does not match (a byte damaged on the way)
+        flipped + b" *%04x\n" % (zlib.crc32(flipped[:-1] + b"x") & 0xFFFF),
+        "22 CONFIG DATA " + SECRET_CHUNK[:40] + "*!" + SECRET_CHUNK[42:60],  # bad base64
+        "23 CONFIG DATA " + SECRET_CHUNK * 2,  # overlong
+        ("24 CONFIG DATA " + SECRET_CHUNK[:60] + "\n").encode(),  # unsigned
+        # damaged command words: a long base64-like word is hidden all the same
+        ("25 CONFXG DATA " + SECRET_CHUNK[:60] + "\n").encode(),
+        ("26 CXNFIG DXTA " + SECRET_CHUNK[:60] + "\n").encode(),
+        ("27 CONFIG DATA " + SECRET_CHUNK[:8] + "\x01" + SECRET_CHUNK[8:30] + "\n").encode(),
+    ]
+    r = run(f"""
+k = RigKiosk()
+sync = make_sync(k)
+emit(["out", talk(sync, *{lines!r})])
+""")
+    frames = only_frames(r["out"])
+    assert [(f.kind, f.tag) for f in frames] == [("C", 20)] + [("E", t) for t in range(21, 28)]
+    shown = {f.tag: f.json()["line"] for f in frames[1:]}
+    errors = {f.tag: f.json()["error"] for f in frames[1:]}
+    assert "checksum does not match" in errors[21]
+    assert "base64" in errors[22]
+    assert "longer than 200 bytes" in errors[23]
+    assert "needs a line checksum" in errors[24]
+    assert "not a command line" in errors[27]
+    for tag in (21, 22, 23, 24, 27):
+        assert shown[tag] == f"{tag} CONFIG DATA <redacted>", shown[tag]
+    assert shown[25] == "25 <redacted>"
+    assert shown[26] == "26 CXNFIG DXTA <redacted>"
+    for tag, line in shown.items():
+        for i in range(len(SECRET_CHUNK) - 6):
+            assert SECRET_CHUNK[i:i + 6] not in line, (tag, line)
+
+
+def test_other_lines_are_still_echoed_as_sent() -> None:
+    r = run("""
+k = RigKiosk()
+sync = make_sync(k)
+emit(["out", talk(sync, b"8 PULL x 10\\n", b"9 FROB 12345678901234567890\\n")])
+""")
+    frames = only_frames(r["out"])
+    assert [f.json()["line"] for f in frames] == ["8 PULL x 10", "9 FROB 12345678901234567890"]
+
+
+RENAME_BODY = """
+k = RigKiosk(device_id=CURRENT_ID)
+if CURRENT_ID:
+    k.config = cfg.save(k.config_path, {"device_id": CURRENT_ID})
+add(k, 3)
+sync = make_sync(k)
+def saved():
+    try:
+        with open(k.config_path) as f:
+            return json.loads(f.read())
+    except OSError:
+        return None
+emit(["upload", talk(sync, *UPLOAD)])
+emit(["after", [k.config["device_id"], saved(), k.log.counts()[1]]])
+emit(["ack", talk(sync, "5 ACK 3")])
+emit(["again", talk(sync, *UPLOAD)])
+emit(["end", [k.config["device_id"], saved()]])
+"""
+
+
+def rename(current: str, new_config: dict[str, Any]) -> dict[str, Any]:
+    lines = upload_lines(4, json.dumps(new_config).encode())
+    return run(RENAME_BODY.replace("CURRENT_ID", repr(current)).replace("UPLOAD", repr(lines)))
+
+
+def test_a_config_cannot_rename_a_kiosk_that_holds_unconfirmed_responses() -> None:
+    """The host stores responses under the id the kiosk reports: renamed before they are
+    confirmed, the same responses would be stored again under the new id."""
+    r = rename("desk-1", {"device_id": "desk-2", "version": 5})
+    refused = only_frames(r["upload"])[-1].json()
+    assert refused["ok"] is False
+    assert refused["problems"] == [
+        "device_id cannot change from desk-1 to desk-2 while 3 responses are not confirmed "
+        "by a host: sync them first"]
+    assert r["after"] == ["desk-1", {"device_id": "desk-1"}, 3]  # nothing changed
+    assert one(r["ack"], "A", 5).json() == {"acked": 3}
+    assert only_frames(r["again"])[-1].json() == {"ok": True, "received": 37, "version": 5}
+    assert r["end"] == ["desk-2", {"device_id": "desk-2", "version": 5}]
+
+
+def test_a_config_cannot_take_the_id_away_while_responses_wait() -> None:
+    r = rename("desk-1", {"version": 5})
+    refused = only_frames(r["upload"])[-1].json()
+    assert refused["problems"] == [
+        'device_id cannot change from desk-1 to "" while 3 responses are not confirmed by a '
+        "host: sync them first"]
+    assert only_frames(r["again"])[-1].json()["ok"] is True
+
+
+def test_a_kiosk_without_an_id_can_be_named_and_the_same_id_kept_with_responses_waiting(
+) -> None:
+    named = rename("", {"device_id": "desk-2"})
+    assert only_frames(named["upload"])[-1].json()["ok"] is True
+    assert named["after"] == ["desk-2", {"device_id": "desk-2"}, 3]
+    same = rename("desk-1", {"device_id": "desk-1", "version": 6})
+    assert only_frames(same["upload"])[-1].json()["ok"] is True
+    assert same["after"][:2] == ["desk-1", {"device_id": "desk-1", "version": 6}]
+
+
+BROKEN_JSON = {
+    "double_comma": (b'{"scale": 3,,}',
+                     "config is not valid JSON: expected '\"' (a key) at byte 12"),
+    "no_comma": (b'{"version": 1 "scale": 3}', "config is not valid JSON: expected ',' or '}' at "
+                                                "byte 14"),
+    "trailing": (b'{"scale": 3,}', "config is not valid JSON: expected '\"' (a key) at byte 12"),
+    "nan": (b'{"version": NaN}', "config is not valid JSON: expected a value at byte 12"),
+    "deep": (b'{"texts": ' + b"[" * 9 + b"]" * 9 + b"}",
+             "config is nested too deeply: more than 8 levels of arrays and objects at byte 17"),
+    "very_deep": (b"[" * 4000 + b"]" * 4000,
+                  "config is nested too deeply: more than 8 levels of arrays and objects at "
+                  "byte 8"),
+}
+
+
+def test_an_upload_that_is_not_strictly_valid_json_is_refused() -> None:
+    """MicroPython's json.loads takes '{"scale": 3,,}' as {"scale": 3}: the device checks
+    the syntax itself before it parses, and says where the text goes wrong."""
+    plays = {name: upload_lines(80 + i, data) for i, (name, (data, _)) in
+             enumerate(BROKEN_JSON.items())}
+    r = run(f"""
+k = RigKiosk()
+k.config = cfg.save(k.config_path, {{"version": 2, "scale": 4}})
+sync = make_sync(k)
+for name, lines in {plays!r}.items():
+    emit([name, talk(sync, *lines)])
+with open(k.config_path) as f:
+    emit(["file", json.loads(f.read())])
+emit(["config", [k.config["version"], k.config["scale"]]])
+""")
+    for name, (_, problem) in BROKEN_JSON.items():
+        last = only_frames(r[name])[-1].json()
+        assert last["ok"] is False and last["problems"] == [problem], (name, last)
+    assert r["file"] == {"version": 2, "scale": 4}
+    assert r["config"] == [2, 4]

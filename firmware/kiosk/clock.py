@@ -9,6 +9,15 @@ from kiosk import ticks
 from kiosk.journal import Journal
 from micropython import const
 
+# What the wall clock may be set to, whatever sets it (host, push server, NTP, RTC chip):
+# the one source of these bounds for the firmware and, mirrored, the host. Records keep
+# wall time as u32, which ends at 2106-02-07; the latest setting is 2100-01-01 so that a
+# kiosk set then can run for six years of uptime before its wall would pass u32 (and
+# record.py stores the clock as unknown rather than wrap if it ever does). Before 2000
+# is a host or server bug (an unset clock, a wrong unit), never a real time.
+EARLIEST_WALL = const(946684800)  # 2000-01-01T00:00:00Z
+LATEST_WALL = 4102444800  # 2100-01-01T00:00:00Z; over 2**30, so no const() on 32-bit
+
 SOURCE_HOST = const(1)
 SOURCE_NTP = const(2)
 SOURCE_RTC = const(3)
@@ -37,7 +46,10 @@ class Clock:
                 self.anchors.append(tuple(values))
         if self._rtc_read is not None:
             wall = self._rtc_read()
-            if wall:
+            # A chip that lost its time can hold any date: outside the bounds the clock
+            # stays unknown (and the host's next TIME sets it and the chip), never a
+            # failed boot.
+            if wall and EARLIEST_WALL <= wall <= LATEST_WALL:
                 self.set_wall(wall, SOURCE_RTC)
 
     def ticks_ms(self):
@@ -64,9 +76,11 @@ class Clock:
         return self._wall_base + self.uptime_s()
 
     def set_wall(self, wall, source):
-        """Set the wall clock (unix seconds) and record a durable anchor."""
-        if wall <= 0:
-            raise ValueError("wall time must be positive")
+        """Set the wall clock (unix seconds) and record a durable anchor; raises
+        ValueError outside EARLIEST_WALL..LATEST_WALL and changes nothing then."""
+        if not EARLIEST_WALL <= wall <= LATEST_WALL:
+            raise ValueError("wall time %d is outside %d..%d (2000-2100)"
+                             % (wall, EARLIEST_WALL, LATEST_WALL))
         uptime_s = self.uptime_s()
         anchor = (self.boot, uptime_s, wall, source)
         self.anchors.append(anchor)

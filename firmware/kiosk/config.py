@@ -6,6 +6,8 @@
 import json
 import os
 
+from kiosk import jsoncheck
+
 SECRET_KEYS = ("wifi_password", "device_key")
 TEXT_KEYS = ("question", "follow_up", "yes", "no", "thanks", "sorry", "closed")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -212,6 +214,28 @@ def board_problem(config, board):
     return None
 
 
+def parse(data, what="config"):
+    """The JSON value in data (the bytes of what, e.g. "config file"); raises ValueError
+    with the problem as a sentence about what.
+
+    MicroPython's json.loads takes some broken texts and recurses on nesting, so the
+    strict check comes first: a config is applied only when it is exactly valid JSON."""
+    try:
+        jsoncheck.check(data)
+    except jsoncheck.TooDeep as e:
+        raise ValueError("%s is nested too deeply: %s" % (what, e))
+    except jsoncheck.JsonProblem as e:
+        raise ValueError("%s is not valid JSON: %s" % (what, e))
+    try:
+        text = str(data, "utf-8")
+    except UnicodeError:
+        raise ValueError("%s is not valid UTF-8" % what)
+    try:
+        return json.loads(text)
+    except ValueError as e:  # the check passed: only what MicroPython's parser lacks
+        raise ValueError("%s is not valid JSON (%s)" % (what, e))
+
+
 def load(path):
     """Read and validate the config file: (config, problems); never raises for bad input."""
     try:
@@ -221,11 +245,31 @@ def load(path):
     if size > MAX_FILE_BYTES:
         return defaults(), ["config file is %d bytes, over the %d limit" % (size, MAX_FILE_BYTES)]
     try:
-        with open(path) as f:
-            raw = json.loads(f.read())
-    except (ValueError, OSError, UnicodeError) as e:
-        return defaults(), ["config file is not valid JSON (%s)" % (e,)]
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return defaults(), ["config file %s cannot be read (%s)" % (path, e)]
+    try:
+        raw = parse(data, "config file")
+    except ValueError as e:
+        return defaults(), [str(e)]
     return validate(raw)
+
+
+def identity_problem(current_id, new_id, unconfirmed):
+    """Why a config with device_id new_id may not replace one with current_id while
+    unconfirmed responses wait for a host, or None.
+
+    The host stores responses under the id the device reports when they are synced: a
+    new id would store again, as another kiosk, responses already stored under the old
+    one (counted twice). Naming a kiosk that has none is fine: the host refuses an empty
+    id, so nothing can have been stored under it. Taking a kiosk's id away is not: named
+    again later, it would store them again all the same."""
+    if current_id and new_id != current_id and unconfirmed > 0:
+        return ("device_id cannot change from %s to %s while %d responses are not "
+                "confirmed by a host: sync them first"
+                % (current_id, new_id or '""', unconfirmed))
+    return None
 
 
 def save(path, raw):

@@ -17,7 +17,7 @@ import json
 import random
 
 from kiosk import batch, outbox, ticks
-from kiosk.clock import SOURCE_HOST
+from kiosk.clock import EARLIEST_WALL, LATEST_WALL, SOURCE_HOST
 from kiosk.hmac import HmacSha256, same_hex
 from micropython import const
 
@@ -31,7 +31,6 @@ _BASE_BACKOFF_MS = const(5000)
 _MAX_BACKOFF_MS = const(600000)  # 10 minutes; also the pace of retries after a 4xx
 _SOON_MS = const(1000)  # after a 409 replay: the next request has a higher nonce anyway
 _CLOCK_SLACK_S = const(5)  # a host-set clock further off than this takes the server's time
-_EARLIEST_TIME = const(946684800)  # 2000-01-01
 _MAX_SHOWN = const(120)  # characters of a server's error sentence kept in the status
 _KEY_BYTES = const(32)
 
@@ -42,6 +41,15 @@ class PushError(Exception):
 
 class ConfigProblem(PushError):
     """Settings or a server refusal that retrying soon will not fix."""
+
+
+class Unavailable(PushError):
+    """A 5xx: the server's trouble, which passes. retry_after_ms is its Retry-After (0
+    without one)."""
+
+    def __init__(self, message, retry_after_ms=0):
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
 
 
 def parse_url(url):
@@ -77,12 +85,13 @@ def parse_key(text):
 
 
 class _Answer:
-    __slots__ = ("code", "signature", "body")
+    __slots__ = ("code", "signature", "body", "retry_after_ms")
 
-    def __init__(self, code, signature, body):
+    def __init__(self, code, signature, body, retry_after_ms=0):
         self.code = code
         self.signature = signature
         self.body = body
+        self.retry_after_ms = retry_after_ms
 
 
 class Push:
@@ -198,6 +207,9 @@ class Push:
         except _Soon as e:
             self._failed(str(e), _SOON_MS)
             return False
+        except Unavailable as e:
+            self._failed(str(e), self._backoff(e.retry_after_ms))
+            return False
         except PushError as e:
             self._failed(str(e), self._backoff())
             return False
@@ -207,12 +219,14 @@ class Push:
         self._succeeded()
         return more
 
-    def _backoff(self):
+    def _backoff(self, at_least_ms=0):
         # Exponential, with "equal jitter": half the step fixed, half random, so that
         # kiosks that lost the server together do not all come back at the same moment.
+        # A server's Retry-After lengthens the delay, never beyond the cap.
         step = min(self.max_backoff_ms, self.base_backoff_ms << min(self.failures, 16))
         half = step // 2
-        return half + random.getrandbits(20) % (half + 1)
+        delay = half + random.getrandbits(20) % (half + 1)
+        return max(delay, min(at_least_ms, self.max_backoff_ms))
 
     def _failed(self, error, delay_ms, config=False):
         self.failures += 1
@@ -345,11 +359,17 @@ class Push:
         if len(words) < 2 or not words[0].startswith("HTTP/1.") or not words[1].isdigit():
             raise PushError("not an HTTP answer")
         signature = None
+        retry_after_ms = 0
         for header in lines[1:]:
             colon = header.find(":")
-            if colon > 0 and header[:colon].strip().lower() == "x-deskpulse-signature":
+            if colon <= 0:
+                continue
+            name = header[:colon].strip().lower()
+            if name == "x-deskpulse-signature":
                 signature = header[colon + 1:].strip()
-        return _Answer(int(words[1]), signature, bytes(mv[head_end + 4:end]))
+            elif name == "retry-after":
+                retry_after_ms = _retry_after_ms(header[colon + 1:].strip())
+        return _Answer(int(words[1]), signature, bytes(mv[head_end + 4:end]), retry_after_ms)
 
     def _handle(self, answer, nonce, last):
         """Act on the answer; True when records were acknowledged as expected."""
@@ -364,6 +384,9 @@ class Push:
                 raise _Soon("409: %s" % reason)
             if 400 <= code < 500 and code != 409:
                 raise ConfigProblem("server refused the push (%d): %s" % (code, reason))
+            if code >= 500:
+                raise Unavailable("server answered %d: %s" % (code, reason),
+                                  answer.retry_after_ms)
             raise PushError("server answered %d: %s" % (code, reason))
         mac = self._key()
         mac.begin()
@@ -391,9 +414,10 @@ class Push:
         return True
 
     def _maybe_set_clock(self, wall):
-        if isinstance(wall, float):
-            wall = int(wall)
-        if not isinstance(wall, int) or wall < _EARLIEST_TIME or wall > 0xFFFFFFFF:
+        if isinstance(wall, float) and EARLIEST_WALL <= wall <= LATEST_WALL:
+            wall = int(wall)  # NaN and infinities fail the range: they stay floats, ignored
+        # Out of range (see kiosk.clock): a server with a wrong clock changes nothing.
+        if not isinstance(wall, int) or not EARLIEST_WALL <= wall <= LATEST_WALL:
             return
         clock = self.kiosk.clock
         # Only when nothing better set it: NTP and a clock chip are more exact than the
@@ -420,6 +444,14 @@ def _content_length(buf, head_end):
     if not text.isdigit():
         raise PushError("bad Content-Length in the answer")
     return int(text)
+
+
+def _retry_after_ms(text):
+    """Retry-After in seconds as milliseconds; 0 for a date or anything else (the
+    deskpulse server sends seconds)."""
+    if not text.isdigit() or len(text) > 7:
+        return 0
+    return int(text) * 1000
 
 
 def _error_sentence(body):

@@ -27,6 +27,7 @@ SEAL = const(0xFF)
 SEAL_SIZE = const(12)
 HEADER_SIZE = const(10)
 _MAGIC = b"DPS1"
+_MAX_WALL = 0xFFFFFFFF  # wall time is a u32
 
 # Field positions in a decoded response tuple.
 SEQ = const(0)
@@ -62,7 +63,9 @@ def encode_response(buf, base_seq, seq, rating, scale, told, latency_ds, flags, 
         raise RecordError("bad told-next answer")
     if seq < base_seq:
         raise RecordError("sequence before segment base")
-    if wall:
+    # A wall past u32 would wrap to 1970 and still say "known": store it as unknown (the
+    # host resolves the record from the boot's anchor instead).
+    if 0 < wall <= _MAX_WALL:
         flags |= FLAG_CLOCK_KNOWN
     else:
         flags &= ~FLAG_CLOCK_KNOWN

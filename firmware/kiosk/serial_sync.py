@@ -15,7 +15,7 @@ import sys
 
 from kiosk import batch, frames, outbox
 from kiosk import config as cfg
-from kiosk.clock import SOURCE_HOST
+from kiosk.clock import EARLIEST_WALL, LATEST_WALL, SOURCE_HOST
 from kiosk.log import LogError
 from kiosk.crc import crc16
 from micropython import const
@@ -30,8 +30,9 @@ WRITE_CHUNK = const(256)  # about 22 ms of a 115200 baud UART
 _LINES_PER_STEP = const(4)
 _BYTES_PER_STEP = const(256)
 _SHOWN = const(48)  # characters of an offending line quoted back in an E frame
-_EARLIEST_TIME = const(946684800)  # 2000-01-01: anything before is a host bug
-_LATEST_TIME = 0xFFFFFFFF  # records keep wall time as u32
+_LONG_WORD = const(16)
+_CONFIG_WORDS = ("CONFIG", "BEGIN", "DATA", "END")
+_MAX_SEQ = 0xFFFFFFFF  # sequence numbers are u32 on the flash
 
 _B = const(0x42)
 _H = const(0x48)
@@ -141,14 +142,38 @@ def _tag(line, n):
 
 
 def _shown(line, n):
-    """The start of an offending line, printable ASCII only, for an E frame."""
+    """The start of an offending line, printable ASCII only, for an E frame; never the
+    argument of a CONFIG DATA line (see _redacted)."""
     m = min(n, _SHOWN)
     out = bytearray(m)
     for i in range(m):
         b = line[i]
         out[i] = b if 32 <= b < 127 else 63  # '?'
     text = out.decode()
+    redacted = _redacted(text, bytes(line[:n]).upper())
+    if redacted is not None:
+        return redacted
     return text + "..." if n > _SHOWN else text
+
+
+def _redacted(text, upper):
+    """text up to the first word that may carry part of a config, then "<redacted>"; None
+    when nothing needs hiding. The base64 of a CONFIG DATA line may hold a WiFi password
+    or key, and a line that gets an E frame may be damaged anywhere, its command words
+    too: so a line that mentions CONFIG or DATA keeps only its tag and the CONFIG words,
+    and in any line a long word that is not a number is hidden (no command word or
+    number is longer than _LONG_WORD; a base64 chunk is)."""
+    config = b"CONFIG" in upper or b"DATA" in upper
+    words = text.split()
+    for i, word in enumerate(words):
+        if config:
+            hide = not (word in _CONFIG_WORDS or (i == 0 and word.isdigit()))
+        else:
+            hide = len(word) > _LONG_WORD and not word.isdigit()
+        if hide:
+            words[i] = "<redacted>"
+            return " ".join(words[:i + 1])
+    return None
 
 
 class SerialSync:
@@ -224,14 +249,17 @@ class SerialSync:
         line = self._line
         n = self._line_len
         self._line_len = 0
+        overlong = self._overlong
+        self._overlong = False
+        if n and line[n - 1] == _CR and not overlong:
+            n -= 1
+        if not n and not overlong:
+            return  # an empty line, or a bare CR LF: ignored, as docs/protocol.md says
         self.lines += 1
         tag = _tag(line, n)
-        if self._overlong:
-            self._overlong = False
+        if overlong:
             await self._error(tag, "line longer than %d bytes: ignored" % MAX_LINE, line, n)
             return
-        if n and line[n - 1] == _CR:
-            n -= 1
         for i in range(n):
             if not 32 <= line[i] < 127:
                 await self._error(tag, "not a command line (byte 0x%02x)" % line[i], line, n)
@@ -303,14 +331,14 @@ class SerialSync:
 
     async def _pull(self, tag, args):
         args = _args(args, 2, "PULL <from seq> <max bytes>")
-        from_seq = _number(args[0], 0, _LATEST_TIME, "from seq")
+        from_seq = _number(args[0], 0, _MAX_SEQ, "from seq")
         budget = _number(args[1], 0, 0xFFFF, "max bytes")
         budget = max(batch.MIN_BUDGET, min(budget, MAX_PAYLOAD))
         offset, length, _, _ = await outbox.fill(self.kiosk.log, self._batch, from_seq, budget)
         await self._send(self._frame.seal(_B, tag, offset, length))
 
     async def _ack(self, tag, args):
-        upto = _number(_args(args, 1, "ACK <upto seq>")[0], 0, _LATEST_TIME, "upto seq")
+        upto = _number(_args(args, 1, "ACK <upto seq>")[0], 0, _MAX_SEQ, "upto seq")
         log = self.kiosk.log
         try:
             log.ack(upto)
@@ -319,7 +347,9 @@ class SerialSync:
         await self._json(_A, tag, {"acked": log.acked_upto})
 
     async def _time(self, tag, args):
-        wall = _number(_args(args, 1, "TIME <unix seconds>")[0], _EARLIEST_TIME, _LATEST_TIME,
+        # The range is the clock's (kiosk.clock): what a record's u32 wall can hold, with
+        # years of uptime to spare; Clock.set_wall would refuse anything outside it too.
+        wall = _number(_args(args, 1, "TIME <unix seconds>")[0], EARLIEST_WALL, LATEST_WALL,
                        "unix seconds")
         clock = self.kiosk.clock
         clock.set_wall(wall, SOURCE_HOST)
@@ -398,17 +428,16 @@ class SerialSync:
             return ["crc32 mismatch: announced %08x, received data has %08x"
                     % (self._upload_crc, crc)]
         try:
-            raw = json.loads(str(data, "utf-8"))
-        except UnicodeError:
-            return ["config is not valid UTF-8"]
+            raw = cfg.parse(data)
         except ValueError as e:
-            return ["config is not valid JSON (%s)" % e]
+            return [str(e)]
         config, problems = cfg.validate(raw)
         if problems:
             return problems
         kiosk = self.kiosk
         board = kiosk.hal.board
-        problem = cfg.board_problem(config, board)
+        problem = cfg.board_problem(config, board) or cfg.identity_problem(
+            kiosk.config["device_id"], config["device_id"], kiosk.log.counts()[1])
         if problem:
             return [problem]
         try:

@@ -7,6 +7,7 @@ import socket
 import struct
 
 from kiosk import ticks
+from kiosk.clock import EARLIEST_WALL, LATEST_WALL
 from micropython import const
 
 _NTP_TO_UNIX = const(2208988800)  # seconds from 1900-01-01 to 1970-01-01
@@ -39,4 +40,9 @@ async def query(host, ticks_ms, port=123, timeout_ms=2000):
     seconds = struct.unpack_from("!I", answer, 40)[0]  # transmit timestamp, seconds
     if seconds < 0x80000000:
         seconds += _ERA
-    return seconds - _NTP_TO_UNIX
+    wall = seconds - _NTP_TO_UNIX
+    if not EARLIEST_WALL <= wall <= LATEST_WALL:
+        # A server that lost its own time answers 1900 or 2036; Clock.set_wall would
+        # refuse it anyway, this says why.
+        raise OSError(22, "NTP time %d is outside 2000-2100" % wall)
+    return wall
