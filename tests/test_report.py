@@ -429,6 +429,7 @@ def random_dataset(conn: sqlite3.Connection, rng: random.Random, devices: int,
         batch: list[Response] = []
         anchors: list[Anchor] = []
         blind = 0
+        skew = 0  # how wrong the device's clock is until a sync sets it
         for seq in range(1, per_device + 1):
             step = rng.choice((60, 600, 3600, 5 * 3600, 86400 * 3))
             wall += step
@@ -436,6 +437,7 @@ def random_dataset(conn: sqlite3.Connection, rng: random.Random, devices: int,
             if rng.random() < 0.03:
                 boot, uptime = boot + 1, 5
                 blind = rng.randint(1, 4)
+                skew = rng.choice((0, 0, 90, 365 * 86400, -3 * 86400))
             known = not blind
             if blind:
                 blind -= 1
@@ -445,8 +447,11 @@ def random_dataset(conn: sqlite3.Connection, rng: random.Random, devices: int,
                 seq=seq, rating=rng.randint(1, scale), scale=scale,
                 told_next=rng.choice(("yes", "no", "no_answer")), latency_s=1.0,
                 rapid=rng.random() < 0.1, closed=rng.random() < 0.1, boot=boot,
-                uptime_s=uptime, wall=wall if known else None, config_version=1))
+                uptime_s=uptime, wall=wall + skew if known else None, config_version=1))
             if len(batch) >= rng.randint(1, 40):
+                if rng.random() < 0.4:  # the sync set the clock: later stamps are right
+                    anchors.append(Anchor(boot, uptime, wall, 1))
+                    skew = 0
                 store(conn, f"d{i}", batch, anchors)
                 # A retry of part of the last batch: duplicates must not count.
                 store(conn, f"d{i}", batch[-3:])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deskpulse import cli, db, report
-from deskpulse.batch import Response
+from deskpulse.batch import Anchor, Response
 from deskpulse.report_cli import format_table
 from test_report import STATUS, resp, utc
 
@@ -112,6 +112,39 @@ def test_table_holds_the_key_numbers(path: Path, capsys: pytest.CaptureFixture[s
     assert devices[0][1:3] == ["1", "100.0%"] and devices[1][1:3] == ["3", "66.7%"]
     assert line("Hall").split()[1:3] == ["3", "66.7%"]
     assert line("5 faces").split()[2:] == ["0", "1", "0", "1", "1"]
+
+
+def test_a_corrected_device_clock_is_one_line_of_the_table_and_a_json_field(
+        path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--db", str(path))
+    assert code == 0 and "clock corrected" not in out
+    assert json.loads(run(capsys, "--db", str(path), "--format", "json")[1])[
+        "clock_corrected"] == {"tolerance_s": db.CLOCK_TOLERANCE_S, "responses": 0,
+                               "largest_s": None, "devices": []}
+    # desk-3 stamped 2026-06-05 with a clock a year ahead; the sync's anchor says 2025.
+    conn = db.connect(path)
+    year = 365 * 86400
+    db.store_batch(conn, "desk-3", [
+        resp(seq, utc("2025-06-05T10:00") + year + seq * 60, 4, 5, "yes", boot=3,
+             uptime=1000 + seq * 60) for seq in (1, 2)],
+        [Anchor(3, 2000, utc("2025-06-05T10:00") + 1000, 1)], STATUS, "serial")
+    conn.close()
+    code, out, _ = run(capsys, "--db", str(path))
+    assert code == 0
+    assert [x for x in out.splitlines() if "clock corrected" in x] == [
+        "clock corrected: 2 responses of desk-3 were stamped up to 365 days off by the device "
+        "clock; placed by the host's time anchors"]
+    rep = json.loads(run(capsys, "--db", str(path), "--format", "json")[1])
+    assert rep["clock_corrected"] == {
+        "tolerance_s": db.CLOCK_TOLERANCE_S, "responses": 2, "largest_s": year,
+        "devices": [{"device_id": "desk-3", "name": None, "responses": 2,
+                     "largest_s": year}]}
+    assert rep["trend"][0] == {"date": "2025-06-05", "responses": 2, "csat": 1.0,
+                               "told_next_rate": 1.0, "mean_rating": 0.75}
+    # A range over the days the device claimed holds none of them.
+    rep = json.loads(run(capsys, "--db", str(path), "--format", "json", "--since",
+                         "2026-06-05", "--until", "2026-06-06")[1])
+    assert rep["responses"] == 0 and rep["clock_corrected"]["responses"] == 0
 
 
 def test_table_on_a_terminal_has_colour() -> None:

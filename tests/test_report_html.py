@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from deskpulse import db
 from deskpulse.alerts import find_alerts
-from deskpulse.batch import Response
+from deskpulse.batch import Anchor, Response
 from deskpulse.report import build_report
 from deskpulse.report_html import CHART_IDS, COLOURS, render
 
@@ -537,6 +537,26 @@ def test_a_real_report_from_a_small_database(tmp_path: Path) -> None:
     assert [r["data-key"] for r in page.find("tr", cls="alerted", inside="devices-table")] \
         == ["k1"]
     assert "Mon 2026-11-23 09:00 +00:00" in page.text("alerts-table")
+
+
+def test_a_corrected_device_clock_is_one_line(tmp_path: Path) -> None:
+    conn = small_database(tmp_path / "deskpulse.db")
+    try:
+        assert 'id="clock-corrected"' not in render(build_report(conn), [])
+        # k3 stamped 37 answers with a clock a year ahead; its boot's anchor says otherwise.
+        start, year = int(datetime(2026, 11, 24, 9, 0, tzinfo=UTC).timestamp()), 365 * 86400
+        db.store_batch(conn, HOSTILE_PLACE, [
+            Response(seq=i, rating=4, scale=5, told_next="yes", latency_s=3.0, rapid=False,
+                     closed=False, boot=1, uptime_s=i * 60, wall=start + year + i * 60,
+                     config_version=1) for i in range(1, 38)],
+            [Anchor(1, 0, start, 1)], {}, "serial")
+        page = Page(render(build_report(conn), []))
+    finally:
+        conn.close()
+    assert page.text("clock-corrected") == (
+        f"clock corrected: 37 responses of {HOSTILE_PLACE} were stamped up to 365 days off "
+        "by the device clock; placed by the host's time anchors")
+    assert not page.find("script")
 
 
 @needs_chromium

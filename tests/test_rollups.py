@@ -1,5 +1,6 @@
 """Rollups kept at ingest equal a recomputation from the stored responses, whatever the
-order of batches, duplicates, late anchors and time-zone changes."""
+order of batches, duplicates, late anchors, clock corrections and time-zone changes; and
+every response sits where docs/time.md puts it."""
 
 from __future__ import annotations
 
@@ -50,12 +51,15 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 # One operation on the database. A record is fully determined by its seq (the same seq
 # must mean the same record, else it is a conflict); every fourth has no time of its own
-# and waits for an anchor of its boot.
+# and waits for an anchor of its boot, the others carry the device's clock, which an
+# anchor may agree with (skew 0), correct a little or by days, or by a year.
+SKEW = st.one_of(st.sampled_from((0, 0, 60, -3 * 86400, 365 * 86400)),
+                 st.integers(-86400, 86400))
 operation = st.one_of(
     st.tuples(st.just("batch"), st.sampled_from(DEVICES),
               st.lists(st.integers(1, 80), max_size=25),
-              st.lists(st.tuples(st.integers(1, 5), st.integers(0, 40 * 86400),
-                                 st.integers(-86400, 86400)), max_size=2)),
+              st.lists(st.tuples(st.integers(1, 5), st.integers(0, 40 * 86400), SKEW),
+                       max_size=2)),
     st.tuples(st.just("zone"), st.sampled_from(DEVICES),
               st.sampled_from((None, "Europe/Berlin", "America/St_Johns", "Asia/Kathmandu",
                                "Not/A_Zone"))),
@@ -65,24 +69,53 @@ operation = st.one_of(
 )
 
 
+def device_clock(boot: int, uptime: int) -> int:
+    """What the device's clock said at that moment (an anchor may say otherwise)."""
+    return BASE + boot * 86400 + uptime
+
+
 def record(seq: int, scale: int) -> Response:
     boot, uptime = 1 + seq // 20, seq * 99_991 % (40 * 86400)
     return Response(
         seq=seq, rating=1 + seq * 7 % scale, scale=scale,
         told_next=("yes", "no", "no_answer")[seq % 3], latency_s=1.0, rapid=seq % 7 == 0,
         closed=seq % 11 == 0, boot=boot, uptime_s=uptime,
-        wall=BASE + boot * 86400 + uptime if seq % 4 else None, config_version=1)
+        wall=device_clock(boot, uptime) if seq % 4 else None, config_version=1)
+
+
+# (device, boot) -> {anchor uptime: anchor wall}, as the test sent them
+AnchorModel = dict[tuple[str, int], dict[int, int]]
+
+
+def check_placement(conn: sqlite3.Connection, model: AnchorModel) -> None:
+    """docs/time.md: the latest anchor of the boot places a record, whatever the device
+    stamped; without one the stamp stands; without either the time is unknown."""
+    for device_id in DEVICES:
+        for row in db.responses_of(conn, device_id):
+            anchors = model.get((device_id, row["boot"]))
+            if anchors:
+                latest = max(anchors)
+                expected = (anchors[latest] + row["uptime_s"] - latest, "anchor")
+            elif row["device_wall"] is not None:
+                expected = (row["device_wall"], "device")
+            else:
+                expected = (None, None)
+            assert (row["wall"], row["time_source"]) == expected, row
+            scale = 5 if device_id == "a" else 3
+            assert row["device_wall"] == record(row["seq"], scale).wall
 
 
 def run(conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
     scales = {"a": 5, "b": 3}
+    model: AnchorModel = {}
     for op in ops:
         if op[0] == "batch":
             _, device_id, seqs, anchors = op
             batch = [record(seq, scales[device_id]) for seq in sorted(set(seqs))]
-            db.store_batch(conn, device_id, batch,
-                           [Anchor(b, u, BASE + b * 43200 + u + shift, 1)
-                            for b, u, shift in anchors], STATUS, "serial")
+            sent = [Anchor(b, u, device_clock(b, u) + skew, 1) for b, u, skew in anchors]
+            db.store_batch(conn, device_id, batch, sent, STATUS, "serial")
+            for a in sent:
+                model.setdefault((device_id, a.boot), {})[a.uptime_s] = a.wall
         elif op[0] == "zone":
             conn.execute("UPDATE devices SET time_zone = ? WHERE device_id = ?",
                          (op[2], op[1]))
@@ -90,7 +123,9 @@ def run(conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
             os.environ["TZ"] = op[1]
         else:
             check(conn)
+            check_placement(conn, model)
     check(conn)
+    check_placement(conn, model)
 
 
 @settings(max_examples=60, deadline=None,
@@ -200,7 +235,7 @@ def test_migration_3_keeps_the_responses_of_a_version_2_database(tmp_path: Path)
         assert [(r["seq"], r["rating"], r["wall"]) for r in db.responses_of(conn, "a")] == [
             (1, 5, BASE), (2, 1, None)]
         indexes = {row[1] for row in conn.execute("PRAGMA index_list(responses)")}
-        assert {"responses_by_device_wall", "responses_placeable"} <= indexes
+        assert {"responses_by_device_wall", "responses_by_boot"} <= indexes
         assert rollups.stale_devices(conn) == ["a"]
         check(conn)  # built on first use, equal to a recount
         # The rebuilt table still refuses what the old one refused.

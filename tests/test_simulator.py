@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import serial
 
+from deskpulse import cli
 from deskpulse.errors import DeskPulseError
+from deskpulse.inspect import read_state
 from deskpulse.simulator import Simulator, default_micropython, run
 
 BOARD = Path(__file__).resolve().parent.parent / "boards" / "esp32-devkitc-ssd1680.json"
@@ -294,3 +296,58 @@ def test_serial_link_never_replaces_a_regular_file(tmp_path: Path) -> None:
     with pytest.raises(DeskPulseError, match="not a symlink"):
         Simulator(BOARD, tmp_path / "state", firmware_entry=entry, serial_link=precious).start()
     assert precious.read_text() == "keep me"
+
+
+# -- `deskpulse sim` reports bad input in one line -----------------------------------------
+
+
+def sim_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """`deskpulse sim ...` in-process: (exit status, stderr)."""
+    code = cli.main(["sim", *argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+@pytest.mark.parametrize("option", ["--config", "--device-config"])
+def test_a_deeply_nested_config_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"device_id": "desk-1", "sync": ' + "[" * 20000 + "]" * 20000 + "}")
+    code, err = sim_cli(capsys, "--state", str(tmp_path / "state"), option, str(deep))
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("deskpulse: ") and f"{deep} nests 20001 levels deep" in err
+    assert not (tmp_path / "state").exists()  # refused before the kiosk ran
+
+
+def test_a_rename_of_a_kiosk_holding_responses_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    first, second, tap = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "tap.txt"
+    first.write_text('{"device_id": "a-desk"}')
+    second.write_text('{"device_id": "b-desk"}')
+    tap.write_text("rate 3\nyes\nexit\n")
+    assert sim_cli(capsys, "--state", str(state), "--config", str(first), "--script",
+                   str(tap))[0] == 0
+    for option in ("--config", "--device-config"):
+        code, err = sim_cli(capsys, "--state", str(state), option, str(second), "--script",
+                            str(tap))
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"deskpulse: config {second} rejected: ")
+        assert "a-desk" in err and "b-desk" in err
+    status = read_state(BOARD, state).status
+    assert status["device_id"] == "a-desk" and status["log"]["unacked"] == 1
+
+
+def test_a_firmware_failure_is_told_from_this_run_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "console.log").write_text("deskpulse: a problem of an earlier run\n")
+    code, err = sim_cli(capsys, "--state", str(state), "--heap", "40k")  # too small to boot
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("deskpulse: the simulated kiosk exited with status 1 after: ")
+    assert "MemoryError" in err and "earlier run" not in err

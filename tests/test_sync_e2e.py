@@ -219,11 +219,12 @@ def test_a_scripted_day_reaches_the_database_exactly(tmp_path: Path) -> None:
     by_seq = {r["seq"]: r for r in rows}
     # Boot 1 never had its clock set: time unknown, never guessed.
     assert by_seq[1]["wall"] is None and by_seq[2]["wall"] is None
-    # Boot 2: the response before the clock was set is placed by the boot's anchor; those
-    # after carry the device's own time.
+    # Boot 2: every response is placed by the boot's anchor, the one before the clock was
+    # set too; those after it also carry the device's own time, which agrees.
     assert by_seq[3]["time_source"] == "anchor"
     assert by_seq[3]["wall"] == pytest.approx(T - 100, abs=2)
-    assert (by_seq[4]["time_source"], by_seq[4]["wall"]) == ("device", pytest.approx(T + 60, abs=2))
+    assert (by_seq[4]["time_source"], by_seq[4]["wall"]) == ("anchor", pytest.approx(T + 60, abs=2))
+    assert by_seq[4]["device_wall"] == pytest.approx(T + 60, abs=2)
     assert by_seq[6]["wall"] == pytest.approx(T + 60 + 11 + 3600, abs=3)
     # Boot 3 is placed by the anchor of the sync's own TIME command (host time).
     assert by_seq[7]["time_source"] == by_seq[8]["time_source"] == "anchor"
@@ -432,6 +433,59 @@ def test_a_lost_ack_costs_only_duplicates(
     else:  # the device did free its flash; only the answer was lost
         assert (second.received, second.acked) == (0, None)
     assert_exactly_once(tmp_path, dbfile, full_kiosk)
+
+
+@pytest.mark.parametrize("lose", ["command", "answer"])
+def test_a_rename_after_a_lost_ack_never_counts_a_customer_twice(
+    tmp_path: Path, lose: str
+) -> None:
+    dbfile = tmp_path / "d.db"
+    renamed = tmp_path / "renamed.json"
+    renamed.write_text(json.dumps({"device_id": "e2e-desk-2", "version": 2}))
+    to_device: list[bytes] = []
+    acking = threading.Event()
+
+    def tamper(direction: str, data: bytes) -> bytes:
+        if direction == "to_device":
+            to_device.append(data)
+            if b" ACK " in data:
+                acking.set()
+                return b"" if lose == "command" else data
+            acking.clear()  # the answers to anything else come through
+        elif acking.is_set() and lose == "answer":
+            return b""  # the A frame is lost on the way back
+        return data
+
+    def each_customer_once(count: int) -> dict[str, list[int]]:
+        by_id = {name: [r["seq"] for r in stored(dbfile, name)]
+                 for name in (DEVICE_ID, "e2e-desk-2")}
+        assert sorted(by_id[DEVICE_ID] + by_id["e2e-desk-2"]) == list(range(1, count + 1))
+        return by_id
+
+    with kiosk(tmp_path, "rate 4\nyes\nrate 2\nno\nrate 3\nyes\n",
+               config=write_config(tmp_path)) as sim:
+        wait_for_responses(sim.console_path, 3)
+        with PtyRelay(sim.console_path, tamper=tamper) as relay:
+            if lose == "command":
+                with pytest.raises(DeskPulseError) as err:
+                    sync(relay.path, dbfile, config_file=renamed, timeout=2.0, attempts=3)
+                assert "the config was not sent and nothing on the kiosk was changed" in str(
+                    err.value)
+                assert not any(b"CONFIG" in line for line in to_device)
+                assert hello(relay.path).device_id == DEVICE_ID  # not beside the relay
+                assert each_customer_once(3) == {DEVICE_ID: [1, 2, 3], "e2e-desk-2": []}
+                relay.tamper = None  # a good cable: the same command finishes the job
+            summary = sync(relay.path, dbfile, config_file=renamed, timeout=2.0, attempts=3)
+        assert summary.config_version == 2
+        after = hello(sim.console_path)
+        assert after.device_id == "e2e-desk-2" and after.first_seq == after.next_seq == 4
+    assert each_customer_once(3) == {DEVICE_ID: [1, 2, 3], "e2e-desk-2": []}
+    # The next customers are the renamed kiosk's: stored under its new id, once.
+    with kiosk(tmp_path, "rate 3\nyes\n", name="after.txt") as sim:
+        wait_for_responses(sim.console_path, 4)
+        later = sync(sim.console_path, dbfile)
+    assert (later.device_id, later.new, later.duplicates) == ("e2e-desk-2", 1, 0)
+    assert each_customer_once(4) == {DEVICE_ID: [1, 2, 3], "e2e-desk-2": [4]}
 
 
 # -- abuse and busy counters --------------------------------------------------------------

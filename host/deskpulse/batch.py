@@ -70,9 +70,15 @@ class Response:
         return round(self.latency_s * 10)
 
 
+RECEIPT_SOURCE = 4
+"""The source of an anchor `deskpulse serve` adds when a push arrives (its own clock at
+receipt). The device's own anchors (1 host, 2 NTP, 3 RTC chip) say what its clock was set
+to; a receipt anchor places a boot only when the device sent none for it (docs/time.md)."""
+
+
 class Anchor(NamedTuple):
     """A moment when the device's clock was set: `wall` was the time at `uptime_s` of
-    boot `boot`. Sources: 1 host, 2 NTP, 3 RTC chip."""
+    boot `boot`. Sources: 1 host, 2 NTP, 3 RTC chip, 4 the server's receipt."""
 
     boot: int
     uptime_s: int

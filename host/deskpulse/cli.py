@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deskpulse import boards, simulator
+from deskpulse import boards, db, simulator
 from deskpulse.alerts import add_alerts_command
 from deskpulse.errors import DeskPulseError
 from deskpulse.inspect import read_state
 from deskpulse.report_cli import add_report_command
 from deskpulse.serve_cli import add_serve_command
+from deskpulse.sync import read_config_json
 from deskpulse.sync_cli import add_sync_commands
 
 
@@ -23,23 +25,42 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     problems = boards.errors_only(boards.validate_board(boards.load_board(board)))
     if problems:
         raise DeskPulseError(f"board {board}: {problems[0].message}")
+    # The kiosk checks them too, but a file that could exhaust its heap is better refused
+    # here, as `deskpulse sync --config` does.
+    if args.config:
+        read_config_json(args.config)
+    if args.device_config:
+        read_config_json(args.device_config, "device config")
+    log = Path(args.state) / simulator.CONSOLE_LOG_NAME
+    logged_before = log.stat().st_size if log.is_file() else 0
     code = simulator.run(
         board, args.state, script=args.script, serial_link=args.serial_link, heap=args.heap,
         config=args.config, device_config=args.device_config,
     )
     if code not in (0, *simulator.STOPPED_BY_SIGNAL):
-        raise DeskPulseError(firmware_failure(Path(args.state), code))
+        raise DeskPulseError(firmware_failure(Path(args.state), code, logged_before))
     return code
 
 
-def firmware_failure(state_dir: Path, code: int) -> str:
-    """The firmware reports bad input on its console: fetch its `deskpulse:` line."""
+def firmware_failure(state_dir: Path, code: int, since: int = 0) -> str:
+    """The firmware reports bad input on its console: fetch its `deskpulse:` line, else
+    its last line, from what this run logged (the log from byte `since` on)."""
     log = state_dir / simulator.CONSOLE_LOG_NAME
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    try:
+        with log.open("rb") as f:
+            if f.seek(0, 2) >= since:  # else it rotated during the run: read it all
+                f.seek(since)
+            else:
+                f.seek(0)
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        lines = []
     for line in reversed(lines):
         if line.startswith("deskpulse: "):
-            return line.removeprefix("deskpulse: ")
-    return f"the simulated kiosk exited with status {code}; see {log}"
+            return line.removeprefix("deskpulse: ").strip()
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    said = f" after: {last[:200]}" if last else ""
+    return f"the simulated kiosk exited with status {code}{said} (see {log})"
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -136,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except DeskPulseError as e:
         print(f"deskpulse: {e}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as e:  # one that no command turned into a sentence itself
+        path = (args.db or db.default_db_path()) if hasattr(args, "db") else None
+        print(f"deskpulse: {db.failure(e, path)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

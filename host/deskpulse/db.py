@@ -6,10 +6,15 @@ forward on open; a database from a newer deskpulse is refused rather than guesse
 
 Every response is keyed by (device_id, seq) and inserted with INSERT OR IGNORE, so a batch
 that arrives twice (a lost ACK, a retried push) is stored once. Times follow docs/time.md:
-a record keeps the wall time the device gave it; otherwise it is placed by the latest
-anchor of its (device, boot), `wall = anchor.wall + (uptime_s - anchor.uptime_s)`; with no
-anchor its time stays unknown (NULL) and is counted, and it is placed later if an anchor
-for its boot arrives.
+every record of a (device, boot) that has an anchor is placed by the latest anchor of that
+boot, `wall = anchor.wall + (uptime_s - anchor.uptime_s)` (time_source 'anchor'), also
+when the device stamped it with its own clock, which may have been wrong; the device's
+stamp stays in `device_wall` as evidence. A record whose boot has no anchor keeps the
+device's stamp (time_source 'device'), or, without one, its time is unknown (NULL) and
+counted. When an anchor arrives that changes a boot's offset (`wall - uptime_s` of its
+latest anchor: the boot's first anchor, or a clock correction), every stored record of
+that boot moves, and the rollups with it; an anchor that agrees with the previous one
+(the usual sync) rewrites nothing.
 """
 
 from __future__ import annotations
@@ -26,10 +31,23 @@ from pathlib import Path
 from typing import Any
 
 from deskpulse import rollups
-from deskpulse.batch import Anchor, Response
+from deskpulse.batch import RECEIPT_SOURCE, Anchor, Response
 from deskpulse.errors import DeskPulseError
 
 BUSY_TIMEOUT_MS = 30_000
+
+CLOCK_TOLERANCE_S = 120
+"""A record placed by an anchor whose device stamp differs from that by more than this many
+seconds counts as clock-corrected (docs/time.md, docs/report.md). Within it the two agree:
+the device's clock counts whole seconds and a sync sets it a moment late. It is written
+into the index below: changing it needs a migration that rebuilds that index."""
+CLOCK_CORRECTED = (f"time_source = 'anchor' AND abs(wall - device_wall) > "
+                   f"{CLOCK_TOLERANCE_S}")
+"""The rows of that index; a query must repeat this text for SQLite to use it."""
+CLOCK_CORRECTED_INDEX = (
+    # Covering (time_source too), so the report never reads the table for it.
+    "CREATE INDEX responses_clock_corrected ON responses(device_id, wall, device_wall, "
+    f"rapid, closed, time_source) WHERE {CLOCK_CORRECTED}")
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: the serial sync (issue 4). Later issues add their own steps after this one.
@@ -144,6 +162,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             WHERE time_source IS NOT 'device'""",
         *rollups.SCHEMA,
     ),
+    # 4: records follow their boot's latest anchor even when the device stamped them
+    # (issue 10): a clock correction may move any record of a boot, so the index over
+    # placeable rows covers every row now; the stored rows of boots with anchors are
+    # re-placed, and the devices whose rows moved get their rollups rebuilt on first use
+    # (rollups.ensure_zone rebuilds a device without a rollup_zones row). Then the small
+    # index of the records the anchors contradicted, which the report counts.
+    (
+        "CREATE INDEX responses_by_boot ON responses(device_id, boot)",
+        "DROP INDEX responses_placeable",
+        """CREATE TEMP TABLE boot_shifts (
+               device_id TEXT NOT NULL,
+               boot      INTEGER NOT NULL,
+               shift     INTEGER NOT NULL,  -- wall - uptime_s of the boot's latest anchor
+               PRIMARY KEY (device_id, boot)
+           ) WITHOUT ROWID""",
+        # SQLite takes the bare column (shift) from the row of max(uptime_s).
+        """INSERT INTO temp.boot_shifts
+               SELECT device_id, boot, shift FROM (
+                   SELECT device_id, boot, wall - uptime_s AS shift, max(uptime_s)
+                   FROM anchors GROUP BY device_id, boot)""",
+        """DELETE FROM rollup_zones WHERE device_id IN (
+               SELECT r.device_id FROM responses r
+               JOIN temp.boot_shifts s ON s.device_id = r.device_id AND s.boot = r.boot
+               WHERE r.wall IS NOT r.uptime_s + s.shift)""",
+        """UPDATE responses SET wall = responses.uptime_s + s.shift, time_source = 'anchor'
+               FROM temp.boot_shifts s
+               WHERE s.device_id = responses.device_id AND s.boot = responses.boot
+                 AND (responses.wall IS NOT responses.uptime_s + s.shift
+                      OR responses.time_source IS NOT 'anchor')""",
+        "DROP TABLE temp.boot_shifts",
+        CLOCK_CORRECTED_INDEX,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -164,17 +214,25 @@ def db_option_help() -> str:
             "the default follows $XDG_DATA_HOME)")
 
 
-def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
+def connect(path: str | os.PathLike[str] | None = None, *,
+            busy_timeout_ms: int | None = None) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the database. The connection is in
-    autocommit mode: writers use `transaction()`."""
+    autocommit mode: writers use `transaction()`. A new database file is private to its
+    owner (it holds the kiosks' keys); SQLite gives its -wal and -shm the same mode.
+    Errors come out as DeskPulseError sentences (`failure`)."""
     db_path = Path(path) if path is not None else default_db_path()
+    wait_ms = BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms
     try:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    except (OSError, sqlite3.Error) as exc:
-        raise DeskPulseError(f"cannot open the database {db_path}: {exc}") from exc
+        _create_private(db_path, default_folder=path is None
+                        and not os.environ.get("DESKPULSE_DB"))
+        conn = sqlite3.connect(db_path, timeout=wait_ms / 1000, isolation_level=None)
+    except OSError as exc:
+        raise DeskPulseError(
+            f"cannot open the database {db_path}: {exc.strerror or exc}") from exc
+    except sqlite3.Error as exc:
+        raise failure(exc, db_path) from exc
     try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL, not WAL's usual NORMAL: the device frees flash once we ACK, so a commit
         # must survive a power cut of the host too.
@@ -184,13 +242,66 @@ def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
         # (device, wall) index and the rollups; reports read many rollup pages.
         conn.execute("PRAGMA cache_size = -65536")
         migrate(conn)
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.Error as exc:
         conn.close()
-        raise DeskPulseError(f"{db_path} is not a usable deskpulse database: {exc}") from exc
+        raise failure(exc, db_path) from exc
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_FOLDER_MODE = 0o700
+
+
+def _create_private(db_path: Path, *, default_folder: bool) -> None:
+    """Create a missing database file readable by its owner only, before SQLite opens it
+    (an empty file is an empty database). A missing folder is created private too; an
+    existing one is left as it is (the user chose it), except that deskpulse's own
+    default folder is created private."""
+    folder = db_path.parent
+    if not folder.exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=PRIVATE_FOLDER_MODE)
+        if default_folder:
+            folder.chmod(PRIVATE_FOLDER_MODE)  # whatever the umask
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(db_path, flags, PRIVATE_FILE_MODE))
+
+
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def failure(exc: sqlite3.Error, path: str | os.PathLike[str] | None = None) -> DeskPulseError:
+    """What went wrong with the database, as a sentence saying what to do. Every command
+    turns SQLite's errors into these (db.connect, the store call sites, cli.main)."""
+    where = f" {path}" if path is not None else ""
+    named = f":{where}" if where else ""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _BUSY:
+        return DeskPulseError(
+            f"another program holds the database{where} (a sync, `deskpulse serve`, a "
+            f"report?) and it stayed locked ({exc}): wait for it or stop it, then run the "
+            "command again")
+    if primary == sqlite3.SQLITE_READONLY:
+        return DeskPulseError(
+            f"the database file is read-only{named} ({exc}); give your user write "
+            "access to it and its folder, or choose another file with --db")
+    if primary in _DAMAGED:
+        return DeskPulseError(
+            f"the database is damaged{named} ({exc}); restore a backup, or move "
+            "the file away to start a new database")
+    if primary == sqlite3.SQLITE_FULL:
+        return DeskPulseError(f"the disk holding the database{where} is full ({exc})")
+    if primary == sqlite3.SQLITE_CANTOPEN:
+        return DeskPulseError(f"cannot open the database{where} ({exc}): check that its "
+                              "folder exists and that you may write there")
+    return DeskPulseError(f"the database{where} failed: {exc}")
 
 
 @contextlib.contextmanager
@@ -415,16 +526,30 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
     # Before anything new lands, so that a rebuild (new zone, or rollups never
     # built) covers exactly the rows stored so far.
     zone = rollups.ensure_zone(conn, device_id)
-    anchor_rows = [(device_id, a.boot, a.uptime_s, a.wall, a.source) for a in anchors]
+    anchor_rows = _anchor_rows(conn, device_id, anchors)
+    anchored = {row[1] for row in anchor_rows}
+    before = {boot: _boot_shift(conn, device_id, boot) for boot in anchored}
     # The device lists anchors oldest first; a later one at the same second wins.
     conn.executemany(
         "INSERT OR REPLACE INTO anchors VALUES (?, ?, ?, ?, ?)", anchor_rows)
+    fresh = _new_ones(responses, stored, increasing)
+    shifts = {boot: _boot_shift(conn, device_id, boot)
+              for boot in anchored.union(r.boot for r in fresh)}
+    changes = [rollups.Changes.empty()]
+    # Stored rows move only in boots whose shift this batch changed (a first anchor, a
+    # clock correction), and before the new rows go in: those get their place as they
+    # are inserted. An anchor that agrees with the last one rewrites nothing.
+    _place(conn, device_id, {b: shifts[b] for b in sorted(anchored) if shifts[b] != before[b]},
+           changes)
     # The hottest line of a sync: plain attribute reads (latency_ds inlined; bools
-    # bind as 0/1), one tuple per response.
+    # bind as 0/1), one tuple per response. `shift` (walrus) is the boot's placement:
+    # the device's stamp stays in device_wall either way.
     rows = [(device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
-             r.rapid, r.closed, r.boot, r.uptime_s, r.wall, r.wall,
-             None if r.wall is None else "device", r.config_version, sync_id)
-            for r in _new_ones(responses, stored, increasing)]
+             r.rapid, r.closed, r.boot, r.uptime_s, r.wall,
+             r.wall if (shift := shifts[r.boot]) is None else r.uptime_s + shift,
+             "anchor" if shift is not None else None if r.wall is None else "device",
+             r.config_version, sync_id)
+            for r in fresh]
     # Duplicates were left out above (they must not count in the rollups); the
     # conflict clause stays as a guard. ON CONFLICT on the key only: OR IGNORE would
     # also skip rows that break a CHECK.
@@ -434,49 +559,77 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
     new = max(cur.rowcount, 0)
     if new != len(rows):
         raise RuntimeError(f"{len(rows)} new responses of {device_id}, {new} inserted")
-    changes = [rollups.Changes.empty()]
-    unplaced: set[int] = set()
+    unknown = 0
     if rows:
         columns = list(zip(*rows, strict=True))
         changes[0] = rollups.Changes.from_columns(
-            columns[10], columns[2], columns[3], columns[4], columns[6], columns[7])
-        unplaced = {row[1] for row in rows if row[10] is None}
-    boots = {row[1] for row in anchor_rows}
-    boots.update(row[8] for row in rows if row[10] is None)
-    placed = _place(conn, device_id, boots, changes)
+            columns[11], columns[2], columns[3], columns[4], columns[6], columns[7])
+        unknown = columns[11].count(None)
     rollups.apply(conn, device_id, zone, rollups.Changes.join(changes))
-    unknown = len(unplaced - placed)
     conn.execute(
         "UPDATE syncs SET new = ?, duplicates = ?, time_unknown = ? WHERE sync_id = ?",
         (new, len(responses) - new, unknown, sync_id))
     return new, len(responses) - new
 
 
-def _place(conn: sqlite3.Connection, device_id: str, boots: Iterable[int],
-           changes: list[rollups.Changes]) -> set[int]:
-    """(Re)place every response of these boots that lacks the device's own time, from
-    the latest anchor of its boot. Appends the rollup moves to `changes`; returns the
-    seqs that now have a time."""
-    placed: set[int] = set()
-    for boot in sorted(boots):
-        anchor = conn.execute(
-            """SELECT uptime_s, wall FROM anchors WHERE device_id = ? AND boot = ?
-               ORDER BY uptime_s DESC LIMIT 1""", (device_id, boot)).fetchone()
-        if anchor is None:
+def _anchor_rows(conn: sqlite3.Connection, device_id: str,
+                 anchors: Iterable[Anchor]) -> list[tuple[int | str, ...]]:
+    """The rows to store: a receipt anchor is kept only for a boot with no anchor of the
+    device's own (stored or in this batch), where it is the only placement there is;
+    otherwise every push would add a row that nothing reads."""
+    anchors = list(anchors)
+    own = {a.boot for a in anchors if a.source != RECEIPT_SOURCE}
+    rows: list[tuple[int | str, ...]] = []
+    for a in anchors:
+        if a.source == RECEIPT_SOURCE and (a.boot in own or conn.execute(
+                f"""SELECT 1 FROM anchors WHERE device_id = ? AND boot = ?
+                    AND source != {RECEIPT_SOURCE} LIMIT 1""",
+                (device_id, a.boot)).fetchone()):
             continue
-        anchor_uptime, anchor_wall = anchor
+        rows.append((device_id, a.boot, a.uptime_s, a.wall, a.source))
+    return rows
+
+
+def _boot_shift(conn: sqlite3.Connection, device_id: str, boot: int) -> int | None:
+    """`wall - uptime_s` of the boot's latest anchor: what places its records; None when
+    the boot has no anchor. The server's receipt anchors count only in a boot the device
+    sent none for: its own anchors say what its clock was set to, while a receipt anchor
+    carries the network's delay, differs a little at every push (which would move the
+    whole boot each time), and comes from a PC whose clock may be the wrong one."""
+    row = conn.execute(
+        f"""SELECT wall - uptime_s FROM anchors WHERE device_id = ? AND boot = ?
+           ORDER BY source = {RECEIPT_SOURCE}, uptime_s DESC LIMIT 1""",
+        (device_id, boot)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _place(conn: sqlite3.Connection, device_id: str, shifts: Mapping[int, int | None],
+           changes: list[rollups.Changes]) -> None:
+    """(Re)place every stored response of these boots by its boot's shift (the latest
+    anchor's `wall - uptime_s`), also those the device stamped itself. Appends the rollup
+    moves to `changes`. Rows already where they belong are not written."""
+    for boot, shift in shifts.items():
+        if shift is None:
+            continue
         moved = []
-        for seq, wall, uptime_s, *rest in conn.execute(
-                # Without statistics SQLite prefers the primary key and reads every
-                # response of the device; the partial index holds just the placeable ones.
-                """SELECT seq, wall, uptime_s, rating, scale, told_next, rapid, closed
-                   FROM responses INDEXED BY responses_placeable
-                   WHERE device_id = ? AND boot = ? AND time_source IS NOT 'device'""",
+        relabelled = []
+        for seq, wall, source, uptime_s, *rest in conn.execute(
+                # Without statistics SQLite may prefer the primary key, which would read
+                # every response of the device.
+                """SELECT seq, wall, time_source, uptime_s, rating, scale, told_next,
+                          rapid, closed
+                   FROM responses INDEXED BY responses_by_boot
+                   WHERE device_id = ? AND boot = ?""",
                 (device_id, boot)):
-            placed.add(seq)
-            now = anchor_wall + (uptime_s - anchor_uptime)
+            now = uptime_s + shift
             if wall != now:
                 moved.append((seq, wall, now, *rest))
+            elif source != "anchor":  # the device's clock was right: only the label
+                relabelled.append(seq)
+        if relabelled:
+            conn.executemany(
+                "UPDATE responses SET time_source = 'anchor' WHERE device_id = ? AND seq = ?",
+                [(device_id, seq) for seq in relabelled])
         if not moved:
             continue
         conn.executemany(
@@ -488,7 +641,6 @@ def _place(conn: sqlite3.Connection, device_id: str, boots: Iterable[int],
                                                     closed, weight=-1))
         changes.append(rollups.Changes.from_columns(new, ratings, scales, tolds, rapid,
                                                     closed))
-    return placed
 
 
 # -- reading ------------------------------------------------------------------------------

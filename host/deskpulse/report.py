@@ -4,7 +4,8 @@ reference for tests and the benchmark's anchor, by a plain scan of the responses
 
 The rollup path takes, per device zone, the month rows for whole local months inside the
 range, day rows for the other whole local days, and the raw responses (by the
-(device_id, wall) index) for the partial days at the edges.
+(device_id, wall) index) for the partial days at the edges. The responses whose device
+stamp the anchors contradicted (`clock_corrected`) come from their own small index.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from deskpulse import rollups as ru
+from deskpulse.db import CLOCK_CORRECTED, CLOCK_TOLERANCE_S
 from deskpulse.db import transaction as db_transaction
 from deskpulse.errors import DeskPulseError
 from deskpulse.timezones import (
@@ -139,6 +141,14 @@ class Tally:
         default_factory=lambda: defaultdict(dict))
     heat: np.ndarray = field(default_factory=lambda: np.zeros((2, 7, 24), np.int64))
     trend: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (day, scale)
+    # Per device: [responses placed more than CLOCK_TOLERANCE_S away from their device
+    # stamp, the largest such difference in seconds], counted kinds only.
+    clock: dict[str, list[int]] = field(default_factory=dict)
+
+    def add_clock(self, device_id: str, responses: int, largest: int) -> None:
+        entry = self.clock.setdefault(device_id, [0, 0])
+        entry[0] += responses
+        entry[1] = max(entry[1], largest)
 
     def add_counts(self, device_id: str, scale: int, kind: int, counts: np.ndarray,
                    unknown: bool = False) -> None:
@@ -349,6 +359,26 @@ def _ensure_rollups(conn: sqlite3.Connection, devices: list[Device]) -> None:
             f"reports), which needs to write to the database: {exc}") from exc
 
 
+def _kinds_clause(sel: Selection) -> str:
+    return "" if sel.include_flagged else " AND rapid = 0 AND closed = 0"
+
+
+def add_clock_corrected(conn: sqlite3.Connection, sel: Selection, tally: Tally) -> None:
+    """The selected responses whose device stamp the anchors contradicted, by one query
+    on the partial index that holds only those (its WHERE must be repeated verbatim)."""
+    rows = conn.execute(
+        f"""SELECT device_id, count(*), max(abs(wall - device_wall))
+            FROM responses INDEXED BY responses_clock_corrected
+            WHERE device_id IN (SELECT value FROM json_each(?)) AND wall >= ? AND wall < ?
+              {_kinds_clause(sel)} AND {CLOCK_CORRECTED}
+            GROUP BY device_id""",
+        (json.dumps([d.device_id for d in sel.devices]),
+         sel.since if sel.since is not None else -(1 << 62),
+         sel.until if sel.until is not None else 1 << 62))
+    for device_id, responses, largest in rows:
+        tally.add_clock(device_id, responses, largest)
+
+
 @contextlib.contextmanager
 def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
     """One read transaction, so that rollups and raw edges come from the same moment
@@ -409,6 +439,7 @@ def build_report(conn: sqlite3.Connection, *, since: str | int | datetime | None
     _ensure_rollups(conn, sel.devices)
     with _snapshot(conn):
         tally = _tally_from_rollups(conn, sel)
+        add_clock_corrected(conn, sel, tally)
     return figures(sel, tally)
 
 
@@ -445,6 +476,15 @@ def build_report_raw(conn: sqlite3.Connection, *, since: str | int | datetime | 
             local = wall + int(offset.total_seconds())
         tally.add_response(device_id, rating, scale, ru.TOLD_CODE[told_next],
                            (rapid != 0) + 2 * (closed != 0), local, count)
+    # Every response the anchors placed, judged here in Python, not by the index.
+    low, high = params[0], params[1]
+    for device_id, wall, device_wall, rapid, closed in conn.execute(
+            "SELECT device_id, wall, device_wall, rapid, closed FROM responses NOT INDEXED "
+            "WHERE time_source = 'anchor' AND device_wall IS NOT NULL"):
+        off = abs(wall - device_wall)
+        if (device_id in zones and low <= wall < high and off > CLOCK_TOLERANCE_S
+                and (rapid != 0) + 2 * (closed != 0) in sel.kinds):
+            tally.add_clock(device_id, 1, off)
     return figures(sel, tally)
 
 
@@ -634,7 +674,47 @@ def figures(sel: Selection, tally: Tally) -> dict[str, Any]:
         "trend": [day.entry(d) for d, day in sorted(trend_days.items()) if day.responses],
         "flagged": {"rapid": rapid, "closed": closed, "included": sel.include_flagged},
         "time_unknown": unknown_total,
+        "clock_corrected": _clock_corrected(sel, tally),
     }
+
+
+def _clock_corrected(sel: Selection, tally: Tally) -> dict[str, Any]:
+    devices = [{"device_id": d.device_id, "name": d.name,
+                "responses": tally.clock[d.device_id][0],
+                "largest_s": tally.clock[d.device_id][1]}
+               for d in sel.devices if tally.clock.get(d.device_id, [0])[0]]
+    devices.sort(key=lambda e: (-e["responses"], e["device_id"]))
+    return {"tolerance_s": CLOCK_TOLERANCE_S,
+            "responses": sum(e["responses"] for e in devices),
+            "largest_s": max((e["largest_s"] for e in devices), default=None),
+            "devices": devices}
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = round(seconds / size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def clock_corrected_line(rep: dict[str, Any]) -> str | None:
+    """The one line the table and the HTML show when anchors contradicted device stamps;
+    None when they never did in the selection."""
+    clock = rep.get("clock_corrected") or {}
+    n, devices = clock.get("responses", 0), clock.get("devices") or []
+    if not n or not devices:
+        return None
+    what = f"{n} response{'s' if n != 1 else ''}"
+    off = ("" if n == 1 else "up to ") + _span(clock["largest_s"])
+    if len(devices) == 1:
+        whose, clocks = f"of {devices[0]['device_id']}", "the device clock"
+    else:
+        named = ", ".join(f"{e['device_id']} {e['responses']}" for e in devices[:3])
+        more = f" and {len(devices) - 3} more" if len(devices) > 3 else ""
+        whose, clocks = f"of {len(devices)} devices ({named}{more})", "their device clocks"
+    return (f"clock corrected: {what} {whose} {'was' if n == 1 else 'were'} stamped {off} "
+            f"off by {clocks}; placed by the host's time anchors")
 
 
 class _TrendDay:

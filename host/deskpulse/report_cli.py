@@ -170,6 +170,9 @@ def format_table(rep: dict[str, Any], terminal: bool = False) -> str:
                 f"({'included' if flagged['included'] else 'left out'})")
     key.add_row("time unknown", str(rep["time_unknown"]))
     console.print(key)
+    clock_line = report.clock_corrected_line(rep)
+    if clock_line is not None:
+        console.print(clock_line, markup=False, soft_wrap=True)
 
     told_table = _table("Told what happens next?", "answer", "responses", "CSAT", "95% CI")
     for label, group in (("yes", rep["csat_told"]), ("no", rep["csat_not_told"])):

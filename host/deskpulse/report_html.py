@@ -26,6 +26,8 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from deskpulse.report import clock_corrected_line
+
 # Chart colours, used nowhere else on the page (tests look for them in a screenshot).
 COLOURS = {
     "csat_low": "#d7301f",
@@ -367,6 +369,11 @@ def _key_figures(report: dict[str, Any]) -> str:
     return '<section id="key-figures">' + "".join(cards) + "</section>"
 
 
+def _clock_corrected(report: dict[str, Any]) -> str:
+    line = clock_corrected_line(report)
+    return "" if line is None else f'<p class="notice" id="clock-corrected">{_e(line)}</p>'
+
+
 def _filters(filters: dict[str, Any]) -> str:
     items = [("From", filters.get("since") or "the first response"),
              ("Before", filters.get("until") or "the last response"),
@@ -476,6 +483,8 @@ tr.alert td, tr.alerted td { background: #fff1f0; }
 tr.alert td:first-child, tr.alerted td:first-child { border-left: 4px solid #b00020; }
 #alerts .count { background: #b00020; color: #fff; border-radius: 10px; padding: 0 8px;
   font-size: 0.85rem; }
+.notice { background: #fff8e1; border: 1px solid #e0c36a; border-radius: 6px;
+  padding: 8px 12px; margin: 16px 0 0; }
 footer { color: #5a6470; font-size: 0.8rem; margin-top: 28px; }
 """
 
@@ -495,7 +504,8 @@ def render(report: dict[str, Any], alerts: list[dict[str, Any]], *,
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
         f"<header><h1>{_e(title)}</h1></header>"
-        + _key_figures(report) + _filters(report.get("filters") or {}) + _alerts(alerts)
+        + _key_figures(report) + _clock_corrected(report) + _filters(report.get("filters") or {})
+        + _alerts(alerts)
         + body
         + "<footer>Made by deskpulse report. Times are each device's local time.</footer>"
         "</main></body></html>\n")

@@ -20,7 +20,8 @@ Local time follows the device's zone (timezones.device_zone); `rollup_zones` rec
 zone each device's rows were built with, and `ensure_zone` rebuilds a device's rows from
 its responses when that zone no longer holds (set on the device, or a new host zone).
 Deltas are computed with numpy for a whole batch at once: +1 for each new response, and
--1/+1 for each response an anchor moves.
+-1/+1 for each stored response an anchor moves (a boot's first anchor, or one that
+corrects the boot's clock, also for responses the device had stamped: docs/time.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
 """`deskpulse sync`: pull a kiosk's responses over its USB serial console, exactly once.
 
 HELLO → (CONFIG) → TIME → PULL … until the device has no more → store everything in one
-SQLite transaction and commit → ACK. The device frees flash only after the ACK. If the
-ACK (or its answer) is lost, the next sync pulls the same records again and the database
-ignores them as duplicates, so an interruption anywhere loses and doubles nothing.
+SQLite transaction and commit → ACK → (CONFIG). The device frees flash only after the ACK.
+If the ACK (or its answer) is lost, the next sync pulls the same records again and the
+database ignores them as duplicates, so an interruption anywhere loses and doubles nothing.
+
+Duplicates are recognised by (device_id, seq), so that holds only while the kiosk keeps its
+id: a config that renames a kiosk is sent only once a fresh HELLO shows that the kiosk
+holds no record it has not had acknowledged (`_settle_before_rename`); otherwise its old
+records would come back under the new id and be stored a second time.
 
 Every command carries a fresh tag; frames with any other tag (left over from an
 interrupted exchange) are ignored. A command that gets no valid answer in time, or an
@@ -18,6 +23,7 @@ import errno
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -45,6 +51,17 @@ DEFAULT_TIMEOUT = 3.0
 batch takes 0.4 s at 115200 baud; the rest is slack for a busy device."""
 DEFAULT_ATTEMPTS = 4
 _READ_SLICE = 0.05
+RENAME_ROUNDS = 3
+"""Pull-store-ACK rounds to empty a kiosk (customers may keep tapping) before a config
+that renames it is sent; after that the sync stops and a second run finishes."""
+MAX_CONFIG_DEPTH = 16
+"""Nesting a config file may have (a real one nests 3 deep): deeper is refused before
+parsing it could exhaust the stack (here) or the heap (on the kiosk)."""
+
+# The wall times the kiosk accepts in TIME: mirrors of firmware/kiosk/clock.py's
+# EARLIEST_WALL and LATEST_WALL (2000-01-01 and 2100-01-01 UTC); tests compare them.
+EARLIEST_WALL = 946684800
+LATEST_WALL = 4102444800
 _REPO = Path(__file__).resolve().parent.parent.parent
 FIRMWARE_DIR = _REPO / "firmware"
 
@@ -66,6 +83,10 @@ DIALOUT_HINT = (
 
 class SyncError(DeskPulseError):
     """The kiosk did not answer as the protocol says."""
+
+
+class ConfigRefused(DeskPulseError):
+    """The kiosk checked the config and kept its old one."""
 
 
 class SerialPort(Protocol):
@@ -170,12 +191,7 @@ class CheckedConfig:
 def check_config(path: str | os.PathLike[str]) -> CheckedConfig:
     """Read a config file and validate it with the firmware's own validator running on
     MicroPython, so that the host and the device cannot disagree about what is valid."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DeskPulseError(f"cannot read config {path}: {exc.strerror or exc}") from exc
-    except (ValueError, UnicodeError) as exc:
-        raise DeskPulseError(f"config {path} is not valid JSON: {exc}") from exc
+    raw = read_config_json(path)
     data = json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     if len(data) > MAX_CONFIG_BYTES:
         raise DeskPulseError(f"config {path} is {len(data)} bytes compacted; the kiosk "
@@ -204,6 +220,54 @@ def check_config(path: str | os.PathLike[str]) -> CheckedConfig:
     if result["problems"]:
         raise DeskPulseError(f"config {path} rejected: " + "; ".join(result["problems"]))
     return CheckedConfig(data, int(result["version"]), str(result["device_id"]))
+
+
+def read_config_json(path: str | os.PathLike[str], what: str = "config") -> Any:
+    """A config file's JSON, or one sentence on why it cannot be read. A file far beyond
+    what a kiosk takes, or nested deeper than MAX_CONFIG_DEPTH, is refused before it is
+    parsed."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES * 8 + 1)
+    except OSError as exc:
+        raise DeskPulseError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_CONFIG_BYTES * 8:
+        raise DeskPulseError(f"{what} {path} is far too big for a kiosk config (which takes "
+                             f"at most {MAX_CONFIG_BYTES} bytes compacted)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeError as exc:
+        raise DeskPulseError(f"{what} {path} is not valid JSON: {exc}") from exc
+    depth = _nesting(text)
+    if depth > MAX_CONFIG_DEPTH:
+        raise DeskPulseError(f"{what} {path} nests {depth} levels deep; a kiosk config "
+                             f"takes at most {MAX_CONFIG_DEPTH}")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise DeskPulseError(f"{what} {path} is not valid JSON: {exc}") from exc
+
+
+def _nesting(text: str) -> int:
+    """The deepest [ / { nesting outside JSON strings (an upper bound for malformed text)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 # -- the exchange -------------------------------------------------------------------------
@@ -444,7 +508,7 @@ def _refused(reply: dict[str, Any]) -> None:
     problems = reply.get("problems") or [reply.get("error") or "no reason given"]
     if not isinstance(problems, list):
         problems = [str(problems)]
-    raise DeskPulseError("the kiosk refused the config: " + "; ".join(map(str, problems)))
+    raise ConfigRefused("the kiosk refused the config: " + "; ".join(map(str, problems)))
 
 
 def sync(
@@ -474,8 +538,24 @@ def sync(
                     name=str(getattr(port_or_serial, "port", None) or "the port"))
         port_or_serial.reset_input_buffer()
         return _sync(link, conn, config, progress)
+    except sqlite3.Error as exc:
+        # The kiosk frees only what an ACK after a commit covers: it still holds the rest.
+        problem = db.failure(exc, db_path if db_path is not None else db.default_db_path())
+        raise DeskPulseError(
+            f"{problem}. Nothing is lost: the kiosk keeps every response not stored yet; "
+            "run sync again once this is fixed") from exc
     finally:
         conn.close()
+
+
+def host_time() -> int:
+    """This PC's clock in unix seconds (a seam for tests)."""
+    return int(time.time())
+
+
+def clock_is_plausible(wall: int) -> bool:
+    """Whether the kiosk would take this wall time (EARLIEST_WALL..LATEST_WALL)."""
+    return EARLIEST_WALL <= wall <= LATEST_WALL
 
 
 def _sync(link: Link, conn: Any, config: CheckedConfig | None,
@@ -502,14 +582,17 @@ def _sync(link: Link, conn: Any, config: CheckedConfig | None,
         summary.warnings.append(
             f"the kiosk numbers its next response {hello.next_seq}, but the database "
             f"already holds seq {before} for {hello.device_id}: was its flash erased?")
-    anchors = [*hello.anchors, session.set_time(int(time.time()))]
-    responses, summary.batches = session.pull_all(
-        hello.first_seq, int(_log_number(hello.status, "unacked") or 0), progress)
+    anchors = list(hello.anchors)
+    now = host_time()
+    if clock_is_plausible(now):
+        anchors.append(session.set_time(now))
+    else:
+        summary.warnings.append(
+            f"this PC's clock says {_utc(now)}, which cannot be right: the kiosk's clock "
+            "was not set; set this PC's clock and sync again")
     previous_dropped = _previous_dropped(conn, hello.device_id)
-    new, duplicates = db.store_batch(conn, hello.device_id, responses, anchors, hello.status,
-                                     "serial", proto=hello.proto)
+    responses = _pull_and_store(session, conn, hello, anchors, summary, progress)
     record = db.latest_sync(conn, hello.device_id)
-    summary.received, summary.new, summary.duplicates = len(responses), new, duplicates
     summary.time_unknown = record.time_unknown if record is not None else 0
     summary.time_unknown_total = db.count_time_unknown(conn, hello.device_id)
     dropped = _log_number(hello.status, "dropped")
@@ -521,13 +604,81 @@ def _sync(link: Link, conn: Any, config: CheckedConfig | None,
     fill = _log_number(hello.status, "fs_fill")
     summary.fill = float(fill) if fill is not None else None
     if responses:
-        summary.first_seq, summary.last_seq = responses[0].seq, responses[-1].seq
         _acknowledge(session, responses[-1].seq, summary)
     if config is not None and summary.config_version is None:
-        _configure(session, config, summary)
+        if config.device_id != hello.device_id:
+            _settle_before_rename(session, conn, hello, config, summary)
+        try:
+            _configure(session, config, summary)
+        except ConfigRefused as exc:
+            raise ConfigRefused(f"{exc}. Its responses were all stored; it keeps its old "
+                                "config") from exc
     summary.retries = link.retries
     summary.bytes_sent, summary.bytes_received = link.bytes_sent, link.bytes_received
     return summary
+
+
+def _pull_and_store(session: Session, conn: Any, hello: Hello, anchors: list[Anchor],
+                    summary: SyncSummary, progress: Progress | None = None
+                    ) -> list[Response]:
+    """Pull every record from hello.first_seq and store it in one commit (not ACKed)."""
+    responses, batches = session.pull_all(
+        hello.first_seq, int(_log_number(hello.status, "unacked") or 0), progress)
+    new, duplicates = db.store_batch(conn, hello.device_id, responses, anchors, hello.status,
+                                     "serial", proto=hello.proto)
+    summary.batches += batches
+    summary.received += len(responses)
+    summary.new += new
+    summary.duplicates += duplicates
+    if responses:
+        if summary.first_seq is None:
+            summary.first_seq = responses[0].seq
+        summary.last_seq = responses[-1].seq
+    return responses
+
+
+def _settle_before_rename(session: Session, conn: Any, hello: Hello, config: CheckedConfig,
+                          summary: SyncSummary) -> None:
+    """Return once a fresh HELLO shows the kiosk holds nothing unacknowledged, pulling,
+    storing and ACKing what came meanwhile (or what a lost ACK left) a few times; else
+    raise with the config unsent. The kiosk's records are keyed by its id in the
+    database: under a new id, any record it still held would be stored a second time."""
+    old, new = hello.device_id, config.device_id or "(no id)"
+    reason = "it was not checked"
+    try:
+        for _ in range(RENAME_ROUNDS):
+            now = session.hello()
+            if now.device_id != old:
+                raise SyncError(f"the kiosk now calls itself {now.device_id or '(no id)'}")
+            if now.first_seq >= now.next_seq:
+                _confirmed(summary, now.first_seq - 1)
+                return
+            reason = (f"it still holds responses {now.first_seq}..{now.next_seq - 1} "
+                      "unconfirmed (a lost ACK? customers still tapping?)")
+            responses = _pull_and_store(session, conn, now, [], summary)
+            if responses:
+                _acknowledge(session, responses[-1].seq, summary)
+    except SyncError as exc:
+        reason = f"checking that failed: {exc}"
+    raise DeskPulseError(
+        f"the config was not sent and nothing on the kiosk was changed: it renames the "
+        f"kiosk {old} to {new}, which is safe only once the kiosk has confirmed that every "
+        f"response it holds is stored, and {reason}. Every response pulled is stored "
+        f"({summary.new} new); run the same sync --config again to finish")
+
+
+def _confirmed(summary: SyncSummary, acked: int) -> None:
+    """A HELLO showed everything up to `acked` freed: warnings of lost ACKs are moot."""
+    if summary.last_seq is not None and acked >= summary.last_seq:
+        summary.acked = acked
+        summary.warnings = [w for w in summary.warnings if not w.startswith(_NO_ACK)]
+
+
+def _utc(wall: int) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(wall))
+    except (OverflowError, OSError, ValueError):
+        return f"{wall} (unix seconds)"
 
 
 def _log_number(status: dict[str, Any], key: str) -> int | float | None:
@@ -542,14 +693,19 @@ def _previous_dropped(conn: Any, device_id: str) -> int | None:
     return record.dropped if record is not None else None
 
 
+_NO_ACK = "the kiosk did not confirm ACK"
+
+
 def _acknowledge(session: Session, upto: int, summary: SyncSummary) -> None:
     """ACK after the commit. Losing it costs only a re-send next time."""
     try:
         acked = session.ack(upto)
     except SyncError:
         summary.warnings.append(
-            f"the kiosk did not confirm ACK {upto}; the next sync will pull those responses "
-            "again and ignore them as duplicates")
+            f"{_NO_ACK} {upto}: its responses are stored, and if it "
+            f"still holds them the next sync pulls them again and the database ignores them "
+            f"as duplicates (by id and seq: only while the kiosk keeps the id "
+            f"{summary.device_id})")
         return
     summary.acked = acked
     if acked > upto:

@@ -33,7 +33,9 @@ def add_sync_commands(sub: Any) -> None:
     syn.add_argument("--db", help=db.db_option_help())
     syn.add_argument("--config", metavar="FILE",
                      help="also send this device config (JSON); it is checked first with "
-                          "the firmware's own validator, so a bad file never reaches the kiosk")
+                          "the firmware's own validator, so a bad file never reaches the "
+                          "kiosk. One that changes the kiosk's device_id is sent only once "
+                          "the kiosk has confirmed that every response it holds is stored")
     syn.set_defaults(func=_cmd_sync)
 
     dev = sub.add_parser(
