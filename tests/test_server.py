@@ -30,7 +30,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from deskpulse import db, registry, signing
-from deskpulse.batch import Anchor, Response, encode_batch
+from deskpulse.batch import RECEIPT_SOURCE, Anchor, Response, encode_batch
 from deskpulse.push_client import (
     PushAnswer,
     PushClient,
@@ -147,16 +147,18 @@ def test_a_push_is_stored_then_answered_with_a_signature_that_verifies(site: Sit
     assert answer.body["acked"] == 20 and answer.new == 20 and answer.duplicates == 0
     assert before <= answer.body["time"] <= after
     stored = db.responses_of(site.conn, "front-1")
-    assert [(r["seq"], r["rating"], r["wall"]) for r in stored] == [
+    assert [(r["seq"], r["rating"], r["device_wall"]) for r in stored] == [
         (r.seq, r.rating, r.wall) for r in responses]
     record = db.latest_sync(site.conn, "front-1")
     assert record is not None and record.transport == "wifi" and record.status == STATUS
     assert site.conn.execute("SELECT nonce_boot, nonce_count FROM device_keys WHERE "
                              "device_id = 'front-1'").fetchone() == (1, 1)
-    # The server's own anchor: the body's boot and uptime at the server's time.
+    # The server's receipt anchor: the body's boot and uptime at the server's time.
     (anchor,) = site.conn.execute("SELECT boot, uptime_s, wall, source FROM anchors").fetchall()
-    assert anchor[:2] == (1, responses[-1].uptime_s + 5) and anchor[3] == 1
+    assert anchor[:2] == (1, responses[-1].uptime_s + 5) and anchor[3] == RECEIPT_SOURCE
     assert before <= anchor[2] <= after
+    # It places the boot's responses (docs/time.md), the device's stamps kept beside.
+    assert all(r["wall"] == anchor[2] + r["uptime_s"] - anchor[1] for r in stored)
 
 
 def test_the_answer_is_bound_to_the_request_nonce_and_the_key(site: Site) -> None:
@@ -178,10 +180,14 @@ def test_the_server_anchor_places_responses_of_a_kiosk_without_a_clock(site: Sit
     for r in db.responses_of(site.conn, "front-1"):
         assert r["time_source"] == "anchor"
         assert r["wall"] == wall + (r["uptime_s"] - uptime_s)
-    # Anchors the kiosk sends are stored beside the server's.
+    # An anchor of the kiosk's own outranks the receipts: it places the whole boot, and
+    # no more receipt anchors are stored for that boot.
     assert site.push(site.front, make_responses(6, 1, clock_known=False),
                      anchors=[Anchor(1, 30, WALL_BASE, 2)]).ok
-    assert site.conn.execute("SELECT count(*) FROM anchors WHERE source = 2").fetchone() == (1,)
+    assert site.conn.execute("SELECT source, count(*) FROM anchors GROUP BY source").fetchall() \
+        == [(2, 1), (RECEIPT_SOURCE, 1)]
+    for r in db.responses_of(site.conn, "front-1"):
+        assert r["wall"] == WALL_BASE + r["uptime_s"] - 30
 
 
 def test_retries_with_a_new_nonce_are_stored_once(site: Site) -> None:
@@ -498,6 +504,106 @@ def test_health_and_unknown_routes_answer_json(site: Site) -> None:
     assert wrong_method.status_code == 405 and "POST" in wrong_method.headers["allow"]
     assert "error" in wrong_method.json()
     assert site.client.get("/v2/nothing").json() == {"error": "Not Found"}
+
+
+def test_the_api_docs_are_served_only_when_asked(site: Site, tmp_path: Path) -> None:
+    """/docs loads Swagger UI from a CDN: not on the store LAN unless --api-docs."""
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        reply = site.client.get(path)
+        assert reply.status_code == 404 and reply.json() == {"error": "Not Found"}, path
+    with TestClient(create_app(tmp_path / "server.db", api_docs=True)) as client:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert client.get(path).status_code == 200, path
+
+
+# -- storage that cannot take a push: 503, never the kiosk's fault ---------------------------
+
+
+def _limit_pages(conn: sqlite3.Connection) -> None:
+    """Run in the writer process: the database may not grow (as on a full disk)."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def _unlimit_pages(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA max_page_count = 1073741823")
+
+
+def _assert_unavailable(reply: Any) -> None:
+    assert reply.status_code == 503, reply.text
+    assert reply.headers["retry-after"].isdigit() and int(reply.headers["retry-after"]) > 0
+    assert list(reply.json()) == ["error"]
+
+
+@pytest.fixture
+def lone(tmp_path: Path) -> Iterator[tuple[sqlite3.Connection, Kiosk]]:
+    conn = db.connect(tmp_path / "server.db")
+    yield conn, register(conn, tmp_path, "front-1")
+    conn.close()
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_503_with_retry_after(
+        lone: tuple[sqlite3.Connection, Kiosk], tmp_path: Path) -> None:
+    conn, kiosk = lone
+    with TestClient(create_app(tmp_path / "server.db", busy_timeout_ms=50)) as client:
+        site = Site(client, conn, kiosk, kiosk)
+        assert site.push(kiosk, make_responses(1, 2)).ok  # the key is cached now
+        before = snapshot(conn)
+        other = db.connect(tmp_path / "server.db")
+        other.execute("BEGIN IMMEDIATE")  # e.g. a long report or a backup
+        try:
+            request, _ = kiosk.request(make_responses(3, 5))
+            _assert_unavailable(site.send(request))
+            _assert_unavailable(client.get("/v1/health"))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert snapshot(conn) == before
+        again = site.push(kiosk, make_responses(3, 5))
+        assert again.ok and again.new == 5
+
+
+def test_a_full_disk_is_503_with_retry_after_and_stores_nothing(
+        lone: tuple[sqlite3.Connection, Kiosk], tmp_path: Path) -> None:
+    conn, kiosk = lone
+    with TestClient(create_app(tmp_path / "server.db")) as client:
+        site = Site(client, conn, kiosk, kiosk)
+        assert site.push(kiosk, make_responses(1, 2)).ok
+        before = snapshot(conn)
+        writer = client.app.state.database  # type: ignore[attr-defined]
+        assert client.portal is not None
+        client.portal.call(writer.run, _limit_pages)
+        try:
+            request, _ = kiosk.request(make_responses(3, 300))
+            _assert_unavailable(site.send(request))
+        finally:
+            client.portal.call(writer.run, _unlimit_pages)
+        assert snapshot(conn) == before
+        again = site.push(kiosk, make_responses(3, 300))
+        assert again.ok and again.new == 300
+
+
+def test_a_server_clock_outside_2000_2100_sets_no_time_and_no_anchor(
+        lone: tuple[sqlite3.Connection, Kiosk], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    conn, kiosk = lone
+    now = [4102444801.0]  # a second after 2100-01-01
+    with TestClient(create_app(tmp_path / "server.db", clock=lambda: now[0])) as client:
+        site = Site(client, conn, kiosk, kiosk)
+        for first in (1, 3):
+            answer = site.push(kiosk, make_responses(first, 2))
+            assert answer.ok and answer.acked == first + 1 and "time" not in answer.body
+        now[0] = 0.0  # 1970: still wrong, and not said again
+        answer = site.push(kiosk, make_responses(5, 2))
+        assert answer.ok and "time" not in answer.body
+        assert conn.execute("SELECT count(*) FROM anchors").fetchone() == (0,)
+        warnings = [r for r in caplog.records if "clock" in r.getMessage()]
+        assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+        now[0] = 1_790_000_000.0
+        answer = site.push(kiosk, make_responses(7, 2))
+        assert answer.ok and answer.body["time"] == 1_790_000_000
+        assert conn.execute("SELECT wall, source FROM anchors").fetchall() == [
+            (1_790_000_000, RECEIPT_SOURCE)]
 
 
 # -- against a real `deskpulse serve` -------------------------------------------------------

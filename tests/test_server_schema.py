@@ -67,7 +67,7 @@ class Registered:
         registry.add_device(conn, DEVICE, "http://127.0.0.1:8080", tmp / "front.json")
         self.key = registry.device_key(conn, DEVICE) or b""
         conn.close()
-        self.app = create_app(self.db_path)
+        self.app = create_app(self.db_path, api_docs=True)
         self._counts = itertools.count(1)
 
     def sign(self, body: bytes) -> dict[str, str]:

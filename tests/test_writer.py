@@ -82,7 +82,34 @@ def test_when_the_commit_fails_every_job_fails(conn: sqlite3.Connection,
         other.execute("ROLLBACK")
         other.close()
     assert [(job, ok) for job, ok, _ in replies] == [(1, False), (2, False)]
-    assert all("not committed" in str(error) for _, _, error in replies)
+    assert all(isinstance(error, writer.StorageUnavailable) for _, _, error in replies)
+    assert all("not committed: database is locked" in str(error) for _, _, error in replies)
+    assert stored(conn) == {}
+
+
+def stop_growing(conn: sqlite3.Connection) -> None:
+    """The database may not grow from here on, as on a full disk."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def store_many(conn: sqlite3.Connection, device_id: str) -> Any:
+    return db.store_batch(conn, device_id, make_responses(1, 400), [], STATUS, "wifi")
+
+
+def test_a_full_disk_fails_every_job_of_the_group_even_those_done_before(
+        conn: sqlite3.Connection) -> None:
+    # SQLite rolls the whole transaction back on a full disk: job 1, done in it before
+    # the disk filled, is gone too and must not be answered as stored; job 4 must not
+    # slip into a transaction of its own.
+    replies = writer._run_group(conn, [
+        (1, store, ("a", 1)), (2, stop_growing, ()), (3, store_many, ("b",)),
+        (4, store, ("c", 1))])
+    assert [(job, ok) for job, ok, _ in replies] == [(1, False), (2, False), (3, False),
+                                                      (4, False)]
+    assert all(isinstance(error, writer.StorageUnavailable)
+               and "database or disk is full" in str(error) for _, _, error in replies)
+    assert not conn.in_transaction
     assert stored(conn) == {}
 
 

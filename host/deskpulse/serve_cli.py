@@ -32,7 +32,11 @@ def add_serve_command(sub: Any) -> None:
             "This is plain HTTP, meant for a trusted store network: every push and every "
             "answer is signed with the kiosk's own key (HMAC-SHA256), so nobody without "
             "the key can add, change or replay responses, but the traffic is not "
-            "encrypted. Never expose the port to the internet."))
+            "encrypted. Never expose the port to the internet.\n\n"
+            "Clients that connect and then send slowly or nothing are cut off: a request "
+            "must arrive within --request-timeout seconds (its body at 1 KiB/s or more on "
+            "top), and over --max-connections the oldest idle or slow connections make "
+            "room for new ones (docs/wifi.md, \"Server limits\")."))
     srv.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default %(default)s: this PC only)")
     srv.add_argument("--port", type=int, default=8080,
@@ -40,6 +44,14 @@ def add_serve_command(sub: Any) -> None:
     srv.add_argument("--db", help=db.db_option_help())
     srv.add_argument("--access-log", action="store_true",
                      help="log every request (method, path, status)")
+    srv.add_argument("--api-docs", action="store_true",
+                     help="also serve the API description at /docs, /redoc and "
+                          "/openapi.json (the pages load scripts from a CDN)")
+    srv.add_argument("--max-connections", type=int, metavar="N",
+                     help="connections open at once (default: what the open-file limit "
+                          "allows, at most 1024)")
+    srv.add_argument("--request-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="time a request head may take to arrive (default %(default)g)")
     srv.set_defaults(func=_cmd_serve)
 
 
@@ -58,5 +70,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from deskpulse.server import serve
 
     serve(args.db, args.host, args.port, access_log=args.access_log,
-          announce=lambda line: print(line, flush=True))
+          announce=lambda line: print(line, flush=True), api_docs=args.api_docs,
+          max_connections=args.max_connections, request_timeout_s=args.request_timeout)
     return 0

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -24,18 +25,30 @@ _LISTENING = re.compile(r"listening on (http://\S+)")
 STARTUP_PATIENCE = 60.0  # seconds; a bound for a slow machine, not an expectation
 
 
+def _limit_open_files(count: int) -> Callable[[], None]:
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+    return limit
+
+
 class ServeProcess:
     """A running `deskpulse serve --db DB`; its stderr is kept in `log` (a list of lines)."""
 
     def __init__(self, db_path: str | os.PathLike[str], *, host: str = "127.0.0.1",
-                 port: int = 0, extra_args: tuple[str, ...] = ()) -> None:
+                 port: int = 0, extra_args: tuple[str, ...] = (),
+                 open_files: int | None = None) -> None:
+        """open_files sets the child's RLIMIT_NOFILE (soft and hard), as a service
+        manager would."""
         self.db_path = Path(db_path)
         self.log: list[str] = []
         self.url = ""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "deskpulse.cli", "serve", "--db", str(self.db_path),
              "--host", host, "--port", str(port), *extra_args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=None if open_files is None else _limit_open_files(open_files))
         self._readers = [
             threading.Thread(target=self._collect, args=(stream,), daemon=True)
             for stream in (self.proc.stdout, self.proc.stderr)]

@@ -9,11 +9,17 @@ stores nothing, and no key or signature is ever written to a log.
 All SQLite work runs in one writer process that owns the server's connection
 (deskpulse.writer): the event loop never waits on the disk, and the server's writes queue
 there instead of contending for SQLite's write lock (other programs, such as a serial
-sync, still meet the busy timeout of db.connect).
+sync, still meet the busy timeout of db.connect). Storage that cannot take a push right
+now (a lock held past the busy timeout, a full disk, an I/O error, the writer gone) is
+answered 503 with Retry-After: the kiosk's fault is 4xx only.
+
+`serve` runs the app under uvicorn behind deskpulse.serve_guard, which bounds the
+connections and the time a request may take to arrive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -33,18 +39,32 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from deskpulse import db, signing
-from deskpulse.batch import Anchor, BatchError, decode_batch, parse_anchor
+from deskpulse.batch import RECEIPT_SOURCE, Anchor, BatchError, decode_batch, parse_anchor
 from deskpulse.batch import Response as KioskResponse
 from deskpulse.errors import DeskPulseError
-from deskpulse.writer import WriterProcess, WriterStopped
+from deskpulse.serve_guard import (
+    REPORT_INTERVAL_S,
+    REQUEST_TIMEOUT_S,
+    ConnectionGuard,
+    FloodLog,
+    descriptor_limit,
+    limits_for,
+)
+from deskpulse.writer import StorageUnavailable, WriterProcess
 
 log = logging.getLogger("deskpulse.serve")
 
 MAX_BATCH_BYTES = 4096
 """The batch part of a push (docs/wifi.md); the whole body is bounded by MAX_BODY."""
-HOST_SOURCE = 1  # anchor source: the host's clock
+RETRY_AFTER_S = 30
+"""Retry-After of a 503: storage comes back (a lock is released, space is freed) on a
+scale of seconds to minutes; the kiosk keeps it within its own backoff bounds."""
+EARLIEST_SERVER_TIME = 946684800  # 2000-01-01
+LATEST_SERVER_TIME = 4102444800  # 2100-01-01: the range the firmware accepts
+LISTEN_QUEUE = 2048
 _T = TypeVar("_T")
 
 
@@ -122,14 +142,21 @@ def check_headers(headers: Any) -> tuple[signing.Nonce, str, str]:
     return nonce, nonce_text, signature
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its body arrived: nobody to answer."""
+
+
 async def read_body(request: Request, declared: int) -> bytes:
     """The body, read chunk by chunk and never beyond MAX_BODY bytes, whatever the
     headers said."""
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > signing.MAX_BODY:
-            raise Refusal(413, f"the body is over {signing.MAX_BODY} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > signing.MAX_BODY:
+                raise Refusal(413, f"the body is over {signing.MAX_BODY} bytes")
+    except ClientDisconnect:
+        raise ClientGone(f"after {len(body)} of {declared} bytes") from None
     if len(body) != declared:
         raise Refusal(400, f"the body has {len(body)} bytes, not the {declared} announced")
     return bytes(body)
@@ -177,7 +204,7 @@ def parse_push(body: bytes) -> Push:
     try:
         parsed = [parse_anchor(a) for a in anchors]
         # Checks boot and uptime_s the way a stored anchor needs them.
-        parse_anchor([boot, uptime_s, 1, HOST_SOURCE])
+        parse_anchor([boot, uptime_s, 1, RECEIPT_SOURCE])
         responses = decode_batch(payload).responses
     except BatchError as exc:
         raise Refusal(400, str(exc)) from exc
@@ -234,7 +261,8 @@ class PushAck(BaseModel):
         description="the last seq of the batch, now stored; null for an empty batch")
     new: int = Field(description="responses stored for the first time")
     duplicates: int = Field(description="responses already stored (a re-sent batch)")
-    time: int = Field(description="the server's clock, unix seconds")
+    time: int | None = Field(None, description="the server's clock, unix seconds; absent "
+                                               "when that clock is outside 2000-2100")
 
 
 class ErrorBody(BaseModel):
@@ -248,6 +276,8 @@ class Health(BaseModel):
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    if status == 503:
+        headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -264,8 +294,12 @@ _ERRORS = {
     415: f"Content-Type is not {signing.CONTENT_TYPE}",
     422: "records that clash with stored ones under the same (device, seq): the device's "
          "log was renumbered and needs a new device id",
-    503: "the database is not available right now; retry later",
+    503: "the database is not available right now (locked, full, failing, restarting); "
+         "nothing was stored: retry after Retry-After seconds",
 }
+_RETRY_AFTER_DOC = {"Retry-After": {
+    "description": "seconds to wait before retrying", "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
 
 _PUSH_DOC = {
     "parameters": [
@@ -297,16 +331,48 @@ _PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
               "required": True,
               "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}},
     **{status: {"model": ErrorBody, "description": text} for status, text in _ERRORS.items()},
+    503: {"model": ErrorBody, "description": _ERRORS[503], "headers": _RETRY_AFTER_DOC},
 }
 
 
-def create_app(db_path: str | os.PathLike[str] | None = None) -> FastAPI:
+class ServerClock:
+    """The server's time for answers and anchors, or None while it is outside the range
+    the kiosks accept (2000-2100): a wrong host clock must not set theirs, nor place
+    their responses. Said once each time it goes wrong."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._wrong = False
+
+    def now(self) -> int | None:
+        wall = self._clock()
+        if EARLIEST_SERVER_TIME <= wall <= LATEST_SERVER_TIME:
+            self._wrong = False
+            return int(wall)
+        if not self._wrong:
+            self._wrong = True
+            log.warning("this computer's clock reads %.0f (unix seconds), outside "
+                        "2000-2100: answers carry no time and pushes get no server anchor "
+                        "until it is set right", wall)
+        return None
+
+
+def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool = False,
+               busy_timeout_ms: int | None = None,
+               clock: Callable[[], float] = time.time) -> FastAPI:
     """The aggregator's ASGI app on the database at db_path (None: the default one).
-    The database is opened (and migrated) here, so a bad path fails before serving."""
+    The database is opened (and migrated) here, so a bad path fails before serving.
+
+    api_docs serves /docs, /redoc and /openapi.json (the interactive pages load their
+    scripts from a CDN, so they are off unless asked for). busy_timeout_ms replaces the
+    writer's SQLite busy timeout (db.BUSY_TIMEOUT_MS); clock is the server's time."""
     db.connect(db_path).close()
-    database = WriterProcess(db_path)
+    database = WriterProcess(db_path, busy_timeout_ms=busy_timeout_ms)
     keys = KeyCache(database)
     version = _version()
+    server_clock = ServerClock(clock)
+    gone = FloodLog(log, REPORT_INTERVAL_S, logging.INFO,
+                    {"gone": "clients that closed the connection in the middle of a push"})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -316,7 +382,9 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> FastAPI:
 
     app = FastAPI(
         title="DeskPulse aggregator", version=version, lifespan=lifespan,
-        description="Kiosks on the store WiFi push their responses here (docs/wifi.md).")
+        description="Kiosks on the store WiFi push their responses here (docs/wifi.md).",
+        docs_url="/docs" if api_docs else None, redoc_url="/redoc" if api_docs else None,
+        openapi_url="/openapi.json" if api_docs else None)
     app.state.database = database
 
     @app.exception_handler(StarletteHTTPException)
@@ -334,7 +402,8 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> FastAPI:
 
     @app.get("/v1/health", response_model=Health, summary="Is the server up?",
              description="No authentication, no secrets, no per-device data.",
-             responses={503: {"model": ErrorBody, "description": _ERRORS[503]}})
+             responses={503: {"model": ErrorBody, "description": _ERRORS[503],
+                              "headers": _RETRY_AFTER_DOC}})
     async def health() -> Any:
         try:
             schema = await database.run(_schema)
@@ -348,7 +417,12 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> FastAPI:
     async def push_batch(request: Request) -> Response:
         device_id = str(request.path_params["device_id"])
         try:
-            return await _handle_push(request, device_id, database, keys)
+            return await _handle_push(request, device_id, database, keys, server_clock)
+        except ClientGone as exc:
+            # The client's end, not the server's: nothing stored, nobody to answer.
+            gone.note("gone", f"a client closed the connection in the middle of a push "
+                      f"for {device_id[:64]} ({exc}); nothing stored")
+            return Response(status_code=400)
         except Refusal as refusal:
             log.info("refused a push for %s: %d %s", device_id[:64], refusal.status,
                      refusal.message)
@@ -358,12 +432,12 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> FastAPI:
 
 
 async def _handle_push(request: Request, device_id: str, database: WriterProcess,
-                       keys: KeyCache) -> Response:
+                       keys: KeyCache, clock: ServerClock) -> Response:
     if not signing.DEVICE_ID.fullmatch(device_id):
         raise Refusal(400, "bad device id: use 1-64 letters, digits, '.', '_' or '-'")
     nonce, nonce_text, signature = check_headers(request.headers)
     body = await read_body(request, int(request.headers["content-length"]))
-    received_at = int(time.time())
+    received_at = clock.now()
     key = await _store_call(database, keys.get, device_id)
     if key is None:
         raise Refusal(404, f"no device {device_id} is registered "
@@ -380,7 +454,9 @@ async def _handle_push(request: Request, device_id: str, database: WriterProcess
                                "id, or a changed body or path")
         key = fresh
     push = parse_push(body)
-    anchors = [*push.anchors, Anchor(push.boot, push.uptime_s, received_at, HOST_SOURCE)]
+    anchors = list(push.anchors)
+    if received_at is not None:
+        anchors.append(Anchor(push.boot, push.uptime_s, received_at, RECEIPT_SOURCE))
     try:
         new, duplicates = await database.run(store_push, device_id, key, nonce, push.status,
                                              anchors, response_rows(push.responses))
@@ -390,17 +466,17 @@ async def _handle_push(request: Request, device_id: str, database: WriterProcess
         raise
     except db.ConflictError as exc:
         raise Refusal(422, str(exc)) from exc
-    except WriterStopped as exc:
-        log.warning("push for %s: %s", device_id, exc)
+    except (StorageUnavailable, sqlite3.Error) as exc:
+        log.warning("push for %s not stored: %s", device_id, exc)
         raise Refusal(503, _ERRORS[503]) from exc
     except DeskPulseError as exc:
         raise Refusal(400, str(exc)) from exc
-    except sqlite3.Error as exc:
-        log.warning("push for %s not stored: database error %s", device_id, exc)
-        raise Refusal(503, _ERRORS[503]) from exc
-    answer = json.dumps({"acked": push.responses[-1].seq if push.responses else None,
-                         "new": new, "duplicates": duplicates, "time": int(time.time())},
-                        separators=(",", ":")).encode()
+    fields: dict[str, Any] = {"acked": push.responses[-1].seq if push.responses else None,
+                              "new": new, "duplicates": duplicates}
+    now = clock.now()
+    if now is not None:
+        fields["time"] = now
+    answer = json.dumps(fields, separators=(",", ":")).encode()
     return Response(answer, media_type="application/json", headers={
         "X-DeskPulse-Signature": signing.sign_answer(key, nonce_text, answer)})
 
@@ -441,7 +517,7 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(2048)
+        sock.listen(LISTEN_QUEUE)
     except OSError as exc:
         sock.close()
         hint = " (is another deskpulse serve running?)" if exc.errno == 98 else ""
@@ -449,10 +525,33 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _GuardedServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+        super().__init__(config)
+        self.guard = guard
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.guard.attach(asyncio.get_running_loop())
+        await super().startup(sockets)
+        # asyncio used the backlog both for the kernel's queue and for how many it
+        # accepts at once; the queue can be long (it costs no descriptor of ours).
+        for sock in sockets or ():
+            sock.listen(LISTEN_QUEUE)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.guard.flood.flush()
+        await super().shutdown(sockets)
+
+
 def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port: int = 8080,
-          *, access_log: bool = False, announce: Callable[[str], None] = print) -> None:
-    """Serve until SIGINT/SIGTERM; requests in flight finish first."""
-    app = create_app(db_path)
+          *, access_log: bool = False, announce: Callable[[str], None] = print,
+          api_docs: bool = False, max_connections: int | None = None,
+          request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+    """Serve until SIGINT/SIGTERM; requests in flight finish first. max_connections
+    (default: what the open-file limit allows, at most 1024) and request_timeout_s bound
+    what other clients can hold (deskpulse.serve_guard)."""
+    limits = limits_for(max_connections, request_timeout_s)
+    app = create_app(db_path, api_docs=api_docs)
     sock = listen(host, port)
     # Refusals go to stderr beside uvicorn's lines, so a manager sees a misconfigured kiosk.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
@@ -460,9 +559,15 @@ def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port:
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     announce(f"deskpulse serve: listening on http://{shown_host}:{bound_port} "
              f"(database {db_path or db.default_db_path()})")
-    config = uvicorn.Config(app, http="httptools", lifespan="on", access_log=access_log,
-                            log_level="info", server_header=False, proxy_headers=False)
+    log.info("at most %d connections at once (open-file limit %d); a request must arrive "
+             "within %g s", limits.max_connections, descriptor_limit(),
+             limits.request_timeout_s)
+    guard = ConnectionGuard(limits)
+    config = uvicorn.Config(app, http=guard.protocol_class(), ws="none", lifespan="on",
+                            access_log=access_log, log_level="info", server_header=False,
+                            proxy_headers=False, backlog=limits.backlog,
+                            timeout_keep_alive=limits.keep_alive_s)  # type: ignore[arg-type]
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        _GuardedServer(config, guard).run(sockets=[sock])
     finally:
         sock.close()

@@ -11,8 +11,10 @@ a time in arrival order (so the server's writes never contend for SQLite's lock 
 themselves), and sends back the result or the exception. The jobs that arrived while it
 worked are committed together (a group commit), and answered only after that commit.
 Two threads of the parent move the bytes, so that a full pipe never blocks the event
-loop. If the writer dies, every job in flight fails with DeskPulseError and the next job
-starts a new writer.
+loop. If the writer dies, every job in flight fails with WriterStopped and the next job
+starts a new writer. A transaction that cannot be had or committed (the lock held past the
+busy timeout, a full disk, an I/O error) fails every job of its group with
+StorageUnavailable: a state of the storage, which passes, not a fault of the jobs.
 """
 
 from __future__ import annotations
@@ -41,17 +43,24 @@ MAX_GROUP = 64
 reads, and writes through db.store_batch (which then takes a savepoint)."""
 
 
-class WriterStopped(DeskPulseError):
+class StorageUnavailable(DeskPulseError):
+    """The database cannot take writes right now; nothing of the job was committed."""
+
+
+class WriterStopped(StorageUnavailable):
     """The writer process died before answering: the job may or may not be committed."""
 
 
-def _writer_main(conn: Connection, db_path: str | os.PathLike[str] | None) -> None:
+def _writer_main(conn: Connection, db_path: str | os.PathLike[str] | None,
+                 busy_timeout_ms: int | None = None) -> None:
     # Ctrl-C reaches the whole process group: the writer finishes what it was given and
     # stops when the server closes the pipe, never in the middle of a transaction.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     database: sqlite3.Connection | None = None
     try:
         database = db.connect(db_path)
+        if busy_timeout_ms is not None:
+            database.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         while True:
             group, stopping = _next_group(conn)
             for reply in _run_group(database, group):
@@ -93,6 +102,7 @@ def _run_group(database: sqlite3.Connection, group: list[_Job]) -> list[tuple[in
     if not group:
         return []
     replies = []
+    lost: Exception | None = None
     try:
         with db.write_transaction(database):
             for job_id, fn, args in group:
@@ -100,18 +110,33 @@ def _run_group(database: sqlite3.Connection, group: list[_Job]) -> list[tuple[in
                     with db.savepoint(database):
                         replies.append((job_id, True, fn(database, *args)))
                 except Exception as exc:  # sent back and raised in the server
+                    if not database.in_transaction:
+                        # SQLite rolled the whole transaction back (a full disk, an I/O
+                        # error): the jobs before this one are gone too.
+                        lost = exc
+                        raise
                     replies.append((job_id, False, exc))
     except Exception as exc:
-        return [(job_id, False, DeskPulseError(f"not committed: {exc}"))
+        reason = _first_cause(lost if lost is not None else exc)
+        return [(job_id, False, StorageUnavailable(f"not committed: {reason}"))
                 for job_id, _, _ in group]
     return replies
+
+
+def _first_cause(exc: BaseException) -> BaseException:
+    """The error that started it (a failed ROLLBACK hides the one that called for it)."""
+    while exc.__context__ is not None:
+        exc = exc.__context__
+    return exc
 
 
 class WriterProcess:
     """The writer process and the two threads that talk to it (started on first use)."""
 
-    def __init__(self, db_path: str | os.PathLike[str] | None) -> None:
+    def __init__(self, db_path: str | os.PathLike[str] | None, *,
+                 busy_timeout_ms: int | None = None) -> None:
         self.db_path = db_path
+        self.busy_timeout_ms = busy_timeout_ms
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._link: _Link | None = None
@@ -120,7 +145,7 @@ class WriterProcess:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._link is None or not self._link.alive:
-                self._link = _Link(self.db_path)
+                self._link = _Link(self.db_path, self.busy_timeout_ms)
             link = self._link
         future: asyncio.Future[Any] = loop.create_future()
         link.submit(next(self._ids), fn, args, loop, future)
@@ -141,15 +166,17 @@ class WriterProcess:
 
 
 class _Link:
-    def __init__(self, db_path: str | os.PathLike[str] | None) -> None:
+    def __init__(self, db_path: str | os.PathLike[str] | None,
+                 busy_timeout_ms: int | None) -> None:
         # forkserver: the writer is forked from a clean, single-threaded process that has
         # deskpulse imported already (forking the threaded server is unsafe; spawn would
         # import everything again at each start).
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["deskpulse.db", "deskpulse.server"])
         self._conn, child_end = context.Pipe()
-        self._process = context.Process(target=_writer_main, args=(child_end, db_path),
-                                        name="deskpulse-writer", daemon=True)
+        self._process = context.Process(
+            target=_writer_main, args=(child_end, db_path, busy_timeout_ms),
+            name="deskpulse-writer", daemon=True)
         self._process.start()
         child_end.close()
         self.alive = True
