@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TYPINGS := typings/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean venv browser
+.PHONY: demo test lint typecheck pytest bench attack clean venv browser
 
 venv: $(STAMP)
 
@@ -50,6 +50,11 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_sync.py
 	$(BIN)/python tools/bench_serve.py --seconds 10
 	$(BIN)/python tools/bench_report.py
+
+# Kills, lost ACKs and fuzz against the real programs, with an exact account
+# (docs/reliability.md); several minutes, so not part of `make test`.
+attack: $(STAMP)
+	$(BIN)/python tools/attack.py
 
 clean:
 	rm -rf $(VENV) typings .pytest_cache

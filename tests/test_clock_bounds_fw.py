@@ -4,14 +4,12 @@ NTP, RTC chip at boot), and a record never carries a wall time wrapped past u32.
 
 from __future__ import annotations
 
-import socket
-import struct
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from conftest import mpy_json
+from ntpserver import NTP_TO_UNIX, NtpServer
 
 EARLIEST = 946684800
 LATEST = 4102444800
@@ -129,44 +127,18 @@ emit(["set", rig.clock.state()])
 
 
 # -- NTP against a real UDP server on 127.0.0.1 --------------------------------------------
-NTP_TO_UNIX = 2208988800
 
 
 @pytest.fixture
-def ntp_server() -> Iterator[tuple[int, list[int]]]:
-    """A local NTP server answering each query with the next transmit seconds queued."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    answers: list[int] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                _, addr = sock.recvfrom(48)
-            except TimeoutError:
-                continue
-            packet = bytearray(48)
-            packet[0] = 0x24  # leap 0, version 4, mode 4 (server)
-            packet[1] = 2  # stratum
-            struct.pack_into("!I", packet, 40, answers.pop(0))
-            sock.sendto(packet, addr)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()[1], answers
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
+def ntp_server() -> Iterator[NtpServer]:
+    with NtpServer() as server:
+        yield server
 
 
-def test_an_ntp_time_outside_the_bounds_is_refused(ntp_server: tuple[int, list[int]]) -> None:
-    port, answers = ntp_server
+def test_an_ntp_time_outside_the_bounds_is_refused(ntp_server: NtpServer) -> None:
+    port = ntp_server.port
     # 2026; 0x7FFFFFFF NTP seconds read as the next era (2104); 0x80000000 (1968).
-    answers += [EPOCH_2026 + NTP_TO_UNIX, 0x7FFFFFFF, 0x80000000]
+    ntp_server.queued += [EPOCH_2026 + NTP_TO_UNIX, 0x7FFFFFFF, 0x80000000]
     r = run(f"""
 import asyncio, time
 from kiosk import sntp

@@ -70,6 +70,13 @@ def test_a_bad_script_is_refused_before_any_tap(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "state" / "flash.img").exists()  # refused before booting
 
 
+def test_a_clock_a_kiosk_would_refuse_is_a_script_error(tmp_path: Path, capsys) -> None:
+    code = sim(tmp_path, "rate 4\nyes\nclock 2106-02-07T06:28:16Z\nexit\n")
+    assert code == 2
+    assert "line 3: clock 2106-02-07T06:28:16Z is outside" in capsys.readouterr().err
+    assert not (tmp_path / "state" / "flash.img").exists()
+
+
 def test_a_bad_config_file_is_reported_and_the_device_collects_on_defaults(
     tmp_path: Path,
 ) -> None:

@@ -4,51 +4,20 @@ NTP stand-in in this process."""
 
 from __future__ import annotations
 
-import socket
-import struct
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from conftest import mpy_json
+from ntpserver import NtpServer
 from test_typecheck import FAKE_MACHINE
-
-NTP_TO_UNIX = 2208988800
 
 
 @pytest.fixture
-def ntp_server() -> Iterator[tuple[int, list[int]]]:
-    """Answers each SNTP request with the current time; yields (port, answered walls)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    answered: list[int] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            if len(data) < 48 or data[0] & 7 != 3:
-                continue
-            now = int(time.time())
-            answer = bytearray(48)
-            answer[0] = 0x24  # version 4, mode 4 (server)
-            answer[1] = 2  # stratum
-            struct.pack_into("!II", answer, 40, now + NTP_TO_UNIX, 0)
-            answered.append(now)
-            sock.sendto(bytes(answer), peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1], answered
-    stop.set()
-    thread.join(2)
-    sock.close()
+def ntp_server() -> Iterator[NtpServer]:
+    """Answers each SNTP request with the current time."""
+    with NtpServer() as server:
+        yield server
 
 
 WIFI = FAKE_MACHINE + """
@@ -128,9 +97,9 @@ asyncio.run(main())
 
 
 def test_wifi_connects_without_waiting_reconnects_and_sets_the_clock_by_ntp(
-    ntp_server: tuple[int, list[int]],
+    ntp_server: NtpServer,
 ) -> None:
-    port, answered = ntp_server
+    port, answered = ntp_server.port, ntp_server.answered
     got = {row[0]: row[1:] for row in mpy_json(WIFI.replace("NTP_PORT", str(port)),
                                                timeout=60)}
     assert got["before"] == [113]  # no WLAN yet: fails at once, like a real one

@@ -4,6 +4,8 @@ the commit."""
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -121,3 +123,15 @@ def test_a_lone_store_batch_still_commits_by_itself(conn: sqlite3.Connection,
         assert stored(other) == {"a": [1, 2, 3, 4, 5]}
     finally:
         other.close()
+
+
+def test_a_writer_whose_server_died_after_the_commit_stops_without_a_word(
+        conn: sqlite3.Connection, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # The server (the pipe's other end) is killed while the writer commits its push:
+    # the answer has nobody to go to. The push is stored; the kiosk will send it again.
+    server_end, writer_end = multiprocessing.Pipe()
+    server_end.send_bytes(pickle.dumps((1, store, ("front-1", 1))))
+    server_end.close()
+    writer._writer_main(writer_end, tmp_path / "host.db")
+    assert stored(conn) == {"front-1": [1, 2, 3, 4, 5]}
+    assert "Traceback" not in capfd.readouterr().err

@@ -68,7 +68,12 @@ def _writer_main(conn: Connection, db_path: str | os.PathLike[str] | None,
                     message = pickle.dumps(reply)
                 except Exception as exc:  # an unpicklable result or error
                     message = pickle.dumps((reply[0], False, DeskPulseError(repr(exc))))
-                conn.send_bytes(message)
+                try:
+                    conn.send_bytes(message)
+                except OSError:
+                    # The server died (killed, power cut) after the commit: nobody waits
+                    # for these answers, and each kiosk sends its batch again.
+                    return
             if stopping:
                 return
     finally:

@@ -11,7 +11,7 @@
 import asyncio
 
 from kiosk import civil
-from kiosk.clock import SOURCE_HOST
+from kiosk.clock import EARLIEST_WALL, LATEST_WALL, SOURCE_HOST
 from micropython import const
 
 _MAX_JUMP_MS = const(86400000)
@@ -73,7 +73,11 @@ def _event(line, number, faces, answers):
                 raise ValueError
             return ("wait", int(seconds * 1000))
         if verb == "clock" and len(words) == 2:
-            return ("clock", _parse_time(words[1]))
+            wall = _parse_time(words[1])
+            if not EARLIEST_WALL <= wall <= LATEST_WALL:
+                raise ScriptError("line %d: clock %s is outside 2000-01-01..2100-01-01, "
+                                  "which a kiosk refuses" % (number, words[1]))
+            return ("clock", wall)
         if verb == "wifi" and len(words) == 2 and words[1] in ("on", "off"):
             return ("wifi", 1 if words[1] == "on" else 0)
         if verb == "exit" and len(words) == 1:
