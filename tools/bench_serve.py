@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from deskpulse import db, registry
-from deskpulse.batch import Anchor, Response, encode_batch
+from deskpulse.batch import RECEIPT_SOURCE, Anchor, Response, encode_batch
 from deskpulse.push_client import build_request, read_answer
 from deskpulse.serve_process import ServeProcess
 
@@ -285,7 +285,7 @@ def run_server(folder: Path, devices: int, size: int, seconds: float, connection
 
 def run_ceiling(folder: Path, accepted: list[Accepted]) -> tuple[float, float]:
     """(seconds, CPU seconds) to store the accepted batches one commit each, as the
-    server did (the same device status, the kiosk's anchor and a host anchor each)."""
+    server did (the same device status, the kiosk's anchor and the server's receipt anchor each)."""
     conn = db.connect(folder / "ceiling.db")
     try:
         cpu_start = time.process_time()
@@ -293,7 +293,7 @@ def run_ceiling(folder: Path, accepted: list[Accepted]) -> tuple[float, float]:
         for batch in accepted:
             last = batch.responses[-1]
             anchors = [Anchor(last.boot, 12, WALL_BASE + 12, 2),
-                       Anchor(last.boot, last.uptime_s + 1, int(time.time()), 1)]
+                       Anchor(last.boot, last.uptime_s + 1, int(time.time()), RECEIPT_SOURCE)]
             db.store_batch(conn, batch.device_id, batch.responses, anchors, STATUS, "wifi")
         return time.perf_counter() - start, time.process_time() - cpu_start
     finally:
