@@ -3,22 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-TYPINGS := typings/.installed
+TYPINGS := firmware/typings/.installed
 
-.PHONY: demo test lint typecheck pytest bench attack clean venv browser
+.PHONY: demo test test-fast lint typecheck pytest bench attack clean venv browser
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,sim]'
 	touch $(STAMP)
 
-# ESP32 stubs live outside the venv's site-packages so that pyright uses them as the
-# typeshed for firmware/ only (see firmware/pyrightconfig.json).
+# ESP32 stubs live in firmware/typings, the typeshed of firmware/ alone (see
+# firmware/pyrightconfig.json): at the repository root pyright would use them for host/ too.
 $(TYPINGS): $(STAMP)
-	$(BIN)/pip install --quiet --upgrade --target typings 'micropython-esp32-stubs>=1.29,<1.30'
+	$(BIN)/pip install --quiet --upgrade --target firmware/typings 'micropython-esp32-stubs>=1.29,<1.30'
 	touch $(TYPINGS)
 
 demo: $(STAMP)
@@ -27,8 +27,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check firmware host tests tools
 
+# Two checks, each with its own typeshed: the host (pyproject.toml [tool.pyright], the
+# venv's CPython packages) and firmware/ (the ESP32 stubs). Warnings fail too.
 typecheck: $(TYPINGS)
-	cd firmware && ../$(BIN)/pyright --project pyrightconfig.json
+	$(BIN)/pyright --warnings --project pyproject.toml
+	cd firmware && ../$(BIN)/pyright --warnings --project pyrightconfig.json
 
 # The HTML report test draws the report in a real headless browser: Debian's chromium.
 # Without apt-get (not Debian) nothing is installed and that test says it is skipped.
@@ -39,8 +42,16 @@ browser:
 			{ $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }; \
 	fi
 
+# Four workers on two cores: most tests wait on the simulator, ptys and servers, not the CPU.
+PYTEST_WORKERS ?= 4
+
 pytest: $(TYPINGS) browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
+
+# The quick loop while editing: every test but those marked slow (simulator runs, ptys, the
+# browser; see the marker in pyproject.toml). `make test` still runs them all.
+test-fast: $(TYPINGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) -m "not slow"
 
 test: lint typecheck pytest
 
@@ -57,4 +68,4 @@ attack: $(STAMP)
 	$(BIN)/python tools/attack.py
 
 clean:
-	rm -rf $(VENV) typings .pytest_cache
+	rm -rf $(VENV) firmware/typings .pytest_cache

@@ -60,6 +60,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):
+        # An xdist worker (make test): the slow tests first, so that the workers end together
+        # rather than one of them alone on a long simulator run it picked up last. A plain
+        # run keeps the file order, quick failures early.
+        items.sort(key=lambda item: "slow" not in item.keywords)
     if config.getoption("--port"):
         return
     skip = pytest.mark.skip(reason="needs a real board: pass --port PORT")

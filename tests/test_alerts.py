@@ -313,6 +313,7 @@ def test_the_command_prints_a_table_and_json(conn: sqlite3.Connection, tmp_path:
 def test_the_command_explains_bad_values(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     path = str(tmp_path / "deskpulse.db")
+    db.connect(path).close()
     assert cli.main(["alerts", "--db", path, "--window", "15 minutes"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("deskpulse: --window '15 minutes' is not a duration")
@@ -365,6 +366,7 @@ def literal_periods(answers: list[tuple[int, int]], window_s: int, negative: flo
 @given(answers=st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 5)), max_size=30),
        window_s=st.sampled_from([60, 300, 900]), negative=st.sampled_from([0.3, 0.5, 0.75, 1]),
        minimum=st.integers(1, 5))
+@pytest.mark.slow
 def test_streaming_search_matches_the_definition(tmp_path_factory: pytest.TempPathFactory,
                                                  answers: list[tuple[int, int]],
                                                  window_s: int, negative: float,

@@ -27,6 +27,7 @@ def scripted_ratings(*scripts: Path) -> list[int]:
 
 
 @pytest.mark.timeout(400)
+@pytest.mark.slow
 def test_demo_stores_every_scripted_answer_and_reports_the_bad_stretch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -346,6 +346,7 @@ asyncio.run(main())
 
 @pytest.mark.parametrize("controller, w, h", PANELS)
 @pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+@pytest.mark.slow
 def test_images_reach_ram_and_glass_at_every_rotation(
     controller: str, w: int, h: int, rotation: int
 ) -> None:
@@ -378,6 +379,7 @@ def test_white_probe_next_to_a_corner_stays_white() -> None:
 
 @pytest.mark.parametrize("controller, w, h, rotation", [
     ("ssd1680", 122, 250, 90), ("jd79653a", 200, 200, 270), ("ssd1681", 200, 200, 180)])
+@pytest.mark.slow
 def test_the_image_view_agrees_with_pixel_by_pixel_lookups(
     controller: str, w: int, h: int, rotation: int
 ) -> None:

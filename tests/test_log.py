@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import mpy_json
 
 SETUP = """
@@ -80,6 +82,7 @@ emit({"files_before": files_before, "after_partial": after_partial, "beyond": be
     assert r["status"]["acked_upto"] == 300 and r["status"]["unacked"] == 2
 
 
+@pytest.mark.slow
 def test_storage_cap_drops_the_oldest_and_counts_them_durably() -> None:
     r = run("""
 log = boot(segment_bytes=4096)

@@ -43,6 +43,7 @@ def report(scenario: dict) -> str:
 
 
 @pytest.mark.parametrize("fraction", FRACTIONS)
+@pytest.mark.slow
 def test_every_cut_point_keeps_every_promise(fraction: float) -> None:
     summary = sweep(fraction)
     assert summary["fraction"] == fraction

@@ -255,6 +255,7 @@ def final_status(stdout: str) -> dict[str, Any]:
     return json.loads([ln for ln in stdout.splitlines() if ln.startswith("@")][-1][1:])["status"]
 
 
+@pytest.mark.slow
 def test_the_survey_keeps_answering_while_the_server_hangs(
     tmp_path: Path, server: PushServer
 ) -> None:
@@ -279,6 +280,7 @@ def test_the_survey_keeps_answering_while_the_server_hangs(
     assert [r["rating"] for r in dev.responses] == [1 + i % 4 for i in range(12)]
 
 
+@pytest.mark.slow
 def test_a_power_cut_mid_push_loses_nothing(tmp_path: Path, server: PushServer) -> None:
     server.default = HANG
     cfg = tmp_path / "config.json"
@@ -313,6 +315,7 @@ def test_a_power_cut_mid_push_loses_nothing(tmp_path: Path, server: PushServer) 
     assert ok and ok[0].nonce.startswith("2.")
 
 
+@pytest.mark.slow
 def test_serial_sync_and_push_on_one_device_never_lose_or_double(
     tmp_path: Path, server: PushServer
 ) -> None:
@@ -349,6 +352,7 @@ def test_serial_sync_and_push_on_one_device_never_lose_or_double(
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="viper code is compiled for x64")
+@pytest.mark.slow
 def test_the_app_with_push_fits_an_esp32_sized_heap(tmp_path: Path, server: PushServer) -> None:
     """As tests/test_sim.py's memory test (the deployed .mpy build; the simulated chips'
     own memory is added on top), with the push task sending every 20 responses. Measured

@@ -464,6 +464,7 @@ def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
+@pytest.mark.slow
 def test_rollups_agree_with_the_raw_scan(conn: sqlite3.Connection) -> None:
     rng = random.Random(6)
     random_dataset(conn, rng, devices=5, per_device=400)
@@ -488,6 +489,7 @@ def test_rollups_agree_with_the_raw_scan(conn: sqlite3.Connection) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), since=st.integers(0, 150), length=st.integers(1, 150),
        flagged=st.booleans())
+@pytest.mark.slow
 def test_rollups_agree_with_the_raw_scan_on_any_dataset(
         tmp_path_factory: pytest.TempPathFactory, seed: int, since: int, length: int,
         flagged: bool) -> None:

@@ -215,6 +215,7 @@ def test_an_unknown_zone_is_one_clear_line(path: Path,
 
 def test_an_empty_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = str(tmp_path / "empty.db")
+    db.connect(path).close()  # as a sync that found no kiosk leaves it
     for fmt in ("table", "json", "csv"):
         code, out, _ = run(capsys, "--db", path, "--format", fmt)
         assert code == 0

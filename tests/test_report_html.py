@@ -167,6 +167,7 @@ def ids_of(page: Page) -> list[str]:
 # -- structure ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_chart_is_an_inline_svg_with_its_id() -> None:
     page = Page(render(sample_report(), sample_alerts()))
     for chart_id in CHART_IDS:
@@ -442,6 +443,7 @@ def assert_charts_drawn(image: Any, boxes: dict[str, list[float]],
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_chromium_draws_every_chart(tmp_path: Path) -> None:
     html_file = tmp_path / "report.html"
     html_file.write_text(render(sample_report(), sample_alerts()))
@@ -450,6 +452,7 @@ def test_chromium_draws_every_chart(tmp_path: Path) -> None:
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_chromium_shows_an_empty_report(tmp_path: Path) -> None:
     html_file = tmp_path / "report.html"
     html_file.write_text(render(empty_report(), []))
@@ -460,6 +463,7 @@ def test_chromium_shows_an_empty_report(tmp_path: Path) -> None:
     assert len(image.getcolors(maxcolors=1 << 24)) > 10  # the text was drawn
 
 
+@pytest.mark.slow
 def test_rendering_needs_neither_pyplot_nor_a_display() -> None:
     # A fresh interpreter: rendering must not load pyplot (which picks a GUI backend).
     probe = (
@@ -477,6 +481,7 @@ def test_rendering_needs_neither_pyplot_nor_a_display() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(name=st.text(max_size=60), place=st.text(max_size=40))
+@pytest.mark.slow
 def test_any_text_from_the_database_comes_out_as_text(name: str, place: str) -> None:
     report = sample_report()
     report["heatmap"] = empty_report()["heatmap"]  # only the charts that show names
@@ -539,6 +544,7 @@ def test_a_real_report_from_a_small_database(tmp_path: Path) -> None:
     assert "Mon 2026-11-23 09:00 +00:00" in page.text("alerts-table")
 
 
+@pytest.mark.slow
 def test_a_corrected_device_clock_is_one_line(tmp_path: Path) -> None:
     conn = small_database(tmp_path / "deskpulse.db")
     try:
@@ -560,6 +566,7 @@ def test_a_corrected_device_clock_is_one_line(tmp_path: Path) -> None:
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_chromium_draws_a_real_report(tmp_path: Path) -> None:
     conn = small_database(tmp_path / "deskpulse.db")
     try:

@@ -131,6 +131,7 @@ def run(conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(operation, max_size=14))
+@pytest.mark.slow
 def test_rollups_equal_a_recomputation(tmp_path_factory: pytest.TempPathFactory,
                                        ops: list[tuple[Any, ...]]) -> None:
     old_tz = os.environ.get("TZ")

@@ -147,6 +147,7 @@ EXTREME_TEXTS = [
      board(122, 250, rotation=90), board(250, 122, xs=[2, 8, 240, 248])],
     ids=["250x122", "200x200", "250x122-touch", "200x200-touch", "rotated", "edge-buttons"],
 )
+@pytest.mark.slow
 def test_nothing_is_drawn_outside_the_panel(definition: dict[str, Any]) -> None:
     found = fw(
         "b = json.loads(ARG_BOARD)\n"

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import BOARDS, FIRMWARE, FW_TESTS, micropython_binary, mpy_json
+from deskpulse.batch import decode_batch
 
 _spec = importlib.util.spec_from_file_location("batchdecode", FW_TESTS / "batchdecode.py")
 assert _spec is not None and _spec.loader is not None
@@ -280,6 +281,7 @@ emit(["bad", talk(sync, "5 PULL 1", "6 PULL -1 100", "7 PULL 1 99999999999")])
 """
 
 
+@pytest.mark.slow
 def test_pull_pages_through_the_log_with_more_until_done() -> None:
     r = run(PULL_BODY)
     log = [tuple(rec) for rec in r["log"]]
@@ -968,6 +970,7 @@ hal.unmount()
 
 
 @pytest.mark.parametrize("chunk", [0, 7, 256])
+@pytest.mark.slow
 def test_long_frames_go_out_in_bounded_writes(chunk: int) -> None:
     r = run(f"""
 k = RigKiosk()
@@ -984,7 +987,6 @@ emit(["out", [h, out.writes]])
 
 def test_the_host_decoder_reads_the_firmware_batches_the_same(tmp_path: Path) -> None:
     # The contract from both ends: host/deskpulse/batch.py decodes what the firmware wrote.
-    host_batch = pytest.importorskip("deskpulse.batch")
     cases = [(f"odd{seed}", 300, odd_records(seed, 300)) for seed in range(4)]
     cases.append(("typical", 4096, typical_day(5, 2000)))
     path = tmp_path / "cases.json"
@@ -993,7 +995,7 @@ def test_the_host_decoder_reads_the_firmware_batches_the_same(tmp_path: Path) ->
     for name, _, recs in cases:
         got = []
         for hex_payload in r[name]["payloads"]:
-            got += host_batch.decode_batch(bytes.fromhex(hex_payload)).responses
+            got += decode_batch(bytes.fromhex(hex_payload)).responses
         assert [(x.seq, x.rating, x.scale, x.told_next, x.latency_ds, x.rapid, x.closed,
                  x.boot, x.uptime_s, x.wall or 0, x.config_version) for x in got] == [
             (rec[0], rec[1], rec[2], ("no_answer", "yes", "no")[rec[3]], rec[4],

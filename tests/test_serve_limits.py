@@ -137,6 +137,7 @@ def served(tmp_path: Path) -> Iterator[tuple[ServeProcess, sqlite3.Connection]]:
         conn.close()
 
 
+@pytest.mark.slow
 def test_a_flood_of_idle_and_slow_connections_leaves_room_for_the_kiosks(
         tmp_path: Path) -> None:
     dbfile = tmp_path / "served.db"
@@ -198,6 +199,7 @@ def test_a_flood_of_idle_and_slow_connections_leaves_room_for_the_kiosks(
     assert re.search(r"\d+ connections dropped to make room", counts), lines
 
 
+@pytest.mark.slow
 def test_a_client_gone_mid_body_is_one_line_and_stores_nothing(
         served: tuple[ServeProcess, sqlite3.Connection], tmp_path: Path) -> None:
     server, conn = served
@@ -218,6 +220,7 @@ def test_a_client_gone_mid_body_is_one_line_and_stores_nothing(
     assert answer.ok and answer.new == 20
 
 
+@pytest.mark.slow
 def test_an_endless_request_head_is_cut(served: tuple[ServeProcess, sqlite3.Connection]) -> None:
     server, _ = served
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
@@ -274,6 +277,7 @@ def test_failed_accepts_are_counted_not_logged_one_by_one(
     assert seen == ["something else"]
 
 
+@pytest.mark.slow
 def test_a_body_slower_than_the_minimum_rate_is_cut(tmp_path: Path) -> None:
     """A signed push whose body trickles in a byte at a time: cut at the body's deadline
     (request timeout + length at 1 KiB/s), nothing stored, and no 500."""

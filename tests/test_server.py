@@ -432,6 +432,7 @@ BAD_REQUESTS: dict[str, tuple[Spoil, int]] = {
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS)
+@pytest.mark.slow
 def test_every_bad_request_is_refused_with_a_json_error_and_stores_nothing(
         site: Site, case: str) -> None:
     spoil, expected = BAD_REQUESTS[case]
@@ -726,6 +727,7 @@ def _check_exactly_once(conn: sqlite3.Connection, kiosks: list[Kiosk], expected:
         assert seqs == list(range(1, expected + 1)), kiosk.device_id
 
 
+@pytest.mark.slow
 def test_many_kiosks_push_at_once(served: tuple[ServeProcess, sqlite3.Connection],
                                   tmp_path: Path) -> None:
     server, conn = served
@@ -757,6 +759,7 @@ def test_many_kiosks_push_at_once(served: tuple[ServeProcess, sqlite3.Connection
     assert len(db.responses_of(conn, "usb-1")) == batches * size
 
 
+@pytest.mark.slow
 def test_a_server_killed_mid_load_and_restarted_loses_and_doubles_nothing(
         tmp_path: Path) -> None:
     dbfile = tmp_path / "served.db"

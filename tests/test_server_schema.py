@@ -91,6 +91,7 @@ def registered() -> Registered:
 
 @schema.parametrize()
 @settings(suppress_health_check=list(HealthCheck), deadline=None)
+@pytest.mark.slow
 def test_every_answer_matches_the_openapi_document(case: Any) -> None:
     case.call_and_validate(checks=CHECKS)
 
@@ -147,6 +148,7 @@ payloads = st.one_of(st.binary(max_size=64),
 
 @given(head=heads, payload=payloads)
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@pytest.mark.slow
 def test_signed_fuzzed_pushes_get_a_4xx_or_a_signed_200(registered: Registered, head: Any,
                                                         payload: bytes) -> None:
     body = json.dumps(head).encode() + b"\n" + payload

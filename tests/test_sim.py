@@ -163,6 +163,7 @@ print("@%d" % sim_overhead.measure({str(BOARD)!r}, {str(state)!r}))
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="viper code is compiled for x64")
+@pytest.mark.slow
 def test_500_sessions_fit_an_esp32_sized_heap(tmp_path: Path) -> None:
     """The whole app (flow, log on LittleFS, e-ink screens and refresh task on the real
     driver, serial sync task, asyncio, simulated pins) with 80wK of heap for itself: 160 KB
@@ -211,6 +212,7 @@ RUSH = [(4, "yes"), (1, "no"), (3, "yes"), (2, "no"), (4, "yes"), (3, "yes")]
     # so one customer's two taps fit.
     [("esp32-devkitc-ssd1680", RUSH), ("esp32-touch-epd213", RUSH[:1])],
 )
+@pytest.mark.slow
 def test_taps_during_a_panel_refresh_are_all_recorded(
     tmp_path: Path, board: str, sessions: list[tuple[int, str]]
 ) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import serial
 
-from conftest import BOARDS, FIRMWARE, REPO
+from conftest import BOARDS, REPO
 from deskpulse import db
 from deskpulse.batch import Response
 from deskpulse.errors import DeskPulseError
@@ -41,19 +41,7 @@ PATIENCE = 120.0  # an upper bound for anything to happen; never asserted as a d
 DEVICE_ID = "e2e-desk"
 QUICK = {"timeout": 1.5, "attempts": 6}  # sync options where faults are injected on purpose
 
-
-def _device_side_missing() -> str | None:
-    if not (FIRMWARE / "kiosk" / "serial_sync.py").exists():
-        return "firmware/kiosk/serial_sync.py (the device side of the sync) is not written yet"
-    wired = [p for p in FIRMWARE.rglob("*.py")
-             if p.name != "serial_sync.py" and "serial_sync" in p.read_text()]
-    if not wired:
-        return "firmware/kiosk/serial_sync.py is not wired into the app yet"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_device_side_missing() is not None,
-                                reason=_device_side_missing() or "")
+pytestmark = pytest.mark.slow  # every test here waits on a simulated kiosk over a pty
 
 
 # -- plumbing -----------------------------------------------------------------------------
@@ -260,9 +248,7 @@ def test_a_kiosk_without_an_id_gets_one_from_the_config(tmp_path: Path) -> None:
     dbfile = tmp_path / "d.db"
     with kiosk(tmp_path, "rate 3\nno\n") as sim:
         wait_for_responses(sim.console_path, 1)
-        first = hello(sim.console_path)
-        if first.device_id:
-            pytest.skip(f"this firmware gives itself an id ({first.device_id})")
+        assert hello(sim.console_path).device_id == ""  # a kiosk never makes up its own id
         with pytest.raises(DeskPulseError, match="no device_id"):
             sync(sim.console_path, dbfile)
         summary = sync(sim.console_path, dbfile, config_file=write_config(tmp_path))

@@ -60,6 +60,7 @@ def drop_acks(direction: str, data: bytes) -> bytes:
 # -- 1. a rename never splits or doubles a kiosk's history -----------------------------------
 
 
+@pytest.mark.slow
 def test_a_rename_waits_until_the_kiosk_confirms_an_ack(tmp_path: Path) -> None:
     kiosk = StandIn(day_of_responses(30))
     dbfile = tmp_path / "d.db"
@@ -88,6 +89,7 @@ def test_a_rename_waits_until_the_kiosk_confirms_an_ack(tmp_path: Path) -> None:
     assert_each_customer_once(dbfile, 35)
 
 
+@pytest.mark.slow
 def test_a_lost_ack_answer_is_checked_by_a_fresh_hello(tmp_path: Path) -> None:
     kiosk = StandIn(day_of_responses(12), mute={"ACK": 99})  # it hears every ACK
     dbfile = tmp_path / "d.db"
@@ -137,6 +139,7 @@ def test_taps_during_a_rename_are_stored_first_a_bounded_number_of_times(
     assert rows_by_device(other)["desk-1"] == list(range(1, kiosk.acked + 1))
 
 
+@pytest.mark.slow
 def test_a_config_keeping_the_id_needs_no_check(tmp_path: Path) -> None:
     kiosk = StandIn(day_of_responses(3), mute={"ACK": 99})
     config = rename_config(tmp_path, "desk-1")
@@ -402,7 +405,8 @@ def test_sync_creates_a_private_file_in_a_folder_the_user_chose(
         assert deskpulse(["sync", "--port", device, "--db", str(dbfile)]) == 0
     assert mode(dbfile) == 0o600 and mode(chosen) == 0o755
     fresh = tmp_path / "new" / "sub" / "desk.db"
-    assert deskpulse(["devices", "--db", str(fresh)]) == 0
+    assert deskpulse(["devices", "add", "desk-1", "--server", SERVER, "-o",
+                      str(tmp_path / "desk-1.json"), "--db", str(fresh)]) == 0
     assert mode(fresh) == 0o600 and mode(fresh.parent) == 0o700
 
 

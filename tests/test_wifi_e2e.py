@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import serial
 
 from conftest import BOARDS
@@ -72,6 +73,7 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_two_kiosks_push_through_a_server_restart_and_a_network_outage(
     tmp_path: Path,
 ) -> None:

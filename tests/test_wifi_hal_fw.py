@@ -96,6 +96,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_wifi_connects_without_waiting_reconnects_and_sets_the_clock_by_ntp(
     ntp_server: NtpServer,
 ) -> None:

@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 
 from deskpulse.boards import board_path, list_boards
-from deskpulse.simulator import DEFAULT_FIRMWARE_ENTRY, default_micropython
+from deskpulse.simulator import default_micropython
 
 FW_SCRIPT = Path(__file__).resolve().parent / "bench_screens_fw.py"
-FIRMWARE = DEFAULT_FIRMWARE_ENTRY.parent
+FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 
 
 def run_board(name: str, rounds: int) -> dict:

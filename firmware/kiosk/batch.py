@@ -39,10 +39,6 @@ def zigzag(n):
     return n << 1 if n >= 0 else ((-n) << 1) - 1
 
 
-def unzigzag(z):
-    return -((z + 1) >> 1) if z & 1 else z >> 1
-
-
 def varint_size(n):
     size = 1
     while n >= 0x80:

@@ -112,7 +112,9 @@ def _check_device_id(problems, value):
     _check_str(problems, "device_id", value, 32)
     if isinstance(value, str):
         for ch in value:
-            if not (ch.isalpha() or ch.isdigit() or ch in "-_."):
+            # ASCII only, spelled out: MicroPython's isalpha() and isdigit() know only
+            # ASCII, CPython's would also pass "é" or "²" (the host runs this too).
+            if not ("a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9" or ch in "-_."):
                 problems.append("device_id may hold only letters, digits, '-', '_' and '.'")
                 break
 

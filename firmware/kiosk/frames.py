@@ -12,7 +12,6 @@ from micropython import const
 START = b"\xd5\xaa"
 HEAD = const(7)  # start marker, type, tag, length
 TAIL = const(4)  # crc32
-OVERHEAD = const(11)
 MAX_PAYLOAD = const(0xFFFF)
 
 
@@ -21,10 +20,8 @@ class FrameError(ValueError):
 
 
 class FrameBuffer:
-    """A buffer for one frame of up to `room` payload bytes, placed at PAYLOAD or, for a
+    """A buffer for one frame of up to `room` payload bytes, placed at HEAD or, for a
     payload encoded in place, anywhere after HEAD bytes of room for the frame's head."""
-
-    PAYLOAD = HEAD
 
     def __init__(self, room):
         if room > MAX_PAYLOAD:

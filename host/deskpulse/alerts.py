@@ -23,7 +23,6 @@ from typing import Any
 
 from deskpulse import db
 from deskpulse.errors import DeskPulseError
-from deskpulse.report import parse_when
 from deskpulse.timezones import device_zone, host_time_zone, require_zone, zone_of
 
 DEFAULT_WINDOW_S = 900
@@ -59,6 +58,8 @@ def _bound(value: TimeBound, option: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, str):
+        from deskpulse.report import parse_when  # not at the top: report loads numpy
+
         return parse_when(value, option)
     if isinstance(value, datetime):
         # A naive datetime is the host's local time, like a date-time without an offset.
@@ -240,9 +241,9 @@ def _utc_iso(seconds: float | None) -> str | None:
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
     window_s = parse_window(args.window)
-    since = parse_when(args.since, "--since") if args.since else None
-    until = parse_when(args.until, "--until") if args.until else None
-    conn = db.connect(args.db)
+    since = _bound(args.since or None, "--since")
+    until = _bound(args.until or None, "--until")
+    conn = db.connect(args.db, create=False)
     try:
         alerts = find_alerts(
             conn, window_s=window_s, negative=args.negative, minimum=args.min, since=since,

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from deskpulse import resources
 from deskpulse.errors import DeskPulseError
-
-BOARDS_DIR = Path(__file__).resolve().parent.parent.parent / "boards"
 
 Severity = Literal["error", "warning"]
 
@@ -95,18 +94,16 @@ class PinUse:
 
 
 def list_boards() -> list[str]:
-    """Names of the boards shipped in the repository's boards/ folder."""
-    if not BOARDS_DIR.is_dir():
-        return []
-    return sorted(path.stem for path in BOARDS_DIR.glob("*.json"))
+    """Names of the boards that ship with deskpulse (package data)."""
+    return sorted(path.stem for path in resources.boards_dir().glob("*.json"))
 
 
 def board_path(name_or_path: str | Path) -> Path:
-    """A board name from boards/, or a path to a board file."""
+    """A board name (one that ships with deskpulse), or a path to a board file."""
     text = str(name_or_path)
     if isinstance(name_or_path, Path) or text.endswith(".json") or "/" in text or "\\" in text:
         return Path(name_or_path)
-    return BOARDS_DIR / f"{text}.json"
+    return resources.boards_dir() / f"{text}.json"
 
 
 def load_board(name_or_path: str | Path) -> dict[str, Any]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deskpulse import boards, db, simulator
+from deskpulse import boards, db, installed_version, simulator
 from deskpulse.alerts import add_alerts_command
 from deskpulse.errors import DeskPulseError
 from deskpulse.inspect import read_state
@@ -21,6 +22,7 @@ from deskpulse.sync_cli import add_sync_commands
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
+    simulator.require_micropython("deskpulse sim")
     board = boards.board_path(args.board)
     problems = boards.errors_only(boards.validate_board(boards.load_board(board)))
     if problems:
@@ -114,9 +116,25 @@ def format_response(r: dict) -> str:
             f"{r['told_next']:<9}  after {r['latency_s']:>4}s  flags {flags:<12} {when}")
 
 
+class _VersionAction(argparse.Action):
+    """argparse's "version" action wants the text when the parser is built; this one looks
+    the version up only when --version is given."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        version = installed_version() or "unknown (not installed: run from a source tree)"
+        print(f"deskpulse {version}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deskpulse", description="DeskPulse service-desk feedback kiosks: host tools.")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("sim", help="run a simulated kiosk (the real firmware in micropython)")
@@ -152,6 +170,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A reader that stops early (`deskpulse devices | head -1`) ends it
+    quietly with status 0, as if the output had all been read: the reader chose to stop,
+    which is no failure of ours, and a status of 141 (the SIGPIPE convention) would fail a
+    `set -o pipefail` script over a harmless `| head`. A command that failed keeps its
+    status."""
+    code = 0
+    try:
+        try:
+            code = _run(argv)
+        finally:
+            # Now, not at exit: there a closed pipe could only be reported as
+            # "Exception ignored ... BrokenPipeError".
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: let that go nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

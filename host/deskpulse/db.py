@@ -215,16 +215,23 @@ def db_option_help() -> str:
 
 
 def connect(path: str | os.PathLike[str] | None = None, *,
-            busy_timeout_ms: int | None = None) -> sqlite3.Connection:
+            busy_timeout_ms: int | None = None, create: bool = True) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the database. The connection is in
     autocommit mode: writers use `transaction()`. A new database file is private to its
     owner (it holds the kiosks' keys); SQLite gives its -wal and -shm the same mode.
-    Errors come out as DeskPulseError sentences (`failure`)."""
+    With `create` False (commands that only read, or change what is already there) a
+    missing file is an error and nothing is created: an empty database would only report
+    "0 responses". Errors come out as DeskPulseError sentences (`failure`)."""
     db_path = Path(path) if path is not None else default_db_path()
     wait_ms = BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms
+    if not create and not db_path.exists():
+        raise DeskPulseError(
+            f"no database at {db_path}: run `deskpulse sync` or `deskpulse serve` first "
+            "(or register a kiosk with `deskpulse devices add`), or give --db")
     try:
-        _create_private(db_path, default_folder=path is None
-                        and not os.environ.get("DESKPULSE_DB"))
+        if create:
+            _create_private(db_path, default_folder=path is None
+                            and not os.environ.get("DESKPULSE_DB"))
         conn = sqlite3.connect(db_path, timeout=wait_ms / 1000, isolation_level=None)
     except OSError as exc:
         raise DeskPulseError(
@@ -573,13 +580,13 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
 
 
 def _anchor_rows(conn: sqlite3.Connection, device_id: str,
-                 anchors: Iterable[Anchor]) -> list[tuple[int | str, ...]]:
+                 anchors: Iterable[Anchor]) -> list[tuple[str, int, int, int, int]]:
     """The rows to store: a receipt anchor is kept only for a boot with no anchor of the
     device's own (stored or in this batch), where it is the only placement there is;
     otherwise every push would add a row that nothing reads."""
     anchors = list(anchors)
     own = {a.boot for a in anchors if a.source != RECEIPT_SOURCE}
-    rows: list[tuple[int | str, ...]] = []
+    rows: list[tuple[str, int, int, int, int]] = []
     for a in anchors:
         if a.source == RECEIPT_SOURCE and (a.boot in own or conn.execute(
                 f"""SELECT 1 FROM anchors WHERE device_id = ? AND boot = ?

@@ -398,6 +398,7 @@ def main(state: Path = STATE) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        simulator.require_micropython("the demo")
         if state.exists():
             shutil.rmtree(state)
         state.mkdir(parents=True)

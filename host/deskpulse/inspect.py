@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deskpulse import resources
 from deskpulse.errors import DeskPulseError
-from deskpulse.simulator import DEFAULT_FIRMWARE_ENTRY, default_micropython
+from deskpulse.simulator import require_micropython
 
 
 @dataclass
@@ -22,13 +23,11 @@ class DeviceState:
 def read_state(board: Path, state_dir: Path, heap: str = "1M") -> DeviceState:
     """Run the firmware's dump mode over the flash image in state_dir (it reads the log
     with the same code the device runs, so host and device cannot disagree)."""
-    micropython = default_micropython()
-    if micropython is None:
-        raise DeskPulseError("micropython is not installed: run `make demo` or `make test`")
+    micropython = require_micropython("deskpulse inspect")
     if not (state_dir / "flash.img").exists():
         raise DeskPulseError(f"no simulated flash in {state_dir}: run `deskpulse sim` first")
     proc = subprocess.run(
-        [str(micropython), "-X", f"heapsize={heap}", str(DEFAULT_FIRMWARE_ENTRY),
+        [str(micropython), "-X", f"heapsize={heap}", str(resources.sim_entry()),
          "--board", str(board), "--state", str(state_dir), "--dump"],
         capture_output=True, text=True, timeout=120, check=False,
     )

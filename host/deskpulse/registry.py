@@ -131,9 +131,12 @@ def _placed_file(path: Path, data: bytes, *, replace: bool) -> Iterator[None]:
         raise DeskPulseError(f"{path} exists; pass --force to overwrite it")
     if path.is_dir():
         raise DeskPulseError(f"{path} is a folder; -o takes a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    previous = path.read_bytes() if path.exists() else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        previous = path.read_bytes() if path.exists() else None
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    except OSError as exc:
+        raise DeskPulseError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -12,14 +12,16 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-
-from deskpulse import db, report
+from deskpulse import db
 from deskpulse.errors import DeskPulseError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+# deskpulse.report (numpy) and rich are imported by the functions that use them: building
+# the parser for every command must not load them.
 
 FORMATS = ("table", "json", "csv", "html")
 TABLE_WIDTH = 110
@@ -52,9 +54,11 @@ def add_report_command(sub: Any) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     selection = {"since": args.since, "until": args.until, "device": args.device,
                  "location": args.location, "include_flagged": args.include_flagged}
-    conn = db.connect(args.db)
+    conn = db.connect(args.db, create=False)
     try:
-        with _output(args.output) as out, _quiet_when_piped_into_head():
+        from deskpulse import report  # numpy: only once there is something to report on
+
+        with _output(args.output) as out:
             if args.format == "csv":
                 report.write_csv(conn, out, **selection)
             elif args.format == "json":
@@ -101,16 +105,6 @@ def _output(path: str | None) -> Iterator[TextIO]:
             os.unlink(temp)
 
 
-@contextlib.contextmanager
-def _quiet_when_piped_into_head() -> Iterator[None]:
-    """A reader that stops early (`| head`) is not an error."""
-    try:
-        yield
-    except BrokenPipeError:
-        # Python would complain again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
 # -- the terminal summary -------------------------------------------------------------------
 
 
@@ -143,6 +137,9 @@ def _filters_line(filters: dict[str, Any]) -> str:
 
 
 def _table(title: str, *columns: str) -> Table:
+    from rich import box
+    from rich.table import Table
+
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     for i, name in enumerate(columns):
         table.add_column(name, justify="left" if i == 0 else "right")
@@ -151,6 +148,10 @@ def _table(title: str, *columns: str) -> Table:
 
 def format_table(rep: dict[str, Any], terminal: bool = False) -> str:
     """A readable summary of a report; plain text unless `terminal`."""
+    from rich.console import Console
+
+    from deskpulse import report
+
     buffer = io.StringIO()
     console = Console(file=buffer, width=TABLE_WIDTH, force_terminal=terminal,
                       no_color=not terminal, highlight=False, emoji=False)

@@ -17,7 +17,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.dates as mdates
@@ -27,6 +27,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from deskpulse.report import clock_corrected_line
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 # Chart colours, used nowhere else on the page (tests look for them in a screenshot).
 COLOURS = {
@@ -49,7 +52,7 @@ LABEL_CHARS = 36
 _CSAT_MAP = LinearSegmentedColormap.from_list(
     "deskpulse_csat", [COLOURS["csat_low"], COLOURS["csat_mid"], COLOURS["csat_high"]])
 
-_RC = {
+_RC: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",  # text stays text: the browser draws it with its own fonts
     "svg.hashsalt": "deskpulse",  # stable ids, so the same report gives the same file
     "font.size": 9,
@@ -68,10 +71,6 @@ def _e(value: Any) -> str:
 
 def _pct(share: float | None) -> str:
     return "–" if share is None else f"{100 * share:.0f}%"
-
-
-def _interval(ci: Sequence[float] | None) -> str:
-    return "" if not ci else f"95% CI {_pct(ci[0])}–{_pct(ci[1])}"
 
 
 def _points(value: float) -> str:
@@ -163,7 +162,8 @@ def _heatmap_chart(heatmap: dict[str, Any]) -> str:
                            format=PercentFormatter(1.0, decimals=0))
         bar.set_label("CSAT")
         bar.outline.set_visible(False)
-        bar.solids.set_rasterized(False)  # matplotlib embeds long colour bars as a bitmap
+        if bar.solids is not None:  # matplotlib embeds long colour bars as a bitmap
+            bar.solids.set_rasterized(False)
         return fig
 
     return _drawn(draw, "heatmap")
@@ -171,6 +171,8 @@ def _heatmap_chart(heatmap: dict[str, Any]) -> str:
 
 def _trend_chart(trend: list[dict[str, Any]]) -> str:
     days = [date.fromisoformat(day["date"]) for day in trend]
+    # The same dates as an array: what matplotlib's type hints accept for an axis.
+    x = numpy.array(days, dtype="datetime64[D]")
 
     def series(key: str) -> list[float]:
         return [math.nan if day[key] is None else day[key] for day in trend]
@@ -178,7 +180,7 @@ def _trend_chart(trend: list[dict[str, Any]]) -> str:
     def draw() -> Figure:
         fig = _figure(10, 3.2)
         counts_ax = fig.subplots()
-        counts_ax.bar(days, [day["responses"] for day in trend],
+        counts_ax.bar(x, [day["responses"] for day in trend],
                       color=COLOURS["trend_responses"], width=0.8, label="responses")
         counts_ax.set_ylabel("responses")
         ax = counts_ax.twinx()
@@ -189,9 +191,9 @@ def _trend_chart(trend: list[dict[str, Any]]) -> str:
         counts_ax.yaxis.tick_right()
         counts_ax.yaxis.set_label_position("right")
         marker = "o" if len(days) <= 60 else None
-        ax.plot(days, series("csat"), color=COLOURS["trend_csat"], marker=marker,
+        ax.plot(x, series("csat"), color=COLOURS["trend_csat"], marker=marker,
                 linewidth=2, label="CSAT")
-        ax.plot(days, series("told_next_rate"), color=COLOURS["trend_told"], marker=marker,
+        ax.plot(x, series("told_next_rate"), color=COLOURS["trend_told"], marker=marker,
                 linewidth=2, linestyle="--", label="told next")
         ax.set_ylim(0, 1.05)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))

@@ -31,9 +31,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from deskpulse.timezones import device_zone, host_time_zone, zone_clock
 
@@ -59,7 +57,11 @@ _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
 _DAY_SHIFT = 1 << 20  # keeps day codes positive when packing keys
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
-BLOB = np.dtype("<u4")
+BLOB = "<u4"
+"""The numpy dtype of a counter in the BLOBs. numpy is imported by the functions that use
+it, not here: db.py imports this module for the schema, and commands that never compute a
+rollup (`deskpulse devices`, `--help`) should not pay for loading numpy."""
+BLOB_ITEMSIZE = 4
 
 SCHEMA: tuple[str, ...] = (
     """CREATE TABLE rollup_days (
@@ -85,6 +87,12 @@ SCHEMA: tuple[str, ...] = (
 )
 
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    Deltas = dict[tuple[int, int, int], np.ndarray]
+
+
 def top_from(scale: int | np.ndarray) -> Any:
     """The lowest rating in the top half of a scale: 3 of 3, 3 of 4, 4 of 5."""
     return (scale + 1) // 2 + 1
@@ -103,6 +111,8 @@ class Changes:
 
     @classmethod
     def empty(cls) -> Changes:
+        import numpy as np
+
         z = np.zeros(0, np.int64)
         return cls(z, z, z, z, z, z)
 
@@ -110,6 +120,8 @@ class Changes:
     def from_columns(cls, walls: Sequence[int | None], ratings: Sequence[int],
                      scales: Sequence[int], tolds: Sequence[str], rapid: Sequence[int],
                      closed: Sequence[int], weight: int = 1) -> Changes:
+        import numpy as np
+
         n = len(ratings)
         return cls(
             walls=np.fromiter((w or 0 for w in walls), np.int64, n),
@@ -123,6 +135,8 @@ class Changes:
 
     @classmethod
     def join(cls, parts: Iterable[Changes]) -> Changes:
+        import numpy as np
+
         parts = list(parts)
         if not parts:
             return cls.empty()
@@ -133,11 +147,10 @@ class Changes:
         return len(self.ratings)
 
 
-Deltas = dict[tuple[int, int, int], np.ndarray]
-
-
 def _group(periods: np.ndarray, scales: np.ndarray, kinds: np.ndarray
            ) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+    import numpy as np
+
     codes = ((periods + _DAY_SHIFT) * 8 + scales) * 4 + kinds
     unique, where = np.unique(codes, return_inverse=True)
     keys = [(c // 32 - _DAY_SHIFT, c // 4 % 8, c % 4) for c in unique.tolist()]
@@ -146,6 +159,8 @@ def _group(periods: np.ndarray, scales: np.ndarray, kinds: np.ndarray
 
 def _sum_rows(keys: list[tuple[int, int, int]], width: int, index: list[np.ndarray],
               weight: list[np.ndarray]) -> Deltas:
+    import numpy as np
+
     flat = np.bincount(np.concatenate(index), weights=np.concatenate(weight),
                        minlength=len(keys) * width)
     matrix = np.rint(flat).astype(np.int64).reshape(len(keys), width)
@@ -174,6 +189,8 @@ def _month_and_day(day: int) -> tuple[int, int]:
 
 def deltas_by_loop(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
     """`deltas` one change at a time."""
+    import numpy as np
+
     clock = zone_clock(zone)
     days: dict[tuple[int, int, int], list[int]] = {}
     months: dict[tuple[int, int, int], list[int]] = {}
@@ -213,6 +230,8 @@ def deltas_by_loop(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
 
 def deltas_by_arrays(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
     """`deltas` for a whole batch at once with numpy."""
+    import numpy as np
+
     count_col = ch.tolds * RATINGS + ch.ratings - 1
     top = ch.ratings >= top_from(ch.scales)
     known = ch.walls > 0
@@ -258,6 +277,8 @@ def _apply_table(conn: sqlite3.Connection, device_id: str, table: str, period: s
                  width: int, changes: Deltas) -> None:
     if not changes:
         return
+    import numpy as np
+
     keys = sorted(changes)
     stored = {
         (p, s, k): blob for p, s, k, blob in conn.execute(
@@ -265,19 +286,19 @@ def _apply_table(conn: sqlite3.Connection, device_id: str, table: str, period: s
             f"WHERE device_id = ? AND {period} BETWEEN ? AND ?",
             (device_id, keys[0][0], keys[-1][0]))
     }
-    zero = bytes(width * BLOB.itemsize)
+    zero = bytes(width * BLOB_ITEMSIZE)
     before = np.frombuffer(b"".join(stored.get(k, zero) for k in keys), BLOB)
     after = before.reshape(len(keys), width).astype(np.int64) + np.stack(
         [changes[k] for k in keys])
     if (after < 0).any():
         raise RuntimeError(f"rollups of {device_id} went negative: they no longer match "
                            "the responses")
-    empty = ~after.any(axis=1)
     out = after.astype(BLOB)
+    empty = [not row.any() for row in out]
     conn.executemany(
         f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?)",
         [(device_id, *k, out[i].tobytes()) for i, k in enumerate(keys) if not empty[i]])
-    if empty.any():
+    if any(empty):
         conn.executemany(
             f"DELETE FROM {table} WHERE device_id = ? AND {period} = ? AND scale = ? "
             "AND kind = ?", [(device_id, *k) for i, k in enumerate(keys) if empty[i]])
@@ -296,7 +317,8 @@ def changes_of_device(conn: sqlite3.Connection, device_id: str) -> Changes:
         "WHERE device_id = ?", (device_id,)).fetchall()
     if not rows:
         return Changes.empty()
-    return Changes.from_columns(*zip(*rows, strict=True))
+    walls, ratings, scales, tolds, rapid, closed = zip(*rows, strict=True)
+    return Changes.from_columns(walls, ratings, scales, tolds, rapid, closed)
 
 
 def rebuild(conn: sqlite3.Connection, device_id: str, zone: str) -> None:
@@ -336,6 +358,8 @@ def stale_devices(conn: sqlite3.Connection, host_zone: str | None = None) -> lis
 def read_rows(conn: sqlite3.Connection, device_id: str) -> dict[str, dict[tuple[int, int, int],
                                                                           tuple[int, ...]]]:
     """A device's rollup rows as plain tuples (for tests and checks)."""
+    import numpy as np
+
     out: dict[str, dict[tuple[int, int, int], tuple[int, ...]]] = {}
     for table, period in (("rollup_days", "day"), ("rollup_months", "month")):
         out[table] = {

@@ -222,9 +222,10 @@ class ConnectionGuard:
         if not conn.admitted:
             return
         pool = _POOL[phase]
-        if _POOL[conn.phase] != pool:
-            if conn.phase < BUSY:
-                self._pools[_POOL[conn.phase]].pop(conn, None)
+        old = _POOL[conn.phase]
+        if old != pool:
+            if old is not None:
+                self._pools[old].pop(conn, None)
             if pool is not None:
                 self._pools[pool][conn] = None  # the youngest of its pool
         conn.phase = phase
@@ -240,8 +241,9 @@ class ConnectionGuard:
             return
         conn.admitted = False
         self.open -= 1
-        if conn.phase < BUSY:
-            self._pools[_POOL[conn.phase]].pop(conn, None)
+        pool = _POOL[conn.phase]
+        if pool is not None:  # a BUSY connection is in no pool
+            self._pools[pool].pop(conn, None)
         if conn.deadline is not None:
             conn.deadline.cancel()
             conn.deadline = None

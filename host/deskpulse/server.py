@@ -30,7 +30,6 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any, TypeVar
 
 import uvicorn
@@ -41,7 +40,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from deskpulse import db, signing
+from deskpulse import db, installed_version, signing
 from deskpulse.batch import RECEIPT_SOURCE, Anchor, BatchError, decode_batch, parse_anchor
 from deskpulse.batch import Response as KioskResponse
 from deskpulse.errors import DeskPulseError
@@ -369,7 +368,7 @@ def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool 
     db.connect(db_path).close()
     database = WriterProcess(db_path, busy_timeout_ms=busy_timeout_ms)
     keys = KeyCache(database)
-    version = _version()
+    version = installed_version() or "unknown"
     server_clock = ServerClock(clock)
     gone = FloodLog(log, REPORT_INTERVAL_S, logging.INFO,
                     {"gone": "clients that closed the connection in the middle of a push"})
@@ -493,13 +492,6 @@ def _signed(key: bytes, path: str, device_id: str, nonce: str, body: bytes,
             signature: str) -> bool:
     expected = signing.sign_request(key, "POST", path, device_id, nonce, body)
     return signing.signature_matches(expected, signature)
-
-
-def _version() -> str:
-    try:
-        return metadata.version("deskpulse")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 # -- running it ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from deskpulse.errors import DeskPulseError
 
@@ -23,8 +23,10 @@ _NONCE = re.compile(r"([0-9]{1,10})\.([0-9]{1,10})")
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 
 
-class Nonce(NamedTuple):
-    """(boot, count): grows with every request a device makes; compared as a pair."""
+@dataclass(frozen=True, order=True, slots=True)
+class Nonce:
+    """(boot, count): grows with every request a device makes; compared as a pair.
+    A dataclass, not a NamedTuple, whose `count` would hide tuple.count."""
 
     boot: int
     count: int
@@ -35,16 +37,6 @@ class Nonce(NamedTuple):
 
 def new_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
-
-
-def key_from_hex(text: str) -> bytes:
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
-    if len(key) != KEY_BYTES:
-        raise DeskPulseError(f"a device key is {2 * KEY_BYTES} hex digits")
-    return key
 
 
 def parse_nonce(text: str) -> Nonce:

@@ -32,6 +32,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import BinaryIO, Self, TextIO
 
+from deskpulse import resources
 from deskpulse.errors import DeskPulseError
 
 # Room for the simulated chips and for compiling the firmware's .py sources at import
@@ -42,9 +43,6 @@ DEFAULT_HEAP = "512k"
 CONSOLE_LOG_NAME = "console.log"
 DEFAULT_LOG_LIMIT = 1 << 20
 """The console log rotates to ``console.log.1`` once it would grow past this many bytes."""
-
-_REPO = Path(__file__).resolve().parent.parent.parent
-DEFAULT_FIRMWARE_ENTRY = _REPO / "firmware" / "sim_main.py"
 
 _READ_CHUNK = 65536
 _STOP_GRACE = 5.0
@@ -62,6 +60,16 @@ def default_micropython() -> Path | None:
         return beside
     found = shutil.which("micropython")
     return Path(found) if found else None
+
+
+def require_micropython(command: str) -> Path:
+    """The `micropython` that `command` runs the firmware on, or one sentence on the extra
+    that installs it (the unix port has no Windows wheel, so it is not a dependency)."""
+    found = default_micropython()
+    if found is None:
+        raise DeskPulseError(
+            f"{command} needs the MicroPython unix port: pip install 'deskpulse[sim]'")
+    return found
 
 
 class Simulator:
@@ -96,7 +104,7 @@ class Simulator:
         self.heap = heap
         self.micropython = Path(micropython) if micropython is not None else None
         self.firmware_entry = (
-            Path(firmware_entry) if firmware_entry is not None else DEFAULT_FIRMWARE_ENTRY
+            Path(firmware_entry) if firmware_entry is not None else resources.sim_entry()
         )
         self.log_path: Path | None = self.state_dir / CONSOLE_LOG_NAME if console_log else None
         self.log_limit = log_limit
@@ -251,12 +259,9 @@ class Simulator:
     # -- setup ------------------------------------------------------------------------------
 
     def _check_inputs(self) -> Path:
-        micropython = self.micropython or default_micropython()
-        if micropython is None or not micropython.exists():
-            where = f" at {micropython}" if micropython is not None else ""
-            raise DeskPulseError(
-                f"micropython not found{where} (run `make` to install the venv)"
-            )
+        micropython = self.micropython or require_micropython("the simulator")
+        if not micropython.exists():
+            raise DeskPulseError(f"micropython not found at {micropython}")
         if not os.access(micropython, os.X_OK):
             raise DeskPulseError(f"{micropython} is not executable (run `make` to reinstall)")
         if not self.firmware_entry.is_file():

@@ -20,26 +20,30 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import functools
+import importlib
 import json
 import os
 import random
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from types import ModuleType
+from typing import Any, Literal, Protocol
 
 import serial
 from serial.tools import list_ports
 
-from deskpulse import db
+from deskpulse import db, resources
 from deskpulse.batch import Anchor, BatchError, Response, decode_batch, parse_anchor
 from deskpulse.errors import DeskPulseError
 from deskpulse.frames import Frame, FrameParser, command_line
-from deskpulse.simulator import default_micropython
+from deskpulse.simulator import default_micropython, require_micropython
 
 PROTOCOL = 1
 BAUDRATE = 115200
@@ -62,8 +66,6 @@ parsing it could exhaust the stack (here) or the heap (on the kiosk)."""
 # EARLIEST_WALL and LATEST_WALL (2000-01-01 and 2100-01-01 UTC); tests compare them.
 EARLIEST_WALL = 946684800
 LATEST_WALL = 4102444800
-_REPO = Path(__file__).resolve().parent.parent.parent
-FIRMWARE_DIR = _REPO / "firmware"
 
 USB_BRIDGES: dict[tuple[int, int], str] = {
     (0x10C4, 0xEA60): "CP210x",
@@ -181,6 +183,9 @@ print("@" + json.dumps({"problems": problems, "version": cfg["version"],
 """
 
 
+Runtime = Literal["micropython", "cpython"]
+
+
 @dataclass(frozen=True, slots=True)
 class CheckedConfig:
     data: bytes  # exactly what goes to the device
@@ -188,38 +193,81 @@ class CheckedConfig:
     device_id: str
 
 
-def check_config(path: str | os.PathLike[str]) -> CheckedConfig:
-    """Read a config file and validate it with the firmware's own validator running on
-    MicroPython, so that the host and the device cannot disagree about what is valid."""
+@dataclass(frozen=True, slots=True)
+class FirmwareVerdict:
+    """What the firmware's own `config.load()` says of a config file."""
+
+    problems: list[str]  # in the order the validator found them
+    version: int
+    device_id: str
+
+
+def check_config(path: str | os.PathLike[str], runtime: Runtime | None = None) -> CheckedConfig:
+    """Read a config file and validate it with the firmware's own validator (kiosk/config.py),
+    so that the host and the device cannot disagree about what is valid.
+
+    It runs on MicroPython, the device's runtime, when the `sim` extra installed it, and
+    on this CPython otherwise: the verdict is the same; a message can differ only in how
+    it quotes non-ASCII names (MicroPython's repr escapes them). Problems are listed
+    sorted, because their order follows each runtime's dict order."""
     raw = read_config_json(path)
-    data = json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        data = json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DeskPulseError(f"config {path} holds a \\u escape of half a surrogate pair, "
+                             "which is no character") from None
     if len(data) > MAX_CONFIG_BYTES:
         raise DeskPulseError(f"config {path} is {len(data)} bytes compacted; the kiosk "
                              f"takes at most {MAX_CONFIG_BYTES}")
-    micropython = default_micropython()
-    if micropython is None:
-        raise DeskPulseError("micropython not found, so the config cannot be checked "
-                             "(run `make` to install the venv)")
+    if runtime is None:
+        runtime = "micropython" if default_micropython() is not None else "cpython"
     with tempfile.TemporaryDirectory(prefix="deskpulse-config-") as tmp:
         candidate = Path(tmp) / "config.json"
         candidate.write_bytes(data)
-        try:
-            proc = subprocess.run(
-                [str(micropython), "-X", "heapsize=1M", "-c", _VALIDATE, str(FIRMWARE_DIR),
-                 str(candidate)],
-                capture_output=True, text=True, timeout=60, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DeskPulseError(f"cannot run {micropython} to check the config: {exc}") \
-                from exc
+        verdict = firmware_verdict(candidate, runtime)
+    if verdict.problems:
+        raise DeskPulseError(f"config {path} rejected: " + "; ".join(sorted(verdict.problems)))
+    return CheckedConfig(data, verdict.version, verdict.device_id)
+
+
+def firmware_verdict(path: Path, runtime: Runtime) -> FirmwareVerdict:
+    """Run the firmware's `config.load(path)` on `runtime` (kiosk/config.py and the
+    kiosk/jsoncheck.py it uses run on both)."""
+    if runtime == "cpython":
+        config, problems = _firmware_config().load(str(path))
+        return FirmwareVerdict(list(problems), int(config["version"]), str(config["device_id"]))
+    micropython = require_micropython("checking a config on MicroPython")
+    try:
+        proc = subprocess.run(
+            [str(micropython), "-X", "heapsize=1M", "-c", _VALIDATE,
+             str(resources.firmware_dir()), str(path)],
+            capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DeskPulseError(f"cannot run {micropython} to check the config: {exc}") from exc
     answer = [line for line in proc.stdout.splitlines() if line.startswith("@")]
     if proc.returncode != 0 or not answer:
         detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         raise DeskPulseError(
             f"checking the config failed: {detail[-1] if detail else proc.returncode}")
     result = json.loads(answer[-1][1:])
-    if result["problems"]:
-        raise DeskPulseError(f"config {path} rejected: " + "; ".join(result["problems"]))
-    return CheckedConfig(data, int(result["version"]), str(result["device_id"]))
+    return FirmwareVerdict(list(result["problems"]), int(result["version"]),
+                           str(result["device_id"]))
+
+
+@functools.cache
+def _firmware_config() -> ModuleType:
+    """The firmware's kiosk/config.py, imported into this CPython."""
+    firmware = resources.firmware_dir()
+    sys.path.insert(0, str(firmware))
+    try:
+        module = importlib.import_module("kiosk.config")
+    finally:
+        sys.path.remove(str(firmware))
+    # Another package named `kiosk` imported earlier would be used instead: refuse it.
+    if Path(module.__file__ or "").resolve().parent != firmware / "kiosk":
+        raise DeskPulseError(f"cannot check configs: the module kiosk.config at "
+                             f"{module.__file__} is not the firmware's ({firmware})")
+    return module
 
 
 def read_config_json(path: str | os.PathLike[str], what: str = "config") -> Any:

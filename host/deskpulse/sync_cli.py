@@ -150,7 +150,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    conn = db.connect(args.db)
+    conn = db.connect(args.db, create=False)
     try:
         print(format_devices(db.devices(conn), registry.registered_ids(conn)))
     finally:
@@ -159,8 +159,11 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _database(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
-    conn = db.connect(getattr(args, "db", None))
+def _database(args: argparse.Namespace, *, create: bool = False
+              ) -> Iterator[sqlite3.Connection]:
+    """The database; only registration (`devices add`) may create it: the other
+    subcommands act on kiosks that a missing database cannot hold."""
+    conn = db.connect(getattr(args, "db", None), create=create)
     try:
         yield conn
     finally:
@@ -171,7 +174,7 @@ def _cmd_devices_add(args: argparse.Namespace) -> int:
     password = args.wifi_password
     if password == "-":
         password = sys.stdin.readline().rstrip("\r\n")
-    with _database(args) as conn:
+    with _database(args, create=True) as conn:
         done = registry.add_device(
             conn, args.device_id, args.server, args.output, wifi_ssid=args.wifi_ssid,
             wifi_password=password, name=args.name, location=args.location,

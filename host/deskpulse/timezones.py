@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import os
 import time
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import numpy as np
-
 from deskpulse.errors import DeskPulseError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FALLBACK_ZONE = "UTC"
 _MIXED = -(1 << 40)  # an offset no zone has: the hour holds a transition
@@ -111,6 +113,8 @@ class ZoneClock:
         """Local seconds since the epoch for an int64 array of UTC instants."""
         if not len(walls):
             return walls.copy()
+        import numpy as np  # here: commands that convert no arrays never load it
+
         hours, where = np.unique(walls // 3600, return_inverse=True)
         offsets = np.fromiter((self._hour_offset(h) for h in hours.tolist()), np.int64,
                               len(hours))
@@ -125,7 +129,3 @@ class ZoneClock:
 @functools.lru_cache(maxsize=64)
 def zone_clock(key: str) -> ZoneClock:
     return ZoneClock(key)
-
-
-def local_datetime(wall: int, key: str) -> datetime:
-    return datetime.fromtimestamp(wall, UTC).astimezone(zone_of(key))

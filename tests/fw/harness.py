@@ -1,6 +1,5 @@
 # Test helpers that run inside MicroPython: a fake wrapping clock and a RAM flash.
 import json
-import os
 
 import vfs
 from kiosk import ticks
@@ -84,8 +83,3 @@ class Rig:
 
 def emit(obj):
     print("@" + json.dumps(obj))
-
-
-def rm_tree(path):
-    for name in os.listdir(path):
-        os.remove(path + "/" + name)

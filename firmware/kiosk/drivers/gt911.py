@@ -49,8 +49,6 @@ def unpack(point):
 
 
 class Gt911:
-    CHIP = "gt911"
-
     def __init__(self, i2c, address, width, height, rotation=0, int_pin=None, rst_pin=None,
                  mirror_x=False, mirror_y=False, swap_xy=False, sleep_ms=None):
         if rotation not in (0, 90, 180, 270):
@@ -151,4 +149,4 @@ class Gt911:
 
 
 class Gt1151(Gt911):
-    CHIP = "gt1151"
+    """The same registers for what this driver reads (see the top of this file)."""
