@@ -14,6 +14,7 @@ import pytest
 
 from deskpulse import cli, db
 from deskpulse.batch import Response
+from deskpulse.errors import DeskPulseError
 
 HOST = Path(__file__).resolve().parent.parent / "host"
 T0 = 1_780_000_000  # 2026-05-28
@@ -279,3 +280,17 @@ def test_commands_load_no_heavy_library_they_do_not_need(
 def test_a_report_loads_numpy(tmp_path: Path, database: Path) -> None:
     """The check above can see an import: the report needs numpy, and loads it."""
     assert "numpy" in _heavy_modules(tmp_path, "report", "--db", str(database))
+
+
+def test_a_reading_command_opens_an_odd_path_and_never_creates_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    odd = tmp_path / "a b#c?d%20.db"  # characters a file: URI must escape
+    db.connect(odd).close()
+    db.connect(odd, create=False).close()
+    # The file goes away between the check and the open: an error, not an empty database.
+    gone = tmp_path / "gone.db"
+    monkeypatch.setattr(Path, "exists", lambda self: True)
+    with pytest.raises(DeskPulseError):
+        db.connect(gone, create=False)
+    monkeypatch.undo()
+    assert not gone.exists()

@@ -232,7 +232,10 @@ def connect(path: str | os.PathLike[str] | None = None, *,
         if create:
             _create_private(db_path, default_folder=path is None
                             and not os.environ.get("DESKPULSE_DB"))
-        conn = sqlite3.connect(db_path, timeout=wait_ms / 1000, isolation_level=None)
+        # mode=rw: a file removed since the check above is an error, not a new database.
+        target = db_path if create else f"{db_path.resolve().as_uri()}?mode=rw"
+        conn = sqlite3.connect(target, timeout=wait_ms / 1000, isolation_level=None,
+                               uri=not create)
     except OSError as exc:
         raise DeskPulseError(
             f"cannot open the database {db_path}: {exc.strerror or exc}") from exc
