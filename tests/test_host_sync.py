@@ -7,7 +7,6 @@ real firmware.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import contextlib
@@ -45,7 +44,6 @@ from deskpulse.batch import (
 from deskpulse.errors import DeskPulseError
 from deskpulse.frames import MARKER, MAX_PAYLOAD, Frame, FrameParser, encode_frame
 from deskpulse.sync import SyncError, find_ports, open_port, resolve_port, sync
-from deskpulse.sync_cli import add_sync_commands
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from bench_sync import PtyRelay  # noqa: E402
@@ -821,21 +819,8 @@ def test_find_ports_by_usb_id(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def deskpulse(argv: list[str]) -> int:
-    """`deskpulse ...` in-process: through cli.main once it has the sync commands wired
-    in, else through the same parser and error handling built here."""
-    parser = cli.build_parser()
-    wired = any(isinstance(a, argparse._SubParsersAction) and "sync" in a.choices
-                for a in parser._actions)
-    if wired:
-        return cli.main(argv)
-    parser = argparse.ArgumentParser(prog="deskpulse")
-    add_sync_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except DeskPulseError as e:
-        print(f"deskpulse: {e}", file=sys.stderr)
-        return 2
+    """`deskpulse ...` in-process."""
+    return cli.main(argv)
 
 
 def test_sync_and_devices_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

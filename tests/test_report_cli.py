@@ -12,7 +12,7 @@ import pytest
 
 from deskpulse import cli, db, report
 from deskpulse.batch import Anchor, Response
-from deskpulse.report_cli import format_table
+from deskpulse.report_table import format_table
 from test_report import STATUS, resp, utc
 
 # desk-1 (Europe/Berlin, CEST +2, location Hall, 5 faces) and desk-2 (no zone: the host's,

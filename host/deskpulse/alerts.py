@@ -9,19 +9,16 @@ into one alert period, reported from its first response to its last.
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sqlite3
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from itertools import chain, groupby
 from operator import itemgetter
 from typing import Any
 
-from deskpulse import db
 from deskpulse.errors import DeskPulseError
 from deskpulse.timezones import device_zone, host_time_zone, require_zone, zone_of
 
@@ -53,7 +50,7 @@ def parse_window(text: str) -> int:
     return seconds
 
 
-def _bound(value: TimeBound, option: str) -> float | None:
+def parse_bound(value: TimeBound, option: str) -> float | None:
     """A --since/--until bound as unix seconds, read as the report reads it."""
     if value is None:
         return None
@@ -167,7 +164,7 @@ def find_alerts(
     Times are placed in the device's zone, else the host's, as in the report. Responses with an
     unknown time are left out, and flagged ones (rapid, closed) unless `include_flagged`."""
     _check_thresholds(window_s, negative, minimum)
-    low, high = _bound(since, "--since"), _bound(until, "--until")
+    low, high = parse_bound(since, "--since"), parse_bound(until, "--until")
     where = ["r.wall IS NOT NULL"]
     params: list[Any] = []
     for clause, value in (("r.wall >= ?", low), ("r.wall < ?", high),
@@ -214,9 +211,6 @@ def find_alerts(
     return alerts
 
 
-# -- the command --------------------------------------------------------------------------
-
-
 def format_alerts(alerts: list[dict[str, Any]]) -> str:
     """A plain table for the terminal, one line per alert period."""
     if not alerts:
@@ -233,58 +227,3 @@ def format_alerts(alerts: list[dict[str, Any]]) -> str:
         "  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
                   for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip()
         for line in lines)
-
-
-def _utc_iso(seconds: float | None) -> str | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
-
-
-def _cmd_alerts(args: argparse.Namespace) -> int:
-    window_s = parse_window(args.window)
-    since = _bound(args.since or None, "--since")
-    until = _bound(args.until or None, "--until")
-    conn = db.connect(args.db, create=False)
-    try:
-        alerts = find_alerts(
-            conn, window_s=window_s, negative=args.negative, minimum=args.min, since=since,
-            until=until, device=args.device, location=args.location,
-            include_flagged=args.include_flagged)
-    finally:
-        conn.close()
-    if args.format == "json":
-        print(json.dumps({
-            "window_s": window_s, "negative": args.negative, "minimum": args.min,
-            "filters": {"since": _utc_iso(since), "until": _utc_iso(until),
-                        "device": args.device,
-                        "location": args.location, "include_flagged": args.include_flagged},
-            "alerts": alerts}, indent=2))
-    else:
-        print(format_alerts(alerts))
-    return 0
-
-
-def add_alerts_command(sub: Any) -> None:
-    """Add `alerts` to the `deskpulse` subcommands."""
-    cmd = sub.add_parser(
-        "alerts", help="find bursts of unhappy customers per kiosk",
-        description=(
-            "List the periods where, within WINDOW, the share of the two lowest faces reached "
-            "NEGATIVE with at least MIN responses, per device. Responses with an unknown time "
-            "are left out, and rapid or closed ones unless --include-flagged."))
-    cmd.add_argument("--db", help=db.db_option_help())
-    cmd.add_argument("--window", default="15m",
-                     help="window length: 90s, 15m, 2h (default: %(default)s)")
-    cmd.add_argument("--negative", type=float, default=DEFAULT_NEGATIVE,
-                     help="share of the two lowest faces that raises an alert "
-                          "(default: %(default)s)")
-    cmd.add_argument("--min", type=int, default=DEFAULT_MINIMUM,
-                     help="fewest responses in a window for an alert (default: %(default)s)")
-    cmd.add_argument("--since", help="from this ISO date or date-time (host local time "
-                                     "without an offset)")
-    cmd.add_argument("--until", help="before this ISO date or date-time")
-    cmd.add_argument("--device", metavar="ID", help="only this device")
-    cmd.add_argument("--location", help="only devices at this location")
-    cmd.add_argument("--include-flagged", action="store_true",
-                     help="also count rapid and closed-hours responses")
-    cmd.add_argument("--format", choices=("table", "json"), default="table")
-    cmd.set_defaults(func=_cmd_alerts)

@@ -32,13 +32,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from deskpulse import alerts, boards, db, registry, report, report_html, simulator
-from deskpulse.cli import firmware_failure, format_response, format_status
 from deskpulse.errors import DeskPulseError
+from deskpulse.format import format_devices, format_response, format_status, format_summary
 from deskpulse.inspect import read_state
-from deskpulse.report_cli import format_table
+from deskpulse.report_table import format_table
 from deskpulse.serve_process import ServeProcess
 from deskpulse.sync import sync
-from deskpulse.sync_cli import format_devices, format_summary
 
 STATE = Path("state/demo")
 DATABASE_NAME = "deskpulse.db"
@@ -213,7 +212,7 @@ def run_day(board: Path, state: Path, script: str, name: str, config: Path | Non
     if code in simulator.STOPPED_BY_SIGNAL:
         raise KeyboardInterrupt
     if code != 0:
-        raise DeskPulseError(firmware_failure(state, code))
+        raise DeskPulseError(simulator.firmware_failure(state, code))
 
 
 def usb_kiosk(state: Path, database: Path) -> None:
@@ -304,7 +303,7 @@ def wait_for_pushes(kiosks: dict[str, simulator.Simulator], expected: dict[str, 
         for name, kiosk in kiosks.items():
             code = kiosk.wait(0)
             if code is not None:
-                raise DeskPulseError(f"{name}: {firmware_failure(kiosk.state_dir, code)}")
+                raise DeskPulseError(f"{name}: {simulator.firmware_failure(kiosk.state_dir, code)}")
         if time.monotonic() > deadline:
             raise DeskPulseError(
                 f"the server did not store every answer within {patience:.0f} s (stored "

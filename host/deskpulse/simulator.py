@@ -523,3 +523,24 @@ def run(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def firmware_failure(state_dir: Path, code: int, since: int = 0) -> str:
+    """The firmware reports bad input on its console: fetch its `deskpulse:` line, else
+    its last line, from what this run logged (the log from byte `since` on)."""
+    log = state_dir / CONSOLE_LOG_NAME
+    try:
+        with log.open("rb") as f:
+            if f.seek(0, 2) >= since:  # else it rotated during the run: read it all
+                f.seek(since)
+            else:
+                f.seek(0)
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        if line.startswith("deskpulse: "):
+            return line.removeprefix("deskpulse: ").strip()
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    said = f" after: {last[:200]}" if last else ""
+    return f"the simulated kiosk exited with status {code}{said} (see {log})"

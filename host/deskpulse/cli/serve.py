@@ -1,7 +1,7 @@
-"""`deskpulse serve`: a thin command over deskpulse.server.
+"""`deskpulse serve`: the aggregator that kiosks push to (deskpulse.server).
 
-cli.build_parser() calls `add_serve_command(sub)`. The server's own imports (FastAPI,
-uvicorn) wait until the command runs, so that every other deskpulse command starts fast.
+The server's own imports (FastAPI, uvicorn) wait until the command runs, so that every
+other deskpulse command starts fast.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from deskpulse import db
 from deskpulse.errors import DeskPulseError
 
 
-def add_serve_command(sub: Any) -> None:
+def register(subparsers: Any) -> None:
     """Add `serve` to the `deskpulse` subcommands."""
-    srv = sub.add_parser(
+    srv = subparsers.add_parser(
         "serve", help="run the aggregator that kiosks push to over WiFi",
         formatter_class=_RawDescription,
         description=(
@@ -52,7 +52,7 @@ def add_serve_command(sub: Any) -> None:
                           "allows, at most 1024)")
     srv.add_argument("--request-timeout", type=float, default=10.0, metavar="SECONDS",
                      help="time a request head may take to arrive (default %(default)g)")
-    srv.set_defaults(func=_cmd_serve)
+    srv.set_defaults(func=do_serve)
 
 
 class _RawDescription(argparse.RawDescriptionHelpFormatter):
@@ -64,7 +64,7 @@ class _RawDescription(argparse.RawDescriptionHelpFormatter):
                            for p in text.split("\n\n"))
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
+def do_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise DeskPulseError(f"--port {args.port}: use 1-65535 (or 0 for any free port)")
     from deskpulse.server import serve

@@ -1,111 +1,16 @@
-"""`deskpulse report`: a thin command over deskpulse.report (and, for HTML, report_html and
-alerts). cli.build_parser() calls `add_report_command(sub)`."""
+"""`deskpulse report --format table`: a readable terminal summary of a report (the HTML
+page is report_html's job). rich and deskpulse.report (numpy) are imported only when a
+table is drawn."""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import io
-import json
-import os
-import sys
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
-
-from deskpulse import db
-from deskpulse.errors import DeskPulseError
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-# deskpulse.report (numpy) and rich are imported by the functions that use them: building
-# the parser for every command must not load them.
-
-FORMATS = ("table", "json", "csv", "html")
 TABLE_WIDTH = 110
-
-
-def add_report_command(sub: Any) -> None:
-    rep = sub.add_parser(
-        "report", help="satisfaction, told-next and device figures over a time range",
-        description=(
-            "Figures over the stored responses (docs/report.md): CSAT, ratings, whether "
-            "customers were told what happens next and what that changes, per device and "
-            "location, by local weekday and hour and by day. Flagged responses (rapid, "
-            "closed) are left out unless --include-flagged."))
-    rep.add_argument("--db", help=db.db_option_help())
-    rep.add_argument("--since", help="from this ISO date or date-time (host local time "
-                                     "unless it has an offset), inclusive")
-    rep.add_argument("--until", help="up to this ISO date or date-time, exclusive")
-    rep.add_argument("--device", metavar="ID", help="only this device")
-    rep.add_argument("--location", help="only devices at this location")
-    rep.add_argument("--format", choices=FORMATS, default="table",
-                     help="table (terminal summary), json (docs/report.md), csv (one row per "
-                          "response) or html (one offline page with charts); "
-                          "default %(default)s")
-    rep.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    rep.add_argument("--include-flagged", action="store_true",
-                     help="count rapid and closed responses in the figures too")
-    rep.set_defaults(func=_cmd_report)
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    selection = {"since": args.since, "until": args.until, "device": args.device,
-                 "location": args.location, "include_flagged": args.include_flagged}
-    conn = db.connect(args.db, create=False)
-    try:
-        from deskpulse import report  # numpy: only once there is something to report on
-
-        with _output(args.output) as out:
-            if args.format == "csv":
-                report.write_csv(conn, out, **selection)
-            elif args.format == "json":
-                json.dump(report.build_report(conn, **selection), out, indent=2)
-                out.write("\n")
-            elif args.format == "html":
-                from deskpulse import alerts, report_html
-
-                figures = report.build_report(conn, **selection)
-                found = alerts.find_alerts(conn, **selection)
-                out.write(report_html.render(figures, found))
-            else:
-                figures = report.build_report(conn, **selection)
-                colour = args.output is None and out.isatty()
-                out.write(format_table(figures, terminal=colour))
-    finally:
-        conn.close()
-    return 0
-
-
-@contextlib.contextmanager
-def _output(path: str | None) -> Iterator[TextIO]:
-    """stdout, or a file written beside its final name and renamed into place, so that a
-    failed report never leaves half a file."""
-    if path is None:
-        yield sys.stdout
-        return
-    target = Path(path)
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    except OSError as exc:
-        raise DeskPulseError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            yield out
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from others
-        os.replace(temp, target)
-    except OSError as exc:
-        raise DeskPulseError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-
-
-# -- the terminal summary -------------------------------------------------------------------
 
 
 def _pct(x: float | None) -> str:

@@ -1,8 +1,5 @@
-"""`deskpulse sync` and `deskpulse devices`: thin commands over deskpulse.sync, .db and
-.registry.
-
-cli.build_parser() calls `add_sync_commands(sub)` with its subparsers object.
-"""
+"""`deskpulse devices`: list the kiosks in the database (deskpulse.db); add, remove or
+describe them and rotate their keys (deskpulse.registry)."""
 
 from __future__ import annotations
 
@@ -11,40 +8,22 @@ import contextlib
 import sqlite3
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 
 from deskpulse import db, registry
 from deskpulse.errors import DeskPulseError
-from deskpulse.sync import PROTOCOL, SyncSummary, sync
+from deskpulse.format import format_devices
 
 
-def add_sync_commands(sub: Any) -> None:
-    """Add `sync` and `devices` to the `deskpulse` subcommands."""
-    syn = sub.add_parser(
-        "sync", help="pull a kiosk's responses over USB serial into the database",
-        description=(
-            "Pull every response the kiosk holds into the database, set its clock, and only "
-            "then let it free its flash. Safe to interrupt and run again: nothing is lost or "
-            f"stored twice. Speaks sync protocol {PROTOCOL}."))
-    syn.add_argument("--port", default="auto",
-                     help="the kiosk's serial port, or 'auto' to find the single ESP32 USB "
-                          "port (default: %(default)s)")
-    syn.add_argument("--db", help=db.db_option_help())
-    syn.add_argument("--config", metavar="FILE",
-                     help="also send this device config (JSON); it is checked first with "
-                          "the firmware's own validator, so a bad file never reaches the "
-                          "kiosk. One that changes the kiosk's device_id is sent only once "
-                          "the kiosk has confirmed that every response it holds is stored")
-    syn.set_defaults(func=_cmd_sync)
-
-    dev = sub.add_parser(
+def register(subparsers: Any) -> None:
+    """Add `devices` and its subcommands to the `deskpulse` subcommands."""
+    dev = subparsers.add_parser(
         "devices", help="list known kiosks; add, remove or describe them, rotate their keys",
         description="Without a subcommand: every kiosk in the database with its last sync "
                     "and health. The subcommands register kiosks for the WiFi push "
                     "(docs/wifi.md).")
     dev.add_argument("--db", help=db.db_option_help())
-    dev.set_defaults(func=_cmd_devices)
+    dev.set_defaults(func=do_devices)
     _add_device_commands(dev)
 
 
@@ -81,13 +60,13 @@ def _add_device_commands(dev: argparse.ArgumentParser) -> None:
                      help="the device config file to write")
     add.add_argument("--force", action="store_true",
                      help="replace an existing registration (new key) or file")
-    add.set_defaults(func=_cmd_devices_add)
+    add.set_defaults(func=do_devices_add)
 
     rm = cmds.add_parser("remove", help="delete a kiosk's key: it can no longer push",
                          description="Delete the kiosk's key. Its stored responses stay.")
     rm.add_argument("device_id", metavar="ID")
     db_option(rm)
-    rm.set_defaults(func=_cmd_devices_remove)
+    rm.set_defaults(func=do_devices_remove)
 
     rot = cmds.add_parser(
         "rotate-key", help="give a kiosk a new key and rewrite its config file",
@@ -99,13 +78,13 @@ def _add_device_commands(dev: argparse.ArgumentParser) -> None:
                      help="the kiosk's config file (created if missing, which needs --server)")
     rot.add_argument("--server", metavar="URL", help="also set the server URL")
     db_option(rot)
-    rot.set_defaults(func=_cmd_devices_rotate)
+    rot.set_defaults(func=do_devices_rotate)
 
     st = cmds.add_parser("set", help="set a kiosk's name, location or time zone")
     st.add_argument("device_id", metavar="ID")
     describing(st)
     db_option(st)
-    st.set_defaults(func=_cmd_devices_set)
+    st.set_defaults(func=do_devices_set)
 
     show = cmds.add_parser("show-key", help="print a kiosk's secret key (64 hex digits)",
                            description="Print the key, for a technician who configures a "
@@ -113,43 +92,10 @@ def _add_device_commands(dev: argparse.ArgumentParser) -> None:
                                        "kiosk.")
     show.add_argument("device_id", metavar="ID")
     db_option(show)
-    show.set_defaults(func=_cmd_devices_show_key)
+    show.set_defaults(func=do_devices_show_key)
 
 
-class _ProgressBar:
-    """A one-line bar on a terminal, only for batches big enough to wait for."""
-
-    def __init__(self, out: TextIO, threshold: int = 1000) -> None:
-        self.out = out
-        self.threshold = threshold
-        self.shown = False
-
-    def __call__(self, done: int, total: int) -> None:
-        if total < self.threshold or not self.out.isatty():
-            return
-        width = 30
-        filled = width * done // total if total else width
-        self.out.write(f"\rpulling [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        self.out.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            self.out.write("\n")
-            self.out.flush()
-
-
-def _cmd_sync(args: argparse.Namespace) -> int:
-    bar = _ProgressBar(sys.stderr)
-    try:
-        summary = sync(args.port, args.db, config_file=args.config, progress=bar)
-    finally:
-        bar.close()
-    print(format_summary(summary))
-    return 0
-
-
-def _cmd_devices(args: argparse.Namespace) -> int:
+def do_devices(args: argparse.Namespace) -> int:
     conn = db.connect(args.db, create=False)
     try:
         print(format_devices(db.devices(conn), registry.registered_ids(conn)))
@@ -170,7 +116,7 @@ def _database(args: argparse.Namespace, *, create: bool = False
         conn.close()
 
 
-def _cmd_devices_add(args: argparse.Namespace) -> int:
+def do_devices_add(args: argparse.Namespace) -> int:
     password = args.wifi_password
     if password == "-":
         password = sys.stdin.readline().rstrip("\r\n")
@@ -186,14 +132,14 @@ def _cmd_devices_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_devices_remove(args: argparse.Namespace) -> int:
+def do_devices_remove(args: argparse.Namespace) -> int:
     with _database(args) as conn:
         registry.remove_device(conn, args.device_id)
     print(f"removed the key of {args.device_id}: it can no longer push; its responses stay")
     return 0
 
 
-def _cmd_devices_rotate(args: argparse.Namespace) -> int:
+def do_devices_rotate(args: argparse.Namespace) -> int:
     with _database(args) as conn:
         done = registry.rotate_key(conn, args.device_id, args.output, server_url=args.server)
     print(f"new key for {done.device_id} written to {done.config_file}; the old key no "
@@ -201,7 +147,7 @@ def _cmd_devices_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_devices_set(args: argparse.Namespace) -> int:
+def do_devices_set(args: argparse.Namespace) -> int:
     if args.name is None and args.location is None and args.time_zone is None:
         raise DeskPulseError("nothing to set: give --name, --location or --time-zone")
     with _database(args) as conn:
@@ -211,68 +157,7 @@ def _cmd_devices_set(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_devices_show_key(args: argparse.Namespace) -> int:
+def do_devices_show_key(args: argparse.Namespace) -> int:
     with _database(args) as conn:
         print(registry.show_key(conn, args.device_id))
     return 0
-
-
-def _when(unix: int | None) -> str:
-    if unix is None:
-        return "never"
-    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _fill(fill: float | None) -> str:
-    return "flash fill unknown" if fill is None else f"flash {100 * fill:.1f}% full"
-
-
-def format_summary(s: SyncSummary) -> str:
-    about = ", ".join(x for x in (s.board, f"firmware {s.firmware}" if s.firmware else "") if x)
-    lines = [f"synced {s.device_id}{f' ({about})' if about else ''} on {s.port}"]
-    lines.append(f"  new responses: {s.new}; duplicates ignored: {s.duplicates}")
-    lines.append(f"  time unknown: {s.time_unknown} of the new "
-                 f"({s.time_unknown_total} in all for this kiosk)")
-    if s.dropped is None:
-        lines.append("  drops reported by the device: unknown")
-    else:
-        since = "" if s.dropped_since_last is None else f" ({s.dropped_since_last} since last sync)"
-        lines.append(f"  drops reported by the device: {s.dropped}{since}")
-    corrupt = "" if s.corrupt is None else f", {s.corrupt} corrupt records"
-    lines.append(f"  device: {_fill(s.fill)}{corrupt}")
-    if s.config_version is not None:
-        lines.append(f"  config version {s.config_version} sent and applied")
-    lines += [f"  warning: {w}" for w in s.warnings]
-    return "\n".join(lines)
-
-
-def format_devices(devices: list[db.DeviceHealth], registered: set[str] | None = None) -> str:
-    """One block per kiosk; a kiosk in `registered` (ids with a push key) gets a line
-    saying so."""
-    if not devices:
-        return "no kiosks in the database yet: run `deskpulse sync`"
-    lines = []
-    for d in devices:
-        label = d.device_id + (f" ({d.name})" if d.name else "")
-        if d.location:
-            label += f" at {d.location}"
-        if d.time_zone:
-            label += f", {d.time_zone}"
-        lines.append(label)
-        via = f" over {d.transport}" if d.transport else ""
-        lines.append(f"  last sync {_when(d.last_sync)}{via} ({d.syncs} in all); "
-                     f"{d.responses} responses stored, {d.time_unknown} with time unknown")
-        clock = {None: "clock unknown", True: "clock set", False: "clock not set"}[d.clock_known]
-        health = [_fill(d.fill)]
-        health.append(f"{d.dropped if d.dropped is not None else '?'} dropped")
-        health.append(f"{d.corrupt if d.corrupt is not None else '?'} corrupt")
-        boot = f"boot {d.boot}" if d.boot is not None else "boot ?"
-        if d.reset_cause:
-            boot += f" ({d.reset_cause})"
-        health += [boot, f"{d.crashes} crashes" if d.crashes is not None else "crashes ?", clock]
-        lines.append("  health at last sync: " + ", ".join(health))
-        if d.board or d.firmware:
-            lines.append(f"  {d.board or '?'}, firmware {d.firmware or '?'}")
-        if registered is not None and d.device_id in registered:
-            lines.append("  registered for the WiFi push (deskpulse serve)")
-    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""`deskpulse alerts`: bursts of unhappy customers per kiosk (deskpulse.alerts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from deskpulse import db
+from deskpulse.alerts import (
+    DEFAULT_MINIMUM,
+    DEFAULT_NEGATIVE,
+    find_alerts,
+    format_alerts,
+    parse_bound,
+    parse_window,
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add `alerts` to the `deskpulse` subcommands."""
+    cmd = subparsers.add_parser(
+        "alerts", help="find bursts of unhappy customers per kiosk",
+        description=(
+            "List the periods where, within WINDOW, the share of the two lowest faces reached "
+            "NEGATIVE with at least MIN responses, per device. Responses with an unknown time "
+            "are left out, and rapid or closed ones unless --include-flagged."))
+    cmd.add_argument("--db", help=db.db_option_help())
+    cmd.add_argument("--window", default="15m",
+                     help="window length: 90s, 15m, 2h (default: %(default)s)")
+    cmd.add_argument("--negative", type=float, default=DEFAULT_NEGATIVE,
+                     help="share of the two lowest faces that raises an alert "
+                          "(default: %(default)s)")
+    cmd.add_argument("--min", type=int, default=DEFAULT_MINIMUM,
+                     help="fewest responses in a window for an alert (default: %(default)s)")
+    cmd.add_argument("--since", help="from this ISO date or date-time (host local time "
+                                     "without an offset)")
+    cmd.add_argument("--until", help="before this ISO date or date-time")
+    cmd.add_argument("--device", metavar="ID", help="only this device")
+    cmd.add_argument("--location", help="only devices at this location")
+    cmd.add_argument("--include-flagged", action="store_true",
+                     help="also count rapid and closed-hours responses")
+    cmd.add_argument("--format", choices=("table", "json"), default="table")
+    cmd.set_defaults(func=do_alerts)
+
+
+def do_alerts(args: argparse.Namespace) -> int:
+    window_s = parse_window(args.window)
+    since = parse_bound(args.since or None, "--since")
+    until = parse_bound(args.until or None, "--until")
+    conn = db.connect(args.db, create=False)
+    try:
+        alerts = find_alerts(
+            conn, window_s=window_s, negative=args.negative, minimum=args.min, since=since,
+            until=until, device=args.device, location=args.location,
+            include_flagged=args.include_flagged)
+    finally:
+        conn.close()
+    if args.format == "json":
+        print(json.dumps({
+            "window_s": window_s, "negative": args.negative, "minimum": args.min,
+            "filters": {"since": _utc_iso(since), "until": _utc_iso(until),
+                        "device": args.device,
+                        "location": args.location, "include_flagged": args.include_flagged},
+            "alerts": alerts}, indent=2))
+    else:
+        print(format_alerts(alerts))
+    return 0
+
+
+def _utc_iso(seconds: float | None) -> str | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
