@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import FIRMWARE
-from deskpulse import db
+from deskpulse import batch, db
 from deskpulse import sync as sync_mod
 from deskpulse.errors import DeskPulseError
 from deskpulse.sync import sync
@@ -179,8 +179,8 @@ def test_the_clock_bounds_mirror_the_firmware() -> None:
         assert found, f"{name} not found in firmware/kiosk/clock.py"
         return int(found.group(1))
 
-    assert sync_mod.EARLIEST_WALL == firmware_constant("EARLIEST_WALL") == 946684800
-    assert sync_mod.LATEST_WALL == firmware_constant("LATEST_WALL") == 4102444800
+    assert batch.EARLIEST_WALL == firmware_constant("EARLIEST_WALL") == 946684800
+    assert batch.LATEST_WALL == firmware_constant("LATEST_WALL") == 4102444800
 
 
 @pytest.mark.parametrize("now, sent", [

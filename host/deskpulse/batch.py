@@ -70,6 +70,18 @@ class Response:
         return round(self.latency_s * 10)
 
 
+# The wall times a kiosk's clock accepts from any source: mirrors of
+# firmware/kiosk/clock.py's EARLIEST_WALL and LATEST_WALL (2000-01-01 and 2100-01-01 UTC);
+# tests compare them. A host whose own clock is outside them sets no kiosk's time.
+EARLIEST_WALL = 946684800
+LATEST_WALL = 4102444800
+
+
+def clock_is_plausible(wall: float) -> bool:
+    """Whether a kiosk would take this wall time (EARLIEST_WALL..LATEST_WALL)."""
+    return EARLIEST_WALL <= wall <= LATEST_WALL
+
+
 RECEIPT_SOURCE = 4
 """The source of an anchor `deskpulse serve` adds when a push arrives (its own clock at
 receipt). The device's own anchors (1 host, 2 NTP, 3 RTC chip) say what its clock was set

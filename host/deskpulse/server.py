@@ -41,7 +41,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from deskpulse import db, installed_version, signing
-from deskpulse.batch import RECEIPT_SOURCE, Anchor, BatchError, decode_batch, parse_anchor
+from deskpulse.batch import (
+    RECEIPT_SOURCE,
+    Anchor,
+    BatchError,
+    clock_is_plausible,
+    decode_batch,
+    parse_anchor,
+)
 from deskpulse.batch import Response as KioskResponse
 from deskpulse.errors import DeskPulseError
 from deskpulse.serve_guard import (
@@ -61,8 +68,6 @@ MAX_BATCH_BYTES = 4096
 RETRY_AFTER_S = 30
 """Retry-After of a 503: storage comes back (a lock is released, space is freed) on a
 scale of seconds to minutes; the kiosk keeps it within its own backoff bounds."""
-EARLIEST_SERVER_TIME = 946684800  # 2000-01-01
-LATEST_SERVER_TIME = 4102444800  # 2100-01-01: the range the firmware accepts
 LISTEN_QUEUE = 2048
 _T = TypeVar("_T")
 
@@ -345,7 +350,7 @@ class ServerClock:
 
     def now(self) -> int | None:
         wall = self._clock()
-        if EARLIEST_SERVER_TIME <= wall <= LATEST_SERVER_TIME:
+        if clock_is_plausible(wall):
             self._wrong = False
             return int(wall)
         if not self._wrong:

@@ -40,7 +40,14 @@ import serial
 from serial.tools import list_ports
 
 from deskpulse import db, resources
-from deskpulse.batch import Anchor, BatchError, Response, decode_batch, parse_anchor
+from deskpulse.batch import (
+    Anchor,
+    BatchError,
+    Response,
+    clock_is_plausible,
+    decode_batch,
+    parse_anchor,
+)
 from deskpulse.errors import DeskPulseError
 from deskpulse.frames import Frame, FrameParser, command_line
 from deskpulse.simulator import default_micropython, require_micropython
@@ -61,11 +68,6 @@ that renames it is sent; after that the sync stops and a second run finishes."""
 MAX_CONFIG_DEPTH = 16
 """Nesting a config file may have (a real one nests 3 deep): deeper is refused before
 parsing it could exhaust the stack (here) or the heap (on the kiosk)."""
-
-# The wall times the kiosk accepts in TIME: mirrors of firmware/kiosk/clock.py's
-# EARLIEST_WALL and LATEST_WALL (2000-01-01 and 2100-01-01 UTC); tests compare them.
-EARLIEST_WALL = 946684800
-LATEST_WALL = 4102444800
 
 USB_BRIDGES: dict[tuple[int, int], str] = {
     (0x10C4, 0xEA60): "CP210x",
@@ -599,11 +601,6 @@ def sync(
 def host_time() -> int:
     """This PC's clock in unix seconds (a seam for tests)."""
     return int(time.time())
-
-
-def clock_is_plausible(wall: int) -> bool:
-    """Whether the kiosk would take this wall time (EARLIEST_WALL..LATEST_WALL)."""
-    return EARLIEST_WALL <= wall <= LATEST_WALL
 
 
 def _sync(link: Link, conn: Any, config: CheckedConfig | None,
