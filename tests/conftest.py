@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deskpulse.simulator import default_micropython
+from deskpulse.device.micropython import default_micropython
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"

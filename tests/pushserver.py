@@ -16,8 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from deskpulse import db, signing
-from deskpulse.batch import BatchError, decode_batch, parse_anchor
+from deskpulse.protocol import signing
+from deskpulse.protocol.batch import BatchError, decode_batch, parse_anchor
+from deskpulse.store import open_store
 
 # What the server does with a request; taken from the queue in order, then `default`.
 OK = "ok"  # store, answer signed
@@ -55,7 +56,7 @@ class PushServer:
         self.lock = threading.Lock()
         self.release = threading.Event()  # ends every HANG
         self.last_nonce: dict[str, signing.Nonce] = {}
-        db.connect(db_path).close()
+        open_store(db_path).close()
         handler = type("Handler", (_Handler,), {"push": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -79,9 +80,9 @@ class PushServer:
             return self.queue.popleft() if self.queue else self.default
 
     def stored(self, device_id: str) -> list[int]:
-        conn = db.connect(self.db_path)
+        conn = open_store(self.db_path)
         try:
-            return [r["seq"] for r in db.responses_of(conn, device_id)]
+            return [r["seq"] for r in conn.responses_of(device_id)]
         finally:
             conn.close()
 
@@ -173,9 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
             anchors = [parse_anchor(a) for a in head["anchors"]]
         except (ValueError, KeyError, BatchError) as exc:
             return self._error(400, f"bad body: {exc}", seen)
-        conn = db.connect(push.db_path)
+        conn = open_store(push.db_path)
         try:
-            new, dup = db.store_batch(conn, device_id, batch.responses, anchors,
+            new, dup = conn.store_batch(device_id, batch.responses, anchors,
                                       head["status"], "wifi")
         finally:
             conn.close()

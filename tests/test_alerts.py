@@ -1,4 +1,4 @@
-"""Alert windows (deskpulse.alerts) on a real SQLite database filled through store_batch.
+"""Alert windows (deskpulse.reports.alerts) on a real SQLite database filled through store_batch.
 
 Expected periods are worked out by hand in each test's comment; a property test checks
 the streaming search against a plain all-pairs reading of the definition."""
@@ -16,11 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deskpulse import cli, db
-from deskpulse.alerts import find_alerts, format_alerts, parse_window
-from deskpulse.batch import Response
+from deskpulse import cli
 from deskpulse.errors import DeskPulseError
-from deskpulse.report import parse_when
+from deskpulse.protocol.batch import Response
+from deskpulse.reports.alerts import find_alerts, format_alerts, parse_window
+from deskpulse.reports.figures import parse_when
+from deskpulse.store import open_store
 
 T0 = int(datetime(2026, 11, 23, 9, 0, tzinfo=UTC).timestamp())
 NEG, POS = 1, 5  # the worst and the best face of a 5-face scale
@@ -28,7 +29,7 @@ NEG, POS = 1, 5  # the worst and the best face of a 5-face scale
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = db.connect(tmp_path / "deskpulse.db")
+    connection = open_store(tmp_path / "deskpulse.db")
     yield connection
     connection.close()
 
@@ -36,20 +37,21 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 def store(conn: sqlite3.Connection, device_id: str, answers: Sequence[tuple], *,
           scale: int = 5) -> None:
     """answers: (seconds after T0 or None for an unknown time, rating[, 'rapid'|'closed'])."""
-    first = (db.last_seq(conn, device_id) or 0) + 1
+    first = (conn.last_seq(device_id) or 0) + 1
     responses = [
         Response(seq=first + i, rating=answer[1], scale=scale, told_next="yes",
                  latency_s=2.0, rapid="rapid" in answer[2:], closed="closed" in answer[2:],
                  boot=1, uptime_s=100 + i,
                  wall=None if answer[0] is None else T0 + answer[0], config_version=1)
         for i, answer in enumerate(answers)]
-    db.store_batch(conn, device_id, responses, [], {}, "serial")
+    conn.store_batch(device_id, responses, [], {}, "serial")
 
 
 def describe(conn: sqlite3.Connection, device_id: str, *, name: str | None = None,
              location: str | None = None, time_zone: str | None = None) -> None:
-    conn.execute("UPDATE devices SET name = ?, location = ?, time_zone = ? WHERE device_id = ?",
-                 (name, location, time_zone, device_id))
+    conn.connection.execute(
+        "UPDATE devices SET name = ?, location = ?, time_zone = ? WHERE device_id = ?",
+        (name, location, time_zone, device_id))
 
 
 def spans(alerts: list[dict]) -> list[tuple]:
@@ -172,7 +174,7 @@ def test_flagged_responses_only_with_include_flagged(conn: sqlite3.Connection) -
 
 def test_unknown_times_are_left_out(conn: sqlite3.Connection) -> None:
     store(conn, "k1", [(0, NEG), (None, NEG), (60, NEG), (None, NEG), (120, POS)])
-    assert db.count_time_unknown(conn, "k1") == 2
+    assert conn.count_time_unknown("k1") == 2
     assert find_alerts(conn) == []  # 3 placed responses
     store(conn, "k1", [(130, NEG)])
     assert spans(find_alerts(conn)) == [("k1", 0, 130, 4, 3)]
@@ -313,7 +315,7 @@ def test_the_command_prints_a_table_and_json(conn: sqlite3.Connection, tmp_path:
 def test_the_command_explains_bad_values(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     path = str(tmp_path / "deskpulse.db")
-    db.connect(path).close()
+    open_store(path).close()
     assert cli.main(["alerts", "--db", path, "--window", "15 minutes"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("deskpulse: --window '15 minutes' is not a duration")
@@ -371,7 +373,7 @@ def test_streaming_search_matches_the_definition(tmp_path_factory: pytest.TempPa
                                                  answers: list[tuple[int, int]],
                                                  window_s: int, negative: float,
                                                  minimum: int) -> None:
-    connection = db.connect(tmp_path_factory.mktemp("prop") / "deskpulse.db")
+    connection = open_store(tmp_path_factory.mktemp("prop") / "deskpulse.db")
     try:
         if answers:
             store(connection, "k1", answers)

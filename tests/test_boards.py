@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import BOARDS
-from deskpulse.boards import (
+from deskpulse.device.boards import (
     Problem,
     errors_only,
     list_boards,

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from deskpulse import cli, db
-from deskpulse.batch import Response
+from deskpulse import cli
 from deskpulse.errors import DeskPulseError
+from deskpulse.protocol.batch import Response
+from deskpulse.store import open_store
 
 HOST = Path(__file__).resolve().parent.parent / "host"
 T0 = 1_780_000_000  # 2026-05-28
@@ -38,13 +39,13 @@ def deskpulse(tmp_path: Path, *args: str, **kwargs: object) -> subprocess.Comple
 def database(tmp_path: Path) -> Path:
     """Two kiosks, 400 responses: enough output to fill a pipe's buffer."""
     path = tmp_path / "deskpulse.db"
-    conn = db.connect(path)
+    conn = open_store(path)
     for device in ("desk-1", "desk-2"):
         responses = [Response(seq=i, rating=1 + i % 5, scale=5, told_next="yes",
                               latency_s=2.5, rapid=False, closed=False, boot=1,
                               uptime_s=i * 60, wall=T0 + i * 60, config_version=1)
                      for i in range(1, 201)]
-        db.store_batch(conn, device, responses, [], {"board": "b", "firmware": "1"}, "serial")
+        conn.store_batch(device, responses, [], {"board": "b", "firmware": "1"}, "serial")
     conn.close()
     return path
 
@@ -285,12 +286,12 @@ def test_a_report_loads_numpy(tmp_path: Path, database: Path) -> None:
 def test_a_reading_command_opens_an_odd_path_and_never_creates_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     odd = tmp_path / "a b#c?d%20.db"  # characters a file: URI must escape
-    db.connect(odd).close()
-    db.connect(odd, create=False).close()
+    open_store(odd).close()
+    open_store(odd, create=False).close()
     # The file goes away between the check and the open: an error, not an empty database.
     gone = tmp_path / "gone.db"
     monkeypatch.setattr(Path, "exists", lambda self: True)
     with pytest.raises(DeskPulseError):
-        db.connect(gone, create=False)
+        open_store(gone, create=False)
     monkeypatch.undo()
     assert not gone.exists()

@@ -5,14 +5,16 @@ report must show the alert the bad stretch asked for."""
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from deskpulse import alerts, db, demo, report_html
+from deskpulse.reports import alerts
+from deskpulse.reports import html as report_html
+from deskpulse.sim import demo
+from deskpulse.store import open_store
 
 
 def scripted_ratings(*scripts: Path) -> list[int]:
@@ -37,11 +39,11 @@ def test_demo_stores_every_scripted_answer_and_reports_the_bad_stretch(
 
     scripts = {demo.USB_DEVICE: [state / name for name in demo.USB_SCRIPTS]}
     scripts.update({k.device_id: [state / k.script_name] for k in demo.WIFI_KIOSKS})
-    with contextlib.closing(db.connect(state / demo.DATABASE_NAME)) as conn:
-        stored = {device: db.responses_of(conn, device) for device in scripts}
+    with open_store(state / demo.DATABASE_NAME) as conn:
+        stored = {device: conn.responses_of(device) for device in scripts}
         found = alerts.find_alerts(conn)
-        last_push = {k.device_id: db.latest_sync(conn, k.device_id) for k in demo.WIFI_KIOSKS}
-        known = {d.device_id for d in db.devices(conn)}
+        last_push = {k.device_id: conn.latest_sync(k.device_id) for k in demo.WIFI_KIOSKS}
+        known = {d.device_id for d in conn.devices()}
 
     assert known == set(scripts)
     for device, files in scripts.items():

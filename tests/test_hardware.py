@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deskpulse.boards import list_boards
+from deskpulse.device.boards import list_boards
 
 MPREMOTE = Path(sys.executable).parent / "mpremote"
 

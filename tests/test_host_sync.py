@@ -30,9 +30,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import run_mpy
-from deskpulse import cli, db
-from deskpulse import sync as sync_mod
-from deskpulse.batch import (
+from deskpulse import cli
+from deskpulse.device import ports as ports_mod
+from deskpulse.device.link import SyncError
+from deskpulse.device.ports import find_ports, open_port, resolve_port
+from deskpulse.device.sync import sync
+from deskpulse.errors import DeskPulseError
+from deskpulse.protocol.batch import (
     Anchor,
     Batch,
     BatchError,
@@ -41,9 +45,9 @@ from deskpulse.batch import (
     encode_batch,
     parse_anchor,
 )
-from deskpulse.errors import DeskPulseError
-from deskpulse.frames import MARKER, MAX_PAYLOAD, Frame, FrameParser, encode_frame
-from deskpulse.sync import SyncError, find_ports, open_port, resolve_port, sync
+from deskpulse.protocol.frames import MARKER, MAX_PAYLOAD, Frame, FrameParser, encode_frame
+from deskpulse.store import base, open_store
+from deskpulse.store.sqlite import schema
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from bench_sync import PtyRelay  # noqa: E402
@@ -374,57 +378,57 @@ def resp(seq: int, boot: int, uptime: int, wall: int | None = None, rating: int 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    c = db.connect(tmp_path / "deskpulse.db")
+    c = open_store(tmp_path / "deskpulse.db")
     yield c
     c.close()
 
 
 def walls(conn: sqlite3.Connection, device: str = "desk-1") -> dict[int, Any]:
-    return {r["seq"]: (r["wall"], r["time_source"]) for r in db.responses_of(conn, device)}
+    return {r["seq"]: (r["wall"], r["time_source"]) for r in conn.responses_of(device)}
 
 
 def test_the_database_is_wal_versioned_and_reopens(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "dir" / "d.db"
-    first = db.connect(path)
-    assert first.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert first.execute("PRAGMA busy_timeout").fetchone()[0] == db.BUSY_TIMEOUT_MS
-    assert db.schema_version(first) == db.SCHEMA_VERSION
+    first = open_store(path)
+    assert first.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert first.connection.execute("PRAGMA busy_timeout").fetchone()[0] == schema.BUSY_TIMEOUT_MS
+    assert first.schema_version() == schema.SCHEMA_VERSION
     first.close()
-    again = db.connect(path)
-    assert db.schema_version(again) == db.SCHEMA_VERSION
-    again.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
+    again = open_store(path)
+    assert again.schema_version() == schema.SCHEMA_VERSION
+    again.connection.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
     again.close()
     with pytest.raises(DeskPulseError, match="newer than this deskpulse"):
-        db.connect(path)
+        open_store(path)
 
 
 def test_not_a_database_is_a_domain_error(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(DeskPulseError, match="the database is damaged: .*restore a backup"):
-        db.connect(path)
+        open_store(path)
 
 
 def test_default_db_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DESKPULSE_DB", str(tmp_path / "x.db"))
-    assert db.default_db_path() == tmp_path / "x.db"
+    assert base.default_db_path() == tmp_path / "x.db"
     monkeypatch.delenv("DESKPULSE_DB")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    assert db.default_db_path() == tmp_path / "data" / "deskpulse" / "deskpulse.db"
+    assert base.default_db_path() == tmp_path / "data" / "deskpulse" / "deskpulse.db"
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert db.default_db_path() == tmp_path / "home/.local/share/deskpulse/deskpulse.db"
+    assert base.default_db_path() == tmp_path / "home/.local/share/deskpulse/deskpulse.db"
 
 
 def test_store_counts_new_and_duplicates(conn: sqlite3.Connection) -> None:
     first = [resp(1, 1, 10, 1795428010), resp(2, 1, 20, 1795428020)]
-    assert db.store_batch(conn, "desk-1", first, [], STATUS, "serial") == (2, 0)
+    assert conn.store_batch("desk-1", first, [], STATUS, "serial") == (2, 0)
     again = [*first, resp(3, 1, 30, 1795428030)]
-    assert db.store_batch(conn, "desk-1", again, [], STATUS, "serial") == (1, 2)
-    assert [r["seq"] for r in db.responses_of(conn, "desk-1")] == [1, 2, 3]
+    assert conn.store_batch("desk-1", again, [], STATUS, "serial") == (1, 2)
+    assert [r["seq"] for r in conn.responses_of("desk-1")] == [1, 2, 3]
     # Another device may use the same numbers.
-    assert db.store_batch(conn, "desk-2", first, [], STATUS, "wifi") == (2, 0)
-    record = db.latest_sync(conn, "desk-1")
+    assert conn.store_batch("desk-2", first, [], STATUS, "wifi") == (2, 0)
+    record = conn.latest_sync("desk-1")
     assert record is not None
     assert (record.received, record.new, record.duplicates) == (3, 1, 2)
     assert record.status == STATUS
@@ -433,11 +437,11 @@ def test_store_counts_new_and_duplicates(conn: sqlite3.Connection) -> None:
 def test_a_store_is_all_or_nothing(conn: sqlite3.Connection) -> None:
     bad = [resp(1, 1, 10), resp(2, 1, 20, rating=5)]  # 5 of 4 breaks a CHECK constraint
     with pytest.raises(DeskPulseError, match="CHECK constraint failed"):
-        db.store_batch(conn, "desk-1", bad, [Anchor(1, 0, 1795428000, 1)], STATUS, "serial")
-    assert conn.execute("SELECT count(*) FROM responses").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM anchors").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM syncs").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM devices").fetchone()[0] == 0
+        conn.store_batch("desk-1", bad, [Anchor(1, 0, 1795428000, 1)], STATUS, "serial")
+    assert conn.connection.execute("SELECT count(*) FROM responses").fetchone()[0] == 0
+    assert conn.connection.execute("SELECT count(*) FROM anchors").fetchone()[0] == 0
+    assert conn.connection.execute("SELECT count(*) FROM syncs").fetchone()[0] == 0
+    assert conn.connection.execute("SELECT count(*) FROM devices").fetchone()[0] == 0
 
 
 def test_times_resolve_from_the_latest_anchor_of_the_boot(conn: sqlite3.Connection) -> None:
@@ -448,7 +452,7 @@ def test_times_resolve_from_the_latest_anchor_of_the_boot(conn: sqlite3.Connecti
         resp(4, 3, 50),  # boot 3: anchored only in a later sync
     ]
     anchors = [Anchor(2, 200, 1795428000, 1), Anchor(2, 300, 1795428111, 1)]
-    assert db.store_batch(conn, "desk-1", batch, anchors, STATUS, "serial") == (4, 0)
+    assert conn.store_batch("desk-1", batch, anchors, STATUS, "serial") == (4, 0)
     assert walls(conn) == {
         1: (None, None),
         2: (1795428111 - 200, "anchor"),  # latest anchor of boot 2, not the first one
@@ -458,33 +462,33 @@ def test_times_resolve_from_the_latest_anchor_of_the_boot(conn: sqlite3.Connecti
         3: (1795428111 - 50, "anchor"),
         4: (None, None),
     }
-    record = db.latest_sync(conn, "desk-1")
+    record = conn.latest_sync("desk-1")
     assert record is not None and record.time_unknown == 2
-    assert db.count_time_unknown(conn, "desk-1") == 2
+    assert conn.count_time_unknown("desk-1") == 2
     # A later sync brings boot 3's anchor and a new response: the earlier row is placed.
     later = [resp(5, 3, 400)]
-    assert db.store_batch(conn, "desk-1", later, [Anchor(3, 500, 1795500000, 1)], STATUS,
+    assert conn.store_batch("desk-1", later, [Anchor(3, 500, 1795500000, 1)], STATUS,
                           "serial") == (1, 0)
     got = walls(conn)
     assert got[4] == (1795500000 - 450, "anchor")
     assert got[5] == (1795500000 - 100, "anchor")
     assert got[1] == (None, None)
-    assert db.count_time_unknown(conn, "desk-1") == 1
+    assert conn.count_time_unknown("desk-1") == 1
 
 
 def test_a_renumbered_device_is_refused_not_merged(conn: sqlite3.Connection) -> None:
-    db.store_batch(conn, "desk-1", [resp(1, 1, 10), resp(2, 1, 20)], [], STATUS, "serial")
+    conn.store_batch("desk-1", [resp(1, 1, 10), resp(2, 1, 20)], [], STATUS, "serial")
     erased = [resp(1, 1, 10), resp(2, 1, 35, rating=1)]
-    with pytest.raises(db.ConflictError, match="seq 2"):
-        db.store_batch(conn, "desk-1", erased, [], STATUS, "serial")
-    assert [r["uptime_s"] for r in db.responses_of(conn, "desk-1")] == [10, 20]
+    with pytest.raises(base.ConflictError, match="seq 2"):
+        conn.store_batch("desk-1", erased, [], STATUS, "serial")
+    assert [r["uptime_s"] for r in conn.responses_of("desk-1")] == [10, 20]
 
 
 def test_devices_list_their_latest_health(conn: sqlite3.Connection) -> None:
-    db.store_batch(conn, "desk-1", [resp(1, 1, 10)], [], STATUS, "serial", now=1795428000)
+    conn.store_batch("desk-1", [resp(1, 1, 10)], [], STATUS, "serial", now=1795428000)
     later = {**STATUS, "log": {**STATUS["log"], "fs_fill": 0.5, "dropped": 7}}
-    db.store_batch(conn, "desk-1", [resp(2, 1, 20)], [], later, "serial", now=1795429000)
-    (d,) = db.devices(conn)
+    conn.store_batch("desk-1", [resp(2, 1, 20)], [], later, "serial", now=1795429000)
+    (d,) = conn.devices()
     assert (d.device_id, d.syncs, d.responses, d.last_seq, d.last_sync) == (
         "desk-1", 2, 2, 2, 1795429000)
     assert (d.fill, d.dropped, d.corrupt, d.boot, d.reset_cause, d.clock_known) == (
@@ -621,11 +625,11 @@ def test_a_sync_stores_everything_sets_the_clock_and_acks(tmp_path: Path) -> Non
     assert kiosk.acked == 130
     assert kiosk.seen == ["HELLO", "TIME", "PULL", "PULL", "PULL", "PULL", "ACK"]
     assert (summary.dropped, summary.corrupt, summary.fill) == (2, 1, 0.031)
-    with contextlib.closing(db.connect(tmp_path / "d.db")) as conn:
-        stored = db.responses_of(conn, "desk-1")
+    with open_store(tmp_path / "d.db") as conn:
+        stored = conn.responses_of("desk-1")
         assert [r["seq"] for r in stored] == [r.seq for r in records]
         assert stored[5]["told_next"] == records[5].told_next
-        anchors = conn.execute("SELECT boot, wall, source FROM anchors").fetchall()
+        anchors = conn.connection.execute("SELECT boot, wall, source FROM anchors").fetchall()
         assert (1, 1795400000, 1) in anchors and len(anchors) == 2
     # Nothing left: the next sync pulls nothing and acks nothing.
     with stand_in(kiosk) as path:
@@ -682,8 +686,8 @@ def test_a_lossy_line_costs_only_retries(tmp_path: Path) -> None:
     with stand_in(kiosk) as device, PtyRelay(device, tamper=tamper) as relay:
         summary = sync(relay.path, tmp_path / "d.db", **FAST)
     assert (summary.new, summary.acked) == (600, 600) and summary.retries >= 3
-    with contextlib.closing(db.connect(tmp_path / "d.db")) as conn:
-        assert [r["seq"] for r in db.responses_of(conn, "desk-1")] == list(range(1, 601))
+    with open_store(tmp_path / "d.db") as conn:
+        assert [r["seq"] for r in conn.responses_of("desk-1")] == list(range(1, 601))
 
 
 def test_a_killed_host_stores_nothing_and_the_next_sync_everything(tmp_path: Path) -> None:
@@ -699,7 +703,7 @@ def test_a_killed_host_stores_nothing_and_the_next_sync_everything(tmp_path: Pat
                 return b""
         return data
 
-    code = "import sys\nfrom deskpulse.sync import sync\nsync(sys.argv[1], sys.argv[2])\n"
+    code = "import sys\nfrom deskpulse.device.sync import sync\nsync(sys.argv[1], sys.argv[2])\n"
     with stand_in(kiosk) as device, PtyRelay(device, tamper=tamper) as relay:
         victim.append(subprocess.Popen([sys.executable, "-c", code, relay.path,
                                         str(tmp_path / "d.db")]))
@@ -798,7 +802,7 @@ def test_find_ports_by_usb_id(monkeypatch: pytest.MonkeyPatch) -> None:
     ports = [fake_port("/dev/ttyS0", None, None), fake_port("/dev/ttyUSB1", 0x1A86, 0x7523),
              fake_port("/dev/ttyACM0", 0x303A, 0x1001), fake_port("/dev/ttyUSB0", 0x10C4, 0xEA60),
              fake_port("/dev/ttyUSB7", 0x0403, 0x6010)]  # an FTDI part no ESP32 board uses
-    monkeypatch.setattr(sync_mod.list_ports, "comports", lambda: ports)
+    monkeypatch.setattr(ports_mod.list_ports, "comports", lambda: ports)
     found = find_ports()
     assert [(p.device, p.bridge) for p in found] == [
         ("/dev/ttyACM0", "Espressif USB serial/JTAG"), ("/dev/ttyUSB0", "CP210x"),
@@ -807,10 +811,10 @@ def test_find_ports_by_usb_id(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_port("auto")
     assert "3 ESP32 USB ports found, pick one with --port" in str(err.value)
     assert "/dev/ttyUSB1 (CH340" in str(err.value)
-    monkeypatch.setattr(sync_mod.list_ports, "comports", lambda: ports[3:])
+    monkeypatch.setattr(ports_mod.list_ports, "comports", lambda: ports[3:])
     assert resolve_port("auto") == "/dev/ttyUSB0"
     assert resolve_port("/dev/ttyS3") == "/dev/ttyS3"
-    monkeypatch.setattr(sync_mod.list_ports, "comports", lambda: ports[:1])
+    monkeypatch.setattr(ports_mod.list_ports, "comports", lambda: ports[:1])
     with pytest.raises(DeskPulseError, match="dialout"):
         resolve_port("auto")
 
@@ -845,7 +849,7 @@ def test_sync_and_devices_commands(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_command_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sync_mod.list_ports, "comports", list)
+    monkeypatch.setattr(ports_mod.list_ports, "comports", list)
     assert deskpulse(["sync", "--port", "auto", "--db", str(tmp_path / "d.db")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("deskpulse: no ESP32 USB serial port found") and "dialout" in err
@@ -863,7 +867,7 @@ def test_help_says_where_the_database_lives(capsys: pytest.CaptureFixture[str],
 
 
 def test_devices_on_an_empty_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db.connect(tmp_path / "d.db").close()
+    open_store(tmp_path / "d.db").close()
     assert deskpulse(["devices", "--db", str(tmp_path / "d.db")]) == 0
     assert "no kiosks in the database yet" in capsys.readouterr().out
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from deskpulse import cli, resources, simulator, sync
+from deskpulse import cli, resources
+from deskpulse.device import config_check, micropython
 from deskpulse.errors import DeskPulseError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,8 +58,8 @@ def test_manifest_names_every_device_file_and_the_package_ships_them() -> None:
         p.relative_to(firmware).as_posix() for p in (firmware / "kiosk/ui/fonts").glob("*.bin")}
 
     shipped = package_data()
-    wanted = {f"firmware/{n}" for n in [*named, *SIM_FILES, *LICENCES]}
-    wanted |= {f"boards/{p.name}" for p in (REPO / "boards").glob("*.json")}
+    wanted = {f"shipped/firmware/{n}" for n in [*named, *SIM_FILES, *LICENCES]}
+    wanted |= {f"shipped/boards/{p.name}" for p in (REPO / "boards").glob("*.json")}
     assert shipped == wanted
 
 
@@ -78,7 +79,8 @@ def test_the_manifest_reader_takes_micropython_calls(tmp_path: Path) -> None:
 
 def test_boards_and_firmware_are_found_as_package_data() -> None:
     # In the repository, package data are symlinks to the top-level folders.
-    assert (PACKAGE / "boards").is_symlink() and (PACKAGE / "firmware").is_symlink()
+    assert (PACKAGE / "shipped" / "boards").is_symlink()
+    assert (PACKAGE / "shipped" / "firmware").is_symlink()
     assert resources.boards_dir() == (REPO / "boards").resolve()
     assert resources.firmware_dir() == (REPO / "firmware").resolve()
     assert resources.sim_entry().is_file()
@@ -89,7 +91,7 @@ def test_boards_and_firmware_are_found_as_package_data() -> None:
 def test_a_command_that_needs_the_sim_extra_says_so(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(simulator, "default_micropython", lambda: None)
+    monkeypatch.setattr(micropython, "default_micropython", lambda: None)
     for argv, command in ((["sim", "--state", str(tmp_path)], "deskpulse sim"),
                           (["inspect", "--state", str(tmp_path)], "deskpulse inspect")):
         assert cli.main(argv) == 2
@@ -99,16 +101,15 @@ def test_a_command_that_needs_the_sim_extra_says_so(
 
 def test_config_check_runs_on_cpython_without_micropython(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(simulator, "default_micropython", lambda: None)
-    monkeypatch.setattr(sync, "default_micropython", lambda: None)
+    monkeypatch.setattr(micropython, "default_micropython", lambda: None)
     good = tmp_path / "good.json"
     good.write_text('{"version": 4, "device_id": "front-desk"}')
-    assert sync.check_config(good) == sync.CheckedConfig(
+    assert config_check.check_config(good) == config_check.CheckedConfig(
         b'{"version":4,"device_id":"front-desk"}', 4, "front-desk")
     bad = tmp_path / "bad.json"
     bad.write_text('{"version": 4, "scale": 9, "colour": "red"}')
     with pytest.raises(DeskPulseError) as caught:
-        sync.check_config(bad)
+        config_check.check_config(bad)
     assert str(caught.value) == (f"config {bad} rejected: scale must be between 3 and 5 "
                                  "(got 9); unknown key 'colour'")
 
@@ -148,10 +149,11 @@ NON_ASCII = {
 }
 
 
-def _verdicts(tmp_path: Path, name: str, data: bytes) -> tuple[sync.FirmwareVerdict, ...]:
+def _verdicts(tmp_path: Path, name: str, data: bytes) -> tuple[config_check.FirmwareVerdict, ...]:
     path = tmp_path / f"{name.replace(' ', '-')}.json"
     path.write_bytes(data)
-    return tuple(sync.firmware_verdict(path, runtime) for runtime in ("micropython", "cpython"))
+    return tuple(config_check.firmware_verdict(path, runtime)
+                 for runtime in ("micropython", "cpython"))
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -180,7 +182,7 @@ def test_check_config_says_the_same_on_both_runtimes(tmp_path: Path) -> None:
         answers = []
         for runtime in ("micropython", "cpython"):
             try:
-                answers.append(sync.check_config(path, runtime))
+                answers.append(config_check.check_config(path, runtime))
             except DeskPulseError as e:
                 answers.append(str(e))
         assert answers[0] == answers[1], name
@@ -190,7 +192,7 @@ def test_a_lone_surrogate_is_one_sentence(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text('{"texts": {"en": {"thanks": "\\ud800"}}}')
     with pytest.raises(DeskPulseError, match="half a surrogate pair"):
-        sync.check_config(path)
+        config_check.check_config(path)
 
 
 def _source_copy(into: Path) -> Path:
@@ -256,12 +258,12 @@ def test_pip_install_outside_the_repository_gives_a_working_deskpulse(tmp_path: 
     fresh = FreshVenv(tmp_path)
     fresh.pip_install(_source_copy(tmp_path))
     package = fresh.purelib / "deskpulse"
-    assert not (package / "firmware").is_symlink()
+    assert not (package / "shipped" / "firmware").is_symlink()
     data = {p.relative_to(package).as_posix() for folder in ("boards", "firmware")
-            for p in (package / folder).rglob("*")
+            for p in (package / "shipped" / folder).rglob("*")
             if p.is_file() and "__pycache__" not in p.parts}
     assert data == package_data()  # what the manifest test checked is what a build takes
-    assert fresh.firmware_dir() == str((package / "firmware").resolve())
+    assert fresh.firmware_dir() == str((package / "shipped" / "firmware").resolve())
     run, work = fresh.run, fresh.cwd
 
     deskpulse = fresh.bin / "deskpulse"
@@ -286,10 +288,11 @@ def test_pip_install_outside_the_repository_gives_a_working_deskpulse(tmp_path: 
     (work / "good.json").write_text('{"version": 3, "device_id": "desk-2"}')
     (work / "bad.json").write_text('{"scale": 7}')
     checked = run(fresh.python, "-c", (
-        "from deskpulse import sync\n"
-        "print(sync.check_config('good.json').device_id)\n"
-        "try:\n    sync.check_config('bad.json')\n"
-        "except sync.DeskPulseError as e:\n    print(e)\n"))
+        "from deskpulse.device import config_check\n"
+        "from deskpulse.errors import DeskPulseError\n"
+        "print(config_check.check_config('good.json').device_id)\n"
+        "try:\n    config_check.check_config('bad.json')\n"
+        "except DeskPulseError as e:\n    print(e)\n"))
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.splitlines() == [
         "desk-2",

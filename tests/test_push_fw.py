@@ -17,9 +17,10 @@ import pytest
 import serial
 
 from conftest import BOARDS, FIRMWARE, micropython_binary, mpy_json
-from deskpulse import cli, sync
-from deskpulse.inspect import read_state
-from deskpulse.simulator import Simulator
+from deskpulse import cli
+from deskpulse.device import sync
+from deskpulse.device.inspect import read_state
+from deskpulse.sim.simulator import Simulator
 from pushserver import (
     DROP,
     ERROR_500,

@@ -12,23 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from deskpulse import cli, db, registry
-from deskpulse.batch import Response
+from deskpulse import cli
+from deskpulse.device import registration
+from deskpulse.device.config_check import check_config
 from deskpulse.errors import DeskPulseError
-from deskpulse.sync import check_config
+from deskpulse.protocol.batch import Response
+from deskpulse.store import open_store
+from deskpulse.store.base import StoreError
+from deskpulse.store.sqlite import queries
 
 SERVER = "http://192.168.1.20:8080"
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
-    c = db.connect(tmp_path / "d.db")
+    c = open_store(tmp_path / "d.db")
     yield c
     c.close()
 
 
 def key_row(conn: sqlite3.Connection, device_id: str) -> tuple | None:
-    return conn.execute(
+    return conn.connection.execute(
         "SELECT key, nonce_boot, nonce_count FROM device_keys WHERE device_id = ?",
         (device_id,)).fetchone()
 
@@ -40,7 +44,7 @@ def file_key(path: Path) -> str:
 def test_add_registers_the_device_and_writes_a_private_config(
         conn: sqlite3.Connection, tmp_path: Path) -> None:
     out = tmp_path / "cfg" / "front-1.json"
-    done = registry.add_device(conn, "front-1", SERVER + "/", out, wifi_ssid="Store",
+    done = registration.add_device(conn, "front-1", SERVER + "/", out, wifi_ssid="Store",
                                wifi_password="pa55 word", name="Front desk",
                                location="Lyon", time_zone="Europe/Paris")
     assert done.server_url == SERVER and not done.replaced
@@ -52,7 +56,7 @@ def test_add_registers_the_device_and_writes_a_private_config(
     key, nonce_boot, nonce_count = key_row(conn, "front-1")
     assert len(key) == 32 and key.hex() == config["sync"]["device_key"]
     assert (nonce_boot, nonce_count) == (0, 0)
-    (device,) = db.devices(conn)
+    (device,) = conn.devices()
     assert (device.device_id, device.name, device.location, device.time_zone) == (
         "front-1", "Front desk", "Lyon", "Europe/Paris")
 
@@ -60,35 +64,35 @@ def test_add_registers_the_device_and_writes_a_private_config(
 def test_the_config_file_passes_the_firmware_validator(
         conn: sqlite3.Connection, tmp_path: Path) -> None:
     out = tmp_path / "k.json"
-    registry.add_device(conn, "k." + "x" * 30, SERVER, out, wifi_ssid="s" * 32,
+    registration.add_device(conn, "k." + "x" * 30, SERVER, out, wifi_ssid="s" * 32,
                         wifi_password="p" * 64)
     checked = check_config(out)  # kiosk/config.py on the real MicroPython
     assert checked.device_id == "k." + "x" * 30
 
 
 def test_each_registration_gets_its_own_key(conn: sqlite3.Connection, tmp_path: Path) -> None:
-    registry.add_device(conn, "a", SERVER, tmp_path / "a.json")
-    registry.add_device(conn, "b", SERVER, tmp_path / "b.json")
+    registration.add_device(conn, "a", SERVER, tmp_path / "a.json")
+    registration.add_device(conn, "b", SERVER, tmp_path / "b.json")
     assert file_key(tmp_path / "a.json") != file_key(tmp_path / "b.json")
-    assert registry.registered_ids(conn) == {"a", "b"}
+    assert conn.registered_ids() == {"a", "b"}
 
 
 def test_add_refuses_to_overwrite_without_force(conn: sqlite3.Connection,
                                                 tmp_path: Path) -> None:
     out = tmp_path / "a.json"
-    registry.add_device(conn, "a", SERVER, out)
+    registration.add_device(conn, "a", SERVER, out)
     first = file_key(out)
-    conn.execute("UPDATE device_keys SET nonce_boot = 3, nonce_count = 9")
+    conn.connection.execute("UPDATE device_keys SET nonce_boot = 3, nonce_count = 9")
     with pytest.raises(DeskPulseError, match="already registered"):
-        registry.add_device(conn, "a", SERVER, tmp_path / "other.json")
+        registration.add_device(conn, "a", SERVER, tmp_path / "other.json")
     assert not (tmp_path / "other.json").exists()
     (tmp_path / "b.json").write_text("keep me")
     with pytest.raises(DeskPulseError, match="exists"):
-        registry.add_device(conn, "b", SERVER, tmp_path / "b.json")
+        registration.add_device(conn, "b", SERVER, tmp_path / "b.json")
     assert (tmp_path / "b.json").read_text() == "keep me"
-    assert not registry.is_registered(conn, "b")
+    assert "b" not in conn.registered_ids()
 
-    done = registry.add_device(conn, "a", SERVER, out, force=True)
+    done = registration.add_device(conn, "a", SERVER, out, force=True)
     assert done.replaced
     assert file_key(out) != first
     assert key_row(conn, "a") == (bytes.fromhex(file_key(out)), 0, 0)
@@ -97,9 +101,9 @@ def test_add_refuses_to_overwrite_without_force(conn: sqlite3.Connection,
 def test_a_device_seen_over_serial_can_be_registered(conn: sqlite3.Connection,
                                                      tmp_path: Path) -> None:
     r = Response(1, 3, 4, "yes", 2.0, False, False, 1, 10, None, 0)
-    db.store_batch(conn, "desk-1", [r], [], {"board": "b"}, "serial")
-    registry.add_device(conn, "desk-1", SERVER, tmp_path / "d.json", name="Desk")
-    (device,) = db.devices(conn)
+    conn.store_batch("desk-1", [r], [], {"board": "b"}, "serial")
+    registration.add_device(conn, "desk-1", SERVER, tmp_path / "d.json", name="Desk")
+    (device,) = conn.devices()
     assert (device.name, device.board, device.responses) == ("Desk", "b", 1)
 
 
@@ -107,14 +111,14 @@ def test_a_device_seen_over_serial_can_be_registered(conn: sqlite3.Connection,
 def test_bad_device_ids_are_refused(conn: sqlite3.Connection, tmp_path: Path,
                                     bad: str) -> None:
     with pytest.raises(DeskPulseError, match="device id"):
-        registry.add_device(conn, bad, SERVER, tmp_path / "x.json")
+        registration.add_device(conn, bad, SERVER, tmp_path / "x.json")
     assert not (tmp_path / "x.json").exists()
 
 
 def test_ids_longer_than_a_kiosk_config_takes_are_refused(conn: sqlite3.Connection,
                                                           tmp_path: Path) -> None:
     with pytest.raises(DeskPulseError, match="1-32"):
-        registry.add_device(conn, "x" * 33, SERVER, tmp_path / "x.json")
+        registration.add_device(conn, "x" * 33, SERVER, tmp_path / "x.json")
 
 
 @pytest.mark.parametrize("url, normal", [
@@ -123,7 +127,7 @@ def test_ids_longer_than_a_kiosk_config_takes_are_refused(conn: sqlite3.Connecti
     ("  http://backoffice.local:80 ", "http://backoffice.local:80"),
 ])
 def test_server_urls_are_normalised(url: str, normal: str) -> None:
-    assert registry.check_server_url(url) == normal
+    assert registration.check_server_url(url) == normal
 
 
 @pytest.mark.parametrize("url, why", [
@@ -140,25 +144,25 @@ def test_server_urls_are_normalised(url: str, normal: str) -> None:
 ])
 def test_bad_server_urls_are_refused(url: str, why: str) -> None:
     with pytest.raises(DeskPulseError, match=why):
-        registry.check_server_url(url)
+        registration.check_server_url(url)
 
 
 def test_time_zones_must_be_known(conn: sqlite3.Connection, tmp_path: Path) -> None:
-    assert registry.check_time_zone("America/New_York") == "America/New_York"
+    assert registration.check_time_zone("America/New_York") == "America/New_York"
     for bad in ("Mars/Olympus", "../../etc/passwd", "", "Europe/"):
         with pytest.raises(DeskPulseError, match="time zone"):
-            registry.check_time_zone(bad)
+            registration.check_time_zone(bad)
     with pytest.raises(DeskPulseError, match="time zone"):
-        registry.add_device(conn, "a", SERVER, tmp_path / "a.json", time_zone="Nowhere/X")
-    assert not registry.is_registered(conn, "a")
+        registration.add_device(conn, "a", SERVER, tmp_path / "a.json", time_zone="Nowhere/X")
+    assert "a" not in conn.registered_ids()
 
 
 def test_wifi_settings_longer_than_the_kiosk_takes_are_refused(
         conn: sqlite3.Connection, tmp_path: Path) -> None:
     with pytest.raises(DeskPulseError, match="ssid"):
-        registry.add_device(conn, "a", SERVER, tmp_path / "a.json", wifi_ssid="s" * 33)
+        registration.add_device(conn, "a", SERVER, tmp_path / "a.json", wifi_ssid="s" * 33)
     with pytest.raises(DeskPulseError, match="password"):
-        registry.add_device(conn, "a", SERVER, tmp_path / "a.json", wifi_password="p" * 65)
+        registration.add_device(conn, "a", SERVER, tmp_path / "a.json", wifi_password="p" * 65)
 
 
 def test_a_failed_commit_takes_the_file_back(conn: sqlite3.Connection, tmp_path: Path,
@@ -167,32 +171,32 @@ def test_a_failed_commit_takes_the_file_back(conn: sqlite3.Connection, tmp_path:
         raise sqlite3.OperationalError("disk I/O error")
 
     out = tmp_path / "a.json"
-    registry.add_device(conn, "a", SERVER, out)
+    registration.add_device(conn, "a", SERVER, out)
     before = out.read_bytes()
-    monkeypatch.setattr(registry, "_set_key", broken)
-    with pytest.raises(sqlite3.OperationalError):
-        registry.add_device(conn, "b", SERVER, tmp_path / "b.json")
+    monkeypatch.setattr(queries, "set_key", broken)
+    with pytest.raises(StoreError, match="disk I/O error"):
+        registration.add_device(conn, "b", SERVER, tmp_path / "b.json")
     assert not (tmp_path / "b.json").exists()
-    with pytest.raises(sqlite3.OperationalError):
-        registry.rotate_key(conn, "a", out)
+    with pytest.raises(StoreError, match="disk I/O error"):
+        registration.rotate_key(conn, "a", out)
     assert out.read_bytes() == before  # the kiosk's working file is put back
-    assert registry.device_key(conn, "a") == bytes.fromhex(file_key(out))
-    assert registry.registered_ids(conn) == {"a"}
+    assert conn.device_key("a") == bytes.fromhex(file_key(out))
+    assert conn.registered_ids() == {"a"}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_rotate_key_resets_the_nonce_and_keeps_the_rest_of_the_file(
         conn: sqlite3.Connection, tmp_path: Path) -> None:
     out = tmp_path / "a.json"
-    registry.add_device(conn, "a", SERVER, out, wifi_ssid="Store", wifi_password="pw")
+    registration.add_device(conn, "a", SERVER, out, wifi_ssid="Store", wifi_password="pw")
     config = json.loads(out.read_text())
     config["scale"] = 5
     config["sync"]["push_interval_s"] = 60
     out.write_text(json.dumps(config))
     old = file_key(out)
-    conn.execute("UPDATE device_keys SET nonce_boot = 7, nonce_count = 42")
+    conn.connection.execute("UPDATE device_keys SET nonce_boot = 7, nonce_count = 42")
 
-    registry.rotate_key(conn, "a", out)
+    registration.rotate_key(conn, "a", out)
     rotated = json.loads(out.read_text())
     assert rotated["sync"]["device_key"] != old
     assert rotated["scale"] == 5
@@ -203,45 +207,45 @@ def test_rotate_key_resets_the_nonce_and_keeps_the_rest_of_the_file(
 
 def test_rotate_key_checks_the_file_and_the_registration(conn: sqlite3.Connection,
                                                          tmp_path: Path) -> None:
-    registry.add_device(conn, "a", SERVER, tmp_path / "a.json")
-    registry.add_device(conn, "b", SERVER, tmp_path / "b.json")
-    key_a = registry.device_key(conn, "a")
+    registration.add_device(conn, "a", SERVER, tmp_path / "a.json")
+    registration.add_device(conn, "b", SERVER, tmp_path / "b.json")
+    key_a = conn.device_key("a")
     with pytest.raises(DeskPulseError, match="config of 'b'"):
-        registry.rotate_key(conn, "a", tmp_path / "b.json")
+        registration.rotate_key(conn, "a", tmp_path / "b.json")
     with pytest.raises(DeskPulseError, match="--server"):
-        registry.rotate_key(conn, "a", tmp_path / "new.json")
+        registration.rotate_key(conn, "a", tmp_path / "new.json")
     with pytest.raises(DeskPulseError, match="not registered"):
-        registry.rotate_key(conn, "nobody", tmp_path / "n.json", server_url=SERVER)
+        registration.rotate_key(conn, "nobody", tmp_path / "n.json", server_url=SERVER)
     assert not (tmp_path / "n.json").exists()
-    assert registry.device_key(conn, "a") == key_a
+    assert conn.device_key("a") == key_a
 
-    registry.rotate_key(conn, "a", tmp_path / "new.json", server_url=SERVER + "/")
+    registration.rotate_key(conn, "a", tmp_path / "new.json", server_url=SERVER + "/")
     made = json.loads((tmp_path / "new.json").read_text())
     assert made["device_id"] == "a" and made["sync"]["server_url"] == SERVER
-    assert registry.device_key(conn, "a").hex() == made["sync"]["device_key"]
+    assert conn.device_key("a").hex() == made["sync"]["device_key"]
 
 
 def test_remove_deletes_the_key_and_keeps_the_responses(conn: sqlite3.Connection,
                                                         tmp_path: Path) -> None:
-    registry.add_device(conn, "a", SERVER, tmp_path / "a.json")
+    registration.add_device(conn, "a", SERVER, tmp_path / "a.json")
     r = Response(1, 3, 4, "yes", 2.0, False, False, 1, 10, None, 0)
-    db.store_batch(conn, "a", [r], [], {}, "wifi")
-    registry.remove_device(conn, "a")
-    assert registry.device_key(conn, "a") is None
-    assert len(db.responses_of(conn, "a")) == 1
+    conn.store_batch("a", [r], [], {}, "wifi")
+    registration.remove_device(conn, "a")
+    assert conn.device_key("a") is None
+    assert len(conn.responses_of("a")) == 1
     with pytest.raises(DeskPulseError, match="not registered"):
-        registry.remove_device(conn, "a")
+        registration.remove_device(conn, "a")
 
 
 def test_describe_sets_and_clears(conn: sqlite3.Connection, tmp_path: Path) -> None:
-    registry.add_device(conn, "a", SERVER, tmp_path / "a.json", name="A", location="L")
-    registry.describe_device(conn, "a", location="", time_zone="Asia/Tokyo")
-    (d,) = db.devices(conn)
+    registration.add_device(conn, "a", SERVER, tmp_path / "a.json", name="A", location="L")
+    registration.describe_device(conn, "a", location="", time_zone="Asia/Tokyo")
+    (d,) = conn.devices()
     assert (d.name, d.location, d.time_zone) == ("A", None, "Asia/Tokyo")
     with pytest.raises(DeskPulseError, match="no device"):
-        registry.describe_device(conn, "b", name="B")
+        registration.describe_device(conn, "b", name="B")
     with pytest.raises(DeskPulseError, match="time zone"):
-        registry.describe_device(conn, "a", time_zone="Bad/Zone")
+        registration.describe_device(conn, "a", time_zone="Bad/Zone")
 
 
 # -- the commands ---------------------------------------------------------------------------
@@ -323,8 +327,8 @@ def test_wifi_password_from_stdin(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_config_file_is_private_even_with_a_lax_umask(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
-        c = db.connect(tmp_path / "d.db")
-        registry.add_device(c, "a", SERVER, tmp_path / "a.json")
+        c = open_store(tmp_path / "d.db")
+        registration.add_device(c, "a", SERVER, tmp_path / "a.json")
         c.close()
     finally:
         os.umask(old)

@@ -15,9 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deskpulse import db, report
-from deskpulse.batch import Anchor, Response
 from deskpulse.errors import DeskPulseError
+from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.reports import figures as report
+from deskpulse.store import open_store
+from deskpulse.store.sqlite import SqliteStore
 
 STATUS: dict[str, Any] = {"board": "esp32-devkitc-ssd1680", "firmware": "0.1.0"}
 
@@ -48,13 +50,14 @@ def resp(seq: int, wall: int | None, rating: int, scale: int, told: str, *,
 
 def store(conn: sqlite3.Connection, device_id: str, responses: list[Response],
           anchors: list[Anchor] | None = None) -> None:
-    db.store_batch(conn, device_id, responses, anchors or [], STATUS, "serial", now=1795428000)
+    conn.store_batch(device_id, responses, anchors or [], STATUS, "serial", now=1795428000)
 
 
 def place(conn: sqlite3.Connection, device_id: str, *, zone: str | None = None,
           location: str | None = None, name: str | None = None) -> None:
-    conn.execute("UPDATE devices SET time_zone = ?, location = ?, name = ? WHERE device_id = ?",
-                 (zone, location, name, device_id))
+    conn.connection.execute(
+        "UPDATE devices SET time_zone = ?, location = ?, name = ? WHERE device_id = ?",
+        (zone, location, name, device_id))
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +67,7 @@ def host_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    c = db.connect(tmp_path / "deskpulse.db")
+    c = open_store(tmp_path / "deskpulse.db")
     yield c
     c.close()
 
@@ -468,7 +471,8 @@ def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def test_rollups_agree_with_the_raw_scan(conn: sqlite3.Connection) -> None:
     rng = random.Random(6)
     random_dataset(conn, rng, devices=5, per_device=400)
-    instants = [w for (w,) in conn.execute("SELECT wall FROM responses WHERE wall IS NOT NULL")]
+    instants = [w for (w,) in conn.connection.execute(
+        "SELECT wall FROM responses WHERE wall IS NOT NULL")]
     low, high = min(instants), max(instants)
     cases: list[dict[str, Any]] = [{}, {"include_flagged": True}, {"location": "A"},
                                    {"device": "d1", "include_flagged": True}]
@@ -493,7 +497,7 @@ def test_rollups_agree_with_the_raw_scan(conn: sqlite3.Connection) -> None:
 def test_rollups_agree_with_the_raw_scan_on_any_dataset(
         tmp_path_factory: pytest.TempPathFactory, seed: int, since: int, length: int,
         flagged: bool) -> None:
-    conn = db.connect(tmp_path_factory.mktemp("db") / "deskpulse.db")
+    conn = open_store(tmp_path_factory.mktemp("db") / "deskpulse.db")
     try:
         random_dataset(conn, random.Random(seed), devices=2, per_device=60)
         start = utc("2025-09-20T00:00") + since * 3 * 3600
@@ -507,9 +511,10 @@ def test_rollups_agree_with_the_raw_scan_on_any_dataset(
 def test_a_recount_on_a_read_only_database_is_a_domain_error(three: sqlite3.Connection,
                                                              tmp_path: Path) -> None:
     place(three, "side", zone="Asia/Tokyo")  # the rollups of side must be rebuilt
-    (path,) = [Path(row[2]) for row in three.execute("PRAGMA database_list")
+    (path,) = [Path(row[2]) for row in three.connection.execute("PRAGMA database_list")
                if row[1] == "main"]
-    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    reader = SqliteStore(
+        sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None), str(path))
     try:
         with pytest.raises(DeskPulseError, match="side.*recounted"):
             report.build_report(reader)

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from deskpulse import cli, db, report
-from deskpulse.batch import Anchor, Response
-from deskpulse.report_table import format_table
+from deskpulse import cli
+from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.reports import figures as report
+from deskpulse.reports.table import format_table
+from deskpulse.store import base, open_store
 from test_report import STATUS, resp, utc
 
 # desk-1 (Europe/Berlin, CEST +2, location Hall, 5 faces) and desk-2 (no zone: the host's,
@@ -35,18 +37,18 @@ def host_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     file = tmp_path / "deskpulse.db"
-    conn = db.connect(file)
-    db.store_batch(conn, "desk-1", [
+    conn = open_store(file)
+    conn.store_batch("desk-1", [
         resp(1, utc("2026-06-01T08:00"), 5, 5, "yes"),
         resp(2, utc("2026-06-01T09:00"), 2, 5, "no"),
         resp(3, utc("2026-06-01T09:01"), 5, 5, "yes", rapid=True),
         resp(4, None, 4, 5, "no_answer", boot=2),
     ], [], STATUS, "serial")
-    db.store_batch(conn, "desk-2", [
+    conn.store_batch("desk-2", [
         resp(1, utc("2026-06-02T15:00"), 3, 3, "no"),
         resp(2, utc("2026-06-02T16:00"), 1, 3, "yes", closed=True),
     ], [], STATUS, "wifi")
-    conn.execute("UPDATE devices SET time_zone = 'Europe/Berlin', location = 'Hall' "
+    conn.connection.execute("UPDATE devices SET time_zone = 'Europe/Berlin', location = 'Hall' "
                  "WHERE device_id = 'desk-1'")
     conn.close()
     return file
@@ -71,7 +73,7 @@ def test_json_is_the_report_dict(path: Path, capsys: pytest.CaptureFixture[str])
     assert rep["flagged"] == {"rapid": 1, "closed": 1, "included": False}
     assert rep["time_unknown"] == 1
     assert [d["device_id"] for d in rep["devices"]] == ["desk-2", "desk-1"]  # 100% vs 67%
-    conn = db.connect(path)
+    conn = open_store(path)
     assert rep == json.loads(json.dumps(report.build_report(conn)))
     conn.close()
 
@@ -119,12 +121,12 @@ def test_a_corrected_device_clock_is_one_line_of_the_table_and_a_json_field(
     code, out, _ = run(capsys, "--db", str(path))
     assert code == 0 and "clock corrected" not in out
     assert json.loads(run(capsys, "--db", str(path), "--format", "json")[1])[
-        "clock_corrected"] == {"tolerance_s": db.CLOCK_TOLERANCE_S, "responses": 0,
+        "clock_corrected"] == {"tolerance_s": base.CLOCK_TOLERANCE_S, "responses": 0,
                                "largest_s": None, "devices": []}
     # desk-3 stamped 2026-06-05 with a clock a year ahead; the sync's anchor says 2025.
-    conn = db.connect(path)
+    conn = open_store(path)
     year = 365 * 86400
-    db.store_batch(conn, "desk-3", [
+    conn.store_batch("desk-3", [
         resp(seq, utc("2025-06-05T10:00") + year + seq * 60, 4, 5, "yes", boot=3,
              uptime=1000 + seq * 60) for seq in (1, 2)],
         [Anchor(3, 2000, utc("2025-06-05T10:00") + 1000, 1)], STATUS, "serial")
@@ -136,7 +138,7 @@ def test_a_corrected_device_clock_is_one_line_of_the_table_and_a_json_field(
         "clock; placed by the host's time anchors"]
     rep = json.loads(run(capsys, "--db", str(path), "--format", "json")[1])
     assert rep["clock_corrected"] == {
-        "tolerance_s": db.CLOCK_TOLERANCE_S, "responses": 2, "largest_s": year,
+        "tolerance_s": base.CLOCK_TOLERANCE_S, "responses": 2, "largest_s": year,
         "devices": [{"device_id": "desk-3", "name": None, "responses": 2,
                      "largest_s": year}]}
     assert rep["trend"][0] == {"date": "2025-06-05", "responses": 2, "csat": 1.0,
@@ -215,7 +217,7 @@ def test_an_unknown_zone_is_one_clear_line(path: Path,
 
 def test_an_empty_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = str(tmp_path / "empty.db")
-    db.connect(path).close()  # as a sync that found no kiosk leaves it
+    open_store(path).close()  # as a sync that found no kiosk leaves it
     for fmt in ("table", "json", "csv"):
         code, out, _ = run(capsys, "--db", path, "--format", fmt)
         assert code == 0

@@ -1,4 +1,4 @@
-"""The HTML report (deskpulse.report_html): structure, escaping, no external reference, and
+"""The HTML report (deskpulse.reports.html): structure, escaping, no external reference, and
 a real headless Chromium drawing it (skipped, with the reason, where none is installed;
 `make test` installs Debian's)."""
 
@@ -21,11 +21,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deskpulse import db
-from deskpulse.alerts import find_alerts
-from deskpulse.batch import Anchor, Response
-from deskpulse.report import build_report
-from deskpulse.report_html import CHART_IDS, COLOURS, render
+from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.reports.alerts import find_alerts
+from deskpulse.reports.figures import build_report
+from deskpulse.reports.html import CHART_IDS, COLOURS, render
+from deskpulse.store import open_store
 
 HOSTILE_NAME = '<b>Desk & "Co"</b> $\\frac{1}{0}$'
 HOSTILE_PLACE = "</table><script>alert('x')</script>"
@@ -470,7 +470,7 @@ def test_rendering_needs_neither_pyplot_nor_a_display() -> None:
         "import sys, json\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from test_report_html import sample_report, sample_alerts\n"
-        "from deskpulse.report_html import render\n"
+        "from deskpulse.reports.html import render\n"
         "render(sample_report(), sample_alerts())\n"
         "print(json.dumps('matplotlib.pyplot' in sys.modules))\n")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
@@ -514,14 +514,14 @@ def small_database(path: Path) -> sqlite3.Connection:
           + [(monday + 3 * day + 6 * 3600, 5, "no", False)])
     k2 = ([(monday + day + 3600 + i * 3600, 5, "yes", False) for i in range(6)]
           + [(monday + day + 3600 + 5, 1, "yes", True)])
-    conn = db.connect(path)
+    conn = open_store(path)
     for device_id, answers, zone in (("k1", k1, "UTC"), ("k2", k2, "Europe/Berlin")):
-        db.store_batch(conn, device_id, [
+        conn.store_batch(device_id, [
             Response(seq=i + 1, rating=rating, scale=5, told_next=told, latency_s=3.0,
                      rapid=rapid, closed=False, boot=1, uptime_s=i, wall=wall,
                      config_version=1)
             for i, (wall, rating, told, rapid) in enumerate(answers)], [], {}, "serial")
-        conn.execute("UPDATE devices SET name = ?, time_zone = ? WHERE device_id = ?",
+        conn.connection.execute("UPDATE devices SET name = ?, time_zone = ? WHERE device_id = ?",
                      (f"Desk {device_id}", zone, device_id))
     return conn
 
@@ -551,7 +551,7 @@ def test_a_corrected_device_clock_is_one_line(tmp_path: Path) -> None:
         assert 'id="clock-corrected"' not in render(build_report(conn), [])
         # k3 stamped 37 answers with a clock a year ahead; its boot's anchor says otherwise.
         start, year = int(datetime(2026, 11, 24, 9, 0, tzinfo=UTC).timestamp()), 365 * 86400
-        db.store_batch(conn, HOSTILE_PLACE, [
+        conn.store_batch(HOSTILE_PLACE, [
             Response(seq=i, rating=4, scale=5, told_next="yes", latency_s=3.0, rapid=False,
                      closed=False, boot=1, uptime_s=i * 60, wall=start + year + i * 60,
                      config_version=1) for i in range(1, 38)],

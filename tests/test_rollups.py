@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deskpulse import db, rollups
-from deskpulse.batch import Anchor, Response
+from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.store import open_store, rollups
+from deskpulse.store.sqlite import rollup_tables, schema
 from deskpulse.timezones import ZoneClock
 
 STATUS: dict[str, Any] = {"board": "esp32-devkitc-ssd1680"}
@@ -27,24 +28,25 @@ DEVICES = ("a", "b")
 def recomputed(conn: sqlite3.Connection, device_id: str, zone: str
                ) -> dict[str, dict[tuple[int, int, int], tuple[int, ...]]]:
     """What the rollup rows should hold: every stored response counted once, in `zone`."""
-    days, months = rollups.deltas(zone, rollups.changes_of_device(conn, device_id))
+    days, months = rollups.deltas(zone, rollup_tables.changes_of_device(conn.connection, device_id))
     return {table: {key: tuple(vec.tolist()) for key, vec in rows.items() if vec.any()}
             for table, rows in (("rollup_days", days), ("rollup_months", months))}
 
 
 def check(conn: sqlite3.Connection) -> None:
-    with db.transaction(conn):
+    with schema.transaction(conn.connection):
         for device_id in DEVICES:
-            if conn.execute("SELECT 1 FROM devices WHERE device_id = ?",
+            if conn.connection.execute("SELECT 1 FROM devices WHERE device_id = ?",
                             (device_id,)).fetchone() is None:
                 continue
-            zone = rollups.ensure_zone(conn, device_id)  # as a report does first
-            assert rollups.read_rows(conn, device_id) == recomputed(conn, device_id, zone)
+            zone = rollup_tables.ensure_zone(conn.connection, device_id)  # as a report does first
+            assert rollup_tables.read_rows(conn.connection, device_id) == recomputed(
+                conn, device_id, zone)
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    c = db.connect(tmp_path / "deskpulse.db")
+    c = open_store(tmp_path / "deskpulse.db")
     yield c
     c.close()
 
@@ -91,7 +93,7 @@ def check_placement(conn: sqlite3.Connection, model: AnchorModel) -> None:
     """docs/time.md: the latest anchor of the boot places a record, whatever the device
     stamped; without one the stamp stands; without either the time is unknown."""
     for device_id in DEVICES:
-        for row in db.responses_of(conn, device_id):
+        for row in conn.responses_of(device_id):
             anchors = model.get((device_id, row["boot"]))
             if anchors:
                 latest = max(anchors)
@@ -113,11 +115,11 @@ def run(conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
             _, device_id, seqs, anchors = op
             batch = [record(seq, scales[device_id]) for seq in sorted(set(seqs))]
             sent = [Anchor(b, u, device_clock(b, u) + skew, 1) for b, u, skew in anchors]
-            db.store_batch(conn, device_id, batch, sent, STATUS, "serial")
+            conn.store_batch(device_id, batch, sent, STATUS, "serial")
             for a in sent:
                 model.setdefault((device_id, a.boot), {})[a.uptime_s] = a.wall
         elif op[0] == "zone":
-            conn.execute("UPDATE devices SET time_zone = ? WHERE device_id = ?",
+            conn.connection.execute("UPDATE devices SET time_zone = ? WHERE device_id = ?",
                          (op[2], op[1]))
         elif op[0] == "host":
             os.environ["TZ"] = op[1]
@@ -135,7 +137,7 @@ def run(conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
 def test_rollups_equal_a_recomputation(tmp_path_factory: pytest.TempPathFactory,
                                        ops: list[tuple[Any, ...]]) -> None:
     old_tz = os.environ.get("TZ")
-    conn = db.connect(tmp_path_factory.mktemp("db") / "deskpulse.db")
+    conn = open_store(tmp_path_factory.mktemp("db") / "deskpulse.db")
     try:
         run(conn, ops)
     finally:
@@ -150,8 +152,8 @@ def test_duplicates_do_not_count_twice(conn: sqlite3.Connection) -> None:
     one = [Response(seq=1, rating=5, scale=5, told_next="yes", latency_s=1.0, rapid=False,
                     closed=False, boot=1, uptime_s=10, wall=BASE, config_version=1)]
     for _ in range(3):
-        db.store_batch(conn, "a", one, [], STATUS, "serial")
-    rows = rollups.read_rows(conn, "a")["rollup_months"]
+        conn.store_batch("a", one, [], STATUS, "serial")
+    rows = rollup_tables.read_rows(conn.connection, "a")["rollup_months"]
     (counts,) = rows.values()
     assert counts[rollups.TOLD_CODE["yes"] * 5 + 4] == 1 and sum(counts[:15]) == 1
 
@@ -159,12 +161,12 @@ def test_duplicates_do_not_count_twice(conn: sqlite3.Connection) -> None:
 def test_a_late_anchor_moves_a_response_out_of_time_unknown(conn: sqlite3.Connection) -> None:
     r = Response(seq=1, rating=2, scale=3, told_next="no", latency_s=1.0, rapid=False,
                  closed=False, boot=7, uptime_s=100, wall=None, config_version=1)
-    db.store_batch(conn, "a", [r], [], STATUS, "serial")
-    months = rollups.read_rows(conn, "a")["rollup_months"]
+    conn.store_batch("a", [r], [], STATUS, "serial")
+    months = rollup_tables.read_rows(conn.connection, "a")["rollup_months"]
     assert list(months) == [(rollups.TIME_UNKNOWN, 3, 0)]
     os.environ.setdefault("TZ", "UTC")
-    db.store_batch(conn, "a", [], [Anchor(7, 200, BASE, 1)], STATUS, "serial")
-    rows = rollups.read_rows(conn, "a")
+    conn.store_batch("a", [], [Anchor(7, 200, BASE, 1)], STATUS, "serial")
+    rows = rollup_tables.read_rows(conn.connection, "a")
     assert rollups.TIME_UNKNOWN not in {k[0] for k in rows["rollup_months"]}
     assert len(rows["rollup_days"]) == 1
     check(conn)
@@ -172,16 +174,16 @@ def test_a_late_anchor_moves_a_response_out_of_time_unknown(conn: sqlite3.Connec
 
 def test_a_database_from_before_rollups_is_filled_on_first_use(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    conn = db.connect(path)
-    db.store_batch(conn, "a", [Response(
+    conn = open_store(path)
+    conn.store_batch("a", [Response(
         seq=1, rating=4, scale=4, told_next="yes", latency_s=1.0, rapid=False, closed=False,
         boot=1, uptime_s=1, wall=BASE, config_version=1)], [], STATUS, "serial")
     # As if written before migration 3 filled anything.
     for table in ("rollup_days", "rollup_months", "rollup_zones"):
-        conn.execute(f"DELETE FROM {table}")
-    assert rollups.stale_devices(conn) == ["a"]
+        conn.connection.execute(f"DELETE FROM {table}")
+    assert rollup_tables.stale_devices(conn.connection) == ["a"]
     check(conn)
-    assert rollups.stale_devices(conn) == []
+    assert rollup_tables.stale_devices(conn.connection) == []
     conn.close()
 
 
@@ -219,7 +221,7 @@ def test_the_loop_and_the_arrays_compute_the_same_deltas(
 def test_migration_3_keeps_the_responses_of_a_version_2_database(tmp_path: Path) -> None:
     path = tmp_path / "v2.db"
     old = sqlite3.connect(path, isolation_level=None)
-    for statements in db.MIGRATIONS[:2]:
+    for statements in schema.MIGRATIONS[:2]:
         for statement in statements:
             old.execute(statement)
     old.execute("PRAGMA user_version = 2")
@@ -230,18 +232,19 @@ def test_migration_3_keeps_the_responses_of_a_version_2_database(tmp_path: Path)
         "INSERT INTO responses VALUES ('a', ?, ?, 5, ?, 10, 0, 0, 1, ?, ?, ?, ?, 1, 1)",
         [(1, 5, "yes", 100, BASE, BASE, "device"), (2, 1, "no", 200, None, None, None)])
     old.close()
-    conn = db.connect(path)
+    conn = open_store(path)
     try:
-        assert db.schema_version(conn) == db.SCHEMA_VERSION
-        assert [(r["seq"], r["rating"], r["wall"]) for r in db.responses_of(conn, "a")] == [
+        assert conn.schema_version() == schema.SCHEMA_VERSION
+        assert [(r["seq"], r["rating"], r["wall"]) for r in conn.responses_of("a")] == [
             (1, 5, BASE), (2, 1, None)]
-        indexes = {row[1] for row in conn.execute("PRAGMA index_list(responses)")}
+        indexes = {row[1] for row in conn.connection.execute("PRAGMA index_list(responses)")}
         assert {"responses_by_device_wall", "responses_by_boot"} <= indexes
-        assert rollups.stale_devices(conn) == ["a"]
+        assert rollup_tables.stale_devices(conn.connection) == ["a"]
         check(conn)  # built on first use, equal to a recount
         # The rebuilt table still refuses what the old one refused.
         with pytest.raises(sqlite3.IntegrityError):
-            conn.execute("INSERT INTO responses VALUES ('a', 3, 2, 5, 'maybe', 10, 0, 0, 1, "
-                         "300, NULL, NULL, NULL, 1, 1)")
+            conn.connection.execute(
+                "INSERT INTO responses VALUES ('a', 3, 2, 5, 'maybe', 10, 0, 0, 1, "
+                "300, NULL, NULL, NULL, 1, 1)")
     finally:
         conn.close()

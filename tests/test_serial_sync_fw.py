@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import BOARDS, FIRMWARE, FW_TESTS, micropython_binary, mpy_json
-from deskpulse.batch import decode_batch
+from deskpulse.protocol.batch import decode_batch
 
 _spec = importlib.util.spec_from_file_location("batchdecode", FW_TESTS / "batchdecode.py")
 assert _spec is not None and _spec.loader is not None

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import pytest
 
-from deskpulse import cli, db
-from deskpulse.push_client import PushClient, batch_path, push_batch
-from deskpulse.serve_guard import ConnectionGuard, connection_cap, limits_for
-from deskpulse.serve_process import ServeProcess
+from deskpulse import cli
+from deskpulse.server.guard import ConnectionGuard, connection_cap, limits_for
+from deskpulse.sim.push_client import PushClient, batch_path, push_batch
+from deskpulse.sim.serve_process import ServeProcess
+from deskpulse.store import open_store
 from test_server import PATIENCE, STATUS, make_responses, register, snapshot
 
 OPEN_FILES = 256
@@ -128,7 +129,7 @@ def flood_lines(log: list[str]) -> list[str]:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[ServeProcess, sqlite3.Connection]]:
-    conn = db.connect(tmp_path / "served.db")
+    conn = open_store(tmp_path / "served.db")
     server = ServeProcess(tmp_path / "served.db")
     try:
         yield server, conn
@@ -141,7 +142,7 @@ def served(tmp_path: Path) -> Iterator[tuple[ServeProcess, sqlite3.Connection]]:
 def test_a_flood_of_idle_and_slow_connections_leaves_room_for_the_kiosks(
         tmp_path: Path) -> None:
     dbfile = tmp_path / "served.db"
-    conn = db.connect(dbfile)
+    conn = open_store(dbfile)
     kiosks = [register(conn, tmp_path, f"k{n}") for n in range(3)]
     server = ServeProcess(dbfile, open_files=OPEN_FILES,
                           extra_args=("--request-timeout", REQUEST_TIMEOUT))
@@ -183,7 +184,7 @@ def test_a_flood_of_idle_and_slow_connections_leaves_room_for_the_kiosks(
         flood.stop()
         server.stop()
     for kiosk in kiosks:
-        assert [r["seq"] for r in db.responses_of(conn, kiosk.device_id)] == list(
+        assert [r["seq"] for r in conn.responses_of(kiosk.device_id)] == list(
             range(1, 31))
     conn.close()
     assert during > FLOOD  # the server dropped connections to make room, and they came back
@@ -282,7 +283,7 @@ def test_a_body_slower_than_the_minimum_rate_is_cut(tmp_path: Path) -> None:
     """A signed push whose body trickles in a byte at a time: cut at the body's deadline
     (request timeout + length at 1 KiB/s), nothing stored, and no 500."""
     dbfile = tmp_path / "served.db"
-    conn = db.connect(dbfile)
+    conn = open_store(dbfile)
     kiosk = register(conn, tmp_path, "front-1")
     before = snapshot(conn)
     request, _ = kiosk.request(make_responses(1, 20))

@@ -29,9 +29,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from deskpulse import db, registry, signing
-from deskpulse.batch import RECEIPT_SOURCE, Anchor, Response, encode_batch
-from deskpulse.push_client import (
+from deskpulse.device import registration
+from deskpulse.protocol import signing
+from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response, encode_batch
+from deskpulse.server.app import create_app
+from deskpulse.sim.push_client import (
     PushAnswer,
     PushClient,
     PushRequest,
@@ -40,8 +42,9 @@ from deskpulse.push_client import (
     read_answer,
     request_body,
 )
-from deskpulse.serve_process import ServeProcess
-from deskpulse.server import create_app
+from deskpulse.sim.serve_process import ServeProcess
+from deskpulse.store import open_store
+from deskpulse.store.sqlite import schema
 
 PATIENCE = 120.0  # an upper bound for threads to finish; never asserted as a duration
 WALL_BASE = 1_790_000_000
@@ -84,13 +87,13 @@ class Kiosk:
 
 def register(conn: sqlite3.Connection, tmp_path: Path, device_id: str) -> Kiosk:
     out = tmp_path / f"{device_id}.json"
-    registry.add_device(conn, device_id, "http://127.0.0.1:8080", out)
+    registration.add_device(conn, device_id, "http://127.0.0.1:8080", out)
     return Kiosk(device_id, bytes.fromhex(json.loads(out.read_text())["sync"]["device_key"]))
 
 
 def snapshot(conn: sqlite3.Connection) -> tuple[Any, ...]:
     """Everything a push may change."""
-    return tuple(conn.execute(q).fetchall() for q in (
+    return tuple(conn.connection.execute(q).fetchall() for q in (
         "SELECT count(*) FROM responses", "SELECT count(*) FROM syncs",
         "SELECT * FROM anchors ORDER BY 1, 2, 3",
         "SELECT device_id, nonce_boot, nonce_count FROM device_keys ORDER BY 1",
@@ -123,7 +126,7 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     dbfile = tmp_path / "server.db"
-    conn = db.connect(dbfile)
+    conn = open_store(dbfile)
     front, back = register(conn, tmp_path, "front-1"), register(conn, tmp_path, "back-2")
     with TestClient(create_app(dbfile)) as client:
         yield Site(client, conn, front, back)
@@ -146,15 +149,17 @@ def test_a_push_is_stored_then_answered_with_a_signature_that_verifies(site: Sit
     assert answer.verified
     assert answer.body["acked"] == 20 and answer.new == 20 and answer.duplicates == 0
     assert before <= answer.body["time"] <= after
-    stored = db.responses_of(site.conn, "front-1")
+    stored = site.conn.responses_of("front-1")
     assert [(r["seq"], r["rating"], r["device_wall"]) for r in stored] == [
         (r.seq, r.rating, r.wall) for r in responses]
-    record = db.latest_sync(site.conn, "front-1")
+    record = site.conn.latest_sync("front-1")
     assert record is not None and record.transport == "wifi" and record.status == STATUS
-    assert site.conn.execute("SELECT nonce_boot, nonce_count FROM device_keys WHERE "
-                             "device_id = 'front-1'").fetchone() == (1, 1)
+    assert site.conn.connection.execute(
+        "SELECT nonce_boot, nonce_count FROM device_keys WHERE device_id = 'front-1'"
+    ).fetchone() == (1, 1)
     # The server's receipt anchor: the body's boot and uptime at the server's time.
-    (anchor,) = site.conn.execute("SELECT boot, uptime_s, wall, source FROM anchors").fetchall()
+    (anchor,) = site.conn.connection.execute(
+        "SELECT boot, uptime_s, wall, source FROM anchors").fetchall()
     assert anchor[:2] == (1, responses[-1].uptime_s + 5) and anchor[3] == RECEIPT_SOURCE
     assert before <= anchor[2] <= after
     # It places the boot's responses (docs/time.md), the device's stamps kept beside.
@@ -175,18 +180,19 @@ def test_the_answer_is_bound_to_the_request_nonce_and_the_key(site: Site) -> Non
 def test_the_server_anchor_places_responses_of_a_kiosk_without_a_clock(site: Site) -> None:
     responses = make_responses(1, 5, clock_known=False)
     assert site.push(site.front, responses).ok
-    ((boot, uptime_s, wall),) = site.conn.execute(
+    ((boot, uptime_s, wall),) = site.conn.connection.execute(
         "SELECT boot, uptime_s, wall FROM anchors WHERE device_id = 'front-1'").fetchall()
-    for r in db.responses_of(site.conn, "front-1"):
+    for r in site.conn.responses_of("front-1"):
         assert r["time_source"] == "anchor"
         assert r["wall"] == wall + (r["uptime_s"] - uptime_s)
     # An anchor of the kiosk's own outranks the receipts: it places the whole boot, and
     # no more receipt anchors are stored for that boot.
     assert site.push(site.front, make_responses(6, 1, clock_known=False),
                      anchors=[Anchor(1, 30, WALL_BASE, 2)]).ok
-    assert site.conn.execute("SELECT source, count(*) FROM anchors GROUP BY source").fetchall() \
-        == [(2, 1), (RECEIPT_SOURCE, 1)]
-    for r in db.responses_of(site.conn, "front-1"):
+    assert site.conn.connection.execute(
+        "SELECT source, count(*) FROM anchors GROUP BY source").fetchall() == [
+            (2, 1), (RECEIPT_SOURCE, 1)]
+    for r in site.conn.responses_of("front-1"):
         assert r["wall"] == WALL_BASE + r["uptime_s"] - 30
 
 
@@ -198,14 +204,14 @@ def test_retries_with_a_new_nonce_are_stored_once(site: Site) -> None:
     assert (again.ok, again.acked, again.new, again.duplicates) == (True, 10, 0, 10)
     overlap = site.push(site.front, make_responses(6, 10))
     assert (overlap.ok, overlap.acked, overlap.new, overlap.duplicates) == (True, 15, 5, 5)
-    assert [r["seq"] for r in db.responses_of(site.conn, "front-1")] == list(range(1, 16))
-    assert site.conn.execute("SELECT count(*) FROM syncs").fetchone() == (3,)
+    assert [r["seq"] for r in site.conn.responses_of("front-1")] == list(range(1, 16))
+    assert site.conn.connection.execute("SELECT count(*) FROM syncs").fetchone() == (3,)
 
 
 def test_an_empty_batch_records_the_status_and_acks_nothing(site: Site) -> None:
     answer = site.push(site.front, [])
     assert (answer.ok, answer.acked, answer.new, answer.duplicates) == (True, None, 0, 0)
-    assert db.latest_sync(site.conn, "front-1") is not None
+    assert site.conn.latest_sync("front-1") is not None
 
 
 # -- replays and foreign keys ---------------------------------------------------------------
@@ -214,7 +220,7 @@ def test_an_empty_batch_records_the_status_and_acks_nothing(site: Site) -> None:
 def test_a_replayed_request_stores_nothing(site: Site) -> None:
     request, _ = site.front.request(make_responses(1, 5))
     assert site.send(request).status_code == 200
-    site.conn.execute("DELETE FROM responses")  # so that a replay would show
+    site.conn.connection.execute("DELETE FROM responses")  # so that a replay would show
     before = snapshot(site.conn)
     reply = site.send(request)
     assert reply.status_code == 409 and "replayed" in reply.json()["error"]
@@ -233,7 +239,7 @@ def test_a_stale_nonce_is_refused_and_a_new_boot_is_accepted(site: Site) -> None
         assert snapshot(site.conn) == before
     kiosk.boot, kiosk.count = 3, 0  # rebooted: the counter starts again at 1
     assert site.push(kiosk, make_responses(3, 2)).ok
-    assert site.conn.execute("SELECT nonce_boot, nonce_count FROM device_keys WHERE "
+    assert site.conn.connection.execute("SELECT nonce_boot, nonce_count FROM device_keys WHERE "
                              "device_id = 'front-1'").fetchone() == (3, 1)
 
 
@@ -263,8 +269,8 @@ def test_a_clash_with_stored_records_is_422_and_stores_nothing(site: Site) -> No
 
 def test_a_rotated_key_works_at_once_and_the_old_one_stops(site: Site, tmp_path: Path) -> None:
     assert site.push(site.front, make_responses(1, 2)).ok  # front's key is now cached
-    registry.rotate_key(site.conn, "front-1", tmp_path / "front-1.json")
-    new_key = registry.device_key(site.conn, "front-1")
+    registration.rotate_key(site.conn, "front-1", tmp_path / "front-1.json")
+    new_key = site.conn.device_key("front-1")
     assert new_key is not None
     old = site.push(site.front, make_responses(3, 2))
     assert old.status == 401
@@ -274,7 +280,7 @@ def test_a_rotated_key_works_at_once_and_the_old_one_stops(site: Site, tmp_path:
 
 def test_a_removed_device_is_unknown(site: Site) -> None:
     assert site.push(site.front, make_responses(1, 2)).ok
-    registry.remove_device(site.conn, "front-1")
+    registration.remove_device(site.conn, "front-1")
     before = snapshot(site.conn)
     answer = site.push(site.front, make_responses(3, 2))
     assert answer.status == 404 and "registered" in (answer.error or "")
@@ -283,7 +289,7 @@ def test_a_removed_device_is_unknown(site: Site) -> None:
 
 def test_a_writer_process_that_dies_is_replaced_and_loses_nothing(site: Site) -> None:
     assert site.push(site.front, make_responses(1, 5)).ok
-    writer = site.client.app.state.database  # type: ignore[attr-defined]
+    writer = site.client.app.state.deskpulse.database  # type: ignore[attr-defined]
     pid = writer.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
@@ -296,7 +302,7 @@ def test_a_writer_process_that_dies_is_replaced_and_loses_nothing(site: Site) ->
     assert answer.ok and answer.new == 5
     assert all(a.status == 503 and a.error for a in refusals)
     assert writer.pid not in (None, pid)
-    assert [r["seq"] for r in db.responses_of(site.conn, "front-1")] == list(range(1, 11))
+    assert [r["seq"] for r in site.conn.responses_of("front-1")] == list(range(1, 11))
 
 
 # -- the errors table -----------------------------------------------------------------------
@@ -451,7 +457,7 @@ def test_the_body_is_read_no_further_than_the_bound(tmp_path: Path) -> None:
     """An ASGI client that never stops sending: the app reads just past 64 KiB, then
     answers 413 (uvicorn would also stop at Content-Length, but the app does not rely
     on it)."""
-    conn = db.connect(tmp_path / "d.db")
+    conn = open_store(tmp_path / "d.db")
     kiosk = register(conn, tmp_path, "k")
     app = create_app(tmp_path / "d.db")
     path = batch_path("k")
@@ -499,7 +505,7 @@ def test_health_and_unknown_routes_answer_json(site: Site) -> None:
     health = site.client.get("/v1/health")
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "version": health.json()["version"],
-                             "schema": db.SCHEMA_VERSION}
+                             "schema": schema.SCHEMA_VERSION}
     assert "front-1" not in health.text
     wrong_method = site.client.get(batch_path("front-1"))
     assert wrong_method.status_code == 405 and "POST" in wrong_method.headers["allow"]
@@ -522,12 +528,12 @@ def test_the_api_docs_are_served_only_when_asked(site: Site, tmp_path: Path) -> 
 
 def _limit_pages(conn: sqlite3.Connection) -> None:
     """Run in the writer process: the database may not grow (as on a full disk)."""
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count = {pages}")
+    pages = conn.connection.execute("PRAGMA page_count").fetchone()[0]
+    conn.connection.execute(f"PRAGMA max_page_count = {pages}")
 
 
 def _unlimit_pages(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA max_page_count = 1073741823")
+    conn.connection.execute("PRAGMA max_page_count = 1073741823")
 
 
 def _assert_unavailable(reply: Any) -> None:
@@ -538,7 +544,7 @@ def _assert_unavailable(reply: Any) -> None:
 
 @pytest.fixture
 def lone(tmp_path: Path) -> Iterator[tuple[sqlite3.Connection, Kiosk]]:
-    conn = db.connect(tmp_path / "server.db")
+    conn = open_store(tmp_path / "server.db")
     yield conn, register(conn, tmp_path, "front-1")
     conn.close()
 
@@ -550,14 +556,14 @@ def test_a_write_lock_held_past_the_busy_timeout_is_503_with_retry_after(
         site = Site(client, conn, kiosk, kiosk)
         assert site.push(kiosk, make_responses(1, 2)).ok  # the key is cached now
         before = snapshot(conn)
-        other = db.connect(tmp_path / "server.db")
-        other.execute("BEGIN IMMEDIATE")  # e.g. a long report or a backup
+        other = open_store(tmp_path / "server.db")
+        other.connection.execute("BEGIN IMMEDIATE")  # e.g. a long report or a backup
         try:
             request, _ = kiosk.request(make_responses(3, 5))
             _assert_unavailable(site.send(request))
             _assert_unavailable(client.get("/v1/health"))
         finally:
-            other.execute("ROLLBACK")
+            other.connection.execute("ROLLBACK")
             other.close()
         assert snapshot(conn) == before
         again = site.push(kiosk, make_responses(3, 5))
@@ -571,7 +577,7 @@ def test_a_full_disk_is_503_with_retry_after_and_stores_nothing(
         site = Site(client, conn, kiosk, kiosk)
         assert site.push(kiosk, make_responses(1, 2)).ok
         before = snapshot(conn)
-        writer = client.app.state.database  # type: ignore[attr-defined]
+        writer = client.app.state.deskpulse.database  # type: ignore[attr-defined]
         assert client.portal is not None
         client.portal.call(writer.run, _limit_pages)
         try:
@@ -597,13 +603,13 @@ def test_a_server_clock_outside_2000_2100_sets_no_time_and_no_anchor(
         now[0] = 0.0  # 1970: still wrong, and not said again
         answer = site.push(kiosk, make_responses(5, 2))
         assert answer.ok and "time" not in answer.body
-        assert conn.execute("SELECT count(*) FROM anchors").fetchone() == (0,)
+        assert conn.connection.execute("SELECT count(*) FROM anchors").fetchone() == (0,)
         warnings = [r for r in caplog.records if "clock" in r.getMessage()]
         assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
         now[0] = 1_790_000_000.0
         answer = site.push(kiosk, make_responses(7, 2))
         assert answer.ok and answer.body["time"] == 1_790_000_000
-        assert conn.execute("SELECT wall, source FROM anchors").fetchall() == [
+        assert conn.connection.execute("SELECT wall, source FROM anchors").fetchall() == [
             (1_790_000_000, RECEIPT_SOURCE)]
 
 
@@ -613,7 +619,7 @@ def test_a_server_clock_outside_2000_2100_sets_no_time_and_no_anchor(
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[ServeProcess, sqlite3.Connection]]:
     dbfile = tmp_path / "served.db"
-    conn = db.connect(dbfile)
+    conn = open_store(dbfile)
     server = ServeProcess(dbfile)
     try:
         yield server, conn
@@ -651,7 +657,7 @@ def test_serve_end_to_end_over_http(served: tuple[ServeProcess, sqlite3.Connecti
         assert (retry.ok, retry.new, retry.duplicates) == (True, 0, 50)
         replay = client.send(request, kiosk.key, nonce)
         assert replay.status == 409 and not replay.verified
-    assert len(db.responses_of(conn, "desk-9")) == 150
+    assert len(conn.responses_of("desk-9")) == 150
 
     # Checks that only a real HTTP server can show: chunked bodies, a huge body.
     head = (f"POST {batch_path('desk-9')} HTTP/1.1\r\nHost: x\r\n"
@@ -663,7 +669,7 @@ def test_serve_end_to_end_over_http(served: tuple[ServeProcess, sqlite3.Connecti
     huge = _raw_exchange(server.port, (head + "Content-Length: 200000\r\n\r\n").encode()
                          + b"x" * 200000)
     assert huge.startswith(b"HTTP/1.1 413 ")
-    assert len(db.responses_of(conn, "desk-9")) == 150
+    assert len(conn.responses_of("desk-9")) == 150
     assert server.healthy()
 
 
@@ -723,7 +729,7 @@ def _push_until_acked(url: str, kiosk: Kiosk, batches: int, size: int, result: L
 
 def _check_exactly_once(conn: sqlite3.Connection, kiosks: list[Kiosk], expected: int) -> None:
     for kiosk in kiosks:
-        seqs = [r["seq"] for r in db.responses_of(conn, kiosk.device_id)]
+        seqs = [r["seq"] for r in conn.responses_of(kiosk.device_id)]
         assert seqs == list(range(1, expected + 1)), kiosk.device_id
 
 
@@ -742,9 +748,9 @@ def test_many_kiosks_push_at_once(served: tuple[ServeProcess, sqlite3.Connection
         t.start()
     start.wait(PATIENCE)
     # Meanwhile a serial sync writes to the same database from this process.
-    serial_conn = db.connect(server.db_path)
+    serial_conn = open_store(server.db_path)
     for b in range(batches):
-        db.store_batch(serial_conn, "usb-1", make_responses(1 + b * size, size), [], {},
+        serial_conn.store_batch("usb-1", make_responses(1 + b * size, size), [], {},
                        "serial")
     serial_conn.close()
     for t in threads:
@@ -756,14 +762,14 @@ def test_many_kiosks_push_at_once(served: tuple[ServeProcess, sqlite3.Connection
     assert sum(a.new for a in result.answers) == devices * batches * size
     assert sum(a.duplicates for a in result.answers) == 0
     _check_exactly_once(conn, kiosks, batches * size)
-    assert len(db.responses_of(conn, "usb-1")) == batches * size
+    assert len(conn.responses_of("usb-1")) == batches * size
 
 
 @pytest.mark.slow
 def test_a_server_killed_mid_load_and_restarted_loses_and_doubles_nothing(
         tmp_path: Path) -> None:
     dbfile = tmp_path / "served.db"
-    conn = db.connect(dbfile)
+    conn = open_store(dbfile)
     devices, batches, size = 20, 10, 50
     kiosks = [register(conn, tmp_path, f"k{n:02d}") for n in range(devices)]
     first = ServeProcess(dbfile)
@@ -803,7 +809,7 @@ def test_a_server_killed_mid_load_and_restarted_loses_and_doubles_nothing(
     _check_exactly_once(conn, kiosks, batches * size)
     # Every response stored was counted new exactly once, in an answer or in a commit
     # whose answer the kill swallowed (its retry then reported duplicates).
-    stored = conn.execute("SELECT count(*) FROM responses").fetchone()[0]
+    stored = conn.connection.execute("SELECT count(*) FROM responses").fetchone()[0]
     assert stored == devices * batches * size
     assert sum(a.new for a in result.answers) <= stored
     assert not any("database is locked" in line for line in first.log + second.log)

@@ -31,10 +31,12 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.testclient import TestClient
 
-from deskpulse import db, registry, signing
-from deskpulse.batch import Response, encode_batch
-from deskpulse.push_client import batch_path
-from deskpulse.server import create_app
+from deskpulse.device import registration
+from deskpulse.protocol import signing
+from deskpulse.protocol.batch import Response, encode_batch
+from deskpulse.server.app import create_app
+from deskpulse.sim.push_client import batch_path
+from deskpulse.store import open_store
 
 # positive_data_acceptance is left out on purpose: a body that matches the schema (any
 # bytes) with a drawn signature is rightly refused (400/401/404), not accepted.
@@ -63,9 +65,9 @@ class Registered:
 
     def __init__(self, tmp: Path) -> None:
         self.db_path = tmp / "schema.db"
-        conn = db.connect(self.db_path)
-        registry.add_device(conn, DEVICE, "http://127.0.0.1:8080", tmp / "front.json")
-        self.key = registry.device_key(conn, DEVICE) or b""
+        conn = open_store(self.db_path)
+        registration.add_device(conn, DEVICE, "http://127.0.0.1:8080", tmp / "front.json")
+        self.key = conn.device_key(DEVICE) or b""
         conn.close()
         self.app = create_app(self.db_path, api_docs=True)
         self._counts = itertools.count(1)

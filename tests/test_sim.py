@@ -15,8 +15,8 @@ import serial
 
 from conftest import BOARDS, FIRMWARE, micropython_binary, run_mpy
 from deskpulse import cli
-from deskpulse.inspect import read_state
-from deskpulse.simulator import CONSOLE_LOG_NAME, Simulator
+from deskpulse.device.inspect import read_state
+from deskpulse.sim.simulator import CONSOLE_LOG_NAME, Simulator
 
 BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
 

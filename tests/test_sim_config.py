@@ -11,7 +11,7 @@ import pytest
 
 from conftest import BOARDS, FIRMWARE, micropython_binary
 from deskpulse import cli
-from deskpulse.inspect import read_state
+from deskpulse.device.inspect import read_state
 
 BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
 

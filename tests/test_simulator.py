@@ -18,9 +18,10 @@ import pytest
 import serial
 
 from deskpulse import cli
+from deskpulse.device.inspect import read_state
+from deskpulse.device.micropython import default_micropython
 from deskpulse.errors import DeskPulseError
-from deskpulse.inspect import read_state
-from deskpulse.simulator import Simulator, default_micropython, run
+from deskpulse.sim.simulator import Simulator, run
 
 BOARD = Path(__file__).resolve().parent.parent / "boards" / "esp32-devkitc-ssd1680.json"
 PATIENCE = 60.0  # generous upper bound for anything to happen; never asserted as a duration
@@ -237,7 +238,7 @@ def start_runner(tmp_path: Path, entry: Path, link: Path) -> tuple[subprocess.Po
     """Start `run()` in its own Python; return it and its micropython child's pid."""
     code = (
         "import sys\n"
-        "from deskpulse.simulator import run\n"
+        "from deskpulse.sim.simulator import run\n"
         f"sys.exit(run({str(BOARD)!r}, {str(tmp_path / 'state')!r}, "
         f"firmware_entry={str(entry)!r}, serial_link={str(link)!r}))\n"
     )

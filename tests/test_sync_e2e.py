@@ -25,13 +25,16 @@ import pytest
 import serial
 
 from conftest import BOARDS, REPO
-from deskpulse import db
-from deskpulse.batch import Response
+from deskpulse.device.inspect import read_state
+from deskpulse.device.link import Link
+from deskpulse.device.ports import open_port
+from deskpulse.device.session import Hello, Session
+from deskpulse.device.sync import SyncSummary, sync
 from deskpulse.errors import DeskPulseError
-from deskpulse.frames import FrameParser
-from deskpulse.inspect import read_state
-from deskpulse.simulator import Simulator
-from deskpulse.sync import Hello, Link, Session, SyncSummary, open_port, sync
+from deskpulse.protocol.batch import Response
+from deskpulse.protocol.frames import FrameParser
+from deskpulse.sim.simulator import Simulator
+from deskpulse.store import open_store
 
 sys.path.insert(0, str(REPO / "tools"))
 from bench_sync import PtyRelay, prefill, synthetic_responses  # noqa: E402
@@ -104,8 +107,8 @@ def wait_for_responses(path: str, count: int) -> Hello:
 
 
 def stored(dbfile: Path, device_id: str = DEVICE_ID) -> list[dict[str, Any]]:
-    with contextlib.closing(db.connect(dbfile)) as conn:
-        return db.responses_of(conn, device_id)
+    with open_store(dbfile) as conn:
+        return conn.responses_of(device_id)
 
 
 def content(r: Response) -> tuple[Any, ...]:
@@ -270,7 +273,7 @@ def full_kiosk(tmp_path: Path) -> list[Response]:
 
 
 def _sync_in_subprocess(port: str, dbfile: Path) -> subprocess.Popen[str]:
-    code = ("import sys\nfrom deskpulse.sync import sync\n"
+    code = ("import sys\nfrom deskpulse.device.sync import sync\n"
             "sync(sys.argv[1], sys.argv[2])\n")
     return subprocess.Popen([sys.executable, "-c", code, port, str(dbfile)], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -21,10 +21,13 @@ from typing import Any
 import pytest
 
 from conftest import FIRMWARE
-from deskpulse import batch, db
-from deskpulse import sync as sync_mod
+from deskpulse.device import config_check
+from deskpulse.device import sync as sync_mod
+from deskpulse.device.sync import sync
 from deskpulse.errors import DeskPulseError
-from deskpulse.sync import sync
+from deskpulse.protocol import batch
+from deskpulse.store import open_store
+from deskpulse.store.sqlite import schema
 from test_host_sync import FAST, PtyRelay, StandIn, day_of_responses, deskpulse, stand_in
 
 SERVER = "http://192.0.2.10:8321"
@@ -230,8 +233,8 @@ def test_a_locked_database_is_a_sentence_and_the_kiosk_keeps_everything(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dbfile = tmp_path / "d.db"
-    db.connect(dbfile).close()
-    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 100)
+    open_store(dbfile).close()
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
     kiosk = StandIn(day_of_responses(9))
     with stand_in(kiosk) as device, held_database(dbfile):
         code = deskpulse(["sync", "--port", device, "--db", str(dbfile)])
@@ -250,7 +253,7 @@ def test_a_database_being_created_by_another_program_is_a_sentence(
     dbfile = tmp_path / "d.db"
     with contextlib.closing(sqlite3.connect(dbfile)) as conn:
         conn.execute("CREATE TABLE t (x)")  # not migrated yet: opening it must write
-    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
     with held_database(dbfile):
         code = deskpulse(["devices", "--db", str(dbfile)])
     assert one_line_error(capsys, code).startswith("deskpulse: another program holds")
@@ -358,7 +361,7 @@ def test_a_deeply_nested_config_is_a_sentence(
 
 def test_the_nesting_count_skips_strings() -> None:
     text = json.dumps({"a": "[[[[{{{{" * 40, "b": [[1], {"c": ["]]]"]}]})
-    assert sync_mod._nesting(text) == 4
+    assert config_check._nesting(text) == 4
     assert json.loads(text)["b"][1]["c"] == ["]]]"]
 
 
@@ -389,8 +392,8 @@ def test_a_new_database_and_its_default_folder_are_private(
     folder = tmp_path / "data" / "deskpulse"
     assert mode(folder) == 0o700 and mode(folder / "deskpulse.db") == 0o600
     assert mode(tmp_path / "data") == 0o755  # not ours to close
-    with contextlib.closing(db.connect()) as conn:  # the -wal and -shm while it is open
-        conn.execute("UPDATE devices SET name = 'Front'")
+    with open_store() as conn:  # the -wal and -shm while it is open
+        conn.connection.execute("UPDATE devices SET name = 'Front'")
         for suffix in ("-wal", "-shm"):
             assert mode(folder / f"deskpulse.db{suffix}") == 0o600, suffix
 
@@ -412,7 +415,7 @@ def test_sync_creates_a_private_file_in_a_folder_the_user_chose(
 
 def test_an_existing_database_keeps_its_mode(tmp_path: Path, umask_022: None) -> None:
     dbfile = tmp_path / "d.db"
-    db.connect(dbfile).close()
+    open_store(dbfile).close()
     dbfile.chmod(0o640)  # the user's choice, e.g. a group that runs the reports
-    db.connect(dbfile).close()
+    open_store(dbfile).close()
     assert mode(dbfile) == 0o640

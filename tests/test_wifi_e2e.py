@@ -18,10 +18,12 @@ import pytest
 import serial
 
 from conftest import BOARDS
-from deskpulse import cli, db
-from deskpulse.serve_process import ServeProcess
-from deskpulse.simulator import Simulator
-from deskpulse.sync import Link, Session
+from deskpulse import cli
+from deskpulse.device.link import Link
+from deskpulse.device.session import Session
+from deskpulse.sim.serve_process import ServeProcess
+from deskpulse.sim.simulator import Simulator
+from deskpulse.store import open_store
 
 BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
 
@@ -48,9 +50,9 @@ def told(n: int) -> Counter[str]:
 
 
 def stored(db_path: Path, device_id: str) -> list[dict[str, Any]]:
-    conn = db.connect(db_path)
+    conn = open_store(db_path)
     try:
-        return db.responses_of(conn, device_id)
+        return conn.responses_of(device_id)
     finally:
         conn.close()
 

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from deskpulse import db, writer
 from deskpulse.errors import DeskPulseError
+from deskpulse.server import writer
+from deskpulse.store import base, open_store
 from test_server import STATUS, make_responses
 
 
 def store(conn: sqlite3.Connection, device_id: str, first_seq: int, rating: int = 3) -> Any:
-    return db.store_batch(conn, device_id, make_responses(first_seq, 5, rating=rating), [],
+    return conn.store_batch(device_id, make_responses(first_seq, 5, rating=rating), [],
                           STATUS, "wifi")
 
 
@@ -26,7 +27,7 @@ def refuse(conn: sqlite3.Connection, device_id: str) -> None:
     def guard(conn: sqlite3.Connection) -> None:
         raise DeskPulseError("replayed")
 
-    db.store_batch(conn, device_id, make_responses(1, 5), [], STATUS, "wifi", guard=guard)
+    conn.store_batch(device_id, make_responses(1, 5), [], STATUS, "wifi", guard=guard)
 
 
 def half_done_then_fail(conn: sqlite3.Connection, device_id: str) -> None:
@@ -37,7 +38,7 @@ def half_done_then_fail(conn: sqlite3.Connection, device_id: str) -> None:
 
 def stored(conn: sqlite3.Connection) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
-    for device_id, seq in conn.execute(
+    for device_id, seq in conn.connection.execute(
             "SELECT device_id, seq FROM responses ORDER BY device_id, seq"):
         out.setdefault(device_id, []).append(seq)
     return out
@@ -45,7 +46,7 @@ def stored(conn: sqlite3.Connection) -> dict[str, list[int]]:
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Any:
-    conn = db.connect(tmp_path / "host.db")
+    conn = open_store(tmp_path / "host.db")
     yield conn
     conn.close()
 
@@ -62,26 +63,26 @@ def test_a_group_is_stored_in_one_commit_and_a_refused_push_alone_is_undone(
     assert [(job, ok) for job, ok, _ in replies] == [
         (1, True), (2, False), (3, False), (4, True), (5, False)]
     assert replies[0][2] == (5, 0) and replies[3][2] == (5, 0)
-    assert isinstance(replies[4][2], db.ConflictError)
-    assert not conn.in_transaction
+    assert isinstance(replies[4][2], base.ConflictError)
+    assert not conn.connection.in_transaction
     assert stored(conn) == {"a": list(range(1, 11))}
     # Two syncs recorded for "a": the refused and failed pushes left no trace at all.
-    assert conn.execute("SELECT device_id, count(*) FROM syncs GROUP BY device_id"
+    assert conn.connection.execute("SELECT device_id, count(*) FROM syncs GROUP BY device_id"
                         ).fetchall() == [("a", 2)]
-    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
 def test_when_the_commit_fails_every_job_fails(conn: sqlite3.Connection,
                                                tmp_path: Path) -> None:
     # Another connection holds the write lock: the writer's BEGIN IMMEDIATE waits, then
     # fails; no job may be answered as stored.
-    other = db.connect(tmp_path / "host.db")
-    conn.execute("PRAGMA busy_timeout = 50")
-    other.execute("BEGIN IMMEDIATE")
+    other = open_store(tmp_path / "host.db")
+    conn.connection.execute("PRAGMA busy_timeout = 50")
+    other.connection.execute("BEGIN IMMEDIATE")
     try:
         replies = writer._run_group(conn, [(1, store, ("a", 1)), (2, store, ("b", 1))])
     finally:
-        other.execute("ROLLBACK")
+        other.connection.execute("ROLLBACK")
         other.close()
     assert [(job, ok) for job, ok, _ in replies] == [(1, False), (2, False)]
     assert all(isinstance(error, writer.StorageUnavailable) for _, _, error in replies)
@@ -91,12 +92,12 @@ def test_when_the_commit_fails_every_job_fails(conn: sqlite3.Connection,
 
 def stop_growing(conn: sqlite3.Connection) -> None:
     """The database may not grow from here on, as on a full disk."""
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count = {pages}")
+    pages = conn.connection.execute("PRAGMA page_count").fetchone()[0]
+    conn.connection.execute(f"PRAGMA max_page_count = {pages}")
 
 
 def store_many(conn: sqlite3.Connection, device_id: str) -> Any:
-    return db.store_batch(conn, device_id, make_responses(1, 400), [], STATUS, "wifi")
+    return conn.store_batch(device_id, make_responses(1, 400), [], STATUS, "wifi")
 
 
 def test_a_full_disk_fails_every_job_of_the_group_even_those_done_before(
@@ -111,14 +112,14 @@ def test_a_full_disk_fails_every_job_of_the_group_even_those_done_before(
                                                       (4, False)]
     assert all(isinstance(error, writer.StorageUnavailable)
                and "database or disk is full" in str(error) for _, _, error in replies)
-    assert not conn.in_transaction
+    assert not conn.connection.in_transaction
     assert stored(conn) == {}
 
 
 def test_a_lone_store_batch_still_commits_by_itself(conn: sqlite3.Connection,
                                                     tmp_path: Path) -> None:
     assert store(conn, "a", 1) == (5, 0)
-    other = db.connect(tmp_path / "host.db")
+    other = open_store(tmp_path / "host.db")
     try:
         assert stored(other) == {"a": [1, 2, 3, 4, 5]}
     finally:

@@ -44,13 +44,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import Kiosk, _read_answer, register_kiosks  # noqa: E402
 from bench_sync import BOARD, PtyRelay, prefill, synthetic_responses  # noqa: E402
 
-from deskpulse import db  # noqa: E402
-from deskpulse.frames import FrameParser, command_line  # noqa: E402
-from deskpulse.inspect import read_state  # noqa: E402
-from deskpulse.push_client import build_request, read_answer  # noqa: E402
-from deskpulse.serve_process import ServeProcess  # noqa: E402
-from deskpulse.simulator import Simulator  # noqa: E402
-from deskpulse.sync import Link, Session, open_port, sync  # noqa: E402
+from deskpulse.device.inspect import read_state  # noqa: E402
+from deskpulse.device.link import Link  # noqa: E402
+from deskpulse.device.ports import open_port  # noqa: E402
+from deskpulse.device.session import Session  # noqa: E402
+from deskpulse.device.sync import sync  # noqa: E402
+from deskpulse.protocol.frames import FrameParser, command_line  # noqa: E402
+from deskpulse.sim.push_client import build_request, read_answer  # noqa: E402
+from deskpulse.sim.serve_process import ServeProcess  # noqa: E402
+from deskpulse.sim.simulator import Simulator  # noqa: E402
+from deskpulse.store import open_store
 
 DEVICE_ID = "attacked-1"
 PATIENCE = 300.0  # a bound for a slow machine, never an expectation
@@ -77,10 +80,10 @@ def _sync_process(port: str, dbfile: Path, config: Path | None) -> subprocess.Po
 
 def _exactly_once(dbfile: Path) -> dict[str, int]:
     """Stored rows per device; raises when a (device, seq) or a customer appears twice."""
-    with contextlib.closing(db.connect(dbfile)) as conn:
-        devices = dict(conn.execute(
+    with open_store(dbfile) as conn:
+        devices = dict(conn.connection.execute(
             "SELECT device_id, count(*) FROM responses GROUP BY device_id").fetchall())
-        twice = conn.execute(
+        twice = conn.connection.execute(
             """SELECT count(*) FROM (SELECT boot, uptime_s, latency_ds FROM responses
                GROUP BY boot, uptime_s, latency_ds, rating HAVING count(*) > 1)""").fetchone()
     if twice[0]:
@@ -317,8 +320,8 @@ def attack_serve(folder: Path, kills: int, devices: int, batches: int, size: int
     if pushers.is_alive():
         raise AttackFailed("serve kills: the pushers did not finish")
     keep_tracebacks(server.log)
-    with contextlib.closing(db.connect(dbfile)) as conn:
-        rows = set(conn.execute("SELECT device_id, seq FROM responses").fetchall())
+    with open_store(dbfile) as conn:
+        rows = set(conn.connection.execute("SELECT device_id, seq FROM responses").fetchall())
     expected = devices * batches * size
     if rows != set(acked) or len(acked) != expected:
         raise AttackFailed(f"serve kills: {len(rows)} stored, {len(acked)} acknowledged, "

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from deskpulse.simulator import default_micropython
+from deskpulse.device.micropython import default_micropython
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"

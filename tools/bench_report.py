@@ -36,8 +36,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from deskpulse import db, report
-from deskpulse.batch import Anchor, Response
+from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.reports import figures as report
+from deskpulse.store import open_store
+from deskpulse.store.sqlite import schema
 
 START = 1_730_419_200  # 2024-11-01T00:00Z
 DAYS = 730
@@ -172,10 +174,10 @@ def bare_insert_rate(total: int, devices: int, seed: int, path: Path) -> float:
 
 
 def run(total: int, devices: int, seed: int, path: Path) -> dict[str, Any]:
-    conn = db.connect(path)
+    conn = open_store(path)
     kiosks, syncs = synthetic_syncs(total, devices, seed)
-    with db.transaction(conn):  # as `deskpulse devices add` would, before any sync
-        conn.executemany(
+    with schema.transaction(conn):  # as `deskpulse devices add` would, before any sync
+        conn.connection.executemany(
             "INSERT INTO devices (device_id, location, time_zone, first_seen) "
             "VALUES (?, ?, ?, ?)",
             [(k.device_id, k.location, k.zone, START) for k in kiosks])
@@ -184,14 +186,14 @@ def run(total: int, devices: int, seed: int, path: Path) -> dict[str, Any]:
     stored = calls = 0
     for kiosk, responses, anchors in syncs:
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        new, _ = db.store_batch(conn, kiosk.device_id, responses, anchors, status, "wifi")
+        new, _ = conn.store_batch(kiosk.device_id, responses, anchors, status, "wifi")
         ingest_wall += time.perf_counter() - wall0
         ingest_cpu += time.process_time() - cpu0
         stored += new
         calls += 1
-    sizes = {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    sizes = {table: conn.connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
              for table in ("responses", "rollup_days", "rollup_months")}
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     figures: dict[str, Any] = {
         "responses": stored, "devices": devices, "store_batch_calls": calls,
         "ingest_s": ingest_wall, "ingest_cpu_s": ingest_cpu,
@@ -218,7 +220,7 @@ def run(total: int, devices: int, seed: int, path: Path) -> dict[str, Any]:
     odd = report.build_report(conn, since="2025-02-03T10:17", until="2026-01-09T15:45")
     figures["odd_range_identical"] = (json.dumps(odd, sort_keys=True)
                                       == json.dumps(odd_raw, sort_keys=True))
-    _, figures["sql_group_by_s"] = timed(lambda: conn.execute(
+    _, figures["sql_group_by_s"] = timed(lambda: conn.connection.execute(
         """SELECT device_id, scale, rating, told_next, rapid, closed, count(*)
            FROM responses GROUP BY device_id, scale, rating, told_next, rapid, closed"""
     ).fetchall())

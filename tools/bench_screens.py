@@ -18,8 +18,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from deskpulse.boards import board_path, list_boards
-from deskpulse.simulator import default_micropython
+from deskpulse.device.boards import board_path, list_boards
+from deskpulse.device.micropython import default_micropython
 
 FW_SCRIPT = Path(__file__).resolve().parent / "bench_screens_fw.py"
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"

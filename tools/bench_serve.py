@@ -3,7 +3,7 @@
 Run from the repository root:  .venv/bin/python tools/bench_serve.py [--seconds 10] [--json]
 
 - **deskpulse serve**: the real server in its own process on 127.0.0.1, on a fresh
-  database with --devices kiosks registered by `registry.add_device`. This process is the
+  database with --devices kiosks registered by `registration.add_device`. This process is the
   load generator: --connections concurrent HTTP/1.1 clients (asyncio), each owning a
   share of the kiosks and pushing their batches one after another (a kiosk never has two
   pushes in flight), every request signed with the kiosk's key and a fresh nonce, every
@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deskpulse import db, registry
-from deskpulse.batch import RECEIPT_SOURCE, Anchor, Response, encode_batch
-from deskpulse.push_client import build_request, read_answer
-from deskpulse.serve_process import ServeProcess
+from deskpulse.device import registration
+from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response, encode_batch
+from deskpulse.sim.push_client import build_request, read_answer
+from deskpulse.sim.serve_process import ServeProcess
+from deskpulse.store import open_store
 
 WALL_BASE = 1_790_000_000
 STATUS = {"boot": 3, "board": "esp32-devkitc-ssd1680", "firmware": "0.1.0", "crashes": 0,
@@ -234,14 +235,14 @@ def _machine_busy() -> tuple[int, int]:
 
 
 def register_kiosks(db_path: Path, count: int, folder: Path) -> list[Kiosk]:
-    conn = db.connect(db_path)
+    conn = open_store(db_path)
     try:
         kiosks = []
         for n in range(count):
             device_id = f"store{n // 4:02d}-desk{n % 4}"
             out = folder / f"{device_id}.json"
-            registry.add_device(conn, device_id, "http://127.0.0.1:8080", out)
-            key = registry.device_key(conn, device_id)
+            registration.add_device(conn, device_id, "http://127.0.0.1:8080", out)
+            key = conn.device_key(device_id)
             assert key is not None
             kiosks.append(Kiosk(device_id, key, random.Random(n)))
         return kiosks
@@ -275,9 +276,9 @@ def run_server(folder: Path, devices: int, size: int, seconds: float, connection
         result.machine_busy = 1 - idle / total if total else 0.0
     finally:
         server.stop()
-    conn = db.connect(db_path)
+    conn = open_store(db_path)
     try:
-        stored = int(conn.execute("SELECT count(*) FROM responses").fetchone()[0])
+        stored = int(conn.connection.execute("SELECT count(*) FROM responses").fetchone()[0])
     finally:
         conn.close()
     return result, stored, server.log
@@ -286,7 +287,7 @@ def run_server(folder: Path, devices: int, size: int, seconds: float, connection
 def run_ceiling(folder: Path, accepted: list[Accepted]) -> tuple[float, float]:
     """(seconds, CPU seconds) to store the accepted batches one commit each, as the
     server did (the same device status, the kiosk's anchor and the server's receipt anchor each)."""
-    conn = db.connect(folder / "ceiling.db")
+    conn = open_store(folder / "ceiling.db")
     try:
         cpu_start = time.process_time()
         start = time.perf_counter()
@@ -294,7 +295,7 @@ def run_ceiling(folder: Path, accepted: list[Accepted]) -> tuple[float, float]:
             last = batch.responses[-1]
             anchors = [Anchor(last.boot, 12, WALL_BASE + 12, 2),
                        Anchor(last.boot, last.uptime_s + 1, int(time.time()), RECEIPT_SOURCE)]
-            db.store_batch(conn, batch.device_id, batch.responses, anchors, STATUS, "wifi")
+            conn.store_batch(batch.device_id, batch.responses, anchors, STATUS, "wifi")
         return time.perf_counter() - start, time.process_time() - cpu_start
     finally:
         conn.close()

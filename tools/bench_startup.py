@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deskpulse import db
-from deskpulse.batch import Anchor, Response
+from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.store import open_store
 
 HERE = Path(__file__).resolve().parent.parent / "host"
 T0 = 1_780_000_000  # 2026-05-28T20:26:40Z
@@ -36,14 +36,14 @@ _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|")
 
 
 def small_database(path: Path) -> int:
-    conn = db.connect(path)
+    conn = open_store(path)
     stored = 0
     for k in range(3):
         responses = [Response(seq=i, rating=1 + (i * 7 + k) % 5, scale=5,
                               told_next=("yes", "no", "no_answer")[i % 3], latency_s=3.0,
                               rapid=False, closed=False, boot=1, uptime_s=600 + i * 900,
                               wall=None, config_version=1) for i in range(1, 101)]
-        db.store_batch(conn, f"kiosk-{k}", responses, [Anchor(1, 0, T0, 1)],
+        conn.store_batch(f"kiosk-{k}", responses, [Anchor(1, 0, T0, 1)],
                        {"board": "esp32-devkitc-ssd1680", "firmware": "0.1.0"}, "serial")
         stored += len(responses)
     conn.close()

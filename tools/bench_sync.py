@@ -8,7 +8,7 @@ relay counts every byte in both directions, so the figures include all framing, 
 acknowledgements, retries and console chatter.
 
 - **deskpulse sync**: the real firmware (`deskpulse sim`'s Simulator) with N responses in
-  its flash log, written beforehand by the firmware's own ResponseLog; `deskpulse.sync`
+  its flash log, written beforehand by the firmware's own ResponseLog; `deskpulse.device.sync`
   pulls them into SQLite.
 - **mpremote fs cp (anchor)**: the same N responses, as the CSV a naive firmware would keep,
   pulled from a plain MicroPython REPL with `mpremote connect <pty> resume fs cp :file .`.
@@ -36,11 +36,12 @@ import tty
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from deskpulse import db
-from deskpulse.batch import Response
-from deskpulse.frames import CRC_SIZE, HEADER_SIZE, FrameParser
-from deskpulse.simulator import Simulator, default_micropython
-from deskpulse.sync import sync
+from deskpulse.device.micropython import default_micropython
+from deskpulse.device.sync import sync
+from deskpulse.protocol.batch import Response
+from deskpulse.protocol.frames import CRC_SIZE, HEADER_SIZE, FrameParser
+from deskpulse.sim.simulator import Simulator
+from deskpulse.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
@@ -322,8 +323,8 @@ def bench_sync(work: Path, responses: list[Response], anchors: dict[int, int]) -
         seconds = time.monotonic() - started
         relay.tamper = None
         sent, received = relay.to_device - before[0], relay.to_host - before[1]
-    with contextlib.closing(db.connect(dbfile)) as conn:
-        stored = db.responses_of(conn, "bench-kiosk")
+    with open_store(dbfile) as conn:
+        stored = conn.responses_of("bench-kiosk")
     if summary.new != len(responses) or len(stored) != len(responses):
         raise BenchError(f"sync stored {summary.new} of {len(responses)}")
     return {"seconds": seconds, "to_device": sent, "to_host": received,

@@ -1,9 +1,10 @@
 """What the tool ships with it: the board definitions and the kiosk firmware.
 
 Both are package data, found with importlib.resources, so an installed `deskpulse` needs no
-repository. In a wheel `deskpulse/boards` and `deskpulse/firmware` are real folders; in the
-repository they are symlinks to the top-level `boards/` and `firmware/`, so a checkout and
-an editable install see the live files (pyproject.toml says which files a wheel takes).
+repository. In a wheel `deskpulse/shipped/boards` and `deskpulse/shipped/firmware` are real
+folders; in the repository they are symlinks to the top-level `boards/` and `firmware/`, so
+a checkout and an editable install see the live files (pyproject.toml says which files a
+wheel takes).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def sim_entry() -> Path:
 
 
 def _shipped(name: str) -> Path:
-    found = resources.files(__package__ or "deskpulse") / name
+    found = resources.files(__package__ or "deskpulse") / "shipped" / name
     # micropython is given these files by path, so they must be real files on disk.
     if not isinstance(found, Path) or not found.is_dir():
         raise DeskPulseError(f"this deskpulse has no {name} folder (looked for {found}): "

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from collections.abc import Sequence
 
-from deskpulse import db, installed_version
+from deskpulse import installed_version
 from deskpulse.cli import alerts, boards, devices, report, serve, sim, sync
 from deskpulse.errors import DeskPulseError
 
@@ -75,10 +74,6 @@ def _run(argv: Sequence[str] | None) -> int:
         return int(args.func(args))
     except DeskPulseError as e:
         print(f"deskpulse: {e}", file=sys.stderr)
-        return 2
-    except sqlite3.Error as e:  # one that no command turned into a sentence itself
-        path = (args.db or db.default_db_path()) if hasattr(args, "db") else None
-        print(f"deskpulse: {db.failure(e, path)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,4 +1,4 @@
-"""`deskpulse alerts`: bursts of unhappy customers per kiosk (deskpulse.alerts)."""
+"""`deskpulse alerts`: bursts of unhappy customers per kiosk (deskpulse.reports.alerts)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from deskpulse import db
-from deskpulse.alerts import (
+from deskpulse.reports.alerts import (
     DEFAULT_MINIMUM,
     DEFAULT_NEGATIVE,
     find_alerts,
@@ -16,6 +15,8 @@ from deskpulse.alerts import (
     parse_bound,
     parse_window,
 )
+from deskpulse.store import open_store
+from deskpulse.store.base import db_option_help
 
 
 def register(subparsers: Any) -> None:
@@ -26,7 +27,7 @@ def register(subparsers: Any) -> None:
             "List the periods where, within WINDOW, the share of the two lowest faces reached "
             "NEGATIVE with at least MIN responses, per device. Responses with an unknown time "
             "are left out, and rapid or closed ones unless --include-flagged."))
-    cmd.add_argument("--db", help=db.db_option_help())
+    cmd.add_argument("--db", help=db_option_help())
     cmd.add_argument("--window", default="15m",
                      help="window length: 90s, 15m, 2h (default: %(default)s)")
     cmd.add_argument("--negative", type=float, default=DEFAULT_NEGATIVE,
@@ -49,14 +50,14 @@ def do_alerts(args: argparse.Namespace) -> int:
     window_s = parse_window(args.window)
     since = parse_bound(args.since or None, "--since")
     until = parse_bound(args.until or None, "--until")
-    conn = db.connect(args.db, create=False)
+    store = open_store(args.db, create=False)
     try:
         alerts = find_alerts(
-            conn, window_s=window_s, negative=args.negative, minimum=args.min, since=since,
+            store, window_s=window_s, negative=args.negative, minimum=args.min, since=since,
             until=until, device=args.device, location=args.location,
             include_flagged=args.include_flagged)
     finally:
-        conn.close()
+        store.close()
     if args.format == "json":
         print(json.dumps({
             "window_s": window_s, "negative": args.negative, "minimum": args.min,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deskpulse import boards
+from deskpulse.device import boards
 
 
 def register(subparsers: Any) -> None:

@@ -1,18 +1,19 @@
-"""`deskpulse devices`: list the kiosks in the database (deskpulse.db); add, remove or
-describe them and rotate their keys (deskpulse.registry)."""
+"""`deskpulse devices`: list the kiosks in the store; add, remove or describe them and
+rotate their keys (deskpulse.device.registration)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import sqlite3
 import sys
 from collections.abc import Iterator
 from typing import Any
 
-from deskpulse import db, registry
+from deskpulse.cli.format import format_devices
+from deskpulse.device import registration
 from deskpulse.errors import DeskPulseError
-from deskpulse.format import format_devices
+from deskpulse.store import open_store
+from deskpulse.store.base import Store, db_option_help
 
 
 def register(subparsers: Any) -> None:
@@ -22,7 +23,7 @@ def register(subparsers: Any) -> None:
         description="Without a subcommand: every kiosk in the database with its last sync "
                     "and health. The subcommands register kiosks for the WiFi push "
                     "(docs/wifi.md).")
-    dev.add_argument("--db", help=db.db_option_help())
+    dev.add_argument("--db", help=db_option_help())
     dev.set_defaults(func=do_devices)
     _add_device_commands(dev)
 
@@ -30,7 +31,7 @@ def register(subparsers: Any) -> None:
 def _add_device_commands(dev: argparse.ArgumentParser) -> None:
     # SUPPRESS: a subcommand's own --db must not reset one given before it (devices --db X add).
     def db_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--db", default=argparse.SUPPRESS, help=db.db_option_help())
+        p.add_argument("--db", default=argparse.SUPPRESS, help=db_option_help())
 
     def describing(p: argparse.ArgumentParser) -> None:
         p.add_argument("--name", help="what people call it, e.g. 'Front desk' ('' clears)")
@@ -96,33 +97,30 @@ def _add_device_commands(dev: argparse.ArgumentParser) -> None:
 
 
 def do_devices(args: argparse.Namespace) -> int:
-    conn = db.connect(args.db, create=False)
-    try:
-        print(format_devices(db.devices(conn), registry.registered_ids(conn)))
-    finally:
-        conn.close()
+    with open_store(args.db, create=False) as store:
+        print(format_devices(store.devices(), store.registered_ids()))
     return 0
 
 
 @contextlib.contextmanager
 def _database(args: argparse.Namespace, *, create: bool = False
-              ) -> Iterator[sqlite3.Connection]:
+              ) -> Iterator[Store]:
     """The database; only registration (`devices add`) may create it: the other
     subcommands act on kiosks that a missing database cannot hold."""
-    conn = db.connect(getattr(args, "db", None), create=create)
+    store = open_store(getattr(args, "db", None), create=create)
     try:
-        yield conn
+        yield store
     finally:
-        conn.close()
+        store.close()
 
 
 def do_devices_add(args: argparse.Namespace) -> int:
     password = args.wifi_password
     if password == "-":
         password = sys.stdin.readline().rstrip("\r\n")
-    with _database(args, create=True) as conn:
-        done = registry.add_device(
-            conn, args.device_id, args.server, args.output, wifi_ssid=args.wifi_ssid,
+    with _database(args, create=True) as store:
+        done = registration.add_device(
+            store, args.device_id, args.server, args.output, wifi_ssid=args.wifi_ssid,
             wifi_password=password, name=args.name, location=args.location,
             time_zone=args.time_zone, force=args.force)
     again = " (its previous key no longer works)" if done.replaced else ""
@@ -133,15 +131,15 @@ def do_devices_add(args: argparse.Namespace) -> int:
 
 
 def do_devices_remove(args: argparse.Namespace) -> int:
-    with _database(args) as conn:
-        registry.remove_device(conn, args.device_id)
+    with _database(args) as store:
+        registration.remove_device(store, args.device_id)
     print(f"removed the key of {args.device_id}: it can no longer push; its responses stay")
     return 0
 
 
 def do_devices_rotate(args: argparse.Namespace) -> int:
-    with _database(args) as conn:
-        done = registry.rotate_key(conn, args.device_id, args.output, server_url=args.server)
+    with _database(args) as store:
+        done = registration.rotate_key(store, args.device_id, args.output, server_url=args.server)
     print(f"new key for {done.device_id} written to {done.config_file}; the old key no "
           f"longer works: install the file with: deskpulse sync --config {done.config_file}")
     return 0
@@ -150,14 +148,14 @@ def do_devices_rotate(args: argparse.Namespace) -> int:
 def do_devices_set(args: argparse.Namespace) -> int:
     if args.name is None and args.location is None and args.time_zone is None:
         raise DeskPulseError("nothing to set: give --name, --location or --time-zone")
-    with _database(args) as conn:
-        registry.describe_device(conn, args.device_id, name=args.name,
+    with _database(args) as store:
+        registration.describe_device(store, args.device_id, name=args.name,
                                  location=args.location, time_zone=args.time_zone)
     print(f"updated {args.device_id}")
     return 0
 
 
 def do_devices_show_key(args: argparse.Namespace) -> int:
-    with _database(args) as conn:
-        print(registry.show_key(conn, args.device_id))
+    with _database(args) as store:
+        print(registration.show_key(store, args.device_id))
     return 0

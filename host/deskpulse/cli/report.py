@@ -1,4 +1,4 @@
-"""`deskpulse report`: a thin command over deskpulse.report (and, for HTML, report_html and
+"""`deskpulse report`: a thin command over deskpulse.reports.figures (and, for HTML, report_html and
 alerts; for the terminal, report_table)."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from deskpulse import db
 from deskpulse.errors import DeskPulseError
+from deskpulse.store import open_store
+from deskpulse.store.base import db_option_help
 
-# deskpulse.report (numpy) and report_table (rich) are imported when the command runs:
+# deskpulse.reports.figures (numpy) and report_table (rich) are imported when the command runs:
 # building the parser for every command must not load them.
 
 FORMATS = ("table", "json", "csv", "html")
@@ -31,7 +32,7 @@ def register(subparsers: Any) -> None:
             "customers were told what happens next and what that changes, per device and "
             "location, by local weekday and hour and by day. Flagged responses (rapid, "
             "closed) are left out unless --include-flagged."))
-    rep.add_argument("--db", help=db.db_option_help())
+    rep.add_argument("--db", help=db_option_help())
     rep.add_argument("--since", help="from this ISO date or date-time (host local time "
                                      "unless it has an offset), inclusive")
     rep.add_argument("--until", help="up to this ISO date or date-time, exclusive")
@@ -50,30 +51,33 @@ def register(subparsers: Any) -> None:
 def do_report(args: argparse.Namespace) -> int:
     selection = {"since": args.since, "until": args.until, "device": args.device,
                  "location": args.location, "include_flagged": args.include_flagged}
-    conn = db.connect(args.db, create=False)
+    store = open_store(args.db, create=False)
     try:
-        from deskpulse import report  # numpy: only once there is something to report on
+        from deskpulse.reports import (
+            figures as report,  # numpy: only once there is something to report on
+        )
 
         with _output(args.output) as out:
             if args.format == "csv":
-                report.write_csv(conn, out, **selection)
+                report.write_csv(store, out, **selection)
             elif args.format == "json":
-                json.dump(report.build_report(conn, **selection), out, indent=2)
+                json.dump(report.build_report(store, **selection), out, indent=2)
                 out.write("\n")
             elif args.format == "html":
-                from deskpulse import alerts, report_html
+                from deskpulse.reports import alerts
+                from deskpulse.reports import html as report_html
 
-                figures = report.build_report(conn, **selection)
-                found = alerts.find_alerts(conn, **selection)
+                figures = report.build_report(store, **selection)
+                found = alerts.find_alerts(store, **selection)
                 out.write(report_html.render(figures, found))
             else:
-                from deskpulse.report_table import format_table
+                from deskpulse.reports.table import format_table
 
-                figures = report.build_report(conn, **selection)
+                figures = report.build_report(store, **selection)
                 colour = args.output is None and out.isatty()
                 out.write(format_table(figures, terminal=colour))
     finally:
-        conn.close()
+        store.close()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`deskpulse serve`: the aggregator that kiosks push to (deskpulse.server).
+"""`deskpulse serve`: the aggregator that kiosks push to (deskpulse.server.app).
 
 The server's own imports (FastAPI, uvicorn) wait until the command runs, so that every
 other deskpulse command starts fast.
@@ -10,8 +10,8 @@ import argparse
 import textwrap
 from typing import Any
 
-from deskpulse import db
 from deskpulse.errors import DeskPulseError
+from deskpulse.store.base import db_option_help
 
 
 def register(subparsers: Any) -> None:
@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
                      help="address to listen on (default %(default)s: this PC only)")
     srv.add_argument("--port", type=int, default=8080,
                      help="TCP port (default %(default)s; 0 picks a free one)")
-    srv.add_argument("--db", help=db.db_option_help())
+    srv.add_argument("--db", help=db_option_help())
     srv.add_argument("--access-log", action="store_true",
                      help="log every request (method, path, status)")
     srv.add_argument("--api-docs", action="store_true",
@@ -67,7 +67,7 @@ class _RawDescription(argparse.RawDescriptionHelpFormatter):
 def do_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise DeskPulseError(f"--port {args.port}: use 1-65535 (or 0 for any free port)")
-    from deskpulse.server import serve
+    from deskpulse.server.run import serve
 
     serve(args.db, args.host, args.port, access_log=args.access_log,
           announce=lambda line: print(line, flush=True), api_docs=args.api_docs,

@@ -1,5 +1,5 @@
-"""`deskpulse sim` and `deskpulse inspect`: a simulated kiosk (deskpulse.simulator) and a
-look at what it stored (deskpulse.inspect)."""
+"""`deskpulse sim` and `deskpulse inspect`: a simulated kiosk (deskpulse.sim.simulator) and a
+look at what it stored (deskpulse.device.inspect)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deskpulse import boards, simulator
+from deskpulse.cli.format import format_response, format_status
+from deskpulse.device import boards
+from deskpulse.device.config_check import read_config_json
+from deskpulse.device.inspect import read_state
+from deskpulse.device.micropython import require_micropython
 from deskpulse.errors import DeskPulseError
-from deskpulse.format import format_response, format_status
-from deskpulse.inspect import read_state
-from deskpulse.sync import read_config_json
+from deskpulse.sim import simulator
 
 
 def register(subparsers: Any) -> None:
@@ -43,7 +45,7 @@ def register(subparsers: Any) -> None:
 
 
 def do_sim(args: argparse.Namespace) -> int:
-    simulator.require_micropython("deskpulse sim")
+    require_micropython("deskpulse sim")
     board = boards.board_path(args.board)
     problems = boards.errors_only(boards.validate_board(boards.load_board(board)))
     if problems:

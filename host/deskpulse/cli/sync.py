@@ -1,4 +1,4 @@
-"""`deskpulse sync`: pull a kiosk's responses over USB serial (deskpulse.sync)."""
+"""`deskpulse sync`: pull a kiosk's responses over USB serial (deskpulse.device.sync)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from deskpulse import db
-from deskpulse.format import format_summary
-from deskpulse.sync import PROTOCOL, sync
+from deskpulse.cli.format import format_summary
+from deskpulse.device.sync import sync
+from deskpulse.protocol.wire import PROTOCOL
+from deskpulse.store.base import db_option_help
 
 
 def register(subparsers: Any) -> None:
@@ -22,7 +23,7 @@ def register(subparsers: Any) -> None:
     syn.add_argument("--port", default="auto",
                      help="the kiosk's serial port, or 'auto' to find the single ESP32 USB "
                           "port (default: %(default)s)")
-    syn.add_argument("--db", help=db.db_option_help())
+    syn.add_argument("--db", help=db_option_help())
     syn.add_argument("--config", metavar="FILE",
                      help="also send this device config (JSON); it is checked first with "
                           "the firmware's own validator, so a bad file never reaches the "

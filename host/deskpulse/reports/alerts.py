@@ -10,7 +10,6 @@ into one alert period, reported from its first response to its last.
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from operator import itemgetter
 from typing import Any
 
 from deskpulse.errors import DeskPulseError
+from deskpulse.store.base import Store
 from deskpulse.timezones import device_zone, host_time_zone, require_zone, zone_of
 
 DEFAULT_WINDOW_S = 900
@@ -55,7 +55,7 @@ def parse_bound(value: TimeBound, option: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, str):
-        from deskpulse.report import parse_when  # not at the top: report loads numpy
+        from deskpulse.reports.figures import parse_when  # not at the top: report loads numpy
 
         return parse_when(value, option)
     if isinstance(value, datetime):
@@ -146,7 +146,7 @@ def local_iso(wall: int, zone: tzinfo) -> str:
 
 
 def find_alerts(
-    conn: sqlite3.Connection,
+    store: Store,
     *,
     window_s: float = DEFAULT_WINDOW_S,
     negative: float = DEFAULT_NEGATIVE,
@@ -165,26 +165,11 @@ def find_alerts(
     unknown time are left out, and flagged ones (rapid, closed) unless `include_flagged`."""
     _check_thresholds(window_s, negative, minimum)
     low, high = parse_bound(since, "--since"), parse_bound(until, "--until")
-    where = ["r.wall IS NOT NULL"]
-    params: list[Any] = []
-    for clause, value in (("r.wall >= ?", low), ("r.wall < ?", high),
-                          ("r.device_id = ?", device),
-                          ("r.device_id IN (SELECT device_id FROM devices WHERE location = ?)",
-                           location)):
-        if value is not None:
-            where.append(clause)
-            params.append(value)
-    if not include_flagged:
-        where.append("r.rapid = 0 AND r.closed = 0")
-    # Only what the windows need, in the order they need it; the device's facts are read
-    # once per device, not joined to each of its responses.
-    rows = conn.execute(
-        f"""SELECT r.device_id, r.wall, r.rating IN {NEGATIVE_RATINGS}
-            FROM responses r
-            WHERE {' AND '.join(where)}
-            ORDER BY r.device_id, r.wall""", params)
-    facts = {row[0]: row[1:] for row in conn.execute(
-        "SELECT device_id, name, location, time_zone FROM devices")}
+    rows = store.negative_marks(since=low, until=high, device_id=device, location=location,
+                                include_flagged=include_flagged,
+                                negative_ratings=NEGATIVE_RATINGS)
+    # The device's facts are read once per device, not joined to each of its responses.
+    facts = {f.device_id: (f.name, f.location, f.time_zone) for f in store.device_facts()}
 
     host_zone = host_time_zone()
     alerts: list[dict[str, Any]] = []

@@ -1,12 +1,12 @@
-"""One process that does all of the aggregator's SQLite work, fed from an event loop.
+"""One process that does all of the aggregator's store work, fed from an event loop.
 
-Storing a batch (db.store_batch) is mostly Python work that holds the GIL. On a thread of
+Storing a batch (Store.store_batch) is mostly Python work that holds the GIL. On a thread of
 the server it took turns with the event loop's HTTP work on one core, and both waited
 for each other at every SQLite call; in its own process it stores one batch while the
 event loop reads and checks the next ones on another core.
 
 `await writer.run(fn, *args)` sends fn (a module-level function) and its arguments,
-pickled, over a pipe; the writer calls fn(conn, *args) on its one connection, one job at
+pickled, over a pipe; the writer calls fn(store, *args) on its one open store, one job at
 a time in arrival order (so the server's writes never contend for SQLite's lock among
 themselves), and sends back the result or the exception. The jobs that arrived while it
 worked are committed together (a group commit), and answered only after that commit.
@@ -27,20 +27,20 @@ import os
 import pickle
 import queue
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from deskpulse import db
 from deskpulse.errors import DeskPulseError
+from deskpulse.store import open_store
+from deskpulse.store.base import Store
 
 _T = TypeVar("_T")
 _STOP = b""
 MAX_GROUP = 64
 """Jobs committed together at most. Jobs must work inside the writer's transaction:
-reads, and writes through db.store_batch (which then takes a savepoint)."""
+reads, and writes through Store.store_batch (which then joins the group's commit)."""
 
 
 class StorageUnavailable(DeskPulseError):
@@ -56,11 +56,9 @@ def _writer_main(conn: Connection, db_path: str | os.PathLike[str] | None,
     # Ctrl-C reaches the whole process group: the writer finishes what it was given and
     # stops when the server closes the pipe, never in the middle of a transaction.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    database: sqlite3.Connection | None = None
+    database: Store | None = None
     try:
-        database = db.connect(db_path)
-        if busy_timeout_ms is not None:
-            database.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        database = open_store(db_path, busy_timeout_ms=busy_timeout_ms)
         while True:
             group, stopping = _next_group(conn)
             for reply in _run_group(database, group):
@@ -100,7 +98,7 @@ def _next_group(conn: Connection) -> tuple[list[_Job], bool]:
     return group, False
 
 
-def _run_group(database: sqlite3.Connection, group: list[_Job]) -> list[tuple[int, bool, Any]]:
+def _run_group(database: Store, group: list[_Job]) -> list[tuple[int, bool, Any]]:
     """Run the jobs in ONE transaction, each in a savepoint of it (a refused push is
     undone alone), and commit once: the commit, not the work, is the most of a small
     push's cost. Every reply waits for the commit; if it fails, every job fails."""
@@ -109,14 +107,14 @@ def _run_group(database: sqlite3.Connection, group: list[_Job]) -> list[tuple[in
     replies = []
     lost: Exception | None = None
     try:
-        with db.write_transaction(database):
+        with database.group_commit():
             for job_id, fn, args in group:
                 try:
-                    with db.savepoint(database):
+                    with database.part():
                         replies.append((job_id, True, fn(database, *args)))
                 except Exception as exc:  # sent back and raised in the server
-                    if not database.in_transaction:
-                        # SQLite rolled the whole transaction back (a full disk, an I/O
+                    if not database.group_intact():
+                        # The engine rolled the whole group back (a full disk, an I/O
                         # error): the jobs before this one are gone too.
                         lost = exc
                         raise
@@ -177,7 +175,7 @@ class _Link:
         # deskpulse imported already (forking the threaded server is unsafe; spawn would
         # import everything again at each start).
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["deskpulse.db", "deskpulse.server"])
+        context.set_forkserver_preload(["deskpulse.store.sqlite", "deskpulse.server.app"])
         self._conn, child_end = context.Pipe()
         self._process = context.Process(
             target=_writer_main, args=(child_end, db_path, busy_timeout_ms),

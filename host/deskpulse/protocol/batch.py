@@ -34,15 +34,15 @@ _MAX_VARINT_BYTES = 5  # 35 bits: enough for any 32-bit field and any zigzag wal
 _MIN_RECORD_BYTES = 3  # b1, uptime delta, latency
 
 _X = 0x80
-_EXT_GAP = 0x01
-_EXT_BOOT = 0x02
-_EXT_FLAGS = 0x04
-_EXT_CONFIG = 0x08
-_EXT_WALL_BASE = 0x10
-_EXT_CLOCK = 0x20
+EXT_GAP = 0x01
+EXT_BOOT = 0x02
+EXT_FLAGS = 0x04
+EXT_CONFIG = 0x08
+EXT_WALL_BASE = 0x10
+EXT_CLOCK = 0x20
 _EXT_KNOWN_BITS = 0x3F
-_FLAG_RAPID = 1
-_FLAG_CLOSED = 2
+FLAG_RAPID = 1
+FLAG_CLOSED = 2
 
 
 class BatchError(DeskPulseError):
@@ -198,24 +198,24 @@ def decode_batch(payload: bytes) -> Batch:
         ext = r.byte() if b1 & _X else 0
         if ext & ~_EXT_KNOWN_BITS:
             raise BatchError(f"record {len(out)}: unknown extension bits {ext:#04x}")
-        if ext & _EXT_GAP:
+        if ext & EXT_GAP:
             seq = _bounded(seq + 2 + r.field("sequence gap"), "sequence number")
         else:
             seq = _bounded(seq + 1, "sequence number")
-        if ext & _EXT_BOOT:
+        if ext & EXT_BOOT:
             boot = _bounded(boot + r.field("boot delta"), "boot")
             uptime = 0
-        if ext & _EXT_FLAGS:
+        if ext & EXT_FLAGS:
             flags = r.byte()
-            if flags & ~(_FLAG_RAPID | _FLAG_CLOSED):
+            if flags & ~(FLAG_RAPID | FLAG_CLOSED):
                 raise BatchError(f"record {len(out)}: unknown flags {flags:#04x}")
-        if ext & _EXT_CONFIG:
+        if ext & EXT_CONFIG:
             config_version = r.field("config version")
-        if ext & _EXT_WALL_BASE:
+        if ext & EXT_WALL_BASE:
             wall_base += r.zigzag()
             if abs(wall_base) > _MAX_WALL_BASE:
                 raise BatchError(f"record {len(out)}: wall base {wall_base} out of range")
-        if ext & _EXT_CLOCK:
+        if ext & EXT_CLOCK:
             known = not known
         uptime = _bounded(uptime + r.field("uptime delta"), "uptime")
         latency_ds = r.field("latency")
@@ -226,8 +226,8 @@ def decode_batch(payload: bytes) -> Batch:
                 raise BatchError(f"record {len(out)}: wall time {wall} out of range")
         out.append(Response(
             seq=seq, rating=rating, scale=scale, told_next=TOLD_NAMES[told],
-            latency_s=latency_ds / 10, rapid=bool(flags & _FLAG_RAPID),
-            closed=bool(flags & _FLAG_CLOSED), boot=boot, uptime_s=uptime, wall=wall,
+            latency_s=latency_ds / 10, rapid=bool(flags & FLAG_RAPID),
+            closed=bool(flags & FLAG_CLOSED), boot=boot, uptime_s=uptime, wall=wall,
             config_version=config_version,
         ))
     if r.left():
@@ -295,26 +295,26 @@ def encode_batch(responses: Sequence[Response], more: bool = False) -> bytes:
         ext = 0
         fields = bytearray()
         if r.seq != seq + 1:
-            ext |= _EXT_GAP
+            ext |= EXT_GAP
             _put_varint(fields, r.seq - seq - 2)
         if r.boot != boot:
-            ext |= _EXT_BOOT
+            ext |= EXT_BOOT
             _put_varint(fields, r.boot - boot)
             uptime = 0
-        r_flags = (_FLAG_RAPID if r.rapid else 0) | (_FLAG_CLOSED if r.closed else 0)
+        r_flags = (FLAG_RAPID if r.rapid else 0) | (FLAG_CLOSED if r.closed else 0)
         if r_flags != flags:
-            ext |= _EXT_FLAGS
+            ext |= EXT_FLAGS
             fields.append(r_flags)
         if r.config_version != config_version:
-            ext |= _EXT_CONFIG
+            ext |= EXT_CONFIG
             _put_varint(fields, r.config_version)
         r_known = r.wall is not None
         if r.wall is not None and r.wall - r.uptime_s != base:
-            ext |= _EXT_WALL_BASE
+            ext |= EXT_WALL_BASE
             _put_zigzag(fields, r.wall - r.uptime_s - base)
             base = r.wall - r.uptime_s
         if r_known != known:
-            ext |= _EXT_CLOCK
+            ext |= EXT_CLOCK
         b1 = r.rating | (r.scale - 3) << 3 | _TOLD_CODES[r.told_next] << 5
         if ext:
             out.append(b1 | _X)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from deskpulse import db
-    from deskpulse.sync import SyncSummary
+    from deskpulse.device.sync import SyncSummary
+    from deskpulse.store.base import DeviceHealth
 
 
 def format_status(status: dict) -> str:
@@ -66,7 +66,7 @@ def format_summary(s: SyncSummary) -> str:
     return "\n".join(lines)
 
 
-def format_devices(devices: list[db.DeviceHealth], registered: set[str] | None = None) -> str:
+def format_devices(devices: list[DeviceHealth], registered: set[str] | None = None) -> str:
     """One block per kiosk; a kiosk in `registered` (ids with a push key) gets a line
     saying so."""
     if not devices:

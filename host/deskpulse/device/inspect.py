@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from deskpulse import resources
+from deskpulse.device.micropython import require_micropython
 from deskpulse.errors import DeskPulseError
-from deskpulse.simulator import require_micropython
 
 
 @dataclass

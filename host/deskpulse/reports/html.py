@@ -26,7 +26,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from deskpulse.report import clock_corrected_line
+from deskpulse.reports.figures import clock_corrected_line
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType

@@ -20,7 +20,6 @@ import ctypes
 import errno
 import os
 import selectors
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from types import FrameType, TracebackType
 from typing import BinaryIO, Self, TextIO
 
 from deskpulse import resources
+from deskpulse.device.micropython import require_micropython
 from deskpulse.errors import DeskPulseError
 
 # Room for the simulated chips and for compiling the firmware's .py sources at import
@@ -51,25 +51,6 @@ _RUN_POLL = 0.2
 _PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STOPPED_BY_SIGNAL = tuple(128 + int(sig) for sig in _STOP_SIGNALS)  # run() exit codes
-
-
-def default_micropython() -> Path | None:
-    """The `micropython` installed beside this interpreter (the venv's), else one on PATH."""
-    beside = Path(sys.executable).parent / "micropython"
-    if beside.exists():
-        return beside
-    found = shutil.which("micropython")
-    return Path(found) if found else None
-
-
-def require_micropython(command: str) -> Path:
-    """The `micropython` that `command` runs the firmware on, or one sentence on the extra
-    that installs it (the unix port has no Windows wheel, so it is not a dependency)."""
-    found = default_micropython()
-    if found is None:
-        raise DeskPulseError(
-            f"{command} needs the MicroPython unix port: pip install 'deskpulse[sim]'")
-    return found
 
 
 class Simulator:

@@ -1,4 +1,6 @@
 """Rollups: per-device counts kept up to date at ingest, so reports need not scan responses.
+This module is their layout and arithmetic, the same for every engine; the SQLite store
+keeps them in tables (store/sqlite/rollup_tables.py).
 
 Two tables, both keyed by (device, local period, scale, flag kind), where the kind is
 `rapid | closed << 1` (0 = an ordinary response) and each row holds a vector of counters
@@ -17,7 +19,7 @@ A report over whole months reads one row per device and month (about 24,000 rows
 the day rows, partial days from the raw responses.
 
 Local time follows the device's zone (timezones.device_zone); `rollup_zones` records the
-zone each device's rows were built with, and `ensure_zone` rebuilds a device's rows from
+zone each device's rows were built with, and the store rebuilds a device's rows from
 its responses when that zone no longer holds (set on the device, or a new host zone).
 Deltas are computed with numpy for a whole batch at once: +1 for each new response, and
 -1/+1 for each stored response an anchor moves (a boot's first anchor, or one that
@@ -27,13 +29,12 @@ corrects the boot's clock, also for responses the device had stamped: docs/time.
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from deskpulse.timezones import device_zone, host_time_zone, zone_clock
+from deskpulse.timezones import zone_clock
 
 TOLD_ORDER = ("yes", "no", "no_answer")
 TOLD_CODE = {name: code for code, name in enumerate(TOLD_ORDER)}
@@ -59,33 +60,9 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 BLOB = "<u4"
 """The numpy dtype of a counter in the BLOBs. numpy is imported by the functions that use
-it, not here: db.py imports this module for the schema, and commands that never compute a
+it, not here: the store imports this module when it opens, and commands that never compute a
 rollup (`deskpulse devices`, `--help`) should not pay for loading numpy."""
 BLOB_ITEMSIZE = 4
-
-SCHEMA: tuple[str, ...] = (
-    """CREATE TABLE rollup_days (
-        device_id TEXT NOT NULL,
-        day       INTEGER NOT NULL,  -- local days since 1970-01-01
-        scale     INTEGER NOT NULL,
-        kind      INTEGER NOT NULL,  -- rapid | closed << 1
-        counts    BLOB NOT NULL,     -- DAY_WIDTH little-endian uint32 (rollups.py)
-        PRIMARY KEY (device_id, day, scale, kind)
-    ) WITHOUT ROWID""",
-    """CREATE TABLE rollup_months (
-        device_id TEXT NOT NULL,
-        month     INTEGER NOT NULL,  -- year * 12 + month - 1, local; 0 = time unknown
-        scale     INTEGER NOT NULL,
-        kind      INTEGER NOT NULL,
-        counts    BLOB NOT NULL,     -- MONTH_WIDTH little-endian uint32 (rollups.py)
-        PRIMARY KEY (device_id, month, scale, kind)
-    ) WITHOUT ROWID""",
-    """CREATE TABLE rollup_zones (
-        device_id TEXT PRIMARY KEY,
-        zone      TEXT NOT NULL      -- the IANA zone the device's rollups were built in
-    )""",
-)
-
 
 if TYPE_CHECKING:
     import numpy as np
@@ -271,101 +248,3 @@ def deltas_by_arrays(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
                                   [ch.weights[unknown]]).items():
             months[key] = vec
     return days, months
-
-
-def _apply_table(conn: sqlite3.Connection, device_id: str, table: str, period: str,
-                 width: int, changes: Deltas) -> None:
-    if not changes:
-        return
-    import numpy as np
-
-    keys = sorted(changes)
-    stored = {
-        (p, s, k): blob for p, s, k, blob in conn.execute(
-            f"SELECT {period}, scale, kind, counts FROM {table} "
-            f"WHERE device_id = ? AND {period} BETWEEN ? AND ?",
-            (device_id, keys[0][0], keys[-1][0]))
-    }
-    zero = bytes(width * BLOB_ITEMSIZE)
-    before = np.frombuffer(b"".join(stored.get(k, zero) for k in keys), BLOB)
-    after = before.reshape(len(keys), width).astype(np.int64) + np.stack(
-        [changes[k] for k in keys])
-    if (after < 0).any():
-        raise RuntimeError(f"rollups of {device_id} went negative: they no longer match "
-                           "the responses")
-    out = after.astype(BLOB)
-    empty = [not row.any() for row in out]
-    conn.executemany(
-        f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?)",
-        [(device_id, *k, out[i].tobytes()) for i, k in enumerate(keys) if not empty[i]])
-    if any(empty):
-        conn.executemany(
-            f"DELETE FROM {table} WHERE device_id = ? AND {period} = ? AND scale = ? "
-            "AND kind = ?", [(device_id, *k) for i, k in enumerate(keys) if empty[i]])
-
-
-def apply(conn: sqlite3.Connection, device_id: str, zone: str, ch: Changes) -> None:
-    """Add `ch` to the device's rollups (inside the caller's transaction)."""
-    days, months = deltas(zone, ch)
-    _apply_table(conn, device_id, "rollup_days", "day", DAY_WIDTH, days)
-    _apply_table(conn, device_id, "rollup_months", "month", MONTH_WIDTH, months)
-
-
-def changes_of_device(conn: sqlite3.Connection, device_id: str) -> Changes:
-    rows = conn.execute(
-        "SELECT wall, rating, scale, told_next, rapid, closed FROM responses "
-        "WHERE device_id = ?", (device_id,)).fetchall()
-    if not rows:
-        return Changes.empty()
-    walls, ratings, scales, tolds, rapid, closed = zip(*rows, strict=True)
-    return Changes.from_columns(walls, ratings, scales, tolds, rapid, closed)
-
-
-def rebuild(conn: sqlite3.Connection, device_id: str, zone: str) -> None:
-    """Recompute a device's rollups from its responses in `zone` (inside a transaction)."""
-    conn.execute("DELETE FROM rollup_days WHERE device_id = ?", (device_id,))
-    conn.execute("DELETE FROM rollup_months WHERE device_id = ?", (device_id,))
-    apply(conn, device_id, zone, changes_of_device(conn, device_id))
-    conn.execute("INSERT OR REPLACE INTO rollup_zones VALUES (?, ?)", (device_id, zone))
-
-
-def ensure_zone(conn: sqlite3.Connection, device_id: str, host_zone: str | None = None) -> str:
-    """The zone the device's rollups are in, rebuilding them first when the device's zone
-    changed or they were never built (a database from before rollups). Call inside a
-    write transaction."""
-    row = conn.execute(
-        """SELECT d.time_zone, z.zone FROM devices d
-           LEFT JOIN rollup_zones z ON z.device_id = d.device_id
-           WHERE d.device_id = ?""", (device_id,)).fetchone()
-    configured, built = (row[0], row[1]) if row is not None else (None, None)
-    zone = device_zone(configured, host_zone or host_time_zone())
-    if built != zone:
-        rebuild(conn, device_id, zone)
-    return zone
-
-
-def stale_devices(conn: sqlite3.Connection, host_zone: str | None = None) -> list[str]:
-    """Devices whose rollups are missing or were built in another zone than theirs."""
-    host = host_zone or host_time_zone()
-    return [
-        device_id for device_id, configured, built in conn.execute(
-            """SELECT d.device_id, d.time_zone, z.zone FROM devices d
-               LEFT JOIN rollup_zones z ON z.device_id = d.device_id""")
-        if built != device_zone(configured, host)
-    ]
-
-
-def read_rows(conn: sqlite3.Connection, device_id: str) -> dict[str, dict[tuple[int, int, int],
-                                                                          tuple[int, ...]]]:
-    """A device's rollup rows as plain tuples (for tests and checks)."""
-    import numpy as np
-
-    out: dict[str, dict[tuple[int, int, int], tuple[int, ...]]] = {}
-    for table, period in (("rollup_days", "day"), ("rollup_months", "month")):
-        out[table] = {
-            (p, s, k): tuple(np.frombuffer(blob, BLOB).tolist())
-            for p, s, k, blob in conn.execute(
-                f"SELECT {period}, scale, kind, counts FROM {table} WHERE device_id = ?",
-                (device_id,))
-        }
-    return out

@@ -16,9 +16,7 @@ import contextlib
 import json
 import os
 import re
-import sqlite3
 import tempfile
-import time
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -26,8 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from deskpulse import db, signing
 from deskpulse.errors import DeskPulseError
+from deskpulse.protocol import signing
+from deskpulse.store.base import DeviceFacts, Store, already_registered
 
 _SYNC_TEXT_LIMITS = {"server_url": 200, "wifi_ssid": 32, "wifi_password": 64}
 """The firmware's limits for these config fields (kiosk/config.py `_SYNC_STRS`)."""
@@ -176,46 +175,8 @@ class Registered:
     replaced: bool  # an earlier registration (and its key) was replaced
 
 
-def is_registered(conn: sqlite3.Connection, device_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM device_keys WHERE device_id = ?",
-                        (device_id,)).fetchone() is not None
-
-
-def registered_ids(conn: sqlite3.Connection) -> set[str]:
-    return {row[0] for row in conn.execute("SELECT device_id FROM device_keys")}
-
-
-def device_key(conn: sqlite3.Connection, device_id: str) -> bytes | None:
-    row = conn.execute("SELECT key FROM device_keys WHERE device_id = ?",
-                       (device_id,)).fetchone()
-    return None if row is None else bytes(row[0])
-
-
-def _set_key(conn: sqlite3.Connection, device_id: str, key: bytes, now: int) -> None:
-    """A new key, with the replay counter back at zero (docs/wifi.md)."""
-    conn.execute(
-        """INSERT INTO device_keys (device_id, key, created, nonce_boot, nonce_count)
-           VALUES (?, ?, ?, 0, 0)
-           ON CONFLICT (device_id) DO UPDATE SET key = excluded.key,
-               created = excluded.created, nonce_boot = 0, nonce_count = 0""",
-        (device_id, key, now))
-
-
-def _describe(conn: sqlite3.Connection, device_id: str, name: str | None,
-              location: str | None, time_zone: str | None, now: int) -> None:
-    """Create the devices row if the kiosk was never seen, and set what people gave;
-    None leaves a field as it is, "" clears it."""
-    conn.execute(
-        "INSERT INTO devices (device_id, first_seen) VALUES (?, ?) "
-        "ON CONFLICT (device_id) DO NOTHING", (device_id, now))
-    for column, value in (("name", name), ("location", location), ("time_zone", time_zone)):
-        if value is not None:
-            conn.execute(f"UPDATE devices SET {column} = ? WHERE device_id = ?",
-                         (value or None, device_id))
-
-
 def add_device(
-    conn: sqlite3.Connection,
+    store: Store,
     device_id: str,
     server_url: str,
     config_file: str | os.PathLike[str],
@@ -236,24 +197,18 @@ def add_device(
         check_time_zone(time_zone)
     _check_wifi(wifi_ssid, wifi_password)
     path = Path(config_file)
-    at = int(now if now is not None else time.time())
     key = signing.new_key()
     data = _config_bytes(device_config(device_id, url, key, wifi_ssid, wifi_password))
-    refusal = (f"{device_id} is already registered; pass --force to give it a new key "
-               "(its current config file then stops working), or use rotate-key")
-    if is_registered(conn, device_id) and not force:
-        raise DeskPulseError(refusal)
-    with _placed_file(path, data, replace=force), db.transaction(conn):
-        replaced = is_registered(conn, device_id)
-        if replaced and not force:  # registered meanwhile by another command
-            raise DeskPulseError(refusal)
-        _describe(conn, device_id, name, location, time_zone, at)
-        _set_key(conn, device_id, key, at)
+    if device_id in store.registered_ids() and not force:
+        raise already_registered(device_id)  # the store asks again as it commits
+    with _placed_file(path, data, replace=force):
+        replaced = store.set_key(device_id, key, replace=force, now=now,
+                                 facts=DeviceFacts(device_id, name, location, time_zone))
     return Registered(device_id, path, url, replaced)
 
 
 def rotate_key(
-    conn: sqlite3.Connection,
+    store: Store,
     device_id: str,
     config_file: str | os.PathLike[str],
     *,
@@ -280,44 +235,32 @@ def rotate_key(
     key = signing.new_key()
     sync["device_key"] = key.hex()
     config = {**config, "device_id": device_id, "sync": sync}
-    at = int(now if now is not None else time.time())
-    if not is_registered(conn, device_id):
+    if device_id not in store.registered_ids():
         raise DeskPulseError(f"{device_id} is not registered: use `deskpulse devices add`")
-    with _placed_file(path, _config_bytes(config), replace=True), db.transaction(conn):
-        if not is_registered(conn, device_id):  # removed meanwhile by another command
-            raise DeskPulseError(f"{device_id} is not registered")
-        _set_key(conn, device_id, key, at)
+    with _placed_file(path, _config_bytes(config), replace=True):
+        store.set_key(device_id, key, replace=True, now=now)  # refused if removed meanwhile
     return Registered(device_id, path, str(sync.get("server_url", "")), True)
 
 
-def remove_device(conn: sqlite3.Connection, device_id: str) -> None:
+def remove_device(store: Store, device_id: str) -> None:
     """Delete the kiosk's key: it can no longer push. Its stored responses stay."""
     check_device_id(device_id)
-    with db.transaction(conn):
-        cur = conn.execute("DELETE FROM device_keys WHERE device_id = ?", (device_id,))
-        if cur.rowcount == 0:
-            raise DeskPulseError(f"{device_id} is not registered")
+    store.remove_key(device_id)
 
 
-def describe_device(conn: sqlite3.Connection, device_id: str, *, name: str | None = None,
+def describe_device(store: Store, device_id: str, *, name: str | None = None,
                     location: str | None = None, time_zone: str | None = None) -> None:
     """Set a known kiosk's name, location or time zone ("" clears one)."""
     check_device_id(device_id)
     if time_zone:
         check_time_zone(time_zone)
-    with db.transaction(conn):
-        known = conn.execute("SELECT 1 FROM devices WHERE device_id = ?",
-                             (device_id,)).fetchone()
-        if known is None:
-            raise DeskPulseError(
-                f"no device {device_id} in the database: `deskpulse devices add` it first")
-        _describe(conn, device_id, name, location, time_zone, int(time.time()))
+    store.describe_device(device_id, name=name, location=location, time_zone=time_zone)
 
 
-def show_key(conn: sqlite3.Connection, device_id: str) -> str:
+def show_key(store: Store, device_id: str) -> str:
     """The kiosk's key as the 64 hex digits of its config file."""
     check_device_id(device_id)
-    key = device_key(conn, device_id)
+    key = store.device_key(device_id)
     if key is None:
         raise DeskPulseError(f"{device_id} is not registered")
     return key.hex()

@@ -10,10 +10,7 @@ stamp the anchors contradicted (`clock_corrected`) come from their own small ind
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,10 +19,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from deskpulse import rollups as ru
-from deskpulse.db import CLOCK_CORRECTED, CLOCK_TOLERANCE_S
-from deskpulse.db import transaction as db_transaction
 from deskpulse.errors import DeskPulseError
+from deskpulse.store import rollups as ru
+from deskpulse.store.base import CLOCK_TOLERANCE_S, EARLIEST, LATEST, Store
 from deskpulse.timezones import (
     ZoneClock,
     device_zone,
@@ -97,7 +93,7 @@ class Selection:
         return (0, 1, 2, 3) if self.include_flagged else (0,)
 
 
-def select(conn: sqlite3.Connection, *, since: str | int | datetime | None = None,
+def select(store: Store, *, since: str | int | datetime | None = None,
            until: str | int | datetime | None = None, device: str | None = None,
            location: str | None = None, include_flagged: bool = False) -> Selection:
     """Check the filters against the database; raises DeskPulseError on bad input."""
@@ -105,19 +101,18 @@ def select(conn: sqlite3.Connection, *, since: str | int | datetime | None = Non
     if low is not None and high is not None and low >= high:
         raise DeskPulseError(
             f"--since ({_iso(low)}) must come before --until ({_iso(high)})")
-    rows = conn.execute(
-        "SELECT device_id, name, location, time_zone FROM devices ORDER BY device_id"
-    ).fetchall()
-    if device is not None and device not in {r[0] for r in rows}:
+    rows = store.device_facts()
+    if device is not None and device not in {r.device_id for r in rows}:
         raise DeskPulseError(f"no device {device!r} in the database; `deskpulse devices` "
                              "lists the known ones")
-    if location is not None and location not in {r[2] for r in rows}:
-        known = sorted({r[2] for r in rows if r[2] is not None})
+    if location is not None and location not in {r.location for r in rows}:
+        known = sorted({r.location for r in rows if r.location is not None})
         raise DeskPulseError(f"no device is at location {location!r}; known locations: "
                              f"{', '.join(known) if known else 'none yet'}")
     host = host_time_zone()
     chosen = []
-    for device_id, name, place, configured in rows:
+    for device_id, name, place, configured in ((r.device_id, r.name, r.location, r.time_zone)
+                                               for r in rows):
         if (device is None or device_id == device) and (location is None
                                                         or place == location):
             require_zone(device_id, configured)
@@ -332,9 +327,6 @@ def _add_day_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
                         _trend_of_counts(matrix[pick, :ru.COUNTS], scale))
 
 
-_RAW_COLUMNS = "device_id, wall, rating, scale, told_next, rapid, closed"
-
-
 def _add_raw(tally: Tally, zone: ZoneClock, rows: Iterator[tuple[Any, ...]]) -> None:
     for device_id, wall, rating, scale, told_next, rapid, closed in rows:
         local = zone.local_one(wall) if wall is not None else None
@@ -342,129 +334,75 @@ def _add_raw(tally: Tally, zone: ZoneClock, rows: Iterator[tuple[Any, ...]]) -> 
                            (rapid != 0) + 2 * (closed != 0), local)
 
 
-def _ensure_rollups(conn: sqlite3.Connection, devices: list[Device]) -> None:
-    """Rebuild the rollups of devices whose zone changed (or that have none yet)."""
-    wanted = {d.device_id for d in devices}
-    stale = sorted(wanted & set(ru.stale_devices(conn)))
-    if not stale:
-        return
-    try:
-        with db_transaction(conn):
-            for device_id in sorted(wanted & set(ru.stale_devices(conn))):
-                ru.ensure_zone(conn, device_id)
-    except sqlite3.OperationalError as exc:
-        raise DeskPulseError(
-            f"the figures of {', '.join(stale[:3])}{' and others' if len(stale) > 3 else ''} "
-            f"must be recounted first (a new time zone, or a database from before "
-            f"reports), which needs to write to the database: {exc}") from exc
-
-
-def _kinds_clause(sel: Selection) -> str:
-    return "" if sel.include_flagged else " AND rapid = 0 AND closed = 0"
-
-
-def add_clock_corrected(conn: sqlite3.Connection, sel: Selection, tally: Tally) -> None:
-    """The selected responses whose device stamp the anchors contradicted, by one query
-    on the partial index that holds only those (its WHERE must be repeated verbatim)."""
-    rows = conn.execute(
-        f"""SELECT device_id, count(*), max(abs(wall - device_wall))
-            FROM responses INDEXED BY responses_clock_corrected
-            WHERE device_id IN (SELECT value FROM json_each(?)) AND wall >= ? AND wall < ?
-              {_kinds_clause(sel)} AND {CLOCK_CORRECTED}
-            GROUP BY device_id""",
-        (json.dumps([d.device_id for d in sel.devices]),
-         sel.since if sel.since is not None else -(1 << 62),
-         sel.until if sel.until is not None else 1 << 62))
-    for device_id, responses, largest in rows:
+def add_clock_corrected(store: Store, sel: Selection, tally: Tally) -> None:
+    """The selected responses whose device stamp the anchors contradicted."""
+    for device_id, responses, largest in store.clock_corrected(
+            [d.device_id for d in sel.devices], _low(sel.since), _high(sel.until),
+            include_flagged=sel.include_flagged):
         tally.add_clock(device_id, responses, largest)
 
 
-@contextlib.contextmanager
-def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction, so that rollups and raw edges come from the same moment
-    while a sync may be committing."""
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")
+def _low(since: int | None) -> int:
+    return since if since is not None else EARLIEST
 
 
-def _tally_from_rollups(conn: sqlite3.Connection, sel: Selection) -> Tally:
+def _high(until: int | None) -> int:
+    return until if until is not None else LATEST
+
+
+def _tally_from_rollups(store: Store, sel: Selection) -> Tally:
     tally = Tally(sel.kinds)
     by_zone: dict[str, list[str]] = defaultdict(list)
     for d in sel.devices:
         by_zone[d.zone].append(d.device_id)
     for zone_key, ids in sorted(by_zone.items()):
         zone = zone_clock(zone_key)
-        ids_json = json.dumps(ids)
-        among = "device_id IN (SELECT value FROM json_each(?))"
-        months = conn.execute(
-            f"SELECT device_id, month, scale, kind, counts FROM rollup_months WHERE {among} "
-            "AND month = ?", (ids_json, ru.TIME_UNKNOWN)).fetchall()
+        months = store.month_rollups(ids, ru.TIME_UNKNOWN, ru.TIME_UNKNOWN)
         if not sel.ranged:
-            months += conn.execute(
-                f"SELECT device_id, month, scale, kind, counts FROM rollup_months "
-                f"WHERE {among} AND month != ?", (ids_json, ru.TIME_UNKNOWN)).fetchall()
+            months += store.month_rollups(ids, ru.TIME_UNKNOWN + 1, LATEST)
             _add_month_rows(tally, months)
             continue
         plan = _plan(zone, sel.since, sel.until)
         if plan.months is not None:
-            months += conn.execute(
-                f"SELECT device_id, month, scale, kind, counts FROM rollup_months "
-                f"WHERE {among} AND month BETWEEN ? AND ?",
-                (ids_json, max(plan.months[0], ru.TIME_UNKNOWN + 1), plan.months[1])
-            ).fetchall()
+            months += store.month_rollups(ids, max(plan.months[0], ru.TIME_UNKNOWN + 1),
+                                          plan.months[1])
         _add_month_rows(tally, months)
         for first, last in plan.days:
-            _add_day_rows(tally, conn.execute(
-                f"SELECT device_id, day, scale, kind, counts FROM rollup_days "
-                f"WHERE {among} AND day BETWEEN ? AND ?", (ids_json, first, last)).fetchall())
+            _add_day_rows(tally, store.day_rollups(ids, first, last))
         for low, high in plan.raw:
             for device_id in ids:
-                _add_raw(tally, zone, conn.execute(
-                    f"SELECT {_RAW_COLUMNS} FROM responses WHERE device_id = ? "
-                    "AND wall >= ? AND wall < ?",
-                    (device_id, low if low is not None else -(1 << 62),
-                     high if high is not None else 1 << 62)))
+                _add_raw(tally, zone, store.timed_responses(device_id, _low(low), _high(high)))
     return tally
 
 
-def build_report(conn: sqlite3.Connection, *, since: str | int | datetime | None = None,
+def build_report(store: Store, *, since: str | int | datetime | None = None,
                  until: str | int | datetime | None = None, device: str | None = None,
                  location: str | None = None, include_flagged: bool = False) -> dict[str, Any]:
     """The report dict of docs/report.md, from the rollups."""
-    sel = select(conn, since=since, until=until, device=device, location=location,
+    sel = select(store, since=since, until=until, device=device, location=location,
                  include_flagged=include_flagged)
-    _ensure_rollups(conn, sel.devices)
-    with _snapshot(conn):
-        tally = _tally_from_rollups(conn, sel)
-        add_clock_corrected(conn, sel, tally)
+    store.refresh_rollups(d.device_id for d in sel.devices)
+    with store.snapshot():
+        tally = _tally_from_rollups(store, sel)
+        add_clock_corrected(store, sel, tally)
     return figures(sel, tally)
 
 
 # -- the reference: a plain scan ------------------------------------------------------------
 
 
-def build_report_raw(conn: sqlite3.Connection, *, since: str | int | datetime | None = None,
+def build_report_raw(store: Store, *, since: str | int | datetime | None = None,
                      until: str | int | datetime | None = None, device: str | None = None,
                      location: str | None = None,
                      include_flagged: bool = False) -> dict[str, Any]:
     """The same report by one GROUP BY over the responses, each distinct instant placed
     in its device's zone by zoneinfo. Slow; the reference for tests and benchmarks."""
-    sel = select(conn, since=since, until=until, device=device, location=location,
+    sel = select(store, since=since, until=until, device=device, location=location,
                  include_flagged=include_flagged)
     tally = Tally(sel.kinds)
     zones = {d.device_id: zone_of(d.zone) for d in sel.devices}
-    where = "(wall IS NULL OR (wall >= ? AND wall < ?))"
-    params: list[Any] = [sel.since if sel.since is not None else -(1 << 62),
-                         sel.until if sel.until is not None else 1 << 62]
-    if device is not None:
-        where += " AND device_id = ?"
-        params.append(device)
-    rows = conn.execute(
-        f"""SELECT {_RAW_COLUMNS}, count(*) FROM responses WHERE {where}
-            GROUP BY device_id, wall, rating, scale, told_next, rapid, closed""", params)
+    low, high = _low(sel.since), _high(sel.until)
+    rows = store.response_groups(low, high, device)
     for device_id, wall, rating, scale, told_next, rapid, closed, count in rows:
         zone = zones.get(device_id)
         if zone is None:
@@ -476,11 +414,8 @@ def build_report_raw(conn: sqlite3.Connection, *, since: str | int | datetime | 
             local = wall + int(offset.total_seconds())
         tally.add_response(device_id, rating, scale, ru.TOLD_CODE[told_next],
                            (rapid != 0) + 2 * (closed != 0), local, count)
-    # Every response the anchors placed, judged here in Python, not by the index.
-    low, high = params[0], params[1]
-    for device_id, wall, device_wall, rapid, closed in conn.execute(
-            "SELECT device_id, wall, device_wall, rapid, closed FROM responses NOT INDEXED "
-            "WHERE time_source = 'anchor' AND device_wall IS NOT NULL"):
+    # Every response the anchors placed, judged here in Python, not by the store's query.
+    for device_id, wall, device_wall, rapid, closed in store.anchored_stamps():
         off = abs(wall - device_wall)
         if (device_id in zones and low <= wall < high and off > CLOCK_TOLERANCE_S
                 and (rapid != 0) + 2 * (closed != 0) in sel.kinds):
@@ -743,7 +678,7 @@ CSV_COLUMNS = ("local_time", "device_id", "location", "rating", "scale", "told_n
                "flags", "seq")
 
 
-def write_csv(conn: sqlite3.Connection, out: TextIO, *,
+def write_csv(store: Store, out: TextIO, *,
               since: str | int | datetime | None = None,
               until: str | int | datetime | None = None, device: str | None = None,
               location: str | None = None, include_flagged: bool = False) -> int:
@@ -751,24 +686,15 @@ def write_csv(conn: sqlite3.Connection, out: TextIO, *,
     time is unknown); returns the number of rows."""
     import csv
 
-    sel = select(conn, since=since, until=until, device=device, location=location,
+    sel = select(store, since=since, until=until, device=device, location=location,
                  include_flagged=include_flagged)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     written = 0
-    flags_filter = "" if sel.include_flagged else " AND rapid = 0 AND closed = 0"
-    if sel.ranged:
-        when = "wall >= ? AND wall < ?"
-        bounds: tuple[int, ...] = (sel.since if sel.since is not None else -(1 << 62),
-                                   sel.until if sel.until is not None else 1 << 62)
-    else:
-        when, bounds = "1", ()
     for d in sel.devices:
         zone = zone_of(d.zone)
-        rows = conn.execute(
-            f"""SELECT wall, rating, scale, told_next, rapid, closed, seq FROM responses
-                WHERE device_id = ? AND {when}{flags_filter} ORDER BY wall, seq""",
-            (d.device_id, *bounds))
+        rows = store.export_rows(d.device_id, sel.since, sel.until,
+                                 include_flagged=sel.include_flagged)
         for wall, rating, scale, told_next, rapid, closed, seq in rows:
             local = (datetime.fromtimestamp(wall, zone).isoformat()
                      if wall is not None else "")

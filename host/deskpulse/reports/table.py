@@ -1,5 +1,5 @@
 """`deskpulse report --format table`: a readable terminal summary of a report (the HTML
-page is report_html's job). rich and deskpulse.report (numpy) are imported only when a
+page is report_html's job). rich and deskpulse.reports.figures (numpy) are imported only when a
 table is drawn."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def format_table(rep: dict[str, Any], terminal: bool = False) -> str:
     """A readable summary of a report; plain text unless `terminal`."""
     from rich.console import Console
 
-    from deskpulse import report
+    from deskpulse.reports import figures as report
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=TABLE_WIDTH, force_terminal=terminal,

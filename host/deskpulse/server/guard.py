@@ -38,7 +38,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from deskpulse.errors import DeskPulseError
-from deskpulse.signing import MAX_BODY
+from deskpulse.protocol.signing import MAX_BODY
 
 try:
     import resource

@@ -18,9 +18,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from deskpulse import signing
-from deskpulse.batch import Anchor, Response, encode_batch
 from deskpulse.errors import DeskPulseError
+from deskpulse.protocol import signing
+from deskpulse.protocol.batch import Anchor, Response, encode_batch
 
 DEFAULT_TIMEOUT = 30.0
 

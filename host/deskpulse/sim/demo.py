@@ -14,12 +14,10 @@ Every kiosk runs the real firmware in `micropython` with the simulated hardware.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import shutil
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -31,13 +29,20 @@ from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from deskpulse import alerts, boards, db, registry, report, report_html, simulator
+from deskpulse.cli.format import format_devices, format_response, format_status, format_summary
+from deskpulse.device import boards, registration
+from deskpulse.device.inspect import read_state
+from deskpulse.device.micropython import require_micropython
+from deskpulse.device.sync import sync
 from deskpulse.errors import DeskPulseError
-from deskpulse.format import format_devices, format_response, format_status, format_summary
-from deskpulse.inspect import read_state
-from deskpulse.report_table import format_table
-from deskpulse.serve_process import ServeProcess
-from deskpulse.sync import sync
+from deskpulse.reports import alerts
+from deskpulse.reports import figures as report
+from deskpulse.reports import html as report_html
+from deskpulse.reports.table import format_table
+from deskpulse.sim import simulator
+from deskpulse.sim.serve_process import ServeProcess
+from deskpulse.store import open_store
+from deskpulse.store.base import Store
 
 STATE = Path("state/demo")
 DATABASE_NAME = "deskpulse.db"
@@ -196,8 +201,8 @@ def scripted_customers(script: str) -> int:
     return sum(1 for line in script.splitlines() if line.split()[:1] == ["rate"])
 
 
-def _connection(database: Path) -> contextlib.closing[sqlite3.Connection]:
-    return contextlib.closing(db.connect(database))
+def _store(database: Path) -> Store:
+    return open_store(database)
 
 
 # -- the USB kiosk ------------------------------------------------------------------------
@@ -242,8 +247,8 @@ def sync_over_usb(board: Path, state: Path, database: Path) -> None:
     with simulator.Simulator(board, state, script=script) as kiosk:
         summary = sync(kiosk.console_path, database)
     print(format_summary(summary))
-    with _connection(database) as conn:
-        registry.describe_device(conn, USB_DEVICE, name=USB_NAME, location=USB_LOCATION,
+    with _store(database) as store:
+        registration.describe_device(store, USB_DEVICE, name=USB_NAME, location=USB_LOCATION,
                                  time_zone=USB_ZONE)
     after = read_state(board, state)
     print(f"on the device after the sync: {after.status['log']['unacked']} unacknowledged, "
@@ -268,10 +273,10 @@ def kiosk_settings(kiosk: WifiKiosk) -> dict[str, Any]:
     }
 
 
-def register(conn: sqlite3.Connection, kiosk: WifiKiosk, server_url: str, state: Path) -> Path:
+def register(store: Store, kiosk: WifiKiosk, server_url: str, state: Path) -> Path:
     """`deskpulse devices add`: a key in the database, and the config file carrying it."""
-    done = registry.add_device(
-        conn, kiosk.device_id, server_url, state / f"{kiosk.device_id}.json",
+    done = registration.add_device(
+        store, kiosk.device_id, server_url, state / f"{kiosk.device_id}.json",
         wifi_ssid="DemoStore", wifi_password="demo-wifi-password", name=kiosk.name,
         location=kiosk.location, time_zone=kiosk.time_zone)
     print(f"registered {done.device_id} ({kiosk.name}, {kiosk.location}, {kiosk.time_zone}, "
@@ -280,9 +285,8 @@ def register(conn: sqlite3.Connection, kiosk: WifiKiosk, server_url: str, state:
 
 
 def stored_counts(database: Path) -> dict[str, int]:
-    with _connection(database) as conn:
-        return dict(conn.execute(
-            "SELECT device_id, count(*) FROM responses GROUP BY device_id").fetchall())
+    with _store(database) as store:
+        return store.response_counts()
 
 
 def wait_for_pushes(kiosks: dict[str, simulator.Simulator], expected: dict[str, int],
@@ -316,8 +320,8 @@ def wifi_kiosks(state: Path, database: Path) -> None:
     print("\n== deskpulse serve, and two kiosks on the store WiFi ==", flush=True)
     with ServeProcess(database) as server:
         print(f"deskpulse serve --db {database} listening on {server.url}")
-        with _connection(database) as conn:
-            device_configs = {k.device_id: register(conn, k, server.url, state)
+        with _store(database) as store:
+            device_configs = {k.device_id: register(store, k, server.url, state)
                               for k in WIFI_KIOSKS}
         expected: dict[str, int] = {}
         running: dict[str, simulator.Simulator] = {}
@@ -344,10 +348,10 @@ def wifi_kiosks(state: Path, database: Path) -> None:
             for sim in running.values():
                 sim.stop()
     print("every answer is on the server; the kiosks and the server are stopped")
-    with _connection(database) as conn:
-        pushes = {d.device_id: d.syncs for d in db.devices(conn)}
+    with _store(database) as store:
+        pushes = {d.device_id: d.syncs for d in store.devices()}
         for kiosk in WIFI_KIOSKS:
-            last = db.latest_sync(conn, kiosk.device_id)
+            last = store.latest_sync(kiosk.device_id)
             push = (last.status.get("push") or {}) if last is not None else {}
             failed = push.get("failures_total", 0)
             print(f"  {kiosk.device_id}: {pushes.get(kiosk.device_id, 0)} push(es) stored"
@@ -359,11 +363,11 @@ def wifi_kiosks(state: Path, database: Path) -> None:
 
 
 def manager_view(state: Path, database: Path) -> Path:
-    with _connection(database) as conn:
+    with _store(database) as store:
         print("\n== deskpulse devices ==")
-        print(format_devices(db.devices(conn), registry.registered_ids(conn)))
-        figures = report.build_report(conn)
-        found = alerts.find_alerts(conn)
+        print(format_devices(store.devices(), store.registered_ids()))
+        figures = report.build_report(store)
+        found = alerts.find_alerts(store)
     print("\n== deskpulse report ==")
     print(format_table(figures, terminal=sys.stdout.isatty()))
     print("== deskpulse alerts (15 min windows, >= 4 responses, >= 50% of the two lowest "
@@ -397,7 +401,7 @@ def main(state: Path = STATE) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        simulator.require_micropython("the demo")
+        require_micropython("the demo")
         if state.exists():
             shutil.rmtree(state)
         state.mkdir(parents=True)

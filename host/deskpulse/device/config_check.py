@@ -1,0 +1,168 @@
+"""A config file checked, before it goes to a kiosk, by the firmware's own validator."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+from deskpulse import resources
+from deskpulse.device import micropython as runner
+from deskpulse.errors import DeskPulseError
+from deskpulse.protocol.wire import MAX_CONFIG_BYTES
+
+MAX_CONFIG_DEPTH = 16
+"""Nesting a config file may have (a real one nests 3 deep): deeper is refused before
+parsing it could exhaust the stack (here) or the heap (on the kiosk)."""
+
+_VALIDATE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from kiosk import config
+cfg, problems = config.load(sys.argv[2])
+print("@" + json.dumps({"problems": problems, "version": cfg["version"],
+                        "device_id": cfg["device_id"]}))
+"""
+
+
+Runtime = Literal["micropython", "cpython"]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedConfig:
+    data: bytes  # exactly what goes to the device
+    version: int
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareVerdict:
+    """What the firmware's own `config.load()` says of a config file."""
+
+    problems: list[str]  # in the order the validator found them
+    version: int
+    device_id: str
+
+
+def check_config(path: str | os.PathLike[str], runtime: Runtime | None = None) -> CheckedConfig:
+    """Read a config file and validate it with the firmware's own validator (kiosk/config.py),
+    so that the host and the device cannot disagree about what is valid.
+
+    It runs on MicroPython, the device's runtime, when the `sim` extra installed it, and
+    on this CPython otherwise: the verdict is the same; a message can differ only in how
+    it quotes non-ASCII names (MicroPython's repr escapes them). Problems are listed
+    sorted, because their order follows each runtime's dict order."""
+    raw = read_config_json(path)
+    try:
+        data = json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DeskPulseError(f"config {path} holds a \\u escape of half a surrogate pair, "
+                             "which is no character") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise DeskPulseError(f"config {path} is {len(data)} bytes compacted; the kiosk "
+                             f"takes at most {MAX_CONFIG_BYTES}")
+    if runtime is None:
+        runtime = "micropython" if runner.default_micropython() is not None else "cpython"
+    with tempfile.TemporaryDirectory(prefix="deskpulse-config-") as tmp:
+        candidate = Path(tmp) / "config.json"
+        candidate.write_bytes(data)
+        verdict = firmware_verdict(candidate, runtime)
+    if verdict.problems:
+        raise DeskPulseError(f"config {path} rejected: " + "; ".join(sorted(verdict.problems)))
+    return CheckedConfig(data, verdict.version, verdict.device_id)
+
+
+def firmware_verdict(path: Path, runtime: Runtime) -> FirmwareVerdict:
+    """Run the firmware's `config.load(path)` on `runtime` (kiosk/config.py and the
+    kiosk/jsoncheck.py it uses run on both)."""
+    if runtime == "cpython":
+        config, problems = _firmware_config().load(str(path))
+        return FirmwareVerdict(list(problems), int(config["version"]), str(config["device_id"]))
+    micropython = runner.require_micropython("checking a config on MicroPython")
+    try:
+        proc = subprocess.run(
+            [str(micropython), "-X", "heapsize=1M", "-c", _VALIDATE,
+             str(resources.firmware_dir()), str(path)],
+            capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DeskPulseError(f"cannot run {micropython} to check the config: {exc}") from exc
+    answer = [line for line in proc.stdout.splitlines() if line.startswith("@")]
+    if proc.returncode != 0 or not answer:
+        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise DeskPulseError(
+            f"checking the config failed: {detail[-1] if detail else proc.returncode}")
+    result = json.loads(answer[-1][1:])
+    return FirmwareVerdict(list(result["problems"]), int(result["version"]),
+                           str(result["device_id"]))
+
+
+@functools.cache
+def _firmware_config() -> ModuleType:
+    """The firmware's kiosk/config.py, imported into this CPython."""
+    firmware = resources.firmware_dir()
+    sys.path.insert(0, str(firmware))
+    try:
+        module = importlib.import_module("kiosk.config")
+    finally:
+        sys.path.remove(str(firmware))
+    # Another package named `kiosk` imported earlier would be used instead: refuse it.
+    if Path(module.__file__ or "").resolve().parent != firmware / "kiosk":
+        raise DeskPulseError(f"cannot check configs: the module kiosk.config at "
+                             f"{module.__file__} is not the firmware's ({firmware})")
+    return module
+
+
+def read_config_json(path: str | os.PathLike[str], what: str = "config") -> Any:
+    """A config file's JSON, or one sentence on why it cannot be read. A file far beyond
+    what a kiosk takes, or nested deeper than MAX_CONFIG_DEPTH, is refused before it is
+    parsed."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES * 8 + 1)
+    except OSError as exc:
+        raise DeskPulseError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_CONFIG_BYTES * 8:
+        raise DeskPulseError(f"{what} {path} is far too big for a kiosk config (which takes "
+                             f"at most {MAX_CONFIG_BYTES} bytes compacted)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeError as exc:
+        raise DeskPulseError(f"{what} {path} is not valid JSON: {exc}") from exc
+    depth = _nesting(text)
+    if depth > MAX_CONFIG_DEPTH:
+        raise DeskPulseError(f"{what} {path} nests {depth} levels deep; a kiosk config "
+                             f"takes at most {MAX_CONFIG_DEPTH}")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise DeskPulseError(f"{what} {path} is not valid JSON: {exc}") from exc
+
+
+def _nesting(text: str) -> int:
+    """The deepest [ / { nesting outside JSON strings (an upper bound for malformed text)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest

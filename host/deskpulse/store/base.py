@@ -1,0 +1,312 @@
+"""What the host keeps, as operations: the one interface every store engine implements.
+
+Commands, the server and the reports see only this class and the records below; the
+SQL behind them lives in the engine's own package (`store/sqlite/` today). A second engine
+(PostgreSQL, for a chain) implements the same methods, and the tests in tests/store/ are
+the contract it must pass.
+
+Every method either completes or raises a DeskPulseError sentence (`StoreError` for the
+engine's own failures: locked, read-only, damaged, full); nothing of an engine's
+exception types escapes.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from deskpulse.errors import DeskPulseError
+from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.protocol.signing import Nonce
+
+CLOCK_TOLERANCE_S = 120
+"""A record placed by an anchor whose device stamp differs from that by more than this many
+seconds counts as clock-corrected (docs/time.md, docs/report.md). Within it the two agree:
+the device's clock counts whole seconds and a sync sets it a moment late."""
+
+EARLIEST = -(1 << 62)
+LATEST = 1 << 62
+"""Time bounds that select everything (a range's missing end)."""
+
+
+class StoreError(DeskPulseError):
+    """The engine failed (locked, read-only, damaged, full, cannot open), as a sentence
+    saying what to do. `busy` is set when another program held the store too long."""
+
+    def __init__(self, message: str, *, busy: bool = False) -> None:
+        super().__init__(message)
+        self.busy = busy
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses from the server's writer process
+        return (_store_error, (str(self), self.busy))
+
+
+def _store_error(message: str, busy: bool) -> StoreError:
+    return StoreError(message, busy=busy)
+
+
+class ConflictError(DeskPulseError):
+    """A record reuses the (device, seq) of a different stored record."""
+
+
+def already_registered(device_id: str) -> DeskPulseError:
+    return DeskPulseError(
+        f"{device_id} is already registered; pass --force to give it a new key "
+        "(its current config file then stops working), or use rotate-key")
+
+
+PushProblem = Literal["unknown_device", "key_replaced", "replayed"]
+
+
+class PushRefused(DeskPulseError):
+    """A push whose key or nonce no longer holds when it is stored; nothing was stored."""
+
+    def __init__(self, problem: PushProblem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PushRefused, (self.problem, str(self)))
+
+
+@dataclass(frozen=True, slots=True)
+class PushCheck:
+    """What must still hold, inside the transaction that stores a push: the device has this
+    key, and this nonce is higher than the last one accepted (which then moves up to it)."""
+
+    key: bytes
+    nonce: Nonce
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    """What people said about a kiosk (`deskpulse devices add/describe`)."""
+
+    device_id: str
+    name: str | None
+    location: str | None
+    time_zone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    device_id: str
+    name: str | None
+    location: str | None
+    time_zone: str | None
+    board: str | None
+    firmware: str | None
+    last_sync: int | None
+    syncs: int
+    responses: int
+    time_unknown: int
+    last_seq: int | None
+    fill: float | None
+    unacked: int | None
+    dropped: int | None
+    corrupt: int | None
+    boot: int | None
+    reset_cause: str | None
+    crashes: int | None
+    clock_known: bool | None
+    transport: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRecord:
+    sync_id: int
+    at: int
+    transport: str
+    received: int
+    new: int
+    duplicates: int
+    time_unknown: int  # of the new responses, still unplaced right after this sync
+    dropped: int | None
+    fill: float | None
+    status: dict[str, Any]
+
+
+RollupRow = tuple[str, int, int, int, bytes]
+"""(device_id, period, scale, kind, counts): a rollup row as store/rollups.py lays it out."""
+RawRow = tuple[str, int | None, int, int, str, int, int]
+"""(device_id, wall, rating, scale, told_next, rapid, closed): a response for the tally."""
+
+
+def default_db_path() -> Path:
+    """$DESKPULSE_DB, else deskpulse/deskpulse.db in $XDG_DATA_HOME (~/.local/share)."""
+    explicit = os.environ.get("DESKPULSE_DB")
+    if explicit:
+        return Path(explicit).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or ""
+    base = Path(data_home) if Path(data_home).is_absolute() else Path.home() / ".local/share"
+    return base / "deskpulse" / "deskpulse.db"
+
+
+def db_option_help() -> str:
+    """The --db help line every command shares."""
+    return (f"database file (default: $DESKPULSE_DB if set, else {default_db_path()}; "
+            "the default follows $XDG_DATA_HOME)")
+
+
+class Store(abc.ABC):
+    """One open store. Not shared between threads; each process opens its own."""
+
+    location: str
+    """Where the store is (a path), for messages."""
+
+    # -- life --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def schema_version(self) -> int: ...
+
+    # -- storing batches ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def store_batch(self, device_id: str, responses: Sequence[Response],
+                    anchors: Iterable[Anchor], status: Mapping[str, Any], transport: str, *,
+                    proto: int | None = None, now: float | None = None,
+                    push: PushCheck | None = None) -> tuple[int, int]:
+        """Store one sync's or push's responses, anchors and device status at once, and
+        return (new, duplicates). A record already stored under its (device, seq) is a
+        duplicate; a different record under the same pair raises ConflictError; with
+        `push`, a key or nonce that no longer holds raises PushRefused. Either way nothing
+        of the batch is stored. Outside `group_commit()` the batch is committed before
+        this returns."""
+
+    @abc.abstractmethod
+    def group_commit(self) -> contextlib.AbstractContextManager[None]:
+        """One commit for every batch stored inside (the server's group commit): the
+        commit, not the work, is most of a small push's cost."""
+
+    @abc.abstractmethod
+    def part(self) -> contextlib.AbstractContextManager[None]:
+        """Inside group_commit(): a part undone alone if it raises."""
+
+    @abc.abstractmethod
+    def group_intact(self) -> bool:
+        """Inside group_commit(), after a part failed: whether the group still stands
+        (False when the engine rolled all of it back: a full disk, an I/O error)."""
+
+    # -- devices and keys --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def devices(self) -> list[DeviceHealth]:
+        """Every known device with its latest sync's health, by id."""
+
+    @abc.abstractmethod
+    def device_facts(self) -> list[DeviceFacts]:
+        """Every known device's name, location and time zone, by id."""
+
+    @abc.abstractmethod
+    def describe_device(self, device_id: str, *, name: str | None = None,
+                        location: str | None = None, time_zone: str | None = None,
+                        create: bool = False, now: float | None = None) -> None:
+        """Set what people say about a kiosk; None leaves a field, "" clears it. A kiosk
+        never seen is an error, or with `create` is added."""
+
+    @abc.abstractmethod
+    def registered_ids(self) -> set[str]: ...
+
+    @abc.abstractmethod
+    def device_key(self, device_id: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def set_key(self, device_id: str, key: bytes, *, replace: bool,
+                facts: DeviceFacts | None = None, now: float | None = None) -> bool:
+        """Give the kiosk this key and a fresh replay counter, creating its device row (with
+        `facts`) if needed; return whether a key was replaced. A registered kiosk is
+        refused unless `replace`; with `replace` and no registration, refused too when
+        `facts` is None (rotating the key of a kiosk that is not registered)."""
+
+    @abc.abstractmethod
+    def remove_key(self, device_id: str) -> None:
+        """The kiosk can no longer push; its responses stay."""
+
+    # -- what was synced ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def last_seq(self, device_id: str) -> int | None: ...
+
+    @abc.abstractmethod
+    def latest_sync(self, device_id: str) -> SyncRecord | None: ...
+
+    @abc.abstractmethod
+    def count_time_unknown(self, device_id: str | None = None) -> int: ...
+
+    @abc.abstractmethod
+    def responses_of(self, device_id: str) -> list[dict[str, Any]]:
+        """A device's stored responses as dicts, in seq order (for checks and tools)."""
+
+    @abc.abstractmethod
+    def response_counts(self) -> dict[str, int]:
+        """Stored responses per device."""
+
+    # -- what the reports read ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def refresh_rollups(self, device_ids: Iterable[str]) -> None:
+        """Rebuild the rollups of these devices where their time zone changed (or they have
+        none yet), so that they are in each device's zone."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        """Reads inside see one moment, while a sync may be committing."""
+
+    @abc.abstractmethod
+    def month_rollups(self, device_ids: Sequence[str], first: int, last: int
+                      ) -> list[RollupRow]:
+        """Month rows with first <= month <= last (month 0: the time-unknown counts)."""
+
+    @abc.abstractmethod
+    def day_rollups(self, device_ids: Sequence[str], first: int, last: int
+                    ) -> list[RollupRow]: ...
+
+    @abc.abstractmethod
+    def timed_responses(self, device_id: str, since: int, until: int) -> Iterator[RawRow]:
+        """The device's responses with since <= wall < until, in no particular order."""
+
+    @abc.abstractmethod
+    def response_groups(self, since: int, until: int, device_id: str | None = None
+                        ) -> Iterator[tuple[str, int | None, int, int, str, int, int, int]]:
+        """RawRow plus a count, per distinct (device, wall, answer): the responses timed in
+        [since, until) and those without a time. The plain scan reports are checked by."""
+
+    @abc.abstractmethod
+    def clock_corrected(self, device_ids: Sequence[str], since: int, until: int, *,
+                        include_flagged: bool) -> list[tuple[str, int, int]]:
+        """(device_id, responses, largest |wall - device_wall|) of the responses in range
+        whose device stamp the anchors contradicted by over CLOCK_TOLERANCE_S."""
+
+    @abc.abstractmethod
+    def anchored_stamps(self) -> Iterator[tuple[str, int, int, int, int]]:
+        """(device_id, wall, device_wall, rapid, closed) of every response an anchor placed
+        that the device had stamped: the plain check of `clock_corrected`."""
+
+    @abc.abstractmethod
+    def export_rows(self, device_id: str, since: int | None, until: int | None, *,
+                    include_flagged: bool
+                    ) -> Iterator[tuple[int | None, int, int, str, int, int, int]]:
+        """(wall, rating, scale, told_next, rapid, closed, seq) by time then seq: those
+        timed in [since, until), or with neither bound every response, the time-unknown
+        ones first."""
+
+    @abc.abstractmethod
+    def negative_marks(self, *, since: float | None, until: float | None,
+                       device_id: str | None, location: str | None, include_flagged: bool,
+                       negative_ratings: Sequence[int]) -> Iterator[tuple[str, int, int]]:
+        """(device_id, wall, 1 if negative else 0) of the timed responses, by device then
+        time."""

@@ -1,0 +1,303 @@
+"""Storing a batch in SQLite: once per (device, seq), placed in time by its boot's anchors."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import operator
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from deskpulse.errors import DeskPulseError
+from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response
+from deskpulse.protocol.signing import Nonce
+from deskpulse.store import rollups
+from deskpulse.store.base import ConflictError, PushCheck, PushRefused
+from deskpulse.store.sqlite import rollup_tables
+from deskpulse.store.sqlite.schema import savepoint, write_transaction
+
+_COMPARED = ("rating", "scale", "told_next", "latency_ds", "rapid", "closed", "boot",
+             "uptime_s", "device_wall", "config_version")
+
+
+def _row_of(r: Response) -> tuple[Any, ...]:
+    return (r.rating, r.scale, r.told_next, r.latency_ds, int(r.rapid), int(r.closed),
+            r.boot, r.uptime_s, r.wall, r.config_version)
+
+
+def _increasing(responses: Sequence[Response]) -> bool:
+    seqs = [r.seq for r in responses]
+    return all(map(operator.lt, seqs, seqs[1:]))
+
+
+def _stored_namesakes(conn: sqlite3.Connection, device_id: str,
+                      responses: Sequence[Response], increasing: bool
+                      ) -> dict[int, tuple[Any, ...]]:
+    """The stored rows (compared fields by seq) in the seq range of `responses`."""
+    if not responses:
+        return {}
+    if increasing:
+        low, high = responses[0].seq, responses[-1].seq
+    else:
+        low, high = min(r.seq for r in responses), max(r.seq for r in responses)
+    rows = conn.execute(
+        f"SELECT seq, {', '.join(_COMPARED)} FROM responses "
+        "WHERE device_id = ? AND seq BETWEEN ? AND ?", (device_id, low, high)).fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def _conflicts(responses: Sequence[Response], stored: Mapping[int, tuple[Any, ...]]
+               ) -> list[int]:
+    """Seqs of responses whose stored namesake differs: the same record sent again is a
+    duplicate; a different one means the device's numbering restarted (an erased log)."""
+    if not stored:  # the usual case: nothing of this range stored yet
+        return []
+    return sorted({r.seq for r in responses
+                   if r.seq in stored and stored[r.seq] != _row_of(r)})
+
+
+def _new_ones(responses: Sequence[Response], stored: Mapping[int, Any],
+              increasing: bool) -> Sequence[Response]:
+    """The responses to insert: not stored yet, and each seq once."""
+    if increasing and not stored:
+        return responses
+    seen = set(stored)
+    out = []
+    for r in responses:
+        if r.seq not in seen:
+            seen.add(r.seq)
+            out.append(r)
+    return out
+
+
+def _num(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _health(status: Mapping[str, Any]) -> tuple[Any, ...]:
+    log = status.get("log")
+    log = log if isinstance(log, Mapping) else {}
+    clock = status.get("clock")
+    clock = clock if isinstance(clock, Mapping) else {}
+    fill = log.get("fs_fill")
+    reset = status.get("reset_cause")
+    return (
+        _num(log.get("stored")), _num(log.get("unacked")), _num(log.get("dropped")),
+        _num(log.get("corrupt")),
+        float(fill) if isinstance(fill, int | float) and not isinstance(fill, bool) else None,
+        _num(status.get("boot")), reset if isinstance(reset, str) else None,
+        _num(status.get("crashes")),
+        None if "known" not in clock else int(bool(clock.get("known"))),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def store_batch(
+    conn: sqlite3.Connection,
+    device_id: str,
+    responses: Sequence[Response],
+    anchors: Iterable[Anchor],
+    status: Mapping[str, Any],
+    transport: str,
+    *,
+    proto: int | None = None,
+    now: float | None = None,
+    push: PushCheck | None = None,
+) -> tuple[int, int]:
+    """Store one sync's responses, anchors and device status in ONE transaction and
+    commit; return (new, duplicates). `latest_sync()` then tells the rest. Inside a
+    `write_transaction` the caller opened, the batch is a savepoint of it instead and is
+    committed with it.
+
+    `push` is checked first inside that transaction (the key still holds, the nonce is new
+    and becomes the last one): if it fails, nothing of this batch is stored."""
+    if not device_id:
+        raise DeskPulseError("a device without an id cannot be stored")
+    at = int(now if now is not None else time.time())
+    try:
+        with savepoint(conn) if conn.in_transaction else write_transaction(conn):
+            if push is not None:
+                _check_push(conn, device_id, push)
+            return _store(conn, device_id, responses, anchors, status, transport, proto, at)
+    except sqlite3.IntegrityError as exc:
+        raise DeskPulseError(f"responses of {device_id} not stored: {exc}") from exc
+
+
+def _check_push(conn: sqlite3.Connection, device_id: str, push: PushCheck) -> None:
+    row = conn.execute(
+        "SELECT key, nonce_boot, nonce_count FROM device_keys WHERE device_id = ?",
+        (device_id,)).fetchone()
+    if row is None:
+        raise PushRefused("unknown_device",
+                          f"no device {device_id} is registered (it was just removed)")
+    if not hmac.compare_digest(bytes(row[0]), push.key):
+        raise PushRefused("key_replaced",
+                          "the signature does not match: the device's key was just replaced")
+    last, nonce = Nonce(int(row[1]), int(row[2])), push.nonce
+    if (nonce.boot, nonce.count) <= (last.boot, last.count):
+        raise PushRefused("replayed", f"nonce {nonce} is not higher than the last accepted "
+                                      f"one ({last}): a replayed request; nothing was stored")
+    conn.execute(
+        "UPDATE device_keys SET nonce_boot = ?, nonce_count = ? WHERE device_id = ?",
+        (nonce.boot, nonce.count, device_id))
+
+
+def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Response],
+           anchors: Iterable[Anchor], status: Mapping[str, Any], transport: str,
+           proto: int | None, at: int) -> tuple[int, int]:
+    status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
+    conn.execute(
+        """INSERT INTO devices (device_id, board, firmware, proto, first_seen, last_sync,
+                                last_status)
+           VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (device_id) DO UPDATE SET
+               board = coalesce(excluded.board, board),
+               firmware = coalesce(excluded.firmware, firmware),
+               proto = coalesce(excluded.proto, proto),
+               last_sync = excluded.last_sync, last_status = excluded.last_status""",
+        (device_id, _text(status.get("board")), _text(status.get("firmware")), proto, at,
+         at, status_json),
+    )
+    cur = conn.execute(
+        """INSERT INTO syncs (device_id, at, transport, received, new, duplicates,
+                              time_unknown, stored, unacked, dropped, corrupt, fill, boot,
+                              reset_cause, crashes, clock_known, status)
+           VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (device_id, at, transport, len(responses), *_health(status), status_json),
+    )
+    sync_id = int(cur.lastrowid or 0)
+    increasing = _increasing(responses)
+    stored = _stored_namesakes(conn, device_id, responses, increasing)
+    clashes = _conflicts(responses, stored)
+    if clashes:
+        raise ConflictError(
+            f"device {device_id} sent {len(clashes)} responses (seq {clashes[0]}..."
+            f"{clashes[-1]}) that differ from the stored ones with the same numbers: "
+            "its log was probably erased and renumbered. Nothing was stored. Give the "
+            "device a new device_id (sync --config) so its records keep apart."
+        )
+    # Before anything new lands, so that a rebuild (new zone, or rollups never
+    # built) covers exactly the rows stored so far.
+    zone = rollup_tables.ensure_zone(conn, device_id)
+    anchor_rows = _anchor_rows(conn, device_id, anchors)
+    anchored = {row[1] for row in anchor_rows}
+    before = {boot: _boot_shift(conn, device_id, boot) for boot in anchored}
+    # The device lists anchors oldest first; a later one at the same second wins.
+    conn.executemany(
+        "INSERT OR REPLACE INTO anchors VALUES (?, ?, ?, ?, ?)", anchor_rows)
+    fresh = _new_ones(responses, stored, increasing)
+    shifts = {boot: _boot_shift(conn, device_id, boot)
+              for boot in anchored.union(r.boot for r in fresh)}
+    changes = [rollups.Changes.empty()]
+    # Stored rows move only in boots whose shift this batch changed (a first anchor, a
+    # clock correction), and before the new rows go in: those get their place as they
+    # are inserted. An anchor that agrees with the last one rewrites nothing.
+    _place(conn, device_id, {b: shifts[b] for b in sorted(anchored) if shifts[b] != before[b]},
+           changes)
+    # The hottest line of a sync: plain attribute reads (latency_ds inlined; bools
+    # bind as 0/1), one tuple per response. `shift` (walrus) is the boot's placement:
+    # the device's stamp stays in device_wall either way.
+    rows = [(device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
+             r.rapid, r.closed, r.boot, r.uptime_s, r.wall,
+             r.wall if (shift := shifts[r.boot]) is None else r.uptime_s + shift,
+             "anchor" if shift is not None else None if r.wall is None else "device",
+             r.config_version, sync_id)
+            for r in fresh]
+    # Duplicates were left out above (they must not count in the rollups); the
+    # conflict clause stays as a guard. ON CONFLICT on the key only: OR IGNORE would
+    # also skip rows that break a CHECK.
+    cur = conn.executemany(
+        """INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (device_id, seq) DO NOTHING""", rows)
+    new = max(cur.rowcount, 0)
+    if new != len(rows):
+        raise RuntimeError(f"{len(rows)} new responses of {device_id}, {new} inserted")
+    unknown = 0
+    if rows:
+        columns = list(zip(*rows, strict=True))
+        changes[0] = rollups.Changes.from_columns(
+            columns[11], columns[2], columns[3], columns[4], columns[6], columns[7])
+        unknown = columns[11].count(None)
+    rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
+    conn.execute(
+        "UPDATE syncs SET new = ?, duplicates = ?, time_unknown = ? WHERE sync_id = ?",
+        (new, len(responses) - new, unknown, sync_id))
+    return new, len(responses) - new
+
+
+def _anchor_rows(conn: sqlite3.Connection, device_id: str,
+                 anchors: Iterable[Anchor]) -> list[tuple[str, int, int, int, int]]:
+    """The rows to store: a receipt anchor is kept only for a boot with no anchor of the
+    device's own (stored or in this batch), where it is the only placement there is;
+    otherwise every push would add a row that nothing reads."""
+    anchors = list(anchors)
+    own = {a.boot for a in anchors if a.source != RECEIPT_SOURCE}
+    rows: list[tuple[str, int, int, int, int]] = []
+    for a in anchors:
+        if a.source == RECEIPT_SOURCE and (a.boot in own or conn.execute(
+                f"""SELECT 1 FROM anchors WHERE device_id = ? AND boot = ?
+                    AND source != {RECEIPT_SOURCE} LIMIT 1""",
+                (device_id, a.boot)).fetchone()):
+            continue
+        rows.append((device_id, a.boot, a.uptime_s, a.wall, a.source))
+    return rows
+
+
+def _boot_shift(conn: sqlite3.Connection, device_id: str, boot: int) -> int | None:
+    """`wall - uptime_s` of the boot's latest anchor: what places its records; None when
+    the boot has no anchor. The server's receipt anchors count only in a boot the device
+    sent none for: its own anchors say what its clock was set to, while a receipt anchor
+    carries the network's delay, differs a little at every push (which would move the
+    whole boot each time), and comes from a PC whose clock may be the wrong one."""
+    row = conn.execute(
+        f"""SELECT wall - uptime_s FROM anchors WHERE device_id = ? AND boot = ?
+           ORDER BY source = {RECEIPT_SOURCE}, uptime_s DESC LIMIT 1""",
+        (device_id, boot)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _place(conn: sqlite3.Connection, device_id: str, shifts: Mapping[int, int | None],
+           changes: list[rollups.Changes]) -> None:
+    """(Re)place every stored response of these boots by its boot's shift (the latest
+    anchor's `wall - uptime_s`), also those the device stamped itself. Appends the rollup
+    moves to `changes`. Rows already where they belong are not written."""
+    for boot, shift in shifts.items():
+        if shift is None:
+            continue
+        moved = []
+        relabelled = []
+        for seq, wall, source, uptime_s, *rest in conn.execute(
+                # Without statistics SQLite may prefer the primary key, which would read
+                # every response of the device.
+                """SELECT seq, wall, time_source, uptime_s, rating, scale, told_next,
+                          rapid, closed
+                   FROM responses INDEXED BY responses_by_boot
+                   WHERE device_id = ? AND boot = ?""",
+                (device_id, boot)):
+            now = uptime_s + shift
+            if wall != now:
+                moved.append((seq, wall, now, *rest))
+            elif source != "anchor":  # the device's clock was right: only the label
+                relabelled.append(seq)
+        if relabelled:
+            conn.executemany(
+                "UPDATE responses SET time_source = 'anchor' WHERE device_id = ? AND seq = ?",
+                [(device_id, seq) for seq in relabelled])
+        if not moved:
+            continue
+        conn.executemany(
+            """UPDATE responses SET wall = ?, time_source = 'anchor'
+               WHERE device_id = ? AND seq = ?""",
+            [(m[2], device_id, m[0]) for m in moved])
+        _, old, new, ratings, scales, tolds, rapid, closed = zip(*moved, strict=True)
+        changes.append(rollups.Changes.from_columns(old, ratings, scales, tolds, rapid,
+                                                    closed, weight=-1))
+        changes.append(rollups.Changes.from_columns(new, ratings, scales, tolds, rapid,
+                                                    closed))
+
+
