@@ -22,7 +22,7 @@ $(TYPINGS): $(STAMP)
 	touch $(TYPINGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m deskpulse.demo
+	$(BIN)/python -m deskpulse.sim.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check firmware host tests tools

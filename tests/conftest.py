@@ -13,7 +13,7 @@ from deskpulse.device.micropython import default_micropython
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
 BOARDS = REPO / "boards"
-FW_TESTS = REPO / "tests" / "fw"  # MicroPython-side test helpers (harness.py)
+FW_TESTS = REPO / "tests" / "firmware" / "mp"  # MicroPython-side test helpers (harness.py)
 
 
 def micropython_binary() -> str:

@@ -13,7 +13,7 @@ acknowledgements, retries and console chatter.
 - **mpremote fs cp (anchor)**: the same N responses, as the CSV a naive firmware would keep,
   pulled from a plain MicroPython REPL with `mpremote connect <pty> resume fs cp :file .`.
 
-The pty relay and the flash prefill also serve tests/test_sync_e2e.py.
+The pty relay and the flash prefill also serve tests/device/test_sync_e2e.py.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 Run from the repository root:  .venv/bin/python tools/render_screens.py
 
-The drawing happens in `micropython` (tests/fw/render.py drives kiosk.ui.screens into a
+The drawing happens in `micropython` (tests/firmware/mp/render.py drives kiosk.ui.screens into a
 plain frame buffer of the board's logical size); this side turns the pixels into
 docs/screens/<board>/<view>.png: the panel black on white at 3x, in a grey bezel, with
 the board's face and answer buttons marked below it (not on touch boards, where the
-faces are the buttons). tests/test_screens.py renders again and compares with these
+faces are the buttons). tests/firmware/test_screens.py renders again and compares with these
 files pixel for pixel, so a change to the screens shows up as a diff to review.
 """
 
@@ -27,7 +27,7 @@ from deskpulse.device.micropython import default_micropython
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
-FW_HELPERS = REPO / "tests" / "fw"
+FW_HELPERS = REPO / "tests" / "firmware" / "mp"
 BOARDS_DIR = REPO / "boards"
 FONTS_DIR = FIRMWARE / "kiosk" / "ui" / "fonts"
 SCREENS_DIR = REPO / "docs" / "screens"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deskpulse.device import boards
-
 
 def register(subparsers: Any) -> None:
     """Add `boards` to the `deskpulse` subcommands."""
@@ -17,6 +15,8 @@ def register(subparsers: Any) -> None:
 
 def do_boards(args: argparse.Namespace) -> int:
     failed = False
+    from deskpulse.device import boards
+
     for name in boards.list_boards():
         problems = boards.validate_board(boards.load_board(name))
         errors = boards.errors_only(problems)

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from deskpulse.cli.format import format_devices
-from deskpulse.device import registration
 from deskpulse.errors import DeskPulseError
 from deskpulse.store import open_store
 from deskpulse.store.base import Store, db_option_help
@@ -115,6 +114,8 @@ def _database(args: argparse.Namespace, *, create: bool = False
 
 
 def do_devices_add(args: argparse.Namespace) -> int:
+    from deskpulse.device import registration
+
     password = args.wifi_password
     if password == "-":
         password = sys.stdin.readline().rstrip("\r\n")
@@ -131,6 +132,8 @@ def do_devices_add(args: argparse.Namespace) -> int:
 
 
 def do_devices_remove(args: argparse.Namespace) -> int:
+    from deskpulse.device import registration
+
     with _database(args) as store:
         registration.remove_device(store, args.device_id)
     print(f"removed the key of {args.device_id}: it can no longer push; its responses stay")
@@ -138,6 +141,8 @@ def do_devices_remove(args: argparse.Namespace) -> int:
 
 
 def do_devices_rotate(args: argparse.Namespace) -> int:
+    from deskpulse.device import registration
+
     with _database(args) as store:
         done = registration.rotate_key(store, args.device_id, args.output, server_url=args.server)
     print(f"new key for {done.device_id} written to {done.config_file}; the old key no "
@@ -146,6 +151,8 @@ def do_devices_rotate(args: argparse.Namespace) -> int:
 
 
 def do_devices_set(args: argparse.Namespace) -> int:
+    from deskpulse.device import registration
+
     if args.name is None and args.location is None and args.time_zone is None:
         raise DeskPulseError("nothing to set: give --name, --location or --time-zone")
     with _database(args) as store:
@@ -156,6 +163,8 @@ def do_devices_set(args: argparse.Namespace) -> int:
 
 
 def do_devices_show_key(args: argparse.Namespace) -> int:
+    from deskpulse.device import registration
+
     with _database(args) as store:
         print(registration.show_key(store, args.device_id))
     return 0

@@ -8,13 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deskpulse.cli.format import format_response, format_status
-from deskpulse.device import boards
-from deskpulse.device.config_check import read_config_json
-from deskpulse.device.inspect import read_state
-from deskpulse.device.micropython import require_micropython
+from deskpulse.device.micropython import DEFAULT_HEAP, require_micropython
 from deskpulse.errors import DeskPulseError
-from deskpulse.sim import simulator
 
 
 def register(subparsers: Any) -> None:
@@ -31,7 +26,7 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--device-config", help="the file `deskpulse devices add -o` wrote: merged "
                      "over --config (or the device's config) before booting; the kiosk "
                      "then pushes to that server over the host's network")
-    sim.add_argument("--heap", default=simulator.DEFAULT_HEAP,
+    sim.add_argument("--heap", default=DEFAULT_HEAP,
                      help="MicroPython heap size (default %(default)s)")
     sim.set_defaults(func=do_sim)
 
@@ -45,6 +40,10 @@ def register(subparsers: Any) -> None:
 
 
 def do_sim(args: argparse.Namespace) -> int:
+    from deskpulse.device import boards
+    from deskpulse.device.config_check import read_config_json
+    from deskpulse.sim import simulator
+
     require_micropython("deskpulse sim")
     board = boards.board_path(args.board)
     problems = boards.errors_only(boards.validate_board(boards.load_board(board)))
@@ -68,6 +67,10 @@ def do_sim(args: argparse.Namespace) -> int:
 
 
 def do_inspect(args: argparse.Namespace) -> int:
+    from deskpulse.cli.format import format_response, format_status
+    from deskpulse.device import boards
+    from deskpulse.device.inspect import read_state
+
     state = read_state(boards.board_path(args.board), Path(args.state))
     if args.json:
         print(json.dumps({"status": state.status, "anchors": state.anchors,

@@ -6,8 +6,6 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from deskpulse.cli.format import format_summary
-from deskpulse.device.sync import sync
 from deskpulse.protocol.wire import PROTOCOL
 from deskpulse.store.base import db_option_help
 
@@ -56,6 +54,9 @@ class _ProgressBar:
 
 
 def do_sync(args: argparse.Namespace) -> int:
+    from deskpulse.cli.format import format_summary
+    from deskpulse.device.sync import sync  # pyserial: only for this command
+
     bar = _ProgressBar(sys.stderr)
     try:
         summary = sync(args.port, args.db, config_file=args.config, progress=bar)

@@ -8,6 +8,11 @@ from pathlib import Path
 
 from deskpulse.errors import DeskPulseError
 
+# Room for the simulated chips and for compiling the firmware's .py sources at import
+# (a device runs precompiled .mpy); tests/sim/test_sim.py checks the ESP32-sized figure.
+DEFAULT_HEAP = "512k"
+"""MicroPython heap for the simulated kiosk (``-X heapsize=``); see TOOLCHAIN.md on word
+size."""
 
 def default_micropython() -> Path | None:
     """The `micropython` installed beside this interpreter (the venv's), else one on PATH."""

@@ -32,13 +32,8 @@ from types import FrameType, TracebackType
 from typing import BinaryIO, Self, TextIO
 
 from deskpulse import resources
-from deskpulse.device.micropython import require_micropython
+from deskpulse.device.micropython import DEFAULT_HEAP, require_micropython
 from deskpulse.errors import DeskPulseError
-
-# Room for the simulated chips and for compiling the firmware's .py sources at import
-# (a device runs precompiled .mpy); tests/test_sim.py checks the ESP32-sized figure.
-DEFAULT_HEAP = "512k"
-"""MicroPython heap for the child (``-X heapsize=``); see TOOLCHAIN.md on word size."""
 
 CONSOLE_LOG_NAME = "console.log"
 DEFAULT_LOG_LIMIT = 1 << 20

@@ -18,11 +18,13 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from deskpulse.errors import DeskPulseError
-from deskpulse.protocol.batch import Anchor, Response
-from deskpulse.protocol.signing import Nonce
+
+if TYPE_CHECKING:  # commands that never store a batch need not load the wire format
+    from deskpulse.protocol.batch import Anchor, Response
+    from deskpulse.protocol.signing import Nonce
 
 CLOCK_TOLERANCE_S = 120
 """A record placed by an anchor whose device stamp differs from that by more than this many

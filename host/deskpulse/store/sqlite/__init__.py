@@ -63,7 +63,7 @@ class SqliteStore(Store):
     def _rows(self, query: Callable[[], Iterable[R]]) -> Iterator[R]:
         """The rows of query(), run when the iterator is first read."""
         try:
-            for row in query():  # not `yield from`: closing this must not close the cursor
+            for row in query():  # noqa: UP028 -- closing this must not close the cursor
                 yield row
         except sqlite3.Error as exc:
             raise schema.failure(exc, self.location) from exc

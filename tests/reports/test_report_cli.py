@@ -9,13 +9,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from test_report import STATUS, resp, utc
 
 from deskpulse import cli
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.reports import figures as report
 from deskpulse.reports.table import format_table
 from deskpulse.store import base, open_store
-from test_report import STATUS, resp, utc
 
 # desk-1 (Europe/Berlin, CEST +2, location Hall, 5 faces) and desk-2 (no zone: the host's,
 # UTC here; no location; 3 faces).

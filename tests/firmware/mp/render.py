@@ -1,6 +1,7 @@
 # Renders every view of the screens for a board into a plain MONO_HLSB frame buffer and
 # prints it as one '@' JSON line per view (MicroPython side of tools/render_screens.py and
-# tests/test_screens.py). Paper is 1 and ink 0, so the bytes are black-on-white as they are.
+# tests/firmware/test_screens.py). Paper is 1 and ink 0, so the bytes are black-on-white as
+# they are.
 import binascii
 import gc
 import json

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from deskpulse import cli
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Response
 from deskpulse.store import open_store
 
-HOST = Path(__file__).resolve().parent.parent / "host"
+HOST = REPO / "host"
 T0 = 1_780_000_000  # 2026-05-28
 
 

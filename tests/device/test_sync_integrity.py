@@ -2,7 +2,7 @@
 twice when a config renames a kiosk, send the kiosk a clock it would refuse, print a
 traceback for a database or config problem, or leave the kiosks' keys readable by every
 local account. The kiosk here is the stand-in of test_host_sync (the protocol in Python on
-a real pty); tests/test_sync_e2e.py renames the real firmware.
+a real pty); tests/device/test_sync_e2e.py renames the real firmware.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_host_sync import FAST, PtyRelay, StandIn, day_of_responses, deskpulse, stand_in
 
 from conftest import FIRMWARE
 from deskpulse.device import config_check
@@ -28,7 +29,6 @@ from deskpulse.errors import DeskPulseError
 from deskpulse.protocol import batch
 from deskpulse.store import open_store
 from deskpulse.store.sqlite import schema
-from test_host_sync import FAST, PtyRelay, StandIn, day_of_responses, deskpulse, stand_in
 
 SERVER = "http://192.0.2.10:8321"
 

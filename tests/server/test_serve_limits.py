@@ -27,13 +27,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_server import PATIENCE, STATUS, make_responses, register, snapshot
 
 from deskpulse import cli
 from deskpulse.server.guard import ConnectionGuard, connection_cap, limits_for
 from deskpulse.sim.push_client import PushClient, batch_path, push_batch
 from deskpulse.sim.serve_process import ServeProcess
 from deskpulse.store import open_store
-from test_server import PATIENCE, STATUS, make_responses, register, snapshot
 
 OPEN_FILES = 256
 FLOOD = 300  # connections kept open at once: more than the server's cap under 256 files

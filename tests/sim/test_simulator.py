@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 import serial
 
+from conftest import REPO
 from deskpulse import cli
 from deskpulse.device.inspect import read_state
 from deskpulse.device.micropython import default_micropython
 from deskpulse.errors import DeskPulseError
 from deskpulse.sim.simulator import Simulator, run
 
-BOARD = Path(__file__).resolve().parent.parent / "boards" / "esp32-devkitc-ssd1680.json"
+BOARD = REPO / "boards" / "esp32-devkitc-ssd1680.json"
 PATIENCE = 60.0  # generous upper bound for anything to happen; never asserted as a duration
 
 ECHO_FIRMWARE = """\

@@ -21,6 +21,7 @@ from deskpulse import cli
 from deskpulse.device import sync
 from deskpulse.device.inspect import read_state
 from deskpulse.sim.simulator import Simulator
+from mpy_build import compile_firmware, sim_hardware_bytes
 from pushserver import (
     DROP,
     ERROR_500,
@@ -33,7 +34,6 @@ from pushserver import (
     UNSIGNED,
     PushServer,
 )
-from test_sim import compile_firmware, sim_hardware_bytes
 
 BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
 DEVICE = "front-1"
@@ -355,7 +355,7 @@ def test_serial_sync_and_push_on_one_device_never_lose_or_double(
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="viper code is compiled for x64")
 @pytest.mark.slow
 def test_the_app_with_push_fits_an_esp32_sized_heap(tmp_path: Path, server: PushServer) -> None:
-    """As tests/test_sim.py's memory test (the deployed .mpy build; the simulated chips'
+    """As tests/sim/test_sim.py's memory test (the deployed .mpy build; the simulated chips'
     own memory is added on top), with the push task sending every 20 responses. Measured
     by bisection: 80wK fails, 84wK passes (the push's buffers, asyncio streams and the
     status line of each request); 92wK leaves room for fragmentation, as test_sim does."""

@@ -141,7 +141,8 @@ def cli_sync(*argv: str) -> tuple[int, str, str]:
     code = ("import sys\nfrom test_host_sync import deskpulse\n"
             "sys.exit(deskpulse(sys.argv[1:]))\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO / "tests"), str(REPO / "host"), os.environ.get("PYTHONPATH", "")])}
+        [str(REPO / "tests" / "device"), str(REPO / "tests"), str(REPO / "host"),
+         os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", code, "sync", *argv], capture_output=True,
                           text=True, timeout=PATIENCE * 3, env=env, check=False)
     return done.returncode, done.stdout, done.stderr

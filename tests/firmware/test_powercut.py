@@ -1,6 +1,6 @@
 """Exhaustive power-cut sweep of the response log on the real MicroPython interpreter.
 
-tests/fw/powercut.py does the work inside one micropython process per torn fraction:
+tests/firmware/mp/powercut.py does the work inside one micropython process per torn fraction:
 for each scenario it counts the flash operations of a workload, cuts the power at every
 one of them in turn, and checks what a fresh mount reads back against what append() and
 ack() had already promised. Here we only start it and judge its summary.
@@ -8,13 +8,9 @@ ack() had already promised. Here we only start it and judge its summary.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from conftest import mpy_json
-
-FW_TESTS = Path(__file__).resolve().parent / "fw"
+from conftest import FW_TESTS, mpy_json
 
 # How much of the interrupted program or erase reaches the flash: nothing, or a torn
 # part that may end inside a record, its CRC or a LittleFS commit.

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_server import STATUS, make_responses
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.server import writer
 from deskpulse.store import base, open_store
-from test_server import STATUS, make_responses
 
 
 def store(conn: sqlite3.Connection, device_id: str, first_seq: int, rating: int = 3) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from deskpulse.device.boards import list_boards
 
 MPREMOTE = Path(sys.executable).parent / "mpremote"
@@ -27,7 +28,7 @@ def mpremote_exec(port: str, code: str) -> str:
 @pytest.mark.hardware
 def test_the_board_runs_this_firmware_version(port: str) -> None:
     from_board = mpremote_exec(port, "import kiosk; print(kiosk.FIRMWARE_VERSION)")
-    here = (Path(__file__).resolve().parent.parent / "firmware" / "kiosk" / "__init__.py")
+    here = (REPO / "firmware" / "kiosk" / "__init__.py")
     assert f'FIRMWARE_VERSION = "{from_board}"' in here.read_text()
 
 
