@@ -2,7 +2,7 @@
 
 Commands, the server and the reports see only this class and the records below; the
 SQL behind them lives in the engine's own package (`store/sqlite/` today). A second engine
-(PostgreSQL, for a chain) implements the same methods, and the tests in tests/store/ are
+(PostgreSQL, for a chain) implements the same methods, and tests/store/test_store.py is
 the contract it must pass.
 
 Every method either completes or raises a DeskPulseError sentence (`StoreError` for the

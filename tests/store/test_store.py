@@ -1,0 +1,237 @@
+"""The store's contract: every operation of store.base.Store, through the interface only.
+
+Each test runs against every engine in ENGINES (SQLite today); a new engine (PostgreSQL)
+joins the list and must pass the same tests unchanged. No SQL here: engine-specific
+checks (the schema, migrations, the files on disk) live beside this file."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from deskpulse.errors import DeskPulseError
+from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.protocol.signing import Nonce
+from deskpulse.store import open_store
+from deskpulse.store.base import (
+    CLOCK_TOLERANCE_S,
+    EARLIEST,
+    LATEST,
+    ConflictError,
+    DeviceFacts,
+    PushCheck,
+    PushRefused,
+    Store,
+    StoreError,
+)
+
+T0 = 1_780_000_000  # 2026-05-28T20:26:40Z
+STATUS = {"board": "esp32-devkitc-ssd1680", "firmware": "test", "log": {"dropped": 0}}
+KEY = bytes(range(32))
+
+
+def sqlite_store(where: Path) -> Store:
+    return open_store(where / "store.db")
+
+
+ENGINES: dict[str, Callable[[Path], Store]] = {"sqlite": sqlite_store}
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    opened = ENGINES[request.param](tmp_path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def answer(seq: int, *, rating: int = 4, wall: int | None = None, boot: int = 1,
+           uptime: int | None = None, rapid: bool = False, told: str = "yes") -> Response:
+    return Response(seq=seq, rating=rating, scale=4, told_next=told,  # type: ignore[arg-type]
+                    latency_s=1.5, rapid=rapid, closed=False, boot=boot,
+                    uptime_s=uptime if uptime is not None else 100 * seq, wall=wall,
+                    config_version=1)
+
+
+# -- storing batches ----------------------------------------------------------------------
+
+
+def test_a_batch_is_stored_once(store: Store) -> None:
+    batch = [answer(1, wall=T0 + 100), answer(2, wall=T0 + 200)]
+    assert store.store_batch("desk-1", batch, [], STATUS, "serial", now=T0) == (2, 0)
+    assert store.store_batch("desk-1", batch, [], STATUS, "serial", now=T0 + 1) == (0, 2)
+    assert [r["seq"] for r in store.responses_of("desk-1")] == [1, 2]
+    assert store.last_seq("desk-1") == 2 and store.last_seq("nobody") is None
+    assert store.response_counts() == {"desk-1": 2}
+    record = store.latest_sync("desk-1")
+    assert record is not None and (record.new, record.duplicates) == (0, 2)
+    assert record.transport == "serial" and record.status == STATUS
+
+
+def test_a_different_record_under_a_stored_seq_is_refused_whole(store: Store) -> None:
+    store.store_batch("desk-1", [answer(1, rating=4)], [], STATUS, "serial")
+    with pytest.raises(ConflictError):
+        store.store_batch("desk-1", [answer(2), answer(1, rating=1)], [], STATUS, "serial")
+    assert [r["seq"] for r in store.responses_of("desk-1")] == [1]
+
+
+def test_time_comes_from_the_boot_anchor(store: Store) -> None:
+    # Stamped 10 minutes wrong by the device; the host's anchor of the same boot places it.
+    stamped = answer(1, wall=T0 + 600, uptime=100)
+    store.store_batch("desk-1", [stamped, answer(2, uptime=200)],
+                      [Anchor(1, 50, T0 - 50, 1)], STATUS, "serial")
+    walls = [(r["seq"], r["wall"], r["device_wall"]) for r in store.responses_of("desk-1")]
+    assert walls == [(1, T0, T0 + 600), (2, T0 + 100, None)]
+    assert store.count_time_unknown("desk-1") == 0
+    store.store_batch("desk-1", [answer(3, boot=2, uptime=5)], [], STATUS, "serial")
+    assert store.count_time_unknown("desk-1") == 1 and store.count_time_unknown() == 1
+
+
+def test_a_push_check_guards_the_batch(store: Store) -> None:
+    store.set_key("desk-1", KEY, replace=False, facts=DeviceFacts("desk-1", None, None, None))
+    check = PushCheck(KEY, Nonce(1, 5))
+    assert store.store_batch("desk-1", [answer(1)], [], STATUS, "wifi", push=check) == (1, 0)
+    with pytest.raises(PushRefused) as replay:
+        store.store_batch("desk-1", [answer(2)], [], STATUS, "wifi", push=check)
+    assert replay.value.problem == "replayed"
+    with pytest.raises(PushRefused) as wrong:
+        store.store_batch("desk-1", [answer(2)], [], STATUS, "wifi",
+                          push=PushCheck(bytes(32), Nonce(1, 6)))
+    assert wrong.value.problem == "key_replaced"
+    with pytest.raises(PushRefused) as unknown:
+        store.store_batch("desk-2", [answer(1)], [], STATUS, "wifi",
+                          push=PushCheck(KEY, Nonce(1, 1)))
+    assert unknown.value.problem == "unknown_device"
+    assert store.response_counts() == {"desk-1": 1}
+
+
+def test_a_group_commits_its_parts_and_undoes_a_failed_one_alone(store: Store) -> None:
+    with store.group_commit():
+        with store.part():
+            store.store_batch("desk-1", [answer(1)], [], STATUS, "wifi")
+        with pytest.raises(ConflictError), store.part():
+            store.store_batch("desk-1", [answer(2), answer(1, rating=1)], [], STATUS, "wifi")
+        assert store.group_intact()
+        with store.part():
+            store.store_batch("desk-2", [answer(1)], [], STATUS, "wifi")
+    assert store.response_counts() == {"desk-1": 1, "desk-2": 1}
+
+
+# -- devices and keys ---------------------------------------------------------------------
+
+
+def test_keys_are_set_replaced_and_removed(store: Store) -> None:
+    facts = DeviceFacts("desk-1", "Front desk", "Lyon", "Europe/Paris")
+    assert store.set_key("desk-1", KEY, replace=False, facts=facts, now=T0) is False
+    assert store.registered_ids() == {"desk-1"} and store.device_key("desk-1") == KEY
+    with pytest.raises(DeskPulseError, match="already registered"):
+        store.set_key("desk-1", bytes(32), replace=False, facts=facts)
+    assert store.set_key("desk-1", bytes(32), replace=True) is True
+    assert store.device_key("desk-1") == bytes(32)
+    store.remove_key("desk-1")
+    assert store.registered_ids() == set() and store.device_key("desk-1") is None
+    with pytest.raises(DeskPulseError, match="not registered"):
+        store.remove_key("desk-1")
+    with pytest.raises(DeskPulseError, match="not registered"):
+        store.set_key("desk-1", KEY, replace=True)  # a rotation needs a registration
+    assert store.device_facts() == [facts]  # its description outlives its key
+
+
+def test_describing_a_device(store: Store) -> None:
+    with pytest.raises(DeskPulseError, match="no device"):
+        store.describe_device("desk-1", name="Front")
+    store.describe_device("desk-1", name="Front", create=True, now=T0)
+    store.describe_device("desk-1", location="Lyon")
+    store.describe_device("desk-1", name="")
+    assert store.device_facts() == [DeviceFacts("desk-1", None, "Lyon", None)]
+    (health,) = store.devices()
+    assert (health.device_id, health.location, health.responses, health.syncs) == (
+        "desk-1", "Lyon", 0, 0)
+
+
+# -- what reports read --------------------------------------------------------------------
+
+
+@pytest.fixture
+def filled(store: Store) -> Store:
+    store.describe_device("desk-1", time_zone="UTC", create=True)
+    store.store_batch("desk-1", [
+        answer(1, rating=1, wall=T0 + 100, uptime=100),
+        answer(2, rating=2, wall=T0 + 200, uptime=200, rapid=True),
+        answer(3, rating=4, wall=None, boot=2, uptime=10),
+        answer(4, rating=4, wall=T0 + 2 * CLOCK_TOLERANCE_S + 400, uptime=400),
+    ], [Anchor(1, 0, T0, 1)], STATUS, "serial")
+    return store
+
+
+def test_rollups_hold_every_response(filled: Store) -> None:
+    filled.refresh_rollups(["desk-1"])
+    months = filled.month_rollups(["desk-1"], 0, LATEST)
+    assert {row[0] for row in months} == {"desk-1"}
+    assert {row[1] for row in months} == {0, 2026 * 12 + 4}  # time unknown, May 2026
+    days = filled.day_rollups(["desk-1"], EARLIEST, LATEST)
+    assert [row[1] for row in days] == [T0 // 86400] * len(days)
+    assert filled.month_rollups(["desk-2"], 0, LATEST) == []
+
+
+def test_reads_for_the_tally_and_the_export(filled: Store) -> None:
+    with filled.snapshot():
+        timed = sorted(filled.timed_responses("desk-1", T0, T0 + 300))
+    assert [(row[1], row[2]) for row in timed] == [(T0 + 100, 1), (T0 + 200, 2)]
+    groups = sorted(filled.response_groups(T0, T0 + 150), key=lambda g: g[1] or 0)
+    assert [(g[1], g[2], g[-1]) for g in groups] == [(None, 4, 1), (T0 + 100, 1, 1)]
+    exported = list(filled.export_rows("desk-1", None, None, include_flagged=True))
+    assert [row[-1] for row in exported] == [3, 1, 2, 4]  # time unknown first, then by time
+    unflagged = list(filled.export_rows("desk-1", T0, LATEST, include_flagged=False))
+    assert [row[-1] for row in unflagged] == [1, 4]
+
+
+def test_clock_corrections_and_negative_marks(filled: Store) -> None:
+    # Record 4 was stamped T0 + 640 but its anchor places it at T0 + 400.
+    corrected = filled.clock_corrected(["desk-1"], EARLIEST, LATEST, include_flagged=True)
+    assert corrected == [("desk-1", 1, 2 * CLOCK_TOLERANCE_S)]
+    assert [row[:3] for row in filled.anchored_stamps()] == [
+        ("desk-1", T0 + 100, T0 + 100), ("desk-1", T0 + 200, T0 + 200),
+        ("desk-1", T0 + 400, T0 + 640)]
+    marks = list(filled.negative_marks(since=None, until=None, device_id=None, location=None,
+                                       include_flagged=False, negative_ratings=(1, 2)))
+    assert marks == [("desk-1", T0 + 100, 1), ("desk-1", T0 + 400, 0)]
+
+
+# -- failures -----------------------------------------------------------------------------
+
+
+def test_a_missing_store_is_not_created_for_a_reader(tmp_path: Path) -> None:
+    with pytest.raises(DeskPulseError, match="no database"):
+        open_store(tmp_path / "none.db", create=False)
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_a_store_held_by_another_writer_is_a_busy_store_error(tmp_path: Path) -> None:
+    open_store(tmp_path / "store.db").close()
+    waiter = open_store(tmp_path / "store.db", busy_timeout_ms=50)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with open_store(tmp_path / "store.db") as holder, holder.group_commit():
+            holder.store_batch("desk-1", [answer(1)], [], STATUS, "serial")
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert entered.wait(10)
+        with pytest.raises(StoreError) as held:
+            waiter.store_batch("desk-2", [answer(1)], [], STATUS, "serial")
+        assert held.value.busy and "another program holds" in str(held.value)
+    finally:
+        release.set()
+        thread.join()
+        waiter.close()
+    with open_store(tmp_path / "store.db") as after:
+        assert after.response_counts() == {"desk-1": 1}
