@@ -37,6 +37,7 @@ package(
         "sntp.py",
         "ticks.py",
         "touch.py",
+        "tzrule.py",
         "varint.py",
         "drivers/__init__.py",
         "drivers/epd.py",

@@ -8,7 +8,13 @@
 # The method shifts the year to start on 1 March, so the leap day is the last day of a
 # shifted year, and works in 400-year eras of exactly 146097 days. Floor division keeps
 # it right for dates before 1970 too.
-from micropython import const
+try:
+    from micropython import const  # pyright: ignore[reportAssignmentType]
+except ImportError:
+    # CPython (the host checks configs with kiosk/config.py, which reaches this module
+    # through kiosk/tzrule.py). MicroPython folds NAME = const(n) itself.
+    def const(value):
+        return value
 
 _DAYS_PER_ERA = const(146097)  # 400 Gregorian years
 _EPOCH_SHIFT = const(719468)  # days from 0000-03-01 to 1970-01-01

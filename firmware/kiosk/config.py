@@ -35,7 +35,14 @@ def defaults():
         "follow_up_timeout_s": 10,
         "thank_you_s": 3,
         "rapid_interval_s": 5,
+        "input_guard_ms": 300,
+        "min_read_ms": 600,
         "opening_hours": None,
+        # Local time (docs/time.md): tz_rule, a POSIX TZ rule the host derives from the
+        # IANA name in time_zone, wins; utc_offset_min is the fixed offset of configs
+        # written before it, used only without a rule.
+        "time_zone": "",
+        "tz_rule": "",
         "utc_offset_min": 0,
         "full_refresh_every": 8,
         "sync": {
@@ -56,6 +63,10 @@ _INTS = {
     "follow_up_timeout_s": (2, 120),
     "thank_you_s": (1, 60),
     "rapid_interval_s": (0, 3600),
+    # A press counts only once its screen is on the glass and this long after (docs/flow.md).
+    "input_guard_ms": (0, 3000),
+    # A tap sooner than this after its screen could be seen is quicker than a person reads.
+    "min_read_ms": (0, 10000),
     "utc_offset_min": (-720, 840),
     "full_refresh_every": (1, 100),  # partial e-ink refreshes between full ones
 }
@@ -92,7 +103,10 @@ def _parse_hhmm(text):
 
 
 def parse_hours(spans):
-    """["08:00-12:00", "13:00-18:00"] -> [(480, 720), (780, 1080)] minutes of the day."""
+    """["08:00-12:00", "17:00-02:00"] -> [(480, 720), (1020, 120)] minutes of the day.
+
+    A span that ends before it starts runs past midnight and belongs to the day it
+    starts: "fri": ["17:00-02:00"] is open from Friday 17:00 to Saturday 02:00."""
     out = []
     for span in spans:
         if not isinstance(span, str) or len(span) != 11 or span[5] != "-":
@@ -102,8 +116,11 @@ def parse_hours(spans):
             end = _parse_hhmm(span[6:])
         except ValueError:
             raise ValueError("bad span %r: use HH:MM-HH:MM" % (span,))
-        if end <= start:
-            raise ValueError("span %r ends before it starts" % (span,))
+        if start == 1440:
+            raise ValueError("span %r starts at 24:00: start it at 00:00 of the next day"
+                             % (span,))
+        if end == start:
+            raise ValueError("span %r is empty: 00:00-24:00 is the whole day" % (span,))
         out.append((start, end))
     return out
 
@@ -157,6 +174,25 @@ def _check_hours(problems, hours):
                 problems.append("opening_hours.%s: %s" % (day, e))
 
 
+def _check_zone(problems, raw):
+    zone = raw.get("time_zone", "")
+    _check_str(problems, "time_zone", zone, 64)
+    rule = raw.get("tz_rule", "")
+    if not isinstance(rule, str):
+        problems.append("tz_rule must be text")
+    elif rule:
+        from kiosk import tzrule  # here: a kiosk without a zone never loads it (4 KB)
+
+        try:
+            tzrule.parse(rule)
+        except ValueError as e:
+            problems.append("tz_rule %r is not a POSIX TZ rule: %s" % (rule, e))
+    elif zone and isinstance(zone, str):
+        # The kiosk cannot look a name up; following it needs the rule the host adds.
+        problems.append("time_zone %r has no tz_rule: install the config with `deskpulse "
+                        "sync --config`, which adds the zone's rule" % (zone,))
+
+
 def validate(raw):
     """Return (config, problems). With any problem the config is the defaults."""
     problems = []
@@ -178,6 +214,7 @@ def validate(raw):
     elif language != "en":
         problems.append("language %r has no texts" % (language,))
     _check_hours(problems, raw.get("opening_hours"))
+    _check_zone(problems, raw)
     sync = raw.get("sync", {})
     if not isinstance(sync, dict):
         problems.append("sync must be an object")
@@ -305,17 +342,33 @@ def texts(config):
     return config["texts"].get(config["language"], config["texts"]["en"])
 
 
+def utc_offset_s(config, wall):
+    """Seconds east of UTC on the store's clocks at unix time wall: the zone's rule when
+    the config has one (daylight saving included), else the fixed utc_offset_min."""
+    rule = config["tz_rule"]
+    if rule:
+        from kiosk import tzrule  # loaded once; a later import is a dict lookup
+
+        return tzrule.offset(tzrule.cached(rule), wall)
+    return config["utc_offset_min"] * 60
+
+
 def is_open(config, wall):
-    """Whether the store is open at unix time wall; always True while the clock is
-    unknown (wall == 0), because hours cannot be judged then."""
+    """Whether the store is open at unix time wall, judged on the store's local clock;
+    always True while the clock is unknown (wall == 0), because hours cannot be judged
+    then."""
     hours = config["opening_hours"]
     if hours is None or not wall:
         return True
-    local = wall + config["utc_offset_min"] * 60
+    local = wall + utc_offset_s(config, wall)
     days = local // 86400
-    minute = (local % 86400) // 60
-    day = DAYS[(days + 3) % 7]  # 1970-01-01 was a Thursday
-    for start, end in parse_hours(hours.get(day, ())):
-        if start <= minute < end:
+    minute = (local - days * 86400) // 60
+    # 1970-01-01 was a Thursday (index 3)
+    for start, end in parse_hours(hours.get(DAYS[(days + 3) % 7], ())):
+        if start <= minute < end or (end < start and start <= minute):
+            return True
+    # Yesterday's spans that run past midnight.
+    for start, end in parse_hours(hours.get(DAYS[(days + 2) % 7], ())):
+        if end < start and minute < end:
             return True
     return False

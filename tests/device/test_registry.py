@@ -50,9 +50,11 @@ def test_add_registers_the_device_and_writes_a_private_config(
     assert done.server_url == SERVER and not done.replaced
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     config = json.loads(out.read_text())
-    assert config == {"device_id": "front-1", "sync": {
-        "server_url": SERVER, "wifi_ssid": "Store", "wifi_password": "pa55 word",
-        "device_key": config["sync"]["device_key"]}}
+    assert config == {
+        "device_id": "front-1", "time_zone": "Europe/Paris",
+        "tz_rule": "CET-1CEST,M3.5.0,M10.5.0/3",  # from the host's tzdata
+        "sync": {"server_url": SERVER, "wifi_ssid": "Store", "wifi_password": "pa55 word",
+                 "device_key": config["sync"]["device_key"]}}
     key, nonce_boot, nonce_count = key_row(conn, "front-1")
     assert len(key) == 32 and key.hex() == config["sync"]["device_key"]
     assert (nonce_boot, nonce_count) == (0, 0)

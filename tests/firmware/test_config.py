@@ -78,8 +78,14 @@ def test_a_huge_file_is_refused_before_parsing(tmp_path: Path) -> None:
         ({"device_id": "k" * 33}, "device_id is longer than 32 characters"),
         ({"opening_hours": {"mon": ["9:00-17:00"]}},
          "opening_hours.mon: bad span '9:00-17:00': use HH:MM-HH:MM"),
-        ({"opening_hours": {"mon": ["17:00-09:00"]}},
-         "opening_hours.mon: span '17:00-09:00' ends before it starts"),
+        ({"opening_hours": {"mon": ["17:00-17:00"]}},
+         "opening_hours.mon: span '17:00-17:00' is empty"),
+        ({"opening_hours": {"mon": ["24:00-02:00"]}},
+         "opening_hours.mon: span '24:00-02:00' starts at 24:00"),
+        ({"tz_rule": "CET-1CEST"}, "tz_rule 'CET-1CEST' is not a POSIX TZ rule: daylight"
+                                   " time needs its dates"),
+        ({"tz_rule": 60}, "tz_rule must be text"),
+        ({"time_zone": "Europe/Paris"}, "time_zone 'Europe/Paris' has no tz_rule"),
         ({"opening_hours": {"monday": []}}, "opening_hours: unknown day 'monday'"),
         ({"opening_hours": "9-5"}, "opening_hours must be null (always open) or an object of"
                                    " days"),

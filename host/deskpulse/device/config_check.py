@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from deskpulse import resources
 from deskpulse.device import micropython as runner
+from deskpulse.device.zone_rule import with_zone_rule
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.wire import MAX_CONFIG_BYTES
 
@@ -59,8 +60,12 @@ def check_config(path: str | os.PathLike[str], runtime: Runtime | None = None) -
     It runs on MicroPython, the device's runtime, when the `sim` extra installed it, and
     on this CPython otherwise: the verdict is the same; a message can differ only in how
     it quotes non-ASCII names (MicroPython's repr escapes them). Problems are listed
-    sorted, because their order follows each runtime's dict order."""
-    raw = read_config_json(path)
+    sorted, because their order follows each runtime's dict order.
+
+    A config that names a time zone gets the zone's rule from this host's tzdata
+    (`zone_rule.with_zone_rule`) before it is checked: what is checked and sent carries
+    it, the file itself is left as it is."""
+    raw = with_zone_rule(read_config_json(path))
     try:
         data = json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except UnicodeEncodeError:
@@ -84,7 +89,7 @@ def firmware_verdict(path: Path, runtime: Runtime) -> FirmwareVerdict:
     """Run the firmware's `config.load(path)` on `runtime` (kiosk/config.py and the
     kiosk/jsoncheck.py it uses run on both)."""
     if runtime == "cpython":
-        config, problems = _firmware_config().load(str(path))
+        config, problems = firmware_module("kiosk.config").load(str(path))
         return FirmwareVerdict(list(problems), int(config["version"]), str(config["device_id"]))
     micropython = runner.require_micropython("checking a config on MicroPython")
     try:
@@ -105,17 +110,18 @@ def firmware_verdict(path: Path, runtime: Runtime) -> FirmwareVerdict:
 
 
 @functools.cache
-def _firmware_config() -> ModuleType:
-    """The firmware's kiosk/config.py, imported into this CPython."""
+def firmware_module(name: str) -> ModuleType:
+    """A firmware module that runs on CPython too (kiosk.config, kiosk.tzrule), imported
+    into this CPython."""
     firmware = resources.firmware_dir()
     sys.path.insert(0, str(firmware))
     try:
-        module = importlib.import_module("kiosk.config")
+        module = importlib.import_module(name)
     finally:
         sys.path.remove(str(firmware))
     # Another package named `kiosk` imported earlier would be used instead: refuse it.
     if Path(module.__file__ or "").resolve().parent != firmware / "kiosk":
-        raise DeskPulseError(f"cannot check configs: the module kiosk.config at "
+        raise DeskPulseError(f"cannot check configs: the module {name} at "
                              f"{module.__file__} is not the firmware's ({firmware})")
     return module
 

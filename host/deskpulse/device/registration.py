@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from deskpulse.device.zone_rule import with_zone_rule
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol import signing
 from deskpulse.store.base import DeviceFacts, Store, already_registered
@@ -94,14 +95,16 @@ def _check_wifi(ssid: str, password: str) -> None:
 
 
 def device_config(device_id: str, server_url: str, key: bytes, wifi_ssid: str = "",
-                  wifi_password: str = "") -> dict[str, Any]:
-    """A kiosk config (kiosk/config.py) that sets only what the push needs; every other
-    setting keeps the kiosk's default."""
-    return {
-        "device_id": device_id,
-        "sync": {"server_url": server_url, "wifi_ssid": wifi_ssid,
-                 "wifi_password": wifi_password, "device_key": key.hex()},
-    }
+                  wifi_password: str = "", time_zone: str | None = None) -> dict[str, Any]:
+    """A kiosk config (kiosk/config.py) that sets only what the push needs, and the
+    kiosk's time zone with its rule when one is given; every other setting keeps the
+    kiosk's default."""
+    config: dict[str, Any] = {"device_id": device_id}
+    if time_zone:
+        config["time_zone"] = time_zone
+    config["sync"] = {"server_url": server_url, "wifi_ssid": wifi_ssid,
+                      "wifi_password": wifi_password, "device_key": key.hex()}
+    return with_zone_rule(config)
 
 
 def _config_bytes(config: Mapping[str, Any]) -> bytes:
@@ -198,7 +201,8 @@ def add_device(
     _check_wifi(wifi_ssid, wifi_password)
     path = Path(config_file)
     key = signing.new_key()
-    data = _config_bytes(device_config(device_id, url, key, wifi_ssid, wifi_password))
+    data = _config_bytes(device_config(device_id, url, key, wifi_ssid, wifi_password,
+                                       time_zone))
     if device_id in store.registered_ids() and not force:
         raise already_registered(device_id)  # the store asks again as it commits
     with _placed_file(path, data, replace=force):
