@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TYPINGS := firmware/typings/.installed
 
-.PHONY: demo test test-fast lint typecheck pytest bench attack clean venv browser
+.PHONY: demo test test-fast lint typecheck pytest bench attack clean venv browser terminal
 
 venv: $(STAMP)
 
@@ -42,10 +42,19 @@ browser:
 			{ $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }; \
 	fi
 
+# `deskpulse sim --interactive` is tested in a real terminal: tmux. Same rule as the browser:
+# without apt-get nothing is installed and those tests say they are skipped.
+terminal:
+	@if ! command -v tmux >/dev/null && command -v apt-get >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get install -y tmux || \
+			{ $$SUDO apt-get update && $$SUDO apt-get install -y tmux; }; \
+	fi
+
 # Four workers on two cores: most tests wait on the simulator, ptys and servers, not the CPU.
 PYTEST_WORKERS ?= 4
 
-pytest: $(TYPINGS) browser
+pytest: $(TYPINGS) browser terminal
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 # The quick loop while editing: every test but those marked slow (simulator runs, ptys, the
@@ -61,6 +70,7 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_sync.py
 	$(BIN)/python tools/bench_serve.py --seconds 10
 	$(BIN)/python tools/bench_report.py
+	$(BIN)/python tools/bench_sim.py
 
 # Kills, lost ACKs and fuzz against the real programs, with an exact account
 # (docs/reliability.md); several minutes, so not part of `make test`.

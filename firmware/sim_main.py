@@ -1,7 +1,16 @@
 # The simulator's entry point on the MicroPython unix port (run by `deskpulse sim`):
 #   micropython sim_main.py --board BOARD.json --state DIR [--script FILE]
 #       [--config FILE] [--device-config FILE] [--reset-cause CAUSE] [--poll-ms N]
-#       [--refresh-scale F] [--dump]
+#       [--refresh-scale F] [--realtime] [--paced-waits] [--dump]
+# Time is virtual (kiosk/hal/simclock.py): while the script plays, idle time jumps to the
+# next deadline; --realtime paces the kiosk by the wall clock instead (a script's `wait`
+# still fast-forwards; with --paced-waits too, it sleeps: the firmware at a device's pace,
+# for benchmarks). After the script, or without one, the kiosk keeps wall-clock time:
+# whoever talks to it then (a person, `deskpulse sync`) does so in real time.
+# A run that ends (script `exit`) with a failed display, log or sync task exits 3 and
+# says why on stderr.
+# --interactive DIR: key presses in, frames and status out, over the FIFOs in DIR
+# (kiosk/hal/simkeys.py; `deskpulse sim --interactive`).
 # --device-config is the file `deskpulse devices add ... -o FILE` writes (device_id and the
 # sync section: server, WiFi, key); it is merged over --config (or over the config already
 # on the simulated flash), validated and installed before boot.
@@ -15,15 +24,16 @@ from kiosk import app
 from kiosk import config as cfg
 from kiosk.hal import simscript
 from kiosk.hal.sim import SimHal
+from kiosk.hal.simclock import VirtualClock
 from kiosk.log import ResponseLog
 
 _USAGE = ("usage: sim_main.py --board BOARD.json --state DIR [--script FILE] [--config FILE] "
           "[--device-config FILE] [--reset-cause CAUSE] [--poll-ms N] [--refresh-scale F] "
-          "[--dump]")
+          "[--interactive DIR] [--realtime] [--paced-waits] [--dump]")
 
 
 _VALUED = ("--board", "--state", "--script", "--config", "--device-config", "--reset-cause",
-           "--poll-ms", "--refresh-scale")
+           "--poll-ms", "--refresh-scale", "--interactive")
 
 
 def _fail(message):
@@ -34,12 +44,13 @@ def _fail(message):
 
 def _args(argv):
     opts = {"--script": None, "--config": None, "--device-config": None,
-            "--reset-cause": "power_on", "--dump": False, "--poll-ms": None,
-            "--refresh-scale": "1"}
+            "--reset-cause": "power_on", "--dump": False, "--realtime": False,
+            "--paced-waits": False, "--poll-ms": None,
+            "--refresh-scale": "1", "--interactive": None}
     i = 0
     while i < len(argv):
         key = argv[i]
-        if key == "--dump":
+        if key in ("--dump", "--realtime", "--paced-waits"):
             opts[key] = True
             i += 1
         elif key in _VALUED and i + 1 < len(argv):
@@ -156,9 +167,12 @@ def main(argv):
     except OSError:
         pass  # already there (or not creatable: the mount below says so)
     gc.collect()  # parsing left garbage; the flash simulator wants whole 4 KB blocks
+    # The script's own time, until it is over.
+    clock = VirtualClock(realtime=bool(opts["--realtime"] or not script))
+    clock.paced_waits = bool(opts["--paced-waits"])
     try:
         hal = SimHal(board, opts["--state"], opts["--reset-cause"],
-                     refresh_scale=float(opts["--refresh-scale"]))
+                     refresh_scale=float(opts["--refresh-scale"]), clock=clock)
     except OSError as e:
         raise _fail("cannot mount the simulated flash in %s: %s" % (opts["--state"], e))
     if opts["--config"] or opts["--device-config"]:
@@ -177,12 +191,45 @@ def main(argv):
     async def customer():
         while not holder:  # run() builds the kiosk before this first runs
             await simscript.asyncio.sleep_ms(1)
+        if opts["--interactive"]:
+            # A person at a terminal instead of a script (kiosk/hal/simkeys.py): runs until
+            # the simulator is stopped.
+            from kiosk.hal import simkeys
+
+            await simkeys.serve(opts["--interactive"], hal, holder[0])
         if not script or not await simscript.play(script, hal, holder[0]):
+            clock.realtime = True  # the script is over: a person or a host tool may talk
             while True:
                 await simscript.asyncio.sleep_ms(3600000)
 
-    kiosk = app.run(hal, customer(), on_ready=holder.append)
-    print("@" + json.dumps({"status": kiosk.status()}))
+    def on_ready(kiosk):
+        holder.append(kiosk)
+        if kiosk.sync is not None:
+            clock.peer_activity = lambda: kiosk.sync.lines
+
+    clock.install()
+    kiosk = app.run(hal, customer(), on_ready=on_ready)
+    status = kiosk.status()
+    print("@" + json.dumps({"status": status}))
+    failures = _failures(kiosk, status)
+    if failures:
+        sys.stderr.write("deskpulse: the simulated kiosk failed: %s\n" % "; ".join(failures))
+        raise SystemExit(3)
+
+
+def _failures(kiosk, status):
+    """What went wrong during the run that the kiosk survived but a test or a person must
+    hear of: a device would show it on its service screen."""
+    out = []
+    display = status["display"]
+    if display and display["failures"]:
+        out.append("display failed %d time(s), last: %s" % (display["failures"],
+                                                             display["error"]))
+    if status["store_errors"]:
+        out.append("%d response(s) could not be stored" % status["store_errors"])
+    if kiosk.sync is not None and kiosk.sync.failures:
+        out.append("serial sync failed %d time(s)" % kiosk.sync.failures)
+    return out
 
 
 main(sys.argv[1:])

@@ -25,9 +25,11 @@ PACKAGE = REPO / "host" / "deskpulse"
 # Files under firmware/kiosk that a device does not get, and why.
 LEFT_OUT = {
     "kiosk/hal/sim.py": "the simulated hardware layer of the unix port",
+    "kiosk/hal/simclock.py": "the simulator's virtual clock",
     "kiosk/hal/simflash.py": "the simulated flash of the unix port",
     "kiosk/hal/simpanel.py": "the simulated e-ink panel of the unix port",
     "kiosk/hal/simscript.py": "the simulator's scripted customers",
+    "kiosk/hal/simkeys.py": "the simulator's channel to a person at a terminal",
 }
 # Shipped beside the manifest's files: `deskpulse sim` needs them, and the font licence.
 SIM_FILES = ["sim_main.py", "manifest.py", *LEFT_OUT]

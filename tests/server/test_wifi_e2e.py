@@ -86,12 +86,16 @@ def test_two_kiosks_push_through_a_server_restart_and_a_network_outage(
         assert cli.main(["devices", "add", name, "--server", url, "--wifi-ssid", "store",
                          "--wifi-password", "pw-not-shown", "--db", str(db_path),
                          "-o", str(tmp_path / f"{name}.json")]) == 0
-    # Scripts: `wait` jumps the kiosk's clock (the push interval and the backoff run on
-    # it) and takes a few real milliseconds, so padding lines keep the kiosk pushing for
-    # a while in real time. Neither script exits: the test stops them.
+    # Scripts: the push interval and the backoff run on the kiosk's clock, virtual while
+    # the script plays (its waits take no real time) and the wall clock after it. k1
+    # goes through its WiFi outage on the virtual clock; k2 pushes its first ten, then
+    # its script ends with ten answers waiting, and it meets the dead server on the wall
+    # clock, pushing every 5 s. Neither script exits: the test stops them.
     k1 = (sessions(0, 8) + ["wait 1"] * 40 + ["wifi off"] + sessions(8, 8)
           + ["wait 1"] * 60 + ["wifi on"] + sessions(16, 4) + ["wait 5"] * 300)
-    k2 = sessions(0, 10) + ["wait 1"] * 40 + sessions(10, 10) + ["wait 2"] * 400
+    k2 = sessions(0, 10) + ["wait 40"] + sessions(10, 10)
+    fast_push = tmp_path / "fast-push.json"
+    fast_push.write_text(json.dumps({"sync": {"push_interval_s": 5}}))
     scripts = {}
     for name, lines in (("k1", k1), ("k2", k2)):
         scripts[name] = tmp_path / f"{name}.txt"
@@ -99,13 +103,16 @@ def test_two_kiosks_push_through_a_server_restart_and_a_network_outage(
 
     server = ServeProcess(db_path, port=port)
     devices = {name: Simulator(BOARD, tmp_path / name, script=scripts[name],
+                               config=fast_push if name == "k2" else None,
                                device_config=tmp_path / f"{name}.json")
                for name in ("k1", "k2")}
     try:
         for device in devices.values():
             device.start()
-        # The first pushes arrive; then the server dies under the kiosks' feet.
-        wait_until(lambda: len(stored(db_path, "k2")) >= 10, 60, "k2's first push")
+        # The first pushes arrive (all of k1's, through its outage); then the server dies
+        # under k2's feet.
+        wait_until(lambda: len(stored(db_path, "k2")) >= 10 and len(stored(db_path, "k1")) == 20,
+                   60, "k2's first push and all of k1's")
         server.kill()
         wait_until(lambda: push_status(devices["k2"])["failures"] >= 2, 60,
                    "k2 to fail against the dead server")

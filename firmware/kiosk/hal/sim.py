@@ -5,7 +5,9 @@
 # keeps the log like a real device. Buttons: electrical levels that the script player or a
 # test sets; the active level is applied here, at the edge. Clock: ticks reduced to the
 # ESP32's 2**30 period and started a minute before they wrap, so every simulated run
-# crosses a wrap; jump() moves simulated time forward without sleeping.
+# crosses a wrap; they follow a VirtualClock (simclock.py), which sim_main installs as
+# asyncio's time source so that idle time jumps to the next deadline; jump_ms() moves
+# simulated time forward at once (tests).
 import asyncio
 import os
 import sys
@@ -13,6 +15,7 @@ import time
 
 import vfs
 from kiosk import ticks
+from kiosk.hal.simclock import VirtualClock
 from kiosk.hal.simflash import FileImage, SimFlash
 from kiosk.screen import TextScreen
 
@@ -31,7 +34,7 @@ _EHOSTUNREACH = 113  # the unix port's errno lacks ENETUNREACH; lwIP reports thi
 
 class SimHal:
     def __init__(self, board, state_dir, reset_cause="power_on", screen=None,
-                 code_root=None, refresh_scale=1.0):
+                 code_root=None, refresh_scale=1.0, clock=None):
         self.board = board
         self.state_dir = state_dir
         self._reset_cause = reset_cause
@@ -43,8 +46,13 @@ class SimHal:
         self._active_low = [b.get("active", "low") == "low" for b in buttons]
         # Electrical levels, idle level to start with (released).
         self.levels = bytearray(1 if low else 0 for low in self._active_low)
+        self._released = bytes(self.levels)
+        # Without a clock installed as asyncio's, virtual time is the host's (plus jumps).
+        self.virtual_clock = clock or VirtualClock(realtime=True)
         self._offset = ticks.diff(ticks.PERIOD - _START_BEFORE_WRAP_MS, self._raw_ticks())
-        self.jumped_ms = 0
+        # The RTC chip runs on simulated time from the host's time at power-on.
+        self._rtc_base = int(time.time())
+        self._rtc_since = self.virtual_clock.now()
         self.network_up = True  # the script's `wifi off` / `wifi on`
         self.connections = 0  # connection attempts, failed ones included
         self.flash = self._mount()
@@ -117,19 +125,19 @@ class SimHal:
     def unmount(self):
         vfs.umount(MOUNT)
 
-    @staticmethod
-    def _raw_ticks():
+    def _raw_ticks(self):
         # ticks_diff(t, 0) turns the stubs' opaque tick type into an int (the unix port's
         # ticks are far below its 2**62 period).
-        return time.ticks_diff(time.ticks_ms(), 0) & ticks.MASK
+        return time.ticks_diff(self.virtual_clock.now(), 0) & ticks.MASK
 
     def ticks_ms(self):
-        return ticks.add(self._raw_ticks(), self._offset)
+        # ticks.add(self._raw_ticks(), self._offset) in one step: the logic reads the
+        # clock many times a simulated second.
+        return (time.ticks_diff(self.virtual_clock.now(), 0) + self._offset) & ticks.MASK
 
     def jump_ms(self, ms):
-        """Move simulated time forward (script `wait`); the RTC, if any, moves too."""
-        self._offset = ticks.add(self._offset, ms)
-        self.jumped_ms += ms
+        """Move simulated time forward at once; the RTC, if any, moves too."""
+        self.virtual_clock.jump(ms)
 
     # -- buttons ---------------------------------------------------------------
     def set_pressed(self, index, pressed):
@@ -138,8 +146,10 @@ class SimHal:
             1 if pressed else 0)
 
     def read_buttons(self):
-        mask = 0
         levels = self.levels
+        if levels == self._released:
+            return 0  # the usual case, checked in C: polled a hundred times a second
+        mask = 0
         active_low = self._active_low
         for i in range(len(levels)):
             if (levels[i] == 0) == active_low[i]:
@@ -167,7 +177,9 @@ class SimHal:
     def rtc_read(self):
         if not self.board.get("rtc"):
             return None
-        return int(time.time()) + self.jumped_ms // 1000
+        # The host's ticks period (2**62 on unix), not the ESP32's: a scripted `wait` may
+        # span years.
+        return self._rtc_base + time.ticks_diff(self.virtual_clock.now(), self._rtc_since) // 1000
 
     def rtc_write(self, seconds):
         pass  # the simulated RTC follows the host clock

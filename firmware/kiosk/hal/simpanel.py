@@ -10,7 +10,9 @@
 #   panel.script()                the transcript as short strings, see below
 #   panel.violations              protocol errors seen (bytes with CS high, commands while
 #                                 BUSY or asleep, RAM writes outside the RAM, ...)
-#   panel.refreshes               ("full" | "partial", tick) per refresh started
+#   panel.refreshes               ("full" | "partial", tick) per refresh started (without
+#                                 record=True only the last _KEEP_REFRESHES of them)
+#   panel.refresh_count           refreshes started in all
 #   panel.dead = True             BUSY never clears again: a dead or unplugged panel
 # The model parses the command stream enough to hold both RAMs (address counter, data
 # entry mode, RAM window for the SSD168x; partial window and mirrors for the JD79653A),
@@ -32,6 +34,7 @@
 # A touch controller: SimTouch("gt911" | "gt1151", address) has the I2C methods the
 # driver uses (16-bit register addresses); touch(px, py) and release() act as a finger
 # in the panel's native coordinates; to_native() converts a logical position.
+import micropython
 from kiosk import ticks
 
 # Busy times (ms) from the datasheets / the panel makers' figures.
@@ -44,6 +47,9 @@ _TIMINGS = {
 _RESET_MS = 20  # BUSY after a hardware or software reset
 _POWER_MS = 40  # JD79653A power on / off
 _KEEP_DATA = 16  # data bytes kept per transcript entry (the count is always kept)
+# A simulated kiosk refreshes for as long as it runs: a whole history would grow until the
+# heap ran out (and the display with it), so without record=True only the last few stay.
+_KEEP_REFRESHES = 8
 
 
 def to_native(x, y, width, height, rotation):
@@ -131,6 +137,7 @@ class _SimPanel:
         self.raw = bytearray()
         self.violations = []
         self.refreshes = []
+        self.refresh_count = 0
         self.asleep = False
         self._in_reset = False
         self._busy_until = None
@@ -158,6 +165,13 @@ class _SimPanel:
             self.transcript.append(["wait"])
         active = self.busy_active()
         return self.BUSY_ACTIVE_LEVEL if active else 1 - self.BUSY_ACTIVE_LEVEL
+
+    def _refreshed(self, kind):
+        self.refresh_count += 1
+        refreshes = self.refreshes
+        if not self.record and len(refreshes) >= _KEEP_REFRESHES:
+            refreshes.pop(0)
+        refreshes.append((kind, self.ticks_ms()))
 
     # -- pins and bus ----------------------------------------------------------------
     def _violation(self, text):
@@ -319,9 +333,17 @@ class _SimPanel:
             # every refresh, memory the simulated chip does not take from the ESP32
             shown[first:last] = memoryview(ram_new)[first:last]
             return
-        for i in range(first, last):
-            changed = ram_old[i] ^ ram_new[i]
-            shown[i] = (shown[i] & ~changed) | (ram_new[i] & changed)
+        _differential(shown, ram_old, ram_new, first, last)
+
+
+@micropython.viper
+def _differential(shown: ptr8, old: ptr8, new: ptr8, first: int, last: int):  # noqa: F821
+    # Viper: in plain Python this loop was the biggest share of a simulated refresh.
+    i = first
+    while i < last:
+        changed = old[i] ^ new[i]
+        shown[i] = (shown[i] & (changed ^ 0xFF)) | (new[i] & changed)
+        i += 1
 
 
 # -- SSD1680 / SSD1681 ----------------------------------------------------------------------
@@ -408,6 +430,13 @@ class SimSsd168x(_SimPanel):
         x_step = 1 if self.entry & 0x01 else -1
         y_step = 1 if self.entry & 0x02 else -1
         y_first = self.entry & 0x04
+        if not y_first and x_step > 0 and 0 <= x_lo and x_hi < row_bytes and (
+                0 <= y_lo and y_hi < rows and x_lo <= x <= x_hi and y_lo <= y <= y_hi):
+            # The drivers' usual order, in whole rows of the window: copy a row at a time
+            # (byte by byte in Python, a refresh cost a millisecond per frame).
+            self.x, self.y = self._ram_rows(ram, memoryview(buf), x, y, x_lo, x_hi, y_lo,
+                                            y_hi, y_step)
+            return
         outside = 0
         for b in buf:
             if 0 <= x < row_bytes and 0 <= y < rows:
@@ -432,6 +461,23 @@ class SimSsd168x(_SimPanel):
             self._violation("%d RAM byte(s) written outside the RAM" % outside)
         self.x, self.y = x, y
 
+    def _ram_rows(self, ram, data, x, y, x_lo, x_hi, y_lo, y_hi, y_step):
+        row_bytes = self.ram_row_bytes
+        done = 0
+        size = len(data)
+        while done < size:
+            n = min(size - done, x_hi - x + 1)
+            start = y * row_bytes + x
+            ram[start:start + n] = data[done:done + n]
+            done += n
+            x += n
+            if x > x_hi:
+                x = x_lo
+                y += y_step
+                if y > y_hi or y < y_lo:
+                    y = y_lo if y_step > 0 else y_hi
+        return x, y
+
     def _activate(self):
         sequence = self.sequence
         if not sequence & 0x04:  # no "display" step: nothing reaches the glass
@@ -442,7 +488,7 @@ class SimSsd168x(_SimPanel):
             self._violation("driver output control: %d gates for a %d-row panel" % (
                 self.gates, self.height))
         self._refresh(full, self.ram_new, self.ram_old, self.shown, 0, len(self.shown))
-        self.refreshes.append(("full" if full else "partial", self.ticks_ms()))
+        self._refreshed("full" if full else "partial")
         self._start_busy(self.full_ms if full else self.partial_ms)
 
     def _ram_map(self):
@@ -572,11 +618,11 @@ class SimJd79653a(_SimPanel):
                 base = row * self.row_bytes
                 self._refresh(False, self.ram_new, self.ram_old, self.shown,
                               base + c0, base + c1 + 1)
-            self.refreshes.append(("partial", self.ticks_ms()))
+            self._refreshed("partial")
             self._start_busy(self.partial_ms)
             return
         self._refresh(True, self.ram_new, self.ram_old, self.shown, 0, len(self.shown))
-        self.refreshes.append(("full", self.ticks_ms()))
+        self._refreshed("full")
         self._start_busy(self.full_ms)
 
     def _ram_map(self):

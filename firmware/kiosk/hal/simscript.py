@@ -2,7 +2,8 @@
 # simulated buttons and clock, so every tap goes through the real debouncer and flow.
 #
 #   rate N      tap face N (1 = worst)        yes / no    answer the follow-up
-#   wait S      simulated time jumps S seconds (no real sleeping)
+#   wait S      S simulated seconds pass: every timer fires at its due time within them,
+#               on the virtual clock (no real sleeping, also with --realtime)
 #   clock T     set the device clock, as a host sync would (unix seconds or
 #               YYYY-MM-DDTHH:MM:SSZ)
 #   wifi off    the simulated network goes down: connection attempts fail (OSError)
@@ -14,7 +15,9 @@ from kiosk import civil
 from kiosk.clock import EARLIEST_WALL, LATEST_WALL, SOURCE_HOST
 from micropython import const
 
-_MAX_JUMP_MS = const(86400000)
+# A long wait sleeps in steps of a day: asyncio's deadlines must stay within half the tick
+# period, which is 2**29 ms on a 32-bit port.
+_WAIT_STEP_MS = const(86400000)
 
 
 class ScriptError(ValueError):
@@ -147,14 +150,21 @@ async def play(path, hal, kiosk):
             # Let the input task act on the press before the next event.
             await asyncio.sleep_ms(kiosk.poll_ms)
         elif verb == "wait":
-            left = arg
-            while left:
-                # Jump in steps the tick arithmetic can tell apart (under 2**29 ms), and
-                # let the timer task see each one.
-                step = min(left, _MAX_JUMP_MS)
-                hal.jump_ms(step)
-                left -= step
-                await asyncio.sleep_ms(kiosk.poll_ms * 2 + 60)
+            # The kiosk's tasks run through the wait on simulated time, each timer at its
+            # moment; under --realtime the wait is fast-forwarded all the same.
+            clock = hal.virtual_clock
+            skip = not clock.paced_waits
+            if skip:
+                clock.fast_forward(True)
+            try:
+                left = arg
+                while left:
+                    step = min(left, _WAIT_STEP_MS)
+                    await asyncio.sleep_ms(step)
+                    left -= step
+            finally:
+                if skip:
+                    clock.fast_forward(False)
         elif verb == "clock":
             kiosk.clock.set_wall(arg, SOURCE_HOST)
         elif verb == "wifi":

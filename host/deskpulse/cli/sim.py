@@ -11,16 +11,34 @@ from typing import Any
 from deskpulse.device.micropython import DEFAULT_HEAP, require_micropython
 from deskpulse.errors import DeskPulseError
 
+SCRIPT_HELP = """\
+script events (--script FILE, one a line; README.md "Using the simulator"):
+  rate N          tap face N (1 = worst)
+  yes | no        answer the follow-up question
+  wait SECONDS    simulated time passes; every timer fires at its own moment in it
+  clock T         set the kiosk's clock as a host sync would (unix seconds or
+                  2026-11-23T09:00:00Z)
+  wifi off | on   the simulated network goes down / comes back
+  exit            stop the kiosk (without it, it runs until Ctrl-C)
+  # ...           a comment, on its own line or after an event
+
+time: the script plays on a virtual clock, as fast as the CPU allows (with --realtime,
+by the wall clock). After the script, or without one, the kiosk keeps wall-clock time
+for whoever talks to it (deskpulse sync, a person). A run that ends with a failed
+display, log or sync task exits non-zero and says why.
+"""
+
 
 def register(subparsers: Any) -> None:
     """Add `sim` and `inspect` to the `deskpulse` subcommands."""
     sim = subparsers.add_parser(
-        "sim", help="run a simulated kiosk (the real firmware in micropython)")
+        "sim", help="run a simulated kiosk (the real firmware in micropython)",
+        epilog=SCRIPT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sim.add_argument("--board", default="esp32-devkitc-ssd1680",
                      help="board name from boards/ or a path to a board file")
     sim.add_argument("--state", required=True,
                      help="folder holding the simulated flash image; reuse it to keep the log")
-    sim.add_argument("--script", help="customer events: rate N, yes, no, wait S, clock T, exit")
+    sim.add_argument("--script", help="a file of customer events, one a line (below)")
     sim.add_argument("--serial-link", help="make a symlink to the console pty here")
     sim.add_argument("--config", help="install this device config (validated) before booting")
     sim.add_argument("--device-config", help="the file `deskpulse devices add -o` wrote: merged "
@@ -28,6 +46,19 @@ def register(subparsers: Any) -> None:
                      "then pushes to that server over the host's network")
     sim.add_argument("--heap", default=DEFAULT_HEAP,
                      help="MicroPython heap size (default %(default)s)")
+    sim.add_argument("--realtime", action="store_true",
+                     help="play the script by the wall clock (taps at a person's pace) "
+                     "instead of the virtual clock; its waits are still fast-forwarded")
+    sim.add_argument("--interactive", action="store_true",
+                     help="a terminal kiosk: keys press the board's buttons (digits the "
+                     "faces, n / y the answers, on touch boards they tap the targets; w "
+                     "switches the WiFi off/on, q or Ctrl-C quits), the e-ink screen is "
+                     "drawn and redrawn on each refresh under a status line; runs on "
+                     "wall-clock time; the console pty stays free for `deskpulse sync "
+                     "--port`. Not with --script")
+    sim.add_argument("--glyphs", choices=("braille", "blocks"), default="braille",
+                     help="with --interactive: draw the screen with braille dots or half "
+                     "blocks (default %(default)s)")
     sim.set_defaults(func=do_sim)
 
     insp = subparsers.add_parser(
@@ -45,6 +76,9 @@ def do_sim(args: argparse.Namespace) -> int:
     from deskpulse.sim import simulator
 
     require_micropython("deskpulse sim")
+    if args.interactive and args.script:
+        raise DeskPulseError("--interactive and --script do not mix: with --interactive, "
+                             "the person at the keys is the customer")
     board = boards.board_path(args.board)
     problems = boards.errors_only(boards.validate_board(boards.load_board(board)))
     if problems:
@@ -57,10 +91,20 @@ def do_sim(args: argparse.Namespace) -> int:
         read_config_json(args.device_config, "device config")
     log = Path(args.state) / simulator.CONSOLE_LOG_NAME
     logged_before = log.stat().st_size if log.is_file() else 0
-    code = simulator.run(
-        board, args.state, script=args.script, serial_link=args.serial_link, heap=args.heap,
-        config=args.config, device_config=args.device_config,
-    )
+    if args.interactive:
+        from deskpulse.sim import interactive
+
+        code = interactive.run(
+            board, boards.load_board(board), args.state, serial_link=args.serial_link,
+            heap=args.heap, config=args.config, device_config=args.device_config,
+            glyphs=args.glyphs,
+        )
+    else:
+        code = simulator.run(
+            board, args.state, script=args.script, serial_link=args.serial_link,
+            heap=args.heap, config=args.config, device_config=args.device_config,
+            realtime=args.realtime,
+        )
     if code not in (0, *simulator.STOPPED_BY_SIGNAL):
         raise DeskPulseError(simulator.firmware_failure(Path(args.state), code, logged_before))
     return code

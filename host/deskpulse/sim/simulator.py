@@ -70,6 +70,7 @@ class Simulator:
         firmware_entry: str | os.PathLike[str] | None = None,
         console_log: bool = True,
         log_limit: int = DEFAULT_LOG_LIMIT,
+        realtime: bool = False,
     ) -> None:
         self.board = Path(board)
         self.state_dir = Path(state_dir)
@@ -84,6 +85,9 @@ class Simulator:
         )
         self.log_path: Path | None = self.state_dir / CONSOLE_LOG_NAME if console_log else None
         self.log_limit = log_limit
+        self.realtime = realtime
+        """Pace the script by the wall clock instead of the virtual clock (its `wait`s are
+        still fast-forwarded); after the script the kiosk keeps wall-clock time anyway."""
 
         self._proc: subprocess.Popen[bytes] | None = None
         self._console_path: str | None = None
@@ -138,6 +142,8 @@ class Simulator:
             cmd += ["--config", str(self.config)]
         if self.device_config is not None:
             cmd += ["--device-config", str(self.device_config)]
+        if self.realtime:
+            cmd.append("--realtime")
         return cmd
 
     def start(self) -> None:
@@ -466,6 +472,7 @@ def run(
     micropython: str | os.PathLike[str] | None = None,
     firmware_entry: str | os.PathLike[str] | None = None,
     out: TextIO | None = None,
+    realtime: bool = False,
 ) -> int:
     """`deskpulse sim`: run until the firmware exits or SIGINT/SIGTERM/SIGHUP arrives.
 
@@ -485,7 +492,7 @@ def run(
         with Simulator(
             board, state_dir, script=script, serial_link=serial_link, config=config,
             device_config=device_config, heap=heap, micropython=micropython,
-            firmware_entry=firmware_entry,
+            firmware_entry=firmware_entry, realtime=realtime,
         ) as sim:
             line = f"console on {sim.console_path}"
             if sim.serial_link is not None:
