@@ -6,8 +6,9 @@ The drawing happens in `micropython` (tests/firmware/mp/render.py drives kiosk.u
 plain frame buffer of the board's logical size); this side turns the pixels into
 docs/screens/<board>/<view>.png: the panel black on white at 3x, in a grey bezel, with
 the board's face and answer buttons marked below it (not on touch boards, where the
-faces are the buttons). tests/firmware/test_screens.py renders again and compares with these
-files pixel for pixel, so a change to the screens shows up as a diff to review.
+faces are the buttons) and its other controls (a side dial, a top button) marked dark on
+the bezel's edge where they sit. tests/firmware/test_screens.py renders again and
+compares with these files pixel for pixel, so a change to the screens shows up as a diff to review.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class View:
     width: int
     height: int
     touch: bool
-    buttons: list[int]  # logical x of the face/answer buttons
+    buttons: list[int]  # logical x of the face/answer buttons under the panel
+    edges: list[tuple[str, int]]  # (edge, logical position) of the other controls
     pixels: bytes  # MONO_HLSB rows, 1 = white
 
     @property
@@ -95,6 +97,7 @@ def run_renders(boards: list[Path], fonts_dir: Path = FONTS_DIR) -> list[View]:
             height=raw["height"],
             touch=raw["touch"],
             buttons=raw["buttons"],
+            edges=[(str(edge), int(at)) for edge, at in raw.get("edges", [])],
             pixels=binascii.unhexlify(raw["pixels"]),
         ))
     return views
@@ -113,8 +116,20 @@ def review_image(view: View) -> Image.Image:
     size = (panel.width + 2 * BEZEL, panel.height + 2 * BEZEL + strip)
     image = Image.new("L", size, BEZEL_GREY)
     image.paste(panel, (BEZEL, BEZEL))
+    draw = ImageDraw.Draw(image)
+    for edge, at in view.edges:
+        # A control on the panel's edge: a dark bar in the bezel, centred where it sits.
+        centre = BEZEL + at * SCALE + SCALE // 2
+        half = BUTTON_WIDTH // 2
+        if edge in ("left", "right"):
+            x0 = 0 if edge == "left" else BEZEL + panel.width
+            draw.rectangle((x0 + 1, centre - half, x0 + BEZEL - 2, centre + half),
+                           fill=BUTTON_GREY)
+        else:
+            y0 = 0 if edge == "top" else BEZEL + panel.height
+            draw.rectangle((centre - half, y0 + 1, centre + half, y0 + BEZEL - 2),
+                           fill=BUTTON_GREY)
     if strip:
-        draw = ImageDraw.Draw(image)
         top = panel.height + 2 * BEZEL
         draw.rectangle((0, top, size[0] - 1, size[1] - 1), fill=255)
         for x in view.buttons:

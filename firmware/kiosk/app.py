@@ -2,7 +2,7 @@
 import asyncio
 import gc
 
-from kiosk import FIRMWARE_VERSION, record
+from kiosk import FIRMWARE_VERSION, civil, record, ticks
 from kiosk import config as cfg
 from kiosk import flow as flow_mod
 from kiosk.buttons import Debouncer
@@ -17,6 +17,12 @@ _CRASH = const(2)
 _SAFE_MODE_CRASHES = const(3)
 _TICK_MS = const(50)
 _SUPERVISE_MS = const(100)
+# Boards without a service button open the service screen when the two end face buttons
+# are held together this long (docs/flow.md): a customer presses one face, not both ends
+# for seconds. A press of an end button waits up to _CHORD_MS (or its release) to see
+# whether it is the start of that hold, so the technician's hold is never a rating.
+_SERVICE_HOLD_MS = const(3000)
+_CHORD_MS = const(200)
 
 
 class Kiosk:
@@ -27,6 +33,15 @@ class Kiosk:
         self.buttons = board["buttons"]
         self.poll_ms = board.get("poll_ms", 10)
         self.debouncer = Debouncer(board.get("stable_polls", 3))
+        self.face_buttons = sum(1 for b in self.buttons if b.get("face"))
+        self._chord = 0  # mask of the end face buttons whose long hold opens the service
+        if not board.get("touch") and not any(b.get("service") for b in self.buttons):
+            for i, b in enumerate(self.buttons):
+                if b.get("face") in (1, self.face_buttons):
+                    self._chord |= 1 << i
+        self._pending = 0  # end-button presses waiting to be told from the start of a hold
+        self._pending_at = 0
+        self._chord_since = -1  # ticks since the ends are held together, -1 while not
         self.config_path = self.root + "/config.json"
         self.config, self.config_problems = cfg.load(self.config_path)
         problem = cfg.board_problem(self.config, board)
@@ -44,7 +59,8 @@ class Kiosk:
         # collection, while the heap still has room in one piece.
         gc.collect()
         screen = self._make_screens(hal)
-        self.flow = flow_mod.Survey(self.config, self.log, self.clock, screen)
+        self.flow = flow_mod.Survey(self.config, self.log, self.clock, screen,
+                                    panel=self.display, service_text=self.service_text)
         if getattr(hal, "console_sync", True):
             # The console (the REPL UART) carries the serial sync while the app runs.
             from kiosk.serial_sync import ConsoleReader, SerialSync
@@ -72,7 +88,7 @@ class Kiosk:
         from kiosk.ui.display import Display
         from kiosk.ui.screens import Screens
 
-        self.display = Display(panel, self.config["full_refresh_every"])
+        self.display = Display(panel, self.config["full_refresh_every"], ticks_ms=hal.ticks_ms)
         self.screens = Screens(panel.framebuf, panel.width, panel.height, panel.INK,
                                panel.PAPER, hal.board, hal.fonts_dir, self.display.request)
         touch = getattr(hal, "touch", None)
@@ -115,7 +131,7 @@ class Kiosk:
         self.clock.start()
         if self.config_problems:
             self.hal.console_write("config: " + "; ".join(self.config_problems) + "\n")
-            self.flow.service_note = "service: config problem, see status"
+            self.flow.config_problem = True
         self.flow.show_idle()
 
     def inspect(self):
@@ -140,9 +156,48 @@ class Kiosk:
             "config_problems": self.config_problems,
             "store_errors": self.flow.store_errors,
             "state": flow_mod.STATE_NAMES[self.flow.state],
+            "input": {"early": self.flow.early_presses},
             "display": self.display.status() if self.display else None,
             "push": self._push_status(),
         }
+
+    def service_text(self):
+        """(title, details) of the technician's service screen: one fact a line."""
+        import sys
+
+        log = self.log.status()
+        clock = self.clock.state()
+        problems = list(self.config_problems)
+        if self.flow.store_errors:
+            problems.append("%d responses could not be stored" % self.flow.store_errors)
+        if log["dropped"]:
+            problems.append("flash full: %d oldest dropped, sync" % log["dropped"])
+        if not clock["known"]:
+            problems.append("clock not set: sync or WiFi")
+        lines = ["id %s  board %s" % (self.config["device_id"] or "(none)",
+                                      self.hal.board["name"]),
+                 "app %s  MicroPython %d.%d.%d" % ((FIRMWARE_VERSION,)
+                                                   + tuple(sys.implementation.version[:3]))]
+        push = self._push_status()
+        if push is None:
+            lines.append("wifi, push: not set up")
+        else:
+            network = push.get("network") or {}
+            lines.append("wifi %s %s" % ("up" if network.get("up") else "down",
+                                         network.get("address") or ""))
+            lines.append("push %s, %d waiting, %s" % (
+                push["state"], push["pending"],
+                "last ok " + _when(push["last_ok_wall"]) if push["last_ok_wall"] else "never ok"))
+            if push["last_error"]:
+                problems.append("push: %s" % push["last_error"])
+        lines.append("synced to #%d of #%d" % (log["acked_upto"], log["next_seq"] - 1))
+        lines.append("flash %d%% full, %d kept, %d dropped" % (
+            int(log["fs_fill"] * 100), log["stored"], log["dropped"]))
+        lines.append("clock %s" % ("%s %s" % (clock["source"], _when(clock["wall"]))
+                                   if clock["known"] else "not set"))
+        lines.append("boot %d, crashes %d" % (self.boot, self.crashes))
+        title = "Service: %d to fix" % len(problems) if problems else "Service: all well"
+        return title, "\n".join(problems + lines)
 
     def _push_status(self):
         if self.push is None:
@@ -159,42 +214,87 @@ class Kiosk:
         if not 0 <= index < len(self.buttons):
             return
         button = self.buttons[index]
-        if self.flow.state == flow_mod.FOLLOW_UP:
-            answer = button.get("answer")
-            if answer:
-                self.flow.answer(answer == "yes")
+        if button.get("service"):
+            # The technician's: not a customer's press, so no input guard.
+            self.flow.request_service()
+            return
+        if not self.flow.accepts_input():
+            return
+        answer = button.get("answer")
+        if self.flow.state == flow_mod.FOLLOW_UP and answer:
+            # A button that is both a face and an answer answers the question on screen.
+            self.flow.answer(answer == "yes")
         elif button.get("face"):
-            self.flow.face(button["face"])
+            # During the follow-up a face-only button is a new customer (docs/flow.md). A
+            # scale smaller than the button count is laid over all the face buttons.
+            rating = cfg.scale_rating(button["face"], self.face_buttons, self.config["scale"])
+            if rating:
+                self.flow.face(rating)
 
     def tap(self, point):
         """Act on a debounced touch at point ((x << 16) | y, logical screen coordinates)."""
         screens = self.screens
+        if self.flow.closed_shown():
+            # The closed screen has no targets: a tap anywhere only brings up the question.
+            if self.flow.accepts_input():
+                self.flow.wake()
+            return
         option = screens.target_at(point >> 16, point & 0xFFFF) if screens else -1
-        if option < 0:
+        if option < 0 or not self.flow.accepts_input():
             return
         if self.flow.state == flow_mod.FOLLOW_UP:
             self.flow.answer(option == 1)  # the follow-up's options are (no, yes)
         else:
             self.flow.face(option + 1)
 
-    async def _poll_inputs(self):
-        read = self.hal.read_buttons
-        poll = self.debouncer.poll
-        pop = self.debouncer.pop
+    def poll_inputs(self):
+        """One poll of the buttons and the touch panel (every poll_ms from a task)."""
+        debouncer = self.debouncer
+        debouncer.poll(self.hal.read_buttons())
+        index = debouncer.pop()
+        while index >= 0:
+            if self._chord & (1 << index):
+                if not self._pending:
+                    self._pending_at = self.clock.ticks_ms()
+                self._pending |= 1 << index
+            else:
+                self.press(index)
+            index = debouncer.pop()
+        if self._chord:
+            self._watch_chord(debouncer.held())
         taps = self.touch_taps
+        if taps is not None:
+            taps.poll()
+            point = taps.pop()
+            while point >= 0:
+                self.tap(point)
+                point = taps.pop()
+
+    def _watch_chord(self, held):
+        now = self.clock.ticks_ms()
+        chord = self._chord
+        if held & chord == chord:
+            self._pending = 0  # both ends at once: the technician, never a rating
+            since = self._chord_since
+            if since == -1:
+                self._chord_since = now
+            elif since >= 0 and ticks.diff(now, since) >= _SERVICE_HOLD_MS:
+                self._chord_since = -2  # done: once per hold, until both are let go
+                self.flow.request_service()
+            return
+        if self._chord_since >= 0 or not held & chord:
+            self._chord_since = -1
+        pending = self._pending
+        if pending and (not pending & held or ticks.diff(now, self._pending_at) >= _CHORD_MS):
+            self._pending = 0
+            for index in range(len(self.buttons)):
+                if pending & (1 << index):
+                    self.press(index)
+
+    async def _poll_inputs(self):
         sleep_ms = asyncio.sleep_ms
         while self.running:
-            poll(read())
-            index = pop()
-            while index >= 0:
-                self.press(index)
-                index = pop()
-            if taps is not None:
-                taps.poll()
-                point = taps.pop()
-                while point >= 0:
-                    self.tap(point)
-                    point = taps.pop()
+            self.poll_inputs()
             await sleep_ms(self.poll_ms)
 
     async def _timers(self):
@@ -242,6 +342,12 @@ class Kiosk:
         self.log.close()
         self.clock.close()
         self._boots.close()
+
+
+def _when(wall):
+    """Unix seconds as YYYY-MM-DD HH:MM (UTC) for the service screen."""
+    y, mo, d, h, mi = civil.civil_from_seconds(wall)[:5]
+    return "%04d-%02d-%02d %02d:%02dZ" % (y, mo, d, h, mi)
 
 
 def push_configured(config):

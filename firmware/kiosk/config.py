@@ -253,6 +253,26 @@ def board_problem(config, board):
     return None
 
 
+def scale_rating(position, buttons, scale):
+    """The rating that face button `position` (1 = worst of `buttons` face buttons) gives
+    on a scale of `scale` faces, or 0 when it gives none.
+
+    A scale smaller than the button count is laid over every button rather than leaving
+    the last ones dead: the ends stay the worst and best faces (also "no" and "yes"), and
+    each middle face takes the buttons nearest to it, a tie going to the face nearer the
+    middle so the layout stays symmetric. Three faces on four buttons: 1, 2, 2, 3 (the
+    middle face stands between the two middle buttons; docs/flow.md)."""
+    if scale >= buttons or buttons < 2:
+        return position if 1 <= position <= scale else 0
+    if not 1 <= position <= buttons:
+        return 0
+    i = position - 1
+    if 2 * i > buttons - 1:  # the right half mirrors the left
+        return scale + 1 - scale_rating(buttons - i, buttons, scale)
+    # Round i * (scale - 1) / (buttons - 1) half up: towards the middle in the left half.
+    return (2 * i * (scale - 1) + buttons - 1) // (2 * (buttons - 1)) + 1
+
+
 def parse(data, what="config"):
     """The JSON value in data (the bytes of what, e.g. "config file"); raises ValueError
     with the problem as a sentence about what.

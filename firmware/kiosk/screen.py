@@ -1,8 +1,10 @@
 # The screen interface the flow draws through, and a text stand-in.
 #
-# show(kind, title, options, note): kind is one of the VIEW_* names; title the main line;
-# options the labels of the choices (faces or yes/no), in button order; note a small line.
-# The e-ink screens (next issue) implement the same method.
+# show(kind, title, options, note, chosen): kind is one of the VIEW_* names; title the main
+# line; options the labels of the choices (faces or yes/no), in button order; note a small
+# line; chosen, on the follow-up, the (rating, scale) of the face the customer tapped;
+# mark, a small neutral sign that service is needed (customer screens carry no technician
+# text). The e-ink screens (kiosk.ui.screens) implement the same method.
 VIEW_IDLE = "idle"
 VIEW_FOLLOW_UP = "follow_up"
 VIEW_THANKS = "thanks"
@@ -17,18 +19,28 @@ class TextScreen:
         self._write = write
         self.kind = None
         self.title = ""
+        self.note = ""
+        self.options = ()
+        self.mark = False
         self.views = 0
 
-    def show(self, kind, title, options=(), note=""):
+    def show(self, kind, title, options=(), note="", chosen=None, mark=False):
         self.kind = kind
         self.title = title
+        self.note = note
+        self.options = options
+        self.mark = mark
         self.views += 1
         if self._write is not None:
             line = "[screen] %s: %s" % (kind, title)
+            if chosen:
+                line += " {face %d/%d}" % chosen
             if options:
                 line += " [" + " | ".join(options) + "]"
             if note:
-                line += " (" + note + ")"
+                line += " (" + note.replace("\n", "; ") + ")"
+            if mark:
+                line += " {service mark}"
             self._write(line + "\n")
 
 
@@ -38,6 +50,6 @@ class ScreenTee:
     def __init__(self, *screens):
         self.screens = screens
 
-    def show(self, kind, title, options=(), note=""):
+    def show(self, kind, title, options=(), note="", chosen=None, mark=False):
         for s in self.screens:
-            s.show(kind, title, options, note)
+            s.show(kind, title, options, note, chosen, mark)

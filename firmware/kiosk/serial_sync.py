@@ -447,7 +447,7 @@ class SerialSync:
         kiosk.config = config
         if kiosk.config_problems:
             kiosk.config_problems = []
-            kiosk.flow.service_note = ""  # show_idle puts back a storage note if one applies
+            kiosk.flow.config_problem = False
         # A session in progress finishes under the scale it started with (see flow).
         kiosk.flow.apply_config(config)
         return None

@@ -503,3 +503,32 @@ def test_touch_axis_corrections_are_booleans(key: str) -> None:
     assert problems(b, "error") == []
     b["touch"] = touch(**{key: 1})
     assert_one(problems(b, "error"), f"touch.{key}", "true or false")
+
+
+# -- what each control looks like and where it is -------------------------------------------
+def test_coreink_describes_its_dial_and_top_button() -> None:
+    buttons = load_board("m5stack-coreink")["buttons"]
+    controls = {b["pin"]: (b.get("control"), b.get("edge")) for b in buttons if b.get("face")}
+    assert controls == {39: ("dial_down", "right"), 38: ("dial_press", "right"),
+                        37: ("dial_up", "right"), 5: ("button", "top")}
+    assert [b["pin"] for b in buttons if b.get("service")] == [27]  # the power button
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("control", "knob", ("dial_up",)),
+    ("edge", "back", ("bottom", "right")),
+])
+def test_unknown_control_or_edge_is_an_error(key: str, value: str,
+                                             words: tuple[str, ...]) -> None:
+    b = board()
+    b["buttons"][1][key] = value
+    assert_one(problems(b, "error"), f"buttons[1].{key}", *words)
+
+
+def test_a_side_control_is_placed_by_y_not_x() -> None:
+    b = board()
+    b["buttons"][1]["edge"] = "right"
+    assert_one(problems(b, "error"), "buttons[1].x", "right", "y")
+    b = board()
+    b["buttons"][1]["y"] = 40
+    assert_one(problems(b, "error"), "buttons[1].y", "bottom", "x")

@@ -41,6 +41,9 @@ from bench_sync import PtyRelay, prefill, synthetic_responses  # noqa: E402
 
 BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
 PATIENCE = 120.0  # an upper bound for anything to happen; never asserted as a duration
+# Simulated seconds a script's customers may spend looking at screens before they press
+# (a few per session): an upper bound for where a record's time falls, not a duration.
+READING = 30
 DEVICE_ID = "e2e-desk"
 QUICK = {"timeout": 1.5, "attempts": 6}  # sync options where faults are injected on purpose
 
@@ -167,7 +170,7 @@ clock 2026-11-20T09:00:00Z
 wait 60
 rate 2        # closed: before opening time
 no
-rate 4        # rapid: right after the previous customer; closed
+rate 4        # right after the previous customer, but reads first: not rapid; closed
 wait 11       # no answer: the follow-up times out after 10 s
 wait 3600
 rate 4        # 10:02, open
@@ -204,7 +207,7 @@ def test_a_scripted_day_reaches_the_database_exactly(tmp_path: Path) -> None:
     assert [(r["seq"], r["boot"], r["rating"], r["told_next"], r["rapid"], r["closed"])
             for r in rows] == [
         (1, 1, 4, "yes", 0, 0), (2, 1, 1, "no", 0, 0),
-        (3, 2, 3, "yes", 0, 0), (4, 2, 2, "no", 0, 1), (5, 2, 4, "no_answer", 1, 1),
+        (3, 2, 3, "yes", 0, 0), (4, 2, 2, "no", 0, 1), (5, 2, 4, "no_answer", 0, 1),
         (6, 2, 4, "yes", 0, 0),
         (7, 3, 3, "yes", 0, 0), (8, 3, 1, "no", 0, 0)]
     assert rows[4]["latency_ds"] == 100
@@ -215,9 +218,14 @@ def test_a_scripted_day_reaches_the_database_exactly(tmp_path: Path) -> None:
     # set too; those after it also carry the device's own time, which agrees.
     assert by_seq[3]["time_source"] == "anchor"
     assert by_seq[3]["wall"] == pytest.approx(T - 100, abs=2)
-    assert (by_seq[4]["time_source"], by_seq[4]["wall"]) == ("anchor", pytest.approx(T + 60, abs=2))
-    assert by_seq[4]["device_wall"] == pytest.approx(T + 60, abs=2)
-    assert by_seq[6]["wall"] == pytest.approx(T + 60 + 11 + 3600, abs=3)
+    # Script customers look at each screen before pressing (docs/flow.md: the glass, then
+    # min_read_ms; on the closed screen a press first brings up the question), so a
+    # session ends a little after its script time: at it or later, within READING.
+    assert by_seq[4]["time_source"] == "anchor"
+    assert T + 60 - 1 <= by_seq[4]["wall"] <= T + 60 + READING
+    assert by_seq[4]["device_wall"] == pytest.approx(by_seq[4]["wall"], abs=1)
+    assert by_seq[6]["wall"] - by_seq[4]["wall"] == by_seq[6]["uptime_s"] - by_seq[4]["uptime_s"]
+    assert T + 60 + 11 + 3600 - 1 <= by_seq[6]["wall"] <= T + 60 + 11 + 3600 + READING
     # Boot 3 is placed by the anchor of the sync's own TIME command (host time).
     assert by_seq[7]["time_source"] == by_seq[8]["time_source"] == "anchor"
     assert by_seq[8]["wall"] - by_seq[7]["wall"] == by_seq[8]["uptime_s"] - by_seq[7]["uptime_s"]
@@ -544,13 +552,18 @@ def test_sync_while_customers_keep_tapping(tmp_path: Path) -> None:
     script, expected = customers(40)
     dbfile = tmp_path / "d.db"
     summaries: list[SyncSummary] = []
-    with kiosk(tmp_path, script, config=write_config(tmp_path)) as sim:
+    # While a host talks on the console the simulated clock keeps real time, and script
+    # customers wait for each screen on the glass before they press (issue 13): no reading
+    # pause beyond that, so the taps come about as fast as the panel allows.
+    config = write_config(tmp_path, input_guard_ms=0, min_read_ms=0)
+    deadline = time.monotonic() + 3 * PATIENCE  # an upper bound, never asserted
+    with kiosk(tmp_path, script, config=config) as sim:
         while True:
             taps_done = hello(sim.console_path).next_seq > len(expected)
             summaries.append(sync(sim.console_path, dbfile))
             if taps_done:
                 break
-            if len(summaries) > 500:
+            if time.monotonic() > deadline:
                 pytest.fail("the script never finished")
         final = hello(sim.console_path)
         assert final.first_seq == final.next_seq == len(expected) + 1

@@ -102,3 +102,106 @@ emit({{"result": result, "crashes_seen_next_boot": k.crashes, "reads": reads[0]}
 """)[0]
     assert out["result"] == "crashed: [Errno 5] EIO"
     assert out["crashes_seen_next_boot"] == 1
+
+
+# -- the service screen, the end-button hold, a small scale over four buttons ---------------
+INPUT_SETUP = """
+import json
+from kiosk import app
+from kiosk.hal.sim import SimHal
+from kiosk.screen import TextScreen
+from harness import emit
+board = json.loads(BOARD_JSON)
+board.pop("display")   # a text screen: each view counts as seen when drawn
+screen = TextScreen()
+shown = []
+hal = SimHal(board, STATE, "power_on", screen)
+hal.console_sync = False
+if CONFIG:
+    with open("/flash/config.json", "w") as f:
+        f.write(CONFIG)
+k = app.Kiosk(hal)
+k.start()
+def step(ms):
+    while ms > 0:
+        hal.jump_ms(10)
+        k.poll_inputs()
+        k.flow.tick()
+        if not shown or shown[-1] != screen.kind:
+            shown.append(screen.kind)
+        ms -= 10
+def press(*indices, hold=50):
+    for i in indices:
+        hal.set_pressed(i, True)
+    step(hold)
+    for i in indices:
+        hal.set_pressed(i, False)
+    step(400)   # released, and the next screen read past the input guard
+"""
+
+
+def run_inputs(tmp_path: Path, board_name: str, body: str, config: str = "") -> dict:
+    board = json.loads((BOARDS / f"{board_name}.json").read_text())
+    setup = (INPUT_SETUP.replace("BOARD_JSON", repr(json.dumps(board)))
+             .replace("STATE", repr(str(tmp_path))).replace("CONFIG", repr(config)))
+    return mpy_json(setup + "step(500)\n" + body + "\nhal.unmount()\n")[-1]
+
+
+def test_the_service_button_opens_the_service_screen_and_customers_see_no_technician_text(
+    tmp_path: Path,
+) -> None:
+    # A new kiosk has no config file: a config problem the technician must see.
+    r = run_inputs(tmp_path, "lilygo-t5-v2.3", """
+idle = [screen.kind, screen.note, screen.mark]
+press(4)                                     # the board's service button (GPIO 39)
+service = [screen.kind, screen.title, screen.note, k.status()["state"]]
+press(4)                                     # again: back to the customers
+emit({"idle": idle, "service": service, "after": screen.kind})
+""")
+    assert r["idle"] == ["idle", "", True], "no technician text, only the neutral mark"
+    kind, title, details, state = r["service"]
+    assert kind == "service" and state == "service" and title == "Service: 2 to fix"
+    for fact in ("no config file", "clock not set", "id (none)  board lilygo-t5-v2.3",
+                 "app 0.1.0  MicroPython ", "wifi, push: not set up", "synced to #0 of #0",
+                 "% full, 0 kept, 0 dropped", "clock not set", "boot 1, crashes 0"):
+        assert fact in details, fact
+    assert r["after"] == "idle"
+
+
+def test_holding_both_end_buttons_opens_the_service_screen_without_a_rating(
+    tmp_path: Path,
+) -> None:
+    # The DevKitC board has no service button: hold faces 1 and 4 together.
+    r = run_inputs(tmp_path, "esp32-devkitc-ssd1680", """
+press(0, 3, hold=1000)                      # a short hold of both ends: nothing
+short = [screen.kind, k.flow.state]
+press(0, 3, hold=3200)                      # the technician's hold
+held = [screen.kind, list(shown)]
+press(0, 3, hold=3200)                      # the same again closes it
+closed = screen.kind
+press(0)                                    # a customer's press of an end button still rates
+rated = [screen.kind, k.flow._rating]
+step(20000)
+emit({"short": short, "held": held, "closed": closed, "rated": rated,
+      "records": [[x[1], x[3]] for x in k.log.read(1, 100)]})
+""")
+    assert r["short"] == ["idle", 0]
+    kind, shown = r["held"]
+    assert kind == "service" and "follow_up" not in shown, "the hold rated nothing"
+    assert r["closed"] == "idle"
+    assert r["rated"] == ["follow_up", 1]
+    assert len(r["records"]) == 1, "only the customer's press was stored"
+
+
+def test_three_faces_on_four_buttons_leave_no_dead_button(tmp_path: Path) -> None:
+    r = run_inputs(tmp_path, "esp32-devkitc-ssd1680", """
+ratings = []
+for index in (3, 1, 2, 0):
+    press(index)
+    ratings.append(k.flow._rating if screen.kind == "follow_up" else None)
+    step(11000)                             # no answer: stored, thank-you, idle again
+emit({"ratings": ratings, "scales": [x[2] for x in k.log.read(1, 100)]})
+""", config='{"scale": 3}')
+    # Face 3 (best) on the "yes" button, face 2 on both middle buttons, face 1 on "no".
+    assert r["ratings"] == [3, 2, 2, 1]
+    assert r["scales"] == [3, 3, 3, 3]

@@ -115,3 +115,28 @@ asyncio.run(main())
     # retried after retry_ms: init again, then the pending view in full
     assert r["log"] == ["init", "write", "full", "init", "write", "full"]
     assert r["after"] is None
+
+
+def test_the_display_says_which_picture_is_on_the_glass() -> None:
+    """What the input guard reads: a picture counts as shown only once the refresh that
+    carried it has finished, and a refresh carries every picture requested before it."""
+    r = run("""
+import time
+async def main():
+    panel = FakePanel(busy_ms=60)
+    d = Display(panel, ticks_ms=time.ticks_ms)
+    task = asyncio.create_task(d.run())
+    d.request()
+    await asyncio.sleep_ms(10)
+    during = [d.requests, d.shown]
+    d.request(); d.request()          # drawn while the first refresh runs
+    await asyncio.sleep_ms(30)
+    still = [d.requests, d.shown]
+    await asyncio.sleep_ms(300)
+    after = [d.requests, d.shown, time.ticks_diff(time.ticks_ms(), d.shown_ms) >= 0]
+    task.cancel()
+    emit({"during": during, "still": still, "after": after})
+asyncio.run(main())
+""")
+    assert r["during"] == [1, 0] and r["still"] == [3, 0]
+    assert r["after"] == [3, 3, True]

@@ -25,7 +25,15 @@ def make(raw):
         raise SystemExit("config refused: %r" % (problems,))
     return c
 def tap(rig):
-    rig.survey.face(3); rig.survey.answer(True)
+    # The closed screen asks nothing (docs/flow.md): a press there only brings up the
+    # question, and the rating that follows is the session (flagged closed).
+    closed_screen = rig.survey.closed_shown()
+    if rig.survey.face(3) == closed_screen:
+        raise SystemExit("a press on the %s screen was taken wrongly"
+                         % ("closed" if closed_screen else "open"))
+    if closed_screen and not rig.survey.face(3):
+        raise SystemExit("the question brought up on the closed screen took no rating")
+    rig.survey.answer(True)
     return bool(rig.records()[-1][record.FLAGS] & record.FLAG_CLOSED)
 """
 

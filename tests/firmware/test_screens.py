@@ -158,9 +158,9 @@ def test_nothing_is_drawn_outside_the_panel(definition: dict[str, Any]) -> None:
         "    canvas.big.fill(render.PAPER)\n"
         "    s.show(kind, title, options, note)\n"
         "    out([kind, title, canvas.ink_outside(render.INK)])\n"
-        "for name, kind, title, options, note in render.views(b):\n"
+        "for name, kind, title, options, note, chosen, mark in render.views(b):\n"
         "    canvas.big.fill(render.PAPER)\n"
-        "    s.show(kind, title, options, note)\n"
+        "    s.show(kind, title, options, note, chosen, mark)\n"
         "    out([name, title, canvas.ink_outside(render.INK)])\n"
         .replace("ARG_BOARD", repr(json.dumps(definition)))
         .replace("ARG_VIEWS", repr(json.dumps(EXTREME_TEXTS)))
@@ -409,7 +409,9 @@ def test_faces_stand_above_the_buttons_given_by_x() -> None:
     for view in views:
         if view["kind"] == "idle" and view["count"] <= len(BUTTON_BOARD_X):
             xs = [cx for cx, _ in view["centres"]]
-            assert xs == BUTTON_BOARD_X[: view["count"]], "each face above its button"
+            # Three faces on four buttons: the middle face between the two middle buttons.
+            want = BUTTON_BOARD_X if view["count"] == 4 else [40, (95 + 160) // 2, 210]
+            assert xs == want, "each face above the buttons that select it"
             # The outline's outermost pixels on the middle row: the face is centred on x.
             radius = view["size"] // 2
             row = view["row"]
@@ -430,7 +432,9 @@ def test_faces_spread_evenly_without_x() -> None:
             # More faces than buttons (a config the board cannot serve): spread evenly.
             assert [cx for cx, _ in view["centres"]] == [25, 75, 125, 175, 225]
             continue
-        assert [cx for cx, _ in view["centres"]] == [31, 93, 156, 218][: view["count"]]
+        # Three faces are larger: the ends move in just enough to stay on the panel.
+        want = [31, 93, 156, 218] if view["count"] == 4 else [34, (93 + 156) // 2, 215]
+        assert [cx for cx, _ in view["centres"]] == want
         assert view["size"] >= 44, "faces must stay large on a 250x122 panel"
 
 
@@ -456,3 +460,39 @@ def test_generated_font_loads_in_the_firmware(tmp_path: Path) -> None:
     assert wide > 50 and umlauts > 40
     committed = {p.stem for p in FONT_FILES}
     assert committed == {spec.name for spec in make_fonts.SPECS}
+
+
+# -- controls that match the board; the closed screen asks nothing ---------------------------
+def test_coreink_screens_show_which_control_picks_each_face() -> None:
+    definition = json.loads((BOARDS / "m5stack-coreink.json").read_text())
+    [result] = fw(
+        "b = json.loads(ARG_BOARD)\n"
+        "buf, s, requests = render.make(b, FONTS)\n"
+        "out({'hints': [s.layout.hints(n) for n in (3, 4)], 'under': s.layout.button_xs(),\n"
+        "     'edges': s.layout.edge_marks})\n".replace("ARG_BOARD", repr(json.dumps(definition)))
+    )
+    assert result["hints"][1] == [[["dial_down", "right"]], [["dial_press", "right"]],
+                                  [["dial_up", "right"]], [["button", "top"]]]
+    # Three faces: the middle one is the dial's press and its roll up.
+    assert result["hints"][0][1] == [["dial_press", "right"], ["dial_up", "right"]]
+    assert result["under"] == [], "no buttons are drawn under the CoreInk's panel"
+    assert result["edges"] == [["right", 100], ["top", 100]]
+
+
+def test_three_faces_on_four_buttons_are_balanced_over_all_of_them() -> None:
+    views = show_all(board(250, 122, xs=BUTTON_BOARD_X))
+    [three] = [v for v in views if v["kind"] == "idle" and v["count"] == 3]
+    # The middle face stands between the two middle buttons, which both select it.
+    assert [cx for cx, _ in three["centres"]] == [40, (95 + 160) // 2, 210]
+
+
+@pytest.mark.parametrize("touch", [False, True], ids=["buttons", "touch"])
+def test_the_closed_screen_has_no_faces_and_no_targets(touch: bool) -> None:
+    [result] = fw(
+        "b = json.loads(ARG_BOARD)\n"
+        "buf, s, requests = render.make(b, FONTS)\n"
+        "s.show('closed', 'We are closed', ['1', '2', '3', '4'], '')\n"
+        "out([len(s.boxes), s.face_size, s.target_at(125, 100)])\n"
+        .replace("ARG_BOARD", repr(json.dumps(board(250, 122, touch=touch))))
+    )
+    assert result == [0, 0, -1]

@@ -38,6 +38,8 @@ class WLAN:
         return self.up
     def connect(self, ssid, password):
         self.connects.append(ssid)
+    def ifconfig(self):
+        return ("10.0.0.7", "255.255.255.0", "10.0.0.1", "10.0.0.1")
 
 class network:
     STA_IF = 0
@@ -110,6 +112,8 @@ def test_wifi_connects_without_waiting_reconnects_and_sets_the_clock_by_ntp(
     (walls, status), = [got["ntp"]]
     assert answered and walls == [[answered[0], 2]]  # clock.SOURCE_NTP
     assert status["up"] is True and status["ntp_error"] is None
+    assert status["address"] == "10.0.0.7"  # for the service screen
     connects, status, errno = got["lost"]
     assert connects == ["store", "store", "store"] and status["losses"] == 1
+    assert status["up"] is False and status["address"] == ""
     assert errno == 113 and "pw" not in str(status)

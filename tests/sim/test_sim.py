@@ -33,26 +33,31 @@ def responses(tmp_path: Path) -> list[dict]:
 def test_script_to_stored_responses_and_across_a_restart(tmp_path: Path) -> None:
     first = """
 clock 2026-11-23T10:00:00Z
+wait 5        # the panel's first full refresh: customers read the screen first
 rate 4
 wait 2
 yes
 wait 60
 rate 1
+wait 2
 no
-wait 3        # the next customer arrives 3 s after: rapid
+wait 3        # the next customer arrives 3 s after, but reads first: a queue
 rate 2
 wait 11       # no answer
 exit
 """
     assert sim(tmp_path, first) == 0
     got = responses(tmp_path)
+    # Issue 13: rapid needs a tap quicker than a person reads as well as a session soon
+    # after the previous one; a script's "rate" reads the screen first, so the queue's
+    # third customer is not flagged (tests/firmware/test_flow.py proves the flagging).
     assert [(r["seq"], r["rating"], r["told_next"], r["rapid"]) for r in got] == [
-        (1, 4, "yes", False), (2, 1, "no", False), (3, 2, "no_answer", True)]
+        (1, 4, "yes", False), (2, 1, "no", False), (3, 2, "no_answer", False)]
     assert got[0]["latency_s"] == pytest.approx(2.0, abs=0.3)
     assert got[2]["latency_s"] == 10.0
     # Records carry the time the session ended (real time adds a fraction of a second).
-    assert got[0]["wall"] == pytest.approx(1795428002, abs=1)
-    assert got[1]["wall"] == pytest.approx(1795428062, abs=1)
+    assert got[0]["wall"] == pytest.approx(1795428007, abs=1)
+    assert got[1]["wall"] == pytest.approx(1795428069, abs=1)
     # A restart is a new boot: the clock is unknown again, the numbering carries on.
     assert sim(tmp_path, "rate 3\nyes\nexit\n", name="second.txt") == 0
     state = read_state(BOARD, tmp_path / "state")
@@ -95,7 +100,7 @@ with open("/flash/config.json", "w") as f:
     assert dev.status["config_problems"][0].startswith("config file is not valid JSON")
     console = (state / CONSOLE_LOG_NAME).read_text()
     assert "config: config file is not valid JSON" in console
-    assert "[screen] idle: How was your visit? [1 | 2 | 3 | 4] (service: config problem" in console
+    assert "[screen] idle: How was your visit? [1 | 2 | 3 | 4] {service mark}" in console
 
 
 def test_secrets_never_reach_the_console_or_status(tmp_path: Path) -> None:
@@ -182,21 +187,21 @@ RUSH = [(4, "yes"), (1, "no"), (3, "yes"), (2, "no"), (4, "yes"), (3, "yes")]
 
 @pytest.mark.parametrize(
     ("board", "sessions"),
-    # Buttons: a face press on the thank-you screen starts the next session, so six
-    # customers fit in one refresh. Touch: the thank-you screen has nothing to touch,
-    # so one customer's two taps fit.
-    [("esp32-devkitc-ssd1680", RUSH), ("esp32-touch-epd213", RUSH[:1])],
+    [("esp32-devkitc-ssd1680", RUSH), ("esp32-touch-epd213", RUSH[:3])],
 )
 @pytest.mark.slow
-def test_taps_during_a_panel_refresh_are_all_recorded(
+def test_taps_during_a_panel_refresh_are_ignored_and_counted(
     tmp_path: Path, board: str, sessions: list[tuple[int, str]]
 ) -> None:
-    """The first full refresh keeps BUSY active for the panel's datasheet time (seconds);
-    taps meanwhile are all recorded, by buttons or by touch, and the refresh task merges
-    the screens they cause into the next refresh."""
+    """The first full refresh keeps BUSY active for the panel's datasheet time (seconds).
+    Issue 13 (docs/flow.md): a press before the view is on the glass is meant for the
+    previous screen, so taps meanwhile, by buttons or by touch, are ignored and counted
+    (status.input.early), never stored. (Before, they were all recorded.) A customer who
+    then reads the screen is served as usual."""
     lines = []
     for rating, told in sessions:
-        lines += [f"rate {rating}", told]
+        lines += [f"quick rate {rating}", f"quick {told}"]
+    lines += ["rate 2", "no", "wait 4"]  # the next customer, once the screen is up
     script = tmp_path / "rush.txt"
     script.write_text("\n".join(lines + ["exit"]) + "\n")
     state = tmp_path / "state"
@@ -209,9 +214,8 @@ def test_taps_during_a_panel_refresh_are_all_recorded(
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     status = json.loads(proc.stdout.strip().splitlines()[-1][1:])["status"]
-    display = status["display"]
-    # Nothing finished refreshing while the customers tapped: all of it ran during BUSY.
-    assert display["full"] == 0 and display["partial"] == 0 and display["error"] is None
-    assert display["merged"] >= 2 * len(sessions) - 1  # all but the first view or two
+    assert status["input"]["early"] == 2 * len(sessions)  # every rushed tap, none taken
+    assert status["display"]["error"] is None
     dev = read_state(BOARDS / f"{board}.json", state)
-    assert [(r["rating"], r["told_next"]) for r in dev.responses] == sessions
+    assert [(r["rating"], r["told_next"], r["rapid"]) for r in dev.responses] == [
+        (2, "no", False)]

@@ -265,7 +265,13 @@ class Esp32Hal:
 
     def network_status(self):
         """For the status: link state and counters (never the SSID's password)."""
-        return {"up": self._wifi_up, "connects": self.wifi_connects,
+        address = ""
+        if self._wifi_up and self._wlan is not None:
+            try:
+                address = self._wlan.ifconfig()[0]  # for the service screen
+            except (AttributeError, OSError):
+                pass  # a port without ifconfig, or the link just went: no address
+        return {"up": self._wifi_up, "address": address, "connects": self.wifi_connects,
                 "losses": self.wifi_losses,
                 "ntp_error": None if self.ntp_error is None else str(self.ntp_error)}
 

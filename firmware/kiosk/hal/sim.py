@@ -171,7 +171,8 @@ class SimHal:
         return await asyncio.open_connection(host, port)
 
     def network_status(self):
-        return {"up": self.network_up, "connects": self.connections}
+        return {"up": self.network_up, "address": "127.0.0.1" if self.network_up else "",
+                "connects": self.connections}
 
     # -- clock chip, resets, watchdog, console -------------------------------------
     def rtc_read(self):

@@ -59,14 +59,24 @@ class Channel:
         if len(words) == 2 and words[0] == b"press" and words[1].isdigit():
             index = int(words[1])
             if index < len(self.hal.levels):
+                await self._ready()
                 await self._press(index)
         elif 2 <= len(words) <= 3 and words[0] == b"tap" and words[1].isdigit():
+            await self._ready()
             await self._tap(int(words[1]), words[2].decode() if len(words) == 3 else None)
         elif words == [b"wifi"]:
             self.hal.set_network(not self.hal.network_up)
         else:
             return
         self.actions += 1
+
+    async def _ready(self):
+        # A person presses for the screen they see: a key typed ahead waits until the
+        # glass shows the current view and the kiosk takes input (input_guard_ms), or it
+        # would be an early press for a screen nobody has seen yet (docs/flow.md).
+        kiosk = self.kiosk
+        while not kiosk.flow.ready_for_input():
+            await asyncio.sleep_ms(kiosk.poll_ms)
 
     async def _press(self, index):
         # Like a finger: hold until the click registers, then let go until it is released.
@@ -86,11 +96,15 @@ class Channel:
         kiosk = self.kiosk
         screens = kiosk.screens
         taps = kiosk.touch_taps
-        if screens is None or taps is None or option >= len(screens.boxes):
+        if screens is None or taps is None:
             return
-        if kind is not None and screens.kind != kind:
+        if kind is None and kiosk.flow.closed_shown():
+            # The closed screen has no targets: a tap anywhere brings up the question.
+            x, y = screens.width // 2, screens.height // 2
+        elif option >= len(screens.boxes) or (kind is not None and screens.kind != kind):
             return
-        x, y = screens.boxes[option].centre()
+        else:
+            x, y = screens.boxes[option].centre()
         before = taps.taps
         self.hal.touch_at(x, y)
         while taps.taps == before:

@@ -2,6 +2,11 @@
 # simulated buttons and clock, so every tap goes through the real debouncer and flow.
 #
 #   rate N      tap face N (1 = worst)        yes / no    answer the follow-up
+#               (a customer: waits until the screen shows the question, and reads it;
+#               on the closed screen presses once to bring the question up; presses
+#               again if the screen changed under the finger and the press was early)
+#   quick E     E (rate N, yes or no) at once, without waiting to see or read the screen:
+#               a double press, a child hammering the buttons
 #   wait S      S simulated seconds pass: every timer fires at its due time within them,
 #               on the virtual clock (no real sleeping, also with --realtime)
 #   clock T     set the device clock, as a host sync would (unix seconds or
@@ -11,13 +16,19 @@
 #   exit        stop the simulator           # ...       comment (also after an event)
 import asyncio
 
-from kiosk import civil
+from kiosk import civil, ticks
+from kiosk import config as cfg
 from kiosk.clock import EARLIEST_WALL, LATEST_WALL, SOURCE_HOST
 from micropython import const
 
 # A long wait sleeps in steps of a day: asyncio's deadlines must stay within half the tick
 # period, which is 2**29 ms on a 32-bit port.
 _WAIT_STEP_MS = const(86400000)
+
+
+# How often a scripted customer presses again when a press was early for a screen that
+# changed under the finger.
+_RETRIES = const(3)
 
 
 class ScriptError(ValueError):
@@ -58,6 +69,13 @@ def _event(line, number, faces, answers):
     words = line.split("#", 1)[0].split()  # "# ..." comments, whole-line or trailing
     if not words:
         return None
+    # "quick E": E pressed at once, without waiting to see the screen.
+    press = "press"
+    if words[0] == "quick":
+        if len(words) < 2 or words[1] not in ("rate", "yes", "no"):
+            raise ScriptError("line %d: quick goes before rate N, yes or no" % number)
+        press = "quick"
+        words = words[1:]
     verb = words[0]
     try:
         if verb == "rate" and len(words) == 2:
@@ -65,11 +83,11 @@ def _event(line, number, faces, answers):
             if face not in faces:
                 raise ScriptError("line %d: no face %d on this board (faces %s)"
                                   % (number, face, sorted(faces)))
-            return ("press", faces[face])
+            return (press, faces[face])
         if verb in ("yes", "no") and len(words) == 1:
             if verb not in answers:
                 raise ScriptError("line %d: this board has no %r button" % (number, verb))
-            return ("press", answers[verb])
+            return (press, answers[verb])
         if verb == "wait" and len(words) == 2:
             seconds = float(words[1])
             if not 0 <= seconds <= 10 * 365 * 86400:
@@ -89,8 +107,8 @@ def _event(line, number, faces, answers):
         raise
     except ValueError:
         raise ScriptError("line %d: bad value in %r" % (number, line.strip()))
-    raise ScriptError("line %d: unknown event %r (use rate N, yes, no, wait S, clock T, "
-                      "wifi on|off, exit)" % (number, line.strip()))
+    raise ScriptError("line %d: unknown event %r (use rate N, yes, no, quick rate N|yes|no, "
+                      "wait S, clock T, wifi on|off, exit)" % (number, line.strip()))
 
 
 def events(path, board):
@@ -123,12 +141,30 @@ async def _press(hal, debouncer, index, poll_ms):
         await asyncio.sleep_ms(poll_ms)
 
 
+async def _read(hal, kiosk, option):
+    # Like a customer: wait until the panel shows a screen with the option to tap (on a
+    # touch board the thank-you screen has none), then read it for as long as the kiosk
+    # expects a person to (min_read_ms, at least the input guard).
+    config = kiosk.flow.config
+    reading = max(config["input_guard_ms"], config["min_read_ms"])
+    while True:
+        seen = kiosk.flow.seen_since()
+        if (seen is not None and ticks.diff(hal.ticks_ms(), seen) >= reading
+                and (option is None or option < len(kiosk.screens.boxes))):
+            return
+        await asyncio.sleep_ms(kiosk.poll_ms)
+
+
 async def _touch(hal, kiosk, option):
     # Like a customer, wait until the screen shows the option (the thank-you screen has
     # none), then put a finger on the middle of its box.
     while option >= len(kiosk.screens.boxes):
         await asyncio.sleep_ms(kiosk.poll_ms)
     x, y = kiosk.screens.boxes[option].centre()
+    await _touch_at(hal, kiosk, x, y)
+
+
+async def _touch_at(hal, kiosk, x, y):
     taps = kiosk.touch_taps
     before = taps.taps
     hal.touch_at(x, y)
@@ -139,17 +175,57 @@ async def _touch(hal, kiosk, option):
         await asyncio.sleep_ms(kiosk.poll_ms)
 
 
+async def _wake(hal, kiosk, arg):
+    # The closed screen asks nothing (docs/flow.md): a customer who came to rate presses
+    # once (touches it anywhere) to bring up the question, then reads it.
+    if not kiosk.flow.closed_shown():
+        return
+    await _read(hal, kiosk, None)
+    if isinstance(arg, tuple):
+        screens = kiosk.screens
+        await _touch_at(hal, kiosk, screens.width // 2, screens.height // 2)
+    else:
+        await _press(hal, kiosk.debouncer, arg, kiosk.poll_ms)
+    await asyncio.sleep_ms(kiosk.poll_ms)
+
+
+def _button_for(kiosk, index):
+    # A scale smaller than the button count is laid over all the face buttons
+    # (cfg.scale_rating): "rate N" is face N of the scale in use, so press the first
+    # button that gives it (the board's face N button when the scale fills the board).
+    # An answer press keeps its button: the worst end is face 1, the best no face of a
+    # smaller scale.
+    face = kiosk.buttons[index].get("face")
+    if face:
+        for i, button in enumerate(kiosk.buttons):
+            if button.get("face") and cfg.scale_rating(
+                    button["face"], kiosk.face_buttons, kiosk.config["scale"]) == face:
+                return i
+    return index
+
+
 async def play(path, hal, kiosk):
     """Play the script at path; returns True when it said exit."""
     for verb, arg in events(path, hal.board):
-        if verb == "press" and isinstance(arg, tuple):
-            await _touch(hal, kiosk, arg[1])
-            await asyncio.sleep_ms(kiosk.poll_ms)
-        elif verb == "press":
-            await _press(hal, kiosk.debouncer, arg, kiosk.poll_ms)
-            # Let the input task act on the press before the next event.
-            await asyncio.sleep_ms(kiosk.poll_ms)
-        elif verb == "wait":
+        if verb in ("press", "quick"):
+            option = arg[1] if isinstance(arg, tuple) else None
+            # A customer whose press did nothing because the screen changed under the
+            # finger (the timer brought up the next view; the press was early for it)
+            # reads the new screen and presses again. A quick press is never repeated.
+            for _ in range(_RETRIES if verb == "press" else 1):
+                if verb == "press":
+                    await _wake(hal, kiosk, arg)
+                    await _read(hal, kiosk, option)
+                early = kiosk.flow.early_presses
+                if option is None:
+                    await _press(hal, kiosk.debouncer, _button_for(kiosk, arg), kiosk.poll_ms)
+                else:
+                    await _touch(hal, kiosk, option)
+                # Let the input task act on the press before the next event.
+                await asyncio.sleep_ms(kiosk.poll_ms)
+                if kiosk.flow.early_presses == early:
+                    break
+        elif verb == "wait" and isinstance(arg, int):
             # The kiosk's tasks run through the wait on simulated time, each timer at its
             # moment; under --realtime the wait is fast-forwarded all the same.
             clock = hal.virtual_clock

@@ -12,8 +12,16 @@ from kiosk.drivers import PanelError
 
 
 class Display:
-    def __init__(self, driver, partials_per_full=8, idle_full_ms=120000, retry_ms=30000):
+    def __init__(self, driver, partials_per_full=8, idle_full_ms=120000, retry_ms=30000,
+                 ticks_ms=None):
         self.driver = driver
+        # Which picture the glass shows, so input can wait for the screen the customer
+        # sees: request() numbers each new picture; `shown` is the newest one a finished
+        # refresh put on the panel, at ticks `shown_ms`.
+        self._ticks_ms = ticks_ms
+        self.requests = 0
+        self.shown = 0
+        self.shown_ms = 0
         self.partials_per_full = partials_per_full
         self.idle_full_ms = idle_full_ms
         self._wake = asyncio.Event()
@@ -33,6 +41,7 @@ class Display:
         """Ask for the buffer to be shown. Cheap and non-blocking: call it after drawing."""
         if self._pending:
             self.merged += 1
+        self.requests += 1
         self._pending = True
         if full:
             self._want_full = True
@@ -82,12 +91,17 @@ class Display:
         self._want_full = False
         if self.on_write is not None:
             self.on_write(full)
+        covering = self.requests  # the buffer holds every picture requested so far
         self._refreshing = True
         try:
             self.driver.write()
             await self.driver.update(full)
         finally:
             self._refreshing = False
+        if covering != self.shown:
+            self.shown = covering
+            if self._ticks_ms is not None:
+                self.shown_ms = self._ticks_ms()
         if full:
             self.full_refreshes += 1
             self._partials = 0

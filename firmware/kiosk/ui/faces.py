@@ -10,7 +10,7 @@ from micropython import const
 
 _SEGMENTS = const(8)  # straight pieces per mouth curve
 _EXTREME = const(900)
-_SMALLEST = const(8)  # below this a face cannot be told from a blot: none is drawn
+SMALLEST = const(8)  # below this a face cannot be told from a blot: none is drawn
 _MIN_CURVE = const(3)  # pixels between a mouth's corners and its middle, at least
 _BROWS_FROM = const(36)  # smaller faces have no room for brows between eyes and outline
 
@@ -53,7 +53,7 @@ def _thick_line(fb, x0, y0, x1, y1, thickness, colour):
 
 def draw(fb, cx, cy, size, position, count, ink, paper):
     """Draw face `position` of a `count`-point scale, size pixels across, centred on (cx, cy)."""
-    if size < _SMALLEST:
+    if size < SMALLEST:
         return
     r = size // 2
     m = mood(position, count)

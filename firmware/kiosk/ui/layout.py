@@ -6,6 +6,12 @@
 # bottom edge; buttons without it are spread evenly over the width among the buttons that
 # have a role (a face or an answer). On a touch board the faces themselves are what the
 # customer taps, so they are spread evenly over the width whatever the buttons.
+#
+# A scale smaller than the face-button count is laid over all of them
+# (kiosk.config.scale_rating): a face that two buttons take stands between them. A control
+# that is not a push button under the panel (the CoreInk's side dial and top button, board
+# keys "control" and "edge") gets a hint under its face showing which control it is.
+from kiosk.config import scale_rating
 from micropython import const
 
 # Font files in kiosk/ui/fonts, largest first; text shrinks down this list until it fits.
@@ -48,26 +54,61 @@ class Layout:
         even = spread(len(roles), width) if roles else []
         self.face_x = {}
         self.answer_x = {}
+        self.controls = {}  # face -> (control, edge) of a control that is not under the panel
+        self.bottom_xs = []  # x of the push buttons under the panel
+        self.edge_marks = []  # (edge, position) of the other controls, one per control
         for i, button in enumerate(roles):
             x = button.get("x")
             if x is None:
                 x = even[i]
+            control = button.get("control", "button")
+            edge = button.get("edge", "bottom")
+            if control == "button" and edge == "bottom":
+                self.bottom_xs.append(x)
+            else:
+                along = button.get("y" if edge in ("left", "right") else "x")
+                if along is None:
+                    along = (height if edge in ("left", "right") else width) // 2
+                if (edge, along) not in self.edge_marks:
+                    self.edge_marks.append((edge, along))
             if button.get("face"):
                 self.face_x[button["face"]] = x
+                if control != "button" or edge != "bottom":
+                    self.controls[button["face"]] = (control, edge)
             if button.get("answer"):
                 self.answer_x[button["answer"]] = x
 
     def button_xs(self):
-        """x of every face or answer button (for drawing them beside a render)."""
-        xs = list(self.face_x.values()) + list(self.answer_x.values())
-        return sorted(set(xs))
+        """x of every push button under the panel (for drawing them beside a render)."""
+        return sorted(set(self.bottom_xs))
+
+    def buttons_of(self, count):
+        """For each face 1..count, the face buttons (board face numbers) that select it."""
+        n = len(self.face_x)
+        out = [[] for _ in range(count)]
+        for position in range(1, n + 1):
+            rating = scale_rating(position, n, count)
+            if rating:
+                out[rating - 1].append(position)
+        return out
 
     # -- faces ------------------------------------------------------------------------------
     def face_centres(self, count):
-        """x of the centres of faces 1..count: above their buttons, or spread evenly."""
-        if not self.touch and all(i in self.face_x for i in range(1, count + 1)):
-            return [self.face_x[i] for i in range(1, count + 1)]
-        return spread(count, self.width)
+        """x of the centres of faces 1..count: above the buttons that select them (the
+        middle of two), or spread evenly."""
+        face_x = self.face_x
+        n = len(face_x)
+        if self.touch or count > n or not all(i in face_x for i in range(1, n + 1)):
+            return spread(count, self.width)
+        return [sum(face_x[b] for b in group) // len(group) for group in self.buttons_of(count)]
+
+    def hints(self, count):
+        """For each face 1..count, the (control, edge) pairs that select it when they are
+        not push buttons under the panel; empty lists on other boards."""
+        if self.touch or not self.controls:
+            return []
+        return [[self.controls[b] for b in group if b in self.controls]
+                for group in self.buttons_of(count)]
 
     def face_size(self, centres, room, limit=0):
         """Diameter for faces at centres: within room pixels of height, apart from their

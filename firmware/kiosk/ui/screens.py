@@ -3,16 +3,20 @@
 # Screens implements the flow's show(kind, title, options, note) (kiosk.screen) and the
 # touch hit test target_at(x, y). Every view is drawn from scratch: clear, draw, then
 # request() asks the refresh task to put the buffer on the panel.
+from array import array
+
 from kiosk import screen
 from kiosk.ui import faces, font, layout
 from micropython import const
 
 _BUTTON_PAD = const(8)  # pixels either side of an answer label inside its box
 _OUTLINE = const(3)  # stroke of an outlined (touch) answer box
-_CLOSED_FACE_SHARE = const(30)  # percent of the height a face may take while closed
 _THANKS_LINES = const(3)
 _TITLE_LINES = const(6)  # the height share is what limits a question's lines
 _NOTE_LINES = const(2)
+_CHOSEN_SHARE = const(3)  # above touch targets the chosen face takes a third of the room
+_HINT_SHARE = const(11)  # percent of the height a control hint under a face may take
+_MARK_RADIUS = const(3)  # the neutral "service needed" ring in the bottom right corner
 
 
 class Screens:
@@ -37,7 +41,7 @@ class Screens:
         return sum(f.ram_bytes() for f in self.fonts)
 
     # -- the flow's interface ---------------------------------------------------------------
-    def show(self, kind, title, options=(), note=""):
+    def show(self, kind, title, options=(), note="", chosen=None, mark=False):
         self.fb.fill(self.paper)
         self.boxes = []
         self.option_centres = []
@@ -45,13 +49,15 @@ class Screens:
         if kind == screen.VIEW_IDLE:
             self._idle(title, len(options), note)
         elif kind == screen.VIEW_FOLLOW_UP:
-            self._follow_up(title, options, note)
+            self._follow_up(title, options, note, chosen)
         elif kind == screen.VIEW_THANKS:
             self._thanks(title, note)
         elif kind == screen.VIEW_CLOSED:
             self._closed(title, len(options), note)
         else:
             self._service(title, note)
+        if mark:
+            self._mark()
         self.kind = kind
         self.request()
 
@@ -114,11 +120,65 @@ class Screens:
 
     # -- views --------------------------------------------------------------------------------
     def _idle(self, title, count, note):
-        top = self._title(title) + self.layout.gap
-        bottom = self._note(note) - self.layout.gap // 2
-        self._faces(count, top, bottom)
+        lay = self.layout
+        top = self._title(title) + lay.gap
+        bottom = self._note(note) - lay.gap // 2
+        hints = lay.hints(count)
+        if not hints:
+            self._faces(count, top, bottom)
+            return
+        # Which control selects each face, under it: the board's controls are not under
+        # the panel, so nothing else says so.
+        size = self.height * _HINT_SHARE // 100
+        self._faces(count, top, bottom - size - lay.gap)
+        for (x, _), controls in zip(self.option_centres, hints):
+            step = size + lay.gap
+            left = x - (len(controls) * step - lay.gap) // 2
+            for i, (control, edge) in enumerate(controls):
+                self._hint(left + i * step, bottom - size, size, control, edge)
 
-    def _follow_up(self, title, options, note):
+    def _hint(self, x0, y0, size, control, edge):
+        """A small picture of the kiosk seen from the front, with the control that selects
+        a face marked on its edge and an arrow for how to move it: up or down for the
+        dial's rolls, towards the mark for a press."""
+        fb = self.fb
+        ink = self.ink
+        fb.rect(x0, y0, size, size, ink)
+        third = size // 3
+        mid = size // 2
+        if edge in ("left", "right"):
+            mx = x0 + size - 2 if edge == "right" else x0 - 1
+            fb.fill_rect(mx, y0 + third, 3, size - 2 * third, ink)
+            ax = x0 + size - third - 2 if edge == "right" else x0 + third + 1
+        else:
+            my = y0 - 1 if edge == "top" else y0 + size - 2
+            fb.fill_rect(x0 + third, my, size - 2 * third, 3, ink)
+            ax = x0 + mid
+        ay = y0 + mid
+        h = max(2, size // 5)
+        if control == "dial_up":
+            pts = (ax - h, ay + h // 2, ax + h, ay + h // 2, ax, ay - h)
+        elif control == "dial_down":
+            pts = (ax - h, ay - h // 2, ax + h, ay - h // 2, ax, ay + h)
+        elif edge == "right":  # a press: the arrow points at the control
+            pts = (ax - h, ay - h, ax - h, ay + h, ax + h // 2, ay)
+        elif edge == "left":
+            pts = (ax + h, ay - h, ax + h, ay + h, ax - h // 2, ay)
+        elif edge == "top":
+            pts = (ax - h, ay + h // 2, ax + h, ay + h // 2, ax, ay - h)
+        else:
+            pts = (ax - h, ay - h // 2, ax + h, ay - h // 2, ax, ay + h)
+        fb.poly(0, 0, array("h", pts), ink, True)
+
+    def _mark(self):
+        """A small ring in the bottom right corner: service is needed. Neutral on purpose:
+        the customer is not asked to do anything; the technician knows to open the
+        service screen."""
+        m = self.layout.margin + _MARK_RADIUS
+        self.fb.ellipse(self.width - m - 1, self.height - m - 1, _MARK_RADIUS, _MARK_RADIUS,
+                        self.ink)
+
+    def _follow_up(self, title, options, note, chosen):
         lay = self.layout
         top = self._title(title) + lay.gap
         bottom = self._note(note)
@@ -126,9 +186,32 @@ class Screens:
         while len(labels) < 2:
             labels.append("?")
         if lay.touch:
+            if chosen:  # above the two large targets, which take the whole width
+                top = self._chosen_face(chosen, self.width // 2, top,
+                                        (bottom - top) // _CHOSEN_SHARE)
             self._touch_answers(labels, top, bottom)
-        else:
-            self._button_answers(labels, lay.answer_centres(), top, bottom)
+            return
+        self._button_answers(labels, lay.answer_centres(), top, bottom)
+        if chosen:
+            # Between the answers, level with them, or in the space above them: where it
+            # can be larger.
+            left, right = sorted(self.boxes, key=lambda box: box.x0)
+            between = min(right.x0 - left.x1 - 2 * lay.gap, left.y1 - left.y0)
+            above = min(left.y0 - top - lay.gap, self.width // _CHOSEN_SHARE)
+            if between >= above:
+                self._chosen_face(chosen, (left.x1 + right.x0) // 2,
+                                  (left.y0 + left.y1 - between) // 2, between)
+            else:
+                self._chosen_face(chosen, self.width // 2, (top + left.y0 - above) // 2, above)
+
+    def _chosen_face(self, chosen, cx, top, size):
+        """The face the customer tapped, small, at (cx, top): it tells the next person in
+        line that this question is someone else's. Returns the y below it."""
+        if size < faces.SMALLEST:
+            return top
+        rating, scale = chosen
+        faces.draw(self.fb, cx, top + size // 2, size, rating, scale, self.ink, self.paper)
+        return top + size + self.layout.gap
 
     def _answer_text(self, labels, room_width, room_height):
         """(font, lines of each label): the largest font in which each label takes at most
@@ -215,35 +298,35 @@ class Screens:
         self._lines(used, lines, top)
 
     def _closed(self, title, count, note):
-        """The closed message and, small, the question, over small faces: a press still
-        counts (flagged as outside opening hours)."""
+        """The closed message, large and centred, with nothing to tap: no faces and no
+        question, so the screen asks nothing of anyone (docs/flow.md). A note, if any,
+        goes small below it."""
         lay = self.layout
         inner = self.width - 2 * lay.margin
-        big, lines = font.fit(self.fonts, title, inner, 2, self.layout.title_height)
+        big, lines = font.fit(self.fonts, title, inner, 3, lay.title_height)
         small_lines = font.fit((self.small,), note, inner, _NOTE_LINES)[1] if note else ()
-        bottom = self.height - lay.margin
-        limit = self.height * _CLOSED_FACE_SHARE // 100
-        faces_top = bottom - limit if count else bottom
-        text_height = len(lines) * big.height + len(small_lines) * self.small.height
-        top = max(0, (faces_top - text_height) // 2)
+        height = len(lines) * big.height + len(small_lines) * self.small.height
+        top = max(0, (self.height - height) // 2)
         top = self._lines(big, lines, top)
-        top = self._lines(self.small, small_lines, top)
-        if count:
-            self._faces(count, max(top + lay.gap, faces_top), bottom, limit)
+        self._lines(self.small, small_lines, top)
 
     def _service(self, title, note):
-        """For a technician: the problem on a dark bar, the details below in the larger
-        of the two text sizes that holds them all (cut with '...' if none does)."""
+        """For a technician: the title on a dark bar, then one line per fact in the small
+        font, each cut to the width; what does not fit below is left out."""
         lay = self.layout
         m = lay.margin
         inner = self.width - 2 * m
-        used, lines = font.fit(self.fonts[1:], title, inner, 2)
-        bar = len(lines) * used.height + 2 * m
+        small = self.small
+        bar = small.height + 2 * m
         self.fb.fill_rect(0, 0, self.width, bar, self.ink)
-        self._lines(used, lines, m, centred=False, ink=self.paper)
-        if not note:
-            return
-        top = bar + lay.gap
-        room = self.height - top - m
-        used, detail = font.fit(self.fonts[-2:], note, inner, room // self.small.height, room)
-        self._lines(used, detail, top, centred=False)
+        self._lines(small, (self._cut(title, inner),), m, centred=False, ink=self.paper)
+        y = bar + m
+        for line in note.split("\n") if note else ():
+            if y + small.height > self.height:
+                break
+            self._lines(small, (self._cut(line, inner),), y, centred=False)
+            y += small.height
+
+    def _cut(self, line, width):
+        small = self.small
+        return line if small.width(line) <= width else font.ellipsize(small, line, width)

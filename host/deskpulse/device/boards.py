@@ -62,6 +62,10 @@ TOUCH_CONTROLLERS = frozenset(["gt911", "gt1151"])
 TOUCH_AXIS_OPTIONS = ("mirror_x", "mirror_y", "swap_xy")
 # Goodix controllers take one of two addresses, chosen by the INT level during reset.
 GOODIX_ADDRESSES = (0x14, 0x5D)
+# What a button looks like to the customer and where it is (the screens show controls that
+# are not push buttons under the panel, e.g. the CoreInk's side dial and top button).
+CONTROLS = ("button", "dial_up", "dial_press", "dial_down")
+EDGES = ("bottom", "top", "left", "right")
 SPI_IDS = (1, 2)  # HSPI and VSPI; SPI 0 drives the flash
 I2C_IDS = (0, 1)
 KNOWN_KEYS = frozenset(
@@ -366,6 +370,7 @@ class _Checker:
             if face is None and answer is None and not service:
                 self.warning(where, "has neither a face nor an answer: the flow never uses it")
             self.check_button_x(button, where, logical_width)
+            self.check_control(button, where)
             if pin is not None:
                 uses.append(PinUse(f"{where}.pin", pin, "in", pull))
 
@@ -383,6 +388,25 @@ class _Checker:
                 self.error("buttons", f'no "{answer}" answer button (needed without a '
                            "touch controller)")
         return uses
+
+    def check_control(self, button: Mapping[str, Any], where: str) -> None:
+        """control and edge: what the customer sees and where; x runs along the top or
+        bottom edge, y along the left or right one."""
+        control = button.get("control", "button")
+        edge = button.get("edge", "bottom")
+        if control not in CONTROLS:
+            self.error(f"{where}.control", f"must be one of {', '.join(CONTROLS)}")
+        if edge not in EDGES:
+            self.error(f"{where}.edge", f"must be one of {', '.join(EDGES)}")
+            return
+        y = button.get("y")
+        if edge in ("left", "right"):
+            if button.get("x") is not None:
+                self.error(f"{where}.x", f"a control on the {edge} edge is placed by y, not x")
+            if y is not None and (not _is_int(y) or y < 0):
+                self.error(f"{where}.y", "must be a pixel row (an integer from 0), or null")
+        elif y is not None:
+            self.error(f"{where}.y", f"a control on the {edge} edge is placed by x, not y")
 
     def check_button_x(
         self, button: Mapping[str, Any], where: str, logical_width: int | None

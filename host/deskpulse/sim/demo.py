@@ -160,7 +160,8 @@ def day_script(customers: int, seed: int, start: str | None,
     for _ in range(customers):
         script.customer(rng, 4)
         script.wait(rng.randint(10, 40))
-    script.add("rate 4", "yes", "wait 1", "rate 4", "yes  # pressed again at once: rapid")
+    script.add("rate 4", "yes", "wait 1",
+               "rate 4", "yes  # back at once, but reads first: not rapid")
     if closing_after_s is not None:
         if script.elapsed >= closing_after_s:
             raise DeskPulseError(f"the demo's day of {customers} customers runs past closing")

@@ -42,10 +42,39 @@ def unmount():
     vfs.umount(MOUNT)
 
 
-class Rig:
-    """A survey over a real LittleFS log, with a fake clock and a text screen."""
+class LaggingPanel:
+    """The parts of kiosk.ui.display.Display the flow reads, for a panel that takes
+    refresh_ms to show each picture (the text screen counts requests through it)."""
 
-    def __init__(self, config, image=None, blocks=64, boot=1, ticks_fn=None):
+    def __init__(self, ticks_fn, refresh_ms):
+        self.ticks = ticks_fn
+        self.refresh_ms = refresh_ms
+        self.requests = 0
+        self.shown = 0
+        self.shown_ms = 0
+        self.error = None
+        self._started = None
+
+    def request(self):
+        self.requests += 1
+        if self._started is None:
+            self._started = self.ticks()
+
+    def step(self):
+        """Finish the refresh in progress once refresh_ms have passed (one merged refresh
+        covers every request made while it ran)."""
+        if self._started is not None and ticks.diff(self.ticks(), self._started) >= (
+                self.refresh_ms):
+            self.shown = self.requests
+            self.shown_ms = self.ticks()
+            self._started = None if self.shown == self.requests else self.ticks()
+
+
+class Rig:
+    """A survey over a real LittleFS log, with a fake clock and a text screen (optionally
+    behind a panel that takes refresh_ms to show each view)."""
+
+    def __init__(self, config, image=None, blocks=64, boot=1, ticks_fn=None, refresh_ms=None):
         if image is None:
             image, blocks = ram_flash(blocks)
         self.image, self.blocks = image, blocks
@@ -57,11 +86,21 @@ class Rig:
         self.clock.start()
         self.views = []
         self.screen = TextScreen(self._record_view)
-        self.survey = Survey(config, self.log, self.clock, self.screen)
+        self.panel = None if refresh_ms is None else LaggingPanel(self.ticks, refresh_ms)
+        self.survey = Survey(config, self.log, self.clock, self.screen, panel=self.panel)
         self.survey.show_idle()
 
     def _record_view(self, line):
         self.views.append(line.strip())
+        if self.panel is not None:
+            self.panel.request()
+
+    def press_face(self, rating):
+        """A face pressed through the input guard, as Kiosk.press does."""
+        return self.survey.accepts_input() and self.survey.face(rating)
+
+    def press_answer(self, yes):
+        return self.survey.accepts_input() and self.survey.answer(yes)
 
     def wait(self, ms, step=50):
         """Let time pass, ticking the flow as the app's timer task would."""
@@ -69,6 +108,8 @@ class Rig:
             d = min(step, ms)
             self.ticks.advance(d)
             self.clock.uptime_ms()
+            if self.panel is not None:
+                self.panel.step()
             self.survey.tick()
             ms -= d
 

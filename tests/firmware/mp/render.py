@@ -15,11 +15,17 @@ PAPER = 1
 
 GERMAN_QUESTION = "Wie würden Sie Ihren Besuch bewerten?"
 FRENCH_FOLLOW_UP = "Vous a-t-on expliqué la suite ?"
-STORAGE_NOTE = "service: flash full, 12 oldest dropped: sync"
-SERVICE_TITLE = "Config problem"
+SERVICE_TITLE = "Service: 2 to fix"
 SERVICE_NOTE = ("scale must be between 3 and 5 (got 7)\n"
-                "texts.de.yes must be text\n"
-                "running on the defaults")
+                "flash full: 12 oldest dropped, sync\n"
+                "id desk-07  board %s\n"
+                "app 0.1.0  MicroPython 1.24.1\n"
+                "wifi up 192.168.1.57\n"
+                "push ok, 3 waiting, last ok 2026-11-23 14:02Z\n"
+                "synced to #1480 of #1492\n"
+                "flash 97%% full, 1492 kept, 12 dropped\n"
+                "clock ntp 2026-11-23 14:05Z\n"
+                "boot 14, crashes 0")
 
 
 def logical_size(board):
@@ -35,7 +41,8 @@ def face_buttons(board):
 
 
 def views(board):
-    """(name, kind, title, options, note) of every view worth reviewing on this board."""
+    """(name, kind, title, options, note, chosen, mark) of every view worth reviewing on
+    this board."""
     t = config.ENGLISH
     touch = bool(board.get("touch"))
     most = 5 if touch else min(5, face_buttons(board))
@@ -47,15 +54,21 @@ def views(board):
     out = []
     for scale in (3, 4, 5):
         if scale <= most:
-            out.append(("idle-%d" % scale, screen.VIEW_IDLE, t["question"], labels(scale), ""))
-    out.append(("idle-note", screen.VIEW_IDLE, t["question"], labels(usual), STORAGE_NOTE))
-    out.append(("idle-de", screen.VIEW_IDLE, GERMAN_QUESTION, labels(usual), ""))
-    out.append(("follow_up", screen.VIEW_FOLLOW_UP, t["follow_up"], (t["no"], t["yes"]), ""))
-    out.append(("follow_up-fr", screen.VIEW_FOLLOW_UP, FRENCH_FOLLOW_UP, ("Non", "Oui"), ""))
-    out.append(("thanks", screen.VIEW_THANKS, t["thanks"], (), ""))
-    out.append(("thanks-no", screen.VIEW_THANKS, t["sorry"], (), ""))
-    out.append(("closed", screen.VIEW_CLOSED, t["closed"], labels(usual), t["question"]))
-    out.append(("service", screen.VIEW_SERVICE, SERVICE_TITLE, (), SERVICE_NOTE))
+            out.append(("idle-%d" % scale, screen.VIEW_IDLE, t["question"], labels(scale), "",
+                        None, False))
+    # With storage or config trouble: the neutral service mark, no technician text.
+    out.append(("idle-note", screen.VIEW_IDLE, t["question"], labels(usual), "", None, True))
+    out.append(("idle-de", screen.VIEW_IDLE, GERMAN_QUESTION, labels(usual), "", None, False))
+    # The follow-up shows the face its customer tapped (here the best of 4, then 2 of 3).
+    out.append(("follow_up", screen.VIEW_FOLLOW_UP, t["follow_up"], (t["no"], t["yes"]), "",
+                (usual, usual), False))
+    out.append(("follow_up-fr", screen.VIEW_FOLLOW_UP, FRENCH_FOLLOW_UP, ("Non", "Oui"), "",
+                (2, 3), False))
+    out.append(("thanks", screen.VIEW_THANKS, t["thanks"], (), "", None, False))
+    out.append(("thanks-no", screen.VIEW_THANKS, t["sorry"], (), "", None, False))
+    out.append(("closed", screen.VIEW_CLOSED, t["closed"], (), "", None, False))
+    out.append(("service", screen.VIEW_SERVICE, SERVICE_TITLE, (),
+                SERVICE_NOTE % board["name"], None, False))
     return out
 
 
@@ -76,6 +89,7 @@ def describe(screens, buf):
         "height": screens.height,
         "touch": screens.layout.touch,
         "buttons": screens.layout.button_xs(),
+        "edges": [list(mark) for mark in screens.layout.edge_marks],
         "boxes": [[b.x0, b.y0, b.x1, b.y1] for b in screens.boxes],
         "centres": [list(c) for c in screens.option_centres],
         "pixels": binascii.hexlify(buf).decode(),
@@ -87,8 +101,8 @@ def main(fonts_dir, board_paths):
         with open(path) as f:
             board = json.load(f)
         buf, screens, requests = make(board, fonts_dir)
-        for name, kind, title, options, note in views(board):
-            screens.show(kind, title, options, note)
+        for name, kind, title, options, note, chosen, mark in views(board):
+            screens.show(kind, title, options, note, chosen, mark)
             out = describe(screens, buf)
             out["board"] = board["name"]
             out["view"] = name
