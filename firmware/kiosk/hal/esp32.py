@@ -269,8 +269,8 @@ class Esp32Hal:
         if self._wifi_up and self._wlan is not None:
             try:
                 address = self._wlan.ifconfig()[0]  # for the service screen
-            except (AttributeError, OSError):
-                pass  # a port without ifconfig, or the link just went: no address
+            except OSError:
+                pass  # the link went down since the check: no address
         return {"up": self._wifi_up, "address": address, "connects": self.wifi_connects,
                 "losses": self.wifi_losses,
                 "ntp_error": None if self.ntp_error is None else str(self.ntp_error)}

@@ -203,7 +203,7 @@ def add_device(
     key = signing.new_key()
     data = _config_bytes(device_config(device_id, url, key, wifi_ssid, wifi_password,
                                        time_zone))
-    if device_id in store.registered_ids() and not force:
+    if not force and store.device_key(device_id) is not None:
         raise already_registered(device_id)  # the store asks again as it commits
     with _placed_file(path, data, replace=force):
         replaced = store.set_key(device_id, key, replace=force, now=now,
@@ -239,7 +239,7 @@ def rotate_key(
     key = signing.new_key()
     sync["device_key"] = key.hex()
     config = {**config, "device_id": device_id, "sync": sync}
-    if device_id not in store.registered_ids():
+    if store.device_key(device_id) is None:
         raise DeskPulseError(f"{device_id} is not registered: use `deskpulse devices add`")
     with _placed_file(path, _config_bytes(config), replace=True):
         store.set_key(device_id, key, replace=True, now=now)  # refused if removed meanwhile
