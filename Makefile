@@ -71,6 +71,7 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_serve.py --seconds 10
 	$(BIN)/python tools/bench_report.py
 	$(BIN)/python tools/bench_sim.py
+	$(BIN)/python tools/bench_time.py
 
 # Kills, lost ACKs and fuzz against the real programs, with an exact account
 # (docs/reliability.md); several minutes, so not part of `make test`.

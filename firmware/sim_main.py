@@ -209,6 +209,7 @@ def main(argv):
 
     clock.install()
     kiosk = app.run(hal, customer(), on_ready=on_ready)
+    hal.shut_down()
     status = kiosk.status()
     print("@" + json.dumps({"status": status}))
     failures = _failures(kiosk, status)

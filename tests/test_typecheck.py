@@ -188,6 +188,7 @@ def test_civil_samples_agree_with_datetime_across_its_whole_range() -> None:
 # -- the ESP32 hardware layer on the unix port --------------------------------------------------
 FAKE_MACHINE = """
 import sys, time, json, micropython
+from kiosk import civil
 
 class Pin:
     IN = 1
@@ -206,6 +207,10 @@ class Pin:
         if level is None:
             return Pin.levels[self.number]
         Pin.levels[self.number] = level
+    def init(self, mode=-1, pull=-1, value=None):
+        # A driver switching a pin's direction (the touch INT during its reset).
+        if value is not None:
+            Pin.levels[self.number] = value
 
 class SPI:
     buses = []
@@ -218,18 +223,22 @@ class SPI:
 
 class I2C:
     buses = []
+    present = (0x51,)  # a BM8563; nothing else acknowledges (no touch controller here)
     def __init__(self, id, scl, sda, freq):
         self.config = [id, scl.number, sda.number, freq]
         self.regs = bytearray(16)
         self.fail = False
         I2C.buses.append(self)
-    def readfrom_mem_into(self, address, register, buf):
+    def _check(self, address):
         if self.fail:
             raise OSError(116)
+        if address not in I2C.present:
+            raise OSError(19)
+    def readfrom_mem_into(self, address, register, buf, addrsize=8):
+        self._check(address)
         buf[:] = self.regs[register:register + len(buf)]
-    def writeto_mem(self, address, register, buf):
-        if self.fail:
-            raise OSError(116)
+    def writeto_mem(self, address, register, buf, addrsize=8):
+        self._check(address)
         self.regs[register:register + len(buf)] = buf
 
 class WDT:
@@ -241,7 +250,19 @@ class WDT:
     def feed(self):
         self.feeds += 1
 
+class RTC:
+    # The port's calendar tuple over the system time, counted here from 2000 as older
+    # ESP32 firmware does (the weekday of a set tuple is ignored, as the port does).
+    seconds = 0
+    def datetime(self, when=None):
+        if when is None:
+            year, month, day, hour, minute, second, weekday = civil.civil_from_seconds(
+                RTC.seconds + 946684800)
+            return (year, month, day, weekday, hour, minute, second, 0)
+        RTC.seconds = civil.seconds_from_civil(*when[:3], *when[4:7]) - 946684800
+
 class machine:
+    RTC = RTC
     PWRON_RESET = 1
     HARD_RESET = 2
     WDT_RESET = 3
@@ -318,6 +339,13 @@ for cause in (1, 2, 3, 4, 5, 0):
     causes.append(hal.reset_cause())
 out("causes", causes)
 
+power_on = hal.kept_time_read()
+kept = []
+for seconds in (1795421100, 1709251199, 4102444799):
+    hal.kept_time_write(seconds)
+    kept.append([seconds, hal.kept_time_read(), RTC().datetime()[3]])
+out("kept", power_on, kept)
+
 started_early = len(WDT.made)
 hal.feed_watchdog()
 hal.feed_watchdog()
@@ -366,6 +394,13 @@ def test_esp32_hal_on_the_unix_port() -> None:
     assert "2000" in results["before_2000"][0]
     assert results["i2c_failure"] == [None, "OSError"]
     assert results["i2c_failure_write"] == ["OSError"]
+    # The chip's own RTC: 2000-01-01 after a power-on (the clock's kept_time refuses
+    # it), and what was written reads back, with Monday as weekday 0.
+    power_on, kept = results["kept"]
+    assert power_on == 946684800
+    for seconds, read_back, weekday in kept:
+        assert read_back == seconds
+        assert weekday == datetime.fromtimestamp(seconds, UTC).weekday()
     assert results["causes"] == [["power_on", "hard", "watchdog", "deep_sleep", "soft",
                                   "unknown"]]
     # The watchdog starts at the first feed, with the board's timeout (30 s by default).
@@ -397,6 +432,9 @@ class FakeTouch:
                        None if int_pin is None else int_pin.number,
                        None if rst_pin is None else rst_pin.number]
         self.axes = sorted(axes.items())
+        self.started = False
+    def start(self):
+        self.started = True
 
 class Ssd1680(FakePanel):
     pass
@@ -519,7 +557,9 @@ def test_esp32_hal_builds_each_board_s_panel_and_touch_drivers() -> None:
 
     assert results["shared"] == [1, True]
     axes = [r[1] for r in rows if r[0] == "axes"]
-    assert axes == [[], [["mirror_y", True], ["swap_xy", True]]]
+    # The Waveshare HAT's sensor runs both axes against the panel (its board file says so).
+    assert axes == [[["mirror_x", True], ["mirror_y", True]],
+                    [["mirror_y", True], ["swap_xy", True]]]
     unknown = [r[1:] for r in rows if r[0] == "unknown"]
     assert unknown == [["display", "unsupported panel controller: il0373"],
                        ["touch", "unsupported touch controller: ft6336"]]

@@ -53,7 +53,8 @@ class Kiosk:
         self.reset_cause = hal.reset_cause()
         self.boot = self.crash_streak = self.crashes = 0
         self.log = ResponseLog(self.root)
-        self.clock = Clock(hal.ticks_ms, 0, self.root, hal.rtc_read, hal.rtc_write)
+        self.clock = Clock(hal.ticks_ms, 0, self.root, hal.rtc_read, hal.rtc_write,
+                           hal.kept_time_read, hal.kept_time_write)
         self.display = self.screens = self.touch_taps = self.sync = None
         # The long-lived large buffers (frame, fonts, sync frames) come first, each after a
         # collection, while the heap still has room in one piece.
@@ -139,7 +140,7 @@ class Kiosk:
         self.boot, self.crash_streak, self.crashes = self._read_boots()
         self.clock.boot = self.boot
         self.log.open()
-        self.clock.start()
+        self.clock.start(carry=False)  # no boot here: nothing was reset
 
     def status(self):
         """Device health for the host: never holds a secret."""

@@ -1,7 +1,8 @@
 # The clock model for boards that lose the time at power-off.
 #
 # Uptime is counted from wrapping ticks (kiosk.ticks) and is always known. Wall time is
-# known only once something sets it in this boot: the host (sync), NTP, or an RTC chip.
+# known only once something sets it in this boot: the host (sync), NTP, an RTC chip, or
+# the ESP32's own RTC carrying the previous boot's time across a reset that keeps it.
 # Each setting is kept as a durable time anchor (boot, uptime_s, wall, source) in the
 # journal <root>/time, so the host can later resolve any record of a boot that has an
 # anchor, even records stored before the clock was set. See docs/time.md.
@@ -21,18 +22,25 @@ LATEST_WALL = 4102444800  # 2100-01-01T00:00:00Z; over 2**30, so no const() on 3
 SOURCE_HOST = const(1)
 SOURCE_NTP = const(2)
 SOURCE_RTC = const(3)
-SOURCE_NAMES = {SOURCE_HOST: "host", SOURCE_NTP: "ntp", SOURCE_RTC: "rtc"}
+# 4 is the host's: the server's receipt of a push (host protocol/batch.py RECEIPT_SOURCE).
+SOURCE_KEPT = const(5)
+SOURCE_NAMES = {SOURCE_HOST: "host", SOURCE_NTP: "ntp", SOURCE_RTC: "rtc", SOURCE_KEPT: "kept"}
 
 _ANCHOR = const(1)
 _KEEP_BOOTS = const(64)  # anchors of older boots are dropped when the journal compacts
 
 
 class Clock:
-    def __init__(self, ticks_ms, boot, root, rtc_read=None, rtc_write=None):
+    def __init__(self, ticks_ms, boot, root, rtc_read=None, rtc_write=None,
+                 kept_read=None, kept_write=None):
         self._ticks_ms = ticks_ms
         self.boot = boot
         self._rtc_read = rtc_read
         self._rtc_write = rtc_write
+        # The chip's own RTC (hal.kept_time_read/write): it counts on through every reset
+        # but a power-on, so a time set before a watchdog or soft reset is still there.
+        self._kept_read = kept_read
+        self._kept_write = kept_write
         self._journal = Journal(root + "/time")
         self._last_ticks = ticks_ms()
         self._uptime_ms = 0
@@ -40,7 +48,9 @@ class Clock:
         self._wall_base = 0  # wall - uptime_s of the latest anchor in this boot
         self.source = 0
 
-    def start(self):
+    def start(self, carry=True):
+        """Read the anchors; set the clock from an RTC chip, else (with `carry`, at a
+        boot) from the time the chip's own RTC kept across the reset."""
         for kind, values in self._journal.scan():
             if kind == _ANCHOR and len(values) == 4:
                 self.anchors.append(tuple(values))
@@ -51,6 +61,31 @@ class Clock:
             # failed boot.
             if wall and EARLIEST_WALL <= wall <= LATEST_WALL:
                 self.set_wall(wall, SOURCE_RTC)
+        if carry and not self.source:
+            wall = self.kept_time()
+            if wall:
+                self.set_wall(wall, SOURCE_KEPT)
+
+    def kept_time(self):
+        """The time the chip's RTC kept across the reset into this boot, or 0 when it
+        cannot be trusted. It is trusted only when the previous boot knew the time (its
+        anchor is in the journal: every setting there was written to the RTC too) and the
+        RTC reads no earlier than that anchor. A power-on restarts the RTC at its epoch
+        (1970 or 2000), so a cut power never passes; nor does a boot after one whose clock
+        was never set, whatever the RTC says."""
+        read = self._kept_read
+        if read is None:
+            return 0
+        previous = None
+        for anchor in self.anchors:
+            if anchor[0] == self.boot - 1:
+                previous = anchor  # the journal is in order: the last one is the latest
+        if previous is None:
+            return 0
+        wall = read()
+        if not wall or wall < previous[2] or wall > LATEST_WALL:
+            return 0
+        return wall
 
     def ticks_ms(self):
         return self._ticks_ms()
@@ -88,6 +123,10 @@ class Clock:
             self._compact()
         self._wall_base = wall - uptime_s
         self.source = source
+        if source == SOURCE_KEPT:
+            return  # the RTC already holds it; a clock chip keeps its own
+        if self._kept_write is not None:
+            self._kept_write(wall)
         if source != SOURCE_RTC and self._rtc_write is not None:
             self._rtc_write(wall)
 

@@ -459,6 +459,21 @@ def test_touch_interrupt_is_an_input_and_reset_an_output() -> None:
     assert_one(problems(b, "error"), "touch.rst", "GPIO 35", "input-only")
 
 
+def test_an_input_only_touch_interrupt_cannot_pick_the_address() -> None:
+    b = board()
+    b["touch"] = touch(int=36)
+    assert problems(b, "error") == []
+    assert_one(problems(b, "warning"), "touch.int", "GPIO 36", "address")
+    b["touch"] = touch(int=32)
+    assert [p for p in problems(b, "warning") if p.where == "touch.int"] == []
+
+
+def test_the_touch_hat_board_mirrors_both_axes_without_complaint() -> None:
+    b = load_board("esp32-touch-epd213")
+    assert b["touch"]["mirror_x"] is True and b["touch"]["mirror_y"] is True
+    assert problems(b, "error") == []
+
+
 def test_touch_pins_are_checked_against_the_rest() -> None:
     b = board()
     b["touch"] = touch(int=b["buttons"][0]["pin"])

@@ -1,7 +1,8 @@
 """Panel and touch drivers on the real MicroPython interpreter, against the simulated
-controllers in kiosk/hal/simpanel.py: command order per datasheet, images reaching the
-controller RAM and the glass at every rotation, BUSY timeouts, yielding while BUSY, touch
-mapping and debounced taps."""
+controllers in kiosk/hal/simpanel.py: command order per datasheet and vendor driver, images
+reaching the controller RAM and the glass at every rotation, the waveform each refresh runs
+and the high-voltage supply, BUSY timeouts, yielding while BUSY, touch mapping and debounced
+taps."""
 
 from __future__ import annotations
 
@@ -94,11 +95,13 @@ def test_ssd1680_command_order_follows_the_datasheet() -> None:
     got = run_sequence(SSD_SEQUENCE, controller="ssd1680", w=122, h=250, rotation=0)
     # Hardware reset, BUSY, software reset, BUSY, then the configuration: driver output
     # (250 gates), data entry mode, RAM X window (16 bytes: 122 bits padded to 128), RAM Y
-    # window, border, internal temperature sensor, RAM address counters, BUSY.
+    # window, border, display update control 1 (normal RAM, sources from S8: the panel's
+    # first column; Waveshare epd2in13_V4, GxEPD2_213_B74), internal temperature sensor,
+    # RAM address counters, BUSY.
     assert got["init"] == [[
         "rst0", "rst1", "wait", "12", "wait",
         "01:f9 00 00", "11:03", "44:00 0f", "45:00 00 f9 00",
-        "3c:05", "18:80", "4e:00", "4f:00 00", "wait",
+        "3c:05", "21:00 80", "18:80", "4e:00", "4f:00 00", "wait",
     ]]
     # First frame: nothing known on the glass, so no "old" image; counters, new RAM,
     # full update sequence (mode 1), master activation, BUSY.
@@ -130,7 +133,7 @@ async def main():
 asyncio.run(main())
 """)
     # Only CS-low bytes (flags bit 1 clear), DC low for commands and high for data.
-    assert out == [[[0, 1], [0x12, 0x01, 0x11, 0x44, 0x45, 0x3C, 0x18, 0x4E, 0x4F]]]
+    assert out == [[[0, 1], [0x12, 0x01, 0x11, 0x44, 0x45, 0x3C, 0x21, 0x18, 0x4E, 0x4F]]]
 
 
 def test_without_a_reset_pin_deep_sleep_is_skipped_or_only_powers_off() -> None:
@@ -155,12 +158,13 @@ asyncio.run(main())
 """)
     assert out[0] == ["ssd1680", "sleep", []]
     assert out[1][:2] == ["ssd1680", "after"] and out[1][3:] == [False, []]
-    assert out[2] == ["jd79653a", "sleep", ["02", "wait"]]
-    # Powered off only: RAM still takes data, the refresh powers on first, and the glass
-    # is still known, so a partial refresh stays partial.
+    # Every refresh already ended powered off: nothing left to do.
+    assert out[2] == ["jd79653a", "sleep", []]
+    # RAM still takes data, the refresh powers on first, and the glass is still known, so
+    # a partial refresh stays partial.
     assert out[3][2] == [
-        "10[5000]", "13[5000]", "04", "wait",
-        "91", "90:00 c7 00 00 00 c7 01", "12", "wait", "92",
+        "10[5000]", "13[5000]", *JD_PARTIAL_LUT_LOAD, *JD_POWER_ON,
+        "91", "90:00 c7 00 00 00 c7 01", "12", "wait", "92", *JD_POWER_OFF,
     ]
     assert out[3][3:] == [False, []]
 
@@ -168,7 +172,8 @@ asyncio.run(main())
 def test_ssd1681_uses_its_200x200_geometry() -> None:
     got = run_sequence(SSD_SEQUENCE, controller="ssd1681", w=200, h=200, rotation=0)
     init = got["init"][0]
-    assert init[5:9] == ["01:c7 00 00", "11:03", "44:00 18", "45:00 00 c7 00"]
+    # The 1.54" panels start at source S0, the reset value: no 0x21 (GxEPD2_154_D67).
+    assert init[5:11] == ["01:c7 00 00", "11:03", "44:00 18", "45:00 00 c7 00", "3c:05", "18:80"]
     assert got["full"][0][2] == "24[5000]"
     assert got["woken"][1] == []
 
@@ -189,7 +194,7 @@ def test_ssd1680_rotation_is_data_entry_mode_and_window(
     got = run_sequence(SSD_SEQUENCE, controller="ssd1680", w=122, h=250, rotation=rotation)
     init = got["init"][0]
     assert init[6:9] == [entry, x_window, y_window]
-    assert init[11:13] == [x_counter, y_counter]
+    assert init[12:14] == [x_counter, y_counter]
     assert got["full"][0][:2] == [x_counter, y_counter]
     assert got["woken"][1] == []
 
@@ -214,6 +219,12 @@ async def main():
 asyncio.run(main())
 """
 JD_LUT_SOURCE = "tuple(bytes((i, 1, 2, 3)) for i in range(5))"
+# The partial waveform loaded into registers 0x20..0x24 (42 bytes each), and the power
+# steps around each refresh (M5Stack's powerHVON / powerHVOFF: border setting, command,
+# BUSY).
+JD_PARTIAL_LUT_LOAD = ["00:ff 0e", "20[42]", "21[42]", "22[42]", "23[42]", "24[42]"]
+JD_POWER_ON = ["50:d7", "04", "wait"]
+JD_POWER_OFF = ["50:f7", "02", "wait"]
 
 
 def jd_sequence(rotation: int = 0, lut: str = "None") -> dict[str, list]:
@@ -224,34 +235,40 @@ def test_jd79653a_command_order() -> None:
     got = jd_sequence()
     # Reset, BUSY (active low), panel setting (OTP waveform, black/white, gate scan up,
     # source shift right), the panel maker's registers, resolution 200x200, TCON, VCOM and
-    # data interval, power saving, power on, BUSY.
+    # data interval, power saving (M5Stack's init list, whose power-on moves to the refresh).
     assert got["init"] == [[
         "rst0", "rst1", "wait", "00:df 0e",
         "4d:55", "aa:0f", "e9:02", "b6:11", "f3:0a",
-        "61:c8 00 c8", "60:00", "50:d7", "e3:00", "04", "wait",
+        "61:c8 00 c8", "60:00", "50:d7", "e3:00",
     ]]
-    assert got["full"] == [["13[5000]", "12", "wait"]]
-    # Partial: old image to DTM1, new to DTM2, partial mode over the whole screen,
-    # refresh, BUSY, leave partial mode.
+    # Each refresh: power on, refresh, BUSY, power off.
+    assert got["full"] == [["13[5000]", *JD_POWER_ON, "12", "wait", *JD_POWER_OFF]]
+    # Partial: old image to DTM1, new to DTM2, the partial waveform into the LUT registers
+    # (panel setting REG bit), power on, partial mode over the whole screen, refresh, BUSY,
+    # leave partial mode, power off.
     assert got["partial"] == [[
-        "10[5000]", "13[5000]", "91", "90:00 c7 00 00 00 c7 01", "12", "wait", "92",
+        "10[5000]", "13[5000]", *JD_PARTIAL_LUT_LOAD, *JD_POWER_ON,
+        "91", "90:00 c7 00 00 00 c7 01", "12", "wait", "92", *JD_POWER_OFF,
     ]]
-    assert got["full again"] == [["10[5000]", "13[5000]", "12", "wait"]]
-    assert got["sleep"] == [["02", "wait", "07:a5"]]
+    # Full again: back to the OTP waveform.
+    assert got["full again"] == [[
+        "10[5000]", "13[5000]", "00:df 0e", *JD_POWER_ON, "12", "wait", *JD_POWER_OFF,
+    ]]
+    # Already powered off: straight to deep sleep.
+    assert got["sleep"] == [["07:a5"]]
     assert got["violations"] == [[]]
 
 
-def test_jd79653a_partial_waveform_from_registers_when_given() -> None:
+def test_jd79653a_partial_waveform_can_be_replaced() -> None:
     got = jd_sequence(lut=JD_LUT_SOURCE)
-    # The partial refresh switches the panel setting to register LUTs (REG bit) and loads
-    # them; the next full refresh goes back to the OTP waveform.
     assert got["partial"][0][:8] == [
         "10[5000]", "13[5000]", "00:ff 0e",
         "20:00 01 02 03", "21:01 01 02 03", "22:02 01 02 03", "23:03 01 02 03",
         "24:04 01 02 03",
     ]
-    assert got["partial"][0][8:] == ["91", "90:00 c7 00 00 00 c7 01", "12", "wait", "92"]
-    assert got["full again"] == [["10[5000]", "13[5000]", "00:df 0e", "12", "wait"]]
+    assert got["partial"][0][8:] == [
+        *JD_POWER_ON, "91", "90:00 c7 00 00 00 c7 01", "12", "wait", "92", *JD_POWER_OFF,
+    ]
     assert got["violations"] == [[]]
 
 
@@ -265,14 +282,14 @@ def test_jd79653a_quarter_turns_are_column_windows(rotation: int, panel_setting:
     expected = ["91"]
     for window in columns:
         expected += [window, "13[200]"]
-    assert full == expected + ["92", "12", "wait"]
+    assert full == expected + ["92", *JD_POWER_ON, "12", "wait", *JD_POWER_OFF]
     assert got["violations"] == [[]]
 
 
 def test_jd79653a_half_turn_is_the_scan_mirrors() -> None:
     got = jd_sequence(180)
     assert got["init"][0][3] == "00:d3 0e"  # UD and SHL cleared: both scans reversed
-    assert got["full"] == [["13[5000]", "12", "wait"]]
+    assert got["full"] == [["13[5000]", *JD_POWER_ON, "12", "wait", *JD_POWER_OFF]]
 
 
 def test_the_model_flags_a_command_sent_while_busy() -> None:
@@ -291,6 +308,191 @@ asyncio.run(main())
         "command 0x01 sent while BUSY", "data for 0x01 sent while BUSY",
         "1 byte(s) sent with CS high",
     ]]
+
+
+# -- sources, waveforms and the high-voltage supply ----------------------------------------
+SOURCE_SOURCE = PRELUDE + """
+from kiosk.drivers.ssd1680 import Ssd1680, Ssd1681
+from kiosk.hal.simpanel import make_panel
+
+class NoSourceMode(Ssd1680):
+    SOURCE_OUTPUT = None          # the init before issue 14: no 0x21
+
+class SourcesFromS8(Ssd1681):
+    SOURCE_OUTPUT = b"\\x00\\x80"   # what the 2.13" panels need, on a 1.54" one
+
+async def show(cls, controller, w, h):
+    panel = make_panel(controller, w, h, clock, record=True)
+    drv = cls(panel.spi, panel.cs, panel.dc, panel.rst, panel.busy, w, h,
+              ticks_ms=clock, sleep_ms=fake_sleep)
+    await drv.init()
+    drv.framebuf.fill(drv.PAPER)
+    drv.framebuf.vline(8, 0, h, drv.INK)     # one column of ink at x = 8
+    drv.write()
+    await drv.update(True)
+    # Columns well inside the glass (without the 0x21 the last ones show RAM that no
+    # frame writes, the 122-pixel rows' padding and beyond).
+    ink = [px for px in range(w - 16) if panel.native_pixel(px, h // 2)]
+    return [drv.NAME, ink, mismatches(panel, drv) > 0, panel.violations]
+
+async def main():
+    emit(await show(Ssd1680, "ssd1680", 122, 250))
+    emit(await show(NoSourceMode, "ssd1680", 122, 250))
+    emit(await show(Ssd1681, "ssd1681", 200, 200))
+    emit(await show(SourcesFromS8, "ssd1681", 200, 200))
+asyncio.run(main())
+"""
+
+
+def test_ssd1680_picture_is_8_pixels_over_without_sources_from_s8() -> None:
+    rows = mpy_json(SOURCE_SOURCE)
+    # The 2.13" panel's first column is source S8: with 0x21 0x00 0x80 the ink column
+    # drawn at x = 8 is on glass column 8; without it RAM bit 8 drives glass column 0.
+    assert rows[0] == ["ssd1680", [8], False, []]
+    assert rows[1] == ["ssd1680", [0], True, []]
+    # The 1.54" SSD1681 panel starts at S0: right without 0x21, 8 columns over with it.
+    assert rows[2] == ["ssd1681", [8], False, []]
+    assert rows[3] == ["ssd1681", [16], True, []]
+
+
+# GxEPD2_213_BN lut_partial (the DEPG0213BN of the LilyGo T5 V2.3): its non-zero bytes.
+DEPG0213BN_LUT_NONZERO = {
+    1: 0x40, 12: 0x80, 13: 0x80, 24: 0x40, 25: 0x40, 37: 0x80,
+    60: 0x0A, 66: 0x02, 67: 0x01, 74: 0x01,
+    144: 0x22, 145: 0x22, 146: 0x22, 147: 0x22, 148: 0x22, 149: 0x22,
+}
+
+SSD_WAVEFORM_SOURCE = PRELUDE + """
+panel, drv = pair("ssd1680", 122, 250, 90, panel={panel!r})
+frames = []
+async def refresh(full, text):
+    drv.framebuf.fill(drv.PAPER)
+    drv.framebuf.text(text, 4, 40, drv.INK)
+    drv.write()
+    await drv.update(full)
+    frames.append(mismatches(panel, drv))
+
+async def main():
+    await drv.init()
+    steps(panel)
+    await refresh(True, "first")
+    steps(panel)
+    await refresh(False, "one")
+    emit(["first partial", steps(panel)])
+    await refresh(False, "two")
+    emit(["second partial", steps(panel)])
+    await refresh(True, "full")
+    await refresh(False, "three")
+    emit(["after full", steps(panel)])
+    lut = panel.lut_data
+    emit(["lut", None if lut is None else len(lut),
+          None if lut is None else {{str(i): b for i, b in enumerate(lut) if b}}])
+    # A driver that forgot the full refresh's OTP load and did not write 0x32 again:
+    # display mode 2 then runs the OTP mode-1 waveform, a full flashing one.
+    await refresh(True, "full")
+    drv._lut_loaded = True
+    await refresh(False, "stale")
+    emit(["waveforms", panel.waveforms, panel.flashes, frames, panel.violations])
+asyncio.run(main())
+"""
+
+
+def ssd_waveforms(panel: str | None) -> dict[str, list]:
+    return {row[0]: row[1:] for row in mpy_json(SSD_WAVEFORM_SOURCE.format(panel=panel))}
+
+
+def test_depg0213bn_partial_refresh_runs_the_panel_makers_waveform() -> None:
+    got = ssd_waveforms("depg0213bn")
+    restore_and_write = ["4e:0f", "4f:00 00", "26[4000]", "4e:0f", "4f:00 00", "24[4000]"]
+    # Partial: border held, the register waveform (0x32, GxEPD2_213_BN) written once, then
+    # clock and analog on, display mode 2 without the OTP load, analog and clock off (the
+    # LilyGO GxDEPG0213BN driver's 0xCF).
+    assert got["first partial"] == [
+        [*restore_and_write, "3c:80", "32[153]", "22:cf", "20", "wait"]]
+    assert got["second partial"] == [[*restore_and_write, "3c:80", "22:cf", "20", "wait"]]
+    # A full refresh loads the OTP waveform over the register: written again after it.
+    assert got["after full"][0][-5:] == ["3c:80", "32[153]", "22:cf", "20", "wait"]
+    assert got["lut"] == [153, {str(i): b for i, b in DEPG0213BN_LUT_NONZERO.items()}]
+    waveforms, flashes, frames, violations = got["waveforms"]
+    assert waveforms == ["otp-full", "register", "register", "otp-full", "register",
+                         "otp-full", "otp-full"]
+    # Only the full refreshes flash, and the forgotten reload is caught as one more.
+    assert flashes == 4
+    assert frames == [0] * 7
+    assert violations == []
+
+
+def test_other_ssd1680_panels_keep_their_otp_partial_waveform() -> None:
+    got = ssd_waveforms(None)
+    assert got["first partial"][0][-4:] == ["3c:80", "22:ff", "20", "wait"]
+    assert got["lut"] == [None, None]
+    waveforms, flashes, frames, violations = got["waveforms"]
+    assert waveforms == ["otp-full", "otp-partial", "otp-partial", "otp-full", "otp-partial",
+                         "otp-full", "otp-partial"]
+    assert flashes == 3
+    assert frames == [0] * 7
+    assert violations == []
+
+
+JD_WAVEFORM_SOURCE = PRELUDE + """
+panel, drv = pair("jd79653a", 200, 200, 0)
+frames, powered = [], []
+async def refresh(full, text):
+    drv.framebuf.fill(drv.PAPER)
+    drv.framebuf.text(text, 4, 40, drv.INK)
+    drv.write()
+    await drv.update(full)
+    frames.append(mismatches(panel, drv))
+    powered.append(panel.powered)
+
+async def main():
+    await drv.init()
+    for full, text in ((True, "a"), (False, "b"), (False, "c"), (False, "d"), (True, "e"),
+                       (False, "f")):
+        await refresh(full, text)
+    luts = {"%02x" % k: [len(v), list(v[:14])] for k, v in panel.luts.items()}
+    emit(["run", panel.waveforms, panel.flashes, frames, powered, panel.hv_left_on,
+          panel.hv_on_ms > 0, luts, panel.violations])
+    # Left out, the partial waveform: after a full refresh the driver believes it loaded,
+    # the panel setting still selects the OTP waveform, and the partial refresh flashes
+    # the window.
+    await refresh(True, "g")
+    drv._register_lut = True
+    flashes = panel.flashes
+    await refresh(False, "h")
+    emit(["no partial LUT", panel.waveforms[-1], panel.flashes - flashes, frames[-1]])
+    # Left out, the power-off: the next refresh starts on a supply left on.
+    async def stay_on():
+        pass
+    drv._power_off = stay_on
+    await refresh(False, "i")
+    await refresh(False, "j")
+    emit(["supply left on", powered[-2:], panel.hv_left_on])
+asyncio.run(main())
+"""
+
+
+def test_jd79653a_partial_refreshes_never_flash_and_the_supply_is_off_between() -> None:
+    got = {row[0]: row[1:] for row in mpy_json(JD_WAVEFORM_SOURCE)}
+    waveforms, flashes, frames, powered, left_on, was_on, luts, violations = got["run"]
+    assert waveforms == ["otp", "register", "register", "register", "otp", "register"]
+    assert flashes == 2  # the two full refreshes, none of the partial ones
+    assert frames == [0] * 6
+    assert powered == [False] * 6
+    assert left_on == 0 and was_on
+    # M5Stack's CoreInk library (WFT0154CZB3_INIT.h) and GxEPD2_154_M09: the first two
+    # groups of each partial table, 42 bytes sent per register.
+    same = [0x01, 0x04, 0x04, 0x03, 0x01, 0x01, 0x01] + [0] * 7
+    assert luts == {
+        "20": [42, [0x01, 0x04, 0x04, 0x03, 0x01, 0x01, 0x01, 0, 0, 0, 0, 0, 0x01, 0]],
+        "21": [42, same],
+        "22": [42, [0x01, 0x84, 0x84, 0x83, 0x01, 0x01, 0x01] + [0] * 7],
+        "23": [42, [0x01, 0x44, 0x44, 0x43, 0x01, 0x01, 0x01] + [0] * 7],
+        "24": [42, same],
+    }
+    assert violations == []
+    assert got["no partial LUT"] == ["otp", 1, 0]
+    assert got["supply left on"] == [[True, True], 1]
 
 
 # -- images at every rotation -------------------------------------------------------------
@@ -570,8 +772,8 @@ async def main():
     for chip, cls, address in (("gt911", Gt911, 0x5D), ("gt1151", Gt1151, 0x14)):
         for rotation in (0, 90, 180, 270):
             sim = SimTouch(chip, address)
-            touch = cls(sim, address, {w}, {h}, rotation=rotation, sleep_ms=fake_sleep)
-            product = await touch.init()
+            touch = cls(sim, address, {w}, {h}, rotation=rotation)
+            product = touch.start()   # no pins wired here: it only finds the chip
             got = [touch.read()]
             for px, py in {points!r}:
                 sim.touch(px, py)
@@ -634,19 +836,16 @@ emit(touch.read())
     assert out == [[100, 9]]
 
 
-def test_touch_wrong_address_fails_init() -> None:
+def test_touch_found_at_the_other_goodix_address_and_missing_elsewhere() -> None:
     out = mpy_json(PRELUDE + """
 from kiosk.drivers.gt911 import Gt1151
-touch = Gt1151(SimTouch("gt1151", 0x14), 0x5D, 122, 250)
-async def main():
-    try:
-        await touch.init()
-        emit("answered")
-    except OSError:
-        emit("OSError")
-asyncio.run(main())
+found = Gt1151(SimTouch("gt1151", 0x14), 0x5D, 122, 250)
+missing = Gt1151(SimTouch("gt1151", 0x38), 0x14, 122, 250)
+emit([found.start(), found.address, found.error, missing.start(), missing.error,
+      missing.read()])
 """)
-    assert out == ["OSError"]
+    assert out == [["1158", 0x14, None, None,
+                    "no touch controller answers at 0x14 or 0x5d", None]]
 
 
 # -- taps ----------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ def test_csv_has_one_row_per_response(path: Path, capsys: pytest.CaptureFixture[
     first = rows[1]
     assert first == {"local_time": "2026-06-01T10:00:00+02:00", "device_id": "desk-1",
                      "location": "Hall", "rating": "5", "scale": "5", "told_next": "yes",
-                     "flags": "", "seq": "1"}
+                     "flags": "", "seq": "1", "earliest": "", "latest": ""}
     assert rows[0]["local_time"] == ""  # time unknown
     assert rows[3]["local_time"] == "2026-06-02T15:00:00+00:00"
 
@@ -221,7 +221,8 @@ def test_an_empty_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     for fmt in ("table", "json", "csv"):
         code, out, _ = run(capsys, "--db", path, "--format", fmt)
         assert code == 0
-    assert out == "local_time,device_id,location,rating,scale,told_next,flags,seq\n"
+    assert out == ("local_time,device_id,location,rating,scale,told_next,flags,seq,"
+                   "earliest,latest\n")
     _, out, _ = run(capsys, "--db", path, "--format", "json")
     assert json.loads(out)["csat"] is None
 

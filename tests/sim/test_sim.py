@@ -67,6 +67,34 @@ exit
     assert state.anchors == [[1, 0, 1795428000, 1]]
 
 
+def test_the_time_carries_across_resets_that_keep_the_esp32_rtc(tmp_path: Path) -> None:
+    """Issue 13: a watchdog, soft or deep-sleep reset keeps the ESP32's own RTC running,
+    so the next boot knows the time (anchor source 5, kept); a power-on does not, and a
+    boot whose clock was never set passes nothing on, whatever the RTC reads."""
+    assert sim(tmp_path, "clock 2026-11-23T10:00:00Z\nwait 100\nrate 4\nyes\nwait 20\n"
+                         "exit\n", name="first.txt") == 0
+    for cause in ("watchdog", "soft", "deep_sleep", "hard"):
+        assert sim(tmp_path, "wait 30\nrate 3\nyes\nexit\n", "--reset-cause", cause,
+                   name=f"{cause}.txt") == 0
+    # Then the power is cut: unknown, and a watchdog reset after that carries nothing.
+    assert sim(tmp_path, "wait 30\nrate 2\nyes\nexit\n", name="power.txt") == 0
+    assert sim(tmp_path, "wait 30\nrate 2\nyes\nexit\n", "--reset-cause", "watchdog",
+               name="after.txt") == 0
+    state = read_state(BOARD, tmp_path / "state")
+    kept = [a for a in state.anchors if a[3] == 5]
+    assert [a[0] for a in kept] == [2, 3, 4, 5]
+    # Each boot starts where the previous run left it (the first one 20 s after its
+    # answer), not where its clock was set.
+    previous_end = state.responses[0]["wall"] + 20
+    for anchor in kept:
+        boot_responses = [r for r in state.responses if r["boot"] == anchor[0]]
+        assert anchor[1] == 0 and anchor[2] >= previous_end
+        assert boot_responses[0]["wall"] == pytest.approx(anchor[2] + 32, abs=2)
+        previous_end = boot_responses[0]["wall"]
+    assert [r["wall"] for r in state.responses if r["boot"] in (6, 7)] == [None, None]
+    assert state.status["clock"] == {"known": False}
+
+
 def test_a_bad_script_is_refused_before_any_tap(tmp_path: Path, capsys) -> None:
     code = sim(tmp_path, "rate 4\nyes\nrate 9\nexit\n")
     assert code == 2

@@ -240,8 +240,12 @@ def version_3_database(path: Path) -> None:
     old.executemany("INSERT INTO anchors VALUES (?, 1, ?, ?, 1)", [
         ("front-1", 50, TRUE_START + 50 + YEAR), ("front-1", 300, TRUE_START + 300),
         ("back-2", 50, TRUE_START + 50)])
-    for device_id in ("front-1", "back-2"):
-        rollup_tables.rebuild(old, device_id, "UTC")
+    for device_id in ("front-1", "back-2"):  # the rollups as version 3 built them
+        columns = zip(*old.execute(
+            "SELECT wall, rating, scale, told_next, rapid, closed FROM responses "
+            "WHERE device_id = ?", (device_id,)), strict=True)
+        rollup_tables.apply(old, device_id, "UTC", rollups.Changes.from_columns(*columns))
+        old.execute("INSERT INTO rollup_zones VALUES (?, 'UTC')", (device_id,))
     old.close()
 
 

@@ -204,14 +204,17 @@ def test_zone_clock_handles_a_transition_inside_a_utc_hour() -> None:
        rows=st.lists(st.tuples(
            st.one_of(st.just(0), st.integers(1, 2**32 - 1)), st.integers(1, 5),
            st.sampled_from((3, 4, 5)), st.integers(0, 2), st.integers(0, 3),
-           st.sampled_from((1, -1))), max_size=60))
+           st.sampled_from((1, -1)),
+           # an exact time, or an interval of up to two days (store/intervals.py)
+           st.one_of(st.just(0), st.integers(1, 2 * 86400))), max_size=60))
 def test_the_loop_and_the_arrays_compute_the_same_deltas(
-        zone: str, rows: list[tuple[int, int, int, int, int, int]]) -> None:
-    walls, ratings, scales, tolds, kinds, weights = (
+        zone: str, rows: list[tuple[int, int, int, int, int, int, int]]) -> None:
+    walls, ratings, scales, tolds, kinds, weights, spans = (
         np.array(column, np.int64) for column in zip(*rows, strict=True)
-    ) if rows else (np.zeros(0, np.int64),) * 6
+    ) if rows else (np.zeros(0, np.int64),) * 7
     ratings = np.minimum(ratings, scales)
-    ch = rollups.Changes(walls, ratings, scales, tolds, kinds, weights)
+    highs = np.where(walls > 0, walls + spans, 0)
+    ch = rollups.Changes(walls, highs, ratings, scales, tolds, kinds, weights)
     by_loop, by_arrays = rollups.deltas_by_loop(zone, ch), rollups.deltas_by_arrays(zone, ch)
     for loop_rows, array_rows in zip(by_loop, by_arrays, strict=True):
         assert {k: v.tolist() for k, v in loop_rows.items() if v.any()} == {
@@ -245,6 +248,6 @@ def test_migration_3_keeps_the_responses_of_a_version_2_database(tmp_path: Path)
         with pytest.raises(sqlite3.IntegrityError):
             conn.connection.execute(
                 "INSERT INTO responses VALUES ('a', 3, 2, 5, 'maybe', 10, 0, 0, 1, "
-                "300, NULL, NULL, NULL, 1, 1)")
+                "300, NULL, NULL, NULL, 1, 1, NULL, NULL)")
     finally:
         conn.close()

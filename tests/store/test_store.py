@@ -181,13 +181,19 @@ def test_rollups_hold_every_response(filled: Store) -> None:
 def test_reads_for_the_tally_and_the_export(filled: Store) -> None:
     with filled.snapshot():
         timed = sorted(filled.timed_responses("desk-1", T0, T0 + 300))
-    assert [(row[1], row[2]) for row in timed] == [(T0 + 100, 1), (T0 + 200, 2)]
+    assert [(row[1], row[2], row[3]) for row in timed] == [
+        (T0 + 100, T0 + 100, 1), (T0 + 200, T0 + 200, 2)]
+    # Record 3 (boot 2) has no time; boot 1 ran until uptime 400 before it, and the
+    # sync that brought it is its latest moment: far from one day, it stays unknown.
     groups = sorted(filled.response_groups(T0, T0 + 150), key=lambda g: g[1] or 0)
-    assert [(g[1], g[2], g[-1]) for g in groups] == [(None, 4, 1), (T0 + 100, 1, 1)]
+    assert [(g[1], g[3], g[-1]) for g in groups] == [(T0 + 100, 1, 1), (T0 + 410, 4, 1)]
+    assert groups[1][2] is not None and groups[1][2] > T0 + 86400
     exported = list(filled.export_rows("desk-1", None, None, include_flagged=True))
-    assert [row[-1] for row in exported] == [3, 1, 2, 4]  # time unknown first, then by time
+    assert [row[-1] for row in exported] == [1, 2, 4, 3]  # by time, an interval by its start
     unflagged = list(filled.export_rows("desk-1", T0, LATEST, include_flagged=False))
-    assert [row[-1] for row in unflagged] == [1, 4]
+    # Record 3's interval lies inside the range too (the CSV then keeps only those placed
+    # in a day: tests/reports).
+    assert [row[-1] for row in unflagged] == [1, 4, 3]
 
 
 def test_clock_corrections_and_negative_marks(filled: Store) -> None:

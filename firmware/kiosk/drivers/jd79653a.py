@@ -16,11 +16,20 @@
 #   270       (y, H-1-x)                        MONO_VLSB  UD + SHL   page p -> column W/8-1-p
 # (the same convention as the SSD1680 driver and the GT911 touch mapping).
 #
-# Partial refresh: partial mode (0x91) with a full-screen window (0x90), refresh, leave
-# partial mode (0x92). With the OTP waveform that is a differential refresh of the window;
-# a faster waveform for the panel can be passed as partial_lut (the five LUT registers
-# 0x20-0x24 from the panel maker's data): partial refreshes then load it (panel setting
-# REG bit) and full refreshes go back to the OTP waveform.
+# Waveforms. Full refreshes run the panel's OTP waveform (panel setting REG bit clear).
+# That is the full, flashing waveform, in partial mode (0x91) too, where it flashes the
+# window. So partial refreshes load the five LUT registers 0x20-0x24 (VCOM,
+# white to white, black to white, white to black, black to black) with the panel maker's
+# partial waveform, as M5Stack's CoreInk library (Ink_eSPI switchMode) and GxEPD2_154_M09
+# do, and set the REG bit; the next full refresh clears it again. partial_lut replaces
+# that waveform (five buffers for 0x20..0x24).
+#
+# Power. POWER_ON (0x04) raises the panel's high-voltage supply and POWER_OFF (0x02)
+# lowers it, each with BUSY until done. Left on between refreshes the supply keeps driving
+# the glass (GxEPD2 documents its powerOff() as what keeps a picture from fading), so
+# every refresh ends with a power-off and the next one starts with a power-on, as
+# M5Stack's powerHVOFF / powerHVON do: VCOM and data interval 0xF7 while off, back to
+# 0xD7 before powering on.
 #
 # As in the SSD1680 driver, a shadow copy of the last frame written lets write() put the
 # frame on the glass back into DTM1 before the new one goes to DTM2, so the buffer is free
@@ -68,8 +77,38 @@ _VENDOR_REGISTERS = (
 )
 _TCON_DEFAULT = b"\x00"
 _BORDER_FLOATING_WHITE_IS_1 = b"\xd7"  # VBD=11 border floats, DDX=01: RAM bit 1 = white
+_CDI_POWERED_OFF = b"\xf7"  # M5Stack's value around POWER_OFF (DDX bit 1 set)
 _POWER_SAVING_OFF = b"\x00"
 _SLEEP_CHECK = b"\xa5"
+
+# The GDEW0154M09's partial waveform, from M5Stack's CoreInk library (WFT0154CZB3_INIT.h,
+# the same values as GxEPD2_154_M09's *_partial tables): per register 42 bytes, six groups
+# of 7 (a level-select byte, four phase lengths in frames, two repeat counts). Only the
+# first group drives: one short phase pair per transition, the black-going ones with the
+# opposite polarity of the white-going ones; the VCOM table repeats once more.
+_PARTIAL_VCOM = (
+    b"\x01\x04\x04\x03\x01\x01\x01" b"\x00\x00\x00\x00\x00\x01\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00" b"\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00" b"\x00\x00\x00\x00\x00\x00\x00"
+)
+_PARTIAL_SAME = (  # white to white and black to black
+    b"\x01\x04\x04\x03\x01\x01\x01" b"\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00" b"\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00" b"\x00\x00\x00\x00\x00\x00\x00"
+)
+_PARTIAL_TO_WHITE = (  # black to white
+    b"\x01\x84\x84\x83\x01\x01\x01" b"\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00" b"\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00" b"\x00\x00\x00\x00\x00\x00\x00"
+)
+_PARTIAL_TO_BLACK = (  # white to black
+    b"\x01\x44\x44\x43\x01\x01\x01" b"\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00" b"\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00" b"\x00\x00\x00\x00\x00\x00\x00"
+)
+# Registers 0x20..0x24: VCOM, WW, BW, WB, BB.
+PARTIAL_LUT = (_PARTIAL_VCOM, _PARTIAL_SAME, _PARTIAL_TO_WHITE, _PARTIAL_TO_BLACK,
+               _PARTIAL_SAME)
 
 _POLL_MS = const(10)
 _BUSY_TIMEOUT_MS = const(5000)  # full refresh ~0.9 s
@@ -87,7 +126,9 @@ class Jd79653a(EpdBus):
             raise ValueError("jd79653a: width must be a multiple of 8 up to 256, not %d" % width)
         if rotation not in (0, 90, 180, 270):
             raise ValueError("rotation must be 0, 90, 180 or 270")
-        if partial_lut is not None and len(partial_lut) != 5:
+        if partial_lut is None:
+            partial_lut = PARTIAL_LUT
+        elif len(partial_lut) != 5:
             raise ValueError("partial_lut: five tables, for registers 0x20..0x24")
         EpdBus.__init__(self, spi, cs, dc, rst, busy, busy_active, busy_timeout_ms,
                         ticks_ms, sleep_ms, poll_ms)
@@ -150,10 +191,21 @@ class Jd79653a(EpdBus):
         self._command(_TCON, _TCON_DEFAULT)
         self._command(_VCOM_DATA_INTERVAL, _BORDER_FLOATING_WHITE_IS_1)
         self._command(_POWER_SAVING, _POWER_SAVING_OFF)
+        self._powered = False
+        self._register_lut = False
+        self._asleep = False
+
+    async def _power_on(self):
+        self._command(_VCOM_DATA_INTERVAL, _BORDER_FLOATING_WHITE_IS_1)
         self._command(_POWER_ON)
         await self._wait_idle()
         self._powered = True
-        self._asleep = False
+
+    async def _power_off(self):
+        self._command(_VCOM_DATA_INTERVAL, _CDI_POWERED_OFF)
+        self._command(_POWER_OFF)
+        await self._wait_idle()
+        self._powered = False
 
     def _send_columns(self, command, pages):
         # Page p of the MONO_VLSB frame is RAM column (W/8 - 1 - p), top to bottom.
@@ -186,24 +238,24 @@ class Jd79653a(EpdBus):
         self._pending = True
 
     async def update(self, full=True):
-        """Refresh and await BUSY. The first refresh after init() is always full."""
+        """Power on, refresh, power off, awaiting BUSY at each step. The first refresh
+        after init() is always full."""
         self._check_awake()
-        if not self._powered:
-            self._command(_POWER_ON)
-            await self._wait_idle()
-            self._powered = True
         if not self._known:
             full = True
-        lut = self._partial_lut
         if full:
             if self._register_lut:
                 self._set_panel(False)
+        elif not self._register_lut:
+            self._set_panel(True)
+            lut = self._partial_lut
+            for index in range(5):
+                self._command(_LUT_FIRST + index, lut[index])
+        if not self._powered:
+            await self._power_on()
+        if full:
             self._command(_REFRESH)
         else:
-            if lut is not None and not self._register_lut:
-                self._set_panel(True)
-                for index in range(5):
-                    self._command(_LUT_FIRST + index, lut[index])
             self._command(_PARTIAL_IN)
             self._command(_PARTIAL_WINDOW, self._full_window)
             self._command(_REFRESH)
@@ -217,14 +269,15 @@ class Jd79653a(EpdBus):
         if self._pending:
             self._pending = False
             self._known = True
+        await self._power_off()
 
     async def deep_sleep(self):
-        """Power off, then deep sleep; only init() (a hardware reset) wakes the chip, so
-        without a reset pin the panel is only powered off (update() turns it back on)."""
+        """Deep sleep (after powering off, if a failed refresh left the supply on); only
+        init() (a hardware reset) wakes the chip, so without a reset pin this leaves the
+        panel powered off, as every refresh does."""
         self._check_awake()
-        self._command(_POWER_OFF)
-        await self._wait_idle()
-        self._powered = False
+        if self._powered:
+            await self._power_off()
         if self._rst is None:
             return
         self._command(_DEEP_SLEEP, _SLEEP_CHECK)

@@ -35,6 +35,23 @@
 # write() can first restore 0x26 to the frame on the glass. It costs one frame of RAM
 # (4000 bytes at 122x250); it is what makes partial refreshes correct without relying on
 # the controller's RAM ping-pong option (0x37), which the datasheets describe too thinly.
+#
+# Which sources drive the glass. The 2.13" 122x250 panels are wired to sources S8 onwards,
+# not S0: every reference init for them (Waveshare epd2in13_V3/V4, GxEPD2_213_B74,
+# GxEPD2_213_GDEY0213B74, GxEPD2_213_BN) sets display update control 1 (0x21) to
+# 0x00 0x80, "normal RAM, sources S8 to S167", so that RAM bit 0 of a row reaches the
+# panel's first column. Without it the picture lands 8 pixels over (LilyGO's older
+# GxDEPG0213BN driver gets the same result by starting its RAM X window at byte 1). The
+# 1.54" SSD1681 panels use S0 onwards and their references send no 0x21.
+#
+# Waveforms. A full refresh (0x22 = 0xF7) and, by default, a partial one (0xFF) load the
+# panel's own waveform from OTP with the temperature. A panel whose OTP partial waveform
+# is not the one its maker's driver uses gets a register waveform instead: partial_lut,
+# the 153 bytes of command 0x32 (PARTIAL_LUTS below, by panel name). It is written before
+# a partial refresh run with 0xCF (no OTP load, so the register waveform is used); a full
+# refresh loads the OTP waveform over it, so it is written again before the next partial.
+# Every sequence ends with "analog off, clock off": the high voltages are off between
+# refreshes.
 
 import framebuf
 import micropython
@@ -47,9 +64,12 @@ _DATA_ENTRY = const(0x11)
 _SW_RESET = const(0x12)
 _TEMPERATURE_SENSOR = const(0x18)
 _MASTER_ACTIVATION = const(0x20)
+_UPDATE_CONTROL_1 = const(0x21)
 _UPDATE_CONTROL_2 = const(0x22)
 _WRITE_RAM_NEW = const(0x24)  # "black/white RAM": the image to show
 _WRITE_RAM_OLD = const(0x26)  # "red RAM": on a black/white panel, the image shown now
+_WRITE_LUT = const(0x32)
+_LUT_SIZE = const(153)
 _BORDER = const(0x3C)
 _RAM_X_WINDOW = const(0x44)
 _RAM_Y_WINDOW = const(0x45)
@@ -65,12 +85,46 @@ _X_INC = const(0x01)
 # [display mode 2], display, analog off, clock off. 0x08 selects mode 2 (partial/fast).
 _SEQ_FULL = b"\xf7"
 _SEQ_PARTIAL = b"\xff"
+# The same partial refresh without the OTP load (0x10) and temperature (0x20) steps: it
+# runs the waveform written with 0x32.
+_SEQ_PARTIAL_REGISTER_LUT = b"\xcf"
+# Display update control 1 (0x21): RAM used as written (no bypass, no inversion); source
+# output from S8 (bit 7 of the second byte).
+_SOURCES_FROM_S8 = b"\x00\x80"
 # Border (0x3C): follow the LUT to white on a full refresh; hold it at VCOM during a
 # partial one so the border does not flash.
 _BORDER_FULL = b"\x05"
 _BORDER_PARTIAL = b"\x80"
 _INTERNAL_SENSOR = b"\x80"
 _SLEEP_MODE_1 = b"\x01"  # deep sleep, RAM kept; only a hardware reset wakes the chip
+
+# The partial waveform that GxEPD2_213_BN and LilyGO's GxDEPG0213BN driver load for the
+# DEPG0213BN panel of the LilyGo T5 V2.3 (their two tables differ only in the timing of
+# the first phase group; this is GxEPD2's). Layout of the 153 bytes (SSD1680 command 0x32):
+# five rows of 12 voltage selections (one per transition black/white to black/white, two
+# bits per phase), twelve phase groups of 7 bytes (four phase lengths in frames, repeat
+# counts), six frame-rate bytes, three gate-scan bytes. Only the first three phase groups
+# are used: a short drive towards the new colour, then two single frames.
+_DEPG0213BN_PARTIAL = (
+    b"\x00\x40\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    b"\x80\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    b"\x40\x40\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    b"\x0a\x00\x00\x00\x00\x00\x02"
+    b"\x01\x00\x00\x00\x00\x00\x00"
+    b"\x01\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00"
+    b"\x22\x22\x22\x22\x22\x22"
+    b"\x00\x00\x00"
+)
+# Register partial waveforms by panel (the board's display "panel"); a panel not listed
+# uses its OTP waveform.
+PARTIAL_LUTS = {"depg0213bn": _DEPG0213BN_PARTIAL}
 
 _POLL_MS = const(10)
 _BUSY_TIMEOUT_MS = const(10000)  # full refresh takes 2.5-4 s; ten means the panel is gone
@@ -127,10 +181,13 @@ class Ssd1680(EpdBus):
     MAX_HEIGHT = 296
     INK = 0
     PAPER = 1
+    SOURCE_OUTPUT = _SOURCES_FROM_S8  # 0x21 parameters; None: leave the reset value
 
     def __init__(self, spi, cs, dc, rst, busy, width, height, rotation=0, busy_active=1,
                  busy_timeout_ms=_BUSY_TIMEOUT_MS, ticks_ms=None, sleep_ms=None,
-                 poll_ms=_POLL_MS):
+                 poll_ms=_POLL_MS, partial_lut=None):
+        if partial_lut is not None and len(partial_lut) != _LUT_SIZE:
+            raise ValueError("partial_lut: %d bytes for command 0x32" % _LUT_SIZE)
         if not (0 < width <= self.MAX_WIDTH and 0 < height <= self.MAX_HEIGHT):
             raise ValueError("%s drives at most %dx%d, not %dx%d" % (
                 self.NAME, self.MAX_WIDTH, self.MAX_HEIGHT, width, height))
@@ -141,6 +198,8 @@ class Ssd1680(EpdBus):
         self.native_width = width
         self.native_height = height
         self.rotation = rotation
+        self._partial_lut = partial_lut
+        self._lut_loaded = False  # partial_lut is in the LUT register (no OTP load since)
 
         row_bytes = (width + 7) // 8
         pad = row_bytes * 8 - width
@@ -197,6 +256,7 @@ class Ssd1680(EpdBus):
     async def init(self):
         self._known = False
         self._pending = False
+        self._lut_loaded = False
         await self._hard_reset()
         await self._wait_idle()
         self._command(_SW_RESET)
@@ -206,6 +266,8 @@ class Ssd1680(EpdBus):
         self._command(_RAM_X_WINDOW, self._x_window)
         self._command(_RAM_Y_WINDOW, self._y_window)
         self._command(_BORDER, _BORDER_FULL)
+        if self.SOURCE_OUTPUT is not None:
+            self._command(_UPDATE_CONTROL_1, self.SOURCE_OUTPUT)
         self._command(_TEMPERATURE_SENSOR, _INTERNAL_SENSOR)
         self._set_counters()
         await self._wait_idle()
@@ -248,7 +310,18 @@ class Ssd1680(EpdBus):
         if not self._known:
             full = True
         self._command(_BORDER, _BORDER_FULL if full else _BORDER_PARTIAL)
-        self._command(_UPDATE_CONTROL_2, _SEQ_FULL if full else _SEQ_PARTIAL)
+        lut = self._partial_lut
+        if full:
+            sequence = _SEQ_FULL
+            self._lut_loaded = False  # the OTP load replaces the register waveform
+        elif lut is None:
+            sequence = _SEQ_PARTIAL
+        else:
+            if not self._lut_loaded:
+                self._command(_WRITE_LUT, lut)
+                self._lut_loaded = True
+            sequence = _SEQ_PARTIAL_REGISTER_LUT
+        self._command(_UPDATE_CONTROL_2, sequence)
         self._command(_MASTER_ACTIVATION)
         self.last_update_full = full
         await self._wait_idle()
@@ -271,11 +344,14 @@ class Ssd1680(EpdBus):
         self._asleep = True
         self._known = False
         self._pending = False
+        self._lut_loaded = False
 
 
 class Ssd1681(Ssd1680):
-    """SSD1681: up to 200 x 200 (the 1.54" panels). Same command set and sequences."""
+    """SSD1681: up to 200 x 200 (the 1.54" panels). Same command set and sequences; the
+    panels use sources from S0, as after reset (GxEPD2_154_D67 sends no 0x21)."""
 
     NAME = "ssd1681"
     MAX_WIDTH = 200
     MAX_HEIGHT = 200
+    SOURCE_OUTPUT = None

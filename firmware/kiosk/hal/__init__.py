@@ -10,6 +10,9 @@
 #   read_buttons()      int bit mask, bit i set while button i is pressed (logical level)
 #   rtc_read()          unix seconds from a battery-backed RTC chip, or None
 #   rtc_write(seconds)  set that RTC (no-op without one)
+#   kept_time_read()    unix seconds from the chip's own RTC, which keeps counting through
+#                       every reset but a power-on (kiosk.clock decides when to trust it)
+#   kept_time_write(seconds)  set it (every time the clock is set)
 #   reset_cause()       "power_on", "hard", "watchdog", "soft", "deep_sleep", "brownout", ...
 #   feed_watchdog()
 #   panel               e-paper panel driver (kiosk.drivers), or None

@@ -108,8 +108,9 @@ class Esp32Hal:
             self._i2c = self._i2c_bus(rtc["i2c"])
             self._rtc_address = rtc.get("address", _BM8563_ADDRESS)
 
-        # The panel and touch drivers only take their bus and pins here; talking to the
-        # chips (reset, init) is the drivers' async work, started by the app.
+        # The panel driver only takes its bus and pins here; talking to the panel (reset,
+        # init) is its async work, started by the app. The touch controller is reset and
+        # found here, once, before anything polls it (see _make_touch).
         # WiFi (network_run), for the push; no radio is touched until the app asks.
         self._wlan = None
         self._wifi_up = False
@@ -150,7 +151,7 @@ class Esp32Hal:
                 options[key] = True
         # The touch panel lies over the e-paper panel: same native size and rotation, so
         # the driver reports taps in the screens' logical coordinates.
-        return cls(
+        driver = cls(
             self._i2c_bus(touch["i2c"]),
             touch.get("address", _GT911_ADDRESS),
             display["width"],
@@ -160,6 +161,12 @@ class Esp32Hal:
             rst_pin=None if rst_pin is None else machine.Pin(rst_pin, machine.Pin.OUT, value=1),
             **options,
         )
+        # Reset with the address select (INT's level as RST rises picks 0x14 or 0x5D),
+        # then find the chip at either address: about 80 ms, blocking, once per boot. A
+        # controller that answers at neither is recorded in driver.error (shown by the
+        # service screen's touch check), never raised: the kiosk still runs its buttons.
+        driver.start()
+        return driver
 
     # -- buttons ---------------------------------------------------------------------
     def read_buttons(self):
@@ -207,6 +214,21 @@ class Esp32Hal:
             self.rtc_error = error
             return
         self.rtc_error = None
+
+    # -- the chip's own RTC ------------------------------------------------------------
+    # ESP-IDF keeps the system time in the RTC timer, which runs on through every reset
+    # but a power-on (software, panic, watchdog, deep sleep; a MicroPython soft reset
+    # resets nothing). machine.RTC().datetime() reads and sets that time as a calendar
+    # tuple, which is the same whether the firmware counts from 1970 or from 2000.
+    def kept_time_read(self):
+        """Unix seconds from the ESP32's RTC: after a power-on, its epoch plus uptime
+        (kiosk.clock.Clock.kept_time decides whether to trust it)."""
+        year, month, day, _, hour, minute, second, _ = machine.RTC().datetime()
+        return civil.seconds_from_civil(year, month, day, hour, minute, second)
+
+    def kept_time_write(self, seconds):
+        year, month, day, hour, minute, second, weekday = civil.civil_from_seconds(seconds)
+        machine.RTC().datetime((year, month, day, weekday, hour, minute, second, 0))
 
     # -- WiFi ------------------------------------------------------------------------
     async def network_run(self, sync, clock):

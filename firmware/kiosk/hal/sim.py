@@ -29,6 +29,7 @@ def _code_root():
         path = path[: path.rfind("/")]
     return path or "."
 _START_BEFORE_WRAP_MS = 60000
+_EPOCH_2000 = 946684800  # unix seconds of 2000-01-01
 _EHOSTUNREACH = 113  # the unix port's errno lacks ENETUNREACH; lwIP reports this one too
 
 
@@ -53,6 +54,7 @@ class SimHal:
         # The RTC chip runs on simulated time from the host's time at power-on.
         self._rtc_base = int(time.time())
         self._rtc_since = self.virtual_clock.now()
+        self._kept_base, self._kept_since = self._kept_at_boot(), self._rtc_since
         self.network_up = True  # the script's `wifi off` / `wifi on`
         self.connections = 0  # connection attempts, failed ones included
         self.flash = self._mount()
@@ -184,6 +186,31 @@ class SimHal:
 
     def rtc_write(self, seconds):
         pass  # the simulated RTC follows the host clock
+
+    # The ESP32's own RTC (kiosk/hal/esp32.py): what the last boot left in it carries
+    # over a reset, while a power-on restarts it at the firmware's epoch (2000 here).
+    def _kept_path(self):
+        return self.state_dir + "/kept-clock"
+
+    def _kept_at_boot(self):
+        if self._reset_cause not in ("power_on", "brownout"):
+            try:
+                with open(self._kept_path()) as f:
+                    return int(f.read())
+            except (OSError, ValueError):
+                pass
+        return _EPOCH_2000
+
+    def kept_time_read(self):
+        return self._kept_base + time.ticks_diff(self.virtual_clock.now(), self._kept_since) // 1000
+
+    def kept_time_write(self, seconds):
+        self._kept_base, self._kept_since = seconds, self.virtual_clock.now()
+
+    def shut_down(self):
+        """The simulated board resets (the run is over): its RTC holds the time it has now."""
+        with open(self._kept_path(), "w") as f:
+            f.write(str(self.kept_time_read()))
 
     def reset_cause(self):
         return self._reset_cause

@@ -13,7 +13,15 @@
 #   panel.refreshes               ("full" | "partial", tick) per refresh started (without
 #                                 record=True only the last _KEEP_REFRESHES of them)
 #   panel.refresh_count           refreshes started in all
+#   panel.waveforms               the waveform each refresh ran, kept like refreshes:
+#                                 "otp-full" / "otp-partial" (SSD168x OTP, display mode
+#                                 1 / 2), "otp" (JD79653A OTP: a full waveform),
+#                                 "register" (the LUT the driver wrote)
+#   panel.flashes                 refreshes that ran a full, flashing waveform (all pixels
+#                                 driven through black and white), whatever was asked
 #   panel.dead = True             BUSY never clears again: a dead or unplugged panel
+# JD79653A only: panel.powered (the high-voltage supply is on), panel.hv_left_on
+# (refreshes started on a supply left on since an earlier refresh), panel.hv_on_ms.
 # The model parses the command stream enough to hold both RAMs (address counter, data
 # entry mode, RAM window for the SSD168x; partial window and mirrors for the JD79653A),
 # refreshes the "glass" when the controller is told to (a full refresh shows the new RAM,
@@ -22,6 +30,15 @@
 # and drives BUSY active for full_ms / partial_ms after a refresh (defaults: the panels'
 # datasheet figures), for reset_ms after a reset, measured on the injected ticks_ms, so a
 # test can run on fake time.
+#
+# What the models hold a driver to, beyond the RAM:
+#   SSD1680: the 2.13" panels' first column is wired to source S8. Until display update
+#     control 1 (0x21) selects "sources S8 to S167", RAM bit 0 of a row drives S0, off the
+#     glass, and the picture lands 8 pixels over (the SSD1681's 1.54" panels start at S0).
+#     The waveform is the OTP one when the 0x22 sequence loads it, else the one in the LUT
+#     register (0x32); a refresh with none loaded is a violation.
+#   JD79653A: the OTP waveform is a full one; a refresh in partial mode with it flashes the
+#     window. The high-voltage supply is counted while on (POWER_ON 0x04 to POWER_OFF 0x02).
 #
 # The transcript (panel.transcript) holds every command with its data bytes, reset edges
 # and BUSY polls in order; script() renders it as strings: "rst0" / "rst1" (reset pin
@@ -137,7 +154,9 @@ class _SimPanel:
         self.raw = bytearray()
         self.violations = []
         self.refreshes = []
+        self.waveforms = []
         self.refresh_count = 0
+        self.flashes = 0
         self.asleep = False
         self._in_reset = False
         self._busy_until = None
@@ -166,12 +185,16 @@ class _SimPanel:
         active = self.busy_active()
         return self.BUSY_ACTIVE_LEVEL if active else 1 - self.BUSY_ACTIVE_LEVEL
 
-    def _refreshed(self, kind):
+    def _refreshed(self, kind, waveform, flashing):
         self.refresh_count += 1
-        refreshes = self.refreshes
+        if flashing:
+            self.flashes += 1
+        refreshes, waveforms = self.refreshes, self.waveforms
         if not self.record and len(refreshes) >= _KEEP_REFRESHES:
             refreshes.pop(0)
+            waveforms.pop(0)
         refreshes.append((kind, self.ticks_ms()))
+        waveforms.append(waveform)
 
     # -- pins and bus ----------------------------------------------------------------
     def _violation(self, text):
@@ -348,6 +371,11 @@ def _differential(shown: ptr8, old: ptr8, new: ptr8, first: int, last: int):  # 
 
 # -- SSD1680 / SSD1681 ----------------------------------------------------------------------
 _SSD_RAM = {"ssd1680": (176, 296), "ssd1681": (200, 200)}
+# The source line wired to the panel's first column: the 2.13" 122x250 panels on the
+# SSD1680 start at S8 (what 0x21's "S8 to S167" output mode is for), the 1.54" 200x200
+# panels on the SSD1681 at S0.
+_SSD_FIRST_SOURCE = {"ssd1680": 8, "ssd1681": 0}
+_SSD_LUT_SIZE = 153
 
 
 class SimSsd168x(_SimPanel):
@@ -358,8 +386,8 @@ class SimSsd168x(_SimPanel):
     RAM_COMMANDS = (0x24, 0x26)
     PARAMETERS = {
         0x01: 3, 0x03: 1, 0x04: 3, 0x0C: 5, 0x10: 1, 0x11: 1, 0x12: 0, 0x18: 1, 0x1A: 2,
-        0x20: 0, 0x21: 2, 0x22: 1, 0x2C: 1, 0x37: 10, 0x3C: 1, 0x3F: 1, 0x44: 2, 0x45: 4,
-        0x4E: 1, 0x4F: 2,
+        0x20: 0, 0x21: 2, 0x22: 1, 0x2C: 1, 0x32: _SSD_LUT_SIZE, 0x37: 10, 0x3C: 1, 0x3F: 1,
+        0x44: 2, 0x45: 4, 0x4E: 1, 0x4F: 2,
     }
 
     def __init__(self, controller, width, height, ticks_ms, **options):
@@ -368,6 +396,8 @@ class SimSsd168x(_SimPanel):
             raise ValueError("%s RAM is %dx%d" % (controller, ram_width, ram_height))
         self.ram_row_bytes = ram_width // 8
         self.ram_rows = ram_height
+        self.first_source = _SSD_FIRST_SOURCE[controller]
+        self.lut_data = None  # the last 0x32 data
         size = self.ram_row_bytes * ram_height
         # What a cold panel holds is unknown: patterns that no frame of the tests matches.
         self.ram_new = bytearray(size)
@@ -384,6 +414,8 @@ class SimSsd168x(_SimPanel):
         self.sequence = 0xFF
         self.gates = self.ram_rows
         self.scan = 0
+        self.sources_from_s8 = False  # 0x21 B[7]: reset value, sources S0 to S175
+        self.lut = None  # the waveform in the LUT register: None, "otp-..." or "register"
         self._target = None
 
     def _begin(self, command):
@@ -415,6 +447,14 @@ class SimSsd168x(_SimPanel):
             self.y = params[0] | (params[1] & 1) << 8
         elif command == 0x22:
             self.sequence = params[0]
+        elif command == 0x21:
+            self.sources_from_s8 = bool(params[1] & 0x80)
+            if params[0]:
+                self._violation("RAM content option 0x%02x (bypass/inverse): not modelled"
+                                % params[0])
+        elif command == 0x32:
+            self.lut = "register"
+            self.lut_data = bytes(params)
         elif command == 0x10:
             if params[0] & 0x03:
                 self.asleep = True
@@ -479,16 +519,38 @@ class SimSsd168x(_SimPanel):
         return x, y
 
     def _activate(self):
+        # 0x22 sequence bits: 0x10 load the OTP waveform (for display mode 2 with 0x08),
+        # 0x08 display mode 2, 0x04 display.
         sequence = self.sequence
+        mode_2 = sequence & 0x08
+        if sequence & 0x10:
+            self.lut = "otp-partial" if mode_2 else "otp-full"
         if not sequence & 0x04:  # no "display" step: nothing reaches the glass
             self._start_busy(1)
             return
-        full = not sequence & 0x08
+        waveform = self.lut
+        if waveform is None:
+            self._violation("display (0x22:%02x) with no waveform loaded" % sequence)
+            self._start_busy(1)
+            return
+        # Mode 1, or mode 2 on the OTP's mode-1 waveform, drives every pixel.
+        full = not mode_2 or waveform == "otp-full"
         if self.gates != self.height:
             self._violation("driver output control: %d gates for a %d-row panel" % (
                 self.gates, self.height))
-        self._refresh(full, self.ram_new, self.ram_old, self.shown, 0, len(self.shown))
-        self._refreshed("full" if full else "partial")
+        shown, new, old = self.shown, self.ram_new, self.ram_old
+        # Glass column c is driven by source (first_source + c), which shows RAM bit
+        # (first_source + c - 8) with sources from S8, else RAM bit (first_source + c).
+        # The offset is a whole byte: a flat shift of the RAM moves every row by it (a
+        # row's last byte takes the next row's first, beyond the visible columns).
+        offset = (self.first_source - (8 if self.sources_from_s8 else 0)) // 8
+        size = len(shown)
+        if offset >= 0:
+            self._refresh(full, memoryview(new)[offset:], memoryview(old)[offset:], shown, 0,
+                          size - offset)
+        else:
+            self._refresh(full, new, old, memoryview(shown)[-offset:], 0, size + offset)
+        self._refreshed("full" if not mode_2 else "partial", waveform, full)
         self._start_busy(self.full_ms if full else self.partial_ms)
 
     def _ram_map(self):
@@ -529,24 +591,38 @@ class SimJd79653a(_SimPanel):
         self.ram_new = bytearray(size)
         self.ram_old = _filled(size, 0x0F)
         self.shown = _filled(size, 0xAA)
-        self.luts = {}
+        self.hv_left_on = 0
+        self.hv_on_ms = 0
+        self._powered_at = 0
+        self._refreshes_powered = 0
         super().__init__(controller, width, height, ticks_ms, **options)
 
     def _power_on_reset(self):
         self.panel_setting = 0x0F  # UD, SHL, booster, no reset: the POR value
         self.cdi = 0x97
         self.resolution = None
+        self.luts = {}
+        if getattr(self, "powered", False):
+            self._supply_off()
         self.powered = False
         self.partial = False
         self.window = (0, self.row_bytes - 1, 0, self.height - 1)  # byte columns, rows
         self._target = None
         self._offset = 0
 
+    def _supply_off(self):
+        self.hv_on_ms += ticks.diff(self.ticks_ms(), self._powered_at)
+
     def _begin(self, command):
         if command == 0x04:
+            if not self.powered:
+                self._powered_at = self.ticks_ms()
+                self._refreshes_powered = 0
             self.powered = True
             self._start_busy(self.power_ms)
         elif command == 0x02:
+            if self.powered:
+                self._supply_off()
             self.powered = False
             self._start_busy(self.power_ms)
         elif command == 0x91:
@@ -610,20 +686,29 @@ class SimJd79653a(_SimPanel):
     def _display_refresh(self):
         if not self.powered:
             self._violation("refresh (0x12) with the power off")
-        if self.panel_setting & 0x20 and len(self.luts) < 5:
+        else:
+            if self._refreshes_powered:
+                self.hv_left_on += 1
+            self._refreshes_powered += 1
+        register = self.panel_setting & 0x20
+        if register and len(self.luts) < 5:
             self._violation("register LUT selected but only %d of 5 LUTs loaded" % len(self.luts))
+        # The OTP waveform is a full one: with it every pixel of the window is driven
+        # (and the glass flashes), also in partial mode. A register waveform is taken to
+        # be the differential partial one the drivers load.
+        full = not register
+        waveform = "register" if register else "otp"
         if self.partial:
             c0, c1, r0, r1 = self.window
             for row in range(r0, r1 + 1):
                 base = row * self.row_bytes
-                self._refresh(False, self.ram_new, self.ram_old, self.shown,
+                self._refresh(full, self.ram_new, self.ram_old, self.shown,
                               base + c0, base + c1 + 1)
-            self._refreshed("partial")
-            self._start_busy(self.partial_ms)
-            return
-        self._refresh(True, self.ram_new, self.ram_old, self.shown, 0, len(self.shown))
-        self._refreshed("full")
-        self._start_busy(self.full_ms)
+            self._refreshed("partial", waveform, full)
+        else:
+            self._refresh(full, self.ram_new, self.ram_old, self.shown, 0, len(self.shown))
+            self._refreshed("full", waveform, full)
+        self._start_busy(self.full_ms if full else self.partial_ms)
 
     def _ram_map(self):
         # The panel setting mirrors the scan: SHL (bit 2) the sources, UD (bit 3) the gates.
@@ -664,30 +749,32 @@ def make_panel(controller, width, height, ticks_ms, **options):
 
 
 def make_pair(controller, width, height, ticks_ms, rotation=0, sleep_ms=None,
-              busy_timeout_ms=None, partial_lut=None, **options):
+              busy_timeout_ms=None, partial_lut=None, panel=None, **options):
     """(panel, driver): a simulated panel and the real driver wired to it. sleep_ms is
     the driver's awaitable sleep (asyncio.sleep_ms by default; a test on fake time passes
-    one that advances its clock); partial_lut goes to the JD79653A driver; the other
-    options to make_panel."""
-    panel = make_panel(controller, width, height, ticks_ms, **options)
+    one that advances its clock); partial_lut goes to the driver (None: the driver's
+    default; for the SSD1680 the register waveform of the named panel, e.g. "depg0213bn",
+    if its module lists one); the other options to make_panel."""
+    sim = make_panel(controller, width, height, ticks_ms, **options)
     extra = {}
     if busy_timeout_ms is not None:
         extra["busy_timeout_ms"] = busy_timeout_ms
     if controller == "jd79653a":
-        extra["partial_lut"] = partial_lut
         from kiosk.drivers.jd79653a import Jd79653a
 
-        driver = Jd79653a(panel.spi, panel.cs, panel.dc, panel.rst, panel.busy, width, height,
-                          rotation=rotation, busy_active=panel.BUSY_ACTIVE_LEVEL,
-                          ticks_ms=ticks_ms, sleep_ms=sleep_ms, **extra)
+        cls = Jd79653a
     else:
-        from kiosk.drivers.ssd1680 import Ssd1680, Ssd1681
+        from kiosk.drivers import ssd1680
 
-        cls = Ssd1681 if controller == "ssd1681" else Ssd1680
-        driver = cls(panel.spi, panel.cs, panel.dc, panel.rst, panel.busy, width, height,
-                     rotation=rotation, busy_active=panel.BUSY_ACTIVE_LEVEL,
-                     ticks_ms=ticks_ms, sleep_ms=sleep_ms, **extra)
-    return panel, driver
+        cls = ssd1680.Ssd1681 if controller == "ssd1681" else ssd1680.Ssd1680
+        if partial_lut is None and panel is not None:
+            partial_lut = ssd1680.PARTIAL_LUTS.get(panel)
+    if partial_lut is not None:
+        extra["partial_lut"] = partial_lut
+    driver = cls(sim.spi, sim.cs, sim.dc, sim.rst, sim.busy, width, height,
+                 rotation=rotation, busy_active=sim.BUSY_ACTIVE_LEVEL,
+                 ticks_ms=ticks_ms, sleep_ms=sleep_ms, **extra)
+    return sim, driver
 
 
 # -- touch ---------------------------------------------------------------------------------

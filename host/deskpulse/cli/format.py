@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 def format_status(status: dict) -> str:
     log = status.get("log", {})
     clock = status.get("clock", {})
-    clock_text = f"set by {clock['source']}" if clock.get("known") else "unknown"
+    source = {"kept": "the RTC across a reset"}.get(clock.get("source"), clock.get("source"))
+    clock_text = f"set by {source}" if clock.get("known") else "unknown"
     lines = [
         f"device {status.get('device_id') or '(no id)'} on {status.get('board')}, "
         f"firmware {status.get('firmware')}, boot {status.get('boot')} "

@@ -11,6 +11,10 @@ from typing import Any
 from deskpulse.device.micropython import DEFAULT_HEAP, require_micropython
 from deskpulse.errors import DeskPulseError
 
+RESET_CAUSES = ("power_on", "hard", "watchdog", "soft", "deep_sleep")
+"""The causes the ESP32 port reports (kiosk/hal/esp32.py reset_cause), as a simulated
+board can start after them."""
+
 SCRIPT_HELP = """\
 script events (--script FILE, one a line; README.md "Using the simulator"):
   rate N          tap face N (1 = worst)
@@ -49,6 +53,10 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--realtime", action="store_true",
                      help="play the script by the wall clock (taps at a person's pace) "
                      "instead of the virtual clock; its waits are still fast-forwarded")
+    sim.add_argument("--reset-cause", default="power_on", choices=RESET_CAUSES,
+                     help="how the board comes out of its previous run (default "
+                     "%(default)s): a power-on loses the time the ESP32's own RTC kept, the "
+                     "others carry it into this boot")
     sim.add_argument("--interactive", action="store_true",
                      help="a terminal kiosk: keys press the board's buttons (digits the "
                      "faces, n / y the answers, on touch boards they tap the targets; w "
@@ -103,7 +111,7 @@ def do_sim(args: argparse.Namespace) -> int:
         code = simulator.run(
             board, args.state, script=args.script, serial_link=args.serial_link,
             heap=args.heap, config=args.config, device_config=args.device_config,
-            realtime=args.realtime,
+            realtime=args.realtime, reset_cause=args.reset_cause,
         )
     if code not in (0, *simulator.STOPPED_BY_SIGNAL):
         raise DeskPulseError(simulator.firmware_failure(Path(args.state), code, logged_before))

@@ -471,6 +471,14 @@ class _Checker:
         for key in TOUCH_AXIS_OPTIONS:
             if key in touch and not isinstance(touch[key], bool):
                 self.error(f"touch.{key}", "must be true or false, or left out")
+        # At start-up the driver drives INT while it releases RST: that level picks the
+        # Goodix address. An input-only INT still works (both addresses are probed), but
+        # the chip then answers wherever the line's idle level sent it.
+        interrupt = touch.get("int")
+        if interrupt in INPUT_ONLY_PINS and touch.get("rst") is not None:
+            self.warning("touch.int", f"GPIO {interrupt} is input-only: the driver cannot "
+                         "drive INT to pick the I2C address at reset; the controller answers "
+                         "at the address its INT line's idle level selects")
         address = self.require(touch, "address", "touch")
         if address is None:
             return

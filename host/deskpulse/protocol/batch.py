@@ -84,13 +84,15 @@ def clock_is_plausible(wall: float) -> bool:
 
 RECEIPT_SOURCE = 4
 """The source of an anchor `deskpulse serve` adds when a push arrives (its own clock at
-receipt). The device's own anchors (1 host, 2 NTP, 3 RTC chip) say what its clock was set
-to; a receipt anchor places a boot only when the device sent none for it (docs/time.md)."""
+receipt). The device's own anchors (1 host, 2 NTP, 3 RTC chip, 5 kept across a reset by
+the ESP32's RTC) say what its clock was set to; a receipt anchor places a boot only when
+the device sent none for it (docs/time.md)."""
 
 
 class Anchor(NamedTuple):
     """A moment when the device's clock was set: `wall` was the time at `uptime_s` of
-    boot `boot`. Sources: 1 host, 2 NTP, 3 RTC chip, 4 the server's receipt."""
+    boot `boot`. Sources: 1 host, 2 NTP, 3 RTC chip, 4 the server's receipt, 5 kept
+    across a reset."""
 
     boot: int
     uptime_s: int

@@ -156,7 +156,9 @@ class Tally:
         self.trend[key] = self.trend[key] + values if key in self.trend else values.copy()
 
     def add_response(self, device_id: str, rating: int, scale: int, told: int, kind: int,
-                     local: int | None, weight: int = 1) -> None:
+                     local: int | None, weight: int = 1, hour_known: bool = True) -> None:
+        """One response (or `weight` alike) at local seconds `local` (None: time
+        unknown); one known to the day only (`hour_known` False) stays out of the heat map."""
         counts = np.zeros(ru.COUNTS, np.int64)
         counts[told * ru.RATINGS + rating - 1] = weight
         self.add_counts(device_id, scale, kind, counts, unknown=local is None)
@@ -165,8 +167,9 @@ class Tally:
         day, hour = local // 86400, local % 86400 // 3600
         weekday = (day + 3) % 7
         top = rating >= ru.top_from(scale)
-        self.heat[0, weekday, hour] += weight
-        self.heat[1, weekday, hour] += weight * top
+        if hour_known:
+            self.heat[0, weekday, hour] += weight
+            self.heat[1, weekday, hour] += weight * top
         self.add_trend(day, scale, np.array(
             [weight, weight * top, weight * (told == 0), weight * (told == 1),
              weight * (rating - 1)], np.int64))
@@ -327,11 +330,30 @@ def _add_day_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
                         _trend_of_counts(matrix[pick, :ru.COUNTS], scale))
 
 
+def placed(low: int | None, high: int | None, local_of: Any) -> tuple[int, bool] | None:
+    """(local seconds, hour known) of a response with an exact time (low == high) or one
+    whose interval lies within one local day (docs/time.md); None for the rest, which
+    reports count as time unknown. `local_of` turns UTC seconds into local ones."""
+    if low is None or high is None:
+        return None
+    local = local_of(low)
+    if high == low:
+        return local, True
+    local_high = local_of(high)
+    if local // 86400 != local_high // 86400:
+        return None
+    return local, local // 3600 == local_high // 3600
+
+
 def _add_raw(tally: Tally, zone: ZoneClock, rows: Iterator[tuple[Any, ...]]) -> None:
-    for device_id, wall, rating, scale, told_next, rapid, closed in rows:
-        local = zone.local_one(wall) if wall is not None else None
-        tally.add_response(device_id, rating, scale, ru.TOLD_CODE[told_next],
-                           (rapid != 0) + 2 * (closed != 0), local)
+    """Responses of a partial day: those not within one local day are counted with the
+    time-unknown month row already."""
+    for device_id, low, high, rating, scale, told_next, rapid, closed in rows:
+        where = placed(low, high, zone.local_one)
+        if where is not None:
+            tally.add_response(device_id, rating, scale, ru.TOLD_CODE[told_next],
+                               (rapid != 0) + 2 * (closed != 0), where[0],
+                               hour_known=where[1])
 
 
 def add_clock_corrected(store: Store, sel: Selection, tally: Tally) -> None:
@@ -403,17 +425,24 @@ def build_report_raw(store: Store, *, since: str | int | datetime | None = None,
     zones = {d.device_id: zone_of(d.zone) for d in sel.devices}
     low, high = _low(sel.since), _high(sel.until)
     rows = store.response_groups(low, high, device)
-    for device_id, wall, rating, scale, told_next, rapid, closed, count in rows:
+    for device_id, earliest, latest, rating, scale, told_next, rapid, closed, count in rows:
         zone = zones.get(device_id)
         if zone is None:
             continue
-        local = None
-        if wall is not None:
-            moment = datetime.fromtimestamp(wall, zone)
-            offset = moment.utcoffset() or timedelta()
-            local = wall + int(offset.total_seconds())
+
+        def local_of(wall: int, zone: Any = zone) -> int:
+            offset = datetime.fromtimestamp(wall, zone).utcoffset() or timedelta()
+            return wall + int(offset.total_seconds())
+
+        where = placed(earliest, latest, local_of)
+        if where is not None and earliest != latest and not (
+                earliest is not None and latest is not None and low <= earliest
+                and latest < high):
+            continue  # placed in a day outside the range
         tally.add_response(device_id, rating, scale, ru.TOLD_CODE[told_next],
-                           (rapid != 0) + 2 * (closed != 0), local, count)
+                           (rapid != 0) + 2 * (closed != 0),
+                           None if where is None else where[0], count,
+                           hour_known=where is None or where[1])
     # Every response the anchors placed, judged here in Python, not by the store's query.
     for device_id, wall, device_wall, rapid, closed in store.anchored_stamps():
         off = abs(wall - device_wall)
@@ -675,7 +704,7 @@ class _TrendDay:
 # -- one row per response -------------------------------------------------------------------
 
 CSV_COLUMNS = ("local_time", "device_id", "location", "rating", "scale", "told_next",
-               "flags", "seq")
+               "flags", "seq", "earliest", "latest")
 
 
 def write_csv(store: Store, out: TextIO, *,
@@ -683,7 +712,10 @@ def write_csv(store: Store, out: TextIO, *,
               until: str | int | datetime | None = None, device: str | None = None,
               location: str | None = None, include_flagged: bool = False) -> int:
     """Stream the selected responses as CSV (local time ISO with offset; empty when the
-    time is unknown); returns the number of rows."""
+    time is unknown, and then `earliest` and `latest` give the interval its boot's
+    neighbours allow, when there is one); returns the number of rows. With a range, a
+    response without a time is in it when it is placed in a day (as in the report) and its
+    whole interval lies inside the range."""
     import csv
 
     sel = select(store, since=since, until=until, device=device, location=location,
@@ -695,12 +727,17 @@ def write_csv(store: Store, out: TextIO, *,
         zone = zone_of(d.zone)
         rows = store.export_rows(d.device_id, sel.since, sel.until,
                                  include_flagged=sel.include_flagged)
-        for wall, rating, scale, told_next, rapid, closed, seq in rows:
-            local = (datetime.fromtimestamp(wall, zone).isoformat()
-                     if wall is not None else "")
+        clock = zone_clock(d.zone)
+        for wall, earliest, latest, rating, scale, told_next, rapid, closed, seq in rows:
+            if (sel.ranged and wall is None
+                    and placed(earliest, latest, clock.local_one) is None):
+                continue  # not placed in a day: outside every range, as in the report
+            local, low, high = (
+                "" if value is None else datetime.fromtimestamp(value, zone).isoformat()
+                for value in (wall, earliest, latest))
             flags = ";".join(name for name, on in (("rapid", rapid), ("closed", closed))
                              if on)
             writer.writerow((local, d.device_id, d.location or "", rating, scale, told_next,
-                             flags, seq))
+                             flags, seq, low, high))
             written += 1
     return written

@@ -71,6 +71,7 @@ class Simulator:
         console_log: bool = True,
         log_limit: int = DEFAULT_LOG_LIMIT,
         realtime: bool = False,
+        reset_cause: str = "power_on",
     ) -> None:
         self.board = Path(board)
         self.state_dir = Path(state_dir)
@@ -85,6 +86,10 @@ class Simulator:
         )
         self.log_path: Path | None = self.state_dir / CONSOLE_LOG_NAME if console_log else None
         self.log_limit = log_limit
+        self.reset_cause = reset_cause
+        """How the board came out of its last run ("power_on", "hard", "watchdog",
+        "soft", "deep_sleep"): a power-on loses the
+        time its own RTC kept, the other resets keep it (docs/time.md)."""
         self.realtime = realtime
         """Pace the script by the wall clock instead of the virtual clock (its `wait`s are
         still fast-forwarded); after the script the kiosk keeps wall-clock time anyway."""
@@ -144,6 +149,8 @@ class Simulator:
             cmd += ["--device-config", str(self.device_config)]
         if self.realtime:
             cmd.append("--realtime")
+        if self.reset_cause != "power_on":
+            cmd += ["--reset-cause", self.reset_cause]
         return cmd
 
     def start(self) -> None:
@@ -460,6 +467,7 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
     return hook
 
 
+
 def run(
     board: str | os.PathLike[str],
     state_dir: str | os.PathLike[str],
@@ -473,6 +481,7 @@ def run(
     firmware_entry: str | os.PathLike[str] | None = None,
     out: TextIO | None = None,
     realtime: bool = False,
+    reset_cause: str = "power_on",
 ) -> int:
     """`deskpulse sim`: run until the firmware exits or SIGINT/SIGTERM/SIGHUP arrives.
 
@@ -492,7 +501,7 @@ def run(
         with Simulator(
             board, state_dir, script=script, serial_link=serial_link, config=config,
             device_config=device_config, heap=heap, micropython=micropython,
-            firmware_entry=firmware_entry, realtime=realtime,
+            firmware_entry=firmware_entry, realtime=realtime, reset_cause=reset_cause,
         ) as sim:
             line = f"console on {sim.console_path}"
             if sim.serial_link is not None:

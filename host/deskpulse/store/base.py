@@ -135,8 +135,10 @@ class SyncRecord:
 
 RollupRow = tuple[str, int, int, int, bytes]
 """(device_id, period, scale, kind, counts): a rollup row as store/rollups.py lays it out."""
-RawRow = tuple[str, int | None, int, int, str, int, int]
-"""(device_id, wall, rating, scale, told_next, rapid, closed): a response for the tally."""
+RawRow = tuple[str, int | None, int | None, int, int, str, int, int]
+"""(device_id, earliest, latest, rating, scale, told_next, rapid, closed): a response for
+the tally. An exact time is both earliest and latest; a response without one has its
+interval (store/intervals.py), or None twice."""
 
 
 def default_db_path() -> Path:
@@ -279,13 +281,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def timed_responses(self, device_id: str, since: int, until: int) -> Iterator[RawRow]:
-        """The device's responses with since <= wall < until, in no particular order."""
+        """The device's responses with since <= wall < until, and those without a time
+        whose interval lies inside [since, until), in no particular order."""
 
     @abc.abstractmethod
     def response_groups(self, since: int, until: int, device_id: str | None = None
-                        ) -> Iterator[tuple[str, int | None, int, int, str, int, int, int]]:
-        """RawRow plus a count, per distinct (device, wall, answer): the responses timed in
-        [since, until) and those without a time. The plain scan reports are checked by."""
+                        ) -> Iterator[tuple[str, int | None, int | None, int, int, str, int,
+                                            int, int]]:
+        """RawRow plus a count, per distinct (device, time or interval, answer): the
+        responses timed in [since, until) and every one without a time. The plain scan
+        reports are checked by."""
 
     @abc.abstractmethod
     def clock_corrected(self, device_ids: Sequence[str], since: int, until: int, *,
@@ -301,10 +306,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def export_rows(self, device_id: str, since: int | None, until: int | None, *,
                     include_flagged: bool
-                    ) -> Iterator[tuple[int | None, int, int, str, int, int, int]]:
-        """(wall, rating, scale, told_next, rapid, closed, seq) by time then seq: those
-        timed in [since, until), or with neither bound every response, the time-unknown
-        ones first."""
+                    ) -> Iterator[tuple[int | None, int | None, int | None, int, int, str,
+                                        int, int, int]]:
+        """(wall, earliest, latest, rating, scale, told_next, rapid, closed, seq) by time
+        (an interval by its earliest) then seq: those timed in [since, until) and those
+        whose interval lies inside it, or with neither bound every response, the ones
+        without a time or an interval first."""
 
     @abc.abstractmethod
     def negative_marks(self, *, since: float | None, until: float | None,

@@ -18,6 +18,11 @@ A report over whole months reads one row per device and month (about 24,000 rows
 500 devices over two years) instead of one per device and day; partial months come from
 the day rows, partial days from the raw responses.
 
+A response without an exact time may still have an interval (store/intervals.py): it
+counts in a day row, and in its month's counts and trend, when the whole interval lies in
+one local day, and in that day's hour columns and the heat map only when it lies in one
+local hour; otherwise it counts in month `TIME_UNKNOWN`, as one with no interval.
+
 Local time follows the device's zone (timezones.device_zone); `rollup_zones` records the
 zone each device's rows were built with, and the store rebuilds a device's rows from
 its responses when that zone no longer holds (set on the device, or a new host zone).
@@ -79,7 +84,8 @@ def top_from(scale: int | np.ndarray) -> Any:
 class Changes:
     """Responses entering (+1) or leaving (-1) buckets, as parallel arrays."""
 
-    walls: np.ndarray  # int64 UTC seconds, 0 = time unknown
+    walls: np.ndarray  # int64 UTC seconds (an interval's earliest), 0 = time unknown
+    highs: np.ndarray  # the interval's latest; equal to walls for an exact time
     ratings: np.ndarray
     scales: np.ndarray
     tolds: np.ndarray  # TOLD_CODE
@@ -91,17 +97,22 @@ class Changes:
         import numpy as np
 
         z = np.zeros(0, np.int64)
-        return cls(z, z, z, z, z, z)
+        return cls(z, z, z, z, z, z, z)
 
     @classmethod
     def from_columns(cls, walls: Sequence[int | None], ratings: Sequence[int],
                      scales: Sequence[int], tolds: Sequence[str], rapid: Sequence[int],
-                     closed: Sequence[int], weight: int = 1) -> Changes:
+                     closed: Sequence[int], weight: int = 1,
+                     highs: Sequence[int | None] | None = None) -> Changes:
+        """`walls` the exact times (None: unknown), or with `highs` the intervals'
+        earliest and latest times."""
         import numpy as np
 
         n = len(ratings)
+        low = np.fromiter((w or 0 for w in walls), np.int64, n)
         return cls(
-            walls=np.fromiter((w or 0 for w in walls), np.int64, n),
+            walls=low,
+            highs=low if highs is None else np.fromiter((h or 0 for h in highs), np.int64, n),
             ratings=np.array(ratings, dtype=np.int64),
             scales=np.array(scales, dtype=np.int64),
             tolds=np.fromiter(map(TOLD_CODE.__getitem__, tolds), np.int64, n),
@@ -118,7 +129,8 @@ class Changes:
         if not parts:
             return cls.empty()
         return cls(*(np.concatenate([getattr(p, f) for p in parts]).astype(np.int64)
-                     for f in ("walls", "ratings", "scales", "tolds", "kinds", "weights")))
+                     for f in ("walls", "highs", "ratings", "scales", "tolds", "kinds",
+                               "weights")))
 
     def __len__(self) -> int:
         return len(self.ratings)
@@ -171,20 +183,23 @@ def deltas_by_loop(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
     clock = zone_clock(zone)
     days: dict[tuple[int, int, int], list[int]] = {}
     months: dict[tuple[int, int, int], list[int]] = {}
-    for wall, rating, scale, told, kind, weight in zip(
-            ch.walls.tolist(), ch.ratings.tolist(), ch.scales.tolist(), ch.tolds.tolist(),
-            ch.kinds.tolist(), ch.weights.tolist(), strict=True):
+    for wall, high, rating, scale, told, kind, weight in zip(
+            ch.walls.tolist(), ch.highs.tolist(), ch.ratings.tolist(), ch.scales.tolist(),
+            ch.tolds.tolist(), ch.kinds.tolist(), ch.weights.tolist(), strict=True):
         col = told * RATINGS + rating - 1
         top = rating >= top_from(scale)
-        if wall <= 0:
+        local = clock.local_one(wall) if wall > 0 else 0
+        local_high = local if high == wall else clock.local_one(high) if high > 0 else 0
+        if wall <= 0 or local // 86400 != local_high // 86400:
             month_row = months.setdefault((TIME_UNKNOWN, scale, kind), [0] * MONTH_WIDTH)
             month_row[col] += weight
             continue
-        local = clock.local_one(wall)
         day, hour = local // 86400, local % 86400 // 3600
+        hour_known = local // 3600 == local_high // 3600
         day_row = days.setdefault((day, scale, kind), [0] * DAY_WIDTH)
         day_row[col] += weight
-        day_row[DAY_HOURS + hour] += weight
+        if hour_known:
+            day_row[DAY_HOURS + hour] += weight
         month, dom = _month_and_day(day)
         month_row = months.setdefault((month, scale, kind), [0] * MONTH_WIDTH)
         month_row[col] += weight
@@ -196,11 +211,13 @@ def deltas_by_loop(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
         elif told == TOLD_CODE["no"]:
             month_row[trend + 3] += weight
         weekday_hour = (day + _EPOCH_WEEKDAY) % 7 * 24 + hour
-        month_row[MONTH_HEAT + weekday_hour] += weight
+        if hour_known:
+            month_row[MONTH_HEAT + weekday_hour] += weight
         if top:
-            day_row[DAY_HOURS_TOP + hour] += weight
             month_row[trend + 1] += weight
-            month_row[MONTH_HEAT_TOP + weekday_hour] += weight
+            if hour_known:
+                day_row[DAY_HOURS_TOP + hour] += weight
+                month_row[MONTH_HEAT_TOP + weekday_hour] += weight
     return ({k: np.array(v, np.int64) for k, v in days.items()},
             {k: np.array(v, np.int64) for k, v in months.items()})
 
@@ -212,20 +229,33 @@ def deltas_by_arrays(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
     count_col = ch.tolds * RATINGS + ch.ratings - 1
     top = ch.ratings >= top_from(ch.scales)
     known = ch.walls > 0
+    clock = zone_clock(zone)
+    local_all = np.zeros(len(ch), np.int64)
+    local_high = np.zeros(len(ch), np.int64)
+    if known.any():
+        local_all[known] = clock.local(ch.walls[known])
+        spans = known & (ch.highs != ch.walls)
+        local_high[known] = local_all[known]
+        if spans.any():
+            local_high[spans] = clock.local(ch.highs[spans])
+        known &= local_all // 86400 == local_high // 86400  # an interval within one day
     days: Deltas = {}
     months: Deltas = {}
     if known.any():
         w = ch.weights[known]
         col = count_col[known]
         is_top = top[known]
-        local = zone_clock(zone).local(ch.walls[known])
+        local = local_all[known]
         day = local // 86400
         hour = local % 86400 // 3600
+        timed = local // 3600 == local_high[known] // 3600  # the hour is known too
+        top_timed = is_top & timed
         keys, row = _group(day, ch.scales[known], ch.kinds[known])
         base = row * DAY_WIDTH
         days = _sum_rows(keys, DAY_WIDTH, [
-            base + col, base + DAY_HOURS + hour, (base + DAY_HOURS_TOP + hour)[is_top],
-        ], [w, w, w[is_top]])
+            base + col, (base + DAY_HOURS + hour)[timed],
+            (base + DAY_HOURS_TOP + hour)[top_timed],
+        ], [w, w[timed], w[top_timed]])
         month_start = day.astype("datetime64[D]").astype("datetime64[M]")
         month = month_start.astype(np.int64) + EPOCH_MONTH
         dom = day - month_start.astype("datetime64[D]").astype(np.int64)
@@ -237,9 +267,10 @@ def deltas_by_arrays(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
         yes, no = told == TOLD_CODE["yes"], told == TOLD_CODE["no"]
         months = _sum_rows(keys, MONTH_WIDTH, [
             base + col, trend, (trend + 1)[is_top], (trend + 2)[yes], (trend + 3)[no],
-            trend + 4, base + MONTH_HEAT + weekday_hour,
-            (base + MONTH_HEAT_TOP + weekday_hour)[is_top],
-        ], [w, w, w[is_top], w[yes], w[no], w * (ch.ratings[known] - 1), w, w[is_top]])
+            trend + 4, (base + MONTH_HEAT + weekday_hour)[timed],
+            (base + MONTH_HEAT_TOP + weekday_hour)[top_timed],
+        ], [w, w, w[is_top], w[yes], w[no], w * (ch.ratings[known] - 1), w[timed],
+            w[top_timed]])
     unknown = ~known
     if unknown.any():
         keys, row = _group(np.full(int(unknown.sum()), TIME_UNKNOWN, np.int64),

@@ -223,7 +223,8 @@ class SqliteStore(Store):
         return self._rows(lambda: queries.timed_responses(self.connection, device_id, since, until))
 
     def response_groups(self, since: int, until: int, device_id: str | None = None
-                        ) -> Iterator[tuple[str, int | None, int, int, str, int, int, int]]:
+                        ) -> Iterator[tuple[str, int | None, int | None, int, int, str, int,
+                                            int, int]]:
         return self._rows(lambda: queries.response_groups(self.connection, since, until, device_id))
 
     @_translated
@@ -237,7 +238,8 @@ class SqliteStore(Store):
 
     def export_rows(self, device_id: str, since: int | None, until: int | None, *,
                     include_flagged: bool
-                    ) -> Iterator[tuple[int | None, int, int, str, int, int, int]]:
+                    ) -> Iterator[tuple[int | None, int | None, int | None, int, int, str,
+                                        int, int, int]]:
         return self._rows(lambda: queries.export_rows(self.connection, device_id, since, until,
                                               include_flagged))
 

@@ -13,7 +13,7 @@ from typing import Any
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response
 from deskpulse.protocol.signing import Nonce
-from deskpulse.store import rollups
+from deskpulse.store import intervals, rollups
 from deskpulse.store.base import ConflictError, PushCheck, PushRefused
 from deskpulse.store.sqlite import rollup_tables
 from deskpulse.store.sqlite.schema import savepoint, write_transaction
@@ -197,8 +197,8 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
     # Stored rows move only in boots whose shift this batch changed (a first anchor, a
     # clock correction), and before the new rows go in: those get their place as they
     # are inserted. An anchor that agrees with the last one rewrites nothing.
-    _place(conn, device_id, {b: shifts[b] for b in sorted(anchored) if shifts[b] != before[b]},
-           changes)
+    moved_boots = {b: shifts[b] for b in sorted(anchored) if shifts[b] != before[b]}
+    _place(conn, device_id, moved_boots, changes)
     # The hottest line of a sync: plain attribute reads (latency_ds inlined; bools
     # bind as 0/1), one tuple per response. `shift` (walrus) is the boot's placement:
     # the device's stamp stays in device_wall either way.
@@ -206,13 +206,13 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
              r.rapid, r.closed, r.boot, r.uptime_s, r.wall,
              r.wall if (shift := shifts[r.boot]) is None else r.uptime_s + shift,
              "anchor" if shift is not None else None if r.wall is None else "device",
-             r.config_version, sync_id)
+             r.config_version, sync_id, None, None)
             for r in fresh]
     # Duplicates were left out above (they must not count in the rollups); the
     # conflict clause stays as a guard. ON CONFLICT on the key only: OR IGNORE would
     # also skip rows that break a CHECK.
     cur = conn.executemany(
-        """INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (device_id, seq) DO NOTHING""", rows)
     new = max(cur.rowcount, 0)
     if new != len(rows):
@@ -223,6 +223,9 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
         changes[0] = rollups.Changes.from_columns(
             columns[11], columns[2], columns[3], columns[4], columns[6], columns[7])
         unknown = columns[11].count(None)
+    if unknown or moved_boots:
+        # New responses without a time, or a boot newly placed that may bound them.
+        _bound_unplaced(conn, device_id, changes)
     rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
     conn.execute(
         "UPDATE syncs SET new = ?, duplicates = ?, time_unknown = ? WHERE sync_id = ?",
@@ -271,17 +274,18 @@ def _place(conn: sqlite3.Connection, device_id: str, shifts: Mapping[int, int | 
             continue
         moved = []
         relabelled = []
-        for seq, wall, source, uptime_s, *rest in conn.execute(
+        for seq, wall, source, uptime_s, low, high, *rest in conn.execute(
                 # Without statistics SQLite may prefer the primary key, which would read
                 # every response of the device.
-                """SELECT seq, wall, time_source, uptime_s, rating, scale, told_next,
-                          rapid, closed
+                """SELECT seq, wall, time_source, uptime_s, wall_low, wall_high, rating,
+                          scale, told_next, rapid, closed
                    FROM responses INDEXED BY responses_by_boot
                    WHERE device_id = ? AND boot = ?""",
                 (device_id, boot)):
             now = uptime_s + shift
             if wall != now:
-                moved.append((seq, wall, now, *rest))
+                # A response without a time leaves the bucket its interval gave it.
+                moved.append((seq, wall or low, wall or high, now, *rest))
             elif source != "anchor":  # the device's clock was right: only the label
                 relabelled.append(seq)
         if relabelled:
@@ -291,13 +295,60 @@ def _place(conn: sqlite3.Connection, device_id: str, shifts: Mapping[int, int | 
         if not moved:
             continue
         conn.executemany(
-            """UPDATE responses SET wall = ?, time_source = 'anchor'
+            """UPDATE responses SET wall = ?, time_source = 'anchor', wall_low = NULL,
+                                    wall_high = NULL
                WHERE device_id = ? AND seq = ?""",
-            [(m[2], device_id, m[0]) for m in moved])
-        _, old, new, ratings, scales, tolds, rapid, closed = zip(*moved, strict=True)
+            [(m[3], device_id, m[0]) for m in moved])
+        _, old, old_high, new, ratings, scales, tolds, rapid, closed = zip(*moved, strict=True)
         changes.append(rollups.Changes.from_columns(old, ratings, scales, tolds, rapid,
-                                                    closed, weight=-1))
+                                                    closed, weight=-1, highs=old_high))
         changes.append(rollups.Changes.from_columns(new, ratings, scales, tolds, rapid,
                                                     closed))
 
 
+
+
+def _bound_unplaced(conn: sqlite3.Connection, device_id: str,
+                    changes: list[rollups.Changes]) -> None:
+    """Give every response of the device still without a time the interval its anchored
+    neighbours allow (store/intervals.py), and move the rollups of those whose interval
+    changed. Reads only those responses (by the (device_id, wall) index) and the boots
+    around them."""
+    rows = conn.execute(
+        """SELECT r.seq, r.boot, r.uptime_s, s.at, r.wall_low, r.wall_high, r.rating,
+                  r.scale, r.told_next, r.rapid, r.closed
+           FROM responses r JOIN syncs s ON s.sync_id = r.sync_id
+           WHERE r.device_id = ? AND r.wall IS NULL""", (device_id,)).fetchall()
+    if not rows:
+        return
+    shifts = dict(conn.execute(
+        # The last row of each boot is the one that places it (_boot_shift's order).
+        f"""SELECT boot, wall - uptime_s FROM anchors WHERE device_id = ?
+            ORDER BY boot, source = {RECEIPT_SOURCE} DESC, uptime_s""", (device_id,)))
+    reach = dict(conn.execute(
+        "SELECT boot, max(uptime_s) FROM anchors WHERE device_id = ? GROUP BY boot",
+        (device_id,)))
+    for boot in intervals.neighbours(shifts, (row[1] for row in rows)):
+        (highest,) = conn.execute(
+            """SELECT max(uptime_s) FROM responses INDEXED BY responses_by_boot
+               WHERE device_id = ? AND boot = ?""", (device_id, boot)).fetchone()
+        if highest is not None:
+            reach[boot] = max(reach.get(boot, 0), highest)
+    found = intervals.intervals(shifts, reach,
+                                [intervals.Unplaced(*row[:4]) for row in rows])
+    moved = []
+    for seq, _, _, _, low, high, *rest in rows:
+        now = found[seq] or (None, None)
+        if now != (low, high):
+            moved.append((seq, low, high, *now, *rest))
+    if not moved:
+        return
+    conn.executemany(
+        "UPDATE responses SET wall_low = ?, wall_high = ? WHERE device_id = ? AND seq = ?",
+        [(m[3], m[4], device_id, m[0]) for m in moved])
+    _, low, high, new_low, new_high, ratings, scales, tolds, rapid, closed = zip(
+        *moved, strict=True)
+    changes.append(rollups.Changes.from_columns(low, ratings, scales, tolds, rapid, closed,
+                                                weight=-1, highs=high))
+    changes.append(rollups.Changes.from_columns(new_low, ratings, scales, tolds, rapid,
+                                                closed, highs=new_high))

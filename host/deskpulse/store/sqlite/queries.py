@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -141,7 +142,9 @@ def remove_key(conn: sqlite3.Connection, device_id: str) -> bool:
 # -- what the reports read ----------------------------------------------------------------
 
 _AMONG = "device_id IN (SELECT value FROM json_each(?))"
-_RAW_COLUMNS = "device_id, wall, rating, scale, told_next, rapid, closed"
+# An exact time is its own interval; a response without one gives its interval, if any.
+_RAW_COLUMNS = ("device_id, coalesce(wall, wall_low), coalesce(wall, wall_high), rating, "
+                "scale, told_next, rapid, closed")
 
 
 def _unflagged(include_flagged: bool) -> str:
@@ -166,9 +169,15 @@ def day_rollups(conn: sqlite3.Connection, device_ids: Sequence[str], first: int,
 
 def timed_responses(conn: sqlite3.Connection, device_id: str, since: int,
                     until: int) -> Iterator[RawRow]:
-    return conn.execute(
+    # Two index ranges of (device_id, wall): the timed ones, and those without a time.
+    timed = conn.execute(
         f"SELECT {_RAW_COLUMNS} FROM responses WHERE device_id = ? AND wall >= ? AND wall < ?",
         (device_id, since, until))
+    bounded = conn.execute(
+        f"""SELECT {_RAW_COLUMNS} FROM responses
+            WHERE device_id = ? AND wall IS NULL AND wall_low >= ? AND wall_high < ?""",
+        (device_id, since, until))
+    return itertools.chain(timed, bounded)
 
 
 def response_groups(conn: sqlite3.Connection, since: int, until: int,
@@ -180,7 +189,8 @@ def response_groups(conn: sqlite3.Connection, since: int, until: int,
         params.append(device_id)
     return conn.execute(
         f"""SELECT {_RAW_COLUMNS}, count(*) FROM responses WHERE {where}
-            GROUP BY device_id, wall, rating, scale, told_next, rapid, closed""", params)
+            GROUP BY device_id, wall, wall_low, wall_high, rating, scale, told_next, rapid,
+                     closed""", params)
 
 
 def clock_corrected(conn: sqlite3.Connection, device_ids: Sequence[str], since: int,
@@ -207,13 +217,16 @@ def export_rows(conn: sqlite3.Connection, device_id: str, since: int | None,
     if since is None and until is None:
         when, bounds = "1", ()
     else:
-        when = "wall >= ? AND wall < ?"
-        bounds = (since if since is not None else EARLIEST,
-                  until if until is not None else LATEST)
+        when = ("((wall >= ? AND wall < ?) "
+                "OR (wall IS NULL AND wall_low >= ? AND wall_high < ?))")
+        low = since if since is not None else EARLIEST
+        high = until if until is not None else LATEST
+        bounds = (low, high, low, high)
     return conn.execute(
-        f"""SELECT wall, rating, scale, told_next, rapid, closed, seq FROM responses
+        f"""SELECT wall, wall_low, wall_high, rating, scale, told_next, rapid, closed, seq
+            FROM responses
             WHERE device_id = ? AND {when}{_unflagged(include_flagged)}
-            ORDER BY wall, seq""", (device_id, *bounds))
+            ORDER BY coalesce(wall, wall_low), seq""", (device_id, *bounds))
 
 
 def negative_marks(conn: sqlite3.Connection, since: float | None, until: float | None,

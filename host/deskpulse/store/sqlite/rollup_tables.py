@@ -75,12 +75,12 @@ def apply(conn: sqlite3.Connection, device_id: str, zone: str, ch: Changes) -> N
 
 def changes_of_device(conn: sqlite3.Connection, device_id: str) -> Changes:
     rows = conn.execute(
-        "SELECT wall, rating, scale, told_next, rapid, closed FROM responses "
-        "WHERE device_id = ?", (device_id,)).fetchall()
+        "SELECT coalesce(wall, wall_low), coalesce(wall, wall_high), rating, scale, "
+        "told_next, rapid, closed FROM responses WHERE device_id = ?", (device_id,)).fetchall()
     if not rows:
         return Changes.empty()
-    walls, ratings, scales, tolds, rapid, closed = zip(*rows, strict=True)
-    return Changes.from_columns(walls, ratings, scales, tolds, rapid, closed)
+    walls, highs, ratings, scales, tolds, rapid, closed = zip(*rows, strict=True)
+    return Changes.from_columns(walls, ratings, scales, tolds, rapid, closed, highs=highs)
 
 
 def rebuild(conn: sqlite3.Connection, device_id: str, zone: str) -> None:

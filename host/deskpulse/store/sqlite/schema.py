@@ -187,6 +187,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP TABLE temp.boot_shifts",
         CLOCK_CORRECTED_INDEX,
     ),
+    # 5: responses without a time get the interval their boot's anchored neighbours allow
+    # (store/intervals.py, issue 13); NULL where there is none, and for every response
+    # with a time. A device's old responses get theirs at its next sync that brings a
+    # response without a time or a boot's first anchor.
+    (
+        "ALTER TABLE responses ADD COLUMN wall_low INTEGER",
+        "ALTER TABLE responses ADD COLUMN wall_high INTEGER",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
