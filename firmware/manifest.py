@@ -53,6 +53,7 @@ package(
         "ui/font.py",
         "ui/layout.py",
         "ui/screens.py",
+        "ui/touchcheck.py",
     ],
     base_path=".",
 )
