@@ -10,6 +10,7 @@ stamp the anchors contradicted (`clock_corrected`) come from their own small ind
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterator
@@ -413,6 +414,11 @@ def build_report(store: Store, *, since: str | int | datetime | None = None,
 # -- the reference: a plain scan ------------------------------------------------------------
 
 
+def _local_by_zoneinfo(zone: Any, wall: int) -> int:
+    offset = datetime.fromtimestamp(wall, zone).utcoffset() or timedelta()
+    return wall + int(offset.total_seconds())
+
+
 def build_report_raw(store: Store, *, since: str | int | datetime | None = None,
                      until: str | int | datetime | None = None, device: str | None = None,
                      location: str | None = None,
@@ -429,12 +435,7 @@ def build_report_raw(store: Store, *, since: str | int | datetime | None = None,
         zone = zones.get(device_id)
         if zone is None:
             continue
-
-        def local_of(wall: int, zone: Any = zone) -> int:
-            offset = datetime.fromtimestamp(wall, zone).utcoffset() or timedelta()
-            return wall + int(offset.total_seconds())
-
-        where = placed(earliest, latest, local_of)
+        where = placed(earliest, latest, functools.partial(_local_by_zoneinfo, zone))
         if where is not None and earliest != latest and not (
                 earliest is not None and latest is not None and low <= earliest
                 and latest < high):

@@ -306,8 +306,6 @@ def _place(conn: sqlite3.Connection, device_id: str, shifts: Mapping[int, int | 
                                                     closed))
 
 
-
-
 def _bound_unplaced(conn: sqlite3.Connection, device_id: str,
                     changes: list[rollups.Changes]) -> None:
     """Give every response of the device still without a time the interval its anchored
