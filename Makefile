@@ -72,6 +72,8 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_report.py
 	$(BIN)/python tools/bench_sim.py
 	$(BIN)/python tools/bench_time.py
+	$(BIN)/python tools/bench_font.py
+	$(BIN)/python tools/bench_heap.py
 
 # Kills, lost ACKs and fuzz against the real programs, with an exact account
 # (docs/reliability.md); several minutes, so not part of `make test`.

@@ -210,6 +210,9 @@ def main(argv):
     clock.install()
     kiosk = app.run(hal, customer(), on_ready=on_ready)
     hal.shut_down()
+    if kiosk.maintenance_s:
+        # On a board kiosk/boot.py would leave the REPL free, then restart: here it ends.
+        print("deskpulse: stopped for maintenance (%d s)" % kiosk.maintenance_s)
     status = kiosk.status()
     print("@" + json.dumps({"status": status}))
     failures = _failures(kiosk, status)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sysconfig
@@ -63,6 +64,37 @@ def test_manifest_names_every_device_file_and_the_package_ships_them() -> None:
     wanted = {f"shipped/firmware/{n}" for n in [*named, *SIM_FILES, *LICENCES]}
     wanted |= {f"shipped/boards/{p.name}" for p in (REPO / "boards").glob("*.json")}
     assert shipped == wanted
+
+
+def device_data() -> dict[str, str]:
+    """firmware/manifest.py's DEVICE_DATA (file in firmware/ -> path on the device)."""
+    namespace: dict[str, object] = {"metadata": lambda **_: None,
+                                    "module": lambda *_, **__: None,
+                                    "package": lambda *_, **__: None}
+    manifest = REPO / "firmware" / "manifest.py"
+    exec(compile(manifest.read_text(), str(manifest), "exec"), namespace)
+    data = namespace["DEVICE_DATA"]
+    assert isinstance(data, dict)
+    return dict(data)
+
+
+def test_the_device_keeps_its_data_outside_the_code_folders() -> None:
+    """The same app runs from files or frozen: a folder of the filesystem named like a
+    package (/kiosk) would hide the frozen one, so no data file may create one; and the
+    fonts go where the ESP32's hardware layer reads them."""
+    data = device_data()
+    assert list(data) == [n for n in resources.manifest_files() if not n.endswith(".py")]
+    assert len(set(data.values())) == len(data), "two files at one place on the device"
+    code_folders = {n.split("/")[0] for n in resources.manifest_files() if "/" in n}
+    for source, target in data.items():
+        assert target.startswith("/"), target
+        assert target.split("/")[1] not in code_folders, f"{source} -> {target}"
+        assert target.rsplit("/", 1)[1] == source.rsplit("/", 1)[1]
+    hal = (REPO / "firmware" / "kiosk" / "hal" / "esp32.py").read_text()
+    fonts_dir = re.search(r'self\.fonts_dir = "([^"]+)"', hal)
+    assert fonts_dir, "kiosk/hal/esp32.py sets fonts_dir to a literal path"
+    assert {t.rsplit("/", 1)[0] for t in data.values() if t.endswith(".bin")} == {
+        fonts_dir.group(1)}
 
 
 def test_the_manifest_reader_takes_micropython_calls(tmp_path: Path) -> None:

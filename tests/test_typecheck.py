@@ -418,8 +418,9 @@ looked_up = []
 
 class FakePanel:
     def __init__(self, spi, cs, dc, rst, busy, width, height, rotation=0, busy_active=1,
-                 busy_timeout_ms=30000, ticks_ms=None, sleep_ms=None):
+                 busy_timeout_ms=30000, ticks_ms=None, sleep_ms=None, panel=None):
         self.spi = spi
+        self.glass = panel
         self.report = [type(self).__name__, spi.config,
                        [cs.number, dc.number, None if rst is None else rst.number, busy.number],
                        [width, height, rotation, busy_active]]
@@ -498,6 +499,10 @@ out("axes", hal.touch.axes)
 board["touch"].update(swap_xy=True, mirror_y=True, mirror_x=False)
 out("axes", Esp32Hal(board).touch.axes)
 
+# The glass a board file names (display.panel) reaches the driver, which picks its waveform.
+board["display"]["panel"] = "depg0213bn"
+out("glass", Esp32Hal(board).panel.glass)
+
 for key, controller in (("display", "il0373"), ("touch", "ft6336")):
     with open(%r) as f:
         board = json.load(f)
@@ -556,6 +561,7 @@ def test_esp32_hal_builds_each_board_s_panel_and_touch_drivers() -> None:
     assert not touch["touch_shares_rtc_bus"]  # no clock chip on this board
 
     assert results["shared"] == [1, True]
+    assert results["glass"] == ["depg0213bn"]
     axes = [r[1] for r in rows if r[0] == "axes"]
     # The Waveshare HAT's sensor runs both axes against the panel (its board file says so).
     assert axes == [[["mirror_x", True], ["mirror_y", True]],

@@ -1,10 +1,15 @@
 """Benchmark the response log against an obvious JSON-lines log on a simulated flash.
 
 Run from the repository root:  .venv/bin/python tools/bench_log.py [--responses N]
+                               .venv/bin/python tools/bench_log.py --sweep
 
 The measuring happens on the real MicroPython unix port (tools/bench_log_fw.py) over a
 simulated 2 MiB NOR partition that counts erases and programs; this side starts it,
 turns its figures into a side-by-side table and works out what they mean for wear.
+--sweep fills the partition from empty to past the cap, 1000 responses at a time, and
+compares the flash work per response of the log as the firmware mounts and lays it out
+with the same log as it was before (LittleFS's default mtime attribute, every segment in
+one directory), measured in the same run.
 """
 
 from __future__ import annotations
@@ -62,6 +67,57 @@ def run_benchmark(responses: int = 10_000) -> dict:
     if "ours" not in result or "anchor" not in result:
         raise BenchError(f"incomplete output from micropython:\n{proc.stdout[-2000:]}")
     return result
+
+
+def run_sweep() -> dict:
+    """The whole-fill sweep on the unix port: {"lean": ..., "before": ..., "seconds"}."""
+    cmd = [micropython_binary(), "-X", f"heapsize={HEAP}", str(FW_SCRIPT), "sweep"]
+    started = time.monotonic()
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=REPO,
+        env={**os.environ, "MICROPYPATH": str(FIRMWARE)},
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"micropython exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    for line in proc.stdout.splitlines():
+        if line.startswith("@"):
+            result = json.loads(line[1:])["sweep"]
+            result["seconds"] = time.monotonic() - started
+            return result
+    raise BenchError(f"no sweep figures from micropython:\n{proc.stdout[-2000:]}")
+
+
+def format_sweep(result: dict) -> str:
+    lean, before = result["lean"], result["before"]
+    window = lean["window"]
+    rows = [
+        ("worst window, erases/response", "worst_erases", ".3f"),
+        ("mean, erases/response", "mean_erases", ".3f"),
+        ("first window (empty fs), bytes read/response", "first_reads", ",.0f"),
+        ("worst window, bytes read/response", "worst_reads", ",.0f"),
+        ("mean, bytes read/response", "mean_reads", ",.0f"),
+        ("last window (at the cap), bytes read/response", "last_reads", ",.0f"),
+    ]
+    lines = [
+        f"Whole-fill sweep: simulated 2 MiB LittleFS ({BLOCKS} x 4096 B), windows of "
+        f"{window:,} flushed responses from empty to {lean['appends'] - lean['cap_reached_at']:,} "
+        "past the cap",
+        "",
+        "| per response | now (mtime=False, log/open) | before (mtime, one directory) "
+        "| before/now |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, key, spec in rows:
+        lines.append(f"| {label} | {lean[key]:{spec}} | {before[key]:{spec}} | "
+                     f"{before[key] / lean[key]:.2f} |")
+    for name, fig in (("now", lean), ("before", before)):
+        lines.append(
+            f"{name}: cap reached after {fig['cap_reached_at']:,} responses; worst reads "
+            f"in the window ending at {fig['worst_reads_at']:,}, worst erases at "
+            f"{fig['worst_erases_at']:,}; worst/first window reads "
+            f"{fig['worst_reads'] / fig['first_reads']:.1f}x.")
+    lines.append(f"Run time: {result['seconds']:.0f} s on the unix port.")
+    return "\n".join(lines)
 
 
 def lifetime_busiest(wear: dict) -> float:
@@ -154,12 +210,18 @@ def format_report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--responses", type=int, default=10_000,
                         help="responses for the per-response figures (default 10000)")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    parser.add_argument("--sweep", action="store_true",
+                        help="flash work per response over a whole fill, now and before")
     args = parser.parse_args(argv)
     try:
+        if args.sweep:
+            sweep = run_sweep()
+            print(json.dumps(sweep, indent=2) if args.json else format_sweep(sweep))
+            return 0
         result = run_benchmark(args.responses)
     except BenchError as e:
         print(f"bench_log: {e}", file=sys.stderr)

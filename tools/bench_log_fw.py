@@ -9,6 +9,12 @@
 #
 # Usage: micropython -X heapsize=32M bench_log_fw.py [RESPONSES]   (firmware/ on
 # MICROPYPATH). Prints "@" + JSON lines: {"ours": {...}}, {"anchor": {...}}.
+#
+# micropython -X heapsize=32M bench_log_fw.py sweep: the flash work of every window of
+# SWEEP_WINDOW appends over a whole fill (empty to the cap and SWEEP_AT_CAP beyond), for
+# the log as the firmware mounts and lays it out ("lean": mtime=False, the segment being
+# written alone in log/open) and as it was before ("before": LittleFS's default mtime
+# attribute, every segment in log/). Prints "@" + JSON {"sweep": {"lean": ..., "before": ...}}.
 import gc
 import json
 import os
@@ -28,6 +34,8 @@ SEED = 20240601
 # After the log reaches its cap, keep appending this many responses to see how the
 # erases spread once only the blocks under the cap's headroom are free.
 AT_CAP_RESPONSES = 10000
+SWEEP_WINDOW = 1000
+SWEEP_AT_CAP = 5000
 
 
 class WearFlash(SimFlash):
@@ -75,13 +83,13 @@ class Responses:
                 1 + self.boot // 5)
 
 
-def fresh_flash(img):
+def fresh_flash(img, mtime=True):
     blank = b"\xff" * BLOCK_SIZE
     for offset in range(0, len(img.data), BLOCK_SIZE):
         img.data[offset : offset + BLOCK_SIZE] = blank
     vfs.VfsLfs2.mkfs(SimFlash(img, BLOCKS))
     dev = WearFlash(img, BLOCKS)
-    vfs.mount(vfs.VfsLfs2(dev), MOUNT)
+    vfs.mount(vfs.VfsLfs2(dev, mtime=mtime), MOUNT)
     return dev
 
 
@@ -124,13 +132,13 @@ def bench_ours(img, n):
         log.append(*responses.next())
     out = {"ms_first": ms_since(t0), "first": wear(dev, before, n)}
 
-    names = [name for name in os.listdir(log.dir) if name != "acks"]
-    file_bytes = sum(os.stat(log.dir + "/" + name)[6] for name in names)
-    sealed = len([seg for seg in log._segments if seg.sealed])
-    out["segments"] = len(names)
+    segments = log._segments
+    file_bytes = sum(seg.size for seg in segments)
+    sealed = len([seg for seg in segments if seg.sealed])
+    out["segments"] = len(segments)
     out["file_bytes_per_response"] = file_bytes / n
     out["payload_bytes_per_response"] = (
-        file_bytes - len(names) * record.HEADER_SIZE - sealed * record.SEAL_SIZE) / n
+        file_bytes - len(segments) * record.HEADER_SIZE - sealed * record.SEAL_SIZE) / n
     out["flash_bytes_per_response"] = (used_blocks() - used0) * BLOCK_SIZE / n
 
     # Capacity: append until the cap makes the log drop its oldest segment. No acks
@@ -205,6 +213,50 @@ def bench_anchor(img, n):
     return out
 
 
+def sweep(img, lean):
+    """Erases and bytes read per append in each window of SWEEP_WINDOW appends, from an
+    empty filesystem to SWEEP_AT_CAP appends past the first drop at the cap."""
+    dev = fresh_flash(img, mtime=not lean)
+    log = ResponseLog(MOUNT)
+    if not lean:
+        log.open_dir = log.dir  # the layout before log/open: every segment in log/
+    log.open()
+    responses = Responses()
+    windows = []  # (appends so far, erases per append, bytes read per append)
+    appended = 0
+    full_at = 0
+    while not full_at or appended < full_at + SWEEP_AT_CAP:
+        erases, read = dev.erases, dev.bytes_read
+        for _ in range(SWEEP_WINDOW):
+            log.append(*responses.next())
+        appended += SWEEP_WINDOW
+        windows.append((appended, (dev.erases - erases) / SWEEP_WINDOW,
+                        (dev.bytes_read - read) / SWEEP_WINDOW))
+        if log.dropped_total and not full_at:
+            full_at = appended
+    log.close()
+    vfs.umount(MOUNT)
+    worst_erases = max(windows, key=lambda w: w[1])
+    worst_reads = max(windows, key=lambda w: w[2])
+    count = len(windows)
+    return {
+        "window": SWEEP_WINDOW, "appends": appended, "cap_reached_at": full_at,
+        "worst_erases": worst_erases[1], "worst_erases_at": worst_erases[0],
+        "worst_reads": worst_reads[2], "worst_reads_at": worst_reads[0],
+        "mean_erases": sum(w[1] for w in windows) / count,
+        "mean_reads": sum(w[2] for w in windows) / count,
+        "first_reads": windows[0][2], "last_reads": windows[-1][2],
+        "windows": [[w[0], round(w[1], 3), round(w[2])] for w in windows],
+    }
+
+
+def main_sweep():
+    img = RamImage(BLOCKS * BLOCK_SIZE)
+    lean = sweep(img, True)
+    gc.collect()
+    print("@" + json.dumps({"sweep": {"lean": lean, "before": sweep(img, False)}}))
+
+
 def main(n):
     img = RamImage(BLOCKS * BLOCK_SIZE)
     print("@" + json.dumps({"ours": bench_ours(img, n)}))
@@ -213,4 +265,7 @@ def main(n):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10000)
+    if sys.argv[1:2] == ["sweep"]:
+        main_sweep()
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 10000)

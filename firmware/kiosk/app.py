@@ -2,14 +2,14 @@
 import asyncio
 import gc
 
-from kiosk import FIRMWARE_VERSION, civil, record, ticks
+from kiosk import FIRMWARE_VERSION, civil, record, resets, ticks
 from kiosk import config as cfg
 from kiosk import flow as flow_mod
 from kiosk.buttons import Debouncer
-from kiosk.clock import Clock
+from kiosk.clock import LATEST_WALL, Clock
 from kiosk.journal import Journal
 from kiosk.log import ResponseLog
-from kiosk.screen import ScreenTee
+from kiosk.screen import VIEW_SERVICE, ScreenTee
 from micropython import const
 
 _BOOT = const(1)
@@ -50,25 +50,29 @@ class Kiosk:
             self.config_problems.append("%s: using %d" % (problem, faces))
             self.config["scale"] = faces
         self._boots = Journal(self.root + "/boot")
-        self.reset_cause = hal.reset_cause()
+        # How the last boot ended (kiosk/resets.py): the port's cause told apart by what
+        # the RTC memory kept; start() adds the witness of the RTC time.
+        self.reset_cause = resets.classify(hal.reset_cause(), hal.reset_memory())
         self.boot = self.crash_streak = self.crashes = 0
         self.log = ResponseLog(self.root)
         self.clock = Clock(hal.ticks_ms, 0, self.root, hal.rtc_read, hal.rtc_write,
                            hal.kept_time_read, hal.kept_time_write)
         self.display = self.screens = self.touch_taps = self.sync = None
+        self.touch_check = None  # the service screen's, once a tap opened it
+        self._checked_opening = 0  # the service screen opening it belongs to
         # The long-lived large buffers (frame, fonts, sync frames) come first, each after a
         # collection, while the heap still has room in one piece.
         gc.collect()
         screen = self._make_screens(hal)
         self.flow = flow_mod.Survey(self.config, self.log, self.clock, screen,
                                     panel=self.display, service_text=self.service_text)
-        if getattr(hal, "console_sync", True):
+        if hal.console_sync:
             # The console (the REPL UART) carries the serial sync while the app runs.
             from kiosk.serial_sync import ConsoleReader, SerialSync
 
             gc.collect()
             self.sync = SerialSync(self, ConsoleReader(),
-                                   write_chunk=getattr(hal, "console_write_chunk", 256))
+                                   write_chunk=hal.console_write_chunk)
         self.push = None
         if push_configured(self.config):
             # WiFi push to the aggregator (docs/wifi.md): only with a server, a key and an
@@ -76,13 +80,21 @@ class Kiosk:
             from kiosk.push import Push
 
             gc.collect()
-            self.push = Push(self, getattr(hal, "open_connection", None))
+            self.push = Push(self, hal.open_connection)
         self.running = False
+        self.maintenance_s = 0  # set by stop_for_maintenance: main() returns
+        self.last_failure = None  # what kiosk/boot.py last recorded when a start failed
+
+    def stop_for_maintenance(self, seconds):
+        """A technician's stop (a serial command): the app ends its tasks at once and
+        kiosk/boot.py leaves the REPL free for `seconds`, the watchdog fed, then restarts.
+        Nothing of it is a crash."""
+        self.maintenance_s = seconds
 
     def _make_screens(self, hal):
         """The e-ink screens on the board's panel (plus the HAL's own screen, if it has
         one, e.g. the simulator's console echo); the HAL's screen alone without a panel."""
-        panel = getattr(hal, "panel", None)
+        panel = hal.panel
         if panel is None:
             return hal.screen
         from kiosk.touch import TouchTaps
@@ -92,10 +104,9 @@ class Kiosk:
         self.display = Display(panel, self.config["full_refresh_every"], ticks_ms=hal.ticks_ms)
         self.screens = Screens(panel.framebuf, panel.width, panel.height, panel.INK,
                                panel.PAPER, hal.board, hal.fonts_dir, self.display.request)
-        touch = getattr(hal, "touch", None)
-        if touch is not None:
-            self.touch_taps = TouchTaps(touch.read_xy)
-        if getattr(hal, "screen", None) is None:
+        if hal.touch is not None:
+            self.touch_taps = TouchTaps(hal.touch.read_xy)
+        if hal.screen is None:
             return self.screens
         return ScreenTee(self.screens, hal.screen)
 
@@ -111,7 +122,7 @@ class Kiosk:
             elif kind == _CRASH:
                 crashed = True
         boot, streak, crashes = last
-        if crashed or self.reset_cause in ("watchdog", "panic"):
+        if crashed or self.reset_cause in resets.CRASHES:
             return boot, streak + 1, crashes + 1
         return boot, 0, crashes
 
@@ -129,7 +140,13 @@ class Kiosk:
         self.boot = self.clock.boot = last + 1
         self._append_boot(self.boot, self.crash_streak, self.crashes)
         self.log.open()
+        rtc_at_boot = self.hal.kept_time_read()  # before the clock sets the RTC
         self.clock.start()
+        # A power-on through which the RTC kept the previous boot's time was a brownout.
+        self.reset_cause = resets.classify(
+            self.hal.reset_cause(), self.hal.reset_memory(),
+            resets.time_kept(rtc_at_boot, self.clock.anchors, self.boot, LATEST_WALL))
+        self.last_failure = _read_text(self.root + LAST_FAILURE_NAME)
         if self.config_problems:
             self.hal.console_write("config: " + "; ".join(self.config_problems) + "\n")
             self.flow.config_problem = True
@@ -151,6 +168,7 @@ class Kiosk:
             "boot": self.boot,
             "reset_cause": self.reset_cause,
             "crashes": self.crashes,
+            "last_failure": self.last_failure,
             "log": self.log.status(),
             "clock": self.clock.state(),
             "config_version": self.config["version"],
@@ -159,8 +177,21 @@ class Kiosk:
             "state": flow_mod.STATE_NAMES[self.flow.state],
             "input": {"early": self.flow.early_presses},
             "display": self.display.status() if self.display else None,
+            "touch": self._touch_status(),
             "push": self._push_status(),
         }
+
+    def _touch_status(self):
+        touch = self.hal.touch
+        if touch is None:
+            return None
+        status = touch.status()
+        check = self.touch_check
+        if check is not None:
+            # The last touch check's taps, and the face the last one chose (None: none).
+            status["check"] = {"taps": check.taps,
+                               "hit": check.hit + 1 if check.hit >= 0 else None}
+        return status
 
     def service_text(self):
         """(title, details) of the technician's service screen: one fact a line."""
@@ -175,6 +206,9 @@ class Kiosk:
             problems.append("flash full: %d oldest dropped, sync" % log["dropped"])
         if not clock["known"]:
             problems.append("clock not set: sync or WiFi")
+        touch = self.hal.touch
+        if touch is not None and touch.error:
+            problems.append("touch: %s" % touch.error)
         lines = ["id %s  board %s" % (self.config["device_id"] or "(none)",
                                       self.hal.board["name"]),
                  "app %s  MicroPython %d.%d.%d" % ((FIRMWARE_VERSION,)
@@ -197,6 +231,10 @@ class Kiosk:
         lines.append("clock %s" % ("%s %s" % (clock["source"], _when(clock["wall"]))
                                    if clock["known"] else "not set"))
         lines.append("boot %d, crashes %d" % (self.boot, self.crashes))
+        if self.last_failure:
+            lines.append("last failure: %s" % self.last_failure)
+        if touch is not None:
+            lines.append("tap the screen to check the touch")
         title = "Service: %d to fix" % len(problems) if problems else "Service: all well"
         return title, "\n".join(problems + lines)
 
@@ -204,9 +242,9 @@ class Kiosk:
         if self.push is None:
             return None
         status = self.push.status()
-        network_status = getattr(self.hal, "network_status", None)
-        if network_status is not None:
-            status["network"] = network_status()
+        network = self.hal.network_status()
+        if network is not None:
+            status["network"] = network
         return status
 
     # -- input ---------------------------------------------------------------
@@ -235,6 +273,9 @@ class Kiosk:
     def tap(self, point):
         """Act on a debounced touch at point ((x << 16) | y, logical screen coordinates)."""
         screens = self.screens
+        if self.flow.state == flow_mod.SERVICE:
+            self._check_touch(point)
+            return
         if self.flow.closed_shown():
             # The closed screen has no targets: a tap anywhere only brings up the question.
             if self.flow.accepts_input():
@@ -247,6 +288,22 @@ class Kiosk:
             self.flow.answer(option == 1)  # the follow-up's options are (no, yes)
         else:
             self.flow.face(option + 1)
+
+    def _check_touch(self, point):
+        # On the service screen a tap opens the touch check (kiosk/ui/touchcheck.py), which
+        # then marks where each tap lands; nothing of it is a response. The service button
+        # (or the service screen's timeout) brings the customers back; each opening of the
+        # service screen starts a fresh check.
+        check = self.touch_check
+        if check is None or self._checked_opening != self.flow.service_opens:
+            from kiosk.ui.touchcheck import TouchCheck
+
+            check = self.touch_check = TouchCheck(self.screens, self.hal.touch)
+            self._checked_opening = self.flow.service_opens
+            check.open()
+        else:
+            check.tap(point)
+        self.flow.keep_service()
 
     def poll_inputs(self):
         """One poll of the buttons and the touch panel (every poll_ms from a task)."""
@@ -305,22 +362,34 @@ class Kiosk:
             self.hal.feed_watchdog()
             await asyncio.sleep_ms(_TICK_MS)
 
-    async def main(self, until=None):
-        """Run the kiosk's tasks until the awaitable `until` finishes, or forever."""
+    async def _keep_alive(self):
+        # Safe mode's only timer: the clock's ticks counted and the watchdog fed, so the
+        # kiosk stays up for the technician (and the serial sync) until it is reset.
+        while self.running:
+            self.clock.uptime_ms()
+            self.hal.feed_watchdog()
+            await asyncio.sleep_ms(_TICK_MS)
+
+    async def main(self, until=None, safe=False):
+        """Run the kiosk's tasks until the awaitable `until` finishes, or forever. In safe
+        mode only the display, the serial sync and the watchdog run: no customer input, no
+        push, none of the board's optional tasks, so the data can still be pulled while
+        whatever crashed three times stays off."""
         self.running = True
-        background = [asyncio.create_task(self._poll_inputs()),
-                      asyncio.create_task(self._timers())]
+        if safe:
+            background = [asyncio.create_task(self._keep_alive())]
+        else:
+            background = [asyncio.create_task(self._poll_inputs()),
+                          asyncio.create_task(self._timers())]
         if self.display is not None:
             background.append(asyncio.create_task(self.display.run()))
         if self.sync is not None:
             background.append(asyncio.create_task(self.sync.run()))
-        if self.push is not None:
-            network_run = getattr(self.hal, "network_run", None)
-            if network_run is not None:
-                # The HAL keeps the WiFi up (and the clock set by NTP) for the push.
-                background.append(asyncio.create_task(network_run(self.config["sync"],
-                                                                  self.clock)))
-            background.append(asyncio.create_task(self.push.run()))
+        if not safe:
+            if self.push is not None:
+                background.append(asyncio.create_task(self.push.run()))
+            for task in self.hal.tasks(self):
+                background.append(asyncio.create_task(task))
         ending = asyncio.create_task(until) if until is not None else None
         try:
             while True:
@@ -333,6 +402,8 @@ class Kiosk:
                         raise RuntimeError("a kiosk task stopped")
                 if ending is not None and ending.done():
                     return await ending
+                if self.maintenance_s:
+                    return None
                 await asyncio.sleep_ms(_SUPERVISE_MS)
         finally:
             self.running = False
@@ -343,6 +414,18 @@ class Kiosk:
         self.log.close()
         self.clock.close()
         self._boots.close()
+
+
+LAST_FAILURE_NAME = "/last_failure"
+"""Where kiosk/boot.py records the last failure to start or run (under the flash root)."""
+
+
+def _read_text(path):
+    try:
+        with open(path) as f:
+            return f.read(200)
+    except OSError:
+        return None
 
 
 def _when(wall):
@@ -375,17 +458,20 @@ def describe(rec):
 
 def run(hal, until=None, on_ready=None):
     """Boot the kiosk on a hardware layer and run it. After repeated crashes it stays in
-    safe mode: the service screen shows and the REPL is left to the technician."""
+    safe mode: the service screen shows on the panel (and the HAL's screen) and only the
+    display and the serial sync run, until the technician resets the board."""
     kiosk = Kiosk(hal)
     try:
         kiosk.start()
-        if kiosk.crash_streak >= _SAFE_MODE_CRASHES:
-            hal.screen.show("service", "Safe mode: %d crashes in a row" % kiosk.crash_streak,
-                            (), "connect USB to inspect")
-            return kiosk
+        safe = kiosk.crash_streak >= _SAFE_MODE_CRASHES
+        if safe:
+            # Over the idle screen start() drew: the panel (and the HAL's screen) say so.
+            kiosk.flow.display.show(VIEW_SERVICE,
+                                    "Safe mode: %d crashes in a row" % kiosk.crash_streak, (),
+                                    "connect USB: deskpulse sync still works")
         if on_ready is not None:
             on_ready(kiosk)
-        asyncio.run(kiosk.main(until))
+        asyncio.run(kiosk.main(until, safe))
     except Exception:
         kiosk.record_crash()
         raise

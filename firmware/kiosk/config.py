@@ -52,6 +52,9 @@ def defaults():
             "device_key": "",
             "push_interval_s": 30,
             "push_min_pending": 20,
+            # The clock's NTP server (docs/wifi.md): a host name or an IPv4 address,
+            # "" for none (e.g. a store network that blocks NTP: the push sets the time).
+            "ntp_server": "pool.ntp.org",
         },
     }
 
@@ -90,6 +93,32 @@ def _check_str(problems, where, value, limit):
         problems.append("%s must be text" % where)
     elif len(value) > limit:
         problems.append("%s is longer than %d characters" % (where, limit))
+
+
+def is_ipv4(text):
+    """Whether text is a dotted IPv4 address: four decimal numbers 0-255, without
+    leading zeros (lwIP would read "010" as octal: kiosk/hostname.py). Such a host is
+    used as it is and never looked up (kiosk/resolve.py). Allocates nothing: the push
+    asks it for every request."""
+    dots = 0
+    digits = 0  # in the current number
+    value = 0
+    for ch in text:
+        if ch == ".":
+            if not digits or dots == 3:
+                return False
+            dots += 1
+            digits = value = 0
+        elif "0" <= ch <= "9":
+            if digits and not value:
+                return False  # a leading zero: lwIP would read octal
+            digits += 1
+            value = value * 10 + ord(ch) - 48
+            if value > 255:
+                return False
+        else:
+            return False
+    return dots == 3 and digits > 0
 
 
 def _parse_hhmm(text):
@@ -228,6 +257,13 @@ def validate(raw):
         for key, limit in _SYNC_STRS.items():
             if key in sync:
                 _check_str(problems, "sync." + key, sync[key], limit)
+        if "ntp_server" in sync:
+            from kiosk.hostname import host_problem  # here: most configs never load it
+
+            problem = host_problem("sync.ntp_server", sync["ntp_server"],
+                                   '; "" turns NTP off')
+            if problem:
+                problems.append(problem)
     if problems:
         return base, problems
     for key, value in raw.items():

@@ -59,6 +59,7 @@ class Survey:
         self.service_text = service_text
         self._service_wanted = False  # asked for during a session: opens when idle
         self._service_at = 0
+        self.service_opens = 0  # counts the service screen's openings (one each time)
         self._woken = None  # ticks when a press brought the question up while closed
         self._rating = 0
         self._scale = 0
@@ -162,9 +163,15 @@ class Survey:
         self._service_wanted = False
         self._woken = None
         self.state = SERVICE
-        self._service_at = self.clock.ticks_ms()
+        self.service_opens += 1
+        self.keep_service()
         title, details = self.service_text() if self.service_text else ("Service", "")
         self._show(screen.VIEW_SERVICE, title, (), details)
+
+    def keep_service(self):
+        """The technician is at work (the touch check): the service screen stays another
+        _SERVICE_SHOW_MS before it returns to the customers."""
+        self._service_at = self.clock.ticks_ms()
 
     def _close_service(self):
         self.state = IDLE

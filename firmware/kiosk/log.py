@@ -1,8 +1,15 @@
 # The response log: append-only segment files on the flash filesystem.
 #
-# log/<base seq, 8 hex digits>  segment: header, response records, and a seal record
-#                               once the segment is finished
+# log/open/<base seq, 8 hex>    the segment being written: header, response records
+# log/<base seq, 8 hex digits>  a finished segment: the same, then a seal record
 # log/acks                      journal of acks and drops (see journal.py)
+#
+# Every flushed append commits to the metadata of the directory that holds the file, and
+# LittleFS reads that metadata log (and compacts it) in proportion to how many entries the
+# directory has. The segment being written therefore sits alone in log/open and moves
+# to log/ when it is sealed (a rename, which LittleFS makes atomic): the cost of an append
+# stays the same however many finished segments the flash holds. Segments that an older
+# layout left in log/ are read, appended to and finished where they are.
 #
 # Every append is flushed before it returns, so a response is durable before the
 # customer sees "thank you". A segment is deleted only once every record in it is
@@ -20,6 +27,7 @@ _ACK = const(1)
 _DROP = const(2)
 _CORRUPT = const(3)
 _READ_CHUNK = const(512)
+_REOPEN_EVERY = const(64)
 DEFAULT_SEGMENT_BYTES = const(32768)
 
 
@@ -28,8 +36,9 @@ class LogError(Exception):
 
 
 class _Segment:
-    def __init__(self, base):
+    def __init__(self, base, folder):
         self.base = base
+        self.folder = folder  # the directory holding its file
         self.last = base - 1
         self.count = 0
         self.sealed = False
@@ -76,6 +85,7 @@ class ResponseLog:
     def __init__(self, root, segment_bytes=DEFAULT_SEGMENT_BYTES, cap_fraction=0.9,
                  statvfs=None):
         self.dir = root + "/log"
+        self.open_dir = self.dir + "/open"
         self.segment_bytes = segment_bytes
         self.cap_fraction = cap_fraction
         self._statvfs = statvfs or os.statvfs
@@ -93,10 +103,11 @@ class ResponseLog:
 
     # -- boot ---------------------------------------------------------------
     def open(self):
-        try:
-            os.mkdir(self.dir)
-        except OSError:
-            pass
+        for folder in (self.dir, self.open_dir):
+            try:
+                os.mkdir(folder)
+            except OSError:
+                pass
         # A segment must be small against the filesystem, or making room for one new
         # segment could drop every stored record.
         _, total, bsize = self._fill()
@@ -112,16 +123,16 @@ class ResponseLog:
         if self._journal.corrupt_tails:
             self._note_corrupt(self._journal.corrupt_tails)
         segments = []
-        for name in os.listdir(self.dir):
-            path = self.dir + "/" + name
-            if name.endswith(".tmp"):
-                os.remove(path)  # a repair cut before its rename
-                continue
-            try:
-                base = int(name, 16)
-            except ValueError:
-                continue
-            segments.append(_Segment(base))
+        for folder in (self.dir, self.open_dir):
+            for name in os.listdir(folder):
+                if name.endswith(".tmp"):
+                    os.remove(folder + "/" + name)  # a repair cut before its rename
+                    continue
+                try:
+                    base = int(name, 16)
+                except ValueError:
+                    continue  # the journal, the open/ directory
+                segments.append(_Segment(base, folder))
         segments.sort(key=lambda s: s.base)
         floor = max(self.acked_upto, self.dropped_upto)
         last = floor
@@ -135,9 +146,23 @@ class ResponseLog:
             else:
                 self._segments.append(seg)
         self.next_seq = last + 1
+        # Only the newest segment may stay in open/; an older one there was finished by
+        # a version that did not move it, or rotation was cut short.
+        for seg in self._segments[:-1]:
+            self._retire(seg)
 
     def _path(self, seg):
-        return "%s/%08x" % (self.dir, seg.base)
+        return "%s/%08x" % (seg.folder, seg.base)
+
+    def _retire(self, seg):
+        """Move a finished segment out of the hot directory."""
+        if seg.folder != self.dir:
+            if seg is self._segments[-1] and self._file is not None:
+                self._file.close()
+                self._file = None
+            old = self._path(seg)
+            seg.folder = self.dir
+            os.rename(old, self._path(seg))
 
     def _note_corrupt(self, n):
         self.corrupt += n
@@ -228,10 +253,11 @@ class ResponseLog:
         ):
             if not seg.sealed:
                 self._seal(seg)
+            self._retire(seg)
             seg = None
         if seg is None:
             self._make_room()
-            seg = _Segment(seq)
+            seg = _Segment(seq, self.open_dir)
             self._file = open(self._path(seg), "wb")
             header = record.encode_header(seq)
             self._file.write(header)
@@ -243,9 +269,18 @@ class ResponseLog:
                                       latency_ds, flags, boot, uptime_s, wall,
                                       config_version)
         self._file.write(memoryview(self._buf)[:size])
-        self._file.flush()
-        seg.size += size
         seg.count += 1
+        if seg.count % _REOPEN_EVERY:
+            self._file.flush()
+        else:
+            # Closing commits like flush() does. LittleFS decides once per open whether
+            # the directory's metadata block still has erased room; a compaction while the
+            # file stays open leaves that answer at "no", and then every later flush
+            # compacts (erases) again until the file is reopened: measured as bursts of 2
+            # erases per response for a whole segment.
+            self._file.close()
+            self._file = None
+        seg.size += size
         seg.last = seq
         self.next_seq = seq + 1
         return seq

@@ -5,9 +5,12 @@
 # The survey comes first. Nothing here waits without yielding: the records are read and
 # encoded by outbox.fill (a yield after every log read), every network step runs under
 # asyncio with a timeout, and the answer is read into one fixed buffer. The one call that
-# can block is the DNS lookup inside asyncio.open_connection (socket.getaddrinfo blocks
-# on the ESP32 until the resolver answers): it runs once per connection attempt, never
-# in a loop, and a server configured by IP address needs no lookup at all.
+# can block is the DNS lookup (socket.getaddrinfo blocks the whole loop on the ESP32,
+# about 7 s per DNS server that does not answer: kiosk/resolve.py). So a request never
+# looks the server's name up: it connects to the address kiosk.resolve.Resolver keeps,
+# and the task's loop refreshes that address (run(), before a due push) only when it is
+# missing, an hour old, or a connection to it failed, with a backoff after failed
+# lookups. A server configured by IPv4 address is never looked up at all.
 #
 # Memory: one batch buffer (at most _BATCH_BYTES of records per request), one answer
 # buffer and the HMAC pads are allocated once; a request allocates its status line only.
@@ -18,6 +21,7 @@ import random
 
 from kiosk import batch, outbox, ticks
 from kiosk.clock import EARLIEST_WALL, LATEST_WALL, SOURCE_HOST
+from kiosk.config import is_ipv4
 from kiosk.hmac import HmacSha256, same_hex
 from micropython import const
 
@@ -33,6 +37,7 @@ _SOON_MS = const(1000)  # after a 409 replay: the next request has a higher nonc
 _CLOCK_SLACK_S = const(5)  # a host-set clock further off than this takes the server's time
 _MAX_SHOWN = const(120)  # characters of a server's error sentence kept in the status
 _KEY_BYTES = const(32)
+_EHOSTUNREACH = const(113)  # the HAL's "WiFi not connected": no fault of the address
 
 
 class PushError(Exception):
@@ -70,6 +75,15 @@ def parse_url(url):
         port = int(text)
     if not host:
         raise ConfigProblem("sync.server_url has no host")
+    if host.startswith("["):
+        raise ConfigProblem("sync.server_url: IPv6 addresses are not supported; use an "
+                            "IPv4 address or a name")
+    if not is_ipv4(host):
+        from kiosk.hostname import host_problem  # only for a name: most kiosks never load it
+
+        problem = host_problem("the host of sync.server_url", host)
+        if problem:
+            raise ConfigProblem(problem)
     return host, port, prefix
 
 
@@ -99,13 +113,17 @@ class Push:
     with its .log, .clock, .config and .status()).
 
     connect(host, port) is a coroutine returning (reader, writer) asyncio streams, or
-    raising OSError while the network is down (the HAL's open_connection)."""
+    raising OSError while the network is down (the HAL's open_connection); it is always
+    given an IPv4 address. resolver keeps the server name's address: a
+    kiosk.resolve.Resolver, made (and its module loaded) only for a server given by
+    name."""
 
     def __init__(self, kiosk, connect=None, poll_ms=_POLL_MS, step_timeout_ms=_STEP_TIMEOUT_MS,
                  answer_timeout_ms=_ANSWER_TIMEOUT_MS, base_backoff_ms=_BASE_BACKOFF_MS,
-                 max_backoff_ms=_MAX_BACKOFF_MS, batch_bytes=_BATCH_BYTES):
+                 max_backoff_ms=_MAX_BACKOFF_MS, batch_bytes=_BATCH_BYTES, resolver=None):
         self.kiosk = kiosk
         self._connect = connect or asyncio.open_connection
+        self.resolver = resolver
         self.poll_ms = poll_ms
         self.step_timeout_ms = step_timeout_ms
         self.answer_timeout_ms = answer_timeout_ms
@@ -158,6 +176,7 @@ class Push:
             "last_error": self.last_error,
             "config_problem": self.config_problem,
             "nonce": "%d.%d" % (self.kiosk.clock.boot, self.count),
+            "dns": None if self.resolver is None else self.resolver.status(),
         }
 
     # -- the task --------------------------------------------------------------------
@@ -166,9 +185,38 @@ class Push:
         while True:
             await sleep_ms(self.poll_ms)
             while self.due():
+                self.refresh_address()
                 if not await self.push_once():
                     break
                 await sleep_ms(0)  # more records wait: next batch, after the survey's turn
+
+    def refresh_address(self):
+        """Look the server's name up if its address is missing, stale or failed (and its
+        backoff allows). The only place the push resolves: it blocks while DNS does not
+        answer, so it runs in this task's loop, never in a request, and does nothing at
+        all while the cached address is fresh or the server is given by address."""
+        resolver = self.resolver
+        if resolver is None:
+            try:
+                host = parse_url(self.kiosk.config["sync"]["server_url"])[0]
+            except ConfigProblem:
+                return  # push_once reports it
+            if is_ipv4(host):
+                return
+            resolver = self._resolver(host)
+        resolver.refresh()
+
+    def _resolver(self, host):
+        """The resolver, made (and its module loaded) for the first name; host is kept
+        in it for refresh(). A name set later by a CONFIG upload joins it at the first
+        request, which then fails once, "no address yet", until refresh() ran."""
+        resolver = self.resolver
+        if resolver is None:
+            from kiosk.resolve import Resolver
+
+            resolver = self.resolver = Resolver(self.kiosk.clock.ticks_ms)
+        resolver.address(host)
+        return resolver
 
     def due(self):
         """Whether to send now: records wait and either enough of them do, or the oldest
@@ -265,6 +313,16 @@ class Push:
         path = "%s/v1/devices/%s/batches" % (prefix, device_id)
         return host, port, path.encode(), device_id.encode()
 
+    def _address(self, host):
+        """The address to connect to, without a lookup (see refresh_address)."""
+        if is_ipv4(host):
+            return host
+        resolver = self._resolver(host)
+        address = resolver.address(host)
+        if address is None:
+            raise PushError(resolver.error(host) or "no address for %s yet" % host)
+        return address
+
     def _key(self):
         mac = self._mac
         if mac is None:
@@ -273,6 +331,7 @@ class Push:
 
     async def _request(self):
         host, port, path, device_id = self._settings()
+        address = self._address(host)
         kiosk = self.kiosk
         log = kiosk.log
         clock = kiosk.clock
@@ -303,28 +362,40 @@ class Push:
                 "X-DeskPulse-Nonce: %s\r\nX-DeskPulse-Signature: %s\r\nConnection: close\r\n\r\n"
                 % (path.decode(), host_header, CONTENT_TYPE, len(line) + 1 + length,
                    nonce.decode(), signature.decode())).encode()
-        answer = await self._exchange(host, port, head, line, records)
+        answer = await self._exchange(host, address, port, head, line, records)
         records = None
         return self._handle(answer, nonce, last) and more
 
-    async def _exchange(self, host, port, head, line, records):
+    async def _exchange(self, host, address, port, head, line, records):
         wait_for_ms = asyncio.wait_for_ms
         step = self.step_timeout_ms
-        reader, writer = await wait_for_ms(self._connect(host, port), step)
+        writer = None
         try:
-            writer.write(head)
-            await wait_for_ms(writer.drain(), step)
-            writer.write(line)
-            writer.write(b"\n")
-            writer.write(records)
-            await wait_for_ms(writer.drain(), step)
+            try:
+                reader, writer = await wait_for_ms(self._connect(address, port), step)
+                # A non-blocking connect reports a refusal at the first write: both mean
+                # "the address did not take the request".
+                writer.write(head)
+                await wait_for_ms(writer.drain(), step)
+                writer.write(line)
+                writer.write(b"\n")
+                writer.write(records)
+                await wait_for_ms(writer.drain(), step)
+            except Exception as e:
+                # The name may point elsewhere now (a new DHCP lease): look it up again,
+                # in time. WiFi being down says nothing about the address.
+                resolver = self.resolver
+                if resolver is not None and getattr(e, "errno", 0) != _EHOSTUNREACH:
+                    resolver.connect_failed(host)
+                raise
             return await wait_for_ms(self._read_answer(reader), self.answer_timeout_ms)
         finally:
-            writer.close()
-            try:
-                await wait_for_ms(writer.wait_closed(), step)
-            except Exception:
-                pass
+            if writer is not None:
+                writer.close()  # MicroPython's streams close the socket in wait_closed
+                try:
+                    await wait_for_ms(writer.wait_closed(), step)
+                except Exception:
+                    pass
 
     async def _read_answer(self, reader):
         """Status code, signature header and body of the answer, read into the fixed

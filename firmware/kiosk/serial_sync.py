@@ -6,6 +6,12 @@
 # go out in slices, so a flood of commands or a big batch never stalls the buttons.
 # Memory is bounded: one preallocated frame buffer (a batch is encoded straight into it),
 # a 200-byte line buffer, and during a config upload a buffer of the announced size.
+#
+# The technician's hardware test (INPUT, PATTERN) borrows the screen and the inputs for a
+# bounded time, and only from an idle kiosk: while INPUT lasts, the kiosk's press() and
+# tap() (its entry points for debounced input) are this module's, so a press is reported
+# as a frame and never rated; at the end, or at the deadline if the host has gone, the
+# survey gets them and its screen back.
 import asyncio
 import binascii
 import gc
@@ -15,6 +21,7 @@ import sys
 
 from kiosk import batch, frames, outbox
 from kiosk import config as cfg
+from kiosk import flow as flow_mod
 from kiosk.clock import EARLIEST_WALL, LATEST_WALL, SOURCE_HOST
 from kiosk.log import LogError
 from kiosk.crc import crc16
@@ -31,6 +38,8 @@ _LINES_PER_STEP = const(4)
 _BYTES_PER_STEP = const(256)
 _SHOWN = const(48)  # characters of an offending line quoted back in an E frame
 _LONG_WORD = const(16)
+MIN_MAINTENANCE_S = const(10)  # MAINT: the REPL free for this long at least
+MAX_MAINTENANCE_S = const(3600)  # and at most an hour: the kiosk always comes back
 _CONFIG_WORDS = ("CONFIG", "BEGIN", "DATA", "END")
 _MAX_SEQ = 0xFFFFFFFF  # sequence numbers are u32 on the flash
 
@@ -40,6 +49,7 @@ _A = const(0x41)
 _T = const(0x54)
 _C = const(0x43)
 _E = const(0x45)
+_M = const(0x4D)
 _NL = const(10)
 _CR = const(13)
 _SPACE = const(32)
@@ -50,7 +60,8 @@ _HEX = "0123456789abcdefABCDEF"
 
 # Commands that change the device's state must arrive intact: a digit flipped on the
 # line in "ACK 1200" could free records the host never stored.
-_NEED_CHECKSUM = ("ACK", "TIME", "CONFIG")
+# INPUT and PATTERN take the screen from customers for minutes: a damaged number must not.
+_NEED_CHECKSUM = ("ACK", "TIME", "CONFIG", "INPUT", "PATTERN", "MAINT")
 
 
 def _checked_words(text):
@@ -178,7 +189,9 @@ def _redacted(text, upper):
 
 class SerialSync:
     """Answers sync commands for `kiosk` (an app.Kiosk, or anything with its .log,
-    .clock, .flow, .config, .config_problems, .config_path, .hal.board and .status()).
+    .clock, .flow, .config, .config_problems, .config_path, .hal.board and .status(); for
+    INPUT and PATTERN also .buttons, .display, .screens, .touch_taps, .hal.touch and the
+    press(index) / tap(point) methods its input task calls).
 
     source.readinto(buf) returns the bytes available now without blocking (ConsoleReader
     for the real console); write(bytes) sends them all (sys.stdout.buffer.write by
@@ -203,6 +216,7 @@ class SerialSync:
         self._upload = None  # bytearray of the announced size during CONFIG BEGIN..END
         self._upload_got = 0
         self._upload_crc = 0
+        self._test = None  # the hardware test (kiosk/hwtest.py) once INPUT or PATTERN came
         self.lines = 0  # command lines answered
         self.errors = 0  # E frames sent
         self.failures = 0  # passes cut short by an exception (a console write failing)
@@ -221,6 +235,9 @@ class SerialSync:
         handled = 0
         budget = _BYTES_PER_STEP
         line = self._line
+        test = self._test
+        if test is not None and test.active():
+            await test.step()
         while handled < _LINES_PER_STEP:
             if self._in_pos == self._in_end:
                 if budget <= 0:
@@ -286,6 +303,12 @@ class SerialSync:
             await self._time(tag, args)
         elif command == "CONFIG":
             await self._config(tag, args)
+        elif command == "INPUT":
+            await self._hardware_test().input(tag, args)
+        elif command == "PATTERN":
+            await self._hardware_test().pattern(tag, args)
+        elif command == "MAINT":
+            await self._maintenance(tag, args)
         else:
             raise _Reject("unknown command %r" % command[:_SHOWN])
 
@@ -299,7 +322,7 @@ class SerialSync:
             self._write(frame[i:i + chunk])
             await asyncio.sleep_ms(0)
 
-    async def _json(self, kind, tag, obj):
+    async def send_json(self, kind, tag, obj):
         data = json.dumps(obj).encode()
         if len(data) > MAX_PAYLOAD:
             raise _Reject("answer of %d bytes is over %d" % (len(data), MAX_PAYLOAD))
@@ -307,7 +330,7 @@ class SerialSync:
 
     async def _error(self, tag, sentence, line, n):
         self.errors += 1
-        await self._json(_E, tag, {"error": sentence, "line": _shown(line, n)})
+        await self.send_json(_E, tag, {"error": sentence, "line": _shown(line, n)})
 
     # -- commands --------------------------------------------------------------------
     async def _hello(self, tag, args):
@@ -344,7 +367,7 @@ class SerialSync:
             log.ack(upto)
         except LogError as e:
             raise _Reject(str(e))
-        await self._json(_A, tag, {"acked": log.acked_upto})
+        await self.send_json(_A, tag, {"acked": log.acked_upto})
 
     async def _time(self, tag, args):
         # The range is the clock's (kiosk.clock): what a record's u32 wall can hold, with
@@ -353,7 +376,7 @@ class SerialSync:
                        "unix seconds")
         clock = self.kiosk.clock
         clock.set_wall(wall, SOURCE_HOST)
-        await self._json(_T, tag, {"anchor": list(clock.anchors[-1])})
+        await self.send_json(_T, tag, {"anchor": list(clock.anchors[-1])})
 
     # -- config upload ---------------------------------------------------------------
     async def _config(self, tag, args):
@@ -407,7 +430,7 @@ class SerialSync:
             if problems:
                 await self._config_answer(tag, False, problems, got)
             else:
-                await self._json(_C, tag, {"ok": True, "received": got,
+                await self.send_json(_C, tag, {"ok": True, "received": got,
                                            "version": self.kiosk.config["version"]})
         else:
             raise _Reject("usage: <tag> CONFIG BEGIN|DATA|END ...")
@@ -416,7 +439,7 @@ class SerialSync:
         answer = {"ok": ok, "received": self._upload_got if received is None else received}
         if problems:
             answer["problems"] = outbox.capped(problems)
-        await self._json(_C, tag, answer)
+        await self.send_json(_C, tag, answer)
 
     def _install(self, data, got):
         """Check, save and apply an uploaded config; return its problems (none: applied)."""
@@ -451,3 +474,31 @@ class SerialSync:
         # A session in progress finishes under the scale it started with (see flow).
         kiosk.flow.apply_config(config)
         return None
+
+    # -- the hardware test (kiosk/hwtest.py, loaded at its first command) and MAINT ---
+    def _hardware_test(self):
+        test = self._test
+        if test is None:
+            from kiosk.hwtest import HardwareTest
+
+            test = self._test = HardwareTest(self)
+        return test
+
+    def check_idle(self):
+        """Commands that take the screen run only between customers (or during a test)."""
+        test = self._test
+        if test is not None and test.active():
+            return
+        state = self.kiosk.flow.state
+        if state != flow_mod.IDLE:
+            raise _Reject("the kiosk is busy (%s): try again when it shows the question"
+                          % flow_mod.STATE_NAMES[state])
+
+    async def _maintenance(self, tag, args):
+        # The app stops once the answer is out; kiosk/boot.py then leaves the REPL free
+        # (for mpremote) with the watchdog fed, and restarts the board after `seconds`.
+        seconds = _number(_args(args, 1, "MAINT <seconds>")[0], MIN_MAINTENANCE_S,
+                          MAX_MAINTENANCE_S, "seconds")
+        self.check_idle()
+        await self.send_json(_M, tag, {"maintenance": seconds})
+        self.kiosk.stop_for_maintenance(seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 from pathlib import Path
@@ -9,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from conftest import BOARDS
+from conftest import BOARDS, FIRMWARE
 from deskpulse.device.boards import (
+    PANEL_GLASSES,
     Problem,
     errors_only,
     list_boards,
@@ -59,6 +61,21 @@ def test_reference_board_warns_about_its_strapping_pin() -> None:
     # cs on GPIO 5 is fine electrically (cs idles high, as GPIO 5 wants at reset) but worth
     # a warning, never an error.
     assert_one(problems(board(), "warning"), "display.spi.cs", "GPIO 5", "strapping")
+
+
+def test_a_named_panel_glass_must_have_a_waveform_in_its_driver() -> None:
+    b = board()
+    b["display"]["panel"] = "depg0213bn"
+    assert not problems(b, "error")
+    b["display"]["panel"] = "gdey0213b74"
+    assert_one(problems(b, "error"), "display.panel", "'gdey0213b74'", "depg0213bn")
+    # The host's list is the driver's: the keys of PARTIAL_LUTS in drivers/ssd1680.py.
+    tree = ast.parse((FIRMWARE / "kiosk" / "drivers" / "ssd1680.py").read_text())
+    (table,) = [node.value for node in tree.body if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", None) == "PARTIAL_LUTS" for t in node.targets)]
+    assert isinstance(table, ast.Dict)
+    assert tuple(ast.literal_eval(k) for k in table.keys if k is not None) == \
+        PANEL_GLASSES["ssd1680"]
 
 
 def test_flash_pin_is_an_error() -> None:

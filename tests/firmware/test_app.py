@@ -205,3 +205,94 @@ emit({"ratings": ratings, "scales": [x[2] for x in k.log.read(1, 100)]})
     # Face 3 (best) on the "yes" button, face 2 on both middle buttons, face 1 on "no".
     assert r["ratings"] == [3, 2, 2, 1]
     assert r["scales"] == [3, 3, 3, 3]
+
+
+def test_safe_mode_draws_on_the_panel_and_keeps_the_serial_sync(tmp_path: Path) -> None:
+    """Issue 14: safe mode used to call the HAL's screen, which a board with a panel does
+    not have (a crash of its own), and nothing refreshed the e-paper. Now the service
+    screen goes to the panel and the serial sync still answers, while customer input and
+    the push stay off."""
+    out = mpy_json(f"""
+import json, asyncio
+from kiosk import app
+from kiosk.hal.sim import SimHal
+from harness import emit
+board = json.loads({json.dumps(json.dumps(BOARD))})
+
+class Line:
+    def __init__(self, data):
+        self.data = data
+    def readinto(self, buf):
+        n = min(len(buf), len(self.data))
+        buf[:n] = self.data[:n]
+        self.data = self.data[n:]
+        return n
+
+async def crash():
+    raise RuntimeError("bug")
+
+def boot(until, ready=None):
+    hal = SimHal(board, {str(tmp_path)!r}, refresh_scale=0.01)
+    hal.screen = None  # as on the ESP32 with a panel: no extra screen
+    try:
+        return hal, app.run(hal, until, on_ready=ready)
+    except RuntimeError:
+        return hal, None
+
+for _ in range(3):
+    hal, _ = boot(crash())
+    hal.unmount()
+
+written = []
+def ready(k):
+    k.sync._source = Line(b"7 HELLO 1\\n")
+    k.sync._write = written.append
+
+async def look():
+    await asyncio.sleep_ms(1500)
+    hal.set_pressed(0, True)  # a customer's press: nothing in safe mode
+    await asyncio.sleep_ms(300)
+    hal.set_pressed(0, False)
+    await asyncio.sleep_ms(300)
+
+hal = None
+def boot_safe():
+    global hal
+    hal = SimHal(board, {str(tmp_path)!r}, refresh_scale=0.01)
+    hal.screen = None
+    return app.run(hal, look(), on_ready=ready)
+
+k = boot_safe()
+display = k.display.status()
+answer = b"".join(bytes(w) for w in written)
+emit({{"streak": k.crash_streak, "refreshes": display["full"] + display["partial"],
+       "error": display["error"], "views": k.screens.kind,
+       "hello": chr(answer[2]) if len(answer) > 2 else "", "presses": k.debouncer.presses,
+       "state": k.status()["state"], "stored": k.log.status()["next_seq"]}})
+hal.unmount()
+""")[0]
+    assert out["streak"] == 3
+    assert out["refreshes"] >= 1 and out["error"] is None
+    assert out["views"] == "service"
+    assert out["hello"] == "H"  # the frame's type: the HELLO answered
+    assert out["presses"] == 0  # the input task is off
+    assert out["stored"] == 1  # nothing recorded
+
+
+def test_a_stop_for_maintenance_ends_the_app_without_a_crash(tmp_path: Path) -> None:
+    out = mpy_json(f"""
+import json, asyncio
+from kiosk import app
+from kiosk.hal.sim import SimHal
+from harness import emit
+board = json.loads({json.dumps(json.dumps(BOARD))})
+async def wait(ms):
+    await asyncio.sleep_ms(ms)
+hal = SimHal(board, {str(tmp_path)!r})
+k = app.run(hal, wait(60000), on_ready=lambda k: k.stop_for_maintenance(300))
+hal.unmount()
+hal = SimHal(board, {str(tmp_path)!r}, "soft")
+again = app.run(hal, wait(10))
+emit([k.maintenance_s, k.crash_streak, again.crash_streak, again.crashes])
+""")[0]
+    assert out == [300, 0, 0, 0]

@@ -154,3 +154,43 @@ emit({{"refused": refused, "after_bad": after_bad, "after_good": cfg.load({str(p
     assert r["after_bad"] == 3
     assert r["after_good"]["scale"] == 5 and r["after_good"]["version"] == 2
     assert r["files"] == ["config.json"]
+
+
+@pytest.mark.parametrize("server", [
+    "ntp://pool.ntp.org",  # a URL
+    "pool.ntp.org:123",  # a port: NTP's is fixed
+    "10.0.0",  # a short address
+    "300.1.1.1",
+    "010.0.0.1",  # lwIP would read it as octal
+    "time server",
+    "-pool.ntp.org",
+    "pool..ntp.org",
+])
+def test_a_bad_ntp_server_is_refused_by_the_kiosk_and_by_the_host_check(
+    tmp_path: Path, server: str
+) -> None:
+    from deskpulse.device.config_check import check_config
+    from deskpulse.errors import DeskPulseError
+
+    sentence = (f"sync.ntp_server must be a host name or an IPv4 address, e.g. pool.ntp.org "
+                f"or 192.168.1.5 (got {server!r}); \"\" turns NTP off")
+    r = load_json(tmp_path, {"sync": {"ntp_server": server}})
+    assert r["problems"] == [sentence]
+    assert r["config"]["sync"]["ntp_server"] == "pool.ntp.org"  # the defaults, as for all
+    path = tmp_path / "config.json"
+    for runtime in ("micropython", "cpython"):  # `deskpulse sync --config` runs either
+        with pytest.raises(DeskPulseError) as refused:
+            check_config(path, runtime)
+        assert sentence in str(refused.value)
+
+
+@pytest.mark.parametrize("server", ["pool.ntp.org", "192.168.1.5", "ntp1.store-lan", "",
+                                    "time_server.local"])
+def test_an_ntp_server_name_or_address_or_none_is_taken(tmp_path: Path, server: str) -> None:
+    r = load_json(tmp_path, {"sync": {"ntp_server": server}})
+    assert r["problems"] == [] and r["config"]["sync"]["ntp_server"] == server
+
+
+def test_the_ntp_server_must_be_text(tmp_path: Path) -> None:
+    r = load_json(tmp_path, {"sync": {"ntp_server": 123}})
+    assert r["problems"] == ["sync.ntp_server must be text"]

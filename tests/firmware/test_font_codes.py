@@ -1,7 +1,7 @@
 """Pixels and widths of text drawn by kiosk/ui/font.py must equal a character-by-character
 reference drawing, for ASCII, Latin-1 (German umlauts), typographic look-alikes and
-characters the fonts lack: the guard for changing how the font walks a text (issue 14
-item 10: a UTF-8 byte walk; not landed yet, see the report)."""
+characters the fonts lack: the font walks a text's UTF-8 bytes since issue 14 item 10
+(no str, so no qstr, made per character)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import FIRMWARE, mpy_json
+from conftest import FIRMWARE, mpy_json, run_mpy
 
 FONTS = FIRMWARE / "kiosk" / "ui" / "fonts"
 TEXTS = [
@@ -111,3 +111,24 @@ print("@" + json.dumps({{"umlaut": f.width("ä"), "a": f.width("a"), "euro": f.w
     assert r["euro"] == r["clef"] == r["question"] > 0  # not in the font: '?'
     assert r["quote"] == r["ascii_quote"] > 0  # a typographic look-alike
     assert r["umlaut"] > 0 and r["mixed"] > max(r["umlaut"], r["question"])
+
+
+def test_measuring_and_drawing_make_no_string_per_character() -> None:
+    """Issue 14 item 10: walking a text by character made a str of each character, which
+    MicroPython interns as a qstr (a hash and a pool search every time, and a new entry
+    for each character not seen before). The byte walk makes none: the qstr count stays."""
+    source = f"""
+import framebuf, micropython
+from kiosk.ui import font as fontmod
+f = fontmod.Font({str(FONTS / 'sans22.bin')!r})
+fb = framebuf.FrameBuffer(bytearray(256 * 40 // 8), 256, 40, framebuf.MONO_HLSB)
+micropython.qstr_info()
+f.width("Größe ÄÖÜ ÿ½×÷ þð")
+f.draw(fb, "Größe ÄÖÜ ÿ½×÷ þð", 0, 0, 0)
+micropython.qstr_info()
+"""
+    proc = run_mpy(source)
+    counts = [int(line.split("n_qstr=")[1].split(",")[0])
+              for line in proc.stdout.splitlines() if "n_qstr=" in line]
+    assert len(counts) == 2
+    assert counts[1] == counts[0], counts

@@ -25,6 +25,10 @@ def add(log, n, rating=3):
     return [log.append(rating, 4, record.TOLD_YES, 12, 0, 1, 100 + i, 0, 1) for i in range(n)]
 def seqs(log, start=1):
     return [r[record.SEQ] for r in log.read(start, 1 << 20)]
+def log_files():
+    # Finished segments and the journal in log/, the segment being written in log/open/.
+    return sorted(os.listdir(MOUNT + "/log")) + sorted(
+        "open/" + name for name in os.listdir(MOUNT + "/log/open"))
 """
 
 
@@ -54,7 +58,7 @@ def test_ack_frees_whole_segments_and_the_number_survives_deleting_everything() 
 log = boot()
 add(log, 300)
 def segment_files():
-    return [n for n in os.listdir(MOUNT + "/log") if n != "acks"]
+    return [n for n in log_files() if n not in ("acks", "open")]
 files_before = len(segment_files())
 log.ack(150)
 after_partial = {"files": len(segment_files()), "read": seqs(log)[:2],
@@ -66,7 +70,7 @@ except LogError as e:
     beyond = str(e)
 log.ack(100)  # an old ack again: harmless
 log.ack(300)
-left = sorted(os.listdir(MOUNT + "/log"))
+left = log_files()
 log = reboot(log)
 emit({"files_before": files_before, "after_partial": after_partial, "beyond": beyond,
       "left": left, "next": log.next_seq, "new": add(log, 2), "status": log.status()})
@@ -76,7 +80,7 @@ emit({"files_before": files_before, "after_partial": after_partial, "beyond": be
     assert r["after_partial"]["read"] == [151, 152]
     assert r["after_partial"]["status"]["unacked"] == 150
     assert r["beyond"] == "ack 301 beyond last record 300"
-    assert r["left"] == ["acks"]
+    assert r["left"] == ["acks", "open"]
     assert r["next"] == 301
     assert r["new"] == [301, 302]
     assert r["status"]["acked_upto"] == 300 and r["status"]["unacked"] == 2
@@ -113,7 +117,7 @@ def test_a_corrupt_tail_is_cut_off_counted_once_and_later_records_stay_readable(
 log = boot(segment_bytes=1 << 20)
 add(log, 20)
 log.close()
-path = MOUNT + "/log/00000001"
+path = MOUNT + "/log/open/00000001"  # the segment being written
 data = bytearray(open(path, "rb").read())
 data[-3] ^= 0x40                      # flip a bit in the last record
 with open(path, "wb") as f:
@@ -124,13 +128,14 @@ first = {"seqs": seqs(log), "corrupt": log.corrupt, "next": log.next_seq}
 new = add(log, 3)
 log = reboot(log, 1 << 20)
 emit({"first": first, "new": new, "seqs": seqs(log), "corrupt": log.corrupt,
-      "files": sorted(os.listdir(MOUNT + "/log"))})
+      "files": log_files()})
 """)
     assert r["first"] == {"seqs": list(range(1, 20)), "corrupt": 1, "next": 20}
     assert r["new"] == [20, 21, 22]
     assert r["seqs"] == list(range(1, 23))
     assert r["corrupt"] == 1  # counted when found, not again at every boot
-    assert r["files"] == ["00000001", "00000014", "acks"]
+    # The repaired segment was sealed, so it moved out of open/ when the next one began.
+    assert r["files"] == ["00000001", "acks", "open", "open/00000014"]
 
 
 def test_clock_anchors_are_durable_and_resolve_earlier_records() -> None:

@@ -62,6 +62,11 @@ SHARED = [
     (batch.EARLIEST_WALL, "clock", "EARLIEST_WALL", "the clock bounds"),
     (batch.LATEST_WALL, "clock", "LATEST_WALL", "the clock bounds"),
     (signing.KEY_BYTES, "push", "_KEY_BYTES", "the push key's length"),
+    (wire.MAX_INPUT_S, "hwtest", "MAX_INPUT_S", "the longest INPUT test"),
+    (wire.PATTERN_S, "hwtest", "PATTERN_S", "how long a test pattern stays"),
+    (wire.PATTERNS, "hwtest", "PATTERNS", "the test patterns PATTERN draws"),
+    (wire.MIN_MAINTENANCE_S, "serial_sync", "MIN_MAINTENANCE_S", "MAINT's shortest stop"),
+    (wire.MAX_MAINTENANCE_S, "serial_sync", "MAX_MAINTENANCE_S", "MAINT's longest stop"),
 ]
 
 

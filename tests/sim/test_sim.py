@@ -14,6 +14,9 @@ import serial
 from conftest import BOARDS, FIRMWARE, micropython_binary, run_mpy
 from deskpulse import cli
 from deskpulse.device.inspect import read_state
+from deskpulse.device.link import Link
+from deskpulse.device.session import Session
+from deskpulse.errors import DeskPulseError
 from deskpulse.sim.simulator import CONSOLE_LOG_NAME, Simulator
 from mpy_build import compile_firmware, sim_hardware_bytes
 
@@ -93,6 +96,52 @@ def test_the_time_carries_across_resets_that_keep_the_esp32_rtc(tmp_path: Path) 
         previous_end = boot_responses[0]["wall"]
     assert [r["wall"] for r in state.responses if r["boot"] in (6, 7)] == [None, None]
     assert state.status["clock"] == {"known": False}
+
+
+def final_status(state: Path) -> dict:
+    log = (state / CONSOLE_LOG_NAME).read_text(errors="replace")
+    return json.loads([line for line in log.splitlines()
+                       if line.startswith('@{"status"')][-1][1:])["status"]
+
+
+def test_the_service_screen_checks_the_touch_and_records_nothing(tmp_path: Path) -> None:
+    """Issue 14: on a touch board a tap on the service screen opens the touch check, which
+    marks where each later tap lands and which target it chose; none of it is a response,
+    and the service button brings the customers back."""
+    script = ("wait 5\nrate 2\nno\nwait 4\nservice\ntouch\ntouch 2\ntouch 4\nservice\n"
+              "wait 2\nrate 3\nyes\nexit\n")
+    touch_board = str(BOARDS / "esp32-touch-epd213.json")
+    assert sim(tmp_path, script, "--board", touch_board) == 0
+    state = read_state(BOARDS / "esp32-touch-epd213.json", tmp_path / "state")
+    assert [(r["rating"], r["told_next"]) for r in state.responses] == [(2, "no"), (3, "yes")]
+    touch = final_status(tmp_path / "state")["touch"]
+    # The first tap opened the check; the next two were marked, the last on face 4.
+    assert touch["check"] == {"taps": 2, "hit": 4}
+    assert touch["error"] is None and touch["address"] == 0x14
+
+
+def test_the_service_event_holds_both_end_buttons_on_a_board_without_one(
+        tmp_path: Path) -> None:
+    assert sim(tmp_path, "wait 5\nservice\nexit\n") == 0
+    assert final_status(tmp_path / "state")["state"] == "service"
+
+
+def test_a_maintenance_command_stops_the_app_without_a_crash(tmp_path: Path) -> None:
+    """Issue 14: `MAINT <seconds>` (the technician's tools, before mpremote) stops the
+    app once answered; on a board kiosk/boot.py then keeps the watchdog fed and restarts
+    it later (tests/firmware/test_boot.py). Not a crash, and refused mid-session."""
+    state = tmp_path / "state"
+    with Simulator(BOARD, state) as device:
+        port = serial.Serial(device.console_path, timeout=0.2)
+        session = Session(Link(port, timeout=5))
+        with pytest.raises(DeskPulseError, match="maintenance lasts 10-3600 s"):
+            session.stop_for_maintenance(5)
+        assert session.stop_for_maintenance(120) == 120
+        assert device.wait(30) == 0
+        port.close()
+    log = (state / CONSOLE_LOG_NAME).read_text(errors="replace")
+    assert "stopped for maintenance (120 s)" in log
+    assert final_status(state)["crashes"] == 0
 
 
 def test_a_bad_script_is_refused_before_any_tap(tmp_path: Path, capsys) -> None:

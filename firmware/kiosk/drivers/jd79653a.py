@@ -121,7 +121,9 @@ class Jd79653a(EpdBus):
 
     def __init__(self, spi, cs, dc, rst, busy, width, height, rotation=0, busy_active=0,
                  busy_timeout_ms=_BUSY_TIMEOUT_MS, ticks_ms=None, sleep_ms=None,
-                 poll_ms=_POLL_MS, partial_lut=None):
+                 poll_ms=_POLL_MS, partial_lut=None, panel=None):
+        if panel is not None:
+            raise ValueError("no partial waveform for panel %s" % panel)
         if width % 8 or not (0 < width <= 256 and 0 < height <= 512):
             raise ValueError("jd79653a: width must be a multiple of 8 up to 256, not %d" % width)
         if rotation not in (0, 90, 180, 270):

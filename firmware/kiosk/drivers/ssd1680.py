@@ -185,7 +185,12 @@ class Ssd1680(EpdBus):
 
     def __init__(self, spi, cs, dc, rst, busy, width, height, rotation=0, busy_active=1,
                  busy_timeout_ms=_BUSY_TIMEOUT_MS, ticks_ms=None, sleep_ms=None,
-                 poll_ms=_POLL_MS, partial_lut=None):
+                 poll_ms=_POLL_MS, partial_lut=None, panel=None):
+        if panel is not None and partial_lut is None:
+            # The board file names the glass (display.panel) when it needs its own waveform.
+            partial_lut = PARTIAL_LUTS.get(panel)
+            if partial_lut is None:
+                raise ValueError("no partial waveform for panel %s" % panel)
         if partial_lut is not None and len(partial_lut) != _LUT_SIZE:
             raise ValueError("partial_lut: %d bytes for command 0x32" % _LUT_SIZE)
         if not (0 < width <= self.MAX_WIDTH and 0 < height <= self.MAX_HEIGHT):

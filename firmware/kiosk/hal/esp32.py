@@ -1,7 +1,7 @@
 # The hardware layer on a real ESP32 running MicroPython 1.2x: buttons on GPIOs, the
 # millisecond clock, an optional BM8563 clock chip on I2C, the watchdog, the REPL UART,
 # and the board's e-paper panel and touch controller as drivers (hal.panel, hal.touch).
-# It implements the interface described in kiosk/hal/__init__.py; the app builds the
+# It extends the interface of kiosk/hal/base.py; the app builds the
 # screens on hal.panel (`screen` is an optional extra, e.g. a console echo).
 #
 # Only construction and the methods touch `machine`, never the import, so the unix port
@@ -11,19 +11,19 @@ import sys
 import time
 
 import machine
-from kiosk import civil, ticks
+from kiosk import civil, resets, ticks
+from kiosk.hal import early
+from kiosk.hal.base import Hal
 from micropython import const
 
 _DEFAULT_WATCHDOG_MS = const(30000)
 
 # WiFi: the link is checked every few seconds from a task, never waited for in a loop.
 # connect() returns at once (the driver associates in the background); one that has not
-# come up after _WIFI_RETRY_MS is started again.
+# come up after _WIFI_RETRY_MS is started again. When NTP is asked, how often and after
+# which failures is kiosk/sntp.py's Keeper (config sync.ntp_server).
 _WIFI_CHECK_MS = const(2000)
 _WIFI_RETRY_MS = const(20000)
-_NTP_HOST = "pool.ntp.org"
-_NTP_EVERY_MS = const(21600000)  # 6 h: the crystal drifts about a second a day
-_NTP_RETRY_MS = const(60000)
 _EHOSTUNREACH = const(113)
 
 # BM8563 (register-compatible with the PCF8563): seven date-time registers from 0x02,
@@ -60,18 +60,20 @@ _GT911_ADDRESS = const(0x5D)
 _TOUCH_AXIS_OPTIONS = ("mirror_x", "mirror_y", "swap_xy")
 
 
-class Esp32Hal:
+class Esp32Hal(Hal):
     def __init__(self, board, screen=None):
-        # First of all: on a battery-powered board (M5Stack CoreInk) the power switch only
-        # holds the supply while pressed, and this pin must take over before it is let go.
-        hold = board.get("power_hold")
-        if hold:
-            self._power_hold = machine.Pin(
-                hold["pin"], machine.Pin.OUT, value=1 if hold.get("active", "high") == "high" else 0
-            )
+        # First of all (kiosk/boot.py did it already; a HAL built elsewhere does it here).
+        self._power_hold = early.hold_power(board)
+        # How the last boot ended: what the RTC memory kept, read before this boot
+        # writes its own marker, so that a reset nobody asked for is told from the app's
+        # own (kiosk/resets.py judges it with the port's cause, reset_cause()).
+        self._reset_memory = early.read_marker()
+        early.write_marker(resets.MARK_RUNNING)
         self.board = board
         self.screen = screen
-        self.fonts_dir = "/kiosk/ui/fonts"  # copied to flash with the firmware files
+        # Outside the code's folders (firmware/manifest.py's DEVICE_DATA): a /kiosk folder
+        # on the filesystem would hide a frozen kiosk package.
+        self.fonts_dir = "/fonts"
         self.fs_root = ""
         # time.ticks_ms already wraps at 2**30 on the ESP32 (its small-int range), so the
         # builtin itself is the HAL's clock: no Python frame per tick read.
@@ -116,8 +118,7 @@ class Esp32Hal:
         self._wifi_up = False
         self.wifi_connects = 0  # connect() calls
         self.wifi_losses = 0  # times a connected link went down
-        self.ntp_error = None
-        self.ntp_host = _NTP_HOST
+        self.ntp = None  # the sntp.Keeper network_run makes
         self.ntp_port = 123
 
         display = board.get("display")
@@ -231,36 +232,36 @@ class Esp32Hal:
         machine.RTC().datetime((year, month, day, weekday, hour, minute, second, 0))
 
     # -- WiFi ------------------------------------------------------------------------
+    def tasks(self, kiosk):
+        if kiosk.push is None:
+            return ()
+        # The WiFi kept up (and the clock set by NTP) for the push.
+        return (self.network_run(kiosk.config["sync"], kiosk.clock),)
+
     async def network_run(self, sync, clock):
         """Keep the station connected to sync["wifi_ssid"] and the clock set by NTP (each
         setting recorded as a time anchor, source NTP). Runs as an app task: it checks the
-        link every _WIFI_CHECK_MS and never waits in a loop for the radio."""
+        link every _WIFI_CHECK_MS and never waits in a loop for the radio. The NTP
+        server's name is looked up here only, rarely (kiosk/resolve.py): the one call in
+        this task that can block the loop, while DNS does not answer."""
         import network
         from kiosk import sntp
-        from kiosk.clock import SOURCE_NTP
 
+        ntp = self.ntp = sntp.Keeper(clock, sync.get("ntp_server", sntp.DEFAULT_SERVER),
+                                     self.ntp_port)
         wlan = network.WLAN(network.STA_IF)
         wlan.active(True)
         self._wlan = wlan
         ssid = sync.get("wifi_ssid") or ""
         password = sync.get("wifi_password") or ""
         started = None  # clock ticks of the last connect() call
-        ntp_at = None  # clock ticks when the next NTP query is due
         while True:
             now = clock.ticks_ms()
             if wlan.isconnected():
                 if not self._wifi_up:
                     self._wifi_up = True
-                    ntp_at = now  # a fresh link: set the clock at once
-                if ntp_at is not None and ticks.diff(now, ntp_at) >= 0:
-                    try:
-                        wall = await sntp.query(self.ntp_host, clock.ticks_ms, self.ntp_port)
-                        clock.set_wall(wall, SOURCE_NTP)
-                        self.ntp_error = None
-                        ntp_at = ticks.add(now, _NTP_EVERY_MS)
-                    except (OSError, ValueError) as error:
-                        self.ntp_error = error
-                        ntp_at = ticks.add(now, _NTP_RETRY_MS)
+                    ntp.link_up()  # a fresh link: set the clock at once, if it is due
+                await ntp.step()
             else:
                 if self._wifi_up:
                     self._wifi_up = False
@@ -277,9 +278,9 @@ class Esp32Hal:
             await asyncio.sleep_ms(_WIFI_CHECK_MS)
 
     async def open_connection(self, host, port):
-        """asyncio streams to host:port, or OSError at once while WiFi is down. The name
-        lookup inside open_connection (getaddrinfo) blocks until DNS answers: once per
-        connection attempt; a server given by IP address skips it."""
+        """asyncio streams to host:port, or OSError at once while WiFi is down. kiosk.push
+        passes an IPv4 address (it looks names up through kiosk/resolve.py, rarely), so
+        the getaddrinfo inside open_connection only parses it and asks no DNS server."""
         wlan = self._wlan
         if wlan is None or not wlan.isconnected():
             raise OSError(_EHOSTUNREACH, "WiFi not connected")
@@ -293,26 +294,22 @@ class Esp32Hal:
                 address = self._wlan.ifconfig()[0]  # for the service screen
             except OSError:
                 pass  # the link went down since the check: no address
+        ntp = self.ntp
         return {"up": self._wifi_up, "address": address, "connects": self.wifi_connects,
-                "losses": self.wifi_losses,
-                "ntp_error": None if self.ntp_error is None else str(self.ntp_error)}
+                "losses": self.wifi_losses, "ntp_error": None if ntp is None else ntp.error,
+                "ntp": None if ntp is None else ntp.status()}
 
     # -- resets, watchdog, console ---------------------------------------------------
     def reset_cause(self):
-        # MicroPython folds the ESP-IDF reasons into five causes: a brownout reads as
-        # power_on, and (on recent firmware) a panic or machine.reset() as hard or soft.
-        cause = machine.reset_cause()
-        if cause == machine.PWRON_RESET:
-            return "power_on"
-        if cause == machine.HARD_RESET:
-            return "hard"
-        if cause == machine.WDT_RESET:
-            return "watchdog"
-        if cause == machine.DEEPSLEEP_RESET:
-            return "deep_sleep"
-        if cause == machine.SOFT_RESET:
-            return "soft"
-        return "unknown"
+        # MicroPython folds the ESP-IDF reasons into five causes (ports/esp32/modmachine.c,
+        # mp_machine_reset_cause): a brownout reads as power_on, a panic and
+        # machine.reset() both as hard. kiosk/resets.py tells them apart again.
+        return _raw_cause()
+
+    def reset_memory(self):
+        # What the RTC slow memory held at boot (b"" after a power-on), or None when
+        # the port has no machine.RTC().memory().
+        return self._reset_memory
 
     def feed_watchdog(self):
         # Started by the first feed, so that importing or constructing the HAL at the REPL
@@ -323,13 +320,35 @@ class Esp32Hal:
             self._watchdog = watchdog
         watchdog.feed()
 
+    def stop_for_maintenance(self, seconds):
+        """The app has stopped for a technician: the REPL is free, the watchdog (if the
+        app started it) stays fed, and the board restarts after `seconds`."""
+        early.restart_later(seconds, self._watchdog, self._watchdog_ms // 2)
+
     def console_write(self, data):
         # str or bytes: a MicroPython str exposes its UTF-8 bytes as a buffer. The ESP32
         # UART driver queues the bytes in its TX buffer, so this returns quickly.
         sys.stdout.buffer.write(data)
 
     def reset(self):
-        machine.reset()
+        early.restart()  # marks the reset as the app's own first
+
+
+def _raw_cause():
+    """machine.reset_cause() as kiosk/resets.py names it; 0 (ESP_RST_SDIO, or a reason
+    ESP-IDF does not know) is unknown."""
+    cause = machine.reset_cause()
+    if cause == machine.PWRON_RESET:
+        return resets.POWER_ON
+    if cause == machine.HARD_RESET:
+        return resets.HARD
+    if cause == machine.WDT_RESET:
+        return resets.WATCHDOG
+    if cause == machine.DEEPSLEEP_RESET:
+        return resets.DEEP_SLEEP
+    if cause == machine.SOFT_RESET:
+        return resets.SOFT
+    return resets.UNKNOWN
 
 
 def _driver_class(table, controller, what):
@@ -370,6 +389,7 @@ def _make_panel(display):
         display["height"],
         rotation=display.get("rotation", 0),
         busy_active=0 if display.get("busy_active", "high") == "low" else 1,
+        panel=display.get("panel"),
     )
 
 

@@ -14,7 +14,8 @@ import sys
 import time
 
 import vfs
-from kiosk import ticks
+from kiosk import resets, ticks
+from kiosk.hal.base import Hal
 from kiosk.hal.simclock import VirtualClock
 from kiosk.hal.simflash import FileImage, SimFlash
 from kiosk.screen import TextScreen
@@ -33,7 +34,7 @@ _EPOCH_2000 = 946684800  # unix seconds of 2000-01-01
 _EHOSTUNREACH = 113  # the unix port's errno lacks ENETUNREACH; lwIP reports this one too
 
 
-class SimHal:
+class SimHal(Hal):
     def __init__(self, board, state_dir, reset_cause="power_on", screen=None,
                  code_root=None, refresh_scale=1.0, clock=None):
         self.board = board
@@ -77,6 +78,7 @@ class SimHal:
             rotation=display.get("rotation", 0),
             full_ms=int(display.get("full_refresh_ms", 2000) * refresh_scale),
             partial_ms=int(display.get("partial_refresh_ms", 500) * refresh_scale),
+            panel=display.get("panel"),
             record=False)  # a transcript of every byte is for driver tests, not a device
 
     def _make_touch(self, touch, display):
@@ -86,15 +88,30 @@ class SimHal:
         chip = touch["controller"]
         self.sim_touch = SimTouch(chip, touch["address"])
         driver = Gt1151 if chip == "gt1151" else Gt911
+        # The board's axis flags, as on a device: the simulated sensor reports in the axes
+        # they describe (touch_at), and the driver turns them back.
+        self._touch_axes = {k: True for k in ("mirror_x", "mirror_y", "swap_xy")
+                            if touch.get(k)}
         self.touch = driver(self.sim_touch, touch["address"], display["width"],
-                            display["height"], rotation=display.get("rotation", 0))
+                            display["height"], rotation=display.get("rotation", 0),
+                            **self._touch_axes)
+        self.touch.start()  # no pins here: it only finds the simulated chip
 
     def touch_at(self, x, y):
         """A finger on the panel at logical (x, y); release() lifts it."""
         from kiosk.hal.simpanel import to_native
 
         d = self.board["display"]
-        px, py = to_native(x, y, d["width"], d["height"], d.get("rotation", 0))
+        w, h = d["width"], d["height"]
+        px, py = to_native(x, y, w, h, d.get("rotation", 0))
+        # Native panel point to the sensor's own axes: the inverse of the driver's flags.
+        axes = self._touch_axes
+        if axes.get("mirror_x"):
+            px = w - 1 - px
+        if axes.get("mirror_y"):
+            py = h - 1 - py
+        if axes.get("swap_xy"):
+            px, py = py, px
         self._finger().touch(px, py)
 
     def release(self):
@@ -121,7 +138,8 @@ class SimHal:
         if fresh:
             vfs.VfsLfs2.mkfs(flash)  # pyright: ignore[reportArgumentType]
         # A damaged image is reported, never silently reformatted: it holds responses.
-        vfs.mount(vfs.VfsLfs2(flash), MOUNT)  # pyright: ignore[reportArgumentType]
+        # As kiosk.hal.early.remount_root_lean mounts the ESP32's partition: no mtime.
+        vfs.mount(vfs.VfsLfs2(flash, mtime=False), MOUNT)  # pyright: ignore[reportArgumentType]
         return flash
 
     def unmount(self):
@@ -166,7 +184,7 @@ class SimHal:
 
     async def open_connection(self, host, port):
         """The host's own sockets (the unix port's asyncio streams) while the network is
-        up. Like on the device, the name lookup inside blocks: once per attempt."""
+        up. kiosk.push passes an IPv4 address (names go through kiosk/resolve.py)."""
         self.connections += 1
         if not self.network_up:
             raise OSError(_EHOSTUNREACH, "network down")
@@ -193,7 +211,9 @@ class SimHal:
         return self.state_dir + "/kept-clock"
 
     def _kept_at_boot(self):
-        if self._reset_cause not in ("power_on", "brownout"):
+        # Every reset but a power-on leaves the RTC counting: a brownout too, which the
+        # ESP32 recovers from with a software restart (kiosk/resets.py).
+        if self._reset_cause != "power_on":
             try:
                 with open(self._kept_path()) as f:
                     return int(f.read())
@@ -212,8 +232,14 @@ class SimHal:
         with open(self._kept_path(), "w") as f:
             f.write(str(self.kept_time_read()))
 
+    # What the ESP32 port reports after the reset named by --reset-cause (any of
+    # kiosk.resets.CAUSES but "unknown"): its folded cause and the RTC memory, so the
+    # app's classification runs as on a board.
     def reset_cause(self):
-        return self._reset_cause
+        return resets.port_facts(self._reset_cause)[0]
+
+    def reset_memory(self):
+        return resets.port_facts(self._reset_cause)[1]
 
     def feed_watchdog(self):
         self.watchdog_feeds += 1

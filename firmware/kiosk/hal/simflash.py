@@ -2,7 +2,8 @@
 # (readblocks/writeblocks with offsets, ioctl erase) that vfs.VfsLfs2 uses on the ESP32.
 #
 # It follows NOR rules: an erase sets a block to 0xFF, a program can only clear bits
-# (new = old & data). It counts erases, programs and bytes programmed, and can cut the
+# (new = old & data). It counts erases, programs, bytes programmed, reads and bytes read
+# (what LittleFS's own work costs, e.g. walking its metadata), and can cut the
 # power at a given operation: that operation is torn (only part of it reaches the
 # flash) and every later one fails with EIO, as if the chip had lost power.
 from micropython import const
@@ -57,6 +58,8 @@ class SimFlash:
         self.erases = 0
         self.programs = 0
         self.bytes_programmed = 0
+        self.reads = 0
+        self.bytes_read = 0
         self.cut_at = -1  # operation index at which the power fails; -1 = never
         self.cut_fraction = 0.5  # how much of the torn operation reaches the flash
         self.dead = False
@@ -78,6 +81,8 @@ class SimFlash:
         if self.dead:
             return _EIO
         self.image.read(block * self.block_size + offset, buf)
+        self.reads += 1
+        self.bytes_read += len(buf)
         return 0
 
     def writeblocks(self, block, buf, offset=None):

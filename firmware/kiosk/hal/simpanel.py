@@ -752,9 +752,9 @@ def make_pair(controller, width, height, ticks_ms, rotation=0, sleep_ms=None,
               busy_timeout_ms=None, partial_lut=None, panel=None, **options):
     """(panel, driver): a simulated panel and the real driver wired to it. sleep_ms is
     the driver's awaitable sleep (asyncio.sleep_ms by default; a test on fake time passes
-    one that advances its clock); partial_lut goes to the driver (None: the driver's
-    default; for the SSD1680 the register waveform of the named panel, e.g. "depg0213bn",
-    if its module lists one); the other options to make_panel."""
+    one that advances its clock); partial_lut and panel go to the driver (a board's
+    display.panel names the glass whose own waveform the driver loads, e.g. "depg0213bn");
+    the other options to make_panel."""
     sim = make_panel(controller, width, height, ticks_ms, **options)
     extra = {}
     if busy_timeout_ms is not None:
@@ -767,10 +767,10 @@ def make_pair(controller, width, height, ticks_ms, rotation=0, sleep_ms=None,
         from kiosk.drivers import ssd1680
 
         cls = ssd1680.Ssd1681 if controller == "ssd1681" else ssd1680.Ssd1680
-        if partial_lut is None and panel is not None:
-            partial_lut = ssd1680.PARTIAL_LUTS.get(panel)
     if partial_lut is not None:
         extra["partial_lut"] = partial_lut
+    if panel is not None:
+        extra["panel"] = panel
     driver = cls(sim.spi, sim.cs, sim.dc, sim.rst, sim.busy, width, height,
                  rotation=rotation, busy_active=sim.BUSY_ACTIVE_LEVEL,
                  ticks_ms=ticks_ms, sleep_ms=sleep_ms, **extra)

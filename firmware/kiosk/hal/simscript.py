@@ -11,6 +11,10 @@
 #               on the virtual clock (no real sleeping, also with --realtime)
 #   clock T     set the device clock, as a host sync would (unix seconds or
 #               YYYY-MM-DDTHH:MM:SSZ)
+#   service     the technician's service button (on a board without one, both end face
+#               buttons held for 3 s): opens or closes the service screen
+#   touch [N]   a touch board's finger on target N of the screen shown (1 = the first),
+#               or without N on the middle of the screen (the service screen's touch check)
 #   wifi off    the simulated network goes down: connection attempts fail (OSError)
 #   wifi on     the network is back
 #   exit        stop the simulator           # ...       comment (also after an event)
@@ -29,6 +33,7 @@ _WAIT_STEP_MS = const(86400000)
 # How often a scripted customer presses again when a press was early for a screen that
 # changed under the finger.
 _RETRIES = const(3)
+_SERVICE_HOLD_MS = const(3300)  # over the app's 3 s hold of both end buttons
 
 
 class ScriptError(ValueError):
@@ -99,6 +104,15 @@ def _event(line, number, faces, answers):
                 raise ScriptError("line %d: clock %s is outside 2000-01-01..2100-01-01, "
                                   "which a kiosk refuses" % (number, words[1]))
             return ("clock", wall)
+        if verb == "service" and len(words) == 1:
+            return ("service", 0)
+        if verb == "touch" and len(words) <= 2:
+            if not isinstance(answers.get("yes"), tuple):
+                raise ScriptError("line %d: this board has no touch panel" % number)
+            target = int(words[1]) if len(words) == 2 else 0
+            if target < 0:
+                raise ValueError
+            return ("touch", target - 1)
         if verb == "wifi" and len(words) == 2 and words[1] in ("on", "off"):
             return ("wifi", 1 if words[1] == "on" else 0)
         if verb == "exit" and len(words) == 1:
@@ -108,7 +122,8 @@ def _event(line, number, faces, answers):
     except ValueError:
         raise ScriptError("line %d: bad value in %r" % (number, line.strip()))
     raise ScriptError("line %d: unknown event %r (use rate N, yes, no, quick rate N|yes|no, "
-                      "wait S, clock T, wifi on|off, exit)" % (number, line.strip()))
+                      "wait S, clock T, service, touch [N], wifi on|off, exit)"
+                      % (number, line.strip()))
 
 
 def events(path, board):
@@ -189,6 +204,23 @@ async def _wake(hal, kiosk, arg):
     await asyncio.sleep_ms(kiosk.poll_ms)
 
 
+async def _service(hal, kiosk):
+    # The board's service button; without one the two end face buttons held together
+    # past the app's hold time (docs/flow.md).
+    for i, button in enumerate(kiosk.buttons):
+        if button.get("service"):
+            await _press(hal, kiosk.debouncer, i, kiosk.poll_ms)
+            return
+    ends = [i for i, b in enumerate(kiosk.buttons)
+            if b.get("face") in (1, kiosk.face_buttons)]
+    for i in ends:
+        hal.set_pressed(i, True)
+    await asyncio.sleep_ms(_SERVICE_HOLD_MS)
+    for i in ends:
+        hal.set_pressed(i, False)
+    await asyncio.sleep_ms(kiosk.poll_ms)
+
+
 def _button_for(kiosk, index):
     # A scale smaller than the button count is laid over all the face buttons
     # (cfg.scale_rating): "rate N" is face N of the scale in use, so press the first
@@ -241,6 +273,15 @@ async def play(path, hal, kiosk):
             finally:
                 if skip:
                     clock.fast_forward(False)
+        elif verb == "service":
+            await _service(hal, kiosk)
+        elif verb == "touch":
+            if arg < 0:
+                screens = kiosk.screens
+                await _touch_at(hal, kiosk, screens.width // 2, screens.height // 2)
+            else:
+                await _touch(hal, kiosk, arg)
+            await asyncio.sleep_ms(kiosk.poll_ms)
         elif verb == "clock":
             kiosk.clock.set_wall(arg, SOURCE_HOST)
         elif verb == "wifi":

@@ -27,6 +27,8 @@ def format_status(status: dict) -> str:
     ]
     for problem in status.get("config_problems", []):
         lines.append(f"config problem: {problem}")
+    if status.get("last_failure"):
+        lines.append(f"last failure to start or run: {status['last_failure']}")
     return "\n".join(lines)
 
 

@@ -11,9 +11,10 @@ from typing import Any
 from deskpulse.device.micropython import DEFAULT_HEAP, require_micropython
 from deskpulse.errors import DeskPulseError
 
-RESET_CAUSES = ("power_on", "hard", "watchdog", "soft", "deep_sleep")
-"""The causes the ESP32 port reports (kiosk/hal/esp32.py reset_cause), as a simulated
-board can start after them."""
+RESET_CAUSES = ("power_on", "brownout", "watchdog", "panic", "deliberate", "hard", "soft",
+                "deep_sleep")
+"""How a simulated board can come out of its previous run: the causes kiosk/resets.py
+tells apart on an ESP32 (docs/reliability.md)."""
 
 SCRIPT_HELP = """\
 script events (--script FILE, one a line; README.md "Using the simulator"):
@@ -22,6 +23,9 @@ script events (--script FILE, one a line; README.md "Using the simulator"):
   wait SECONDS    simulated time passes; every timer fires at its own moment in it
   clock T         set the kiosk's clock as a host sync would (unix seconds or
                   2026-11-23T09:00:00Z)
+  service         the technician's service button (or both end faces held 3 s)
+  touch [N]       a touch board: a finger on target N of the screen shown, or on the
+                  middle (the service screen: its touch check)
   wifi off | on   the simulated network goes down / comes back
   exit            stop the kiosk (without it, it runs until Ctrl-C)
   # ...           a comment, on its own line or after an event

@@ -57,6 +57,9 @@ FIRST_DATA_OFFSET = 0x10000
 SUPPORTED_RTC_CHIPS = frozenset(["bm8563"])
 # Largest native panel (source lines x gate lines) each panel driver handles.
 PANEL_CONTROLLERS = {"ssd1680": (176, 296), "ssd1681": (200, 200), "jd79653a": (200, 200)}
+# Glass whose partial refresh needs its own waveform (display.panel; the driver's
+# PARTIAL_LUTS, which tests/device/test_boards.py reads to keep the two lists equal).
+PANEL_GLASSES = {"ssd1680": ("depg0213bn",)}
 TOUCH_CONTROLLERS = frozenset(["gt911", "gt1151"])
 # Corrections for a touch sensor whose axes differ from the panel's (false when left out).
 TOUCH_AXIS_OPTIONS = ("mirror_x", "mirror_y", "swap_xy")
@@ -441,6 +444,12 @@ class _Checker:
         if rotation is not None and (not _is_int(rotation) or rotation not in (0, 90, 180, 270)):
             self.error("display.rotation", "must be 0, 90, 180 or 270")
         self.require_level(display, "busy_active", "display")
+        glass = display.get("panel")
+        if glass is not None and controller is not None \
+                and glass not in PANEL_GLASSES.get(controller, ()):
+            known = ", ".join(PANEL_GLASSES.get(controller, ())) or "none"
+            self.error("display.panel", f"the {controller.upper()} driver has no waveform for "
+                       f"{glass!r} (known: {known}); leave it out for the controller's own")
         partial = self.require_int(display, "partial_refresh_ms", "display", minimum=1)
         full = self.require_int(display, "full_refresh_ms", "display", minimum=1)
         if partial is not None and full is not None and partial > full:

@@ -27,7 +27,7 @@ frames of a few KB; a longer length field is taken as noise, never waited for.""
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    type: str  # one ASCII letter: H, B, A, T, C, E
+    type: str  # one ASCII letter: H, B, A, T, C, E, I, P
     tag: int
     payload: bytes
 

@@ -87,9 +87,8 @@ class Simulator:
         self.log_path: Path | None = self.state_dir / CONSOLE_LOG_NAME if console_log else None
         self.log_limit = log_limit
         self.reset_cause = reset_cause
-        """How the board came out of its last run ("power_on", "hard", "watchdog",
-        "soft", "deep_sleep"): a power-on loses the
-        time its own RTC kept, the other resets keep it (docs/time.md)."""
+        """How the board came out of its last run (deskpulse.cli.sim.RESET_CAUSES): a
+        power-on loses the time its own RTC kept, the other resets keep it (docs/time.md)."""
         self.realtime = realtime
         """Pace the script by the wall clock instead of the virtual clock (its `wait`s are
         still fast-forwarded); after the script the kiosk keeps wall-clock time anyway."""

@@ -127,7 +127,7 @@ def new_log(scn):
 
 
 def mount(dev):
-    vfs.mount(vfs.VfsLfs2(dev), MOUNT)
+    vfs.mount(vfs.VfsLfs2(dev, mtime=False), MOUNT)  # as the device mounts it
 
 
 def unmount_quietly():
