@@ -35,8 +35,9 @@ def _u16(data, at):
 # A text is walked over its UTF-8 bytes (memoryview(str): no copy). Walking it by character
 # would make a str of every character, and MicroPython interns each one as a qstr: a hash
 # and a pool search per character (a tenth of the simulator's CPU, and the same on the
-# ESP32). ASCII is decoded inline; the rest here, packed with its length so that nothing
-# is allocated: code << 3 | bytes.
+# ESP32). ASCII is decoded inline in width() and draw() alike (a call per character would
+# cost what the walk saves); the rest here, packed with its length so that nothing is
+# allocated: code << 3 | bytes.
 def _decode(data, i):
     b = data[i]
     if b < 0xE0:
