@@ -1,7 +1,7 @@
 # The simulator's entry point on the MicroPython unix port (run by `deskpulse sim`):
 #   micropython sim_main.py --board BOARD.json --state DIR [--script FILE]
 #       [--config FILE] [--device-config FILE] [--reset-cause CAUSE] [--poll-ms N]
-#       [--refresh-scale F] [--realtime] [--paced-waits] [--dump]
+#       [--refresh-scale F] [--mac HEX] [--realtime] [--paced-waits] [--dump]
 # Time is virtual (kiosk/hal/simclock.py): while the script plays, idle time jumps to the
 # next deadline; --realtime paces the kiosk by the wall clock instead (a script's `wait`
 # still fast-forwards; with --paced-waits too, it sleeps: the firmware at a device's pace,
@@ -14,7 +14,11 @@
 # --device-config is the file `deskpulse devices add ... -o FILE` writes (device_id and the
 # sync section: server, WiFi, key); it is merged over --config (or over the config already
 # on the simulated flash), validated and installed before boot.
+# --mac: the simulated chip's base MAC (12 hex digits, ':' allowed), kept in the state
+# folder; without it the folder's own (kiosk/hal/sim.py). A kiosk whose config names no
+# device_id goes by it: kiosk- and its 12 hex digits.
 # The process's stdin/stdout are the simulated device's console (the ESP32's REPL UART).
+import binascii
 import gc
 import json
 import os
@@ -29,11 +33,11 @@ from kiosk.log import ResponseLog
 
 _USAGE = ("usage: sim_main.py --board BOARD.json --state DIR [--script FILE] [--config FILE] "
           "[--device-config FILE] [--reset-cause CAUSE] [--poll-ms N] [--refresh-scale F] "
-          "[--interactive DIR] [--realtime] [--paced-waits] [--dump]")
+          "[--mac HEX] [--interactive DIR] [--realtime] [--paced-waits] [--dump]")
 
 
 _VALUED = ("--board", "--state", "--script", "--config", "--device-config", "--reset-cause",
-           "--poll-ms", "--refresh-scale", "--interactive")
+           "--poll-ms", "--refresh-scale", "--interactive", "--mac")
 
 
 def _fail(message):
@@ -46,7 +50,7 @@ def _args(argv):
     opts = {"--script": None, "--config": None, "--device-config": None,
             "--reset-cause": "power_on", "--dump": False, "--realtime": False,
             "--paced-waits": False, "--poll-ms": None,
-            "--refresh-scale": "1", "--interactive": None}
+            "--refresh-scale": "1", "--interactive": None, "--mac": None}
     i = 0
     while i < len(argv):
         key = argv[i]
@@ -63,19 +67,34 @@ def _args(argv):
     return opts
 
 
-def _read(path, what, mode="r"):
+def _mac(text):
+    """The bytes of a MAC given as 12 hex digits, with or without ':' or '-'."""
+    digits = text.replace(":", "").replace("-", "")
     try:
-        with open(path, mode) as f:
+        mac = binascii.unhexlify(digits)
+    except ValueError:
+        mac = b""
+    if len(mac) != 6:
+        raise _fail("--mac %r is not a MAC: give 12 hex digits, e.g. 24:0a:c4:12:34:56"
+                    % text)
+    return mac
+
+
+def _read(path, what):
+    try:
+        with open(path) as f:
             return f.read()
     except OSError as e:
         raise _fail("cannot read %s %s: %s" % (what, path, e))
 
 
 def _json_file(path, what):
-    # The device's own strict reading (kiosk.config.parse), so that the simulator never
+    # The device's own strict reading (kiosk.config.read), so that the simulator never
     # installs a file a real kiosk would refuse.
     try:
-        raw = cfg.parse(_read(path, what, "rb"), "%s %s" % (what, path))
+        raw = cfg.read(path, "%s %s" % (what, path))
+    except OSError as e:
+        raise _fail("cannot read %s %s: %s" % (what, path, e))
     except ValueError as e:
         raise _fail(str(e))
     if not isinstance(raw, dict):
@@ -94,10 +113,11 @@ def _unconfirmed(root):
         log.close()
 
 
-def _install_config(target, config_path, device_path, root):
+def _install_config(target, config_path, device_path, root, mac):
     """Install --config, with --device-config merged over it (or over the config on the
     flash): top-level keys replace, the sync section is merged key by key. Refused, with
-    nothing changed, when it would rename a kiosk that holds unconfirmed responses."""
+    nothing changed, when it would rename a kiosk that holds unconfirmed responses (its
+    id and the new one as the kiosk takes them: a config naming none gets the MAC's)."""
     if config_path:
         raw = _json_file(config_path, "config")
     else:
@@ -121,8 +141,9 @@ def _install_config(target, config_path, device_path, root):
     config, problems = cfg.validate(raw)
     if problems:
         raise _fail("config %s rejected: %s" % (what, "; ".join(problems)))
-    current = cfg.load(target)[0]["device_id"]
-    problem = cfg.identity_problem(current, config["device_id"], _unconfirmed(root))
+    current = cfg.name_bare(cfg.load(target)[0], mac)["device_id"]
+    problem = cfg.identity_problem(current, cfg.name_bare(config, mac)["device_id"],
+                                   _unconfirmed(root))
     if problem:
         raise _fail("config %s rejected: %s" % (what, problem))
     try:
@@ -170,14 +191,15 @@ def main(argv):
     # The script's own time, until it is over.
     clock = VirtualClock(realtime=bool(opts["--realtime"] or not script))
     clock.paced_waits = bool(opts["--paced-waits"])
+    mac = _mac(opts["--mac"]) if opts["--mac"] else None
     try:
         hal = SimHal(board, opts["--state"], opts["--reset-cause"],
-                     refresh_scale=float(opts["--refresh-scale"]), clock=clock)
+                     refresh_scale=float(opts["--refresh-scale"]), clock=clock, mac=mac)
     except OSError as e:
         raise _fail("cannot mount the simulated flash in %s: %s" % (opts["--state"], e))
     if opts["--config"] or opts["--device-config"]:
         _install_config(hal.fs_root + "/config.json", opts["--config"], opts["--device-config"],
-                        hal.fs_root)
+                        hal.fs_root, hal.unique_id())
     if opts["--dump"]:
         kiosk = app.Kiosk(hal)
         try:

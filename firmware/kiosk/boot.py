@@ -2,8 +2,10 @@
 # file /board.json that the technician's flashing tool copies from boards/.
 #
 # Nothing may leave a kiosk that looks alive but is dead at the REPL (issue 14):
-#   - the power hold comes first, before the app's imports (a battery board switches off
-#     otherwise), right after the flash is mounted as the log needs it (early.py);
+#   - the reset marker comes first of all (a crash in the imports or while the hardware
+#     layer is built is then told apart as one, docs/reliability.md), then the power
+#     hold, before the app's imports (a battery board switches off otherwise), right
+#     after the flash is mounted as the log needs it (early.py);
 #   - any failure to start or run (a MemoryError while importing, a bad board file, a
 #     driver's constructor, the app's crash) is printed, kept in /last_failure, drawn on
 #     the panel when there is one, and the board restarts after a backoff (10 s, doubling
@@ -34,6 +36,7 @@ def run():
     try:
         from kiosk.hal import early
 
+        early.arm_marker()
         early.remount_root_lean()  # before any file is opened
         board = _read_board()
         _power = early.hold_power(board)

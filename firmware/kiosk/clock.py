@@ -44,7 +44,11 @@ class Clock:
         self._journal = Journal(root + "/time")
         self._last_ticks = ticks_ms()
         self._uptime_ms = 0
-        self.anchors = []  # [(boot, uptime_s, wall, source)], oldest first
+        # [(boot, uptime_s, wall, source)], oldest first, the latest of each boot only:
+        # what the journal keeps when it compacts and all a host is sent (kiosk/outbox.py).
+        # A host syncing every few minutes sets the clock each time, and every anchor in
+        # RAM would cost about 64 bytes on an ESP32 (the wall is a long int there).
+        self.anchors = []
         self._wall_base = 0  # wall - uptime_s of the latest anchor in this boot
         self.source = 0
 
@@ -53,7 +57,7 @@ class Clock:
         boot) from the time the chip's own RTC kept across the reset."""
         for kind, values in self._journal.scan():
             if kind == _ANCHOR and len(values) == 4:
-                self.anchors.append(tuple(values))
+                self._keep(tuple(values))
         if self._rtc_read is not None:
             wall = self._rtc_read()
             # A chip that lost its time can hold any date: outside the bounds the clock
@@ -118,7 +122,7 @@ class Clock:
                              % (wall, EARLIEST_WALL, LATEST_WALL))
         uptime_s = self.uptime_s()
         anchor = (self.boot, uptime_s, wall, source)
-        self.anchors.append(anchor)
+        self._keep(anchor)
         if self._journal.append(_ANCHOR, anchor):
             self._compact()
         self._wall_base = wall - uptime_s
@@ -129,6 +133,13 @@ class Clock:
             self._kept_write(wall)
         if source != SOURCE_RTC and self._rtc_write is not None:
             self._rtc_write(wall)
+
+    def _keep(self, anchor):
+        anchors = self.anchors
+        if anchors and anchors[-1][0] == anchor[0]:
+            anchors[-1] = anchor
+        else:
+            anchors.append(anchor)
 
     def _compact(self):
         oldest = self.boot - _KEEP_BOOTS

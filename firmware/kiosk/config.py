@@ -12,7 +12,13 @@ SECRET_KEYS = ("wifi_password", "device_key")
 TEXT_KEYS = ("question", "follow_up", "yes", "no", "thanks", "sorry", "closed")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_FILE_BYTES = 8192
-_MAX_TEXT = 120
+# Limits the validator applies beside the tables below (docs/config.md is made from all
+# of them: tools/config_doc.py).
+_MAX_TEXT = 120  # characters of one text
+_MAX_ID = 32  # characters of device_id
+_MAX_LANGUAGE = 8  # characters of a language code (at least 2)
+_MAX_ZONE = 64  # characters of time_zone
+_PIECE = 64  # bytes of a config file checked at a time
 
 ENGLISH = {
     "question": "How was your visit?",
@@ -155,7 +161,7 @@ def parse_hours(spans):
 
 
 def _check_device_id(problems, value):
-    _check_str(problems, "device_id", value, 32)
+    _check_str(problems, "device_id", value, _MAX_ID)
     if isinstance(value, str):
         for ch in value:
             # ASCII only, spelled out: MicroPython's isalpha() and isdigit() know only
@@ -170,8 +176,9 @@ def _check_texts(problems, texts, language):
         problems.append("texts must map a language code to its texts")
         return
     for lang, table in texts.items():
-        if not isinstance(lang, str) or not 2 <= len(lang) <= 8:
-            problems.append("texts: language code %r must be 2-8 letters" % (lang,))
+        if not isinstance(lang, str) or not 2 <= len(lang) <= _MAX_LANGUAGE:
+            problems.append("texts: language code %r must be 2-%d letters"
+                            % (lang, _MAX_LANGUAGE))
             continue
         if not isinstance(table, dict):
             problems.append("texts.%s must be an object" % lang)
@@ -205,7 +212,7 @@ def _check_hours(problems, hours):
 
 def _check_zone(problems, raw):
     zone = raw.get("time_zone", "")
-    _check_str(problems, "time_zone", zone, 64)
+    _check_str(problems, "time_zone", zone, _MAX_ZONE)
     rule = raw.get("tz_rule", "")
     if not isinstance(rule, str):
         problems.append("tz_rule must be text")
@@ -237,7 +244,7 @@ def validate(raw):
     if "device_id" in raw:
         _check_device_id(problems, raw["device_id"])
     language = raw.get("language", "en")
-    _check_str(problems, "language", language, 8)
+    _check_str(problems, "language", language, _MAX_LANGUAGE)
     if "texts" in raw:
         _check_texts(problems, raw["texts"], language)
     elif language != "en":
@@ -269,13 +276,15 @@ def validate(raw):
     for key, value in raw.items():
         if key == "sync":
             base["sync"].update(value)
-        elif key == "texts":
-            for lang, table in value.items():
-                merged = dict(ENGLISH)
-                merged.update(table)
-                base["texts"][lang] = merged
-        else:
+        elif key != "texts":
             base[key] = value
+    # Only the texts shown are kept: a config with many languages would otherwise hold
+    # them all in RAM for as long as it is in force (every one was checked above).
+    shown = raw.get("texts", {}).get(language)
+    if shown is not None:
+        merged = dict(ENGLISH)
+        merged.update(shown)
+        base["texts"] = {language: merged}
     return base, problems
 
 
@@ -309,6 +318,15 @@ def scale_rating(position, buttons, scale):
     return (2 * i * (scale - 1) + buttons - 1) // (2 * (buttons - 1)) + 1
 
 
+def _refusal(problem, what):
+    """The sentence for a jsoncheck problem of what (e.g. "config file")."""
+    if isinstance(problem, jsoncheck.TooDeep):
+        return "%s is nested too deeply: %s" % (what, problem)
+    if isinstance(problem, jsoncheck.BadUtf8):
+        return "%s is not valid UTF-8" % what
+    return "%s is not valid JSON: %s" % (what, problem)
+
+
 def parse(data, what="config"):
     """The JSON value in data (the bytes of what, e.g. "config file"); raises ValueError
     with the problem as a sentence about what.
@@ -317,18 +335,47 @@ def parse(data, what="config"):
     strict check comes first: a config is applied only when it is exactly valid JSON."""
     try:
         jsoncheck.check(data)
-    except jsoncheck.TooDeep as e:
-        raise ValueError("%s is nested too deeply: %s" % (what, e))
     except jsoncheck.JsonProblem as e:
-        raise ValueError("%s is not valid JSON: %s" % (what, e))
+        raise ValueError(_refusal(e, what))
     try:
-        text = str(data, "utf-8")
-    except UnicodeError:
-        raise ValueError("%s is not valid UTF-8" % what)
-    try:
-        return json.loads(text)
+        return json.loads(data)  # bytes: the check has vouched for their UTF-8
     except ValueError as e:  # the check passed: only what MicroPython's parser lacks
         raise ValueError("%s is not valid JSON (%s)" % (what, e))
+
+
+def checked_value(checker, path, what="config"):
+    """The JSON value of the file at path, whose bytes checker (a jsoncheck.Checker) was
+    fed in order: ValueError with the checker's problem as a sentence about what, or
+    the value, parsed from the file. json.load reads a stream a byte at a time, so the
+    text is never whole in RAM (a config's 8 KB in one piece is more than a busy heap
+    may have). Raises OSError when the file cannot be read."""
+    try:
+        checker.end()
+    except jsoncheck.JsonProblem as e:
+        raise ValueError(_refusal(e, what))
+    with open(path, "rb") as f:
+        try:
+            return json.load(f)
+        except ValueError as e:
+            raise ValueError("%s is not valid JSON (%s)" % (what, e))
+
+
+def read(path, what="config"):
+    """The JSON value in the file at path, checked as parse() checks bytes, but in pieces
+    of _PIECE bytes and then parsed from the file: never whole in RAM. Raises ValueError
+    (a sentence about what) or OSError."""
+    checker = jsoncheck.Checker()
+    piece = bytearray(_PIECE)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(piece)
+            if not n:
+                break
+            try:
+                checker.feed(piece, n)
+            except jsoncheck.JsonProblem:
+                break  # kept by the checker: checked_value reports it
+    return checked_value(checker, path, what)
 
 
 def load(path):
@@ -340,26 +387,47 @@ def load(path):
     if size > MAX_FILE_BYTES:
         return defaults(), ["config file is %d bytes, over the %d limit" % (size, MAX_FILE_BYTES)]
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        raw = read(path, "config file")
     except OSError as e:
         return defaults(), ["config file %s cannot be read (%s)" % (path, e)]
-    try:
-        raw = parse(data, "config file")
     except ValueError as e:
         return defaults(), [str(e)]
     return validate(raw)
 
 
+MAC_ID_PREFIX = "kiosk-"
+
+
+def id_for_mac(mac):
+    """The id of a kiosk whose config names none: "kiosk-" and the 12 lowercase hex
+    digits of its base MAC (6 bytes: machine.unique_id() on an ESP32, the MAC esptool
+    reads), so a bare kiosk syncs and pushes before anyone names it. "" without a MAC.
+    The host has its own copy of this rule (deskpulse.device.registration
+    device_id_for_mac); tests/device/test_registry.py checks that they agree."""
+    if not mac or len(mac) != 6:
+        return ""
+    return MAC_ID_PREFIX + "%02x%02x%02x%02x%02x%02x" % tuple(mac)
+
+
+def name_bare(config, mac):
+    """config (validated), its device_id derived from mac when the file names none;
+    returned for chaining. The file keeps its own (empty) id: the kiosk takes a MAC id
+    only while nobody has named it."""
+    if not config["device_id"]:
+        config["device_id"] = id_for_mac(mac)
+    return config
+
+
 def identity_problem(current_id, new_id, unconfirmed):
     """Why a config with device_id new_id may not replace one with current_id while
-    unconfirmed responses wait for a host, or None.
+    unconfirmed responses wait for a host, or None. Both are the ids in force, a MAC id
+    included (name_bare): a bare kiosk named after its own MAC keeps its id.
 
     The host stores responses under the id the device reports when they are synced: a
     new id would store again, as another kiosk, responses already stored under the old
-    one (counted twice). Naming a kiosk that has none is fine: the host refuses an empty
-    id, so nothing can have been stored under it. Taking a kiosk's id away is not: named
-    again later, it would store them again all the same."""
+    one (counted twice). Naming a kiosk that has none (no name, no MAC) is fine: the host
+    refuses an empty id, so nothing can have been stored under it. Taking a kiosk's id
+    away is not: named again later, it would store them again all the same."""
     if current_id and new_id != current_id and unconfirmed > 0:
         return ("device_id cannot change from %s to %s while %d responses are not "
                 "confirmed by a host: sync them first"
@@ -368,18 +436,25 @@ def identity_problem(current_id, new_id, unconfirmed):
 
 
 def save(path, raw):
-    """Validate, then write atomically (temp file + rename). Raises ValueError on problems."""
+    """Validate, then write atomically (temp file + rename). Raises ValueError on problems.
+    json.dump writes as it goes: the text is never whole in RAM."""
     config, problems = validate(raw)
     if problems:
         raise ValueError("; ".join(problems))
-    data = json.dumps(raw)
-    if len(data) > MAX_FILE_BYTES:
-        raise ValueError("config is over %d bytes" % MAX_FILE_BYTES)
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(data)
-        f.flush()
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(raw, f)
+        size = os.stat(tmp)[6]
+        if size > MAX_FILE_BYTES:
+            raise ValueError("config is over %d bytes" % MAX_FILE_BYTES)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
     return config
 
 
@@ -395,7 +470,9 @@ def redacted(config):
 
 
 def texts(config):
-    return config["texts"].get(config["language"], config["texts"]["en"])
+    """The texts shown: the language's (validate keeps no other), else English."""
+    table = config["texts"]
+    return table.get(config["language"]) or table["en"]
 
 
 def utc_offset_s(config, wall):

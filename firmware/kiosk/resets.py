@@ -10,10 +10,12 @@
 #   in an RTC_NOINIT_ATTR section (ports/esp32/machine_rtc.c), which no reset but a
 #   power-on clears; on ESP32 ESP-IDF answers a brownout with a software restart
 #   (esp_system/port/brownout.c), so the memory lives through it. Every boot arms the
-#   marker (MARK_RUNNING); the app's own reset (hal.reset()) changes it to MARK_DELIBERATE
-#   just before it calls machine.reset(). So a hard reset that finds MARK_RUNNING was
-#   not asked for by the app (a panic), and a "power-on" that finds any marker was a
-#   brownout: the RTC domain kept its power.
+#   marker (MARK_RUNNING) first of all, before the app's imports (kiosk/boot.py calls
+#   kiosk/hal/early.py arm_marker), so a crash while the app compiles or the hardware
+#   layer is built counts too; the app's own reset (hal.reset()) changes it to
+#   MARK_DELIBERATE just before it calls machine.reset(). So a hard reset that finds
+#   MARK_RUNNING was not asked for by the app (a panic), and a "power-on" that finds any
+#   marker was a brownout: the RTC domain kept its power.
 # - The ESP32's RTC time, which counts on through every reset but a power-on and which the
 #   firmware sets at every clock setting (docs/time.md, "Time kept across a reset"): when
 #   the previous boot knew the time and the RTC reads no earlier, the RTC domain kept its

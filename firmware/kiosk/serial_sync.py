@@ -4,8 +4,8 @@
 # The survey comes first: each pass reads at most _BYTES_PER_STEP bytes and answers at
 # most _LINES_PER_STEP lines, then sleeps; a PULL yields between log reads and long frames
 # go out in slices, so a flood of commands or a big batch never stalls the buttons.
-# Memory is bounded: one preallocated frame buffer (a batch is encoded straight into it),
-# a 200-byte line buffer, and during a config upload a buffer of the announced size.
+# Memory is bounded: one preallocated frame buffer (a batch is encoded straight into it)
+# and a 200-byte line buffer. A config upload goes to a file as its lines arrive.
 #
 # The technician's hardware test (INPUT, PATTERN) borrows the screen and the inputs for a
 # bounded time, and only from an idle kiosk: while INPUT lasts, the kiosk's press() and
@@ -14,12 +14,12 @@
 # survey gets them and its screen back.
 import asyncio
 import binascii
-import gc
 import json
+import os
 import select
 import sys
 
-from kiosk import batch, frames, outbox
+from kiosk import batch, frames, jsoncheck, outbox
 from kiosk import config as cfg
 from kiosk import flow as flow_mod
 from kiosk.clock import EARLIEST_WALL, LATEST_WALL, SOURCE_HOST
@@ -37,10 +37,12 @@ WRITE_CHUNK = const(256)  # about 22 ms of a 115200 baud UART
 _LINES_PER_STEP = const(4)
 _BYTES_PER_STEP = const(256)
 _SHOWN = const(48)  # characters of an offending line quoted back in an E frame
+_PIECE_HEAD = const(4)  # an R frame's size and offset, before the config's bytes
 _LONG_WORD = const(16)
 MIN_MAINTENANCE_S = const(10)  # MAINT: the REPL free for this long at least
 MAX_MAINTENANCE_S = const(3600)  # and at most an hour: the kiosk always comes back
-_CONFIG_WORDS = ("CONFIG", "BEGIN", "DATA", "END")
+_CONFIG_WORDS = ("CONFIG", "BEGIN", "DATA", "END", "READ")
+_INCOMING = ".new"  # the config path + this: the upload in progress
 _MAX_SEQ = 0xFFFFFFFF  # sequence numbers are u32 on the flash
 
 _B = const(0x42)
@@ -49,13 +51,14 @@ _A = const(0x41)
 _T = const(0x54)
 _C = const(0x43)
 _E = const(0x45)
+_R = const(0x52)
 _M = const(0x4D)
 _NL = const(10)
 _CR = const(13)
 _SPACE = const(32)
 
-_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_HEX = "0123456789abcdefABCDEF"
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_HEX = b"0123456789abcdefABCDEF"
 
 
 # Commands that change the device's state must arrive intact: a digit flipped on the
@@ -132,6 +135,16 @@ def _number(word, low, high, what):
     if not low <= value <= high:
         raise _Reject("%s must be between %d and %d" % (what, low, high))
     return value
+
+
+def _only(word, allowed):
+    """Whether every character of word is one of the bytes allowed. Walks the bytes: a
+    str walked makes a str of each character, interned, and a new character can need a
+    new block for the interned strings (1.3 KB on an ESP32, in a heap maybe in pieces)."""
+    for b in word.encode():
+        if b not in allowed:
+            return False
+    return True
 
 
 def _args(args, count, usage):
@@ -213,9 +226,17 @@ class SerialSync:
         self._line = bytearray(MAX_LINE)
         self._line_len = 0
         self._overlong = False
-        self._upload = None  # bytearray of the announced size during CONFIG BEGIN..END
+        # CONFIG BEGIN..END: the file the bytes go to (None: no upload), how many are
+        # announced and have come, the crc32 announced and the one of what came, the
+        # strict JSON check fed as they come, and why they could not be written.
+        self._upload = None
+        self._upload_size = 0
         self._upload_got = 0
         self._upload_crc = 0
+        self._upload_sum = 0
+        self._upload_check = None
+        self._upload_fault = None
+        self._drop_upload()  # one a reset or a power cut cut short
         self._test = None  # the hardware test (kiosk/hwtest.py) once INPUT or PATTERN came
         self.lines = 0  # command lines answered
         self.errors = 0  # E frames sent
@@ -340,7 +361,9 @@ class SerialSync:
                           % (host, PROTOCOL))
         kiosk = self.kiosk
         status, anchors, first_seq = outbox.status_and_anchors(kiosk)
+        mac = kiosk.mac
         answer = {"proto": PROTOCOL, "device_id": status.get("device_id"),
+                  "mac": binascii.hexlify(mac).decode() if mac else None,
                   "board": status.get("board"), "firmware": status.get("firmware"),
                   "status": status, "anchors": anchors, "first_seq": first_seq,
                   "next_seq": kiosk.log.next_seq}
@@ -379,22 +402,34 @@ class SerialSync:
         await self.send_json(_T, tag, {"anchor": list(clock.anchors[-1])})
 
     # -- config upload ---------------------------------------------------------------
+    # The bytes go to a temp file beside the config as each DATA line brings them, through
+    # the running crc32 and the strict JSON check: the upload is never whole in RAM (a
+    # busy heap may have no 8 KB in one piece). END parses the file a byte at a time,
+    # validates the value and renames the file over the config, so a power cut leaves
+    # the old config or the new one whole, and the bytes kept are the host's own.
     async def _config(self, tag, args):
         step = args[0] if args else ""
         if step == "BEGIN":
             size, crc = _args(args[1:], 2, "CONFIG BEGIN <bytes> <crc32 hex>")
             size = _number(size, 1, 0xFFFFFF, "bytes")
-            if not 1 <= len(crc) <= 8 or any(ch not in _HEX for ch in crc):
+            if not 1 <= len(crc) <= 8 or not _only(crc, _HEX):
                 raise _Reject("crc32 must be 1-8 hex digits")
-            self._upload = None
+            self._drop_upload()
             if size > cfg.MAX_FILE_BYTES:
                 await self._config_answer(tag, False, ["config is %d bytes, over the %d limit"
                                                        % (size, cfg.MAX_FILE_BYTES)])
                 return
-            gc.collect()
-            self._upload = bytearray(size)
+            try:
+                self._upload = open(self.kiosk.config_path + _INCOMING, "wb")
+            except OSError as e:
+                await self._config_answer(tag, False, ["config cannot be received: %s" % e])
+                return
+            self._upload_size = size
             self._upload_got = 0
             self._upload_crc = int(crc, 16)
+            self._upload_sum = 0
+            self._upload_check = jsoncheck.Checker()
+            self._upload_fault = None
             await self._config_answer(tag, True)
         elif step == "DATA":
             text = _args(args[1:], 1, "CONFIG DATA <base64>")[0]
@@ -402,38 +437,84 @@ class SerialSync:
                 raise _Reject("CONFIG DATA without CONFIG BEGIN")
             body = text.rstrip("=")
             if (len(text) % 4 or len(text) > (CONFIG_CHUNK // 3) * 4 or len(text) - len(body) > 2
-                    or any(ch not in _B64 for ch in body)):
+                    or not _only(body, _B64)):
                 raise _Reject("CONFIG DATA takes base64 of at most %d bytes" % CONFIG_CHUNK)
             try:
                 data = binascii.a2b_base64(text)
             except ValueError:
                 raise _Reject("CONFIG DATA takes base64 of at most %d bytes" % CONFIG_CHUNK)
             got = self._upload_got
-            if got + len(data) > len(self._upload):
-                size = len(self._upload)
-                self._upload = None
+            if got + len(data) > self._upload_size:
+                size = self._upload_size
+                self._drop_upload()
                 await self._config_answer(tag, False, ["more data than the %d bytes announced"
                                                        % size])
                 return
-            self._upload[got:got + len(data)] = data
             self._upload_got = got + len(data)
+            self._upload_sum = binascii.crc32(data, self._upload_sum)
+            if self._upload_fault is None:
+                try:
+                    self._upload.write(data)
+                except OSError as e:  # e.g. a full flash: told at END, after size and crc
+                    self._upload_fault = "config not saved: %s" % e
+            check = self._upload_check
+            if check is not None and check.problem is None:
+                try:
+                    check.feed(data)
+                except jsoncheck.JsonProblem:
+                    pass  # kept by the checker: END tells it, after the size and the crc
             await self._config_answer(tag, True)
         elif step == "END":
             _args(args[1:], 0, "CONFIG END")
-            if self._upload is None:
+            upload = self._upload
+            if upload is None:
                 raise _Reject("CONFIG END without CONFIG BEGIN")
-            data = self._upload
             got = self._upload_got
-            self._upload = None
-            problems = self._install(data, got)
-            data = None
+            try:
+                problems = self._install(upload)
+            finally:
+                self._drop_upload()
             if problems:
                 await self._config_answer(tag, False, problems, got)
             else:
                 await self.send_json(_C, tag, {"ok": True, "received": got,
                                            "version": self.kiosk.config["version"]})
+        elif step == "READ":
+            offset = _number(_args(args[1:], 1, "CONFIG READ <offset>")[0], 0, 0xFFFF,
+                             "offset")
+            await self._send(self._config_piece(tag, offset))
         else:
-            raise _Reject("usage: <tag> CONFIG BEGIN|DATA|END ...")
+            raise _Reject("usage: <tag> CONFIG BEGIN|DATA|END|READ ...")
+
+    def _config_piece(self, tag, offset):
+        """An R frame: the config file's size (u16 LE, 0 without a file), offset (u16 LE)
+        and as many of its bytes from offset as fit, read straight into the frame buffer
+        (the file may be twice a frame, and is never whole in RAM)."""
+        path = self.kiosk.config_path
+        try:
+            size = os.stat(path)[6]
+        except OSError:
+            size = 0  # no config file: the kiosk runs on its defaults
+        if size > 0xFFFF:
+            raise _Reject("config file is %d bytes: not a config" % size)
+        if offset > size:
+            raise _Reject("offset %d is past the config's %d bytes" % (offset, size))
+        buf = self._frame.buf
+        start = frames.HEAD + _PIECE_HEAD
+        n = 0
+        if offset < size:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    n = f.readinto(self._frame.mv[start:start + min(MAX_PAYLOAD - _PIECE_HEAD,
+                                                                    size - offset)])
+            except OSError as e:
+                raise _Reject("config cannot be read: %s" % e)
+        buf[start - 4] = size & 0xFF
+        buf[start - 3] = size >> 8
+        buf[start - 2] = offset & 0xFF
+        buf[start - 1] = offset >> 8
+        return self._frame.seal(_R, tag, frames.HEAD, _PIECE_HEAD + (n or 0))
 
     async def _config_answer(self, tag, ok, problems=None, received=None):
         answer = {"ok": ok, "received": self._upload_got if received is None else received}
@@ -441,31 +522,58 @@ class SerialSync:
             answer["problems"] = outbox.capped(problems)
         await self.send_json(_C, tag, answer)
 
-    def _install(self, data, got):
-        """Check, save and apply an uploaded config; return its problems (none: applied)."""
-        size = len(data)
+    def _drop_upload(self):
+        """End the upload in progress, if any, and remove its file if it is still there:
+        nothing half received, or refused, stays beside the config."""
+        upload = self._upload
+        self._upload = None
+        self._upload_check = None
+        if upload is not None:
+            try:
+                upload.close()
+            except OSError:
+                pass
+        try:
+            os.remove(self.kiosk.config_path + _INCOMING)
+        except OSError:
+            pass  # none: installed, or never begun
+
+    def _install(self, upload):
+        """Check, install and apply the uploaded config (upload: its file, open); return
+        its problems (none: applied)."""
+        size = self._upload_size
+        got = self._upload_got
         if got != size:
             return ["received %d of the %d bytes announced" % (got, size)]
-        crc = binascii.crc32(data)
-        if crc != self._upload_crc:
+        if self._upload_sum != self._upload_crc:
             return ["crc32 mismatch: announced %08x, received data has %08x"
-                    % (self._upload_crc, crc)]
+                    % (self._upload_crc, self._upload_sum)]
         try:
-            raw = cfg.parse(data)
+            upload.close()  # writes what the file still buffers
+        except OSError as e:
+            self._upload_fault = self._upload_fault or "config not saved: %s" % e
+        if self._upload_fault:
+            return [self._upload_fault]
+        kiosk = self.kiosk
+        incoming = kiosk.config_path + _INCOMING
+        try:
+            raw = cfg.checked_value(self._upload_check, incoming)
         except ValueError as e:
             return [str(e)]
+        except OSError as e:
+            return ["config not saved: %s" % e]
         config, problems = cfg.validate(raw)
+        raw = None  # the whole value, every language: the config keeps only what it uses
         if problems:
             return problems
-        kiosk = self.kiosk
-        board = kiosk.hal.board
-        problem = cfg.board_problem(config, board) or cfg.identity_problem(
+        cfg.name_bare(config, kiosk.mac)
+        problem = cfg.board_problem(config, kiosk.hal.board) or cfg.identity_problem(
             kiosk.config["device_id"], config["device_id"], kiosk.log.counts()[1])
         if problem:
             return [problem]
         try:
-            config = cfg.save(kiosk.config_path, raw)
-        except (ValueError, OSError) as e:
+            os.rename(incoming, kiosk.config_path)
+        except OSError as e:
             return ["config not saved: %s" % e]
         kiosk.config = config
         if kiosk.config_problems:

@@ -272,6 +272,9 @@ def test_unknown_board_lists_the_known_ones() -> None:
 EXPECTED_WARNINGS = {
     "esp32-devkitc-ssd1680": {"display.spi.cs"},
     "lilygo-t5-v2.3": {"display.spi.cs"},
+    "lilygo-t5-v2.3-depg0213bn": {"display.spi.cs"},
+    "lilygo-t5-v2.4": {"display.spi.cs"},
+    "lilygo-t5-v2.4-depg0213bn": {"display.spi.cs"},
     "esp32-touch-epd213": {"buttons[0].pin", "display.spi.cs"},
     "m5stack-coreink": {"power_hold.pin", "buttons[3].pin", "display.spi.dc", "display.spi.rst"},
 }
@@ -301,6 +304,47 @@ def test_coreink_chip_select_on_gpio9_is_fine_only_on_the_pico_d4() -> None:
     assert b["display"]["spi"]["cs"] == 9
     del b["module"]
     assert_one(problems(b, "error"), "display.spi.cs", "GPIO 9", "flash")
+
+
+# The LilyGo T5 2.13" variants (docs/hardware.md, "LilyGO T5 variants"): LilyGO's
+# lib/GxEPD/src/boards.h and schematics of the V2.3.1 and V2.4.
+T5_REVISIONS = ("lilygo-t5-v2.3", "lilygo-t5-v2.4")
+T5_PANEL_PINS = {"id": 2, "sck": 18, "mosi": 23, "cs": 5, "dc": 17, "rst": 16, "busy": 4}
+# V2.4: speaker power (SPK_POWER_EN), speaker, LED; both revisions: the SD card slot.
+T5_V24_TAKEN = {19: "speaker power", 25: "speaker", 26: "LED"}
+T5_SD_CARD = (2, 13, 14, 15)
+
+
+@pytest.mark.parametrize("name", [n for n in list_boards() if n.startswith("lilygo-t5-")])
+def test_every_t5_has_lilygos_panel_wiring_and_its_button_for_service(name: str) -> None:
+    b = load_board(name)
+    assert b["display"]["spi"] == T5_PANEL_PINS
+    assert (b["display"]["controller"], b["display"]["width"], b["display"]["height"]) == \
+        ("ssd1680", 122, 250)
+    assert [x["pin"] for x in b["buttons"] if x.get("service")] == [39]
+    assert not {x["pin"] for x in b["buttons"]} & set(T5_SD_CARD)
+
+
+@pytest.mark.parametrize("revision", T5_REVISIONS)
+def test_each_t5_revision_comes_with_either_panel_and_only_the_glass_differs(
+        revision: str) -> None:
+    b74 = load_board(revision)
+    depg = load_board(f"{revision}-depg0213bn")
+    assert "panel" not in b74["display"]  # the GDEM/GDEY0213B74 keep their OTP waveforms
+    assert depg["display"]["panel"] == "depg0213bn"
+    glass_keys = {"panel", "partial_refresh_ms", "full_refresh_ms"}
+    for key in set(b74) | set(depg):
+        if key not in ("name", "description", "display"):
+            assert b74[key] == depg[key], key
+    assert {k: v for k, v in b74["display"].items() if k not in glass_keys} == \
+        {k: v for k, v in depg["display"].items() if k not in glass_keys}
+
+
+@pytest.mark.parametrize("name", ["lilygo-t5-v2.4", "lilygo-t5-v2.4-depg0213bn"])
+def test_the_t5_v24_faces_keep_off_its_speaker_and_led(name: str) -> None:
+    pins = {x["pin"] for x in load_board(name)["buttons"]}
+    assert not pins & set(T5_V24_TAKEN), {p: T5_V24_TAKEN[p] for p in pins & set(T5_V24_TAKEN)}
+    assert "power_hold" not in load_board(name)  # GPIO 19 feeds the speaker, not the panel
 
 
 def test_pico_d4_flash_pins_are_errors() -> None:

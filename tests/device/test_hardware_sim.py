@@ -26,8 +26,10 @@ from conftest import BOARDS
 from deskpulse.device.boards import load_board
 from deskpulse.device.link import Link, SyncError
 from deskpulse.device.ports import open_port
-from deskpulse.device.session import PatternShown, Session
+from deskpulse.device.session import InputEvent, PatternShown, Session
 from deskpulse.errors import DeskPulseError
+from deskpulse.protocol.frames import Frame as WireFrame
+from deskpulse.protocol.frames import encode_frame
 from deskpulse.sim.interactive import (
     FRAMES_FIFO,
     KEYS_FIFO,
@@ -223,9 +225,8 @@ def test_input_and_pattern_need_a_line_checksum(bench: SimulatedBench) -> None:
 
 def answer(bench: SimulatedBench, tag: int) -> Any:
     deadline = time.monotonic() + PATIENCE
-    parser = bench.session.link.parser
     while time.monotonic() < deadline:
-        for frame in parser.feed(bench.port.read(max(1, bench.port.in_waiting))):
+        for frame in bench.session.link.receive():
             if frame.tag == tag:
                 return frame
     pytest.fail(f"no answer with tag {tag}")
@@ -315,3 +316,83 @@ def test_the_simulated_console_is_the_port_the_hardware_test_takes(
     # The real-board run opens --port the same way: without a reset, input flushed.
     assert Path(bench.sim.console_path).exists()
     assert bench.session.hello().board == bench.board["name"]
+
+
+# -- input events that share a read with an answer ------------------------------------------
+# On a real UART the kiosk's answer and the event of a press made at that moment often
+# arrive in one read; the pty of the simulated bench rarely shows it, so a stand-in port
+# hands both over at once.
+
+
+class OneReadPort:
+    """A port whose kiosk answers each command line with the frames `reply(verb, tag)`
+    gives, all of them in the next single read."""
+
+    def __init__(self, reply: Callable[[str, int], list[tuple[str, int, dict[str, Any]]]]
+                 ) -> None:
+        self.reply = reply
+        self.waiting = b""
+
+    def write(self, data: bytes, /) -> int:
+        tag, verb = data.decode("ascii").split()[:2]
+        for type_, frame_tag, body in self.reply(verb, int(tag)):
+            self.waiting += encode_frame(type_, frame_tag, json.dumps(body).encode())
+        return len(data)
+
+    def read(self, size: int = 1, /) -> bytes:
+        data, self.waiting = self.waiting[:size], self.waiting[size:]
+        return data
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.waiting)
+
+    def reset_input_buffer(self) -> None:
+        self.waiting = b""
+
+
+STARTED = {"input": True, "seconds": 30, "buttons": 5, "touch": False, "targets": 0}
+
+
+def bodies(frames: list[WireFrame]) -> list[tuple[str, dict[str, Any]]]:
+    return [(frame.type, json.loads(frame.payload)) for frame in frames]
+
+
+def test_an_event_right_behind_the_answer_to_input_is_kept() -> None:
+    # A press at the moment INPUT is answered: its event (INPUT's tag) follows the answer
+    # in the same read. Before, the link returned the answer and dropped the rest.
+    port = OneReadPort(lambda verb, tag: [("I", tag, STARTED),
+                                          ("I", tag, {"n": 1, "button": 2})])
+    link = Link(port, timeout=PATIENCE)
+    assert json.loads(link.request("INPUT 30", "I").payload) == STARTED
+    assert bodies(link.receive()) == [("I", {"n": 1, "button": 2})]
+    assert link.receive() == []  # handed over once
+
+
+def test_an_event_ahead_of_another_commands_answer_is_kept() -> None:
+    # During the input test the host asks something else (HELLO): a press's event, with
+    # INPUT's tag, arrives first in the read that brings the answer.
+    input_tag = 0
+
+    def reply(verb: str, tag: int) -> list[tuple[str, int, dict[str, Any]]]:
+        nonlocal input_tag
+        if verb == "INPUT":
+            input_tag = tag
+            return [("I", tag, STARTED)]
+        return [("I", input_tag, {"n": 1, "button": 0}),
+                ("I", input_tag, {"n": 2, "button": 4}), ("H", tag, {"proto": 1})]
+
+    link = Link(port := OneReadPort(reply), timeout=PATIENCE)
+    link.request("INPUT 30", "I")
+    assert json.loads(link.request("HELLO 1", "H").payload) == {"proto": 1}
+    assert bodies(link.receive()) == [("I", {"n": 1, "button": 0}),
+                                      ("I", {"n": 2, "button": 4})]
+    assert port.waiting == b""
+
+
+def test_the_input_test_sees_a_press_that_came_with_its_answer() -> None:
+    port = OneReadPort(lambda verb, tag: [("I", tag, STARTED),
+                                          ("I", tag, {"n": 1, "button": 2})])
+    session = Session(Link(port, timeout=PATIENCE))
+    session.start_input(30)
+    assert session.next_input(PATIENCE) == InputEvent(1, button=2)

@@ -514,6 +514,9 @@ class StandIn:
     boot: int = 5
     uptime: int = 1000
     config: bytes | None = None
+    reads_config: bool = True  # False: an app from before CONFIG READ
+    mac_id: str = ""  # the id it takes from a config naming none
+    piece: int = 4092  # config bytes per R frame
     seen: list[str] = field(default_factory=list)
     _upload: bytearray = field(default_factory=bytearray)
     _expect: tuple[int, int] = (0, 0)
@@ -560,11 +563,16 @@ class StandIn:
         if verb == "CONFIG" and args[0] == "DATA":
             self._upload += base64.b64decode(args[1])
             return "C", tag, {"ok": True, "received": len(self._upload)}
+        if verb == "CONFIG" and args[0] == "READ" and self.reads_config:
+            data = self.config or b""
+            at = int(args[1])
+            head = len(data).to_bytes(2, "little") + at.to_bytes(2, "little")
+            return "R", tag, head + data[at:at + self.piece]
         if verb == "CONFIG" and args[0] == "END":
             if (len(self._upload), binascii.crc32(self._upload)) != self._expect:
                 return "C", tag, {"ok": False, "problems": ["length or crc mismatch"]}
             self.config = bytes(self._upload)
-            self.device_id = json.loads(self.config).get("device_id", self.device_id)
+            self.device_id = json.loads(self.config).get("device_id") or self.mac_id
             return "C", tag, {"ok": True}
         return "E", tag, {"error": "unknown command", "line": line[:40]}
 
@@ -744,7 +752,7 @@ def test_a_device_without_an_id_needs_a_config(tmp_path: Path) -> None:
     with stand_in(kiosk) as path:
         summary = sync(path, tmp_path / "d.db", config_file=config, **FAST)
     assert (summary.device_id, summary.new, summary.config_version) == ("front-1", 5, 3)
-    assert kiosk.seen[:2] == ["HELLO", "CONFIG BEGIN"]
+    assert kiosk.seen[:3] == ["HELLO", "CONFIG READ", "CONFIG BEGIN"]
     assert kiosk.config is not None and json.loads(kiosk.config)["version"] == 3
     assert kiosk.seen.count("CONFIG DATA") == -(-len(kiosk.config) // 96) > 1
 
@@ -756,7 +764,7 @@ def test_a_config_goes_after_the_data_of_a_device_with_an_id(tmp_path: Path) -> 
     with stand_in(kiosk) as path:
         summary = sync(path, tmp_path / "d.db", config_file=config, **FAST)
     assert summary.config_version == 4
-    assert kiosk.seen[:4] == ["HELLO", "TIME", "PULL", "ACK"]
+    assert kiosk.seen[:5] == ["HELLO", "CONFIG READ", "TIME", "PULL", "ACK"]
     # The lost DATA answer made the chunk arrive twice: the upload restarted from BEGIN.
     assert kiosk.seen.count("CONFIG BEGIN") == 2
     assert kiosk.config is not None and json.loads(kiosk.config) == {
@@ -871,3 +879,191 @@ def test_devices_on_an_empty_database(tmp_path: Path, capsys: pytest.CaptureFixt
     assert deskpulse(["devices", "--db", str(tmp_path / "d.db")]) == 0
     assert "no kiosks in the database yet" in capsys.readouterr().out
 
+
+
+# -- a config merged into the kiosk's own ---------------------------------------------------
+
+GERMAN = {"device_id": "desk-1", "version": 3, "scale": 3, "language": "de",
+          "texts": {"de": {"question": "Wie war Ihr Besuch?", "yes": "Ja", "no": "Nein"}},
+          "opening_hours": {"mon": ["08:00-18:00"], "sat": ["09:00-13:00"]},
+          "sync": {"wifi_ssid": "Alt", "wifi_password": "old-secret"}}
+
+
+def compact(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def test_a_config_is_merged_into_the_kiosk_s_own_and_its_changes_listed(tmp_path: Path) -> None:
+    """The README's WiFi step: a file with the WiFi and a key leaves a German 3-face kiosk
+    with opening hours German, 3-face and open when it was."""
+    kiosk = StandIn(day_of_responses(4), config=compact(GERMAN))
+    wifi = tmp_path / "wifi.json"
+    wifi.write_text(json.dumps({"device_id": "desk-1", "version": 4, "sync": {
+        "wifi_ssid": "Filiale", "wifi_password": "new-secret", "device_key": "ab" * 32,
+        "server_url": "http://192.168.1.20:8080"}, "texts": {"de": {"thanks": "Danke!"}}}))
+    with stand_in(kiosk) as path:
+        summary = sync(path, tmp_path / "d.db", config_file=wifi, **FAST)
+    assert summary.new == 4 and summary.config_version == 4
+    assert kiosk.config is not None
+    sent = json.loads(kiosk.config)
+    assert sent == {**GERMAN, "version": 4, "texts": {"de": {**GERMAN["texts"]["de"],
+                                                              "thanks": "Danke!"}},
+                    "sync": {"wifi_ssid": "Filiale", "wifi_password": "new-secret",
+                             "device_key": "ab" * 32,
+                             "server_url": "http://192.168.1.20:8080"}}
+    assert summary.config_changes == [
+        'sync.device_key: "" -> ***',
+        'sync.server_url: "" -> "http://192.168.1.20:8080"',
+        "sync.wifi_password: *** -> *** (changed)",
+        'sync.wifi_ssid: "Alt" -> "Filiale"',
+        'texts.de.thanks: "Thank you!" -> "Danke!"',
+        "version: 3 -> 4",
+    ]
+    assert not any("secret" in line or "abab" in line for line in summary.config_changes)
+    assert kiosk.seen[:3] == ["HELLO", "CONFIG READ", "TIME"]
+
+
+def test_a_config_that_changes_nothing_is_not_sent(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    kiosk = StandIn(day_of_responses(3), config=compact(GERMAN))
+    same = tmp_path / "same.json"
+    # Values the kiosk has, and a default it takes anyway: no change.
+    same.write_text(json.dumps({"scale": 3, "thank_you_s": 3, "texts": {"de": {"no": "Nein"}}}))
+    with stand_in(kiosk) as path:
+        assert deskpulse(["sync", "--port", path, "--db", str(tmp_path / "d.db"),
+                          "--config", str(same)]) == 0
+    assert "config: nothing changes; nothing was sent" in capsys.readouterr().out
+    assert "CONFIG BEGIN" not in kiosk.seen and kiosk.acked == 3
+    assert kiosk.config == compact(GERMAN)
+
+
+def test_replace_installs_the_file_whole_and_lists_what_goes_back_to_its_default(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kiosk = StandIn(day_of_responses(2), config=compact(GERMAN))
+    whole = tmp_path / "whole.json"
+    whole.write_text(json.dumps({"device_id": "desk-1", "version": 5}))
+    with stand_in(kiosk) as path:
+        assert deskpulse(["sync", "--port", path, "--db", str(tmp_path / "d.db"),
+                          "--config", str(whole), "--replace"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(kiosk.config or b"") == {"device_id": "desk-1", "version": 5}
+    for line in ('  language: "de" -> "en"', "  scale: 3 -> 4",
+                 '  opening_hours: {"mon": ["08:00-18:00"], "sat": ["09:00-13:00"]} -> null',
+                 '  sync.wifi_password: *** -> ""', "  version: 3 -> 5",
+                 '  texts.de.question: "Wie war Ihr Besuch?" -> (none)'):
+        assert line in out, out
+    assert "old-secret" not in out
+
+
+def test_a_merge_the_firmware_refuses_changes_and_pulls_nothing(tmp_path: Path) -> None:
+    kiosk = StandIn(day_of_responses(3), config=compact(GERMAN))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"language": "fr"}))  # the kiosk has no French texts
+    with stand_in(kiosk) as path, pytest.raises(DeskPulseError) as err:
+        sync(path, tmp_path / "d.db", config_file=bad, **FAST)
+    assert str(err.value) == (f"the kiosk's config with {bad} merged in rejected: "
+                              "language 'fr' has no texts")
+    assert kiosk.seen == ["HELLO", "CONFIG READ"] and kiosk.acked == 0
+
+
+def test_what_a_file_sets_is_checked_before_any_kiosk_is_asked(tmp_path: Path) -> None:
+    overlay = tmp_path / "o.json"
+    overlay.write_text(json.dumps({"language": "fr", "sync": {"push_interval_s": 1}}))
+    with pytest.raises(DeskPulseError) as err:
+        sync(str(tmp_path / "no-such-port"), tmp_path / "d.db", config_file=overlay)
+    # The language may have texts on the kiosk: only the interval is wrong here.
+    assert str(err.value) == (f"config {overlay} rejected: sync.push_interval_s must be "
+                              "between 5 and 86400 (got 1)")
+
+
+def test_an_app_that_cannot_send_its_config_back_needs_replace(tmp_path: Path) -> None:
+    kiosk = StandIn(day_of_responses(3), config=compact(GERMAN), reads_config=False)
+    file = tmp_path / "f.json"
+    file.write_text(json.dumps({"device_id": "desk-1", "version": 7}))
+    with stand_in(kiosk) as path, pytest.raises(DeskPulseError, match="--replace"):
+        sync(path, tmp_path / "d.db", config_file=file, **FAST)
+    assert "CONFIG BEGIN" not in kiosk.seen and kiosk.acked == 0
+    with stand_in(kiosk) as path:
+        summary = sync(path, tmp_path / "d.db", config_file=file, replace=True, **FAST)
+    assert summary.config_version == 7 and "could not be read" in summary.warnings[0]
+
+
+def test_a_config_over_one_frame_is_read_in_pieces(tmp_path: Path) -> None:
+    big = {**GERMAN, "texts": {f"l{i}": {"question": "q" * 100} for i in range(40)}
+           | GERMAN["texts"]}
+    kiosk = StandIn(day_of_responses(1), config=compact(big), piece=1000)
+    assert len(kiosk.config or b"") > 4000
+    file = tmp_path / "f.json"
+    file.write_text(json.dumps({"scale": 5}))
+    with stand_in(kiosk) as path:
+        summary = sync(path, tmp_path / "d.db", config_file=file, **FAST)
+    assert kiosk.seen.count("CONFIG READ") == -(-len(compact(big)) // 1000) > 4
+    assert summary.config_changes == ["scale: 3 -> 5"]
+    assert json.loads(kiosk.config or b"") == {**big, "scale": 5}
+
+
+def test_naming_a_bare_kiosk_after_its_mac_is_no_rename_but_another_name_is(
+        tmp_path: Path) -> None:
+    """A kiosk with no id in its config goes by its MAC id; a file naming no id keeps it
+    (sent after the pull, no settling), one naming another id waits until the kiosk has
+    confirmed every response."""
+    kiosk = StandIn(day_of_responses(3), device_id="kiosk-240ac4123456",
+                    mac_id="kiosk-240ac4123456", config=compact({"version": 1}))
+    file = tmp_path / "f.json"
+    file.write_text(json.dumps({"scale": 5}))
+    with stand_in(kiosk) as path:
+        summary = sync(path, tmp_path / "d.db", config_file=file, **FAST)
+    assert summary.device_id == "kiosk-240ac4123456" and summary.new == 3
+    assert kiosk.seen.count("HELLO") == 2  # the first, and the one after the config
+    kiosk.records += day_of_responses(2, 4)
+    kiosk.seen.clear()
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"device_id": "front-1"}))
+    with stand_in(kiosk) as path:
+        summary = sync(path, tmp_path / "d.db", config_file=named, **FAST)
+    assert kiosk.device_id == "front-1" and summary.config_changes == [
+        'device_id: "" -> "front-1"']
+    assert kiosk.seen.index("ACK") < kiosk.seen.index("CONFIG BEGIN")
+    assert kiosk.seen.count("HELLO") == 3  # the settling HELLO before the rename
+    with open_store(tmp_path / "d.db") as conn:
+        assert [r["seq"] for r in conn.responses_of("kiosk-240ac4123456")] == [1, 2, 3, 4, 5]
+        assert conn.responses_of("front-1") == []
+
+
+def test_config_show_prints_the_kiosk_s_config_with_its_secrets_hidden(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = {**GERMAN, "sync": {**GERMAN["sync"], "device_key": "cd" * 32}}
+    kiosk = StandIn(day_of_responses(2), config=compact(config), piece=100)
+    with stand_in(kiosk) as path:
+        assert deskpulse(["config", "show", "--port", path]) == 0
+    captured = capsys.readouterr()
+    shown = json.loads(captured.out)
+    assert shown == {**GERMAN, "sync": {"wifi_ssid": "Alt", "wifi_password": "***",
+                                        "device_key": "***"}}
+    assert "old-secret" not in captured.out + captured.err and "cdcd" not in captured.out
+    assert set(kiosk.seen) == {"HELLO", "CONFIG READ"} and kiosk.acked == 0
+    bare = StandIn([], device_id="kiosk-240ac4123456")
+    with stand_in(bare) as path:
+        assert deskpulse(["config", "show", "--port", path]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {}
+    assert "kiosk-240ac4123456 has no config file: it runs on its defaults" in captured.err
+    old = StandIn([], reads_config=False)
+    with stand_in(old) as path:
+        assert deskpulse(["config", "show", "--port", path]) == 2
+    assert "predates CONFIG READ" in capsys.readouterr().err
+
+
+def test_a_kiosk_without_a_config_file_gets_one_even_when_no_setting_changes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kiosk = StandIn(day_of_responses(1), device_id="kiosk-240ac4123456",
+                    mac_id="kiosk-240ac4123456")  # no config file: it runs on its defaults
+    file = tmp_path / "f.json"
+    file.write_text(json.dumps({"scale": 4}))
+    with stand_in(kiosk) as path:
+        assert deskpulse(["sync", "--port", path, "--db", str(tmp_path / "d.db"),
+                          "--config", str(file)]) == 0
+    assert ("config: no setting changes (the kiosk had no config file: now it has one)"
+            in capsys.readouterr().out)
+    assert json.loads(kiosk.config or b"") == {"scale": 4}
+    assert kiosk.device_id == "kiosk-240ac4123456"

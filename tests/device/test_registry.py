@@ -335,3 +335,121 @@ def test_config_file_is_private_even_with_a_lax_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o600
+
+
+# -- ids from the MAC ---------------------------------------------------------------------
+
+MACS = ["24:0a:c4:12:34:56", "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff", "02:9a:bc:de:f0:01",
+        "A4:CF:12:0B:7E:C8"]
+
+
+def test_the_mac_id_rule_of_the_host_and_of_the_firmware_agree() -> None:
+    """The host's device_id_for_mac (provisioning, from esptool's MAC) and the firmware's
+    id_for_mac (machine.unique_id() on the kiosk) give every MAC the same id, on the
+    kiosk's own interpreter."""
+    from conftest import mpy_json
+
+    macs = [bytes.fromhex(m.replace(":", "")) for m in MACS]
+    firmware = mpy_json(f"""
+from kiosk import config as cfg
+from harness import emit
+for mac in {macs!r}:
+    emit(cfg.id_for_mac(mac))
+emit(cfg.id_for_mac(None))
+emit(cfg.id_for_mac(b"\\x01\\x02"))
+""")
+    host = [registration.device_id_for_mac(m) for m in MACS]
+    assert firmware == [*host, "", ""]
+    assert host[0] == "kiosk-240ac4123456" and host[4] == "kiosk-a4cf120b7ec8"
+    assert [registration.device_id_for_mac(m) for m in macs] == host
+    # Every one is an id the kiosk, the server and the registry take.
+    for device_id in host:
+        assert registration.check_device_id(device_id) == device_id
+
+
+@pytest.mark.parametrize("mac", ["24:0a:c4:12:34", "24:0a:c4:12:34:5g", "kiosk-240ac4123456",
+                                 "", "24:0a:c4:12:34:56:78"])
+def test_a_mac_that_is_not_six_bytes_is_refused(mac: str) -> None:
+    with pytest.raises(DeskPulseError, match="bad MAC"):
+        registration.device_id_for_mac(mac)
+
+
+def test_separators_and_case_do_not_change_the_id() -> None:
+    ids = {registration.device_id_for_mac(m) for m in
+           ("24:0A:C4:12:34:56", "24-0a-c4-12-34-56", "240ac4123456", " 24:0a:c4:12:34:56\n")}
+    assert ids == {"kiosk-240ac4123456"}
+
+
+# -- store templates ----------------------------------------------------------------------
+
+TEMPLATE = {
+    "version": 3, "scale": 3, "language": "de", "time_zone": "Europe/Berlin",
+    "texts": {"de": {"question": "Wie war Ihr Besuch?", "thanks": "Danke!"}},
+    "opening_hours": {"mon": ["08:00-18:00"], "sat": ["09:00-13:00"]},
+    "sync": {"wifi_ssid": "Filiale", "wifi_password": "geheim", "push_interval_s": 60},
+}
+
+
+def test_add_with_a_template_writes_the_template_under_the_kiosk_s_own_settings(
+        conn: sqlite3.Connection, tmp_path: Path) -> None:
+    out = tmp_path / "front-1.json"
+    registration.add_device(conn, "front-1", SERVER, out, template=TEMPLATE, name="Front")
+    config = json.loads(out.read_text())
+    key = config["sync"]["device_key"]
+    assert config == {
+        **TEMPLATE, "device_id": "front-1", "tz_rule": "CET-1CEST,M3.5.0,M10.5.0/3",
+        "sync": {"wifi_ssid": "Filiale", "wifi_password": "geheim", "push_interval_s": 60,
+                 "server_url": SERVER, "device_key": key}}
+    assert check_config(out).device_id == "front-1"  # the firmware's validator takes it
+    # The template's zone is the kiosk's in the registry too (the reports' local time).
+    assert conn.connection.execute(
+        "SELECT time_zone FROM devices WHERE device_id = 'front-1'").fetchone() == (
+        "Europe/Berlin",)
+    # The kiosk's own WiFi and zone win over the template's.
+    other = tmp_path / "front-2.json"
+    registration.add_device(conn, "front-2", SERVER, other, template=TEMPLATE,
+                            wifi_ssid="Lager", time_zone="Europe/Vienna")
+    config = json.loads(other.read_text())
+    assert (config["sync"]["wifi_ssid"], config["sync"]["wifi_password"]) == ("Lager", "geheim")
+    assert config["time_zone"] == "Europe/Vienna"
+
+
+def test_a_template_the_firmware_refuses_writes_and_registers_nothing(
+        conn: sqlite3.Connection, tmp_path: Path) -> None:
+    out = tmp_path / "front-1.json"
+    bad = {**TEMPLATE, "scale": 7, "opening_hours": {"mon": ["8:00-18:00"]}}
+    with pytest.raises(DeskPulseError) as err:
+        registration.add_device(conn, "front-1", SERVER, out, template=bad)
+    assert str(err.value).startswith("the config of front-1 over its store template rejected:")
+    assert "scale must be between 3 and 5 (got 7)" in str(err.value)
+    assert "opening_hours.mon: bad span '8:00-18:00'" in str(err.value)
+    assert not out.exists() and key_row(conn, "front-1") is None
+
+
+@pytest.mark.parametrize(("template", "problem"), [
+    ({"device_id": "shared"}, "sets device_id: each kiosk has its own"),
+    ({"sync": {"device_key": "ab" * 32}}, "holds a device_key"),
+    ([1, 2], "is not a JSON object of config keys"),
+])
+def test_a_template_with_what_is_each_kiosk_s_own_is_refused(
+        tmp_path: Path, template: object, problem: str) -> None:
+    path = tmp_path / "store.json"
+    path.write_text(json.dumps(template))
+    with pytest.raises(DeskPulseError, match=problem):
+        registration.read_store_template(path)
+
+
+def test_devices_add_takes_a_template(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    template = tmp_path / "store.json"
+    template.write_text(json.dumps(TEMPLATE))
+    out = tmp_path / "front-1.json"
+    assert cli.main(["devices", "--db", str(tmp_path / "d.db"), "add", "front-1", "--server",
+                     SERVER, "--template", str(template), "-o", str(out)]) == 0
+    config = json.loads(out.read_text())
+    assert (config["scale"], config["language"], config["device_id"]) == (3, "de", "front-1")
+    assert "geheim" not in capsys.readouterr().out
+    template.write_text(json.dumps({**TEMPLATE, "language": "fr"}))
+    assert cli.main(["devices", "--db", str(tmp_path / "d.db"), "add", "front-2", "--server",
+                     SERVER, "--template", str(template), "-o", str(tmp_path / "f2.json")]) == 2
+    assert "language 'fr' has no texts" in capsys.readouterr().err

@@ -256,15 +256,46 @@ def test_a_config_is_sent_and_applied(tmp_path: Path) -> None:
     assert [r["config_version"] for r in stored(dbfile)] == [0]
 
 
-def test_a_kiosk_without_an_id_gets_one_from_the_config(tmp_path: Path) -> None:
+def test_a_bare_kiosk_syncs_under_its_mac_id_and_a_config_merges_into_its_own(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A kiosk nobody has named syncs as kiosk- and its MAC; a WiFi-style file merged into
+    its German config keeps the German texts; the config reads back with its secrets
+    hidden; a new name waits for the kiosk to confirm its responses."""
+    from deskpulse import cli
+
     dbfile = tmp_path / "d.db"
-    with kiosk(tmp_path, "rate 3\nno\n") as sim:
+    german = tmp_path / "german.json"
+    german.write_text(json.dumps({"version": 2, "language": "de", "scale": 3,
+                                  "texts": {"de": {"question": "Wie war Ihr Besuch?"}}}))
+    with kiosk(tmp_path, "rate 3\nno\n", config=german) as sim:
         wait_for_responses(sim.console_path, 1)
-        assert hello(sim.console_path).device_id == ""  # a kiosk never makes up its own id
-        with pytest.raises(DeskPulseError, match="no device_id"):
-            sync(sim.console_path, dbfile)
+        mac = (tmp_path / "state" / "mac").read_text().strip()
+        mac_id = f"kiosk-{mac}"
+        assert hello(sim.console_path).device_id == mac_id
+        summary = sync(sim.console_path, dbfile)
+        assert (summary.device_id, summary.new) == (mac_id, 1)
+        wifi = tmp_path / "wifi.json"
+        wifi.write_text(json.dumps({"version": 3, "sync": {"wifi_ssid": "Store",
+                                                           "wifi_password": "s3cret"}}))
+        summary = sync(sim.console_path, dbfile, config_file=wifi)
+        assert summary.config_version == 3 and summary.device_id == mac_id
+        assert summary.config_changes == ["sync.wifi_password: \"\" -> ***",
+                                          'sync.wifi_ssid: "" -> "Store"', "version: 2 -> 3"]
+        capsys.readouterr()
+        assert cli.main(["config", "show", "--port", sim.console_path]) == 0
+        shown = capsys.readouterr()
+        assert json.loads(shown.out) == {
+            "version": 3, "language": "de", "scale": 3,
+            "texts": {"de": {"question": "Wie war Ihr Besuch?"}},
+            "sync": {"wifi_ssid": "Store", "wifi_password": "***"}}
+        assert f"the kiosk goes by {mac_id}, from its MAC" in shown.err
+        assert "s3cret" not in shown.out + shown.err
+        after = hello(sim.console_path)
+        assert after.status["config_version"] == 3 and after.device_id == mac_id
         summary = sync(sim.console_path, dbfile, config_file=write_config(tmp_path))
-    assert (summary.device_id, summary.new) == (DEVICE_ID, 1)
+        assert summary.device_id == mac_id and hello(sim.console_path).device_id == DEVICE_ID
+    assert [r["seq"] for r in stored(dbfile, mac_id)] == [1]
+    assert stored(dbfile) == []
 
 
 # -- interruptions ------------------------------------------------------------------------
@@ -469,7 +500,8 @@ def test_a_rename_after_a_lost_ack_never_counts_a_customer_twice(
                     sync(relay.path, dbfile, config_file=renamed, timeout=2.0, attempts=3)
                 assert "the config was not sent and nothing on the kiosk was changed" in str(
                     err.value)
-                assert not any(b"CONFIG" in line for line in to_device)
+                # Read (to merge into), never sent.
+                assert not any(b"CONFIG BEGIN" in line for line in to_device)
                 assert hello(relay.path).device_id == DEVICE_ID  # not beside the relay
                 assert each_customer_once(3) == {DEVICE_ID: [1, 2, 3], "e2e-desk-2": []}
                 relay.tamper = None  # a good cable: the same command finishes the job

@@ -74,7 +74,7 @@ def test_a_rename_waits_until_the_kiosk_confirms_an_ack(tmp_path: Path) -> None:
     message = str(err.value)
     assert message.startswith("the config was not sent and nothing on the kiosk was changed")
     assert "desk-1 to desk-2" in message and "run the same sync --config again" in message
-    assert not any(verb.startswith("CONFIG") for verb in kiosk.seen)
+    assert "CONFIG BEGIN" not in kiosk.seen  # read (CONFIG READ), never sent
     assert (kiosk.device_id, kiosk.config, kiosk.acked) == ("desk-1", None, 0)
     assert rows_by_device(dbfile) == {"desk-1": list(range(1, 31))}
 
@@ -137,7 +137,7 @@ def test_taps_during_a_rename_are_stored_first_a_bounded_number_of_times(
     other = tmp_path / "other.db"
     with stand_in(kiosk) as device, pytest.raises(DeskPulseError, match="config was not sent"):
         sync(device, other, config_file=rename_config(tmp_path), **FAST)
-    assert kiosk.device_id == "desk-1" and not any(v.startswith("CONFIG") for v in kiosk.seen)
+    assert kiosk.device_id == "desk-1" and "CONFIG BEGIN" not in kiosk.seen
     assert kiosk.seen.count("HELLO") == 1 + sync_mod.RENAME_ROUNDS
     assert rows_by_device(other)["desk-1"] == list(range(1, kiosk.acked + 1))
 

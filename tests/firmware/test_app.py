@@ -161,7 +161,8 @@ emit({"idle": idle, "service": service, "after": screen.kind})
     assert r["idle"] == ["idle", "", True], "no technician text, only the neutral mark"
     kind, title, details, state = r["service"]
     assert kind == "service" and state == "service" and title == "Service: 2 to fix"
-    for fact in ("no config file", "clock not set", "id (none)  board lilygo-t5-v2.3",
+    mac = (tmp_path / "mac").read_text()  # the simulated chip's, made at its first start
+    for fact in ("no config file", "clock not set", f"id kiosk-{mac}  board lilygo-t5-v2.3",
                  "app 0.1.0  MicroPython ", "wifi, push: not set up", "synced to #0 of #0",
                  "% full, 0 kept, 0 dropped", "clock not set", "boot 1, crashes 0"):
         assert fact in details, fact

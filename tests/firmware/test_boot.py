@@ -73,8 +73,18 @@ class Timer:
         self.running = False
 
 class RTC:
+    kept = b""  # the RTC slow memory: b"" as after a power-on, or the last boot's marker
+    writes = []  # [bytes written, output pins driven so far, whether kiosk.app was imported]
     def datetime(self, when=None):
         return (2000, 1, 1, 5, 0, 0, 0, 0)
+    def memory(self, data=None):
+        if data is None:
+            return RTC.kept
+        RTC.writes.append([bytes(data).decode(), len(events), "kiosk.app" in sys.modules])
+        RTC.kept = bytes(data)
+
+class Panic(BaseException):
+    pass  # a crash in C: the board resets at once, no Python handler runs
 
 class ResetDone(Exception):
     pass
@@ -83,8 +93,10 @@ def reset():
     events.append(["reset"])
     raise ResetDone()
 
+raw_cause = 1  # what machine.reset_cause() answers: PWRON_RESET unless a test says
+
 def reset_cause():
-    return 1
+    return raw_cause
 
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 """
@@ -285,3 +297,70 @@ print("@" + json.dumps(calls))
     # Unmounted before any pin was driven (the board file was not read yet), mounted
     # again as LittleFS without mtime.
     assert out == [[["umount", "/", 0], ["lfs2", False], ["mount", "/"]]]
+
+
+# -- the reset marker ------------------------------------------------------------------------
+# The last boot ended with the app's own restart (after a failure to start, or the
+# maintenance stop), so its marker says "deliberate". This boot then crashes in C before
+# the app runs; the next boot must read a panic, not the last boot's deliberate restart.
+PANIC_IN_THE_APPS_IMPORTS = """
+import builtins
+real_import = builtins.__import__
+def importing(name, globals=None, locals=None, fromlist=(), level=0):
+    if name == "kiosk.app" or (name == "kiosk" and "app" in (fromlist or ())):
+        raise standin_machine.Panic("while compiling the app")
+    return real_import(name, globals, locals, fromlist, level)
+builtins.__import__ = importing
+"""
+PANIC_WHILE_THE_HAL_IS_BUILT = """
+def panicking_spi(*args, **kwargs):
+    raise standin_machine.Panic("in the panel's SPI set-up")
+standin_machine.SPI = panicking_spi
+"""
+
+
+@pytest.mark.parametrize("crash", [PANIC_IN_THE_APPS_IMPORTS, PANIC_WHILE_THE_HAL_IS_BUILT],
+                         ids=["the app's imports", "the hardware layer's construction"])
+def test_a_crash_before_the_app_runs_reads_as_a_panic_at_the_next_boot(
+        tmp_path: Path, crash: str) -> None:
+    out = run_boot(tmp_path, board("m5stack-coreink"), """
+from kiosk import resets
+standin_machine.RTC.kept = resets.MARK_DELIBERATE
+""" + crash + """
+try:
+    run_boot()
+    crashed = None
+except standin_machine.Panic as panic:
+    crashed = str(panic)
+kept = standin_machine.RTC.kept
+print("@" + json.dumps([crashed, kept.decode(), resets.classify("hard", kept),
+                        standin_machine.RTC.writes]))
+""")
+    crashed, kept, next_boot, writes = out[0]
+    assert crashed is not None
+    # Before: the marker was written while the hardware layer was built, so a crash before
+    # that left "deliberate" in place.
+    assert kept == "DeskPulse:run" and next_boot == "panic"
+    # Marked first of all: before the power hold (GPIO 12) and before the app's imports.
+    assert writes[0] == ["DeskPulse:run", 0, False]
+
+
+def test_the_hal_reports_what_the_rtc_memory_held_before_this_boot_marked_it(
+        tmp_path: Path) -> None:
+    out = run_boot(tmp_path, board("esp32-devkitc-ssd1680"), """
+from kiosk import app, resets
+standin_machine.RTC.kept = resets.MARK_DELIBERATE
+standin_machine.raw_cause = standin_machine.HARD_RESET
+told = []
+def stop(hal, until=None, on_ready=None):
+    told.append(resets.classify(hal.reset_cause(), hal.reset_memory()))
+    raise KeyboardInterrupt
+app.run = stop
+run_boot()
+print("@" + json.dumps([told, standin_machine.RTC.kept.decode()]))
+""")
+    told, kept = out[0]
+    # The hardware layer gets the boot's first reading, not the mark this boot wrote: the
+    # app's own restart stays deliberate (a second read would make it a panic).
+    assert told == ["deliberate"]
+    assert kept == "DeskPulse:run"

@@ -194,3 +194,86 @@ def test_an_ntp_server_name_or_address_or_none_is_taken(tmp_path: Path, server: 
 def test_the_ntp_server_must_be_text(tmp_path: Path) -> None:
     r = load_json(tmp_path, {"sync": {"ntp_server": 123}})
     assert r["problems"] == ["sync.ntp_server must be text"]
+
+
+@pytest.mark.parametrize("text", [b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\xe2\x82"])
+def test_a_text_that_is_not_utf8_is_refused_as_cpython_refuses_it(
+        tmp_path: Path, text: bytes) -> None:
+    """A surrogate, an overlong form, a code point past U+10FFFF, a cut sequence: MicroPython's
+    own decoding takes some of them; the device refuses them all, as the host does."""
+    path = tmp_path / "config.json"
+    path.write_bytes(b'{"texts": {"en": {"yes": "' + text + b'"}}}')
+    r = load(path)
+    assert r["problems"] == ["config file is not valid UTF-8"]
+    assert r["config"]["texts"]["en"]["yes"] == "Yes"
+
+
+def test_only_the_texts_shown_are_kept_and_every_language_is_checked(tmp_path: Path) -> None:
+    texts = {"en": {"yes": "Yes!"}, "de": {"yes": "Ja"}, "fr": {"yes": "Oui"}}
+    r = load_json(tmp_path, {"language": "de", "texts": texts})
+    assert r["problems"] == []
+    assert r["config"]["texts"] == {"de": {**ENGLISH, "yes": "Ja"}}
+    r = load_json(tmp_path, {"texts": texts})  # English shown: the others are dropped
+    assert r["config"]["texts"] == {"en": {**ENGLISH, "yes": "Yes!"}}
+    r = load_json(tmp_path, {"texts": {"fr": {"yes": "Oui"}}})  # English by default
+    assert r["problems"] == [] and r["config"]["texts"] == {"en": ENGLISH}
+    r = load_json(tmp_path, {"language": "de", "texts": {**texts, "fr": {"yes": 5}}})
+    assert r["problems"] == ["texts.fr.yes must be text"]
+
+
+ENGLISH = {"question": "How was your visit?", "follow_up": "Did we tell you what happens next?",
+           "yes": "Yes", "no": "No", "thanks": "Thank you!", "sorry": "Sorry - we will do better.",
+           "closed": "We are closed"}
+
+
+def test_loading_a_full_size_config_needs_no_block_of_heap_near_its_size(tmp_path: Path) -> None:
+    """The boot reads the config in small pieces and parses it from the file: an 8 KB
+    file loads with the free heap cut into 1 KB pieces (reading it whole cannot)."""
+    texts = {f"l{i}": {"question": f"question {i} " + "x" * 100, "yes": "y"} for i in range(54)}
+    value = {"version": 9, "language": "l7", "texts": texts}
+    data = json.dumps(value).encode()
+    assert 7500 < len(data) <= 8192
+    path = tmp_path / "config.json"
+    path.write_bytes(data)
+    r = mpy_json(f"""
+import gc
+from kiosk import config as cfg
+from harness import emit
+cfg.load({str(path)!r})  # once with room: what the first call loads or caches
+gc.collect()
+held = [None] * 8192
+n = 0
+try:
+    while n < len(held):
+        held[n] = bytearray(1024)
+        n += 1
+except MemoryError:
+    pass
+for i in range(0, n, 2):
+    held[i] = None  # about half the heap free, in 1 KB pieces
+gc.collect()
+config, problems = cfg.load({str(path)!r})
+held = None
+emit([config["version"], problems, sorted(config["texts"])])
+""", heap="1M")
+    assert r == [[9, [], ["l7"]]]
+
+
+def test_save_writes_as_it_goes_and_leaves_no_temp_file_when_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    big = {"texts": {f"l{i}": {"question": "q" * 110} for i in range(80)}}  # over 8 KB
+    r = mpy_json(f"""
+from kiosk import config as cfg
+from harness import emit
+import os
+cfg.save({str(path)!r}, {{"version": 1}})
+try:
+    cfg.save({str(path)!r}, {big!r})
+    refused = None
+except ValueError as e:
+    refused = str(e)
+emit([refused, cfg.load({str(path)!r}), sorted(os.listdir({str(tmp_path)!r}))])
+""")[0]
+    assert r[0] == "config is over 8192 bytes"
+    assert r[1][0]["version"] == 1 and r[1][1] == []
+    assert r[2] == ["config.json"]

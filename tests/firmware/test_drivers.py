@@ -65,7 +65,7 @@ panel, drv = pair({controller!r}, {w}, {h}, {rotation})
 async def main():
     await drv.init()
     emit(["init", steps(panel)])
-    drv.write()
+    drv.write(True)
     await drv.update(True)
     emit(["full", steps(panel)])
     drv.framebuf.fill_rect(0, 0, 8, 8, drv.INK)
@@ -97,21 +97,23 @@ def test_ssd1680_command_order_follows_the_datasheet() -> None:
     # (250 gates), data entry mode, RAM X window (16 bytes: 122 bits padded to 128), RAM Y
     # window, border, display update control 1 (normal RAM, sources from S8: the panel's
     # first column; Waveshare epd2in13_V4, GxEPD2_213_B74), internal temperature sensor,
-    # RAM address counters, BUSY.
+    # display option with RAM ping-pong for display mode 2 (Waveshare epd2in13_V3's
+    # partial mode), RAM address counters, BUSY.
     assert got["init"] == [[
         "rst0", "rst1", "wait", "12", "wait",
         "01:f9 00 00", "11:03", "44:00 0f", "45:00 00 f9 00",
-        "3c:05", "21:00 80", "18:80", "4e:00", "4f:00 00", "wait",
+        "3c:05", "21:00 80", "18:80", "37:00 00 00 00 00 40 00 00 00 00",
+        "4e:00", "4f:00 00", "wait",
     ]]
-    # First frame: nothing known on the glass, so no "old" image; counters, new RAM,
-    # full update sequence (mode 1), master activation, BUSY.
-    assert got["full"] == [["4e:00", "4f:00 00", "24[4000]", "3c:05", "22:f7", "20", "wait"]]
-    # Partial: the frame on the glass goes back to 0x26 (the differential refresh compares
-    # it with 0x24), counters again, the new frame, mode 2, activation, BUSY.
-    assert got["partial"] == [[
+    # Full: the frame into both RAMs (GxEPD2's writeImageForFullRefresh), so that 0x26
+    # holds the picture afterwards; full update sequence (mode 1), activation, BUSY.
+    assert got["full"] == [[
         "4e:00", "4f:00 00", "26[4000]", "4e:00", "4f:00 00", "24[4000]",
-        "3c:80", "22:ff", "20", "wait",
+        "3c:05", "22:f7", "20", "wait",
     ]]
+    # Partial: only the new frame (the controller's ping-pong made the shown one the old
+    # image), mode 2, activation, BUSY.
+    assert got["partial"] == [["4e:00", "4f:00 00", "24[4000]", "3c:80", "22:ff", "20", "wait"]]
     assert got["sleep"] == [["10:01"]]
     assert "init()" in got["after sleep"][0]
     # After a wake-up the first refresh is full whatever was asked: the glass is unknown.
@@ -133,7 +135,8 @@ async def main():
 asyncio.run(main())
 """)
     # Only CS-low bytes (flags bit 1 clear), DC low for commands and high for data.
-    assert out == [[[0, 1], [0x12, 0x01, 0x11, 0x44, 0x45, 0x3C, 0x21, 0x18, 0x4E, 0x4F]]]
+    assert out == [[[0, 1], [0x12, 0x01, 0x11, 0x44, 0x45, 0x3C, 0x21, 0x18, 0x37, 0x4E,
+                             0x4F]]]
 
 
 def test_without_a_reset_pin_deep_sleep_is_skipped_or_only_powers_off() -> None:
@@ -174,7 +177,7 @@ def test_ssd1681_uses_its_200x200_geometry() -> None:
     init = got["init"][0]
     # The 1.54" panels start at source S0, the reset value: no 0x21 (GxEPD2_154_D67).
     assert init[5:11] == ["01:c7 00 00", "11:03", "44:00 18", "45:00 00 c7 00", "3c:05", "18:80"]
-    assert got["full"][0][2] == "24[5000]"
+    assert got["full"][0][2:6] == ["26[5000]", "4e:00", "4f:00 00", "24[5000]"]
     assert got["woken"][1] == []
 
 
@@ -194,7 +197,7 @@ def test_ssd1680_rotation_is_data_entry_mode_and_window(
     got = run_sequence(SSD_SEQUENCE, controller="ssd1680", w=122, h=250, rotation=rotation)
     init = got["init"][0]
     assert init[6:9] == [entry, x_window, y_window]
-    assert init[12:14] == [x_counter, y_counter]
+    assert init[13:15] == [x_counter, y_counter]
     assert got["full"][0][:2] == [x_counter, y_counter]
     assert got["woken"][1] == []
 
@@ -368,7 +371,7 @@ frames = []
 async def refresh(full, text):
     drv.framebuf.fill(drv.PAPER)
     drv.framebuf.text(text, 4, 40, drv.INK)
-    drv.write()
+    drv.write(full)
     await drv.update(full)
     frames.append(mismatches(panel, drv))
 
@@ -403,13 +406,13 @@ def ssd_waveforms(panel: str | None) -> dict[str, list]:
 
 def test_depg0213bn_partial_refresh_runs_the_panel_makers_waveform() -> None:
     got = ssd_waveforms("depg0213bn")
-    restore_and_write = ["4e:0f", "4f:00 00", "26[4000]", "4e:0f", "4f:00 00", "24[4000]"]
+    write = ["4e:0f", "4f:00 00", "24[4000]"]
     # Partial: border held, the register waveform (0x32, GxEPD2_213_BN) written once, then
     # clock and analog on, display mode 2 without the OTP load, analog and clock off (the
     # LilyGO GxDEPG0213BN driver's 0xCF).
     assert got["first partial"] == [
-        [*restore_and_write, "3c:80", "32[153]", "22:cf", "20", "wait"]]
-    assert got["second partial"] == [[*restore_and_write, "3c:80", "22:cf", "20", "wait"]]
+        [*write, "3c:80", "32[153]", "22:cf", "20", "wait"]]
+    assert got["second partial"] == [[*write, "3c:80", "22:cf", "20", "wait"]]
     # A full refresh loads the OTP waveform over the register: written again after it.
     assert got["after full"][0][-5:] == ["3c:80", "32[153]", "22:cf", "20", "wait"]
     assert got["lut"] == [153, {str(i): b for i, b in DEPG0213BN_LUT_NONZERO.items()}]
@@ -440,7 +443,7 @@ frames, powered = [], []
 async def refresh(full, text):
     drv.framebuf.fill(drv.PAPER)
     drv.framebuf.text(text, 4, 40, drv.INK)
-    drv.write()
+    drv.write(full)
     await drv.update(full)
     frames.append(mismatches(panel, drv))
     powered.append(panel.powered)
@@ -514,7 +517,7 @@ def corner_bits():
 async def main():
     await drv.init()
     corners_and_diagonal()
-    drv.write()
+    drv.write(True)
     await drv.update(True)
     emit(["logical size", W, H])
     emit(["corners", corner_bits()])
@@ -534,7 +537,7 @@ async def main():
     drv.write(); await drv.update(False)
     frames.append(mismatches(panel, drv))
     fb.fill(INK); fb.fill_rect(8, 8, W - 16, H - 16, PAPER)
-    drv.write(); await drv.update(True)
+    drv.write(True); await drv.update(True)
     frames.append(mismatches(panel, drv))
     fb.fill(PAPER); fb.text("Danke", 0, 0, INK)
     drv.write(); await drv.update(False)
@@ -624,13 +627,13 @@ result = ""
 for cls, w, h in ((Ssd1680, 122, 250), (Ssd1681, 200, 200), (Jd79653a, 200, 200)):
     for rotation in (0, 90, 180, 270):
         drv = cls(Bus(), Pin(), Pin(), Pin(), Pin(), w, h, rotation=rotation)
-        drv._asleep = False   # as after init(), with a frame on the glass:
-        drv._known = True     # write() restores the old image, then sends the new
+        drv._asleep = False   # as after init()
         micropython.heap_lock()
         try:
-            drv.write()
+            drv.write(True)   # a full refresh's frame (the SSD168x: into both RAMs)
+            drv._known = True     # as after that refresh
             drv._pending = False
-            drv.write()
+            drv.write()       # a partial one's (the JD79653A: the old image first)
             result = "ok"
         except MemoryError:
             result = "allocated"
@@ -639,6 +642,110 @@ for cls, w, h in ((Ssd1680, 122, 250), (Ssd1681, 200, 200), (Jd79653a, 200, 200)
 emit(results)
 """)
     assert out == [["ok"] * 12]
+
+
+STALE_SOURCE = PRELUDE + """
+panel, drv = pair({controller!r}, {w}, {h}, 90)
+{omission}
+fb, INK, PAPER = drv.framebuf, drv.INK, drv.PAPER
+async def main():
+    await drv.init()
+    frames = []
+    # Views whose pixels go ink, paper, ink again across partial refreshes, with a full
+    # refresh in the middle: a stale previous image leaves some of them wrong.
+    views = (("Bonjour", 0), ("Hello", 0), ("Bonjour", 1), ("Hallo", 0), ("Hej", 1),
+             ("Ciao", 0), ("Hola", 0))
+    for i, (text, shift) in enumerate(views):
+        fb.fill(PAPER)
+        fb.text(text, 6 + 4 * shift, 20 + 6 * i, INK)
+        fb.fill_rect(30 * (i % 3), 70, 25, 25, INK)
+        full = i in (0, 4)
+        drv.write(full)
+        await drv.update(full)
+        frames.append(mismatches(panel, drv))
+    emit([frames, [kind for kind, _ in panel.refreshes], panel.violations])
+asyncio.run(main())
+"""
+# Each left-out step that keeps the previous-image RAM in step.
+NO_PING_PONG = """
+send = drv._command
+def without_ping_pong(command, data=None):
+    if command != 0x37:
+        send(command, data)
+drv._command = without_ping_pong
+"""
+NO_FULL_PREVIOUS = """
+send_frame = drv._send_frame
+def new_ram_only(command):
+    if command != 0x26:
+        send_frame(command)
+drv._send_frame = new_ram_only
+"""
+NO_RESTORE = """
+send = drv._command
+def without_old_image(command, data=None):
+    if command != 0x10:
+        send(command, data)
+drv._command = without_old_image
+"""
+
+
+@pytest.mark.parametrize("controller, w, h, omission", [
+    ("ssd1680", 122, 250, ""), ("ssd1681", 200, 200, ""), ("jd79653a", 200, 200, ""),
+    ("ssd1680", 122, 250, NO_PING_PONG), ("ssd1681", 200, 200, NO_PING_PONG),
+    ("ssd1680", 122, 250, NO_FULL_PREVIOUS), ("jd79653a", 200, 200, NO_RESTORE),
+])
+def test_partial_refreshes_need_the_previous_image_in_step(
+    controller: str, w: int, h: int, omission: str
+) -> None:
+    frames, refreshes, violations = mpy_json(STALE_SOURCE.format(
+        controller=controller, w=w, h=h, omission=omission))[0]
+    assert refreshes == ["full", "partial", "partial", "partial", "full", "partial", "partial"]
+    assert violations == []
+    if not omission:
+        assert frames == [0] * 7
+    elif omission is NO_FULL_PREVIOUS:
+        # The first partial after each full refresh compares with a 0x26 the full one
+        # never saw; the ping-pong mends the ones after it.
+        assert frames[0] == frames[4] == 0 and frames[1] > 0 and frames[5] > 0
+    else:
+        # Right after a full refresh, then wrong from the second partial one on.
+        assert frames[0] == frames[4] == 0 and frames[2] > 0 and frames[6] > 0
+
+
+def test_ssd1680_keeps_no_second_frame() -> None:
+    # The previous image lives in the controller (RAM ping-pong), so the driver holds one
+    # frame buffer and a scratch column; the JD79653A keeps its copy of the last frame.
+    out = mpy_json("""
+import gc
+from harness import emit
+from kiosk.drivers.ssd1680 import Ssd1680
+from kiosk.drivers.jd79653a import Jd79653a
+class Pin:
+    def value(self, level=None):
+        return 0
+class Bus:
+    def write(self, data):
+        pass
+sizes = []
+for cls, w, h, rotation in ((Ssd1680, 122, 250, 90), (Ssd1680, 122, 250, 0),
+                            (Jd79653a, 200, 200, 0)):
+    gc.collect()
+    before = gc.mem_alloc()
+    drv = cls(Bus(), Pin(), Pin(), Pin(), Pin(), w, h, rotation=rotation)
+    gc.collect()
+    sizes.append([len(drv.buffer), gc.mem_alloc() - before])
+    drv = None
+emit(sizes)
+""")
+    (frame_90, heap_90), (frame_0, heap_0), (jd_frame, jd_heap) = out[0]
+    assert frame_90 == frame_0 == 4000 and jd_frame == 5000
+    # Beyond the frame: the instance, the framebuf object, parameter bytes and, at 90
+    # degrees, the 250-byte scratch column (about 1.3-1.7 KB on the 64-bit port, 0.7-1 KB
+    # on the 32-bit one); with a second frame it was over 5 KB.
+    assert heap_90 - frame_90 < 2500
+    assert heap_0 - frame_0 < 2500
+    assert jd_heap > 2 * jd_frame
 
 
 def test_a_wrong_old_image_shows_on_the_simulated_glass() -> None:

@@ -7,8 +7,8 @@ manifest.py says, for customer sessions with serial syncs, a config upload and t
 push (tools/bench_heap.py does the work; it prints the figures for docs/benchmarks.md).
 
 `tools/bench_heap.py` (make bench) finds the smallest -X heapsize= each case needs by
-bisection; the figures are in docs/benchmarks.md, far over the issue's goal (96 KB as
-.mpy with the push), which is the design work that follows. Here, so that `make test`
+bisection; the figures are in docs/benchmarks.md (frozen with the push fits the issue's
+96 KB; as .mpy the code kept in RAM puts it far over). Here, so that `make test`
 stays short, each case runs twice with fewer sessions: at its recorded figure plus a
 margin, where it must pass (a guard against growth), and well below, where it must run
 out of memory and say so (the meter sees a shortage as one). Set
@@ -32,10 +32,10 @@ pytestmark = pytest.mark.slow
 
 SESSIONS = 60
 # The minimum heaps of docs/benchmarks.md for 60 sessions (32-bit, `bench_heap.py
-# --sessions 60 --step 4`, 5 December 2026), with 12 KB over them: near a minimum the heap
-# is cut into pieces and one run passes where the next fails by a few KB. The push cases
-# are a WiFi kiosk's; the bench measures the others too.
-RECORDED_KB = {"mpy+push": 292, "frozen+push": 164}
+# --sessions 60 --step 4`, 5 December 2026, after the streamed config upload), with 12 KB
+# over them: near a minimum the heap is cut into pieces and one run passes where the next
+# fails by a few KB. The push cases are a WiFi kiosk's; the bench measures the others too.
+RECORDED_KB = {"mpy+push": 260, "frozen+push": 92}
 MARGIN_KB = 12
 SHORT_KB = 64  # this far below the figure every case runs out of memory
 if os.environ.get("DESKPULSE_HEAP32_FIRMWARE"):
@@ -88,6 +88,10 @@ def test_each_case_fits_its_recorded_heap_and_not_much_less(
     case = bench_heap.prepare(case_name, "32", ports[frozen], SESSIONS)
     budget = (RECORDED_KB[case_name] + MARGIN_KB) * 1024
     fits = bench_heap.run_once(case, budget, tmp_path)
+    if not fits.ok and "MemoryError" not in fits.why:
+        # Not the heap: on a loaded machine the host's syncs can time out in real time
+        # while the kiosk runs on its virtual clock. Once more, then it counts.
+        fits = bench_heap.run_once(case, budget, tmp_path)
     assert fits.ok, f"{case_name} no longer fits {budget // 1024} KB: {fits.why}"
     short = bench_heap.run_once(case, budget - (MARGIN_KB + SHORT_KB) * 1024, tmp_path)
     assert not short.ok and "MemoryError" in short.why, short.why

@@ -123,3 +123,14 @@ emit(["no rtc", resets.time_kept(0, anchors, 5, {LATEST})])
     # Boot 2 left no anchor: no evidence either way.
     assert r["no boot before"] is None
     assert r["no rtc"] is None
+
+
+def test_the_boot_writes_the_markers_this_module_reads() -> None:
+    # kiosk/hal/early.py marks each boot before the app's imports, so it spells the two
+    # markers out instead of importing this module; the spellings must stay the same.
+    r = run("""
+from kiosk.hal import early
+emit(["running", early._MARK_RUNNING == resets.MARK_RUNNING])
+emit(["deliberate", early._MARK_DELIBERATE == resets.MARK_DELIBERATE])
+""")
+    assert r == {"running": True, "deliberate": True}

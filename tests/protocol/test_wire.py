@@ -48,6 +48,7 @@ SHARED = [
     (wire.PULL_BYTES, "serial_sync", "MAX_PAYLOAD", "the largest batch a PULL asks for"),
     (wire.CONFIG_CHUNK, "serial_sync", "CONFIG_CHUNK", "bytes per CONFIG DATA line"),
     (wire.MAX_CONFIG_BYTES, "config", "MAX_FILE_BYTES", "the largest config"),
+    (wire.CONFIG_PIECE_HEAD, "serial_sync", "_PIECE_HEAD", "CONFIG READ's answer head"),
     (frames.MARKER, "frames", "START", "a frame's start marker"),
     (frames.HEADER_SIZE, "frames", "HEAD", "a frame's header"),
     (frames.CRC_SIZE, "frames", "TAIL", "a frame's CRC"),

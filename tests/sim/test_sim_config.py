@@ -51,13 +51,47 @@ def test_a_config_cannot_rename_a_simulated_kiosk_that_holds_unsynced_responses(
     assert sim(tmp_path, "exit\n", "--config", same) == 0
 
 
-def test_a_simulated_kiosk_without_an_id_may_be_named_with_responses_waiting(
-        tmp_path: Path) -> None:
+def test_a_bare_simulated_kiosk_goes_by_its_mac_and_keeps_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The state folder gives the simulated chip its MAC at the first start and keeps it:
+    a kiosk whose config names no id goes by kiosk- and that MAC, named so it stays
+    itself with responses waiting, named otherwise it must be synced first."""
     assert sim(tmp_path, "rate 3\nyes\nexit\n") == 0
+    mac = (tmp_path / "state" / "mac").read_text()
+    assert len(bytes.fromhex(mac)) == 6 and int(mac[:2], 16) & 0x03 == 0x02  # local, unicast
+    mac_id = f"kiosk-{mac}"
+    assert read_state(BOARD, tmp_path / "state").status["device_id"] == mac_id
+    capsys.readouterr()
     named = write(tmp_path, "named.json", {"device_id": "desk-5"})
-    assert sim(tmp_path, "exit\n", "--config", named) == 0
+    assert sim(tmp_path, "exit\n", "--config", named) == 2
+    assert (f"device_id cannot change from {mac_id} to desk-5 while 1 responses"
+            in capsys.readouterr().err)
+    itself = write(tmp_path, "itself.json", {"device_id": mac_id, "version": 2})
+    assert sim(tmp_path, "exit\n", "--config", itself) == 0
     state = read_state(BOARD, tmp_path / "state")
-    assert state.status["device_id"] == "desk-5" and len(state.responses) == 1
+    assert state.status["device_id"] == mac_id and len(state.responses) == 1
+    assert (tmp_path / "state" / "mac").read_text() == mac
+
+
+def test_sim_main_takes_a_mac_and_keeps_it_for_the_state_folder(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    script = write(tmp_path, "script.txt", "exit\n")
+
+    def boot(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [micropython_binary(), str(FIRMWARE / "sim_main.py"), "--board", str(BOARD),
+             "--state", str(state), "--script", script, *extra],
+            capture_output=True, text=True, timeout=120, check=False)
+
+    for extra in (("--mac", "24:0A:C4:12:34:56"), ()):
+        proc = boot(*extra)
+        assert proc.returncode == 0, proc
+        status = json.loads(proc.stdout.splitlines()[-1][1:])["status"]
+        assert status["device_id"] == "kiosk-240ac4123456"
+    bad = boot("--mac", "24:0a:c4")
+    assert bad.returncode == 2 and bad.stderr == (
+        "deskpulse: --mac '24:0a:c4' is not a MAC: give 12 hex digits, e.g. "
+        "24:0a:c4:12:34:56\n")
 
 
 @pytest.mark.parametrize(("text", "problem"), [

@@ -18,9 +18,12 @@
 #                       coordinates: the screens draw on it with INK and PAPER
 #   .INK, .PAPER        colour values to draw with
 #   async init()        hardware reset, software reset, configuration
-#   write()             copy .buffer into panel RAM (synchronous SPI; when it returns the
-#                       buffer may be drawn on again: "buffer free")
-#   async update(full)  run a full or partial refresh and await BUSY ("panel done")
+#   write(full=False)   copy .buffer into panel RAM (synchronous SPI; when it returns the
+#                       buffer may be drawn on again: "buffer free"); full: the refresh
+#                       that follows is a full one (the SSD1680 then fills both RAMs)
+#   async update(full)  run a full or partial refresh of the last frame written and
+#                       await BUSY ("panel done"); full whatever was asked when the panel
+#                       cannot run a partial one right (first refresh after init(), ...)
 #   async deep_sleep()
 #   busy()              True while the panel is refreshing
 #   Waiting on BUSY never blocks the event loop and raises PanelError after

@@ -31,7 +31,9 @@ class EpdBus:
         self._sleep_ms = sleep_ms or asyncio.sleep_ms
         self._poll_ms = poll_ms
         self._command_byte = bytearray(1)
-        self._known = False  # whether the driver knows what the glass shows
+        # Whether the panel's previous-image RAM (or, for a driver that keeps one, its copy
+        # of the last frame) holds what the glass shows: a partial refresh is right then.
+        self._known = False
         self._asleep = True  # until init()
 
     def _command(self, command, data=None):
@@ -44,6 +46,19 @@ class EpdBus:
             dc.value(1)
             self._spi.write(data)
         cs.value(1)
+
+    def _begin_data(self, command):
+        """Start `command` whose data follows in several bus writes (_spi.write of each
+        piece), so that a frame can be sent from a small scratch buffer; _end_data()
+        ends it."""
+        self._command_byte[0] = command
+        self._dc.value(0)
+        self._cs.value(0)
+        self._spi.write(self._command_byte)
+        self._dc.value(1)
+
+    def _end_data(self):
+        self._cs.value(1)
 
     def busy(self):
         return self._busy.value() == self._busy_active

@@ -31,9 +31,19 @@
 # M5Stack's powerHVOFF / powerHVON do: VCOM and data interval 0xF7 while off, back to
 # 0xD7 before powering on.
 #
-# As in the SSD1680 driver, a shadow copy of the last frame written lets write() put the
-# frame on the glass back into DTM1 before the new one goes to DTM2, so the buffer is free
-# as soon as write() returns.
+# The previous image. The refresh compares DTM1 (old) with DTM2 (new) pixel by pixel, and
+# no source shows the controller putting the frame it showed into DTM1 by itself: every
+# reference driver sends it. M5Stack's CoreInk library (Ink_eSPI::drawBuff, before its
+# move to M5GFX) keeps the last frame in the microcontroller (_lastbuff) and sends it to
+# 0x10 before the new one goes to 0x13; GxEPD2_154_M09 (GxEPD2_BW::display, then
+# writeImageAgain) and M5GFX's Panel_GDEW0154M09 (_close_transfer, just before a drawing
+# touches the buffer again) send the shown frame to 0x10 from their one frame buffer
+# once the refresh is over, which holds the drawing of the next view until then. Here the
+# screens draw the next view while the panel refreshes (the refresh never holds up
+# input), so this driver keeps M5Stack's way: a copy of the last frame written (the
+# shadow, 5000 bytes at 200x200) goes back into DTM1 before the new frame goes to DTM2,
+# and the buffer is free as soon as write() returns. (The SSD1680 needs no copy: its RAM
+# ping-pong does this step; see kiosk/drivers/ssd1680.py.)
 
 import framebuf
 from kiosk.drivers.epd import EpdBus
@@ -220,10 +230,11 @@ class Jd79653a(EpdBus):
             self._command(_PARTIAL_WINDOW, window)
             self._command(command, pages[page])
 
-    def write(self):
-        """Send the buffer to DTM2, after putting the frame on the glass back into DTM1.
-        Synchronous and allocation-free; the buffer may be drawn on as soon as this
-        returns. Call it only while the panel is idle (update() has returned)."""
+    def write(self, full=False):
+        """Send the buffer to DTM2, after putting the frame on the glass back into DTM1
+        (the same for a full refresh: `full` changes nothing here). Synchronous and
+        allocation-free; the buffer may be drawn on as soon as this returns. Call it only
+        while the panel is idle (update() has returned)."""
         self._check_awake()
         restore = self._known and not self._pending
         if self._columns:

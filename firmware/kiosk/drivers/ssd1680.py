@@ -4,8 +4,19 @@
 # Controller RAM: one bit per pixel, 1 = white, bytes of 8 horizontal pixels with the most
 # significant bit leftmost, rows of ceil(width / 8) bytes (the 122-pixel panel is padded
 # to 128 bits a row; the 6 extra bits drive no pixel). 0x24 holds the image to show,
-# 0x26 the image shown now: the partial refresh (display mode 2) drives only the pixels
-# that differ between the two, so 0x26 must hold exactly what the glass shows.
+# 0x26 the image shown now: the partial refresh (display mode 2) drives the pixels by the
+# pair (0x26 bit, 0x24 bit), so 0x26 must hold exactly what the glass shows.
+#
+# Keeping 0x26 in step without a copy of the frame in the microcontroller. A full refresh
+# gets its frame in both RAMs (Waveshare's EPD_2in13_V3_Display_Base and GxEPD2's
+# writeImageForFullRefresh do the same), so afterwards 0x26 holds the picture. After a
+# partial refresh the controller itself moves the picture it just showed into the 0x26
+# role: the "RAM ping-pong for display mode 2" bit of the display option register (0x37,
+# sixth byte 0x40), which Waveshare's epd2in13_V3 and epd1in54_V2 partial modes set, and
+# which lets them send only 0x24 for every partial refresh. GxEPD2 instead writes the
+# shown frame into 0x26 once the refresh has finished (writeImageAgain), which needs the
+# frame buffer unchanged until then; here the screens may draw the next view while the
+# panel refreshes, so that is not an option without a second frame.
 #
 # Rotation without rotating pixels. The frame buffer is in logical coordinates, in the
 # framebuf format whose bytes already are panel RAM bytes for that rotation, and the data
@@ -20,21 +31,17 @@
 # sits at the panel's top-right, i.e. the image is turned a quarter clockwise.)
 # The controller can reverse the byte order of a RAM row (X-) but not the bit order within
 # a byte, and it cannot start a row mid-byte. So two cases still need per-byte work in
-# write(), done by small viper loops into the shadow frame:
+# write(), done by small viper loops into a scratch buffer of one RAM column (a page of
+# the MONO_VLSB frame) or a few rows, sent piece by piece within one RAM write command:
 #   - 270: MONO_VLSB has its top pixel in bit 0, RAM wants it in bit 7: bits reversed.
 #   - 90 and 180 on a width that is not a multiple of 8 (the 122-pixel panel): mirroring
 #     X moves the 6 padding bits from the end of a RAM row to its start, so every RAM
 #     byte is made of two buffer bytes shifted by 6.
-# That is per byte, never per pixel, and in viper: on the unix port a 4000-byte frame
-# takes ~20-35 us against ~11 us for a plain copy (the same loop in bytecode: ~2.7 ms);
-# an ESP32 is some 30-50 times slower, so about a millisecond a frame, against the
-# panel's 0.3-0.5 s partial refresh. Rotation 0, and 90/180 on 200x200, need no work.
-#
-# The shadow frame: write() copies the buffer into a second frame (RAM byte order) and
-# sends that, so the buffer is free for drawing as soon as write() returns, and the next
-# write() can first restore 0x26 to the frame on the glass. It costs one frame of RAM
-# (4000 bytes at 122x250); it is what makes partial refreshes correct without relying on
-# the controller's RAM ping-pong option (0x37), which the datasheets describe too thinly.
+# That is per byte, never per pixel, and in viper: on the unix port write() of a 4000-byte
+# frame takes 15-20 us to a bus that drops the bytes (2 us without a transform); an ESP32
+# is some 30-50 times slower, so under a millisecond a frame, against the panel's
+# 0.3-0.5 s partial refresh. Rotation 0, and 90/180 on 200x200, need no work: the buffer
+# is sent as it is.
 #
 # Which sources drive the glass. The 2.13" 122x250 panels are wired to sources S8 onwards,
 # not S0: every reference init for them (Waveshare epd2in13_V3/V4, GxEPD2_213_B74,
@@ -70,6 +77,7 @@ _WRITE_RAM_NEW = const(0x24)  # "black/white RAM": the image to show
 _WRITE_RAM_OLD = const(0x26)  # "red RAM": on a black/white panel, the image shown now
 _WRITE_LUT = const(0x32)
 _LUT_SIZE = const(153)
+_DISPLAY_OPTION = const(0x37)
 _BORDER = const(0x3C)
 _RAM_X_WINDOW = const(0x44)
 _RAM_Y_WINDOW = const(0x45)
@@ -97,6 +105,11 @@ _BORDER_FULL = b"\x05"
 _BORDER_PARTIAL = b"\x80"
 _INTERNAL_SENSOR = b"\x80"
 _SLEEP_MODE_1 = b"\x01"  # deep sleep, RAM kept; only a hardware reset wakes the chip
+# Display option (0x37), ten bytes: spare VCOM OTP selection, display mode per waveform
+# setting (four bytes, all mode 1 as after reset), then F with bit 6 "RAM ping-pong for
+# display mode 2" set, and four ID bytes. The bytes Waveshare's 2.13" V3 and 1.54" V2
+# partial modes send.
+_PING_PONG = b"\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00"
 
 # The partial waveform that GxEPD2_213_BN and LilyGO's GxDEPG0213BN driver load for the
 # DEPG0213BN panel of the LilyGo T5 V2.3 (their two tables differ only in the timing of
@@ -137,40 +150,39 @@ _SHIFT_ROWS = const(3)  # MONO_HMSB rows, mirrored X with padding
 
 
 @micropython.viper
-def _reverse_bits(src: ptr8, dst: ptr8, n: int):  # noqa: F821 (a viper builtin)
+def _reverse_bits(src: ptr8, start: int, dst: ptr8, n: int):  # noqa: F821 (a viper builtin)
     for i in range(n):
-        b = src[i]
+        b = src[start + i]
         b = ((b & 0xF0) >> 4) | ((b & 0x0F) << 4)
         b = ((b & 0xCC) >> 2) | ((b & 0x33) << 2)
         dst[i] = ((b & 0xAA) >> 1) | ((b & 0x55) << 1)
 
 
 @micropython.viper
-def _shift_pages(src: ptr8, dst: ptr8, pages: int, width: int, pad: int):  # noqa: F821
+def _shift_page(src: ptr8, start: int, dst: ptr8, width: int, pad: int):  # noqa: F821
     # RAM byte = this page's low bits moved up past the padding, plus the previous
     # page's high bits (the page before the first one is padding: zero).
+    if start == 0:
+        for x in range(width):
+            dst[x] = (src[x] << pad) & 0xFF
+        return
     back = 8 - pad
+    before = start - width
     for x in range(width):
-        dst[x] = (src[x] << pad) & 0xFF
-    i = width
-    end = pages * width
-    while i < end:
-        dst[i] = ((src[i] << pad) | (src[i - width] >> back)) & 0xFF
-        i += 1
+        dst[x] = ((src[start + x] << pad) | (src[before + x] >> back)) & 0xFF
 
 
 @micropython.viper
-def _shift_rows(src: ptr8, dst: ptr8, rows: int, row_bytes: int, pad: int):  # noqa: F821
+def _shift_rows(src: ptr8, start: int, dst: ptr8, rows: int, row_bytes: int,  # noqa: F821
+                pad: int):
     back = 8 - pad
-    start = 0
+    out = 0
     for _ in range(rows):
-        dst[start] = (src[start] << pad) & 0xFF
-        i = start + 1
-        end = start + row_bytes
-        while i < end:
-            dst[i] = ((src[i] << pad) | (src[i - 1] >> back)) & 0xFF
-            i += 1
-        start = end
+        dst[out] = (src[start] << pad) & 0xFF
+        for i in range(1, row_bytes):
+            dst[out + i] = ((src[start + i] << pad) | (src[start + i - 1] >> back)) & 0xFF
+        start += row_bytes
+        out += row_bytes
 
 
 class Ssd1680(EpdBus):
@@ -248,18 +260,27 @@ class Ssd1680(EpdBus):
         self.buffer = bytearray(row_bytes * height)
         self.framebuf = framebuf.FrameBuffer(self.buffer, self.width, self.height, fmt)
         self.framebuf.fill(self.PAPER)
-        self._shadow = bytearray(self.buffer)  # RAM byte order: the last frame written
-        self._known = False  # the glass shows _shadow (or, while _pending, RAM 0x26 does)
-        self._pending = False  # _shadow sent to RAM 0x24 but not refreshed yet
+        if self._transform == _SHIFT_ROWS:
+            # As many whole rows as a RAM column's worth of bytes holds; the last, shorter
+            # piece goes through a view made here.
+            self._chunk_rows = max(1, height // row_bytes)
+            self._scratch = bytearray(self._chunk_rows * row_bytes)
+            tail = (height % self._chunk_rows) * row_bytes
+            self._tail = memoryview(self._scratch)[:tail] if tail else None
+        elif self._transform != _COPY:
+            self._scratch = bytearray(height)  # one RAM column: a MONO_VLSB page
+        self._known = False  # RAM 0x26 holds what the glass shows: a partial refresh is right
+        self._ram_equal = False  # the last write() sent its frame to 0x26 as well as 0x24
+        self._pending = False  # a frame written since the last refresh
         self._asleep = True  # until init()
         self.full_updates = 0
         self.partial_updates = 0
         self.last_update_full = False
 
-    # -- the bus ---------------------------------------------------------------------
     # -- the interface ---------------------------------------------------------------
     async def init(self):
         self._known = False
+        self._ram_equal = False
         self._pending = False
         self._lut_loaded = False
         await self._hard_reset()
@@ -274,6 +295,7 @@ class Ssd1680(EpdBus):
         if self.SOURCE_OUTPUT is not None:
             self._command(_UPDATE_CONTROL_1, self.SOURCE_OUTPUT)
         self._command(_TEMPERATURE_SENSOR, _INTERNAL_SENSOR)
+        self._command(_DISPLAY_OPTION, _PING_PONG)
         self._set_counters()
         await self._wait_idle()
         self._asleep = False
@@ -282,36 +304,69 @@ class Ssd1680(EpdBus):
         self._command(_RAM_X_COUNTER, self._x_counter)
         self._command(_RAM_Y_COUNTER, self._y_counter)
 
-    def write(self):
-        """Send the buffer to RAM 0x24, after putting the frame on the glass back into
-        0x26. Synchronous and allocation-free; the buffer may be drawn on as soon as this
-        returns. Call it only while the panel is idle (update() has returned)."""
-        self._check_awake()
-        shadow = self._shadow
-        if self._known and not self._pending:
-            self._set_counters()
-            self._command(_WRITE_RAM_OLD, shadow)
-        # A viper function takes a buffer where it declares ptr8; the stubs cannot say so.
-        transform = self._transform
-        if transform == _COPY:
-            shadow[:] = self.buffer
-        elif transform == _REVERSE:
-            _reverse_bits(self.buffer, shadow, len(shadow))  # pyright: ignore[reportArgumentType]
-        elif transform == _SHIFT_PAGES:
-            _shift_pages(self.buffer, shadow,  # pyright: ignore[reportArgumentType]
-                         self._row_bytes, self.native_height, self._pad)
-        else:
-            _shift_rows(self.buffer, shadow,  # pyright: ignore[reportArgumentType]
-                        self.native_height, self._row_bytes, self._pad)
+    def _send_frame(self, command):
+        """The buffer into RAM `command` (0x24 or 0x26) in RAM byte order, from the
+        counters' start. A viper function takes a buffer where it declares ptr8; the
+        stubs cannot say so, hence the pyright comments."""
         self._set_counters()
-        self._command(_WRITE_RAM_NEW, shadow)
+        transform = self._transform
+        src = self.buffer
+        if transform == _COPY:
+            self._command(command, src)
+            return
+        scratch = self._scratch
+        spi = self._spi
+        size = len(src)
+        self._begin_data(command)
+        if transform == _SHIFT_ROWS:
+            row_bytes, pad = self._row_bytes, self._pad
+            rows = self._chunk_rows
+            step = rows * row_bytes
+            start = 0
+            while start + step <= size:
+                _shift_rows(src, start, scratch, rows, row_bytes,  # pyright: ignore[reportArgumentType]
+                            pad)
+                spi.write(scratch)
+                start += step
+            if start < size:
+                _shift_rows(src, start, scratch,  # pyright: ignore[reportArgumentType]
+                            (size - start) // row_bytes, row_bytes, pad)
+                spi.write(self._tail)
+        else:
+            page = self.native_height
+            pad = self._pad
+            start = 0
+            while start < size:
+                if transform == _REVERSE:
+                    _reverse_bits(src, start, scratch, page)  # pyright: ignore[reportArgumentType]
+                else:
+                    _shift_page(src, start, scratch, page, pad)  # pyright: ignore[reportArgumentType]
+                spi.write(scratch)
+                start += page
+        self._end_data()
+
+    def write(self, full=False):
+        """Send the buffer to RAM 0x24; for a full refresh (full, or whenever 0x26 does
+        not hold the glass) to 0x26 as well. Synchronous and allocation-free; the buffer
+        may be drawn on as soon as this returns. Call it only while the panel is idle
+        (update() has returned)."""
+        self._check_awake()
+        both = full or not self._known
+        if both:
+            self._send_frame(_WRITE_RAM_OLD)
+            self._known = False  # 0x26 now holds the new frame, not the glass
+        self._send_frame(_WRITE_RAM_NEW)
+        self._ram_equal = both
         self._pending = True
 
     async def update(self, full=True):
-        """Refresh the glass from RAM and await BUSY. The first refresh after init() is
-        always full: what the glass shows then is unknown, so a partial one would leave
-        ghosts."""
+        """Refresh the glass from RAM and await BUSY. Full whenever 0x26 does not hold the
+        picture on the glass (the first refresh after init(), after a write(full=True)):
+        a partial refresh then drives the wrong pixels. Without a write() since the last
+        refresh there is nothing new to show, and nothing is done."""
         self._check_awake()
+        if not self._pending:
+            return
         if not self._known:
             full = True
         self._command(_BORDER, _BORDER_FULL if full else _BORDER_PARTIAL)
@@ -326,16 +381,19 @@ class Ssd1680(EpdBus):
                 self._command(_WRITE_LUT, lut)
                 self._lut_loaded = True
             sequence = _SEQ_PARTIAL_REGISTER_LUT
+        self._known = False  # until the refresh is seen to finish
         self._command(_UPDATE_CONTROL_2, sequence)
         self._command(_MASTER_ACTIVATION)
         self.last_update_full = full
         await self._wait_idle()
+        self._pending = False
         if full:
             self.full_updates += 1
+            # The glass shows 0x24; 0x26 holds the same frame if write() sent it there.
+            self._known = self._ram_equal
         else:
             self.partial_updates += 1
-        if self._pending:
-            self._pending = False
+            # Ping-pong: the frame just shown now serves as the previous image.
             self._known = True
 
     async def deep_sleep(self):
@@ -348,6 +406,7 @@ class Ssd1680(EpdBus):
         self._command(_DEEP_SLEEP, _SLEEP_MODE_1)
         self._asleep = True
         self._known = False
+        self._ram_equal = False
         self._pending = False
         self._lut_loaded = False
 

@@ -58,6 +58,11 @@ class Hal:
         (kiosk/resets.py); None without such memory."""
         return None
 
+    def unique_id(self) -> "bytes | None":
+        """The chip's base MAC (6 bytes), from which a kiosk nobody has named takes its
+        id (kiosk.config.id_for_mac); None without one."""
+        return None
+
     def feed_watchdog(self):
         """Keep the watchdog from resetting the board; nothing without one."""
 

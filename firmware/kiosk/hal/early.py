@@ -1,12 +1,18 @@
-# What the ESP32 does before and around the app (kiosk/boot.py): the power hold, a
-# restart, and a watchdog kept fed while the app is stopped for maintenance. Kept apart
-# from hal/esp32.py so that it loads in a moment, before the app's imports.
+# What the ESP32 does before and around the app (kiosk/boot.py): the reset marker, the
+# power hold, a restart, and a watchdog kept fed while the app is stopped for maintenance.
+# Kept apart from hal/esp32.py so that it loads in a moment, before the app's imports.
 import machine
 import time
 
 _timer = None  # the maintenance timer, while one runs
-# kiosk/resets.py MARK_DELIBERATE, spelled out: this module loads before the app's imports.
+# kiosk/resets.py MARK_RUNNING and MARK_DELIBERATE, spelled out: this module loads before
+# the app's imports (tests/firmware/test_resets.py keeps the two spellings equal).
+_MARK_RUNNING = b"DeskPulse:run"
 _MARK_DELIBERATE = b"DeskPulse:reset"
+# What the RTC memory held when this boot marked itself running: how the last boot ended.
+# Module state lives as long as the boot does (a soft reset clears it with the heap).
+_armed = False
+_memory_at_boot = None
 
 
 def remount_root_lean():
@@ -43,7 +49,21 @@ def hold_power(board):
                        value=1 if spec.get("active", "high") == "high" else 0)
 
 
-def read_marker():
+def arm_marker():
+    """Mark this boot running in the RTC memory, first of all: a crash from then on (an
+    import, the hardware layer's construction, the app) leaves the mark, and the next boot
+    reads it as a panic, a brownout or a watchdog (kiosk/resets.py), never as the reset
+    the last boot ended with. Returns what the memory held before: how the last boot
+    ended. Once per boot; later calls return the same reading."""
+    global _armed, _memory_at_boot
+    if not _armed:
+        _memory_at_boot = _rtc_memory()
+        write_marker(_MARK_RUNNING)
+        _armed = True
+    return _memory_at_boot
+
+
+def _rtc_memory():
     """The bytes the RTC slow memory holds (machine.RTC().memory(): RTC_NOINIT_ATTR in
     ports/esp32/machine_rtc.c, kept through every reset but a power-on), or None when
     the port was built without it (MICROPY_HW_RTC_USER_MEM_MAX 0)."""

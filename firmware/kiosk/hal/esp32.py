@@ -64,11 +64,11 @@ class Esp32Hal(Hal):
     def __init__(self, board, screen=None):
         # First of all (kiosk/boot.py did it already; a HAL built elsewhere does it here).
         self._power_hold = early.hold_power(board)
-        # How the last boot ended: what the RTC memory kept, read before this boot
-        # writes its own marker, so that a reset nobody asked for is told from the app's
-        # own (kiosk/resets.py judges it with the port's cause, reset_cause()).
-        self._reset_memory = early.read_marker()
-        early.write_marker(resets.MARK_RUNNING)
+        # How the last boot ended: what the RTC memory kept before this boot marked
+        # itself running (kiosk/boot.py does that first of all; a HAL built elsewhere does
+        # it here), so that a reset nobody asked for is told from the app's own
+        # (kiosk/resets.py judges it with the port's cause, reset_cause()).
+        self._reset_memory = early.arm_marker()
         self.board = board
         self.screen = screen
         # Outside the code's folders (firmware/manifest.py's DEVICE_DATA): a /kiosk folder
@@ -310,6 +310,11 @@ class Esp32Hal(Hal):
         # What the RTC slow memory held at boot (b"" after a power-on), or None when
         # the port has no machine.RTC().memory().
         return self._reset_memory
+
+    def unique_id(self):
+        # The base MAC from the eFuses (ports/esp32/modmachine.c: esp_efuse_mac_get_default),
+        # the one esptool's read-mac prints: a bare kiosk's id is known before it boots.
+        return machine.unique_id()
 
     def feed_watchdog(self):
         # Started by the first feed, so that importing or constructing the HAL at the REPL

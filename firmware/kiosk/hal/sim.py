@@ -9,6 +9,7 @@
 # asyncio's time source so that idle time jumps to the next deadline; jump_ms() moves
 # simulated time forward at once (tests).
 import asyncio
+import binascii
 import os
 import sys
 import time
@@ -36,9 +37,10 @@ _EHOSTUNREACH = 113  # the unix port's errno lacks ENETUNREACH; lwIP reports thi
 
 class SimHal(Hal):
     def __init__(self, board, state_dir, reset_cause="power_on", screen=None,
-                 code_root=None, refresh_scale=1.0, clock=None):
+                 code_root=None, refresh_scale=1.0, clock=None, mac=None):
         self.board = board
         self.state_dir = state_dir
+        self.mac = self._stand_in_mac(mac)
         self._reset_cause = reset_cause
         self.fs_root = MOUNT
         # A pty takes whole frames at once: no need to slice them as for a real UART (and
@@ -193,6 +195,30 @@ class SimHal(Hal):
     def network_status(self):
         return {"up": self.network_up, "address": "127.0.0.1" if self.network_up else "",
                 "connects": self.connections}
+
+    # -- the chip's MAC ---------------------------------------------------------------
+    def _stand_in_mac(self, given):
+        """The simulated chip's base MAC: `given` (6 bytes, e.g. the MAC a provisioning
+        test flashed), else the one this state folder's board was given at its first
+        start: a random locally administered address, kept in the folder, so each
+        simulated kiosk keeps its own MAC (and so its MAC id) through restarts and
+        never shares one with a real ESP32. A given MAC is kept as the folder's."""
+        path = self.state_dir + "/mac"
+        if given is None:
+            try:
+                with open(path) as f:
+                    given = binascii.unhexlify(f.read().strip())
+            except (OSError, ValueError):
+                given = None
+            if given is not None and len(given) == 6:
+                return given
+            given = bytes([0x02]) + os.urandom(5)  # locally administered, unicast
+        with open(path, "w") as f:
+            f.write(binascii.hexlify(given).decode())
+        return given
+
+    def unique_id(self):
+        return self.mac
 
     # -- clock chip, resets, watchdog, console -------------------------------------
     def rtc_read(self):

@@ -27,6 +27,7 @@
 # refreshes the "glass" when the controller is told to (a full refresh shows the new RAM,
 # a partial one changes only the pixels where old and new RAM differ, as the differential
 # waveform does, so a driver that keeps the wrong "old" image shows the wrong picture),
+# keeps the SSD168x's RAM ping-pong (below),
 # and drives BUSY active for full_ms / partial_ms after a refresh (defaults: the panels'
 # datasheet figures), for reset_ms after a reset, measured on the injected ticks_ms, so a
 # test can run on fake time.
@@ -37,6 +38,14 @@
 #     glass, and the picture lands 8 pixels over (the SSD1681's 1.54" panels start at S0).
 #     The waveform is the OTP one when the 0x22 sequence loads it, else the one in the LUT
 #     register (0x32); a refresh with none loaded is a violation.
+#     RAM ping-pong: with bit 6 of the display option's sixth byte (0x37) set, a display
+#     mode 2 (partial) refresh ends with the two RAMs trading roles, so the frame just
+#     shown is the old image (0x26) and 0x24 addresses what was the old one: a driver must
+#     send the whole next frame to 0x24. (Whether the chip swaps or copies is not
+#     documented; both give the same picture to a driver that does, and the swap catches
+#     one that does not.) Without the bit (the reset value) 0x26 keeps what was written
+#     there, and a driver that does not send the shown frame there gets wrong partial
+#     refreshes. A full (mode 1) refresh never swaps.
 #   JD79653A: the OTP waveform is a full one; a refresh in partial mode with it flashes the
 #     window. The high-voltage supply is counted while on (POWER_ON 0x04 to POWER_OFF 0x02).
 #
@@ -415,6 +424,7 @@ class SimSsd168x(_SimPanel):
         self.gates = self.ram_rows
         self.scan = 0
         self.sources_from_s8 = False  # 0x21 B[7]: reset value, sources S0 to S175
+        self.ping_pong = False  # 0x37 F[6]: reset value, off
         self.lut = None  # the waveform in the LUT register: None, "otp-..." or "register"
         self._target = None
 
@@ -452,6 +462,8 @@ class SimSsd168x(_SimPanel):
             if params[0]:
                 self._violation("RAM content option 0x%02x (bypass/inverse): not modelled"
                                 % params[0])
+        elif command == 0x37:
+            self.ping_pong = bool(params[5] & 0x40)
         elif command == 0x32:
             self.lut = "register"
             self.lut_data = bytes(params)
@@ -551,6 +563,8 @@ class SimSsd168x(_SimPanel):
         else:
             self._refresh(full, new, old, memoryview(shown)[-offset:], 0, size + offset)
         self._refreshed("full" if not mode_2 else "partial", waveform, full)
+        if mode_2 and self.ping_pong:
+            self.ram_new, self.ram_old = self.ram_old, self.ram_new
         self._start_busy(self.full_ms if full else self.partial_ms)
 
     def _ram_map(self):

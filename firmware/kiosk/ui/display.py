@@ -94,7 +94,7 @@ class Display:
         covering = self.requests  # the buffer holds every picture requested so far
         self._refreshing = True
         try:
-            self.driver.write()
+            self.driver.write(full)
             await self.driver.update(full)
         finally:
             self._refreshing = False

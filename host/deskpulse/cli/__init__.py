@@ -15,10 +15,24 @@ import sys
 from collections.abc import Sequence
 
 from deskpulse import installed_version
-from deskpulse.cli import alerts, boards, devices, report, serve, sim, sync
+from deskpulse.cli import (
+    alerts,
+    boards,
+    config,
+    deploy,
+    devices,
+    flash,
+    image,
+    provision,
+    report,
+    serve,
+    sim,
+    sync,
+)
 from deskpulse.errors import DeskPulseError
 
-COMMAND_GROUPS = (sim, boards, sync, devices, serve, alerts, report)
+COMMAND_GROUPS = (sim, boards, image, flash, provision, deploy, sync, config, devices, serve,
+                  alerts, report)
 
 
 class _VersionAction(argparse.Action):

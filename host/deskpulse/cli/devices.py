@@ -55,6 +55,12 @@ def _add_device_commands(dev: argparse.ArgumentParser) -> None:
                      help="its password; '-' reads it from standard input (keeps it out of "
                           "the shell history)")
     describing(add)
+    add.add_argument("--template", metavar="STORE.json",
+                     help="a store template: the settings the store's kiosks share (scale, "
+                          "language, texts, opening hours, time zone, ...; docs/config.md), "
+                          "merged under the kiosk's own and checked with the firmware's "
+                          "validator; its time zone is the kiosk's unless --time-zone names "
+                          "another")
     db_option(add)
     add.add_argument("-o", "--output", required=True, metavar="FILE",
                      help="the device config file to write")
@@ -116,6 +122,8 @@ def _database(args: argparse.Namespace, *, create: bool = False
 def do_devices_add(args: argparse.Namespace) -> int:
     from deskpulse.device import registration
 
+    template = (registration.read_store_template(args.template) if args.template
+                else None)
     password = args.wifi_password
     if password == "-":
         password = sys.stdin.readline().rstrip("\r\n")
@@ -123,7 +131,7 @@ def do_devices_add(args: argparse.Namespace) -> int:
         done = registration.add_device(
             store, args.device_id, args.server, args.output, wifi_ssid=args.wifi_ssid,
             wifi_password=password, name=args.name, location=args.location,
-            time_zone=args.time_zone, force=args.force)
+            time_zone=args.time_zone, template=template, force=args.force)
     again = " (its previous key no longer works)" if done.replaced else ""
     print(f"registered {done.device_id}{again}; pushes to {done.server_url}")
     print(f"config with its key written to {done.config_file} (keep it private); install it "

@@ -6,14 +6,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-from deskpulse.errors import DeskPulseError
+from deskpulse import files
 from deskpulse.store import open_store
 from deskpulse.store.base import db_option_help
 
@@ -88,20 +86,5 @@ def _output(path: str | None) -> Iterator[TextIO]:
     if path is None:
         yield sys.stdout
         return
-    target = Path(path)
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    except OSError as exc:
-        raise DeskPulseError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            yield out
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from others
-        os.replace(temp, target)
-    except OSError as exc:
-        raise DeskPulseError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+    with files.replacing(Path(path), text=True) as out:
+        yield cast(TextIO, out)  # opened in text mode

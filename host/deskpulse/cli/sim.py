@@ -52,6 +52,11 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--device-config", help="the file `deskpulse devices add -o` wrote: merged "
                      "over --config (or the device's config) before booting; the kiosk "
                      "then pushes to that server over the host's network")
+    sim.add_argument("--mac", metavar="MAC",
+                     help="the simulated chip's base MAC, e.g. 24:0a:c4:12:34:56, kept in the "
+                     "state folder (default: the folder's own, random, made at its first "
+                     "start); a kiosk whose config names no device_id goes by kiosk- and its "
+                     "12 hex digits")
     sim.add_argument("--heap", default=DEFAULT_HEAP,
                      help="MicroPython heap size (default %(default)s)")
     sim.add_argument("--realtime", action="store_true",
@@ -109,13 +114,13 @@ def do_sim(args: argparse.Namespace) -> int:
         code = interactive.run(
             board, boards.load_board(board), args.state, serial_link=args.serial_link,
             heap=args.heap, config=args.config, device_config=args.device_config,
-            glyphs=args.glyphs,
+            glyphs=args.glyphs, simulator_options={"mac": args.mac},
         )
     else:
         code = simulator.run(
             board, args.state, script=args.script, serial_link=args.serial_link,
             heap=args.heap, config=args.config, device_config=args.device_config,
-            realtime=args.realtime, reset_cause=args.reset_cause,
+            realtime=args.realtime, reset_cause=args.reset_cause, mac=args.mac,
         )
     if code not in (0, *simulator.STOPPED_BY_SIGNAL):
         raise DeskPulseError(simulator.firmware_failure(Path(args.state), code, logged_before))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import deque
 from typing import Any
 
 import serial
@@ -17,6 +18,10 @@ DEFAULT_TIMEOUT = 3.0
 """Seconds to wait for the answer to one command before sending it again. A full 4 KB
 batch takes 0.4 s at 115200 baud; the rest is slack for a busy device."""
 DEFAULT_ATTEMPTS = 4
+HELD_FRAMES = 64
+"""Frames kept that arrived while an answer to another command was awaited: the hardware
+test's input events come unasked, with INPUT's tag, and may share a read with any answer.
+Beyond this many (late answers to retried commands that nobody collects), the oldest go."""
 
 
 class SyncError(DeskPulseError):
@@ -33,6 +38,7 @@ class Link:
         self.attempts = attempts
         self.name = name
         self.parser = FrameParser()
+        self._held: deque[Frame] = deque(maxlen=HELD_FRAMES)
         self._tag = random.randrange(1, 0x10000)
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -57,16 +63,36 @@ class Link:
         except (serial.SerialException, OSError) as exc:
             raise DeskPulseError(f"lost the kiosk on {self.name}: {exc}") from exc
 
+    def _read_frames(self) -> list[Frame]:
+        data = self._read()
+        if not data:
+            return []
+        self.bytes_received += len(data)
+        return self.parser.feed(data)
+
     def _await(self, tag: int, deadline: float) -> Frame | None:
         while time.monotonic() < deadline:
-            data = self._read()
-            if not data:
-                continue
-            self.bytes_received += len(data)
-            for frame in self.parser.feed(data):
-                if frame.tag == tag:
-                    return frame
+            answer = None
+            # One read may carry the answer and frames that are not it, before or after
+            # it: those are kept for receive(), not dropped.
+            for frame in self._read_frames():
+                if answer is None and frame.tag == tag:
+                    answer = frame
+                else:
+                    self._held.append(frame)
+            if answer is not None:
+                return answer
         return None
+
+    def receive(self) -> list[Frame]:
+        """Frames that came without a request waiting for them (the hardware test's input
+        events): first those that arrived while request() awaited another answer, in
+        order of arrival; else whatever one read of the port brings (at most its timeout)."""
+        if self._held:
+            frames = list(self._held)
+            self._held.clear()
+            return frames
+        return self._read_frames()
 
     def request(self, command: str, expect: str) -> Frame:
         """Send `command` until a frame of type `expect` answers it."""

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from deskpulse import files
+from deskpulse.device.config_check import check_config_value, merge_config, read_config_json
 from deskpulse.device.zone_rule import with_zone_rule
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol import signing
@@ -44,6 +45,28 @@ def check_device_id(device_id: str) -> str:
         raise DeskPulseError(
             f"bad device id {device_id[:80]!r}: use 1-32 letters, digits, '.', '_' or '-'")
     return device_id
+
+
+MAC_ID_PREFIX = "kiosk-"
+"""A kiosk whose config names no device_id goes by this and its MAC's 12 hex digits."""
+_MAC = re.compile(r"[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}")
+
+
+def device_id_for_mac(mac: str | bytes) -> str:
+    """The id a kiosk nobody has named goes by: "kiosk-" and the 12 lowercase hex digits
+    of its base MAC, given as 6 bytes or as esptool prints it ("24:0A:C4:12:34:56",
+    '-' or no separators too). The firmware's copy of this rule is kiosk/config.py
+    `id_for_mac` (machine.unique_id() on an ESP32 is the same base MAC);
+    tests/device/test_registry.py checks that both agree."""
+    if isinstance(mac, bytes):
+        if len(mac) != 6:
+            raise DeskPulseError(f"a MAC is 6 bytes, not {len(mac)}")
+        return MAC_ID_PREFIX + mac.hex()
+    text = mac.strip()
+    if not _MAC.fullmatch(text):
+        raise DeskPulseError(f"bad MAC {mac[:40]!r}: give 12 hex digits, e.g. "
+                             "24:0a:c4:12:34:56")
+    return MAC_ID_PREFIX + re.sub(r"[:-]", "", text).lower()
 
 
 def check_server_url(url: str) -> str:
@@ -107,6 +130,39 @@ def device_config(device_id: str, server_url: str, key: bytes, wifi_ssid: str = 
     return with_zone_rule(config)
 
 
+def read_store_template(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A store template: the settings a store's kiosks share (scale, language, texts,
+    opening hours, time zone, NTP, push timing, the store's WiFi), a kiosk config without
+    what is each kiosk's own. Its values are checked when it is merged (kiosk_config)."""
+    raw = read_config_json(path, "store template")
+    if not isinstance(raw, dict):
+        raise DeskPulseError(f"store template {path} is not a JSON object of config keys")
+    if "device_id" in raw:
+        raise DeskPulseError(f"store template {path} sets device_id: each kiosk has its own; "
+                             "take it out")
+    sync = raw.get("sync", {})
+    if isinstance(sync, dict) and sync.get("device_key"):
+        raise DeskPulseError(f"store template {path} holds a device_key: each kiosk gets its "
+                             "own from the registry, never a shared one; take it out")
+    return raw
+
+
+def kiosk_config(own: Mapping[str, Any], template: Mapping[str, Any] | None = None,
+                 what: str = "the kiosk's config") -> dict[str, Any]:
+    """The kiosk's own settings (device_config) merged over a store template
+    (merge_config: the kiosk's own win), with the zone's rule, checked by the firmware's
+    validator; the template's WiFi stays unless the kiosk's own names one."""
+    if template is None:
+        return dict(own)
+    mine = dict(own)
+    sync = {k: v for k, v in dict(own.get("sync", {})).items()
+            if v or k not in ("wifi_ssid", "wifi_password")}
+    mine["sync"] = sync
+    config = with_zone_rule(merge_config(template, mine))
+    check_config_value(config, what)
+    return config
+
+
 def _config_bytes(config: Mapping[str, Any]) -> bytes:
     return (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -136,35 +192,18 @@ def _placed_file(path: Path, data: bytes, *, replace: bool) -> Iterator[None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         previous = path.read_bytes() if path.exists() else None
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
     except OSError as exc:
         raise DeskPulseError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise DeskPulseError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    files.write_whole(path, data, private=True)
     try:
         yield
     except BaseException:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, DeskPulseError):
             if previous is None:
                 path.unlink()
             else:
-                _restore(path, previous)
+                files.write_whole(path, previous, private=True)
         raise
-
-
-def _restore(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 # -- the registry -------------------------------------------------------------------------
@@ -189,20 +228,26 @@ def add_device(
     name: str | None = None,
     location: str | None = None,
     time_zone: str | None = None,
+    template: Mapping[str, Any] | None = None,
     force: bool = False,
     now: float | None = None,
 ) -> Registered:
     """Register a kiosk for the WiFi push with a new random key and write its config
-    file. An existing registration or file is replaced only with force."""
+    file: its own settings over the store template when one is given (read_store_template;
+    the template's time zone is then the kiosk's unless time_zone names another). An
+    existing registration or file is replaced only with force."""
     check_device_id(device_id)
     url = check_server_url(server_url)
+    if not time_zone and template is not None and isinstance(template.get("time_zone"), str):
+        time_zone = template["time_zone"] or None
     if time_zone:
         check_time_zone(time_zone)
     _check_wifi(wifi_ssid, wifi_password)
     path = Path(config_file)
     key = signing.new_key()
-    data = _config_bytes(device_config(device_id, url, key, wifi_ssid, wifi_password,
-                                       time_zone))
+    data = _config_bytes(kiosk_config(
+        device_config(device_id, url, key, wifi_ssid, wifi_password, time_zone), template,
+        f"the config of {device_id} over its store template"))
     if not force and store.device_key(device_id) is not None:
         raise already_registered(device_id)  # the store asks again as it commits
     with _placed_file(path, data, replace=force):

@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import serial
-
 from deskpulse.device.link import Link, SyncError, frame_json
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, BatchError, Response, decode_batch, parse_anchor
@@ -241,14 +239,9 @@ class Session:
                           target=number(body.get("target"), "tap target"))
 
     def _read_frames(self) -> list[Frame]:
-        # Not Link.request: the events come unasked, with INPUT's tag, several at a time.
-        link = self.link
-        try:
-            data = link.port.read(max(1, min(link.port.in_waiting, 65536)))
-        except (serial.SerialException, OSError) as exc:
-            raise DeskPulseError(f"lost the kiosk on {link.name}: {exc}") from exc
-        link.bytes_received += len(data)
-        return link.parser.feed(data) if data else []
+        # Not Link.request: the events come unasked, with INPUT's tag, several at a time,
+        # and some may have arrived already, in the same read as an answer.
+        return self.link.receive()
 
     def stop_input(self) -> int:
         """End the input test (the kiosk's survey gets its inputs and screen back);

@@ -1,7 +1,8 @@
 """`deskpulse sync`: pull a kiosk's responses over its USB serial console, exactly once.
 
-HELLO → (CONFIG) → TIME → PULL … until the device has no more → store everything in one
-SQLite transaction and commit → ACK → (CONFIG). The device frees flash only after the ACK.
+HELLO → (CONFIG READ, CONFIG) → TIME → PULL … until the device has no more → store
+everything in one SQLite transaction and commit → ACK → (CONFIG). The device frees flash
+only after the ACK.
 If the ACK (or its answer) is lost, the next sync pulls the same records again and the
 database ignores them as duplicates, so an interruption anywhere loses and doubles nothing.
 
@@ -13,21 +14,35 @@ records would come back under the new id and be stored a second time.
 Every command carries a fresh tag; frames with any other tag (left over from an
 interrupted exchange) are ignored. A command that gets no valid answer in time, or an
 error frame (a line damaged on the way), is sent again with a new tag.
+
+A config file is merged into the kiosk's own config (read back with CONFIG READ) unless
+it replaces it whole: a WiFi file or a store template changes only what it names. What
+changes is listed, secrets hidden; a config that changes nothing is not sent.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from deskpulse.device.config_check import CheckedConfig, check_config
+from deskpulse.device.config_check import (
+    CheckedConfig,
+    check_config,
+    check_config_value,
+    check_overlay,
+    config_changes,
+    merge_config,
+    read_config_json,
+)
 from deskpulse.device.link import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, Link, SyncError
 from deskpulse.device.ports import SerialPort, open_port, resolve_port
 from deskpulse.device.session import ConfigRefused, Hello, Progress, Session
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response, clock_is_plausible
+from deskpulse.protocol.wire import CONFIG_PIECE_HEAD
 from deskpulse.store import open_store
 from deskpulse.store.base import Store, StoreError
 
@@ -55,11 +70,41 @@ class SyncSummary:
     last_seq: int | None = None
     acked: int | None = None  # what the device confirmed freeing up to
     config_version: int | None = None  # set when a config was sent and applied
+    # What the config sent changes, one line per key path (secrets hidden); empty with
+    # config_unchanged when it changed nothing and was not sent.
+    config_changes: list[str] = field(default_factory=list)
+    config_unchanged: bool = False
+    config_was_missing: bool = False  # the kiosk had no config file (ran on its defaults)
     batches: int = 0
     retries: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ConfigRequest:
+    """A config file to install: merged into the kiosk's own (overlay), or, for
+    --replace, as the whole config, then already checked by the firmware's validator
+    (checked)."""
+
+    path: str
+    overlay: dict[str, Any]
+    checked: CheckedConfig | None = None
+
+
+def config_request(config_file: str | os.PathLike[str], replace: bool = False
+                   ) -> ConfigRequest:
+    """Read and check a config file before any kiosk is asked: whole (replace) with the
+    firmware's validator, or as what it sets (a merge: the merged whole is checked once
+    the kiosk's own config is known)."""
+    path = str(config_file)
+    if replace:
+        checked = check_config(config_file)
+        return ConfigRequest(path, json.loads(checked.data), checked)
+    overlay = read_config_json(config_file)
+    check_overlay(overlay, f"config {path}")
+    return ConfigRequest(path, overlay)
 
 
 def sync(
@@ -68,13 +113,15 @@ def sync(
     config_file: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     *,
+    replace: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     attempts: int = DEFAULT_ATTEMPTS,
 ) -> SyncSummary:
-    """Sync one kiosk into the database (db_path None: the default database).
+    """Sync one kiosk into the database (db_path None: the default database), installing
+    config_file when given: merged into the kiosk's config, or whole with replace.
 
     `port_or_serial` is a port path, "auto", or an already open port (left open)."""
-    config = check_config(config_file) if config_file is not None else None
+    config = config_request(config_file, replace) if config_file is not None else None
     store = open_store(db_path)
     try:
         if isinstance(port_or_serial, str):
@@ -103,7 +150,7 @@ def host_time() -> int:
     return int(time.time())
 
 
-def _sync(link: Link, store: Store, config: CheckedConfig | None,
+def _sync(link: Link, store: Store, request: ConfigRequest | None,
           progress: Progress | None) -> SyncSummary:
     session = Session(link)
     try:
@@ -113,13 +160,16 @@ def _sync(link: Link, store: Store, config: CheckedConfig | None,
             f"no DeskPulse kiosk answers on {link.name} ({exc}); is the kiosk running "
             "(not held at the REPL) and is this its USB port?") from exc
     summary = SyncSummary(link.name, hello.device_id, hello.board, hello.firmware)
+    config, named = (_prepare_config(link, request, summary) if request is not None
+                     else (None, True))
     # Responses belong to the id they were recorded under: a kiosk with an id is emptied
     # first and gets its new config after; one without an id needs the config first.
     if config is not None and not hello.device_id:
         hello = _configure(session, config, summary)
     if not hello.device_id:
         raise DeskPulseError(
-            "this kiosk has no device_id yet: give it one with --config FILE "
+            "this kiosk has no device_id yet (its app predates ids from the MAC, or its "
+            "board reports no MAC): give it one with --config FILE "
             '(a config with "device_id": "front-desk-1", say)')
     summary.device_id = hello.device_id
     before = store.last_seq(hello.device_id)
@@ -151,7 +201,7 @@ def _sync(link: Link, store: Store, config: CheckedConfig | None,
     if responses:
         _acknowledge(session, responses[-1].seq, summary)
     if config is not None and summary.config_version is None:
-        if config.device_id != hello.device_id:
+        if _renames(config, hello, named):
             _settle_before_rename(session, store, hello, config, summary)
         try:
             _configure(session, config, summary)
@@ -188,7 +238,7 @@ def _settle_before_rename(session: Session, store: Store, hello: Hello, config: 
     storing and ACKing what came meanwhile (or what a lost ACK left) a few times; else
     raise with the config unsent. The kiosk's records are keyed by its id in the
     database: under a new id, any record it still held would be stored a second time."""
-    old, new = hello.device_id, config.device_id or "(no id)"
+    old, new = hello.device_id, config.device_id or "the id of its MAC (or none)"
     reason = "it was not checked"
     try:
         for _ in range(RENAME_ROUNDS):
@@ -267,3 +317,141 @@ def _configure(session: Session, config: CheckedConfig, summary: SyncSummary) ->
     hello = session.hello()
     summary.board, summary.firmware = hello.board, hello.firmware
     return hello
+
+
+# -- the kiosk's own config ------------------------------------------------------------------
+
+
+def read_kiosk_config(link: Link) -> bytes | None:
+    """The bytes of the kiosk's config file, read piece by piece with CONFIG READ (a
+    frame holds half of the largest config); None when it has none (it runs on its
+    defaults). Raises SyncError when the kiosk does not answer as the protocol says, e.g.
+    a firmware from before CONFIG READ."""
+    data = bytearray()
+    size: int | None = None
+    while size is None or len(data) < size:
+        payload = link.request(f"CONFIG READ {len(data)}", "R").payload
+        if len(payload) < CONFIG_PIECE_HEAD:
+            raise SyncError("the kiosk answered CONFIG READ without the config's size")
+        total = int.from_bytes(payload[0:2], "little")
+        offset = int.from_bytes(payload[2:4], "little")
+        piece = payload[CONFIG_PIECE_HEAD:]
+        if offset != len(data) or (size is not None and total != size):
+            raise SyncError("the kiosk's config changed while it was read: run it again")
+        if not piece and len(data) < total:
+            raise SyncError(f"the kiosk sent no bytes of its config at {offset} of {total}")
+        size = total
+        data += piece
+    if len(data) != size:
+        raise SyncError(f"the kiosk sent {len(data)} bytes of a {size}-byte config")
+    return bytes(data) if size else None
+
+
+def parse_kiosk_config(data: bytes | None) -> dict[str, Any]:
+    """The kiosk's config file as JSON ({} without a file: every default)."""
+    if data is None:
+        return {}
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeError, ValueError) as exc:
+        raise DeskPulseError(f"the kiosk's config file is not valid JSON ({exc}): it runs "
+                             "on its defaults") from exc
+    if not isinstance(value, dict):
+        raise DeskPulseError("the kiosk's config file is not a JSON object: it runs on its "
+                             "defaults")
+    return value
+
+
+def _prepare_config(link: Link, request: ConfigRequest, summary: SyncSummary
+                    ) -> tuple[CheckedConfig | None, bool]:
+    """(the config to send, None when it changes nothing; whether the kiosk's config names
+    its id, True when unknown): request merged into the kiosk's config (or replacing it),
+    checked by the firmware's validator, its changes listed in summary."""
+    checked = request.checked  # set for --replace: checked whole before the kiosk was asked
+    try:
+        current_bytes = read_kiosk_config(link)
+    except SyncError as exc:
+        if checked is None:
+            raise DeskPulseError(
+                f"cannot read the kiosk's config to merge {request.path} into it ({exc}); a "
+                "kiosk whose app predates CONFIG READ needs a newer app (deskpulse deploy), "
+                "or --replace to send the file as its whole config") from exc
+        summary.warnings.append(f"the kiosk's config could not be read ({exc}): what "
+                                "--replace changed is not listed")
+        return checked, True
+    if checked is None:
+        try:
+            current = parse_kiosk_config(current_bytes)
+        except DeskPulseError as exc:
+            raise DeskPulseError(f"{exc}; there is nothing to merge {request.path} into: "
+                                 "send a whole config with --replace") from exc
+        checked = check_config_value(merge_config(current, request.overlay),
+                                     f"the kiosk's config with {request.path} merged in")
+    else:
+        try:
+            current = parse_kiosk_config(current_bytes)
+        except DeskPulseError:
+            summary.config_changes = ["the kiosk's config file was damaged: replaced whole"]
+            return checked, True
+    summary.config_was_missing = current_bytes is None
+    summary.config_changes = config_changes(current, json.loads(checked.data))
+    named = bool(current.get("device_id"))
+    if not summary.config_changes and current_bytes is not None:
+        summary.config_unchanged = True
+        return None, named
+    return checked, named
+
+
+def _renames(config: CheckedConfig, hello: Hello, named: bool) -> bool:
+    """Whether config changes the id the kiosk goes by. A config naming none gives the
+    kiosk its MAC id: no change for a kiosk whose own config names none either (it goes by
+    that id now), a rename for one that has a name (unless that name is its MAC id, which
+    the host cannot tell: settling first is then only cautious)."""
+    if config.device_id:
+        return config.device_id != hello.device_id
+    return named
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    """A kiosk's config as `deskpulse config show` reads it back."""
+
+    device_id: str  # the id it goes by (its MAC id when the file names none)
+    board: str | None
+    config: dict[str, Any] | None  # its config file (None: none, it runs on its defaults)
+    problems: list[str]  # what the kiosk says is wrong with its config
+
+
+def fetch_config(port_or_serial: str | SerialPort, *, timeout: float = DEFAULT_TIMEOUT,
+                 attempts: int = DEFAULT_ATTEMPTS) -> KioskConfig:
+    """Read a kiosk's config back over the sync protocol (HELLO, then CONFIG READ);
+    changes nothing on it. The file comes as it is, secrets included: redact before
+    showing it (config_check.redacted_config)."""
+    if isinstance(port_or_serial, str):
+        name = resolve_port(port_or_serial)
+        port = open_port(name)
+        try:
+            return _fetch_config(Link(port, timeout=timeout, attempts=attempts, name=name))
+        finally:
+            port.close()
+    port_or_serial.reset_input_buffer()
+    return _fetch_config(Link(port_or_serial, timeout=timeout, attempts=attempts,
+                              name=str(getattr(port_or_serial, "port", None) or "the port")))
+
+
+def _fetch_config(link: Link) -> KioskConfig:
+    try:
+        hello = Session(link).hello()
+    except SyncError as exc:
+        raise SyncError(
+            f"no DeskPulse kiosk answers on {link.name} ({exc}); is the kiosk running "
+            "(not held at the REPL) and is this its USB port?") from exc
+    try:
+        data = read_kiosk_config(link)
+    except SyncError as exc:
+        raise DeskPulseError(f"the kiosk on {link.name} cannot send its config back ({exc}): "
+                             "its app predates CONFIG READ; update it with deskpulse "
+                             "deploy") from exc
+    problems = hello.status.get("config_problems")
+    return KioskConfig(hello.device_id, hello.board, parse_kiosk_config(data) if data else None,
+                       [str(p) for p in problems] if isinstance(problems, list) else [])

@@ -9,6 +9,9 @@ CONFIG_CHUNK = 96
 """Decoded bytes per CONFIG DATA line (docs/protocol.md)."""
 MAX_CONFIG_BYTES = 8192
 """The largest config, compacted, that a kiosk takes (the firmware's config.MAX_FILE_BYTES)."""
+CONFIG_PIECE_HEAD = 4
+"""Bytes before the config's own in an R frame (CONFIG READ's answer): the file's size and
+the piece's offset, u16 LE each (the firmware's serial_sync._PIECE_HEAD)."""
 MAX_INPUT_S = 600
 """The longest INPUT a kiosk takes: it reports presses and taps for at most this many seconds
 (the firmware's hwtest.MAX_INPUT_S)."""

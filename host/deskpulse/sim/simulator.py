@@ -33,6 +33,7 @@ from typing import BinaryIO, Self, TextIO
 
 from deskpulse import resources
 from deskpulse.device.micropython import DEFAULT_HEAP, require_micropython
+from deskpulse.device.registration import device_id_for_mac
 from deskpulse.errors import DeskPulseError
 
 CONSOLE_LOG_NAME = "console.log"
@@ -72,6 +73,7 @@ class Simulator:
         log_limit: int = DEFAULT_LOG_LIMIT,
         realtime: bool = False,
         reset_cause: str = "power_on",
+        mac: str | None = None,
     ) -> None:
         self.board = Path(board)
         self.state_dir = Path(state_dir)
@@ -92,6 +94,10 @@ class Simulator:
         self.realtime = realtime
         """Pace the script by the wall clock instead of the virtual clock (its `wait`s are
         still fast-forwarded); after the script the kiosk keeps wall-clock time anyway."""
+        self.mac = mac
+        """The simulated chip's base MAC ("24:0a:c4:12:34:56"), kept in the state folder;
+        None: the folder's own, a random one made at its first start. A kiosk whose config
+        names no device_id goes by kiosk- and its 12 hex digits."""
 
         self._proc: subprocess.Popen[bytes] | None = None
         self._console_path: str | None = None
@@ -150,6 +156,8 @@ class Simulator:
             cmd.append("--realtime")
         if self.reset_cause != "power_on":
             cmd += ["--reset-cause", self.reset_cause]
+        if self.mac is not None:
+            cmd += ["--mac", self.mac]
         return cmd
 
     def start(self) -> None:
@@ -260,6 +268,8 @@ class Simulator:
             raise DeskPulseError(f"script not found: {self.script}")
         if self.device_config is not None and not self.device_config.is_file():
             raise DeskPulseError(f"device config not found: {self.device_config}")
+        if self.mac is not None:
+            device_id_for_mac(self.mac)  # says what a MAC looks like
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             # Probing beats os.access: it also catches read-only mounts and full disks.
@@ -481,6 +491,7 @@ def run(
     out: TextIO | None = None,
     realtime: bool = False,
     reset_cause: str = "power_on",
+    mac: str | None = None,
 ) -> int:
     """`deskpulse sim`: run until the firmware exits or SIGINT/SIGTERM/SIGHUP arrives.
 
@@ -501,6 +512,7 @@ def run(
             board, state_dir, script=script, serial_link=serial_link, config=config,
             device_config=device_config, heap=heap, micropython=micropython,
             firmware_entry=firmware_entry, realtime=realtime, reset_cause=reset_cause,
+            mac=mac,
         ) as sim:
             line = f"console on {sim.console_path}"
             if sim.serial_link is not None:

@@ -19,43 +19,12 @@ import sys
 
 import vfs
 
-_BLOCK = 4096
-
 
 def _args(argv):
     opts = {}
     for i in range(1, len(argv) - 1, 2):
         opts[argv[i]] = argv[i + 1]
     return opts
-
-
-class FileFlash:
-    """The vfs partition as a block device over an image file (extended interface)."""
-
-    def __init__(self, f, blocks):
-        self.f = f
-        self.blocks = blocks
-
-    def readblocks(self, block, buf, offset=0):
-        self.f.seek(block * _BLOCK + offset)
-        self.f.readinto(buf)
-
-    def writeblocks(self, block, buf, offset=None):
-        self.f.seek(block * _BLOCK + (offset or 0))
-        self.f.write(buf)
-
-    def info(self):
-        # esp32.Partition.info(): (type, subtype, address, size, label, encrypted)
-        return (1, 0x81, 0x200000, self.blocks * _BLOCK, "vfs", False)
-
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.blocks
-        if op == 5:
-            return _BLOCK
-        if op == 3:
-            self.f.flush()
-        return 0
 
 
 opts = _args(sys.argv)
@@ -79,7 +48,8 @@ clock = esp32_time.clock
 clock.install(asyncio.core)
 
 image = open(plan["image"], "r+b")
-flash = FileFlash(image, board["vfs"]["size"] // _BLOCK)
+flash = esp32_standins.FileFlash(image,
+                                 board["vfs"]["size"] // esp32_standins.FLASH_BLOCK)
 host = vfs.VfsPosix(state)
 vfs.umount("/")
 vfs.mount(host, "/host")

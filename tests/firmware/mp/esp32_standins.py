@@ -20,6 +20,40 @@
 import sys
 import time
 
+# The vfs partition (esp32.Partition, "vfs") over a LittleFS image file: the entry
+# scripts mount it at "/".
+FLASH_BLOCK = 4096
+
+
+class FileFlash:
+    """The vfs partition as a block device over an image file (extended interface)."""
+
+    def __init__(self, f, blocks):
+        self.f = f
+        self.blocks = blocks
+
+    def readblocks(self, block, buf, offset=0):
+        self.f.seek(block * FLASH_BLOCK + offset)
+        self.f.readinto(buf)
+
+    def writeblocks(self, block, buf, offset=None):
+        self.f.seek(block * FLASH_BLOCK + (offset or 0))
+        self.f.write(buf)
+
+    def info(self):
+        # esp32.Partition.info(): (type, subtype, address, size, label, encrypted)
+        return (1, 0x81, 0x200000, self.blocks * FLASH_BLOCK, "vfs", False)
+
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self.blocks
+        if op == 5:
+            return FLASH_BLOCK
+        if op == 3:
+            self.f.flush()
+        return 0
+
+
 # ESP32 constants (ports/esp32/modmachine.c, machine_pin.c, network_wlan.c).
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -235,6 +269,11 @@ def reset_cause():
 
 def reset():
     raise SystemExit("machine.reset()")
+
+
+def unique_id():
+    # An ESP32's base MAC (Espressif's OUI 24:0a:c4): a bare kiosk's id is kiosk-240ac4123456.
+    return b"\x24\x0a\xc4\x12\x34\x56"
 
 
 def idle():
