@@ -200,7 +200,11 @@ def technician(bench: SimulatedBench) -> ScriptedTechnician:
 
 @pytest.fixture
 def original_config(bench: SimulatedBench) -> bytes:
-    return bench.config
+    """What the hardware test reads back (CONFIG READ): exactly the file the simulated
+    kiosk was given."""
+    data = hardware.kiosk_config(bench.session)
+    assert json.loads(data) == json.loads(bench.config)  # the simulator wrote the file itself
+    return data
 
 
 # -- the commands' own rules ------------------------------------------------------------------
