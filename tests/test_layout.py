@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "host" / "deskpulse"
 
-SHARED = {"errors", "resources", "timezones", ""}  # "" is deskpulse/__init__.py
+SHARED = {"errors", "files", "resources", "timezones", ""}  # "" is deskpulse/__init__.py
 ALLOWED = {
     "protocol": set(),
     "store": {"protocol"},
