@@ -642,7 +642,7 @@ def _quiet(_: str) -> None:
     return None
 
 
-def _require_esptool() -> None:
+def require_esptool() -> None:
     try:
         import esptool
     except ImportError:
@@ -703,6 +703,39 @@ class _WriteProgress:
             self.report(f"  writing {region.what}: {tenth * 10}%")
 
 
+def read_chip(port: str, firmware: Firmware, *,
+              connect_attempts: int = CONNECT_ATTEMPTS) -> Chip:
+    """The chip and MAC of the board on `port`, from its ROM loader; a chip other than the
+    firmware's is refused (and the board reset) before anything else happens to it. The
+    board stays in its loader otherwise: flashing comes next (deskpulse provision reads
+    every board first, then registers and flashes them)."""
+    import serial
+    from esptool.cmds import detect_chip, reset_chip
+    from esptool.util import FatalError
+
+    failures = (FatalError, serial.SerialException, OSError, struct.error)
+    device = check_port(port)
+    with _esptool_output(_Sink(lambda *_: None, None)):
+        try:
+            connected = detect_chip(device, ROM_BAUD, "default-reset",
+                                    connect_attempts=connect_attempts)
+        except failures as exc:
+            raise _no_bootloader(device, exc) from None
+        with connected as esp:
+            try:
+                chip = _chip_of(esp, device, None)
+            except failures as exc:
+                raise DeskPulseError(f"the bootloader on {device} answered, then failed: "
+                                     f"{_first_line(exc)}; nothing written") from None
+            if chip_key(chip.name) != firmware.chip.key:
+                with suppress(*failures):
+                    reset_chip(esp, "hard-reset")
+                raise DeskPulseError(f"the board on {device} is an {chip.name}, not an "
+                                     f"{firmware.chip.name} ({firmware.path.name}): not "
+                                     "registered, nothing written")
+    return chip
+
+
 def flash_kiosk(port: str, board: str | Path, firmware_file: str | os.PathLike[str],
                 config: str | os.PathLike[str] | None = None, *, erase: bool = False,
                 dry_run: bool = False, built: kiosk_image.KioskImage | None = None,
@@ -715,7 +748,7 @@ def flash_kiosk(port: str, board: str | Path, firmware_file: str | os.PathLike[s
     Everything is checked before the first byte is written; the board is reset into its
     app at the end, also after a refusal on the board's side or a dry run."""
     started = time.monotonic()
-    _require_esptool()
+    require_esptool()
     firmware = read_firmware(firmware_file)
     report(f"firmware: {firmware.path.name}: MicroPython {firmware.version} for "
            f"{firmware.chip.name} (ESP-IDF {firmware.idf_version or 'unknown'}), "

@@ -36,14 +36,12 @@ FIRMWARE_VERSION, the key's fingerprint (never the key), the time, and ok or the
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import hashlib
 import json
 import os
 import re
-import struct
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -363,7 +361,7 @@ def append_record(path: Path, lines: Sequence[str]) -> None:
 # -- before any board ------------------------------------------------------------------------
 def prepare(options: Options) -> _Shared:
     """Everything checked that is the same for all boards; no board is touched."""
-    flash._require_esptool()
+    flash.require_esptool()
     firmware = flash.read_firmware(options.firmware)
     template = read_template(options.template)
     template_url = (template.get("sync") or {}).get("server_url")
@@ -401,38 +399,6 @@ def prepare(options: Options) -> _Shared:
 
 
 # -- phase 1: the chip -----------------------------------------------------------------------
-def read_chip(port: str, firmware: flash.Firmware, *,
-              connect_attempts: int = flash.CONNECT_ATTEMPTS) -> flash.Chip:
-    """The chip and MAC of the board on `port`, from its ROM loader; a chip other than the
-    firmware's is refused (and the board reset) before anything else happens to it. The
-    board stays in its loader otherwise: flashing comes next."""
-    import serial
-    from esptool.cmds import detect_chip, reset_chip
-    from esptool.util import FatalError
-
-    failures = (FatalError, serial.SerialException, OSError, struct.error)
-    device = flash.check_port(port)
-    # flash.py's per-thread relay of esptool's output, and its wording of the same
-    # failures: one module tells what esptool said.
-    with flash._esptool_output(flash._Sink(lambda *_: None, None)):
-        try:
-            connected = detect_chip(device, flash.ROM_BAUD, "default-reset",
-                                    connect_attempts=connect_attempts)
-        except failures as exc:
-            raise flash._no_bootloader(device, exc) from None
-        with connected as esp:
-            try:
-                chip = flash._chip_of(esp, device, None)
-            except failures as exc:
-                raise DeskPulseError(f"the bootloader on {device} answered, then failed: "
-                                     f"{flash._first_line(exc)}; nothing written") from None
-            if flash.chip_key(chip.name) != firmware.chip.key:
-                with contextlib.suppress(*failures):
-                    reset_chip(esp, "hard-reset")
-                raise DeskPulseError(f"the board on {device} is an {chip.name}, not an "
-                                     f"{firmware.chip.name} ({firmware.path.name}): not "
-                                     "registered, nothing written")
-    return chip
 
 
 # -- phase 2: ids and keys ---------------------------------------------------------------------
@@ -585,7 +551,7 @@ def provision(ports: Sequence[str], options: Options, *, on_event: Event = _quie
 
     def phase_one(board: _Board) -> None:
         try:
-            board.chip = read_chip(board.port, shared.firmware,
+            board.chip = flash.read_chip(board.port, shared.firmware,
                                    connect_attempts=options.connect_attempts)
             on_event(board.port, f"chip: {board.chip.description}, MAC {board.chip.mac}",
                      _AT_CHIP)
