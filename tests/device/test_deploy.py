@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,10 @@ class Board:
     def __enter__(self) -> Board:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+        # Plugged in: its port exists before anyone opens it (the thread starts the kiosk).
+        deadline = time.monotonic() + 30
+        while not self.link.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
         return self
 
     def __exit__(self, *exc: object) -> None:
