@@ -194,6 +194,26 @@ def _push_section(url: str) -> dict[str, Any]:
             "wifi_password": "secret", "push_interval_s": 30, "push_min_pending": 20}
 
 
+def boot_image(image: bytes, files: dict[str, bytes], binary: Path, work: Path,
+               sessions: int = 4) -> tuple[str, dict[str, Any]]:
+    """Boot a kiosk from a whole vfs partition made elsewhere (deskpulse image, or read back
+    from a flashed chip) on the 64-bit port with room to spare: customers tap, then the
+    host syncs with no upload. (why it failed or "", what esp32_boot.py wrote); files are
+    what the image holds, for the verdict's form of the app."""
+    case = Case("mpy", "64", binary, dict(files), push=False, sessions=sessions, upload=False)
+    state = work / "state"
+    state.mkdir()
+    (state / "flash.img").write_bytes(image)
+    (state / "plan.json").write_text(json.dumps({
+        "image": str(state / "flash.img"), "sessions": sessions, "ntp_port": None,
+        "config_version": None, "timeout_s": 60, "inspect": False}))
+    db = state / "host.db"
+    code, configured, _, sync_errors = _drive(case, 1024 * 1024, state, db, None, timeout=300)
+    result = json.loads((state / "result.json").read_text())
+    why = _verdict(case, code, result, db, configured, state)
+    return (f"{why}; sync errors: {sync_errors}" if why else ""), result
+
+
 def run_once(case: Case, heap: int, work: Path, timeout: float = 900,
              inspect: bool = False) -> Outcome:
     """One boot with -X heapsize=heap: customers, syncs, the config upload (and pushes),

@@ -215,21 +215,8 @@ def test_the_kiosk_boots_from_the_vfs_partition_read_back_from_the_flash(
     partition = flashed[built.offset:built.offset + len(built.data)]
     assert partition == built.data
 
-    sessions = 4
-    case = bench_heap.Case("mpy", "64", micropython, dict(built.files), push=False,
-                           sessions=sessions, upload=False)
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "flash.img").write_bytes(partition)
-    (state / "plan.json").write_text(json.dumps({
-        "image": str(state / "flash.img"), "sessions": sessions, "ntp_port": None,
-        "config_version": None, "timeout_s": 60, "inspect": False}))
-    db = state / "host.db"
-    code, configured, _, sync_errors = bench_heap._drive(case, 1024 * 1024, state, db, None,
-                                                         timeout=300)
-    result = json.loads((state / "result.json").read_text())
-    why = bench_heap._verdict(case, code, result, db, configured, state)
-    assert why == "", f"{why}; sync errors: {sync_errors}"
+    why, result = bench_heap.boot_image(partition, built.files, Path(micropython), tmp_path)
+    assert why == "", why
     assert result["status"]["device_id"] == "heap-1"  # the partition's /config.json
 
 
