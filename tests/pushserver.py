@@ -30,6 +30,7 @@ SLOW = "slow"  # store, answer signed, one byte at a time
 ERROR_500 = "500"
 UNAVAILABLE_503 = "503"  # store nothing; answer 503 with Retry-After: retry_after (if set)
 REPLAY_409 = "409"
+TAMPER = "tamper"  # a config fetch: the body changed after it was signed
 
 
 @dataclass
@@ -56,6 +57,9 @@ class PushServer:
         self.lock = threading.Lock()
         self.release = threading.Event()  # ends every HANG
         self.last_nonce: dict[str, signing.Nonce] = {}
+        # Config over the air: the config (with its "version") each kiosk should run; the
+        # push answer names the version, POST .../config serves it.
+        self.configs: dict[str, dict[str, Any]] = {}
         open_store(db_path).close()
         handler = type("Handler", (_Handler,), {"push": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -144,7 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
         key = push.keys.get(device_id)
         if key is None:
             return self._error(404, "no such device", seen)
-        if self.headers.get("Content-Type") != signing.CONTENT_TYPE:
+        fetch = parts[-1] == "config"
+        if self.headers.get("Content-Type") != ("application/json" if fetch
+                                                else signing.CONTENT_TYPE):
             return self._error(415, "wrong content type", seen)
         given = self.headers.get("X-DeskPulse-Signature", "")
         want = signing.sign_request(key, "POST", self.path, device_id, nonce, body)
@@ -167,6 +173,8 @@ class _Handler(BaseHTTPRequestHandler):
                                                                         signing.Nonce(0, 0)):
                 return self._error(409, "nonce not higher than the last accepted", seen)
             push.last_nonce[device_id] = parsed
+        if fetch:
+            return self._config(device_id, key, nonce, behaviour, seen)
         line, _, payload = body.partition(b"\n")
         try:
             head = json.loads(line)
@@ -190,9 +198,33 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         acked = batch.responses[-1].seq if batch.responses else None
         answer = {"acked": acked, "new": new, "duplicates": dup, "time": int(time.time())}
+        if device_id in push.configs:
+            answer["config"] = push.configs[device_id]["version"]
         seen.code = 200
         if behaviour == FORGE:
             return self._answer(200, answer, signing.new_key(), nonce)
         if behaviour == UNSIGNED:
             return self._answer(200, answer, None, nonce)
         return self._answer(200, answer, key, nonce, slow=behaviour == SLOW)
+
+    def _config(self, device_id: str, key: bytes, nonce: str, behaviour: str,
+                seen: Seen) -> None:
+        config = self.push.configs.get(device_id)
+        if config is None:
+            return self._error(404, "no config for this kiosk", seen)
+        body = json.dumps(config).encode()
+        signature = signing.sign_config(signing.new_key() if behaviour == FORGE else key,
+                                        nonce, body)
+        if behaviour == TAMPER:
+            body = body.replace(b"}", b', "scale": 3}', 1)
+        seen.code = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if behaviour != UNSIGNED:
+            self.send_header("X-DeskPulse-Signature", signature)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+        return None

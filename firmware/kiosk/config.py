@@ -435,6 +435,58 @@ def identity_problem(current_id, new_id, unconfirmed):
     return None
 
 
+KEPT_SYNC = ("server_url", "device_key", "wifi_ssid", "wifi_password")
+"""What a kiosk keeps of its own sync settings under a config fetched over the air (with
+its device_id): how it reaches the server. The host refuses to set them over the air
+(deskpulse.device.ota.KEPT_BY_KIOSK)."""
+
+
+def install(kiosk, incoming, checker, over_the_air=False):
+    """Check the config staged in the file incoming (every byte of which went through
+    checker, a jsoncheck.Checker, as it was written) and rename it over
+    kiosk.config_path: (config, None), or (None, problems) with the staged file left for
+    the caller to remove. A power cut leaves the old config or the new one, whole.
+
+    over_the_air: the staged config is the server's; the kiosk's own device_id and
+    KEPT_SYNC settings go into it, and the file is written again (json.dump writes as it
+    goes) before the rename."""
+    try:
+        raw = checked_value(checker, incoming)
+    except ValueError as e:
+        return None, [str(e)]
+    except OSError as e:
+        return None, ["config not saved: %s" % e]
+    if over_the_air and isinstance(raw, dict):
+        current = kiosk.config
+        raw["device_id"] = current["device_id"]
+        sync = raw.get("sync")
+        if sync is None:
+            sync = raw["sync"] = {}
+        if isinstance(sync, dict):
+            for key in KEPT_SYNC:
+                sync[key] = current["sync"][key]
+    config, problems = validate(raw)
+    if problems:
+        return None, problems
+    if over_the_air:
+        try:
+            with open(incoming, "w") as f:
+                json.dump(raw, f)
+        except OSError as e:
+            return None, ["config not saved: %s" % e]
+    raw = None  # the whole value, every language: the config keeps only what it uses
+    name_bare(config, kiosk.mac)
+    problem = board_problem(config, kiosk.hal.board) or identity_problem(
+        kiosk.config["device_id"], config["device_id"], kiosk.log.counts()[1])
+    if problem:
+        return None, [problem]
+    try:
+        os.rename(incoming, kiosk.config_path)
+    except OSError as e:
+        return None, ["config not saved: %s" % e]
+    return config, None
+
+
 def save(path, raw):
     """Validate, then write atomically (temp file + rename). Raises ValueError on problems.
     json.dump writes as it goes: the text is never whole in RAM."""

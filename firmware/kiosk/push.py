@@ -153,6 +153,10 @@ class Push:
         self._retry_at = None  # ticks before which no attempt starts (after a failure)
         self._since = None  # ticks when records were first seen waiting
         self._last_code = 0
+        # Config over the air (kiosk/ota.py, loaded for the first version to fetch): the
+        # version a verified answer named, when it differs from the one running.
+        self.desired_config = None
+        self.ota = None
 
     # -- status ----------------------------------------------------------------------
     def status(self):
@@ -177,6 +181,7 @@ class Push:
             "config_problem": self.config_problem,
             "nonce": "%d.%d" % (self.kiosk.clock.boot, self.count),
             "dns": None if self.resolver is None else self.resolver.status(),
+            "config": None if self.ota is None else self.ota.status(),
         }
 
     # -- the task --------------------------------------------------------------------
@@ -189,6 +194,19 @@ class Push:
                 if not await self.push_once():
                     break
                 await sleep_ms(0)  # more records wait: next batch, after the survey's turn
+            if self.desired_config is not None:
+                await self.fetch_config()
+
+    async def fetch_config(self):
+        """Fetch the config the last answer named, once: a failed fetch is tried again
+        after the next push that names it, a refused config not at all (kiosk/ota.py)."""
+        desired = self.desired_config
+        self.desired_config = None
+        if self.ota is None:
+            from kiosk.ota import ConfigFetch
+
+            self.ota = ConfigFetch(self)
+        await self.ota.fetch(desired)
 
     def refresh_address(self):
         """Look the server's name up if its address is missing, stale or failed (and its
@@ -337,13 +355,20 @@ class Push:
         clock = kiosk.clock
         offset, length, more, last = await outbox.fill(log, self._enc, log.acked_upto + 1,
                                                        self.batch_bytes)
-        self.count += 1
-        nonce = ("%d.%d" % (clock.boot, self.count)).encode()
+        nonce = self.next_nonce()
         status, anchors, _ = outbox.status_and_anchors(kiosk)
         line = json.dumps({"status": status, "anchors": anchors, "boot": clock.boot,
                            "uptime_s": clock.uptime_s()}).encode()
         status = anchors = None
         records = memoryview(self._buf)[offset:offset + length]
+        head = self.signed_head(host, port, path, device_id, nonce, CONTENT_TYPE, line, records)
+        answer = await self._exchange(host, address, port, head, line, records)
+        records = None
+        return self._handle(answer, nonce, last) and more
+
+    def signed_head(self, host, port, path, device_id, nonce, content_type, line, records):
+        """The request head of a POST whose body is line, b"\n" and records, signed with
+        the device key (docs/wifi.md)."""
         mac = self._key()
         mac.begin()
         mac.update(b"DP1\nPOST\n")
@@ -358,15 +383,19 @@ class Push:
         mac.update(records)
         signature = mac.hexdigest()
         host_header = host if port == 80 else "%s:%d" % (host, port)
-        head = ("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+        return ("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
                 "X-DeskPulse-Nonce: %s\r\nX-DeskPulse-Signature: %s\r\nConnection: close\r\n\r\n"
-                % (path.decode(), host_header, CONTENT_TYPE, len(line) + 1 + length,
+                % (path.decode(), host_header, content_type, len(line) + 1 + len(records),
                    nonce.decode(), signature.decode())).encode()
-        answer = await self._exchange(host, address, port, head, line, records)
-        records = None
-        return self._handle(answer, nonce, last) and more
 
-    async def _exchange(self, host, address, port, head, line, records):
+    def next_nonce(self):
+        """The nonce of a new request: every request, retries included, takes the next."""
+        self.count += 1
+        return ("%d.%d" % (self.kiosk.clock.boot, self.count)).encode()
+
+    async def _exchange(self, host, address, port, head, line, records, read=None):
+        """Send the request; the answer as read(reader) gives it (default: _read_answer,
+        into the fixed answer buffer)."""
         wait_for_ms = asyncio.wait_for_ms
         step = self.step_timeout_ms
         writer = None
@@ -388,7 +417,8 @@ class Push:
                 if resolver is not None and getattr(e, "errno", 0) != _EHOSTUNREACH:
                     resolver.connect_failed(host)
                 raise
-            return await wait_for_ms(self._read_answer(reader), self.answer_timeout_ms)
+            return await wait_for_ms((read or self._read_answer)(reader),
+                                     self.answer_timeout_ms)
         finally:
             if writer is not None:
                 writer.close()  # MicroPython's streams close the socket in wait_closed
@@ -416,7 +446,7 @@ class Push:
             if head_end < 0:
                 head_end = bytes(mv[:got]).find(b"\r\n\r\n")
                 if head_end >= 0:
-                    length = _content_length(buf, head_end)
+                    length = content_length(buf, head_end)
             if head_end >= 0 and length >= 0 and got >= head_end + 4 + length:
                 break
         if head_end < 0:
@@ -424,23 +454,8 @@ class Push:
         end = got if length < 0 else head_end + 4 + length
         if end > got:
             raise PushError("answer body cut short")
-        head = bytes(mv[:head_end]).decode()
-        lines = head.split("\r\n")
-        words = lines[0].split(" ", 2)
-        if len(words) < 2 or not words[0].startswith("HTTP/1.") or not words[1].isdigit():
-            raise PushError("not an HTTP answer")
-        signature = None
-        retry_after_ms = 0
-        for header in lines[1:]:
-            colon = header.find(":")
-            if colon <= 0:
-                continue
-            name = header[:colon].strip().lower()
-            if name == "x-deskpulse-signature":
-                signature = header[colon + 1:].strip()
-            elif name == "retry-after":
-                retry_after_ms = _retry_after_ms(header[colon + 1:].strip())
-        return _Answer(int(words[1]), signature, bytes(mv[head_end + 4:end]), retry_after_ms)
+        code, signature, retry_after_ms = head_fields(mv, head_end)
+        return _Answer(code, signature, bytes(mv[head_end + 4:end]), retry_after_ms)
 
     def _handle(self, answer, nonce, last):
         """Act on the answer; True when records were acknowledged as expected."""
@@ -448,7 +463,7 @@ class Push:
         previous = self._last_code
         self._last_code = code
         if code != 200:
-            reason = _error_sentence(answer.body)
+            reason = error_sentence(answer.body)
             if code == 409 and previous != 409:
                 # A replay refused (the server saw a higher nonce, e.g. from before a power
                 # cut in the same boot): the next request carries a higher one anyway.
@@ -482,6 +497,9 @@ class Push:
             if log.acked_upto > before:
                 self.freed += log.acked_upto - before
         self._maybe_set_clock(reply.get("time"))
+        desired = reply.get("config")
+        if isinstance(desired, int) and desired != self.kiosk.config["version"]:
+            self.desired_config = desired
         return True
 
     def _maybe_set_clock(self, wall):
@@ -502,7 +520,28 @@ class _Soon(PushError):
     pass
 
 
-def _content_length(buf, head_end):
+def head_fields(buf, head_end):
+    """(status code, X-DeskPulse-Signature or None, Retry-After in ms) of the answer head
+    buf[:head_end]."""
+    lines = bytes(buf[:head_end]).decode().split("\r\n")
+    words = lines[0].split(" ", 2)
+    if len(words) < 2 or not words[0].startswith("HTTP/1.") or not words[1].isdigit():
+        raise PushError("not an HTTP answer")
+    signature = None
+    retry_after_ms = 0
+    for header in lines[1:]:
+        colon = header.find(":")
+        if colon <= 0:
+            continue
+        name = header[:colon].strip().lower()
+        if name == "x-deskpulse-signature":
+            signature = header[colon + 1:].strip()
+        elif name == "retry-after":
+            retry_after_ms = _retry_after_ms(header[colon + 1:].strip())
+    return int(words[1]), signature, retry_after_ms
+
+
+def content_length(buf, head_end):
     """Content-Length from the header block buf[:head_end], or -1 without one."""
     head = bytes(buf[:head_end]).lower()
     at = head.find(b"\r\ncontent-length:")
@@ -525,7 +564,7 @@ def _retry_after_ms(text):
     return int(text) * 1000
 
 
-def _error_sentence(body):
+def error_sentence(body):
     try:
         return str(json.loads(body)["error"])[:_MAX_SHOWN]
     except Exception:

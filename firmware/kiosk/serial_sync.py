@@ -555,32 +555,11 @@ class SerialSync:
         if self._upload_fault:
             return [self._upload_fault]
         kiosk = self.kiosk
-        incoming = kiosk.config_path + _INCOMING
-        try:
-            raw = cfg.checked_value(self._upload_check, incoming)
-        except ValueError as e:
-            return [str(e)]
-        except OSError as e:
-            return ["config not saved: %s" % e]
-        config, problems = cfg.validate(raw)
-        raw = None  # the whole value, every language: the config keeps only what it uses
+        config, problems = cfg.install(kiosk, kiosk.config_path + _INCOMING,
+                                       self._upload_check)
         if problems:
             return problems
-        cfg.name_bare(config, kiosk.mac)
-        problem = cfg.board_problem(config, kiosk.hal.board) or cfg.identity_problem(
-            kiosk.config["device_id"], config["device_id"], kiosk.log.counts()[1])
-        if problem:
-            return [problem]
-        try:
-            os.rename(incoming, kiosk.config_path)
-        except OSError as e:
-            return ["config not saved: %s" % e]
-        kiosk.config = config
-        if kiosk.config_problems:
-            kiosk.config_problems = []
-            kiosk.flow.config_problem = False
-        # A session in progress finishes under the scale it started with (see flow).
-        kiosk.flow.apply_config(config)
+        kiosk.apply_config(config)
         return None
 
     # -- the hardware test (kiosk/hwtest.py, loaded at its first command) and MAINT ---

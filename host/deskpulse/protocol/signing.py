@@ -60,6 +60,11 @@ def sign_answer(key: bytes, nonce: str, body: bytes) -> str:
     return hmac.new(key, f"DP1 ack\n{nonce}\n".encode() + body, hashlib.sha256).hexdigest()
 
 
+def sign_config(key: bytes, nonce: str, body: bytes) -> str:
+    """The signature of a config fetch's answer (docs/wifi.md, "Config over the air")."""
+    return hmac.new(key, f"DP1 config\n{nonce}\n".encode() + body, hashlib.sha256).hexdigest()
+
+
 def signature_matches(expected: str, given: str) -> bool:
     """Constant-time comparison of two hex signatures; a malformed one never matches."""
     return bool(_SIGNATURE.fullmatch(given)) and hmac.compare_digest(expected, given)

@@ -46,7 +46,7 @@ from deskpulse.store.base import ConflictError, PushCheck, PushRefused, Store, S
 MAX_BATCH_BYTES = 4096
 """The batch part of a push (docs/wifi.md); the whole body is bounded by MAX_BODY."""
 
-_REFUSED_STATUS = {"unknown_device": 404, "key_replaced": 401, "replayed": 409}
+REFUSED_STATUS = {"unknown_device": 404, "key_replaced": 401, "replayed": 409}
 
 router = APIRouter()
 
@@ -96,6 +96,11 @@ def check_headers(headers: Any) -> tuple[signing.Nonce, str, str]:
         raise Refusal(400, "Content-Length is not a whole number")
     if int(length_text) > signing.MAX_BODY:
         raise Refusal(413, f"the body is over {signing.MAX_BODY} bytes")
+    return auth_headers(headers)
+
+
+def auth_headers(headers: Any) -> tuple[signing.Nonce, str, str]:
+    """(nonce, nonce as sent, signature) from a signed request's headers, or a 400."""
     nonce_text = headers.get("x-deskpulse-nonce")
     if nonce_text is None:
         raise Refusal(400, "the X-DeskPulse-Nonce header is missing")
@@ -191,12 +196,15 @@ def response_rows(responses: list[KioskResponse]) -> list[tuple[Any, ...]]:
 
 def store_push(store: Store, device_id: str, key: bytes, nonce: signing.Nonce,
                status: dict[str, Any], anchors: list[Anchor],
-               rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+               rows: list[tuple[Any, ...]]) -> tuple[int, int, int | None]:
     """Store the push (in the writer process) if, in the same transaction, the device
-    still has this key and the nonce is higher than the last one accepted."""
+    still has this key and the nonce is higher than the last one accepted; (new,
+    duplicates, the device's desired config version or None)."""
     responses = [KioskResponse(*row) for row in rows]
-    return store.store_batch(device_id, responses, anchors, status, "wifi",
-                             push=PushCheck(key, nonce))
+    new, duplicates = store.store_batch(device_id, responses, anchors, status, "wifi",
+                                        push=PushCheck(key, nonce))
+    # The desired config's version rides on the answer (config over the air, server/ota.py)
+    return new, duplicates, store.desired_versions(device_id).get(device_id)
 
 
 # -- the route ----------------------------------------------------------------------------
@@ -209,6 +217,8 @@ class PushAck(BaseModel):
     duplicates: int = Field(description="responses already stored (a re-sent batch)")
     time: int | None = Field(None, description="the server's clock, unix seconds; absent "
                                                "when that clock is outside 2000-2100")
+    config: int | None = Field(None, description="the version of the config the server "
+                                                 "holds for the kiosk; absent when none")
 
 
 _PUSH_DOC = {
@@ -293,6 +303,40 @@ async def _handle_push(request: Request, device_id: str, database: WriterProcess
     nonce, nonce_text, signature = check_headers(request.headers)
     body = await read_body(request, int(request.headers["content-length"]))
     received_at = clock.now()
+    key = await verified_key(request, device_id, database, keys, nonce_text, body, signature)
+    push = parse_push(body)
+    anchors = list(push.anchors)
+    if received_at is not None:
+        anchors.append(Anchor(push.boot, push.uptime_s, received_at, RECEIPT_SOURCE))
+    try:
+        new, duplicates, config = await database.run(store_push, device_id, key, nonce, push.status,
+                                             anchors, response_rows(push.responses))
+    except PushRefused as refused:
+        if refused.problem != "replayed":
+            keys.forget(device_id)
+        raise Refusal(REFUSED_STATUS[refused.problem], str(refused)) from refused
+    except ConflictError as exc:
+        raise Refusal(422, str(exc)) from exc
+    except (StorageUnavailable, StoreError) as exc:
+        log.warning("push for %s not stored: %s", device_id, exc)
+        raise Refusal(503, ERRORS[503]) from exc
+    except DeskPulseError as exc:
+        raise Refusal(400, str(exc)) from exc
+    fields: dict[str, Any] = {"acked": push.responses[-1].seq if push.responses else None,
+                              "new": new, "duplicates": duplicates}
+    now = clock.now()
+    if now is not None:
+        fields["time"] = now
+    if config is not None:
+        fields["config"] = config
+    answer = json.dumps(fields, separators=(",", ":")).encode()
+    return Response(answer, media_type="application/json", headers={
+        "X-DeskPulse-Signature": signing.sign_answer(key, nonce_text, answer)})
+
+
+async def verified_key(request: Request, device_id: str, database: WriterProcess,
+                       keys: KeyCache, nonce_text: str, body: bytes, signature: str) -> bytes:
+    """The device's key, once the request's signature verifies under it (404, 401)."""
     key = await _store_call(database, keys.get, device_id)
     if key is None:
         raise Refusal(404, f"no device {device_id} is registered "
@@ -308,32 +352,7 @@ async def _handle_push(request: Request, device_id: str, database: WriterProcess
             raise Refusal(401, "the signature does not match: wrong key, another device's "
                                "id, or a changed body or path")
         key = fresh
-    push = parse_push(body)
-    anchors = list(push.anchors)
-    if received_at is not None:
-        anchors.append(Anchor(push.boot, push.uptime_s, received_at, RECEIPT_SOURCE))
-    try:
-        new, duplicates = await database.run(store_push, device_id, key, nonce, push.status,
-                                             anchors, response_rows(push.responses))
-    except PushRefused as refused:
-        if refused.problem != "replayed":
-            keys.forget(device_id)
-        raise Refusal(_REFUSED_STATUS[refused.problem], str(refused)) from refused
-    except ConflictError as exc:
-        raise Refusal(422, str(exc)) from exc
-    except (StorageUnavailable, StoreError) as exc:
-        log.warning("push for %s not stored: %s", device_id, exc)
-        raise Refusal(503, ERRORS[503]) from exc
-    except DeskPulseError as exc:
-        raise Refusal(400, str(exc)) from exc
-    fields: dict[str, Any] = {"acked": push.responses[-1].seq if push.responses else None,
-                              "new": new, "duplicates": duplicates}
-    now = clock.now()
-    if now is not None:
-        fields["time"] = now
-    answer = json.dumps(fields, separators=(",", ":")).encode()
-    return Response(answer, media_type="application/json", headers={
-        "X-DeskPulse-Signature": signing.sign_answer(key, nonce_text, answer)})
+    return key
 
 
 async def _store_call(database: WriterProcess, fn: Callable[[str], Any], device_id: str) -> Any:

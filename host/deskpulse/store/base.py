@@ -85,6 +85,32 @@ class PushCheck:
     nonce: Nonce
 
 
+LayerScope = Literal["site", "device"]
+LayerChange = tuple[LayerScope, str, "Mapping[str, Any] | None"]
+"""A layer to save (scope, name, overlay), or to remove (overlay None)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigLayer:
+    """Config keys people set for a site (its template: every kiosk below it) or for one
+    kiosk (its overrides), merged into the kiosks' desired configs (config over the air)."""
+
+    scope: LayerScope
+    name: str  # the site path ("acme/north") or the device id
+    overlay: dict[str, Any]
+    updated: int  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredConfig:
+    """The config a kiosk should run: its layers merged, with its version inside."""
+
+    device_id: str
+    version: int
+    config: dict[str, Any]
+    created: int  # unix seconds
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceFacts:
     """What people said about a kiosk (`deskpulse devices add/describe`)."""
@@ -319,3 +345,34 @@ class Store(abc.ABC):
                        negative_ratings: Sequence[int]) -> Iterator[tuple[str, int, int]]:
         """(device_id, wall, 1 if negative else 0) of the timed responses, by device then
         time."""
+
+    # -- config over the air (docs/wifi.md, "Config over the air") ---------------------------
+
+    @abc.abstractmethod
+    def config_layers(self) -> list[ConfigLayer]:
+        """Every site template and device override, by scope then name."""
+
+    @abc.abstractmethod
+    def save_config(self, desired: Mapping[str, Mapping[str, Any] | None], *,
+                    layer: LayerChange | None = None, now: float | None = None
+                    ) -> dict[str, int | None]:
+        """In one transaction: the layer (scope, name, overlay) set, or removed with overlay
+        None, and the desired config of each kiosk in `desired` (None: no longer managed). A kiosk whose config (apart from its
+        version) changed gets a new version, higher than any it was given and than the one
+        it last reported running (wrapping after 65535); returns those kiosks' versions."""
+
+    @abc.abstractmethod
+    def desired_config(self, device_id: str, version: int | None = None
+                       ) -> DesiredConfig | None:
+        """The kiosk's desired config, or an earlier version of it while still kept; None
+        for a kiosk not managed over the air."""
+
+    @abc.abstractmethod
+    def desired_versions(self, device_id: str | None = None) -> dict[str, int]:
+        """The desired version of every kiosk managed over the air (or of this one only:
+        each push answer carries it)."""
+
+    @abc.abstractmethod
+    def accept_request(self, device_id: str, check: PushCheck) -> None:
+        """A signed request that stores nothing (a config fetch) is checked as a push is
+        (PushRefused) and its nonce becomes the last one accepted."""

@@ -20,17 +20,20 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.store.base import (
+    ConfigLayer,
+    DesiredConfig,
     DeviceFacts,
     DeviceHealth,
     PushCheck,
     RawRow,
     RollupRow,
+    LayerChange,
     Store,
     SyncRecord,
     already_registered,
     default_db_path,
 )
-from deskpulse.store.sqlite import ingest, queries, rollup_tables, schema
+from deskpulse.store.sqlite import desired_config, ingest, queries, rollup_tables, schema
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -249,6 +252,35 @@ class SqliteStore(Store):
         return self._rows(lambda: queries.negative_marks(
             self.connection, since, until, device_id, location, include_flagged,
             negative_ratings))
+
+
+    # -- config over the air ---------------------------------------------------------------
+
+    @_translated
+    def config_layers(self) -> list[ConfigLayer]:
+        return desired_config.config_layers(self.connection)
+
+    @_translated
+    def save_config(self, desired: Mapping[str, Mapping[str, Any] | None], *,
+                    layer: LayerChange | None = None, now: float | None = None
+                    ) -> dict[str, int | None]:
+        with schema.transaction(self.connection):
+            return desired_config.save_config(self.connection, desired, layer, _now(now))
+
+    @_translated
+    def desired_config(self, device_id: str, version: int | None = None
+                       ) -> DesiredConfig | None:
+        return desired_config.desired_config(self.connection, device_id, version)
+
+    @_translated
+    def desired_versions(self, device_id: str | None = None) -> dict[str, int]:
+        return desired_config.desired_versions(self.connection, device_id)
+
+    @_translated
+    def accept_request(self, device_id: str, check: PushCheck) -> None:
+        with schema.savepoint(self.connection) if self.connection.in_transaction \
+                else schema.transaction(self.connection):
+            ingest.check_push(self.connection, device_id, check)
 
 
 def _now(now: float | None) -> int:

@@ -122,13 +122,13 @@ def store_batch(
     try:
         with savepoint(conn) if conn.in_transaction else write_transaction(conn):
             if push is not None:
-                _check_push(conn, device_id, push)
+                check_push(conn, device_id, push)
             return _store(conn, device_id, responses, anchors, status, transport, proto, at)
     except sqlite3.IntegrityError as exc:
         raise DeskPulseError(f"responses of {device_id} not stored: {exc}") from exc
 
 
-def _check_push(conn: sqlite3.Connection, device_id: str, push: PushCheck) -> None:
+def check_push(conn: sqlite3.Connection, device_id: str, push: PushCheck) -> None:
     row = conn.execute(
         "SELECT key, nonce_boot, nonce_count FROM device_keys WHERE device_id = ?",
         (device_id,)).fetchone()

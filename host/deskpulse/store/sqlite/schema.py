@@ -28,7 +28,7 @@ from pathlib import Path
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, default_db_path
-from deskpulse.store.sqlite import rollup_tables
+from deskpulse.store.sqlite import desired_config, rollup_tables
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -195,6 +195,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE responses ADD COLUMN wall_low INTEGER",
         "ALTER TABLE responses ADD COLUMN wall_high INTEGER",
     ),
+    # 6: config over the air (issue 16, item 6): the layers people set and each kiosk's
+    # desired config merged from them (desired_config.py).
+    desired_config.SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,137 @@
+"""Config over the air, device side: firmware/kiosk/ota.py (through kiosk/push.py) on the
+real MicroPython interpreter, pushing to and fetching from tests/pushserver.py, which
+signs with host/deskpulse/protocol/signing.py. The staged config is installed by
+kiosk.config.install, the serial upload's path; a power cut at every flash operation of
+the apply leaves the old config or the new one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import BOARDS, mpy_json
+from pushserver import FORGE, TAMPER, UNSIGNED, PushServer
+
+BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
+DEVICE = "front-1"
+KEY = bytes(range(100, 132))
+
+# A kiosk on the simulated hardware with the given config; each step is one push (with
+# the fetch it leads to), after which its state is emitted; then the config file is read
+# again from the flash as a boot would.
+DRIVE = """
+import asyncio, json, sys
+from harness import emit
+from kiosk import app
+from kiosk import config as cfg
+from kiosk.hal.sim import SimHal
+
+with open(sys.argv[-1]) as f:
+    plan = json.loads(f.read())
+with open(plan["board"]) as f:
+    board = json.loads(f.read())
+hal = SimHal(board, plan["state"])
+cfg.save(hal.fs_root + "/config.json", plan["config"])
+k = app.Kiosk(hal)
+k.start()
+p = k.push
+p.step_timeout_ms = p.answer_timeout_ms = 3000
+
+async def main():
+    for step in range(plan["pushes"]):
+        k.log.append(1, 4, 1, 20, 0, k.boot, 10 + step, 0, 0)
+        await p.push_once()
+        if p.desired_config is not None:
+            await p.fetch_config()
+        emit({"version": k.config["version"], "question": cfg.texts(k.config)["question"],
+              "ota": p.status()["config"], "nonce": p.status()["nonce"],
+              "push_error": p.last_error})
+
+asyncio.run(main())
+saved, problems = cfg.load(k.config_path)
+emit({"file": saved, "problems": problems, "status": k.status()})
+k.close()
+"""
+
+
+def kiosk_config(url: str) -> dict[str, Any]:
+    return {"version": 3, "device_id": DEVICE,
+            "sync": {"server_url": url, "device_key": KEY.hex(), "wifi_ssid": "store",
+                     "wifi_password": "pw"}}
+
+
+def served(version: int, question: str) -> dict[str, Any]:
+    """A desired config as the server sends it: no identity, no network settings."""
+    return {"version": version, "texts": {"en": {"question": question}},
+            "sync": {"push_interval_s": 60}}
+
+
+def drive(tmp_path: Path, config: dict[str, Any], pushes: int
+          ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    (tmp_path / "state").mkdir(exist_ok=True)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"board": str(BOARD), "state": str(tmp_path / "state"),
+                                "config": config, "pushes": pushes}))
+    out = mpy_json(DRIVE, str(path), heap="2M", timeout=120)
+    return out[:-1], out[-1]
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    with PushServer(tmp_path / "host.db", {DEVICE: KEY}) as srv:
+        yield srv
+
+
+def test_a_named_version_is_fetched_verified_and_applied_keeping_the_network(
+        tmp_path: Path, server: PushServer) -> None:
+    server.configs[DEVICE] = served(7, "Were we quick enough?")
+    steps, end = drive(tmp_path, kiosk_config(server.url), pushes=2)
+    assert steps[0]["version"] == 7 and steps[0]["question"] == "Were we quick enough?"
+    assert steps[0]["ota"] == {"desired": 7, "fetches": 1, "applied": 1, "rejected": None,
+                               "last_error": None}
+    # Up to date: the second answer names 7 again and nothing is fetched.
+    assert steps[1]["ota"]["fetches"] == 1
+    # Push, fetch, push: one nonce sequence.
+    assert [s.nonce for s in server.seen] == ["1.1", "1.2", "1.3"]
+    # On the flash: the server's config, with the kiosk's own identity and network.
+    assert end["problems"] == []
+    saved = end["file"]
+    assert saved["version"] == 7 and saved["sync"]["push_interval_s"] == 60
+    assert saved["device_id"] == DEVICE
+    assert saved["sync"]["server_url"] == server.url and saved["sync"]["wifi_ssid"] == "store"
+    assert saved["sync"]["device_key"] == KEY.hex()
+    assert end["status"]["config_version"] == 7
+    assert not (tmp_path / "state" / "config.json.new").exists()
+
+
+@pytest.mark.parametrize("behaviour", [FORGE, UNSIGNED, TAMPER])
+def test_an_answer_that_does_not_verify_changes_nothing(
+        tmp_path: Path, server: PushServer, behaviour: str) -> None:
+    server.configs[DEVICE] = served(7, "Were we quick enough?")
+    from pushserver import OK
+    server.queue.extend([OK, behaviour])  # the push, then the fetch
+    steps, end = drive(tmp_path, kiosk_config(server.url), pushes=2)
+    assert steps[0]["version"] == 3 and steps[0]["question"] == "How was your visit?"
+    assert "signature" in steps[0]["ota"]["last_error"]
+    assert steps[0]["ota"]["rejected"] is None
+    # The next push names the version again: fetched again, this time whole.
+    assert steps[1]["version"] == 7 and steps[1]["ota"]["fetches"] == 2
+    assert end["file"]["version"] == 7
+
+
+def test_a_config_the_kiosk_refuses_is_reported_and_not_fetched_again(
+        tmp_path: Path, server: PushServer) -> None:
+    bad = served(8, "x" * 200)
+    server.configs[DEVICE] = bad
+    steps, end = drive(tmp_path, kiosk_config(server.url), pushes=3)
+    assert [s["version"] for s in steps] == [3, 3, 3]
+    assert steps[0]["ota"]["rejected"][0] == 8
+    assert "question" in steps[0]["ota"]["rejected"][1]
+    assert [s["ota"]["fetches"] for s in steps] == [1, 1, 1]  # no loop
+    fetches = [s for s in server.seen if s.code == 200 and not s.seqs]
+    assert len(fetches) == 1
+    assert end["file"]["version"] == 3 and end["problems"] == []
+    assert end["status"]["push"]["config"]["rejected"][0] == 8
