@@ -1,11 +1,21 @@
-"""`deskpulse config`: a kiosk's config, read back over USB (deskpulse.device.sync)."""
+"""`deskpulse config`: a kiosk's config, read back over USB (deskpulse.device.sync), and
+the configs the server sends kiosks over the air (deskpulse.device.ota): site templates,
+kiosk overrides, and which kiosks run them."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from deskpulse.errors import DeskPulseError
+from deskpulse.store import open_store
+from deskpulse.store.base import db_option_help
+
+if TYPE_CHECKING:
+    from deskpulse.device.ota import Change
+    from deskpulse.store.base import LayerScope
 
 
 def register(subparsers: Any) -> None:
@@ -14,7 +24,10 @@ def register(subparsers: Any) -> None:
         "config", help="read a kiosk's config back over USB (secrets hidden)",
         description="A kiosk's device config as it is stored on the kiosk. Change it with "
                     "`deskpulse sync --config FILE` (merged in) or `--config FILE "
-                    "--replace`; docs/config.md lists every key.")
+                    "--replace`, or over the air: a site's template and a kiosk's "
+                    "overrides, which the server sends the kiosks at their next push "
+                    "(docs/wifi.md, \"Config over the air\"); docs/config.md lists every "
+                    "key.")
     cmds = cfg.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
     show = cmds.add_parser(
         "show", help="print the kiosk's config file as JSON, secrets as ***",
@@ -26,6 +39,89 @@ def register(subparsers: Any) -> None:
                       help="the kiosk's serial port, or 'auto' to find the single ESP32 USB "
                            "port (default: %(default)s)")
     show.set_defaults(func=do_config_show)
+    _add_air_commands(cmds)
+
+
+def _add_air_commands(cmds: Any) -> None:
+    def db_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", help=db_option_help())
+
+    def layer_options(p: argparse.ArgumentParser) -> None:
+        where = p.add_mutually_exclusive_group(required=True)
+        where.add_argument("--site", metavar="PATH",
+                           help="a site's template: every kiosk in it and below it "
+                                "(acme, acme/north/lyon-1)")
+        where.add_argument("--device", metavar="ID", help="one kiosk's overrides")
+        p.add_argument("--dry-run", action="store_true",
+                       help="print what would change on each kiosk; save nothing")
+        db_option(p)
+
+    st = cmds.add_parser(
+        "set", help="set config keys of a site's template or a kiosk's overrides",
+        description="Set keys in a layer, e.g. `deskpulse config set --site acme "
+                    "texts.en.question=\"How was your visit today?\"`: every kiosk whose "
+                    "config changes gets a new version, which it fetches at its next push. "
+                    "A VALUE that is JSON (a number, true, an object, a quoted string) is "
+                    "taken as such, else as text. Each kiosk's whole config is checked by "
+                    "the firmware's validator first: nothing is saved if one would refuse "
+                    "it. Identity and network keys (device_id, sync.server_url, "
+                    "sync.device_key, sync.wifi_*) change over USB only.")
+    st.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    layer_options(st)
+    st.set_defaults(func=do_config_set)
+    un = cmds.add_parser(
+        "unset", help="take keys out of a layer (no KEY: the whole layer)",
+        description="Take keys out of a site's template or a kiosk's overrides; without "
+                    "KEY the whole layer goes. A kiosk left with no layer is no longer "
+                    "managed over the air and keeps the config it runs.")
+    un.add_argument("keys", nargs="*", metavar="KEY")
+    layer_options(un)
+    un.set_defaults(func=do_config_unset)
+    tpl = cmds.add_parser(
+        "template", help="make a JSON file a site's whole template",
+        description="Replace a site's template with the config keys in FILE (a JSON "
+                    "object), checked as `set` checks.")
+    tpl.add_argument("site", metavar="SITE")
+    tpl.add_argument("file", metavar="FILE")
+    tpl.add_argument("--dry-run", action="store_true",
+                     help="print what would change on each kiosk; save nothing")
+    db_option(tpl)
+    tpl.set_defaults(func=do_config_template)
+    layers = cmds.add_parser("layers", help="list every site template and kiosk override",
+                             description="Every layer as JSON lines: scope, name, keys.")
+    db_option(layers)
+    layers.set_defaults(func=do_config_layers)
+    desired = cmds.add_parser(
+        "desired", help="print the config the server holds for a kiosk",
+        description="The kiosk's desired config (its layers merged) with its version, as "
+                    "the server sends it; the kiosk keeps its own identity and network "
+                    "settings.")
+    desired.add_argument("device_id", metavar="ID")
+    db_option(desired)
+    desired.set_defaults(func=do_config_desired)
+    diff = cmds.add_parser(
+        "diff", help="what a kiosk will change when it takes its desired config",
+        description="One line per key, `path: old -> new`, from the version the kiosk "
+                    "runs to the one the server holds for it.")
+    diff.add_argument("device_id", metavar="ID")
+    db_option(diff)
+    diff.set_defaults(func=do_config_diff)
+    status = cmds.add_parser(
+        "status", help="which kiosks run their desired config and which are behind",
+        description="Every registered kiosk: its site, the version the server holds for it, "
+                    "the one it reported at its last push or sync, and whether it is up to "
+                    "date, behind, or refused the config (with its reason).")
+    db_option(status)
+    status.set_defaults(func=do_config_status)
+    refresh = cmds.add_parser(
+        "refresh", help="recompute every kiosk's desired config",
+        description="After a kiosk moved to another site, was registered, or got another "
+                    "time zone: recompute and check every kiosk's desired config from the "
+                    "layers as they are (`set`, `unset` and `template` do it themselves).")
+    refresh.add_argument("--dry-run", action="store_true",
+                         help="print what would change on each kiosk; save nothing")
+    db_option(refresh)
+    refresh.set_defaults(func=do_config_refresh)
 
 
 def do_config_show(args: argparse.Namespace) -> int:
@@ -42,4 +138,123 @@ def do_config_show(args: argparse.Namespace) -> int:
     for problem in found.problems:
         print(f"config problem on the kiosk: {problem}", file=sys.stderr)
     print(json.dumps(redacted_config(found.config or {}), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _layer(args: argparse.Namespace) -> tuple[LayerScope, str]:
+    return ("site", args.site) if args.site is not None else ("device", args.device)
+
+
+def _print_change(change: Change, dry_run: bool) -> None:
+    if not change.changes:
+        print("no kiosk's config changes", file=sys.stderr)
+    for device_id, lines in change.changes.items():
+        version = change.versions.get(device_id)
+        if dry_run:
+            head = f"{device_id}: would change"
+        elif version is None:
+            head = f"{device_id}: no longer managed over the air"
+        else:
+            head = f"{device_id}: version {version}"
+        print(head)
+        for line in lines:
+            print(f"  {line}")
+
+
+def do_config_set(args: argparse.Namespace) -> int:
+    from deskpulse.device import ota
+
+    scope, name = _layer(args)
+    with open_store(args.db, create=False) as store:
+        overlay = ota.layer_of(store, scope, name)
+        for text in args.assignments:
+            path, value = ota.parse_assignment(text)
+            overlay = ota.with_value(overlay, path, value)
+        _print_change(ota.change_layer(store, scope, name, overlay, dry_run=args.dry_run),
+                      args.dry_run)
+    return 0
+
+
+def do_config_unset(args: argparse.Namespace) -> int:
+    from deskpulse.device import ota
+
+    scope, name = _layer(args)
+    with open_store(args.db, create=False) as store:
+        overlay: dict[str, Any] | None = ota.layer_of(store, scope, name)
+        if not overlay:
+            raise DeskPulseError(f"the {scope} {name} has no config layer")
+        for key in args.keys:
+            overlay = ota.without_value(overlay or {}, key)
+        if not args.keys:
+            overlay = None
+        _print_change(ota.change_layer(store, scope, name, overlay, dry_run=args.dry_run),
+                      args.dry_run)
+    return 0
+
+
+def do_config_template(args: argparse.Namespace) -> int:
+    from deskpulse.device import ota
+    from deskpulse.device.config_check import read_config_json
+
+    overlay = ota.check_layer(read_config_json(args.file, "template"), f"template {args.file}")
+    with open_store(args.db, create=False) as store:
+        _print_change(ota.change_layer(store, "site", args.site, overlay,
+                                       dry_run=args.dry_run), args.dry_run)
+    return 0
+
+
+def do_config_layers(args: argparse.Namespace) -> int:
+    with open_store(args.db, create=False) as store:
+        for layer in store.config_layers():
+            print(json.dumps({"scope": layer.scope, "name": layer.name,
+                              "config": layer.overlay}, ensure_ascii=False))
+    return 0
+
+
+def do_config_desired(args: argparse.Namespace) -> int:
+    with open_store(args.db, create=False) as store:
+        desired = store.desired_config(args.device_id)
+    if desired is None:
+        raise DeskPulseError(f"{args.device_id} is not managed over the air: no template "
+                             "or override applies to it")
+    print(json.dumps(desired.config, indent=2, ensure_ascii=False, sort_keys=True))
+    return 0
+
+
+def do_config_diff(args: argparse.Namespace) -> int:
+    from deskpulse.device import ota
+
+    with open_store(args.db, create=False) as store:
+        lines = ota.pending_changes(store, args.device_id)
+    if not lines:
+        print(f"{args.device_id} runs its desired config", file=sys.stderr)
+    for line in lines:
+        print(line)
+    return 0
+
+
+def do_config_status(args: argparse.Namespace) -> int:
+    from deskpulse.device import ota
+
+    with open_store(args.db, create=False) as store:
+        states = ota.config_states(store)
+    rows = [("kiosk", "site", "desired", "running", "state")]
+    rows += [(s.device_id, s.site or "-", _shown(s.desired), _shown(s.running), s.state)
+             for s in states]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+              + "  " + row[4])
+    return 0
+
+
+def _shown(version: int | None) -> str:
+    return "-" if version is None else str(version)
+
+
+def do_config_refresh(args: argparse.Namespace) -> int:
+    from deskpulse.device import ota
+
+    with open_store(args.db, create=False) as store:
+        _print_change(ota.refresh(store, dry_run=args.dry_run), args.dry_run)
     return 0

@@ -1,12 +1,13 @@
 """Config over the air, host side: the layers people set (a site's template, a kiosk's
 overrides), each kiosk's desired config merged from them, and which kiosks run it.
 
-A kiosk's layers are, bottom to top: its time zone from `deskpulse devices` (when set),
-the template of every ancestor of its store site, root first (acme, acme/north,
-acme/north/lyon-1), then its own overrides; each merged over the ones below with
-`merge_config`. Whatever no layer sets takes the firmware's default: the desired config
-is the kiosk's whole config, except what the kiosk keeps of its own (KEPT_BY_KIOSK: its
-identity and how it reaches the network), which no layer may set.
+A kiosk's layers are, bottom to top: its time zone (its own from `deskpulse devices`,
+else its site's) and its site's opening hours (`deskpulse sites`), the template of every
+ancestor of its store site, root first (acme, acme/north, acme/north/lyon-1), then its
+own overrides; each merged over the ones below with `merge_config`. Whatever no layer
+sets takes the firmware's default: the desired config is the kiosk's whole config, except
+what the kiosk keeps of its own (KEPT_BY_KIOSK: its identity and how it reaches the
+network), which no layer may set.
 
 Every change recomputes every registered kiosk's desired config and validates each
 distinct one with the firmware's own validator before anything is saved, so a bad
@@ -28,19 +29,14 @@ from deskpulse.device.config_check import (
     merge_config,
 )
 from deskpulse.errors import DeskPulseError
-from deskpulse.store.base import LayerScope, Store
+from deskpulse.store import sites
+from deskpulse.store.base import LayerScope, Site, Store
 
 KEPT_BY_KIOSK = ("device_id", "version", "sync.server_url", "sync.device_key",
                  "sync.wifi_ssid", "sync.wifi_password")
 """Config keys a kiosk keeps from its own config when it applies one fetched over the air
 (firmware kiosk/ota.py has the same list): a wrong one would cut it off from the server
 until a technician came, so they change over USB only (`deskpulse sync --config`)."""
-
-
-def ancestors(site_path: str) -> list[str]:
-    """"acme/north/lyon-1" -> ["acme", "acme/north", "acme/north/lyon-1"]."""
-    parts = [part for part in site_path.split("/") if part]
-    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -54,10 +50,10 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         parsed = json.loads(value)
     except ValueError:
         parsed = value
-    return check_path(path.strip()), parsed
+    return check_key_path(path.strip()), parsed
 
 
-def check_path(path: str) -> str:
+def check_key_path(path: str) -> str:
     parts = path.split(".")
     if any(not part for part in parts):
         raise DeskPulseError(f"{path!r} is not a config key path (e.g. texts.en.question)")
@@ -110,7 +106,7 @@ def check_layer(overlay: Any, what: str) -> dict[str, Any]:
             if isinstance(inner, Mapping) and path == "sync":
                 walk(path + ".", inner)
             else:
-                check_path(path)
+                check_key_path(path)
 
     walk("", overlay)
     return overlay
@@ -123,43 +119,54 @@ def check_layer(overlay: Any, what: str) -> dict[str, Any]:
 class Layers:
     """Every layer, by scope and name, and what each kiosk's layers are built from."""
 
-    sites: dict[str, dict[str, Any]]
-    devices: dict[str, dict[str, Any]]
-    time_zones: dict[str, str]
-    site_paths: dict[str, str | None]
+    templates: dict[str, dict[str, Any]]  # site path -> overlay
+    overrides: dict[str, dict[str, Any]]  # device id -> overlay
+    own_zones: dict[str, str]  # device id -> the zone `deskpulse devices` gave it
+    placed: dict[str, str]  # device id -> its store site's path
+    tree: dict[str, Site]
 
     @classmethod
-    def read(cls, store: Store, device_ids: Iterable[str]) -> Layers:
-        sites: dict[str, dict[str, Any]] = {}
-        devices: dict[str, dict[str, Any]] = {}
+    def read(cls, store: Store) -> Layers:
+        templates: dict[str, dict[str, Any]] = {}
+        overrides: dict[str, dict[str, Any]] = {}
         for layer in store.config_layers():
-            (sites if layer.scope == "site" else devices)[layer.name] = layer.overlay
+            (templates if layer.scope == "site" else overrides)[layer.name] = layer.overlay
         zones = {facts.device_id: facts.time_zone for facts in store.device_facts()
                  if facts.time_zone}
-        return cls(sites, devices, zones,
-                   {device_id: store.device_site_path(device_id) for device_id in device_ids})
+        return cls(templates, overrides, zones, store.kiosk_sites(),
+                   {site.path: site for site in store.sites()})
 
     def changed(self, scope: LayerScope, name: str, overlay: dict[str, Any] | None) -> Layers:
-        table = dict(self.sites if scope == "site" else self.devices)
+        table = dict(self.templates if scope == "site" else self.overrides)
         if overlay is None:
             table.pop(name, None)
         else:
             table[name] = overlay
         if scope == "site":
-            return Layers(table, self.devices, self.time_zones, self.site_paths)
-        return Layers(self.sites, table, self.time_zones, self.site_paths)
+            return Layers(table, self.overrides, self.own_zones, self.placed, self.tree)
+        return Layers(self.templates, table, self.own_zones, self.placed, self.tree)
 
     def of(self, device_id: str) -> list[tuple[str, dict[str, Any]]]:
-        """(label, overlay) of the kiosk's layers that exist, bottom to top; the time zone
-        base only when some template or override applies (else: not managed)."""
-        found = [(f"site {path}", self.sites[path])
-                 for path in ancestors(self.site_paths.get(device_id) or "")
-                 if path in self.sites]
-        if device_id in self.devices:
-            found.append((f"device {device_id}", self.devices[device_id]))
-        zone = self.time_zones.get(device_id)
-        if found and zone:
-            found.insert(0, ("time zone (deskpulse devices)", {"time_zone": zone}))
+        """(label, overlay) of the kiosk's layers that exist, bottom to top. The zone and
+        hours only when some template or override applies: without one the kiosk is not
+        managed over the air."""
+        site = self.placed.get(device_id)
+        found = [(f"site {path}", self.templates[path])
+                 for path in reversed(sites.ancestors(site) if site else [])
+                 if path in self.templates]
+        if device_id in self.overrides:
+            found.append((f"device {device_id}", self.overrides[device_id]))
+        if not found:
+            return found
+        zone, hours = sites.inherited(self.tree, site)
+        zone = self.own_zones.get(device_id) or zone
+        base: dict[str, Any] = {}
+        if zone:
+            base["time_zone"] = zone
+        if hours:
+            base["opening_hours"] = sites.parse_hours(hours)
+        if base:
+            found.insert(0, ("time zone and hours (deskpulse devices, sites)", base))
         return found
 
     def merged(self, device_id: str) -> dict[str, Any] | None:
@@ -210,9 +217,11 @@ def change_layer(store: Store, scope: LayerScope, name: str,
     if overlay is not None:
         check_layer(overlay, f"the {scope} layer {name}")
     device_ids = sorted(store.registered_ids())
-    layers = Layers.read(store, device_ids)
-    if scope == "device" and name not in device_ids:
+    layers = Layers.read(store)
+    if scope == "device" and name not in device_ids and overlay is not None:
         raise DeskPulseError(f"no kiosk {name} is registered (deskpulse devices add)")
+    if scope == "site" and name not in layers.tree and overlay is not None:
+        raise sites.no_site(name)
     if overlay == {}:
         overlay = None  # an empty layer is no layer
     return _save(store, layers.changed(scope, name, overlay), device_ids,
@@ -224,7 +233,7 @@ def refresh(store: Store, *, dry_run: bool = False, runtime: Runtime | None = No
     """Recompute every kiosk's desired config from the layers as they are: after a kiosk
     moved to another site, was registered, or got another time zone."""
     device_ids = sorted(store.registered_ids())
-    return _save(store, Layers.read(store, device_ids), device_ids, None, dry_run, runtime)
+    return _save(store, Layers.read(store), device_ids, None, dry_run, runtime)
 
 
 def _save(store: Store, layers: Layers, device_ids: list[str],
@@ -315,6 +324,11 @@ def pending_changes(store: Store, device_id: str) -> list[str]:
     running = latest.status.get("config_version") if latest is not None else None
     if running == desired.version:
         return []
+    if running is None:
+        raise DeskPulseError(f"{device_id} has not reported its config version yet (its "
+                             f"first push or sync does); it will take version "
+                             f"{desired.version} as a whole (deskpulse config desired "
+                             f"{device_id})")
     before = store.desired_config(device_id, running) if isinstance(running, int) else None
     if before is None:
         raise DeskPulseError(
