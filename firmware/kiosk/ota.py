@@ -9,6 +9,9 @@
 # (kiosk.config.install: parsed from the file, validated by the firmware's validator,
 # renamed over config.json), so a power cut leaves the old config or the new one.
 #
+# The push right after a fetch that applied or refused a config goes out even without a
+# record waiting (an empty batch), so the server soon shows the version the kiosk runs.
+#
 # Once per push answer: a fetch that fails (network, server, a forged answer) is tried
 # again after the next push that names the version; a config the kiosk refuses is
 # reported (status push.config.rejected: [version, reason]) and not fetched again until
@@ -59,6 +62,7 @@ class ConfigFetch:
             self.last_error = None
         except Refused as e:
             self.rejected = [desired, str(e)[:_MAX_SHOWN]]
+            self.push.report_due = True  # the server shows the reason without waiting
             return
         except Exception as e:  # network, timeouts, the server's refusals, a forgery
             self.last_error = ("%s: %s" % (type(e).__name__, e))[:_MAX_SHOWN]
@@ -71,6 +75,7 @@ class ConfigFetch:
         self.push.kiosk.apply_config(config)
         self.applied += 1
         self.rejected = None
+        self.push.report_due = True  # the server learns the version it runs at once
 
     async def _request(self, incoming):
         push = self.push

@@ -157,6 +157,7 @@ class Push:
         # version a verified answer named, when it differs from the one running.
         self.desired_config = None
         self.ota = None
+        self.report_due = False  # a push goes out, records or not, to report the config
 
     # -- status ----------------------------------------------------------------------
     def status(self):
@@ -246,7 +247,7 @@ class Push:
         self.pending = pending = self.kiosk.log.counts()[1]
         if not pending:
             self._since = None
-            return False
+            return self.report_due
         if self._retry_at is not None:
             return True
         sync = self.kiosk.config["sync"]
@@ -308,6 +309,7 @@ class Push:
     def _succeeded(self):
         clock = self.kiosk.clock
         self.pushes += 1
+        self.report_due = False
         self.failures = 0
         self.backoff_ms = 0
         self.config_problem = None

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import BOARDS, mpy_json
+from deskpulse.store import open_store
 from pushserver import FORGE, TAMPER, UNSIGNED, PushServer
 
 BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
@@ -42,13 +43,15 @@ p.step_timeout_ms = p.answer_timeout_ms = 3000
 
 async def main():
     for step in range(plan["pushes"]):
-        k.log.append(1, 4, 1, 20, 0, k.boot, 10 + step, 0, 0)
+        if step < plan["fed"]:
+            k.log.append(1, 4, 1, 20, 0, k.boot, 10 + step, 0, 0)
+        due = p.due()
         await p.push_once()
         if p.desired_config is not None:
             await p.fetch_config()
         emit({"version": k.config["version"], "question": cfg.texts(k.config)["question"],
               "ota": p.status()["config"], "nonce": p.status()["nonce"],
-              "push_error": p.last_error})
+              "push_error": p.last_error, "due": due})
 
 asyncio.run(main())
 saved, problems = cfg.load(k.config_path)
@@ -69,12 +72,12 @@ def served(version: int, question: str) -> dict[str, Any]:
             "sync": {"push_interval_s": 60}}
 
 
-def drive(tmp_path: Path, config: dict[str, Any], pushes: int
+def drive(tmp_path: Path, config: dict[str, Any], pushes: int, fed: int = 99
           ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     (tmp_path / "state").mkdir(exist_ok=True)
     path = tmp_path / "plan.json"
     path.write_text(json.dumps({"board": str(BOARD), "state": str(tmp_path / "state"),
-                                "config": config, "pushes": pushes}))
+                                "config": config, "pushes": pushes, "fed": fed}))
     out = mpy_json(DRIVE, str(path), heap="2M", timeout=120)
     return out[:-1], out[-1]
 
@@ -88,14 +91,20 @@ def server(tmp_path: Path):
 def test_a_named_version_is_fetched_verified_and_applied_keeping_the_network(
         tmp_path: Path, server: PushServer) -> None:
     server.configs[DEVICE] = served(7, "Were we quick enough?")
-    steps, end = drive(tmp_path, kiosk_config(server.url), pushes=2)
+    steps, end = drive(tmp_path, kiosk_config(server.url), pushes=3, fed=1)
     assert steps[0]["version"] == 7 and steps[0]["question"] == "Were we quick enough?"
     assert steps[0]["ota"] == {"desired": 7, "fetches": 1, "applied": 1, "rejected": None,
                                "last_error": None}
-    # Up to date: the second answer names 7 again and nothing is fetched.
-    assert steps[1]["ota"]["fetches"] == 1
+    # With no record waiting, a push reports the version at once; its answer names 7
+    # again and nothing is fetched. Then nothing is due.
+    assert steps[1]["due"] and steps[1]["ota"]["fetches"] == 1
+    assert not steps[2]["due"]
+    assert server.seen[2].seqs == [] and server.seen[2].code == 200
+    with open_store(tmp_path / "host.db") as store:
+        latest = store.latest_sync(DEVICE)
+    assert latest is not None and latest.status["config_version"] == 7
     # Push, fetch, push: one nonce sequence.
-    assert [s.nonce for s in server.seen] == ["1.1", "1.2", "1.3"]
+    assert [s.nonce for s in server.seen[:3]] == ["1.1", "1.2", "1.3"]
     # On the flash: the server's config, with the kiosk's own identity and network.
     assert end["problems"] == []
     saved = end["file"]

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_store import ENGINES, KEY, STATUS, answer
 
 from deskpulse.protocol.signing import Nonce
 from deskpulse.store.base import ConfigLayer, DeviceFacts, PushCheck, PushRefused, Store
-from test_store import ENGINES, KEY, STATUS, answer
 
 
 @pytest.fixture(params=sorted(ENGINES))
