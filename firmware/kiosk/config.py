@@ -471,9 +471,15 @@ def install(kiosk, incoming, checker, over_the_air=False):
     if over_the_air:
         try:
             with open(incoming, "w") as f:
-                json.dump(raw, f)
+                # Compact, as the host sends configs (MicroPython's json.dump takes
+                # separators; the stubs do not know it).
+                json.dump(raw, f, separators=(",", ":"))  # pyright: ignore[reportCallIssue]
+            size = os.stat(incoming)[6]
         except OSError as e:
             return None, ["config not saved: %s" % e]
+        if size > MAX_FILE_BYTES:  # the next boot would refuse it
+            return None, ["config with this kiosk's own settings is %d bytes, over the %d "
+                          "limit" % (size, MAX_FILE_BYTES)]
     raw = None  # the whole value, every language: the config keeps only what it uses
     name_bare(config, kiosk.mac)
     problem = board_problem(config, kiosk.hal.board) or identity_problem(

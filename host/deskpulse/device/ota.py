@@ -29,6 +29,7 @@ from deskpulse.device.config_check import (
     merge_config,
 )
 from deskpulse.errors import DeskPulseError
+from deskpulse.protocol.wire import MAX_CONFIG_BYTES
 from deskpulse.store import sites
 from deskpulse.store.base import LayerScope, Site, Store
 
@@ -37,6 +38,11 @@ KEPT_BY_KIOSK = ("device_id", "version", "sync.server_url", "sync.device_key",
 """Config keys a kiosk keeps from its own config when it applies one fetched over the air
 (firmware kiosk/ota.py has the same list): a wrong one would cut it off from the server
 until a technician came, so they change over USB only (`deskpulse sync --config`)."""
+
+
+KEPT_ROOM = 600
+"""Bytes a desired config leaves free for what the kiosk adds of its own (KEPT_BY_KIOSK at
+their longest, with their names): the file it writes takes at most MAX_CONFIG_BYTES."""
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -195,7 +201,13 @@ def desired_configs(layers: Layers, device_ids: Iterable[str],
         shown = ", ".join(members[:5]) + (f" and {len(members) - 5} more"
                                           if len(members) > 5 else "")
         what = f"the config of kiosk{'s' if len(members) > 1 else ''} {shown}"
-        checked[text] = json.loads(check_config_value(json.loads(text), what, runtime).data)
+        data = check_config_value(json.loads(text), what, runtime).data
+        if len(data) > MAX_CONFIG_BYTES - KEPT_ROOM:
+            raise DeskPulseError(
+                f"{what} is {len(data)} bytes compacted; over the air a kiosk takes at most "
+                f"{MAX_CONFIG_BYTES - KEPT_ROOM} (room for its own identity and network "
+                "settings)")
+        checked[text] = json.loads(data)
     return {device_id: None if config is None
             else checked[json.dumps(config, sort_keys=True)]
             for device_id, config in merged.items()}
