@@ -34,6 +34,7 @@ package(
         "jsoncheck.py",
         "log.py",
         "outbox.py",
+        "ota.py",
         "push.py",
         "record.py",
         "resolve.py",

@@ -1,7 +1,8 @@
 """The smallest Python heap the kiosk runs in, found by bisection on ESP32-sized objects.
 
 Run from the repository root (about 20-40 min for every case and both ports):
-    .venv/bin/python tools/bench_heap.py [--sessions N] [--cases py,mpy,mpy+push,frozen+push]
+    .venv/bin/python tools/bench_heap.py [--sessions N]
+        [--cases py,mpy,mpy+push,frozen+push,mpy+ota,frozen+ota]
                                          [--ports 32,64] [--step KB] [--json]
 
 Each run boots the app as an ESP32 does (tests/firmware/mp/esp32_boot.py): main.py ->
@@ -16,7 +17,9 @@ once, the config was applied, and no MemoryError (or any other failure) happened
 Cases: py (sources on the filesystem, compiled at import, as `mpremote cp` of the .py
 files leaves them), mpy (mpy-cross output), mpy+push (with the WiFi push configured),
 frozen+push (the app frozen into the firmware by firmware/manifest.py; only the fonts,
-board and config on the filesystem). Ports: 32, the 32-bit unix port built from
+board and config on the filesystem); mpy+ota and frozen+ota are the push cases with the
+~7.7 KB config fetched over the air from the push server (kiosk/ota.py) instead of
+uploaded over serial. Ports: 32, the 32-bit unix port built from
 /work/shared/micropython (objects and GC blocks of an ESP32's size, cached in .cache/mp32);
 64, the 64-bit port from PyPI that the older heap tests use, as the anchor (no frozen case).
 The figure printed is the -X heapsize= the run needs, and the same less what the harness
@@ -60,7 +63,7 @@ CACHE = REPO / ".cache" / "mp32"
 BOARD = REPO / "boards" / "esp32-devkitc-ssd1680.json"
 DEVICE = "heap-1"
 KEY = bytes(range(1, 33))
-CASES = ("py", "mpy", "mpy+push", "frozen+push")
+CASES = ("py", "mpy", "mpy+push", "frozen+push", "mpy+ota", "frozen+ota")
 STAND_INS = ("esp32_standins.py", "esp32_time.py")
 SYNC_EVERY_S = 6.0  # a host sync paces the virtual clock: not too often
 SYNC_LOG: list[tuple[float, str, Any]] = []  # (seconds into the run, outcome, detail)
@@ -170,6 +173,7 @@ class Case:
     push: bool
     sessions: int
     upload: bool = True  # the host uploads the ~7.7 KB config during the run
+    ota: bool = False  # the push server holds that config: the kiosk fetches it
 
 
 @dataclass
@@ -186,7 +190,9 @@ def prepare(case_name: str, port: str, binary: Path, sessions: int) -> Case:
     form = "frozen" if case_name.startswith("frozen") else case_name.split("+")[0]
     files = device_files(form, "x86" if port == "32" else "x64")
     files["/board.json"] = BOARD.read_bytes()
-    return Case(case_name, port, binary, files, "push" in case_name, sessions)
+    ota = "ota" in case_name
+    return Case(case_name, port, binary, files, "push" in case_name or ota, sessions,
+                upload=not ota, ota=ota)
 
 
 def _push_section(url: str) -> dict[str, Any]:
@@ -227,10 +233,13 @@ def run_once(case: Case, heap: int, work: Path, timeout: float = 900,
         make_image(state / "flash.img", json.loads(BOARD.read_text()), files)
         config_file = state / "upload.json"
         config_file.write_text(json.dumps(upload_config(section)))
+        if case.ota:  # the server's copy: without the identity and network the kiosk keeps
+            push.configs[DEVICE] = {key: value for key, value in upload_config(None).items()
+                                    if key != "device_id"}
         (state / "plan.json").write_text(json.dumps({
             "image": str(state / "flash.img"), "sessions": case.sessions,
             "ntp_port": ntp.port if case.push else None,
-            "config_version": 2 if case.upload else None,
+            "config_version": 2 if case.upload or case.ota else None,
             "timeout_s": 60, "inspect": inspect}))
         code, configured, seconds, sync_error = _drive(
             case, heap, state, db, config_file if case.upload else None, timeout)
@@ -314,8 +323,11 @@ def _verdict(case: Case, code: int | None, result: dict[str, Any], db: Path,
     display = status.get("display") or {}
     if display.get("error") or display.get("failures"):
         problems.append(f"display: {display.get('error')}")
-    if (status.get("config_version") != 2 and case.upload) or not configured:
+    if (status.get("config_version") != 2 and (case.upload or case.ota)) or not configured:
         problems.append(f"config version {status.get('config_version')}")
+    fetched = ((status.get("push") or {}).get("config") or {})
+    if case.ota and fetched.get("applied") != 1:
+        problems.append(f"config over the air: {fetched}")
     if case.push:
         push = status.get("push") or {}
         if not push.get("pushes"):
@@ -526,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             if (port, frozen) not in built:
                 continue
             case = prepare(name, port, built[port, frozen], args.sessions)
-            case.upload = not args.no_upload
+            case.upload = case.upload and not args.no_upload
             low, high = start_heap(port)
             figures.append(bisect(case, low, high, args.step * 1024, work, report))
     sizes = {}

@@ -43,85 +43,61 @@ def register(subparsers: Any) -> None:
 
 
 def _add_air_commands(cmds: Any) -> None:
-    def db_option(p: argparse.ArgumentParser) -> None:
+    def command(name: str, help_text: str, description: str, func: Any, *,
+                layer: bool = False, dry_run: bool = False) -> argparse.ArgumentParser:
+        p = cmds.add_parser(name, help=help_text, description=description)
+        if layer:
+            where = p.add_mutually_exclusive_group(required=True)
+            where.add_argument("--site", metavar="PATH",
+                               help="a site's template: every kiosk in it and below it "
+                                    "(acme, acme/north/lyon-1)")
+            where.add_argument("--device", metavar="ID", help="one kiosk's overrides")
+        if dry_run or layer:
+            p.add_argument("--dry-run", action="store_true",
+                           help="print what would change on each kiosk; save nothing")
         p.add_argument("--db", help=db_option_help())
+        p.set_defaults(func=func)
+        return p
 
-    def layer_options(p: argparse.ArgumentParser) -> None:
-        where = p.add_mutually_exclusive_group(required=True)
-        where.add_argument("--site", metavar="PATH",
-                           help="a site's template: every kiosk in it and below it "
-                                "(acme, acme/north/lyon-1)")
-        where.add_argument("--device", metavar="ID", help="one kiosk's overrides")
-        p.add_argument("--dry-run", action="store_true",
-                       help="print what would change on each kiosk; save nothing")
-        db_option(p)
-
-    st = cmds.add_parser(
-        "set", help="set config keys of a site's template or a kiosk's overrides",
-        description="Set keys in a layer, e.g. `deskpulse config set --site acme "
-                    "texts.en.question=\"How was your visit today?\"`: every kiosk whose "
-                    "config changes gets a new version, which it fetches at its next push. "
-                    "A VALUE that is JSON (a number, true, an object, a quoted string) is "
-                    "taken as such, else as text. Each kiosk's whole config is checked by "
-                    "the firmware's validator first: nothing is saved if one would refuse "
-                    "it. Identity and network keys (device_id, sync.server_url, "
-                    "sync.device_key, sync.wifi_*) change over USB only.")
-    st.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
-    layer_options(st)
-    st.set_defaults(func=do_config_set)
-    un = cmds.add_parser(
-        "unset", help="take keys out of a layer (no KEY: the whole layer)",
-        description="Take keys out of a site's template or a kiosk's overrides; without "
-                    "KEY the whole layer goes. A kiosk left with no layer is no longer "
-                    "managed over the air and keeps the config it runs.")
-    un.add_argument("keys", nargs="*", metavar="KEY")
-    layer_options(un)
-    un.set_defaults(func=do_config_unset)
-    tpl = cmds.add_parser(
-        "template", help="make a JSON file a site's whole template",
-        description="Replace a site's template with the config keys in FILE (a JSON "
-                    "object), checked as `set` checks.")
+    command("set", "set config keys of a site's template or a kiosk's overrides",
+            "Set keys in a layer, e.g. `deskpulse config set --site acme "
+            "texts.en.question=\"How was your visit today?\"`: every kiosk whose config "
+            "changes gets a new version, which it fetches at its next push. A VALUE that "
+            "is JSON (a number, true, an object, a quoted string) is taken as such, else "
+            "as text. Each kiosk's whole config is checked by the firmware's validator "
+            "first: nothing is saved if one would refuse it. Identity and network keys "
+            "(device_id, sync.server_url, sync.device_key, sync.wifi_*) change over USB "
+            "only.", do_config_set, layer=True,
+            ).add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    command("unset", "take keys out of a layer (no KEY: the whole layer)",
+            "Take keys out of a site's template or a kiosk's overrides; without KEY the "
+            "whole layer goes. A kiosk left with no layer is no longer managed over the "
+            "air and keeps the config it runs.", do_config_unset, layer=True,
+            ).add_argument("keys", nargs="*", metavar="KEY")
+    tpl = command("template", "make a JSON file a site's whole template",
+                  "Replace a site's template with the config keys in FILE (a JSON object), "
+                  "checked as `set` checks.", do_config_template, dry_run=True)
     tpl.add_argument("site", metavar="SITE")
     tpl.add_argument("file", metavar="FILE")
-    tpl.add_argument("--dry-run", action="store_true",
-                     help="print what would change on each kiosk; save nothing")
-    db_option(tpl)
-    tpl.set_defaults(func=do_config_template)
-    layers = cmds.add_parser("layers", help="list every site template and kiosk override",
-                             description="Every layer as JSON lines: scope, name, keys.")
-    db_option(layers)
-    layers.set_defaults(func=do_config_layers)
-    desired = cmds.add_parser(
-        "desired", help="print the config the server holds for a kiosk",
-        description="The kiosk's desired config (its layers merged) with its version, as "
-                    "the server sends it; the kiosk keeps its own identity and network "
-                    "settings.")
-    desired.add_argument("device_id", metavar="ID")
-    db_option(desired)
-    desired.set_defaults(func=do_config_desired)
-    diff = cmds.add_parser(
-        "diff", help="what a kiosk will change when it takes its desired config",
-        description="One line per key, `path: old -> new`, from the version the kiosk "
-                    "runs to the one the server holds for it.")
-    diff.add_argument("device_id", metavar="ID")
-    db_option(diff)
-    diff.set_defaults(func=do_config_diff)
-    status = cmds.add_parser(
-        "status", help="which kiosks run their desired config and which are behind",
-        description="Every registered kiosk: its site, the version the server holds for it, "
-                    "the one it reported at its last push or sync, and whether it is up to "
-                    "date, behind, or refused the config (with its reason).")
-    db_option(status)
-    status.set_defaults(func=do_config_status)
-    refresh = cmds.add_parser(
-        "refresh", help="recompute every kiosk's desired config",
-        description="After a kiosk moved to another site, was registered, or got another "
-                    "time zone: recompute and check every kiosk's desired config from the "
-                    "layers as they are (`set`, `unset` and `template` do it themselves).")
-    refresh.add_argument("--dry-run", action="store_true",
-                         help="print what would change on each kiosk; save nothing")
-    db_option(refresh)
-    refresh.set_defaults(func=do_config_refresh)
+    command("layers", "list every site template and kiosk override",
+            "Every layer as JSON lines: scope, name, keys.", do_config_layers)
+    command("desired", "print the config the server holds for a kiosk",
+            "The kiosk's desired config (its layers merged) with its version, as the "
+            "server sends it; the kiosk keeps its own identity and network settings.",
+            do_config_desired).add_argument("device_id", metavar="ID")
+    command("diff", "what a kiosk will change when it takes its desired config",
+            "One line per key, `path: old -> new`, from the version the kiosk runs to the "
+            "one the server holds for it.", do_config_diff,
+            ).add_argument("device_id", metavar="ID")
+    command("status", "which kiosks run their desired config and which are behind",
+            "Every registered kiosk: its site, the version the server holds for it, the "
+            "one it reported at its last push or sync, and whether it is up to date, "
+            "behind, or refused the config (with its reason).", do_config_status)
+    command("refresh", "recompute every kiosk's desired config",
+            "After a kiosk moved to another site, was registered, or got another time "
+            "zone: recompute and check every kiosk's desired config from the layers as "
+            "they are (`set`, `unset` and `template` do it themselves).",
+            do_config_refresh, dry_run=True)
 
 
 def do_config_show(args: argparse.Namespace) -> int:
