@@ -89,15 +89,6 @@ class Kiosk:
         self.maintenance_s = 0  # set by stop_for_maintenance: main() returns
         self.last_failure = None  # what kiosk/boot.py last recorded when a start failed
 
-    def apply_config(self, config):
-        """Run on config (validated, installed: kiosk.config.install) from now on."""
-        self.config = config
-        if self.config_problems:
-            self.config_problems = []
-            self.flow.config_problem = False
-        # A session in progress finishes under the scale it started with (see flow).
-        self.flow.apply_config(config)
-
     def stop_for_maintenance(self, seconds):
         """A technician's stop (a serial command): the app ends its tasks at once and
         kiosk/boot.py leaves the REPL free for `seconds`, the watchdog fed, then restarts.

@@ -493,6 +493,16 @@ def install(kiosk, incoming, checker, over_the_air=False):
     return config, None
 
 
+def apply(kiosk, config):
+    """The kiosk (an app.Kiosk) runs on config, validated and installed, from now on."""
+    kiosk.config = config
+    if kiosk.config_problems:
+        kiosk.config_problems = []
+        kiosk.flow.config_problem = False
+    # A session in progress finishes under the scale it started with (see flow).
+    kiosk.flow.apply_config(config)
+
+
 def save(path, raw):
     """Validate, then write atomically (temp file + rename). Raises ValueError on problems.
     json.dump writes as it goes: the text is never whole in RAM."""

@@ -72,7 +72,7 @@ class ConfigFetch:
                 os.remove(incoming)
             except OSError:
                 pass  # installed (renamed away), or never written
-        self.push.kiosk.apply_config(config)
+        cfg.apply(self.push.kiosk, config)
         self.applied += 1
         self.rejected = None
         self.push.report_due = True  # the server learns the version it runs at once

@@ -559,7 +559,7 @@ class SerialSync:
                                        self._upload_check)
         if problems:
             return problems
-        kiosk.apply_config(config)
+        cfg.apply(kiosk, config)
         return None
 
     # -- the hardware test (kiosk/hwtest.py, loaded at its first command) and MAINT ---
