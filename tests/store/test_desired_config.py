@@ -15,7 +15,7 @@ from deskpulse.store.base import ConfigLayer, DeviceFacts, PushCheck, PushRefuse
 
 @pytest.fixture(params=sorted(ENGINES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened = ENGINES[request.param](tmp_path)
+    opened = ENGINES[request.param](request, tmp_path)
     try:
         for device_id in ("k1", "k2"):
             opened.set_key(device_id, KEY, replace=False,

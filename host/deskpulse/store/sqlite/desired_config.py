@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from deskpulse.store import desired
 from deskpulse.store.base import ConfigLayer, DesiredConfig, LayerChange, LayerScope
 
 SCHEMA = (
@@ -33,15 +34,6 @@ SCHEMA = (
     "CREATE INDEX desired_configs_by_device ON desired_configs(device_id, row_id)",
 )
 
-MAX_VERSION = 0xFFFF
-"""The kiosk's config version is a u16 (kiosk/config.py); versions wrap to 1 after it."""
-HISTORY = 20
-"""Desired configs kept per kiosk (the newest ones)."""
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
 
 def config_layers(conn: sqlite3.Connection) -> list[ConfigLayer]:
     return [ConfigLayer(scope, name, json.loads(overlay), int(updated))
@@ -59,47 +51,34 @@ def _current_text(conn: sqlite3.Connection, device_id: str) -> str | None:
 def _running_version(conn: sqlite3.Connection, device_id: str) -> int:
     row = conn.execute("SELECT last_status FROM devices WHERE device_id = ?",
                        (device_id,)).fetchone()
-    try:
-        version = json.loads(row[0]).get("config_version") if row and row[0] else 0
-    except (ValueError, AttributeError):
-        return 0
-    return version if isinstance(version, int) and 0 <= version <= MAX_VERSION else 0
+    return desired.running_version(row[0] if row else None)
 
 
-def _without_version(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in config.items() if key != "version"}
-
-
-def save_config(conn: sqlite3.Connection, desired: Mapping[str, Mapping[str, Any] | None],
+def save_config(conn: sqlite3.Connection, configs: Mapping[str, Mapping[str, Any] | None],
                 layer: LayerChange | None, now: int) -> dict[str, int | None]:
     """The layer set (overlay None: removed), if given, and each kiosk's new desired config
-    (None: no longer managed), in the caller's transaction. A kiosk whose merged config changed
-    gets a new version, above both its last desired one and the one it runs, so that a
-    version a kiosk took from a USB config file is never mistaken for the server's.
-    Returns the new versions of the kiosks that changed."""
+    (None: no longer managed), in the caller's transaction; the new versions of the
+    kiosks whose config changed (desired.next_version)."""
     if layer is not None:
         _save_layer(conn, *layer, now)
     changed: dict[str, int | None] = {}
-    for device_id, config in sorted(desired.items()):
-        old_text = _current_text(conn, device_id)
-        old = _without_version(json.loads(old_text)) if old_text else None
-        new = _without_version(config) if config is not None else None
-        if new == old:
+    for device_id, config in sorted(configs.items()):
+        if desired.unchanged(_current_text(conn, device_id), config):
             continue
-        if new is None:
+        if config is None:
             conn.execute("INSERT INTO desired_configs (device_id, version, config, created) "
                          "VALUES (?, NULL, NULL, ?)", (device_id, now))
             changed[device_id] = None
             continue
-        floor = max(_last_version(conn, device_id), _running_version(conn, device_id))
-        version = floor % MAX_VERSION + 1
+        version = desired.next_version(_last_version(conn, device_id),
+                                       _running_version(conn, device_id))
         conn.execute("INSERT INTO desired_configs (device_id, version, config, created) "
                      "VALUES (?, ?, ?, ?)",
-                     (device_id, version, _dumps({**new, "version": version}), now))
+                     (device_id, version, desired.stored_config(config, version), now))
         conn.execute(
             """DELETE FROM desired_configs WHERE device_id = ? AND row_id NOT IN (
                    SELECT row_id FROM desired_configs WHERE device_id = ?
-                   ORDER BY row_id DESC LIMIT ?)""", (device_id, device_id, HISTORY))
+                   ORDER BY row_id DESC LIMIT ?)""", (device_id, device_id, desired.HISTORY))
         changed[device_id] = version
     return changed
 
@@ -112,7 +91,7 @@ def _save_layer(conn: sqlite3.Connection, scope: LayerScope, name: str,
         conn.execute(
             """INSERT INTO config_layers (scope, name, overlay, updated) VALUES (?, ?, ?, ?)
                ON CONFLICT (scope, name) DO UPDATE SET overlay = excluded.overlay,
-                   updated = excluded.updated""", (scope, name, _dumps(overlay), now))
+                   updated = excluded.updated""", (scope, name, desired.dumps(overlay), now))
 
 
 def _last_version(conn: sqlite3.Connection, device_id: str) -> int:
