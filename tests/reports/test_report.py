@@ -180,7 +180,8 @@ def test_whole_range_by_hand(three: sqlite3.Connection) -> None:
         "told_next_rate": 0.5, "csat_told": 0.5, "csat_not_told": 0.5, "time_unknown": 1})
     assert devices["back"] == approx_tree({
         "device_id": "back", "name": None, "location": "Mitte",
-        "time_zone": "America/New_York", "site": None, "responses": 2, "csat": 0.5, "mean_rating": 0.5,
+        "time_zone": "America/New_York", "site": None, "responses": 2, "csat": 0.5,
+        "mean_rating": 0.5,
         "told_next_rate": 0.5, "csat_told": 1.0, "csat_not_told": 0.0, "time_unknown": 0})
     assert devices["side"] == approx_tree({
         "device_id": "side", "name": None, "location": None, "time_zone": "UTC",
