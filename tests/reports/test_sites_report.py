@@ -39,10 +39,10 @@ def host_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> Path:
-    file = tmp_path / "deskpulse.db"
+def path(db_target: str) -> str:
+    """The chain above, on each engine in turn."""
     rng = random.Random(16)
-    with open_store(file) as store:
+    with open_store(db_target) as store:
         store.add_site("acme", time_zone="Europe/Paris")
         store.add_site("acme/north")
         store.add_site("acme/south", time_zone="Europe/Berlin")
@@ -58,11 +58,11 @@ def path(tmp_path: Path) -> Path:
             store.store_batch(device_id, answers, [], STATUS, "serial")
             store.assign_kiosk(device_id, place)
         store.describe_device("k2", time_zone="America/New_York")
-    return file
+    return db_target
 
 
 @pytest.fixture
-def store(path: Path) -> Iterator[Store]:
+def store(path: str) -> Iterator[Store]:
     with open_store(path) as opened:
         yield opened
 
@@ -158,9 +158,9 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def test_report_site_in_every_format(path: Path, tmp_path: Path,
+def test_report_site_in_every_format(path: str, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    db = ("--db", str(path))
+    db = ("--db", path)
     code, out, _ = _run(capsys, "report", *db, "--site", "acme")
     assert code == 0 and "Sites of acme" in out and "Kiosks in acme" in out
     assert "acme/outlet" in out and "site acme" in out
@@ -168,8 +168,9 @@ def test_report_site_in_every_format(path: Path, tmp_path: Path,
     assert "Stores of acme/north" in out and "acme/north/paris-1" in out
     code, out, _ = _run(capsys, "report", *db, "--site", "acme/north", "--format", "json")
     rep = json.loads(out)
-    assert [row["site"] for row in rep["sites"]] == [
-        row["site"] for row in report.build_report(open_store(path), site="acme/north")["sites"]]
+    with open_store(path) as store:
+        expected = report.build_report(store, site="acme/north")["sites"]
+    assert [row["site"] for row in rep["sites"]] == [row["site"] for row in expected]
     code, out, _ = _run(capsys, "report", *db, "--site", "acme/south", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert {(r["device_id"], r["site"]) for r in rows} == {("k4", "acme/south/nice-1")}
@@ -183,7 +184,7 @@ def test_report_site_in_every_format(path: Path, tmp_path: Path,
     assert code == 2 and err.startswith("deskpulse: no site 'nowhere'") and err.count("\n") == 1
 
 
-def test_alerts_site_ranks_the_level_below_by_alerts(path: Path,
+def test_alerts_site_ranks_the_level_below_by_alerts(path: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     with open_store(path) as store:
         burst = utc("2026-06-05T09:00")
@@ -203,11 +204,11 @@ def test_alerts_site_ranks_the_level_below_by_alerts(path: Path,
                              "responses": found[0]["responses"],
                              "negative": found[0]["negative"]}]
         assert alerts_module.find_alerts(store, site="acme/south", since="2026-06-05") == []
-    code, out, _ = _run(capsys, "alerts", "--db", str(path), "--site", "acme", "--since",
+    code, out, _ = _run(capsys, "alerts", "--db", path, "--site", "acme", "--since",
                         "2026-06-05", "--format", "json")
     doc = json.loads(out)
     assert code == 0 and doc["filters"]["site"] == "acme"
     assert doc["ranking"] == ranking and [a["device_id"] for a in doc["alerts"]] == ["k3"]
-    code, out, _ = _run(capsys, "alerts", "--db", str(path), "--site", "acme", "--since",
+    code, out, _ = _run(capsys, "alerts", "--db", path, "--site", "acme", "--since",
                         "2026-06-05")
     assert out.startswith("below acme, most alerts first:\nacme/north: 1 alert")
