@@ -5,6 +5,7 @@ contract (test_store.py)."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,12 @@ def test_paths_and_the_level_below() -> None:
     assert rules.repathed("a/b/c", "a/b", "x/b") == "x/b/c"
 
 
-def test_migration_6_turns_locations_into_stores(tmp_path: Path) -> None:
+OLD_DEVICES = [("a", "Lyon", None), ("b", " Lyon ", "Asia/Tokyo"), ("c", "Paris/Nord", None),
+               ("d", None, None), ("e", "  ", None)]
+
+
+def _sqlite_version_5(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      request: pytest.FixtureRequest) -> str:
     path = tmp_path / "v5.db"
     old = sqlite3.connect(path, isolation_level=None)
     for statements in schema.MIGRATIONS[:5]:
@@ -81,12 +87,34 @@ def test_migration_6_turns_locations_into_stores(tmp_path: Path) -> None:
             old.execute(statement)
     old.execute("PRAGMA user_version = 5")
     old.executemany("INSERT INTO devices (device_id, location, time_zone, first_seen) "
-                    "VALUES (?, ?, ?, 0)",
-                    [("a", "Lyon", None), ("b", " Lyon ", "Asia/Tokyo"), ("c", "Paris/Nord", None),
-                     ("d", None, None), ("e", "  ", None)])
+                    "VALUES (?, ?, ?, 0)", OLD_DEVICES)
     old.close()
-    with open_store(path) as store:
-        assert store.schema_version() == schema.SCHEMA_VERSION
+    return str(path)
+
+
+def _postgres_version_5(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                        request: pytest.FixtureRequest) -> str:
+    from deskpulse.store.postgres import PostgresStore
+    from deskpulse.store.postgres import schema as pg_schema
+
+    url = str(request.getfixturevalue("pg_url"))
+    with monkeypatch.context() as before_sites:
+        before_sites.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:1])
+        with PostgresStore.open(url) as old:
+            assert old.schema_version() == 5
+            with old.connection.cursor() as cursor:
+                cursor.executemany("INSERT INTO devices (device_id, location, time_zone, "
+                                   "first_seen) VALUES (%s, %s, %s, 0)", OLD_DEVICES)
+    return url
+
+
+@pytest.mark.parametrize("version_5", [_sqlite_version_5, _postgres_version_5],
+                         ids=["sqlite", "postgresql"])
+def test_migration_6_turns_locations_into_stores(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+        version_5: Callable[..., str]) -> None:
+    with open_store(version_5(tmp_path, monkeypatch, request)) as store:
+        assert store.schema_version() == 6
         assert store.sites() == [Site("default", "organisation"),
                                  Site("default/Lyon", "store"),
                                  Site("default/Paris-Nord", "store")]

@@ -91,6 +91,11 @@ def ancestors(path: str) -> list[str]:
     return ["/".join(parts[:n]) for n in range(len(parts), 0, -1)]
 
 
+def children(tree: Mapping[str, Site], path: str) -> list[Site]:
+    """The sites one level below `path`, by path."""
+    return sorted((s for s in tree.values() if s.parent == path), key=lambda s: s.path)
+
+
 def child_towards(node: str | None, path: str) -> str:
     """The child of `node` (None: the top) on the way down to `path`, which lies below it."""
     depth = 0 if node is None else node.count("/") + 1
