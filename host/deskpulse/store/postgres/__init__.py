@@ -24,8 +24,11 @@ from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import (
+    ConfigLayer,
+    DesiredConfig,
     DeviceFacts,
     DeviceHealth,
+    LayerChange,
     PushCheck,
     RawRow,
     RollupRow,
@@ -36,7 +39,14 @@ from deskpulse.store.base import (
     SyncRecord,
     already_registered,
 )
-from deskpulse.store.postgres import ingest, queries, rollup_tables, schema, sites
+from deskpulse.store.postgres import (
+    desired_config,
+    ingest,
+    queries,
+    rollup_tables,
+    schema,
+    sites,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -364,6 +374,34 @@ class PostgresStore(Store):
     @_translated
     def kiosk_sites(self) -> dict[str, str]:
         return sites.placed(self.connection)
+
+
+    # -- config over the air ---------------------------------------------------------------
+
+    @_translated
+    def config_layers(self) -> list[ConfigLayer]:
+        return desired_config.config_layers(self.connection)
+
+    @_translated
+    def save_config(self, desired: Mapping[str, Mapping[str, Any] | None], *,
+                    layer: LayerChange | None = None, now: float | None = None
+                    ) -> dict[str, int | None]:
+        with self.connection.transaction():
+            return desired_config.save_config(self.connection, desired, layer, _now(now))
+
+    @_translated
+    def desired_config(self, device_id: str, version: int | None = None
+                       ) -> DesiredConfig | None:
+        return desired_config.desired_config(self.connection, device_id, version)
+
+    @_translated
+    def desired_versions(self, device_id: str | None = None) -> dict[str, int]:
+        return desired_config.desired_versions(self.connection, device_id)
+
+    @_translated
+    def accept_request(self, device_id: str, check: PushCheck) -> None:
+        with self.connection.transaction():  # a savepoint inside the server's group
+            ingest.check_push(self.connection, device_id, check)
 
 
 def _now(now: float | None) -> int:

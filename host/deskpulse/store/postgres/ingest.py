@@ -40,7 +40,7 @@ def store_batch(conn: psycopg.Connection[Any], partitions: Partitions, device_id
         with conn.transaction():
             _lock_device(conn, device_id, status, proto, at)
             if push is not None:
-                _check_push(conn, device_id, push)
+                check_push(conn, device_id, push)
             return _store(conn, partitions, device_id, responses, anchors, status,
                           transport, at)
     except psycopg.errors.IntegrityError as exc:
@@ -65,7 +65,7 @@ def _lock_device(conn: psycopg.Connection[Any], device_id: str, status: Mapping[
          proto, at, at, status_json))
 
 
-def _check_push(conn: psycopg.Connection[Any], device_id: str, push: PushCheck) -> None:
+def check_push(conn: psycopg.Connection[Any], device_id: str, push: PushCheck) -> None:
     row = conn.execute(
         """SELECT key, nonce_boot, nonce_count FROM device_keys WHERE device_id = %s
            FOR UPDATE""", (device_id,)).fetchone()

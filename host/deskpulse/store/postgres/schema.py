@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, describe_db_target
-from deskpulse.store.postgres import sites
+from deskpulse.store.postgres import desired_config, sites
 
 if TYPE_CHECKING:
     import psycopg
@@ -157,6 +157,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _BASELINE,
     # 6: sites (issue 16), as SQLite's 6.
     sites.SCHEMA,
+    # 7: config over the air (issue 16), as SQLite's 7.
+    desired_config.SCHEMA,
 )
 SCHEMA_VERSION = FIRST_VERSION + len(MIGRATIONS) - 1
 
