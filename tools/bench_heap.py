@@ -52,6 +52,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the loopback push and NTP servers
 from deskpulse import resources  # noqa: E402
 from deskpulse.device import image, sync  # noqa: E402
 from deskpulse.device.micropython import default_micropython  # noqa: E402
+from deskpulse.device.zone_rule import with_zone_rule  # noqa: E402
 from deskpulse.errors import DeskPulseError  # noqa: E402
 from deskpulse.sim.simulator import Simulator  # noqa: E402
 from deskpulse.store import open_store  # noqa: E402
@@ -233,9 +234,11 @@ def run_once(case: Case, heap: int, work: Path, timeout: float = 900,
         make_image(state / "flash.img", json.loads(BOARD.read_text()), files)
         config_file = state / "upload.json"
         config_file.write_text(json.dumps(upload_config(section)))
-        if case.ota:  # the server's copy: without the identity and network the kiosk keeps
-            push.configs[DEVICE] = {key: value for key, value in upload_config(None).items()
-                                    if key != "device_id"}
+        if case.ota:  # the server's copy: no identity or network (the kiosk keeps its
+            # own), the zone's rule added as `deskpulse config` adds it
+            push.configs[DEVICE] = with_zone_rule(
+                {key: value for key, value in upload_config(None).items()
+                 if key != "device_id"})
         (state / "plan.json").write_text(json.dumps({
             "image": str(state / "flash.img"), "sessions": case.sessions,
             "ntp_port": ntp.port if case.push else None,

@@ -132,8 +132,11 @@ def test_a_kiosk_that_moves_takes_its_new_sites_config_at_a_refresh(store: Store
     ota.change_layer(store, "site", "acme/north", {"scale": 3})
     store.assign_kiosk("solo", "acme/north/lyon")
     assert desired(store, "solo") is None
+    assert {s.device_id: s.state for s in ota.config_states(store)}["solo"] == (
+        "layers changed since: deskpulse config refresh")
     change = ota.refresh(store)
     assert change.versions == {"solo": 1}
+    assert {s.device_id: s.state for s in ota.config_states(store)}["solo"] == "never synced"
     solo = desired(store, "solo")
     assert solo is not None and solo["scale"] == 3
 

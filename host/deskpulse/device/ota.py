@@ -28,6 +28,7 @@ from deskpulse.device.config_check import (
     config_changes,
     merge_config,
 )
+from deskpulse.device.zone_rule import with_zone_rule
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.wire import MAX_CONFIG_BYTES
 from deskpulse.store import sites
@@ -286,9 +287,12 @@ class KioskConfigState:
     desired: int | None  # None: not managed over the air
     running: int | None  # from its last sync or push; None: never heard of
     rejected: str | None  # the kiosk refused the desired version: its reason
+    stale: bool = False  # its layers changed since (it moved site): `config refresh`
 
     @property
     def state(self) -> str:
+        if self.stale:
+            return "layers changed since: deskpulse config refresh"
         if self.desired is None:
             return "not managed"
         if self.running == self.desired:
@@ -299,17 +303,23 @@ class KioskConfigState:
 
 
 def config_states(store: Store) -> list[KioskConfigState]:
-    """Every registered kiosk's desired and running config versions."""
+    """Every registered kiosk's desired and running config versions, and whether its
+    desired config still is what its layers make (not after a move to another site)."""
     desired = store.desired_versions()
+    layers = Layers.read(store)
     out = []
     for device_id in sorted(store.registered_ids()):
+        held = store.desired_config(device_id)
+        made = layers.merged(device_id)
         latest = store.latest_sync(device_id)
         status = latest.status if latest is not None else {}
         running = status.get("config_version")
         out.append(KioskConfigState(
             device_id, store.device_site_path(device_id), desired.get(device_id),
             running if isinstance(running, int) else None,
-            _rejection(status, desired.get(device_id))))
+            _rejection(status, desired.get(device_id)),
+            _bare(held.config if held else None) != _bare(
+                with_zone_rule(made) if made is not None else None)))
     return out
 
 
