@@ -212,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
         config = self.push.configs.get(device_id)
         if config is None:
             return self._error(404, "no config for this kiosk", seen)
-        body = json.dumps(config).encode()
+        body = json.dumps(config, separators=(",", ":")).encode()  # as deskpulse serve
         signature = signing.sign_config(signing.new_key() if behaviour == FORGE else key,
                                         nonce, body)
         if behaviour == TAMPER:

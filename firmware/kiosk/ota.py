@@ -92,6 +92,10 @@ class ConfigFetch:
             raise PushError("config answer not verified")
         config, problems = cfg.install(push.kiosk, incoming, stage.checker, over_the_air=True)
         if problems:
+            if problems[0].startswith("config not saved"):
+                # The flash failed (full, worn): not the config's fault, so it is fetched
+                # again after the next push that names it.
+                raise PushError(problems[0])
             raise Refused("; ".join(problems))
         return config
 

@@ -144,3 +144,23 @@ def test_a_config_the_kiosk_refuses_is_reported_and_not_fetched_again(
     assert len(fetches) == 1
     assert end["file"]["version"] == 3 and end["problems"] == []
     assert end["status"]["push"]["config"]["rejected"][0] == 8
+
+
+def test_a_config_too_big_with_the_kiosks_own_settings_is_refused_whole(
+        tmp_path: Path, server: PushServer) -> None:
+    """The answer fits 8 KB, but not once the kiosk's own network settings are put in:
+    written anyway, the next boot would refuse the file and run on the defaults."""
+    texts = {f"l{i:02d}": {key: "x" * 102 for key in ("question", "follow_up", "yes", "no",
+                                                     "thanks", "sorry", "closed")}
+             for i in range(10)}
+    served_config = {"version": 9, "texts": texts}
+    assert len(json.dumps(served_config, separators=(",", ":"))) < 8192
+    kiosk = kiosk_config(server.url)
+    kiosk["sync"]["wifi_password"] = "p" * 60
+    server.configs[DEVICE] = served_config
+    steps, end = drive(tmp_path, kiosk, pushes=1)
+    rejected = steps[0]["ota"]["rejected"]
+    assert rejected is not None, steps
+    assert rejected[0] == 9 and "over the 8192 limit" in rejected[1]
+    assert end["file"]["version"] == 3 and end["problems"] == []
+    assert not (tmp_path / "state" / "config.json.new").exists()
