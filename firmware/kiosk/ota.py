@@ -34,70 +34,61 @@ class Refused(Exception):
     """The server's config, signed and whole, that this kiosk will not run."""
 
 
-class ConfigFetch:
-    """Fetches and applies the config the server holds (push: the kiosk's push.Push)."""
-
-    def __init__(self, push):
-        self.push = push
-        self.desired = None  # the version the last answer named
-        self.fetches = 0
-        self.applied = 0
-        self.rejected = None  # [version, reason] of the last config refused
-        self.last_error = None
-
-    def status(self):
-        return {"desired": self.desired, "fetches": self.fetches, "applied": self.applied,
-                "rejected": self.rejected, "last_error": self.last_error}
-
-    async def fetch(self, desired):
-        self.desired = desired
-        rejected = self.rejected
-        if desired == self.push.kiosk.config["version"] or (
-                rejected is not None and rejected[0] == desired):
-            return
-        self.fetches += 1
-        incoming = self.push.kiosk.config_path + _INCOMING
+async def fetch(push, desired):
+    """Fetch and apply the config version `desired` that a push answer named, unless the
+    kiosk runs it or refused it; the outcome goes to push.ota (the status)."""
+    state = push.ota
+    if state is None:
+        state = push.ota = {"desired": None, "fetches": 0, "applied": 0, "rejected": None,
+                            "last_error": None}
+    state["desired"] = desired
+    rejected = state["rejected"]
+    kiosk = push.kiosk
+    if desired == kiosk.config["version"] or (rejected is not None and rejected[0] == desired):
+        return
+    state["fetches"] += 1
+    incoming = kiosk.config_path + _INCOMING
+    try:
+        config = await _request(push, incoming)
+        state["last_error"] = None
+    except Refused as e:
+        state["rejected"] = [desired, str(e)[:_MAX_SHOWN]]
+        push.report_due = True  # the server shows the reason without waiting
+        return
+    except Exception as e:  # network, timeouts, the server's refusals, a forgery
+        state["last_error"] = ("%s: %s" % (type(e).__name__, e))[:_MAX_SHOWN]
+        return
+    finally:
         try:
-            config = await self._request(incoming)
-            self.last_error = None
-        except Refused as e:
-            self.rejected = [desired, str(e)[:_MAX_SHOWN]]
-            self.push.report_due = True  # the server shows the reason without waiting
-            return
-        except Exception as e:  # network, timeouts, the server's refusals, a forgery
-            self.last_error = ("%s: %s" % (type(e).__name__, e))[:_MAX_SHOWN]
-            return
-        finally:
-            try:
-                os.remove(incoming)
-            except OSError:
-                pass  # installed (renamed away), or never written
-        cfg.apply(self.push.kiosk, config)
-        self.applied += 1
-        self.rejected = None
-        self.push.report_due = True  # the server learns the version it runs at once
+            os.remove(incoming)
+        except OSError:
+            pass  # installed (renamed away), or never written
+    cfg.apply(kiosk, config)
+    state["applied"] += 1
+    state["rejected"] = None
+    push.report_due = True  # the server learns the version it runs at once
 
-    async def _request(self, incoming):
-        push = self.push
-        host, port, path, device_id = push._settings()
-        # The batches path's sibling: prefix/v1/devices/<id>/config
-        path = path[:path.rfind(b"/") + 1] + b"config"
-        address = push._address(host)
-        nonce = push.next_nonce()
-        line = ('{"running":%d}' % push.kiosk.config["version"]).encode()
-        head = push.signed_head(host, port, path, device_id, nonce, REQUEST_TYPE, line, b"")
-        stage = _Stage(push, incoming, nonce)
-        await push._exchange(host, address, port, head, line, b"", read=stage.read)
-        if not stage.verified:
-            raise PushError("config answer not verified")
-        config, problems = cfg.install(push.kiosk, incoming, stage.checker, over_the_air=True)
-        if problems:
-            if problems[0].startswith("config not saved"):
-                # The flash failed (full, worn): not the config's fault, so it is fetched
-                # again after the next push that names it.
-                raise PushError(problems[0])
-            raise Refused("; ".join(problems))
-        return config
+
+async def _request(push, incoming):
+    host, port, path, device_id = push._settings()
+    # The batches path's sibling: prefix/v1/devices/<id>/config
+    path = path[:path.rfind(b"/") + 1] + b"config"
+    address = push._address(host)
+    nonce = push.next_nonce()
+    line = ('{"running":%d}' % push.kiosk.config["version"]).encode()
+    head = push.signed_head(host, port, path, device_id, nonce, REQUEST_TYPE, line, b"")
+    stage = _Stage(push, incoming, nonce)
+    await push._exchange(host, address, port, head, line, b"", read=stage.read)
+    if not stage.verified:
+        raise PushError("config answer not verified")
+    config, problems = cfg.install(push.kiosk, incoming, stage.checker, over_the_air=True)
+    if problems:
+        if problems[0].startswith("config not saved"):
+            # The flash failed (full, worn): not the config's fault, so it is fetched
+            # again after the next push that names it.
+            raise PushError(problems[0])
+        raise Refused("; ".join(problems))
+    return config
 
 
 class _Stage:

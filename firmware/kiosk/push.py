@@ -18,6 +18,7 @@ import asyncio
 import binascii
 import json
 import random
+import sys
 
 from kiosk import batch, outbox, ticks
 from kiosk.clock import EARLIEST_WALL, LATEST_WALL, SOURCE_HOST
@@ -153,8 +154,8 @@ class Push:
         self._retry_at = None  # ticks before which no attempt starts (after a failure)
         self._since = None  # ticks when records were first seen waiting
         self._last_code = 0
-        # Config over the air (kiosk/ota.py, loaded for the first version to fetch): the
-        # version a verified answer named, when it differs from the one running.
+        # Config over the air (kiosk/ota.py, loaded only while it fetches): the version a
+        # verified answer named, when it differs from the one running; its status.
         self.desired_config = None
         self.ota = None
         self.report_due = False  # a push goes out, records or not, to report the config
@@ -182,7 +183,7 @@ class Push:
             "config_problem": self.config_problem,
             "nonce": "%d.%d" % (self.kiosk.clock.boot, self.count),
             "dns": None if self.resolver is None else self.resolver.status(),
-            "config": None if self.ota is None else self.ota.status(),
+            "config": self.ota,
         }
 
     # -- the task --------------------------------------------------------------------
@@ -203,11 +204,17 @@ class Push:
         after the next push that names it, a refused config not at all (kiosk/ota.py)."""
         desired = self.desired_config
         self.desired_config = None
-        if self.ota is None:
-            from kiosk.ota import ConfigFetch
+        import kiosk
 
-            self.ota = ConfigFetch(self)
-        await self.ota.fetch(desired)
+        try:
+            from kiosk import ota
+
+            await ota.fetch(self, desired)
+        finally:
+            # Fetches are rare: the module's code (in RAM unless frozen) goes until the next.
+            sys.modules.pop("kiosk.ota", None)
+            if hasattr(kiosk, "ota"):
+                delattr(kiosk, "ota")
 
     def refresh_address(self):
         """Look the server's name up if its address is missing, stale or failed (and its
