@@ -167,6 +167,11 @@ def not_a_store(path: str, kind: str) -> DeskPulseError:
                           "a store's path")
 
 
+def unknown_kiosk(device_id: str) -> DeskPulseError:
+    return DeskPulseError(f"no device {device_id} in the database: `deskpulse devices` lists "
+                          "the known ones")
+
+
 def refused_removal(path: str, sites_below: int, kiosks: int) -> DeskPulseError:
     held = []
     if sites_below:

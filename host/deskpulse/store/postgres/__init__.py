@@ -307,9 +307,11 @@ class PostgresStore(Store):
 
     @contextlib.contextmanager
     def _tree_change(self) -> Iterator[dict[str, Site]]:
+        """The tree, locked against other writers; the kiosks follow its zones after."""
         with self.connection.transaction():
             sites.lock(self.connection)
             yield {site.path: site for site in sites.tree(self.connection)}
+            sites.follow_zones(self.connection)
 
     @_translated
     def add_site(self, path: str, kind: str | None = None, *, time_zone: str | None = None,
@@ -354,8 +356,7 @@ class PostgresStore(Store):
             if store_path is not None:
                 site_rules.store_for_kiosk(tree, store_path)
             if not sites.assign(self.connection, device_id, store_path):
-                raise DeskPulseError(f"no device {device_id} in the database: `deskpulse "
-                                     "devices` lists the known ones")
+                raise site_rules.unknown_kiosk(device_id)
 
     @_translated
     def device_site_path(self, device_id: str) -> str | None:

@@ -253,61 +253,63 @@ class SqliteStore(Store):
             self.connection, since, until, device_id, location, include_flagged,
             negative_ratings))
 
-    # -- sites: checked by store/sites.py on the tree read in the same transaction ---------
+    # -- sites: checked by store/sites.py on the tree read in the same transaction ----------
 
     @_translated
     def sites(self) -> list[Site]:
         return sites.tree(self.connection)
 
-    def _tree(self) -> dict[str, Site]:
-        return {site.path: site for site in sites.tree(self.connection)}
+    @contextlib.contextmanager
+    def _tree_change(self) -> Iterator[dict[str, Site]]:
+        """The tree, in a write transaction; the kiosks follow its zones after."""
+        with schema.transaction(self.connection):
+            yield {site.path: site for site in sites.tree(self.connection)}
+            sites.follow_zones(self.connection)
 
     @_translated
     def add_site(self, path: str, kind: str | None = None, *, time_zone: str | None = None,
                  opening_hours: str | None = None) -> Site:
-        with schema.transaction(self.connection):
-            site = site_rules.new_site(self._tree(), path, kind, time_zone, opening_hours)
+        with self._tree_change() as tree:
+            site = site_rules.new_site(tree, path, kind, time_zone, opening_hours)
             sites.write(self.connection, site)
         return site
 
     @_translated
     def set_site(self, path: str, *, time_zone: str | None = None,
                  opening_hours: str | None = None) -> Site:
-        with schema.transaction(self.connection):
-            site = site_rules.changed_site(self._tree(), path, time_zone, opening_hours)
+        with self._tree_change() as tree:
+            site = site_rules.changed_site(tree, path, time_zone, opening_hours)
             sites.write(self.connection, site)
         return site
 
     @_translated
     def rename_site(self, path: str, name: str) -> str:
-        with schema.transaction(self.connection):
-            new = site_rules.new_name(self._tree(), path, name)
+        with self._tree_change() as tree:
+            new = site_rules.new_name(tree, path, name)
             sites.repath(self.connection, path, new)
         return new
 
     @_translated
     def move_site(self, path: str, parent: str) -> str:
-        with schema.transaction(self.connection):
-            new = site_rules.new_place(self._tree(), path, parent)
+        with self._tree_change() as tree:
+            new = site_rules.new_place(tree, path, parent)
             sites.repath(self.connection, path, new)
         return new
 
     @_translated
     def remove_site(self, path: str, *, force: bool = False) -> SiteRemoval:
-        with schema.transaction(self.connection):
-            removed = site_rules.removal(self._tree(), sites.placed(self.connection), path,
-                                         force)
+        with self._tree_change() as tree:
+            removed = site_rules.removal(tree, sites.placed(self.connection), path, force)
             sites.remove(self.connection, removed.sites)
         return removed
 
     @_translated
     def assign_kiosk(self, device_id: str, store_path: str | None) -> None:
-        with schema.transaction(self.connection):
+        with self._tree_change() as tree:
             if store_path is not None:
-                site_rules.store_for_kiosk(self._tree(), store_path)
+                site_rules.store_for_kiosk(tree, store_path)
             if not sites.assign(self.connection, device_id, store_path):
-                raise DeskPulseError(f"no device {device_id} in the database: `deskpulse "
-                                     "devices` lists the known ones")
+                raise site_rules.unknown_kiosk(device_id)
 
     @_translated
     def device_site_path(self, device_id: str) -> str | None:
