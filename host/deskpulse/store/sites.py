@@ -114,7 +114,8 @@ def _a(kind: str) -> str:
 
 
 def check_kind(path: str, kind: str, parent_kind: str | None) -> SiteKind:
-    """`kind` for a site at `path` whose parent has `parent_kind` (None: no such site)."""
+    """`kind` for a site at `path` whose parent (which exists) has `parent_kind`, None at
+    the top."""
     if kind not in KINDS:
         raise DeskPulseError(f"{kind!r} is not a kind of site: give one of "
                              f"{', '.join(KINDS)}")
@@ -127,9 +128,6 @@ def check_kind(path: str, kind: str, parent_kind: str | None) -> SiteKind:
     if parent is not None and not allowed:
         raise DeskPulseError(f"an organisation stands at the top: give {path!r} a path "
                              "without '/'")
-    if parent is not None and parent_kind is None:
-        raise DeskPulseError(f"no site {parent!r}: add it first with `deskpulse sites add "
-                             f"{parent}`")
     if parent_kind is not None and parent_kind not in allowed:
         raise DeskPulseError(f"{_a(kind)} stands in {where}, not in the {parent_kind} "
                              f"{parent!r}")
@@ -147,11 +145,6 @@ def renamed_path(path: str, name: str) -> str:
     parent = parent_of(path)
     check_name(name)
     return name if parent is None else f"{parent}/{name}"
-
-
-def repathed(path: str, old: str, new: str) -> str:
-    """`path` after the site `old` (which it lies under) became `new`."""
-    return new + path[len(old):]
 
 
 def no_site(path: str) -> DeskPulseError:
