@@ -181,6 +181,7 @@ def test_report_site_in_every_format(path: str, tmp_path: Path,
                       "-o", str(page))
     html = page.read_text()
     assert code == 0 and 'id="sites-table"' in html and "Sites of acme" in html
+    assert "<th>Store</th>" in html and "<td>acme/south/nice-1</td>" in html
     code, _, err = _run(capsys, "report", *db, "--site", "nowhere")
     assert code == 2 and err.startswith("deskpulse: no site 'nowhere'") and err.count("\n") == 1
 
