@@ -137,6 +137,10 @@ def test_devices_add_and_set_take_a_store(db: Path, tmp_path: Path,
     assert devices("set", "desk-1", "--site", "acme/outlet") == 0
     with open_store(db) as store:
         assert store.kiosk_sites() == {"desk-9": "acme/north/lyon-1", "desk-1": "acme/outlet"}
+    capsys.readouterr()
+    assert devices() == 0
+    listed = capsys.readouterr().out
+    assert "desk-1, in acme/outlet\n" in listed and "desk-9, in acme/north/lyon-1\n" in listed
     assert devices("set", "desk-9", "--site", "") == 0
     with open_store(db) as store:
         assert store.kiosk_sites() == {"desk-1": "acme/outlet"}

@@ -107,7 +107,7 @@ def _add_device_commands(dev: argparse.ArgumentParser) -> None:
 
 def do_devices(args: argparse.Namespace) -> int:
     with open_store(args.db, create=False) as store:
-        print(format_devices(store.devices(), store.registered_ids()))
+        print(format_devices(store.devices(), store.registered_ids(), store.kiosk_sites()))
     return 0
 
 
