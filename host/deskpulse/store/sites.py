@@ -14,9 +14,11 @@ Python so that SQLite and PostgreSQL judge a path, a move or an hours text alike
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import re
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import Site, SiteRemoval
@@ -369,3 +371,90 @@ def kiosk_zones(kiosks: Iterable[tuple[str, str | None]], placed: Mapping[str, s
     its store inherits, else None (the host's: timezones.device_zone)."""
     return {device_id: own or inherited(tree, placed.get(device_id))[0]
             for device_id, own in kiosks}
+
+
+# -- the Store's site methods, over an engine's queries -------------------------------------
+
+
+class SiteQueries(Protocol):
+    """What an engine's site module offers (store/sqlite/sites.py, store/postgres/sites.py),
+    each function inside the caller's transaction."""
+
+    def tree(self, conn: Any) -> list[Site]: ...
+    def write(self, conn: Any, site: Site) -> None: ...
+    def repath(self, conn: Any, old: str, new: str) -> None: ...
+    def remove(self, conn: Any, paths: Iterable[str]) -> None: ...
+    def assign(self, conn: Any, device_id: str, store: str | None) -> bool: ...
+    def device_site(self, conn: Any, device_id: str) -> str | None: ...
+    def placed(self, conn: Any) -> dict[str, str]: ...
+
+
+class SiteMethods(abc.ABC):
+    """The site methods of base.Store, the same on every engine: the checks above on the
+    tree read in the transaction that changes it, then the engine's writes. An engine
+    mixes this in before Store and says how it reads and how it changes the tree."""
+
+    connection: Any
+    site_queries: ClassVar[SiteQueries]
+
+    @abc.abstractmethod
+    def _site_read(self) -> contextlib.AbstractContextManager[None]:
+        """Around a read: the engine's errors become StoreError sentences."""
+
+    @abc.abstractmethod
+    def _tree_change(self) -> contextlib.AbstractContextManager[dict[str, Site]]:
+        """Around a change: one transaction, no other writer of the tree meanwhile, the
+        tree as it stands (path to site), and the kiosks' zones brought up to date after
+        the change (`follow_zones`); errors as in `_site_read`."""
+
+    def sites(self) -> list[Site]:
+        with self._site_read():
+            return self.site_queries.tree(self.connection)
+
+    def add_site(self, path: str, kind: str | None = None, *, time_zone: str | None = None,
+                 opening_hours: str | None = None) -> Site:
+        with self._tree_change() as tree:
+            site = new_site(tree, path, kind, time_zone, opening_hours)
+            self.site_queries.write(self.connection, site)
+        return site
+
+    def set_site(self, path: str, *, time_zone: str | None = None,
+                 opening_hours: str | None = None) -> Site:
+        with self._tree_change() as tree:
+            site = changed_site(tree, path, time_zone, opening_hours)
+            self.site_queries.write(self.connection, site)
+        return site
+
+    def rename_site(self, path: str, name: str) -> str:
+        with self._tree_change() as tree:
+            new = new_name(tree, path, name)
+            self.site_queries.repath(self.connection, path, new)
+        return new
+
+    def move_site(self, path: str, parent: str) -> str:
+        with self._tree_change() as tree:
+            new = new_place(tree, path, parent)
+            self.site_queries.repath(self.connection, path, new)
+        return new
+
+    def remove_site(self, path: str, *, force: bool = False) -> SiteRemoval:
+        with self._tree_change() as tree:
+            removed = removal(tree, self.site_queries.placed(self.connection), path, force)
+            self.site_queries.remove(self.connection, removed.sites)
+        return removed
+
+    def assign_kiosk(self, device_id: str, store_path: str | None) -> None:
+        with self._tree_change() as tree:
+            if store_path is not None:
+                store_for_kiosk(tree, store_path)
+            if not self.site_queries.assign(self.connection, device_id, store_path):
+                raise unknown_kiosk(device_id)
+
+    def device_site_path(self, device_id: str) -> str | None:
+        with self._site_read():
+            return self.site_queries.device_site(self.connection, device_id)
+
+    def kiosk_sites(self) -> dict[str, str]:
+        with self._site_read():
+            return self.site_queries.placed(self.connection)
+

@@ -27,7 +27,6 @@ from deskpulse.store.base import (
     RawRow,
     RollupRow,
     Site,
-    SiteRemoval,
     Store,
     SyncRecord,
     already_registered,
@@ -50,7 +49,7 @@ def _translated(method: Callable[Concatenate[SqliteStore, P], R]
     return run
 
 
-class SqliteStore(Store):
+class SqliteStore(site_rules.SiteMethods, Store):
     def __init__(self, connection: sqlite3.Connection, location: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the SQLite store's tests only."""
@@ -253,71 +252,18 @@ class SqliteStore(Store):
             self.connection, since, until, device_id, location, include_flagged,
             negative_ratings))
 
-    # -- sites: checked by store/sites.py on the tree read in the same transaction ----------
+    # -- sites: the methods are site_rules.SiteMethods' -----------------------------------
 
-    @_translated
-    def sites(self) -> list[Site]:
-        return sites.tree(self.connection)
+    site_queries = sites
+
+    def _site_read(self) -> contextlib.AbstractContextManager[None]:
+        return self._guarded(contextlib.nullcontext())
 
     @contextlib.contextmanager
     def _tree_change(self) -> Iterator[dict[str, Site]]:
-        """The tree, in a write transaction; the kiosks follow its zones after."""
-        with schema.transaction(self.connection):
+        with self._guarded(schema.transaction(self.connection)):
             yield {site.path: site for site in sites.tree(self.connection)}
             sites.follow_zones(self.connection)
-
-    @_translated
-    def add_site(self, path: str, kind: str | None = None, *, time_zone: str | None = None,
-                 opening_hours: str | None = None) -> Site:
-        with self._tree_change() as tree:
-            site = site_rules.new_site(tree, path, kind, time_zone, opening_hours)
-            sites.write(self.connection, site)
-        return site
-
-    @_translated
-    def set_site(self, path: str, *, time_zone: str | None = None,
-                 opening_hours: str | None = None) -> Site:
-        with self._tree_change() as tree:
-            site = site_rules.changed_site(tree, path, time_zone, opening_hours)
-            sites.write(self.connection, site)
-        return site
-
-    @_translated
-    def rename_site(self, path: str, name: str) -> str:
-        with self._tree_change() as tree:
-            new = site_rules.new_name(tree, path, name)
-            sites.repath(self.connection, path, new)
-        return new
-
-    @_translated
-    def move_site(self, path: str, parent: str) -> str:
-        with self._tree_change() as tree:
-            new = site_rules.new_place(tree, path, parent)
-            sites.repath(self.connection, path, new)
-        return new
-
-    @_translated
-    def remove_site(self, path: str, *, force: bool = False) -> SiteRemoval:
-        with self._tree_change() as tree:
-            removed = site_rules.removal(tree, sites.placed(self.connection), path, force)
-            sites.remove(self.connection, removed.sites)
-        return removed
-
-    @_translated
-    def assign_kiosk(self, device_id: str, store_path: str | None) -> None:
-        with self._tree_change() as tree:
-            if store_path is not None:
-                site_rules.store_for_kiosk(tree, store_path)
-            if not sites.assign(self.connection, device_id, store_path):
-                raise site_rules.unknown_kiosk(device_id)
-
-    @_translated
-    def device_site_path(self, device_id: str) -> str | None:
-        return sites.device_site(self.connection, device_id)
-
-    @_translated
-    def kiosk_sites(self) -> dict[str, str]:
-        return sites.placed(self.connection)
 
 
 def _now(now: float | None) -> int:
