@@ -9,7 +9,8 @@ regions), and a kiosk is assigned to a store.
 A site may set a time zone and weekly opening hours; a kiosk inherits them from the
 nearest site above it that sets them (its own time zone, when set, wins; without any, the
 host's zone applies as before). The engines keep the rows; everything here is plain
-Python so that SQLite and PostgreSQL judge a path, a move or an hours text alike.
+Python so that SQLite and PostgreSQL judge a path, a move or an hours text alike, and
+`SiteMethods` is the Store's site methods for both, over each engine's own queries.
 """
 
 from __future__ import annotations
