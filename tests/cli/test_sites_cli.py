@@ -115,3 +115,32 @@ def test_add_creates_a_database_but_listing_does_not(tmp_path: Path,
     assert not missing.exists()
     assert run(capsys, missing, "add", "acme")[0] == 0
     assert run(capsys, missing)[1] == "acme (organisation)\n"
+
+
+def test_devices_add_and_set_take_a_store(db: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "desk-9.json"
+
+    def devices(*args: str) -> int:
+        return cli.main(["devices", "--db", str(db), *args])
+
+    add = ("add", "desk-9", "--server", "http://10.0.0.2:8080", "-o", str(config))
+    assert devices(*add, "--site", "acme/north") == 2  # a region: refused first
+    assert "is a region" in capsys.readouterr().err
+    assert not config.exists()
+    with open_store(db) as store:
+        assert store.registered_ids() == set()
+    assert devices(*add, "--site", "acme/north/lyon-1") == 0
+    assert devices("set", "desk-1", "--site", "acme/outlet", "--time-zone", "Nowhere/X") == 2
+    with open_store(db) as store:
+        assert store.device_site_path("desk-1") is None  # nothing of the refused change
+    assert devices("set", "desk-1", "--site", "acme/outlet") == 0
+    with open_store(db) as store:
+        assert store.kiosk_sites() == {"desk-9": "acme/north/lyon-1", "desk-1": "acme/outlet"}
+    capsys.readouterr()
+    assert devices() == 0
+    listed = capsys.readouterr().out
+    assert "desk-1, in acme/outlet\n" in listed and "desk-9, in acme/north/lyon-1\n" in listed
+    assert devices("set", "desk-9", "--site", "") == 0
+    with open_store(db) as store:
+        assert store.kiosk_sites() == {"desk-1": "acme/outlet"}

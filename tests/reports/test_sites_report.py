@@ -163,6 +163,7 @@ def test_report_site_in_every_format(path: str, tmp_path: Path,
     db = ("--db", path)
     code, out, _ = _run(capsys, "report", *db, "--site", "acme")
     assert code == 0 and "Sites of acme" in out and "Kiosks in acme" in out
+    assert "k4 in nice-1" in out
     assert "acme/outlet" in out and "site acme" in out
     code, out, _ = _run(capsys, "report", *db, "--site", "acme/north")
     assert "Stores of acme/north" in out and "acme/north/paris-1" in out
@@ -180,6 +181,7 @@ def test_report_site_in_every_format(path: str, tmp_path: Path,
                       "-o", str(page))
     html = page.read_text()
     assert code == 0 and 'id="sites-table"' in html and "Sites of acme" in html
+    assert "<th>Store</th>" in html and "<td>acme/south/nice-1</td>" in html
     code, _, err = _run(capsys, "report", *db, "--site", "nowhere")
     assert code == 2 and err.startswith("deskpulse: no site 'nowhere'") and err.count("\n") == 1
 
@@ -211,4 +213,6 @@ def test_alerts_site_ranks_the_level_below_by_alerts(path: str,
     assert doc["ranking"] == ranking and [a["device_id"] for a in doc["alerts"]] == ["k3"]
     code, out, _ = _run(capsys, "alerts", "--db", path, "--site", "acme", "--since",
                         "2026-06-05")
-    assert out.startswith("below acme, most alerts first:\nacme/north: 1 alert")
+    assert out.startswith("below acme, most alerts first:\nacme/north: 1 alert, 6 negative "
+                          "of 6 responses in them\nacme/")
+    assert "acme/south: no alerts" in out and "acme/outlet: no alerts" in out

@@ -71,7 +71,8 @@ def test_paths_and_the_level_below() -> None:
     assert rules.child_towards("a", "a/b/c") == "a/b"
     assert rules.child_towards(None, "a/b/c") == "a"
     assert rules.is_under("a/b", "a") and not rules.is_under("ab", "a")
-    assert rules.repathed("a/b/c", "a/b", "x/b") == "x/b/c"
+    assert rules.moved_path("a/b/c", "x") == "x/c"
+    assert rules.renamed_path("a/b", "z") == "a/z" and rules.renamed_path("a", "z") == "z"
 
 
 OLD_DEVICES = [("a", "Lyon", None), ("b", " Lyon ", "Asia/Tokyo"), ("c", "Paris/Nord", None),

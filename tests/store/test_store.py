@@ -357,6 +357,10 @@ def test_rollups_follow_the_zone_a_kiosk_inherits(chain: Store,
     assert day() == utc_day + 1
     chain.remove_site("acme/lyon-1", force=True)
     assert day() == utc_day
+    chain.assign_kiosk("desk-1", "acme/outlet")  # assigned again, below Tokyo
+    assert day() == utc_day + 1
+    chain.rename_site("acme", "globex")  # a rename changes no zone
+    assert day() == utc_day + 1
 
 
 # -- failures -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 from deskpulse.errors import DeskPulseError
 from deskpulse.store import open_store
 from deskpulse.store import sites as rules
-from deskpulse.store.base import Site, db_option_help
+from deskpulse.store.base import Site, Store, db_option_help
 
 
 def register(subparsers: Any) -> None:
@@ -84,7 +84,8 @@ def register(subparsers: Any) -> None:
 # -- the commands -------------------------------------------------------------------------
 
 
-def _open(args: argparse.Namespace, *, create: bool = False) -> Any:
+def _open(args: argparse.Namespace, *, create: bool = False) -> Store:
+    """The database; only `sites add` may create it (see do_add)."""
     return open_store(getattr(args, "db", None), create=create)
 
 
@@ -179,8 +180,6 @@ def format_tree(sites: Sequence[Site], placed: Mapping[str, str],
                 device_ids: Sequence[str]) -> str:
     """The tree, one site a line, indented under its parent, with each site's own zone
     and hours and each store's kiosks; then the kiosks in no store."""
-    if not sites and not device_ids:
-        return "no sites yet: add one with `deskpulse sites add ORGANISATION`"
     children: dict[str | None, list[Site]] = defaultdict(list)
     for site in sites:
         children[site.parent].append(site)

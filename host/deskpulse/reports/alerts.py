@@ -244,9 +244,13 @@ def rank_below(store: Store, alerts: list[dict[str, Any]], site: str) -> list[di
 
 def format_ranking(ranking: list[dict[str, Any]]) -> str:
     """The rows of `rank_below`, one a line."""
-    lines = [f"{row.get('site') or row['device_id']}: {row['alerts']} alert"
-             f"{'s' if row['alerts'] != 1 else ''}, {row['negative']} negative of "
-             f"{row['responses']} responses in them" for row in ranking]
+    lines = []
+    for row in ranking:
+        what = "no alerts"
+        if row["alerts"]:
+            what = (f"{row['alerts']} alert{'s' if row['alerts'] != 1 else ''}, "
+                    f"{row['negative']} negative of {row['responses']} responses in them")
+        lines.append(f"{row.get('site') or row['device_id']}: {what}")
     return "\n".join(lines)
 
 

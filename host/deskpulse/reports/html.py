@@ -449,11 +449,15 @@ def _tables(report: dict[str, Any], alerts: list[dict[str, Any]]) -> str:
             ([row["site"], row["kind"]], row, per_site[row["site"]], row["site"])
             for row in report["sites"]]))
     if report["devices"]:
-        parts.append(_group_table("devices-table", devices_title, ("Device", "Location",
-                                                                   "Time zone"), [
-            ([_device_label(d.get("name"), d["device_id"]), d.get("location") or "–",
-              d.get("time_zone") or "host's"], d, per_device[d["device_id"]], d["device_id"])
-            for d in report["devices"]]))
+        # Which store each kiosk is in, when a tree is reported on.
+        by_site = bool(report["filters"].get("site"))
+        parts.append(_group_table(
+            "devices-table", devices_title,
+            ("Device", "Location", "Time zone", *(("Store",) if by_site else ())), [
+                ([_device_label(d.get("name"), d["device_id"]), d.get("location") or "–",
+                  d.get("time_zone") or "host's", *((d.get("site") or "–",) if by_site else ())],
+                 d, per_device[d["device_id"]], d["device_id"])
+                for d in report["devices"]]))
     if report["locations"]:
         parts.append(_group_table("locations-table", "Locations", ("Location",), [
             ([loc.get("location") or "(no location)"], loc, per_location[loc.get("location")],

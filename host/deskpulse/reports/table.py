@@ -115,6 +115,10 @@ def format_table(rep: dict[str, Any], terminal: bool = False) -> str:
             name = str(row[label] if row[label] is not None else "(none)")
             if label == "device_id" and row.get("name"):
                 name += f" ({row['name']})"
+            if label == "device_id" and rep["filters"].get("site") and row.get("site"):
+                # Which store, when a tree is reported on: its name, as its path would
+                # wrap the column.
+                name += f" in {row['site'].rpartition('/')[2]}"
             table.add_row(name, str(row["responses"]), _pct(row["csat"]),
                           _num(row["mean_rating"], 3), _pct(row["told_next_rate"]),
                           _pct(row["csat_told"]), _pct(row["csat_not_told"]),

@@ -9,14 +9,17 @@ regions), and a kiosk is assigned to a store.
 A site may set a time zone and weekly opening hours; a kiosk inherits them from the
 nearest site above it that sets them (its own time zone, when set, wins; without any, the
 host's zone applies as before). The engines keep the rows; everything here is plain
-Python so that SQLite and PostgreSQL judge a path, a move or an hours text alike.
+Python so that SQLite and PostgreSQL judge a path, a move or an hours text alike, and
+`SiteMethods` is the Store's site methods for both, over each engine's own queries.
 """
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import re
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import Site, SiteRemoval
@@ -114,7 +117,8 @@ def _a(kind: str) -> str:
 
 
 def check_kind(path: str, kind: str, parent_kind: str | None) -> SiteKind:
-    """`kind` for a site at `path` whose parent has `parent_kind` (None: no such site)."""
+    """`kind` for a site at `path` whose parent (which exists) has `parent_kind`, None at
+    the top."""
     if kind not in KINDS:
         raise DeskPulseError(f"{kind!r} is not a kind of site: give one of "
                              f"{', '.join(KINDS)}")
@@ -127,9 +131,6 @@ def check_kind(path: str, kind: str, parent_kind: str | None) -> SiteKind:
     if parent is not None and not allowed:
         raise DeskPulseError(f"an organisation stands at the top: give {path!r} a path "
                              "without '/'")
-    if parent is not None and parent_kind is None:
-        raise DeskPulseError(f"no site {parent!r}: add it first with `deskpulse sites add "
-                             f"{parent}`")
     if parent_kind is not None and parent_kind not in allowed:
         raise DeskPulseError(f"{_a(kind)} stands in {where}, not in the {parent_kind} "
                              f"{parent!r}")
@@ -149,11 +150,6 @@ def renamed_path(path: str, name: str) -> str:
     return name if parent is None else f"{parent}/{name}"
 
 
-def repathed(path: str, old: str, new: str) -> str:
-    """`path` after the site `old` (which it lies under) became `new`."""
-    return new + path[len(old):]
-
-
 def no_site(path: str) -> DeskPulseError:
     return DeskPulseError(f"no site {path!r}: `deskpulse sites list` shows them")
 
@@ -165,6 +161,11 @@ def site_exists(path: str) -> DeskPulseError:
 def not_a_store(path: str, kind: str) -> DeskPulseError:
     return DeskPulseError(f"{path!r} is {_a(kind)}: a kiosk is assigned to a store; give "
                           "a store's path")
+
+
+def unknown_kiosk(device_id: str) -> DeskPulseError:
+    return DeskPulseError(f"no device {device_id} in the database: `deskpulse devices` lists "
+                          "the known ones")
 
 
 def refused_removal(path: str, sites_below: int, kiosks: int) -> DeskPulseError:
@@ -371,3 +372,90 @@ def kiosk_zones(kiosks: Iterable[tuple[str, str | None]], placed: Mapping[str, s
     its store inherits, else None (the host's: timezones.device_zone)."""
     return {device_id: own or inherited(tree, placed.get(device_id))[0]
             for device_id, own in kiosks}
+
+
+# -- the Store's site methods, over an engine's queries -------------------------------------
+
+
+class SiteQueries(Protocol):
+    """What an engine's site module offers (store/sqlite/sites.py, store/postgres/sites.py),
+    each function inside the caller's transaction."""
+
+    def tree(self, conn: Any) -> list[Site]: ...
+    def write(self, conn: Any, site: Site) -> None: ...
+    def repath(self, conn: Any, old: str, new: str) -> None: ...
+    def remove(self, conn: Any, paths: Iterable[str]) -> None: ...
+    def assign(self, conn: Any, device_id: str, store: str | None) -> bool: ...
+    def device_site(self, conn: Any, device_id: str) -> str | None: ...
+    def placed(self, conn: Any) -> dict[str, str]: ...
+
+
+class SiteMethods(abc.ABC):
+    """The site methods of base.Store, the same on every engine: the checks above on the
+    tree read in the transaction that changes it, then the engine's writes. An engine
+    mixes this in before Store and says how it reads and how it changes the tree."""
+
+    connection: Any
+    site_queries: ClassVar[SiteQueries]
+
+    @abc.abstractmethod
+    def _site_read(self) -> contextlib.AbstractContextManager[None]:
+        """Around a read: the engine's errors become StoreError sentences."""
+
+    @abc.abstractmethod
+    def _tree_change(self) -> contextlib.AbstractContextManager[dict[str, Site]]:
+        """Around a change: one transaction, no other writer of the tree meanwhile, the
+        tree as it stands (path to site), and the kiosks' zones brought up to date after
+        the change (`follow_zones`); errors as in `_site_read`."""
+
+    def sites(self) -> list[Site]:
+        with self._site_read():
+            return self.site_queries.tree(self.connection)
+
+    def add_site(self, path: str, kind: str | None = None, *, time_zone: str | None = None,
+                 opening_hours: str | None = None) -> Site:
+        with self._tree_change() as tree:
+            site = new_site(tree, path, kind, time_zone, opening_hours)
+            self.site_queries.write(self.connection, site)
+        return site
+
+    def set_site(self, path: str, *, time_zone: str | None = None,
+                 opening_hours: str | None = None) -> Site:
+        with self._tree_change() as tree:
+            site = changed_site(tree, path, time_zone, opening_hours)
+            self.site_queries.write(self.connection, site)
+        return site
+
+    def rename_site(self, path: str, name: str) -> str:
+        with self._tree_change() as tree:
+            new = new_name(tree, path, name)
+            self.site_queries.repath(self.connection, path, new)
+        return new
+
+    def move_site(self, path: str, parent: str) -> str:
+        with self._tree_change() as tree:
+            new = new_place(tree, path, parent)
+            self.site_queries.repath(self.connection, path, new)
+        return new
+
+    def remove_site(self, path: str, *, force: bool = False) -> SiteRemoval:
+        with self._tree_change() as tree:
+            removed = removal(tree, self.site_queries.placed(self.connection), path, force)
+            self.site_queries.remove(self.connection, removed.sites)
+        return removed
+
+    def assign_kiosk(self, device_id: str, store_path: str | None) -> None:
+        with self._tree_change() as tree:
+            if store_path is not None:
+                store_for_kiosk(tree, store_path)
+            if not self.site_queries.assign(self.connection, device_id, store_path):
+                raise unknown_kiosk(device_id)
+
+    def device_site_path(self, device_id: str) -> str | None:
+        with self._site_read():
+            return self.site_queries.device_site(self.connection, device_id)
+
+    def kiosk_sites(self) -> dict[str, str]:
+        with self._site_read():
+            return self.site_queries.placed(self.connection)
+

@@ -33,7 +33,6 @@ from deskpulse.store.base import (
     RawRow,
     RollupRow,
     Site,
-    SiteRemoval,
     Store,
     StoreError,
     SyncRecord,
@@ -67,7 +66,7 @@ def _translated(method: Callable[Concatenate[PostgresStore, P], R]
     return run
 
 
-class PostgresStore(Store):
+class PostgresStore(site_rules.SiteMethods, Store):
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the PostgreSQL store's tests."""
@@ -309,71 +308,19 @@ class PostgresStore(Store):
         return self._rows(queries.negative_marks(since, until, device_id, location,
                                                  include_flagged, negative_ratings))
 
-    # -- sites: checked by store/sites.py on the tree read under the tree's lock -------------
+    # -- sites: the methods are site_rules.SiteMethods' -----------------------------------
 
-    @_translated
-    def sites(self) -> list[Site]:
-        return sites.tree(self.connection)
+    site_queries = sites
+
+    def _site_read(self) -> contextlib.AbstractContextManager[None]:
+        return schema.translated(self.url)
 
     @contextlib.contextmanager
     def _tree_change(self) -> Iterator[dict[str, Site]]:
-        with self.connection.transaction():
-            sites.lock(self.connection)
+        with schema.translated(self.url), self.connection.transaction():
+            sites.lock(self.connection)  # one writer of the tree at a time, across processes
             yield {site.path: site for site in sites.tree(self.connection)}
-
-    @_translated
-    def add_site(self, path: str, kind: str | None = None, *, time_zone: str | None = None,
-                 opening_hours: str | None = None) -> Site:
-        with self._tree_change() as tree:
-            site = site_rules.new_site(tree, path, kind, time_zone, opening_hours)
-            sites.write(self.connection, site)
-        return site
-
-    @_translated
-    def set_site(self, path: str, *, time_zone: str | None = None,
-                 opening_hours: str | None = None) -> Site:
-        with self._tree_change() as tree:
-            site = site_rules.changed_site(tree, path, time_zone, opening_hours)
-            sites.write(self.connection, site)
-        return site
-
-    @_translated
-    def rename_site(self, path: str, name: str) -> str:
-        with self._tree_change() as tree:
-            new = site_rules.new_name(tree, path, name)
-            sites.repath(self.connection, path, new)
-        return new
-
-    @_translated
-    def move_site(self, path: str, parent: str) -> str:
-        with self._tree_change() as tree:
-            new = site_rules.new_place(tree, path, parent)
-            sites.repath(self.connection, path, new)
-        return new
-
-    @_translated
-    def remove_site(self, path: str, *, force: bool = False) -> SiteRemoval:
-        with self._tree_change() as tree:
-            removed = site_rules.removal(tree, sites.placed(self.connection), path, force)
-            sites.remove(self.connection, removed.sites)
-        return removed
-
-    @_translated
-    def assign_kiosk(self, device_id: str, store_path: str | None) -> None:
-        with self._tree_change() as tree:
-            if store_path is not None:
-                site_rules.store_for_kiosk(tree, store_path)
-            if not sites.assign(self.connection, device_id, store_path):
-                raise DeskPulseError(f"no device {device_id} in the database: `deskpulse "
-                                     "devices` lists the known ones")
-
-    @_translated
-    def device_site_path(self, device_id: str) -> str | None:
-        return sites.device_site(self.connection, device_id)
-
-    @_translated
-    def kiosk_sites(self) -> dict[str, str]:
-        return sites.placed(self.connection)
+            sites.follow_zones(self.connection)
 
 
     # -- config over the air ---------------------------------------------------------------

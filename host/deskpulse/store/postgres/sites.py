@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from deskpulse.store.base import Site
-from deskpulse.store.sites import MIGRATED_ORGANISATION
+from deskpulse.store.sites import MIGRATED_ORGANISATION, inherited
 
 if TYPE_CHECKING:
     import psycopg
@@ -25,6 +25,7 @@ SCHEMA: tuple[str, ...] = (
     )""",
     """ALTER TABLE devices ADD COLUMN site TEXT COLLATE "C"
         REFERENCES sites(path) ON UPDATE CASCADE""",
+    "ALTER TABLE devices ADD COLUMN site_zone TEXT",  # as on SQLite: `follow_zones`
     "CREATE INDEX devices_by_site ON devices(site)",
     f"""INSERT INTO sites (path, kind)
         SELECT '{MIGRATED_ORGANISATION}', 'organisation'
@@ -34,15 +35,6 @@ SCHEMA: tuple[str, ...] = (
         ON CONFLICT (path) DO NOTHING""",
     f"UPDATE devices SET site = {_LOCATION_STORE} WHERE {_HAS_LOCATION}",
 )
-
-INHERITED_ZONE = """coalesce(d.time_zone, (
-    SELECT s.time_zone FROM sites s
-    WHERE s.time_zone IS NOT NULL
-      AND (d.site = s.path OR left(d.site, length(s.path) + 1) = s.path || '/')
-    ORDER BY length(s.path) DESC LIMIT 1))"""
-"""The zone a device `d` is configured with: its own, else the nearest one set on its store
-or above (store/sites.py `kiosk_zones`)."""
-
 
 def lock(conn: psycopg.Connection[Any]) -> None:
     """One writer of the tree at a time, across processes: each change is checked on the
@@ -94,3 +86,23 @@ def placed(conn: psycopg.Connection[Any]) -> dict[str, str]:
     return dict(conn.execute(
         "SELECT device_id, site FROM devices WHERE site IS NOT NULL ORDER BY device_id"
     ).fetchall())
+
+
+CONFIGURED_ZONE = "coalesce(d.time_zone, d.site_zone)"
+"""The zone a device `d` is configured with: its own, else its store's (store/sites.py
+`kiosk_zones` says the same from the tree)."""
+
+
+def follow_zones(conn: psycopg.Connection[Any]) -> None:
+    """Set each kiosk's `site_zone` to the zone its store now follows; after any change of
+    the tree or of an assignment, in its transaction."""
+    by_path = {site.path: site for site in tree(conn)}
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            "UPDATE devices SET site_zone = %s "
+            "WHERE site = %s AND site_zone IS DISTINCT FROM %s",
+            [(zone, path, zone) for path, zone in (
+                (path, inherited(by_path, path)[0]) for path, site in by_path.items()
+                if site.kind == "store")])
+    conn.execute("UPDATE devices SET site_zone = NULL "
+                 "WHERE site IS NULL AND site_zone IS NOT NULL")

@@ -30,7 +30,6 @@ from deskpulse.store.base import (
     RawRow,
     RollupRow,
     Site,
-    SiteRemoval,
     Store,
     SyncRecord,
     already_registered,
@@ -60,7 +59,7 @@ def _translated(method: Callable[Concatenate[SqliteStore, P], R]
     return run
 
 
-class SqliteStore(Store):
+class SqliteStore(site_rules.SiteMethods, Store):
     def __init__(self, connection: sqlite3.Connection, location: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the SQLite store's tests only."""
@@ -263,69 +262,18 @@ class SqliteStore(Store):
             self.connection, since, until, device_id, location, include_flagged,
             negative_ratings))
 
-    # -- sites: checked by store/sites.py on the tree read in the same transaction ---------
+    # -- sites: the methods are site_rules.SiteMethods' -----------------------------------
 
-    @_translated
-    def sites(self) -> list[Site]:
-        return sites.tree(self.connection)
+    site_queries = sites
 
-    def _tree(self) -> dict[str, Site]:
-        return {site.path: site for site in sites.tree(self.connection)}
+    def _site_read(self) -> contextlib.AbstractContextManager[None]:
+        return self._guarded(contextlib.nullcontext())
 
-    @_translated
-    def add_site(self, path: str, kind: str | None = None, *, time_zone: str | None = None,
-                 opening_hours: str | None = None) -> Site:
-        with schema.transaction(self.connection):
-            site = site_rules.new_site(self._tree(), path, kind, time_zone, opening_hours)
-            sites.write(self.connection, site)
-        return site
-
-    @_translated
-    def set_site(self, path: str, *, time_zone: str | None = None,
-                 opening_hours: str | None = None) -> Site:
-        with schema.transaction(self.connection):
-            site = site_rules.changed_site(self._tree(), path, time_zone, opening_hours)
-            sites.write(self.connection, site)
-        return site
-
-    @_translated
-    def rename_site(self, path: str, name: str) -> str:
-        with schema.transaction(self.connection):
-            new = site_rules.new_name(self._tree(), path, name)
-            sites.repath(self.connection, path, new)
-        return new
-
-    @_translated
-    def move_site(self, path: str, parent: str) -> str:
-        with schema.transaction(self.connection):
-            new = site_rules.new_place(self._tree(), path, parent)
-            sites.repath(self.connection, path, new)
-        return new
-
-    @_translated
-    def remove_site(self, path: str, *, force: bool = False) -> SiteRemoval:
-        with schema.transaction(self.connection):
-            removed = site_rules.removal(self._tree(), sites.placed(self.connection), path,
-                                         force)
-            sites.remove(self.connection, removed.sites)
-        return removed
-
-    @_translated
-    def assign_kiosk(self, device_id: str, store_path: str | None) -> None:
-        with schema.transaction(self.connection):
-            if store_path is not None:
-                site_rules.store_for_kiosk(self._tree(), store_path)
-            if not sites.assign(self.connection, device_id, store_path):
-                raise DeskPulseError(f"no device {device_id} in the database: `deskpulse "
-                                     "devices` lists the known ones")
-
-    @_translated
-    def device_site_path(self, device_id: str) -> str | None:
-        return sites.device_site(self.connection, device_id)
-
-    @_translated
-    def kiosk_sites(self) -> dict[str, str]:
-        return sites.placed(self.connection)
+    @contextlib.contextmanager
+    def _tree_change(self) -> Iterator[dict[str, Site]]:
+        with self._guarded(schema.transaction(self.connection)):
+            yield {site.path: site for site in sites.tree(self.connection)}
+            sites.follow_zones(self.connection)
 
 
     # -- config over the air ---------------------------------------------------------------

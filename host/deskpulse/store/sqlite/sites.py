@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from deskpulse.store.base import Site
-from deskpulse.store.sites import MIGRATED_ORGANISATION
+from deskpulse.store.sites import MIGRATED_ORGANISATION, inherited
 
 # A free-text location becomes the name of a store: trimmed, and a '/' would split it.
 _LOCATION_STORE = (f"'{MIGRATED_ORGANISATION}/' || replace(trim(location), '/', '-')")
@@ -23,6 +23,10 @@ SCHEMA: tuple[str, ...] = (
     )""",
     # A renamed or moved store takes its kiosks along.
     "ALTER TABLE devices ADD COLUMN site TEXT REFERENCES sites(path) ON UPDATE CASCADE",
+    # The zone its store follows (the nearest set on it or above), kept by every change of
+    # the tree (`follow_zones`): each stored batch needs its kiosk's zone, and reads it
+    # with the kiosk's row instead of walking the tree.
+    "ALTER TABLE devices ADD COLUMN site_zone TEXT",
     "CREATE INDEX devices_by_site ON devices(site)",
     f"""INSERT INTO sites (path, kind)
         SELECT '{MIGRATED_ORGANISATION}', 'organisation'
@@ -33,15 +37,6 @@ SCHEMA: tuple[str, ...] = (
 )
 
 _UNDER = "(path = :path OR substr(path, 1, length(:path) + 1) = :path || '/')"
-
-INHERITED_ZONE = """coalesce(d.time_zone, (
-    SELECT s.time_zone FROM sites s
-    WHERE s.time_zone IS NOT NULL
-      AND (d.site = s.path OR substr(d.site, 1, length(s.path) + 1) = s.path || '/')
-    ORDER BY length(s.path) DESC LIMIT 1))"""
-"""The zone a device `d` is configured with: its own, else the nearest one set on its store
-or above (store/sites.py `kiosk_zones` says the same in Python)."""
-
 
 def tree(conn: sqlite3.Connection) -> list[Site]:
     return [Site(*row) for row in conn.execute(
@@ -84,3 +79,21 @@ def device_site(conn: sqlite3.Connection, device_id: str) -> str | None:
 def placed(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute(
         "SELECT device_id, site FROM devices WHERE site IS NOT NULL ORDER BY device_id"))
+
+
+CONFIGURED_ZONE = "coalesce(d.time_zone, d.site_zone)"
+"""The zone a device `d` is configured with: its own, else its store's (store/sites.py
+`kiosk_zones` says the same from the tree)."""
+
+
+def follow_zones(conn: sqlite3.Connection) -> None:
+    """Set each kiosk's `site_zone` to the zone its store now follows; after any change of
+    the tree or of an assignment, in its transaction."""
+    by_path = {site.path: site for site in tree(conn)}
+    conn.executemany(
+        "UPDATE devices SET site_zone = ? WHERE site = ? AND site_zone IS NOT ?",
+        [(zone, path, zone) for path, zone in (
+            (path, inherited(by_path, path)[0]) for path, site in by_path.items()
+            if site.kind == "store")])
+    conn.execute("UPDATE devices SET site_zone = NULL "
+                 "WHERE site IS NULL AND site_zone IS NOT NULL")
