@@ -19,6 +19,7 @@ from deskpulse.cli import (
     alerts,
     boards,
     config,
+    db,
     deploy,
     devices,
     flash,
@@ -32,7 +33,7 @@ from deskpulse.cli import (
 from deskpulse.errors import DeskPulseError
 
 COMMAND_GROUPS = (sim, boards, image, flash, provision, deploy, sync, config, devices, serve,
-                  alerts, report)
+                  alerts, report, db)
 
 
 class _VersionAction(argparse.Action):
