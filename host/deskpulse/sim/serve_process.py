@@ -34,14 +34,17 @@ def _limit_open_files(count: int) -> Callable[[], None]:
 
 
 class ServeProcess:
-    """A running `deskpulse serve --db DB`; its stderr is kept in `log` (a list of lines)."""
+    """A running `deskpulse serve --db DB`; its stderr is kept in `log` (a list of lines).
+    DB is a path or a database URL (postgresql://...: several servers may share one)."""
 
     def __init__(self, db_path: str | os.PathLike[str], *, host: str = "127.0.0.1",
                  port: int = 0, extra_args: tuple[str, ...] = (),
                  open_files: int | None = None) -> None:
         """open_files sets the child's RLIMIT_NOFILE (soft and hard), as a service
         manager would."""
-        self.db_path = Path(db_path)
+        # A URL stays as it is: Path() would fold its "//".
+        self.db_path = db_path if isinstance(db_path, str) and "://" in db_path else Path(
+            db_path)
         self.log: list[str] = []
         self.url = ""
         self.proc = subprocess.Popen(
