@@ -689,22 +689,26 @@ class LoadResult:
     network_errors: int = 0
 
 
-def _push_until_acked(url: str, kiosk: Kiosk, batches: int, size: int, result: LoadResult,
-                      lock: threading.Lock, start: threading.Barrier | None = None,
+def _push_until_acked(url: str | list[str], kiosk: Kiosk, batches: int, size: int,
+                      result: LoadResult, lock: threading.Lock,
+                      start: threading.Barrier | None = None,
                       progress: Callable[[], None] = lambda: None) -> None:
     """What a kiosk does: push each batch until an answer verifies; a network error or
-    a 5xx means retry with a new nonce, as the firmware's backoff would."""
+    a 5xx means retry with a new nonce, as the firmware's backoff would. Given several
+    servers, each attempt goes to the next one, as behind a load balancer."""
     rng = random.Random(kiosk.device_id)
     if start is not None:
         start.wait(PATIENCE)
-    client = PushClient(url, timeout=30)
+    clients = [PushClient(u, timeout=30) for u in ([url] if isinstance(url, str) else url)]
+    turn = rng.randrange(len(clients))
     try:
         for b in range(batches):
             responses = make_responses(1 + b * size, size)
             for _attempt in range(400):
                 request, nonce = kiosk.request(responses)
+                turn += 1
                 try:
-                    answer = client.send(request, kiosk.key, nonce)
+                    answer = clients[turn % len(clients)].send(request, kiosk.key, nonce)
                 except (OSError, http.client.HTTPException):
                     with lock:
                         result.network_errors += 1
@@ -724,7 +728,8 @@ def _push_until_acked(url: str, kiosk: Kiosk, batches: int, size: int, result: L
                     result.failures.append(f"{kiosk.device_id} batch {b}: never acked")
                 return
     finally:
-        client.close()
+        for client in clients:
+            client.close()
 
 
 def _check_exactly_once(conn: sqlite3.Connection, kiosks: list[Kiosk], expected: int) -> None:
