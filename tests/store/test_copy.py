@@ -14,20 +14,28 @@ from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.protocol.signing import Nonce
 from deskpulse.reports.figures import build_report, build_report_raw
+from deskpulse.store import open_store
 from deskpulse.store.base import DeviceFacts, PushCheck, Store
 from deskpulse.store.copy import COPY_COLUMNS, COPY_TABLES, copy_store
 
 PAIRS = [(a, b) for a in sorted(ENGINES) for b in sorted(ENGINES)]
 
 
+def new_store(engine: str, request: pytest.FixtureRequest, where: Path) -> Store:
+    """A new empty store; on PostgreSQL a database of its own (a pair may be on one
+    cluster)."""
+    where.mkdir(exist_ok=True)
+    if engine == "postgresql":
+        return open_store(request.getfixturevalue("pg_cluster").new_database())
+    return ENGINES[engine](request, where)
+
+
 @pytest.fixture(params=PAIRS, ids=["-to-".join(pair) for pair in PAIRS])
 def two_stores(request: pytest.FixtureRequest, tmp_path: Path
                ) -> Iterator[tuple[Store, Store]]:
     source_engine, destination_engine = request.param
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    source = ENGINES[source_engine](tmp_path / "a")
-    destination = ENGINES[destination_engine](tmp_path / "b")
+    source = new_store(source_engine, request, tmp_path / "a")
+    destination = new_store(destination_engine, request, tmp_path / "b")
     try:
         yield source, destination
     finally:
@@ -139,11 +147,12 @@ def test_a_destination_keeps_its_own_kiosks(two_stores: tuple[Store, Store]) -> 
 
 
 def test_a_kiosk_that_synced_to_both_is_merged_as_if_one_store_had_it_all(
-        two_stores: tuple[Store, Store], tmp_path: Path) -> None:
+        two_stores: tuple[Store, Store], request: pytest.FixtureRequest,
+        tmp_path: Path) -> None:
     """The store's PC kept the first 40 responses (boot 1 had no anchor there); the chain's
     server got 30..69 with boot 1's anchor, which places the store's records too."""
     source, destination = two_stores
-    both = ENGINES[sorted(ENGINES)[0]](tmp_path)
+    both = new_store("sqlite", request, tmp_path / "both")
     early = [response(seq, boot=1, uptime=10 * seq) for seq in range(1, 41)]
     late = [response(seq, boot=1, uptime=10 * seq) for seq in range(30, 70)]
     anchor = Anchor(1, 700, T0, 1)

@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
     db = subparsers.add_parser(
         "db", help="copy a database into another (moving up to PostgreSQL); show one",
         description="Work on whole databases. A database is a path, sqlite:///PATH "
-                    "(sqlite:////abs/path) or postgresql://USER@HOST/NAME.")
+                    "or postgresql://USER@HOST/NAME.")
     cmds = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     copy = cmds.add_parser(
         "copy", help="copy every device, key, sync and response into another database",
@@ -64,28 +64,26 @@ class CopyProgress:
 
 
 def do_copy(args: argparse.Namespace) -> int:
-    from deskpulse.store.copy import copy_store, open_target
+    from deskpulse.store import open_store
+    from deskpulse.store.copy import copy_store
 
-    with open_target(args.source, create=False) as source, \
-            open_target(args.destination, create=True) as destination:
+    with open_store(args.source, create=False) as source, \
+            open_store(args.destination, create=True) as destination:
         bar = CopyProgress(sys.stderr)
         try:
             summary = copy_store(source, destination, progress=bar)
         finally:
             bar.close()
-    merged = f" ({summary.merged} merged with the ones there)" if summary.merged else ""
-    print(f"copied {summary.devices} devices{merged} and {summary.responses} responses "
-          f"to {args.destination}")
+        merged = f" ({summary.merged} merged with the ones there)" if summary.merged else ""
+        print(f"copied {summary.devices} devices{merged} and {summary.responses} responses "
+              f"to {destination.location}")  # never a URL's password
     return 0
 
 
 def do_info(args: argparse.Namespace) -> int:
     from deskpulse.store import open_store
-    from deskpulse.store.copy import open_target
 
-    opened = open_store(None, create=False) if args.db is None else open_target(
-        args.db, create=False)
-    with opened as store:
+    with open_store(args.db, create=False) as store:
         counts = store.response_counts()
         print(f"database: {store.location}")
         print(f"schema version: {store.schema_version()}")

@@ -72,19 +72,6 @@ class CopySummary:
     responses: int
 
 
-def open_target(target: str, *, create: bool) -> Store:
-    """A --from or --to: `sqlite:///PATH` (SQLAlchemy's form: `sqlite:////abs/path`),
-    `postgresql://...`, or a plain path."""
-    from deskpulse.store import open_store
-
-    if target.startswith("sqlite://"):
-        path = target.removeprefix("sqlite://").removeprefix("/")
-        if not path:
-            raise DeskPulseError(f"no file in {target}: write sqlite:///PATH")
-        return open_store(path, create=create)
-    return open_store(target, create=create)
-
-
 def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROWS,
                progress: Progress | None = None) -> CopySummary:
     """Copy (merge) every device of `source` into `destination`; see the module's rules."""

@@ -15,8 +15,8 @@ import contextlib
 import functools
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 
@@ -33,7 +33,10 @@ from deskpulse.store.base import (
     SyncRecord,
     already_registered,
 )
-from deskpulse.store.postgres import ingest, queries, rollup_tables, schema
+from deskpulse.store.postgres import copy, ingest, queries, rollup_tables, schema
+
+if TYPE_CHECKING:
+    from deskpulse.store.copy import CopyTable
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -289,6 +292,26 @@ class PostgresStore(Store):
                     ) -> Iterator[tuple[int | None, int | None, int | None, int, int, str,
                                         int, int, int]]:
         return self._rows(queries.export_rows(device_id, since, until, include_flagged))
+
+    # -- copying between stores ------------------------------------------------------------
+
+    @_translated
+    def copy_identity(self) -> str:
+        return copy.identity(self.connection, self.location)
+
+    @_translated
+    def copy_rows(self, table: CopyTable, device_id: str, after: tuple[Any, ...] | None,
+                  limit: int) -> list[tuple[Any, ...]]:
+        return copy.rows(self.connection, table, device_id, after, limit)
+
+    def copy_in(self, table: CopyTable, rows: Sequence[tuple[Any, ...]], *,
+                taken: Collection[int] = ()) -> list[int]:
+        with self._write():
+            return copy.copy_in(self.connection, self.partitions, table, rows, taken)
+
+    def settle_copied(self, device_id: str) -> None:
+        with self._write():
+            copy.settle(self.connection, self.partitions, device_id)
 
     def negative_marks(self, *, since: float | None, until: float | None,
                        device_id: str | None, location: str | None, include_flagged: bool,

@@ -266,3 +266,15 @@ def _bound_unplaced(conn: psycopg.Connection[Any], device_id: str,
                                                 weight=-1, highs=high))
     changes.append(rollups.Changes.from_columns(new_low, ratings, scales, tolds, rapid,
                                                 closed, highs=new_high))
+
+
+def place_device(conn: psycopg.Connection[Any], partitions: Partitions,
+                 device_id: str) -> None:
+    """Place every stored response of the device by its boots' latest anchors and bound
+    those without a time, as its batches would have (a device merged from another store,
+    whose anchors may place the other store's records). The caller holds the device's lock
+    and rebuilds its rollups."""
+    boots = [boot for (boot,) in conn.execute(
+        "SELECT DISTINCT boot FROM anchors WHERE device_id = %s", (device_id,))]
+    _place(conn, partitions, device_id, _boot_shifts(conn, device_id, boots), [])
+    _bound_unplaced(conn, device_id, [])
