@@ -119,14 +119,21 @@ class PostgresStore(Store):
                     proto: int | None = None, now: float | None = None,
                     push: PushCheck | None = None) -> tuple[int, int]:
         with self._write():
+            self._partitions_ahead()
             return ingest.store_batch(self.connection, self.partitions, device_id,
                                       responses, anchors, status, transport, proto=proto,
                                       at=_now(now), push=push)
 
     @contextlib.contextmanager
     def group_commit(self) -> Iterator[None]:
-        with self._write(), self.connection.transaction():
-            yield
+        with self._write():
+            self._partitions_ahead()
+            with self.connection.transaction():
+                yield
+
+    def _partitions_ahead(self) -> None:
+        if self.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self.partitions.ensure_ahead(self.connection, time.time())
 
     @contextlib.contextmanager
     def part(self) -> Iterator[None]:
