@@ -270,9 +270,11 @@ class PostgresStore(Store):
         return self._fetch(queries.day_rollups(device_ids, first, last))
 
     def _fetch(self, query: queries.Query) -> list[Any]:
+        """Rollup rows, in binary: their counts arrive as bytes, not as hex text."""
         statement, params = query
-        return [(*row[:4], bytes(row[4])) for row in
-                self.connection.execute(statement, params).fetchall()]  # type: ignore[arg-type]
+        with self.connection.cursor(binary=True) as cursor:
+            cursor.execute(statement, params)  # type: ignore[arg-type]
+            return [(*row[:4], bytes(row[4])) for row in cursor.fetchall()]
 
     def timed_responses(self, device_id: str, since: int, until: int) -> Iterator[RawRow]:
         return self._rows(queries.timed_responses(device_id, since, until))
