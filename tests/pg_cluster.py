@@ -61,7 +61,8 @@ def _free_port() -> int:
 class PgCluster:
     """One running cluster. `url(name)` connects to a database of it."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: tuple[str, ...] = SETTINGS) -> None:
+        self.settings = settings
         self.folder = Path(tempfile.mkdtemp(prefix="dp-pg-"))
         self.data = self.folder / "data"
         self.log = self.folder / "postgres.log"
@@ -91,7 +92,7 @@ class PgCluster:
             [sys.executable, "-c", _WATCHER, json.dumps(stop), str(self.folder)],
             stdin=subprocess.PIPE, start_new_session=True)
         options = " ".join([f"-p {self.port}", f"-k {self.folder}", "-c listen_addresses=''",
-                            *(f"-c {setting}" for setting in SETTINGS)])
+                            *(f"-c {setting}" for setting in self.settings)])
         self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
                   str(self.log), "-w", "-t", "60", "start")
         return self

@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 
 from deskpulse.errors import DeskPulseError
@@ -34,21 +33,18 @@ def _limit_open_files(count: int) -> Callable[[], None]:
 
 
 class ServeProcess:
-    """A running `deskpulse serve --db DB`; its stderr is kept in `log` (a list of lines).
-    DB is a path or a database URL (postgresql://...: several servers may share one)."""
+    """A running `deskpulse serve --db DB`; its stderr is kept in `log` (a list of lines)."""
 
     def __init__(self, db_path: str | os.PathLike[str], *, host: str = "127.0.0.1",
                  port: int = 0, extra_args: tuple[str, ...] = (),
                  open_files: int | None = None) -> None:
         """open_files sets the child's RLIMIT_NOFILE (soft and hard), as a service
         manager would."""
-        # A URL stays as it is: Path() would fold its "//".
-        self.db_path = db_path if isinstance(db_path, str) and "://" in db_path else Path(
-            db_path)
+        self.db_path = db_path  # a file or a postgresql:// URL (which Path would mangle)
         self.log: list[str] = []
         self.url = ""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "deskpulse.cli", "serve", "--db", str(self.db_path),
+            [sys.executable, "-m", "deskpulse.cli", "serve", "--db", os.fspath(self.db_path),
              "--host", host, "--port", str(port), *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             preexec_fn=None if open_files is None else _limit_open_files(open_files))

@@ -143,10 +143,11 @@ interval (store/intervals.py), or None twice."""
 
 
 def default_db_path() -> Path:
-    """$DESKPULSE_DB, else deskpulse/deskpulse.db in $XDG_DATA_HOME (~/.local/share)."""
+    """The default SQLite file: $DESKPULSE_DB (unless a PostgreSQL URL), else
+    deskpulse/deskpulse.db in $XDG_DATA_HOME (~/.local/share)."""
     explicit = os.environ.get("DESKPULSE_DB")
-    if explicit:
-        return Path(explicit).expanduser()
+    if explicit and not explicit.startswith(POSTGRES_SCHEMES):  # else: the file there'd be
+        return Path(explicit.removeprefix(SQLITE_SCHEME)).expanduser()
     data_home = os.environ.get("XDG_DATA_HOME") or ""
     base = Path(data_home) if Path(data_home).is_absolute() else Path.home() / ".local/share"
     return base / "deskpulse" / "deskpulse.db"

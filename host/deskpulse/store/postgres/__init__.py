@@ -122,14 +122,21 @@ class PostgresStore(Store):
                     proto: int | None = None, now: float | None = None,
                     push: PushCheck | None = None) -> tuple[int, int]:
         with self._write():
+            self._partitions_ahead()
             return ingest.store_batch(self.connection, self.partitions, device_id,
                                       responses, anchors, status, transport, proto=proto,
                                       at=_now(now), push=push)
 
     @contextlib.contextmanager
     def group_commit(self) -> Iterator[None]:
-        with self._write(), self.connection.transaction():
-            yield
+        with self._write():
+            self._partitions_ahead()
+            with self.connection.transaction():
+                yield
+
+    def _partitions_ahead(self) -> None:
+        if self.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self.partitions.ensure_ahead(self.connection, time.time())
 
     @contextlib.contextmanager
     def part(self) -> Iterator[None]:
@@ -266,9 +273,11 @@ class PostgresStore(Store):
         return self._fetch(queries.day_rollups(device_ids, first, last))
 
     def _fetch(self, query: queries.Query) -> list[Any]:
+        """Rollup rows, in binary: their counts arrive as bytes, not as hex text."""
         statement, params = query
-        return [(*row[:4], bytes(row[4])) for row in
-                self.connection.execute(statement, params).fetchall()]  # type: ignore[arg-type]
+        with self.connection.cursor(binary=True) as cursor:
+            cursor.execute(statement, params)  # type: ignore[arg-type]
+            return [(*row[:4], bytes(row[4])) for row in cursor.fetchall()]
 
     def timed_responses(self, device_id: str, since: int, until: int) -> Iterator[RawRow]:
         return self._rows(queries.timed_responses(device_id, since, until))

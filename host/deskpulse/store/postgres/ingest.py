@@ -21,7 +21,7 @@ from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response
 from deskpulse.store import batches, intervals, rollups
 from deskpulse.store.base import PushCheck
 from deskpulse.store.postgres import rollup_tables
-from deskpulse.store.postgres.schema import RESPONSE_COLUMNS, Partitions
+from deskpulse.store.postgres.schema import RESPONSE_COLUMNS, RESPONSE_TYPES, Partitions
 
 if TYPE_CHECKING:
     import psycopg
@@ -120,8 +120,9 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
     if rows:
         columns = list(zip(*rows, strict=True))
         partitions.ensure(conn, columns[11])
-        with conn.cursor().copy(
-                f"COPY responses ({', '.join(RESPONSE_COLUMNS)}) FROM STDIN") as copy:
+        with conn.cursor().copy(f"COPY responses ({', '.join(RESPONSE_COLUMNS)}) "
+                                "FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(RESPONSE_TYPES)
             for row in rows:
                 copy.write_row(row)
         changes[0] = rollups.Changes.from_columns(
