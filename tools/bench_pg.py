@@ -65,18 +65,25 @@ def server_version(conn: Any) -> str:
     return "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]
 
 
-def main(argv: list[str]) -> int:
+def durable_cluster() -> Any:
+    """A throwaway PostgreSQL 15 cluster (tests/pg_cluster.PgCluster, not started) with a
+    server's durability: a benchmark measures a server as deployed, so the tests'
+    shortcuts (fsync, synchronous_commit, full_page_writes off) are left out. SystemExit
+    with the reason where none can be started."""
     sys.path.insert(0, str(REPO / "tests"))
     from pg_cluster import SETTINGS, PgCluster, missing_reason
 
     reason = missing_reason()
     if reason is not None:
         raise SystemExit(reason)
-    script = argv[argv.index("--") + 1:] if "--" in argv else argv
-    # A benchmark measures a server as deployed: the tests' durability shortcuts off.
     durable = tuple(s for s in SETTINGS if not s.startswith(
         ("fsync", "synchronous_commit", "full_page_writes")))
-    cluster = PgCluster(settings=durable + ("shared_buffers=256MB", "max_wal_size=4GB"))
+    return PgCluster(settings=durable + ("shared_buffers=256MB", "max_wal_size=4GB"))
+
+
+def main(argv: list[str]) -> int:
+    script = argv[argv.index("--") + 1:] if "--" in argv else argv
+    cluster = durable_cluster()
     with cluster:
         url = cluster.new_database()
         return subprocess.call([sys.executable, *script, "--db", url])

@@ -17,11 +17,10 @@ With --new-connections every push opens its own TCP connection, as a kiosk that 
 pushes and sleeps does; by default the clients keep their connections alive.
 
 --db picks the engine: `sqlite` (a file in a temporary folder, the default), `postgresql`
-(a throwaway PostgreSQL 15 cluster started here as tests/pg_cluster.py does, but durable
-as a real one: fsync and synchronous_commit on), or the URL of an empty PostgreSQL
-database of yours. The ceiling runs on the same engine (with a URL: on --ceiling-db, or
-not at all). --instances N starts N `deskpulse serve` processes on that one database,
-the clients spread over them as a load balancer would.
+(a throwaway PostgreSQL 15 cluster, durable as a real one: tools/bench_pg.py), or the URL
+of an empty PostgreSQL database of yours. The ceiling runs on the same engine (with a
+URL: on --ceiling-db, or not at all). --instances N starts N `deskpulse serve` processes
+on that one database, the clients spread over them as a load balancer would.
 """
 
 from __future__ import annotations
@@ -263,7 +262,8 @@ def register_kiosks(db_path: str | Path, count: int, folder: Path) -> list[Kiosk
 
 def run_server(db: str | Path, folder: Path, devices: int, size: int, seconds: float,
                connections: int, new_connections: bool, prebuild_rate: float,
-               instances: int = 1) -> tuple[LoadResult, int, list[str]]:
+               instances: int = 1, database_pid: int | None = None
+               ) -> tuple[LoadResult, int, list[str]]:
     kiosks = register_kiosks(db, devices, folder)
     for kiosk in kiosks:
         kiosk.prebuild(int(prebuild_rate * seconds / devices) + 1, size)
@@ -277,6 +277,8 @@ def run_server(db: str | Path, folder: Path, devices: int, size: int, seconds: f
             suffix = f" {n + 1}" if instances > 1 else ""
             names.update({pid: f"writer{suffix}" for pid in tree[1:]})
             names[tree[0]] = f"server{suffix}"
+        if database_pid is not None:  # the PostgreSQL server's processes do the SQL
+            names.update({pid: "postgres" for pid in _process_tree(database_pid)})
         before = {pid: _cpu_seconds(pid) for pid in names}
         load_before, machine_before = time.process_time(), _machine_busy()
         result = asyncio.run(_load([server.url for server in servers], kiosks, size, seconds,
@@ -297,65 +299,65 @@ def run_server(db: str | Path, folder: Path, devices: int, size: int, seconds: f
     return result, stored, [line for server in servers for line in server.log]
 
 
-def run_ceiling(db: str | Path, accepted: list[Accepted]) -> tuple[float, float]:
+def run_ceiling(db: str | Path, accepted: list[Accepted], database_pid: int | None = None
+                ) -> tuple[float, float]:
     """(seconds, CPU seconds) to store the accepted batches one commit each, as the
-    server did (the same device status, the kiosk's anchor and the server's receipt anchor each)."""
+    server did (the same device status, the kiosk's anchor and the server's receipt anchor
+    each). The CPU seconds include the PostgreSQL server's, given its pid."""
     conn = open_store(db)
     try:
-        cpu_start = time.process_time()
+        database = _process_tree(database_pid) if database_pid is not None else []
+        cpu_start = time.process_time() + sum(_cpu_seconds(pid) for pid in database)
         start = time.perf_counter()
         for batch in accepted:
             last = batch.responses[-1]
             anchors = [Anchor(last.boot, 12, WALL_BASE + 12, 2),
                        Anchor(last.boot, last.uptime_s + 1, int(time.time()), RECEIPT_SOURCE)]
             conn.store_batch(batch.device_id, batch.responses, anchors, STATUS, "wifi")
-        return time.perf_counter() - start, time.process_time() - cpu_start
+        elapsed = time.perf_counter() - start
+        return elapsed, time.process_time() + sum(_cpu_seconds(pid) for pid in database) \
+            - cpu_start
     finally:
         conn.close()
 
 
-DURABLE_PG = ("fsync=on", "synchronous_commit=on", "full_page_writes=on",
-              "max_connections=60", "shared_buffers=128MB")
-"""A throwaway cluster as durable as a real one: the server answers only after a commit
-that survives a power cut, as SQLite's synchronous = FULL."""
-
-
 @contextlib.contextmanager
 def databases(engine: str, folder: Path, ceiling: str | None
-              ) -> Iterator[tuple[str | Path, str | Path | None, str]]:
-    """(the served database, the ceiling's, what they are) for --db."""
+              ) -> Iterator[tuple[str | Path, str | Path | None, str, int | None]]:
+    """(the served database, the ceiling's, what they are, the pid of the database server
+    whose CPU time counts, if known) for --db."""
     if engine == "sqlite":
-        yield folder / "served.db", folder / "ceiling.db", f"SQLite {sqlite3.sqlite_version}"
+        yield (folder / "served.db", folder / "ceiling.db", f"SQLite {sqlite3.sqlite_version}",
+               None)
         return
     if engine != "postgresql":
-        yield engine, ceiling, "PostgreSQL (given)"
+        yield engine, ceiling, "PostgreSQL (given)", None
         return
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    import pg_cluster
+    from bench_pg import durable_cluster  # beside this script
 
-    reason = pg_cluster.missing_reason()
-    if reason is not None:
-        raise BenchError(reason)
-    pg_cluster.SETTINGS = DURABLE_PG
-    with pg_cluster.PgCluster() as cluster:
-        yield cluster.new_database(), cluster.new_database(), "PostgreSQL 15 (durable)"
+    with durable_cluster() as cluster:
+        postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        yield (cluster.new_database(), cluster.new_database(), "PostgreSQL 15 (durable)",
+               postmaster)
 
 
 def bench(seconds: float, devices: int, size: int, connections: int,
           new_connections: bool, prebuild_rate: float = 800, engine: str = "sqlite",
           instances: int = 1, ceiling_db: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="deskpulse-bench-serve-") as tmp, \
-            databases(engine, Path(tmp), ceiling_db) as (served, ceiling, engine_name):
+            databases(engine, Path(tmp), ceiling_db) as (served, ceiling, engine_name,
+                                                         database_pid):
         folder = Path(tmp)
         result, stored, log = run_server(served, folder, devices, size, seconds, connections,
-                                         new_connections, prebuild_rate, instances)
+                                         new_connections, prebuild_rate, instances,
+                                         database_pid)
         acknowledged = sum(len(a.responses) for a in result.accepted)
         if stored != result.new or acknowledged != result.new + result.duplicates:
             raise BenchError(f"lost or doubled: the database holds {stored} responses, "
                              f"the server acknowledged {result.new} new")
         if any("database is locked" in line for line in log):
             raise BenchError("the server logged 'database is locked'")
-        ceiling_s, ceiling_cpu = (run_ceiling(ceiling, result.accepted)
+        ceiling_s, ceiling_cpu = (run_ceiling(ceiling, result.accepted, database_pid)
                                   if ceiling is not None else (float("nan"), float("nan")))
     batches = len(result.accepted)
     if not batches:
@@ -383,6 +385,11 @@ def bench(seconds: float, devices: int, size: int, connections: int,
         "cpu_ms_per_batch": {**per_batch_ms,
                              "load_generator": round(1000 * result.load_cpu / batches, 2),
                              "ceiling": round(1000 * ceiling_cpu / batches, 2)},
+        "server_side_cpu_ms_per_batch": round(sum(per_batch_ms.values()), 2),
+        # What the machine's cores could take if the server side had them to itself: an
+        # estimate from CPU time, for a shared machine where the wall-clock rate is not.
+        "idle_cores_batches_per_s": round(
+            (os.cpu_count() or 1) * 1000 / sum(per_batch_ms.values()), 1),
         "machine_busy": round(result.machine_busy, 3),
     }
 
@@ -405,6 +412,9 @@ def report(r: dict[str, Any]) -> str:
         f"server / ceiling: {r['server_over_ceiling']:.2f}",
         "CPU per batch (ms): " + ", ".join(f"{k} {v}" for k, v in
                                            r["cpu_ms_per_batch"].items()),
+        f"server side (serve, writers, database server) {r['server_side_cpu_ms_per_batch']} "
+        f"ms of CPU per batch: {os.cpu_count()} idle cores would take about "
+        f"{r['idle_cores_batches_per_s']:,.0f} batches/s",
         f"machine busy during the load: {100 * r['machine_busy']:.0f}% of "
         f"{os.cpu_count()} cores (anyone's work)",
         f"batches accepted: {r['batches_accepted']:,}; responses acknowledged "
