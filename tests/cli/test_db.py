@@ -164,3 +164,14 @@ def test_info_counts_what_the_database_holds(tmp_path: Path,
     assert capsys.readouterr().out.splitlines()[1:] == [
         f"schema version: {SCHEMA_VERSION}", "devices: 2 (0 registered for the WiFi push)",
         "responses: 60"]
+
+
+def test_a_postgresql_database_is_its_own_source_by_any_url(
+        pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with open_store(pg_url) as store:
+        store.store_batch("kiosk-1", [], [], {"board": "b"}, "serial")
+    other_url = pg_url + "&application_name=another"  # the same database, another URL
+    assert cli.main(["db", "copy", "--from", pg_url, "--to", other_url]) == 2
+    err = capsys.readouterr().err
+    assert "is the source itself: nothing to copy" in err and err.count("\n") == 1
+    assert "application_name" in err  # the destination as given, without a password

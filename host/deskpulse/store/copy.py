@@ -22,7 +22,7 @@ every batch had come to one store.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Literal
@@ -51,6 +51,77 @@ COPY_KEYS: dict[CopyTable, tuple[str, ...]] = {
     "syncs": ("at", "sync_id"), "responses": ("seq",),
 }
 """The order copy_rows reads a device's rows in (within the device)."""
+
+# -- what both engines' copy.py share: the statements' text, the matching of syncs ---------
+
+
+def read_statement(table: CopyTable, *, after: bool, mark: str) -> str:
+    """SELECT a device's rows of `table` in key order (after a key when `after`), LIMIT the
+    last parameter; `mark` is the engine's placeholder (? or %s)."""
+    keys = COPY_KEYS[table]
+    where = f"device_id = {mark}"
+    if after:  # a row value: both engines seek their (device_id, *keys) index to it
+        where += f" AND ({', '.join(keys)}) > ({', '.join([mark] * len(keys))})"
+    return (f"SELECT {', '.join(COPY_COLUMNS[table])} FROM {table} WHERE {where} "
+            f"ORDER BY {', '.join(keys) or 'device_id'} LIMIT {mark}")
+
+
+def insert_statement(table: CopyTable, columns: Sequence[str], mark: str) -> str:
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+            f"({', '.join([mark] * len(columns))})")
+
+
+_LATER_SYNC = ("excluded.last_sync IS NOT NULL AND (devices.last_sync IS NULL "
+               "OR excluded.last_sync > devices.last_sync)")
+_HIGHER_NONCE = ("(excluded.nonce_boot, excluded.nonce_count) > "
+                 "(device_keys.nonce_boot, device_keys.nonce_count)")
+
+
+def _synced(column: str) -> str:
+    return (f"{column} = CASE WHEN {_LATER_SYNC} THEN coalesce(excluded.{column}, "
+            f"devices.{column}) ELSE coalesce(devices.{column}, excluded.{column}) END")
+
+
+def _lower(table: str, column: str) -> str:
+    return (f"{column} = CASE WHEN excluded.{column} < {table}.{column} "
+            f"THEN excluded.{column} ELSE {table}.{column} END")
+
+
+MERGES: dict[CopyTable, str] = {
+    "devices": f"""ON CONFLICT (device_id) DO UPDATE SET
+        name = coalesce(devices.name, excluded.name),
+        location = coalesce(devices.location, excluded.location),
+        time_zone = coalesce(devices.time_zone, excluded.time_zone),
+        {_lower("devices", "first_seen")},
+        {_synced("board")}, {_synced("firmware")}, {_synced("proto")},
+        {_synced("last_status")},
+        last_sync = CASE WHEN {_LATER_SYNC} THEN excluded.last_sync
+                         ELSE devices.last_sync END""",
+    # Every SET expression reads the row as it was: both nonce halves see the old pair.
+    "device_keys": f"""ON CONFLICT (device_id) DO UPDATE SET
+        {_lower("device_keys", "created")},
+        nonce_boot = CASE WHEN {_HIGHER_NONCE} THEN excluded.nonce_boot
+                          ELSE device_keys.nonce_boot END,
+        nonce_count = CASE WHEN {_HIGHER_NONCE} THEN excluded.nonce_count
+                           ELSE device_keys.nonce_count END
+        WHERE device_keys.key = excluded.key""",
+    "anchors": "ON CONFLICT (device_id, boot, uptime_s) DO NOTHING",
+}
+"""How copy_in merges a row whose key is already there (Store.copy_in's rules), in the
+ON CONFLICT dialect both engines speak. A key row left alone (another key) is refused."""
+
+
+def match_syncs(rows: Sequence[tuple[Any, ...]], here: Iterable[tuple[Any, ...]],
+                taken: Collection[int]) -> list[int | None]:
+    """For each copied sync row, the id of the equal one already here (`here`: the
+    device's syncs in (at, sync_id) order, over the rows' range of `at`), never one in
+    `taken` nor twice; None where it must be inserted."""
+    waiting: dict[tuple[Any, ...], list[int]] = {}
+    for sync_id, *content in here:
+        if sync_id not in taken:
+            waiting.setdefault(tuple(content), []).append(sync_id)
+    return [(waiting.get(tuple(content)) or [None]).pop(0) for _, *content in rows]
+
 
 CHUNK_ROWS = 5000
 """Rows per read and per transaction: a killed copy loses at most this much work."""
