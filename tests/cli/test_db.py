@@ -161,7 +161,9 @@ def test_info_counts_what_the_database_holds(tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     fill(tmp_path / "store.db", devices=2, responses=30)
     assert cli.main(["db", "info", "--db", f"sqlite://{tmp_path / 'store.db'}"]) == 0
-    assert capsys.readouterr().out.splitlines()[1:] == [
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"database: {tmp_path / 'store.db'} (SQLite)"
+    assert out[1:] == [
         f"schema version: {SCHEMA_VERSION}", "devices: 2 (0 registered for the WiFi push)",
         "responses: 60"]
 

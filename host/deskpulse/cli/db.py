@@ -82,10 +82,12 @@ def do_copy(args: argparse.Namespace) -> int:
 
 def do_info(args: argparse.Namespace) -> int:
     from deskpulse.store import open_store
+    from deskpulse.store.base import parse_db_target
 
+    engine = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[parse_db_target(args.db)[0]]
     with open_store(args.db, create=False) as store:
         counts = store.response_counts()
-        print(f"database: {store.location}")
+        print(f"database: {store.location} ({engine})")
         print(f"schema version: {store.schema_version()}")
         print(f"devices: {len(store.device_facts())} ({len(store.registered_ids())} "
               "registered for the WiFi push)")
