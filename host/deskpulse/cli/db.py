@@ -74,7 +74,7 @@ def do_copy(args: argparse.Namespace) -> int:
             summary = copy_store(source, destination, progress=bar)
         finally:
             bar.close()
-        merged = f" ({summary.merged} merged with the ones there)" if summary.merged else ""
+        merged = f" ({summary.merged} already there: merged)" if summary.merged else ""
         print(f"copied {summary.devices} devices{merged} and {summary.responses} responses "
               f"to {destination.location}")  # never a URL's password
     return 0

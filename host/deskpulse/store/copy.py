@@ -166,9 +166,11 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
             for rows in _chunks(source, table, device, chunk_rows):
                 destination.copy_in(table, rows)
         sync_ids: dict[int, int] = {}
+        taken: set[int] = set()  # sync_ids' values, for a quick `in`
         for rows in _chunks(source, "syncs", device, chunk_rows):
-            ids = destination.copy_in("syncs", rows, taken=set(sync_ids.values()))
+            ids = destination.copy_in("syncs", rows, taken=taken)
             sync_ids.update(zip((row[0] for row in rows), ids, strict=True))
+            taken.update(ids)
         for rows in _chunks(source, "responses", device, chunk_rows):
             destination.copy_in("responses", [
                 (*row[:_SYNC_ID], sync_ids[row[_SYNC_ID]], *row[_SYNC_ID + 1:])
