@@ -267,3 +267,12 @@ def test_a_lost_connection_is_a_store_error_also_while_rows_are_read(
         store.response_counts()
     with pytest.raises(StoreError), store.group_commit():
         pass
+
+
+def test_without_postgresql_the_cluster_says_why(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import pg_cluster
+
+    monkeypatch.setattr(pg_cluster, "BIN", tmp_path)
+    reason = pg_cluster.missing_reason()
+    assert reason is not None and "make postgres" in reason and str(tmp_path) in reason

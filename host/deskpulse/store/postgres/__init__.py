@@ -65,6 +65,8 @@ class PostgresStore(Store):
         self.location = schema.safe_location(url)
         self.partitions = schema.Partitions()
         self._cursor_names = itertools.count(1)
+        self._ranges: dict[tuple[int, int], dict[str, list[Any]]] | None = None
+        """Inside snapshot(): timed_responses' rows by range, then by device."""
 
     @classmethod
     def open(cls, url: str, *, create: bool = True,
@@ -254,8 +256,11 @@ class PostgresStore(Store):
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             try:
                 with conn.transaction():
+                    self._ranges = {} if outermost else self._ranges
                     yield
             finally:
+                if outermost:
+                    self._ranges = None
                 if outermost and conn.info.transaction_status == \
                         psycopg.pq.TransactionStatus.IDLE:
                     conn.isolation_level = None
@@ -279,8 +284,21 @@ class PostgresStore(Store):
             cursor.execute(statement, params)  # type: ignore[arg-type]
             return [(*row[:4], bytes(row[4])) for row in cursor.fetchall()]
 
+    @_translated
     def timed_responses(self, device_id: str, since: int, until: int) -> Iterator[RawRow]:
-        return self._rows(queries.timed_responses(device_id, since, until))
+        # A report asks for the partial days at its ends device by device, the same range
+        # for every device of a zone. Inside a snapshot the first ask fetches the range for
+        # every device at once (a few hours of responses): one round trip, not hundreds.
+        if self._ranges is None:
+            statement, params = queries.timed_responses(device_id, since, until)
+            return iter(self.connection.execute(statement, params).fetchall())  # type: ignore[arg-type]
+        by_device = self._ranges.get((since, until))
+        if by_device is None:
+            statement, params = queries.timed_responses(None, since, until)
+            by_device = self._ranges[since, until] = {}
+            for row in self.connection.execute(statement, params):  # type: ignore[arg-type]
+                by_device.setdefault(row[0], []).append(row)
+        return iter(by_device.get(device_id, ()))
 
     def response_groups(self, since: int, until: int, device_id: str | None = None
                         ) -> Iterator[tuple[str, int | None, int | None, int, int, str, int,
