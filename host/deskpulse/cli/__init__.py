@@ -28,12 +28,13 @@ from deskpulse.cli import (
     report,
     serve,
     sim,
+    sites,
     sync,
 )
 from deskpulse.errors import DeskPulseError
 
-COMMAND_GROUPS = (sim, boards, image, flash, provision, deploy, sync, config, devices, serve,
-                  alerts, report, db)
+COMMAND_GROUPS = (sim, boards, image, flash, provision, deploy, sync, config, devices, sites,
+                  serve, alerts, report, db)
 
 
 class _VersionAction(argparse.Action):
