@@ -99,6 +99,8 @@ def everything(store: Store) -> dict[str, Any]:
         tables["responses"] = [(*row[:at], place[row[at]], *row[at + 1:])
                                for row in tables["responses"]]
         out[device] = tables
+    out["sites"] = store.sites()
+    out["kiosk sites"] = store.kiosk_sites()
     out["report"] = build_report(store)
     out["reference report"] = build_report_raw(store)
     return out
@@ -109,10 +111,17 @@ def test_a_copy_is_exact_and_its_reports_equal_the_sources(
     source, destination = two_stores
     busy_kiosk(source)
     serial_kiosk(source, "desk-b", 300)
+    serial_kiosk(source, "desk-c", 30)
     source.describe_device("desk-b", time_zone="America/New_York")
+    # desk-c's zone comes from its store's region: the copy must keep it there.
+    source.add_site("acme", "organisation", opening_hours="mon-sat 08:00-19:00")
+    source.add_site("acme/east", "region", time_zone="Asia/Tokyo")
+    source.add_site("acme/east/ginza", "store")
+    source.assign_kiosk("desk-c", "acme/east/ginza")
     before = everything(source)
     summary = copy_store(source, destination, chunk_rows=7)
-    assert (summary.devices, summary.merged, summary.responses) == (2, 0, 345)
+    assert (summary.devices, summary.merged, summary.responses) == (3, 0, 375)
+    assert before["kiosk sites"] == {"desk-c": "acme/east/ginza"}
     copied = everything(destination)
     assert copied == before
     assert copied["report"] == copied["reference report"]
@@ -181,6 +190,39 @@ def test_a_merged_key_keeps_the_higher_nonce(two_stores: tuple[Store, Store]) ->
     with pytest.raises(DeskPulseError, match="replayed"):
         destination.store_batch("desk-k", [], [], STATUS, "wifi",
                                 push=PushCheck(KEY, Nonce(1, 9)))
+
+
+def test_the_site_trees_join_and_the_destinations_settings_stay(
+        two_stores: tuple[Store, Store]) -> None:
+    source, destination = two_stores
+    for store, zone in ((source, "Europe/Paris"), (destination, "Europe/Berlin")):
+        store.add_site("acme", "organisation", time_zone=zone)
+    source.add_site("acme/lyon", "store")
+    serial_kiosk(source, "desk-l", 20)
+    source.assign_kiosk("desk-l", "acme/lyon")
+    destination.add_site("acme/berlin", "store")
+    serial_kiosk(destination, "desk-b", 20)
+    destination.assign_kiosk("desk-b", "acme/berlin")
+    copy_store(source, destination)
+    assert [(s.path, s.time_zone) for s in destination.sites()] == [
+        ("acme", "Europe/Berlin"), ("acme/berlin", None), ("acme/lyon", None)]
+    assert destination.kiosk_sites() == {"desk-b": "acme/berlin", "desk-l": "acme/lyon"}
+    merged = everything(destination)
+    assert merged["report"] == merged["reference report"]  # desk-l counted in Berlin's zone
+
+
+def test_a_site_of_another_kind_is_refused_before_anything_is_written(
+        two_stores: tuple[Store, Store]) -> None:
+    source, destination = two_stores
+    source.add_site("acme", "organisation")
+    source.add_site("acme/lyon", "store")
+    destination.add_site("acme", "organisation")
+    destination.add_site("acme/lyon", "region")
+    serial_kiosk(source, "desk-l", 5)
+    before = everything(destination)
+    with pytest.raises(DeskPulseError, match="site acme/lyon is a store in .* and a region"):
+        copy_store(source, destination)
+    assert everything(destination) == before
 
 
 @pytest.mark.parametrize("disagreement", ["responses", "key", "anchor"])

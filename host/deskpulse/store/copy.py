@@ -12,6 +12,10 @@ nothing. Rows whose key is already there stay; a sync record equal in every colu
 id is the one copied before. A copy killed at any point and run again continues to the
 same result.
 
+Sites: the source's site tree joins the destination's (a site in both keeps the
+destination's zone and hours, and must be the same kind of site), and each kiosk goes into
+its store unless the destination has put it in one already.
+
 Merging: a device in both stores is merged when they agree: the same key (or only one has
 one; the higher nonce stays), no anchor at the same (boot, uptime) with another time, no
 response number holding another record. Otherwise the copy is refused before anything is
@@ -156,7 +160,10 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
     devices = sorted(facts.device_id for facts in source.device_facts())
     present = {facts.device_id for facts in destination.device_facts()}
     both = [device for device in devices if device in present]
+    _refuse_site_conflicts(source, destination)
     _refuse_conflicts(source, destination, both, chunk_rows)
+    _copy_sites(source, destination)
+    placed, placed_here = source.kiosk_sites(), destination.kiosk_sites()
     total = sum(source.response_counts().values())
     done = 0
     for device in devices:
@@ -165,6 +172,8 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
         for table in COPY_TABLES[:3]:  # each a parent of what follows
             for rows in _chunks(source, table, device, chunk_rows):
                 destination.copy_in(table, rows)
+        if device in placed and device not in placed_here:  # before its rollups' zone
+            destination.assign_kiosk(device, placed[device])
         sync_ids: dict[int, int] = {}
         taken: set[int] = set()  # sync_ids' values, for a quick `in`
         for rows in _chunks(source, "syncs", device, chunk_rows):
@@ -182,6 +191,26 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
     if progress is not None:
         progress(done, total, "")
     return CopySummary(len(devices), len(both), done)
+
+
+def _copy_sites(source: Store, destination: Store) -> None:
+    """The source's sites the destination lacks, parents first (paths sort so); a site in
+    both keeps the destination's zone and hours."""
+    here = {site.path for site in destination.sites()}
+    for site in sorted(source.sites(), key=lambda site: site.path):
+        if site.path not in here:
+            destination.add_site(site.path, site.kind, time_zone=site.time_zone,
+                                 opening_hours=site.opening_hours)
+
+
+def _refuse_site_conflicts(source: Store, destination: Store) -> None:
+    """A site of both trees must be the same kind of site (a kiosk's store stays a store)."""
+    here = {site.path: site.kind for site in destination.sites()}
+    for site in source.sites():
+        if here.get(site.path, site.kind) != site.kind:
+            raise DeskPulseError(
+                f"site {site.path} is a {site.kind} in {source.location} and a "
+                f"{here[site.path]} in {destination.location}: nothing was copied")
 
 
 def _chunks(store: Store, table: CopyTable, device_id: str, chunk_rows: int
