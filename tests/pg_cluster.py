@@ -69,7 +69,7 @@ class PgCluster:
         self.port = _free_port()
         self._as_user: list[str] = []
         if os.geteuid() == 0:
-            shutil.chown(self.folder, "nobody", "nogroup")
+            shutil.chown(self.folder, "nobody")
             self._as_user = ["runuser", "-u", "nobody", "--"]
         self._names = itertools.count(1)
         self._watcher: subprocess.Popen[bytes] | None = None
@@ -83,6 +83,15 @@ class PgCluster:
                                f"{done.stderr.strip()}\n{log}")
 
     def start(self) -> PgCluster:
+        """initdb and start; on a failure nothing is left running or on disk."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         self._run(str(BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", USER,
                   "--no-sync", "-E", "UTF8", "--locale=C")
         # The watcher first: from here on, whatever happens to us, the cluster goes too.
@@ -95,7 +104,6 @@ class PgCluster:
                             *(f"-c {setting}" for setting in self.settings)])
         self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
                   str(self.log), "-w", "-t", "60", "start")
-        return self
 
     def stop(self) -> None:
         """Stop the cluster at once and remove its folder."""

@@ -186,7 +186,7 @@ def run(total: int, devices: int, seed: int, path: Path | str) -> dict[str, Any]
             conn.describe_device(k.device_id, location=k.location, time_zone=k.zone,
                                  create=True, now=START)
     else:
-        with schema.transaction(conn):  # as `deskpulse devices add` would, before a sync
+        with schema.transaction(conn.connection):  # as `deskpulse devices add` would
             conn.connection.executemany(
                 "INSERT INTO devices (device_id, location, time_zone, first_seen) "
                 "VALUES (?, ?, ?, ?)",
