@@ -78,6 +78,9 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_screens.py --rounds 30
 	$(BIN)/python tools/bench_sync.py
 	$(BIN)/python tools/bench_serve.py --seconds 10
+	$(BIN)/python tools/bench_serve.py --seconds 10 --db postgresql
+	$(BIN)/python tools/bench_serve.py --seconds 10 --db postgresql --instances 2
+	$(BIN)/python tools/bench_copy.py
 	$(BIN)/python tools/bench_report.py
 	$(BIN)/python tools/bench_sim.py
 	$(BIN)/python tools/bench_time.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from deskpulse.device.micropython import default_micropython
+from deskpulse.store import open_store
+from deskpulse.store.base import Store
 from pg_cluster import PgCluster, missing_reason
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,3 +115,20 @@ def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgresql":
         return str(request.getfixturevalue("pg_url"))
     return str(tmp_path / "deskpulse.db")
+
+
+@contextlib.contextmanager
+def fresh_store(request: pytest.FixtureRequest, engine: str, folder: Path) -> Iterator[Store]:
+    """A new empty store on `engine`, closed (and a PostgreSQL database dropped) after:
+    for tests that need many, such as one per hypothesis example."""
+    if engine == "postgresql":
+        cluster: PgCluster = request.getfixturevalue("pg_cluster")
+        url = cluster.new_database()
+        try:
+            with open_store(url) as store:
+                yield store
+        finally:
+            cluster.drop_database(url)
+    else:
+        with open_store(folder / "deskpulse.db") as store:
+            yield store

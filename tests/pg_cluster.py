@@ -61,14 +61,15 @@ def _free_port() -> int:
 class PgCluster:
     """One running cluster. `url(name)` connects to a database of it."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: tuple[str, ...] = SETTINGS) -> None:
+        self.settings = settings
         self.folder = Path(tempfile.mkdtemp(prefix="dp-pg-"))
         self.data = self.folder / "data"
         self.log = self.folder / "postgres.log"
         self.port = _free_port()
         self._as_user: list[str] = []
         if os.geteuid() == 0:
-            shutil.chown(self.folder, "nobody", "nogroup")
+            shutil.chown(self.folder, "nobody")
             self._as_user = ["runuser", "-u", "nobody", "--"]
         self._names = itertools.count(1)
         self._watcher: subprocess.Popen[bytes] | None = None
@@ -82,6 +83,15 @@ class PgCluster:
                                f"{done.stderr.strip()}\n{log}")
 
     def start(self) -> PgCluster:
+        """initdb and start; on a failure nothing is left running or on disk."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         self._run(str(BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", USER,
                   "--no-sync", "-E", "UTF8", "--locale=C")
         # The watcher first: from here on, whatever happens to us, the cluster goes too.
@@ -91,10 +101,9 @@ class PgCluster:
             [sys.executable, "-c", _WATCHER, json.dumps(stop), str(self.folder)],
             stdin=subprocess.PIPE, start_new_session=True)
         options = " ".join([f"-p {self.port}", f"-k {self.folder}", "-c listen_addresses=''",
-                            *(f"-c {setting}" for setting in SETTINGS)])
+                            *(f"-c {setting}" for setting in self.settings)])
         self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
                   str(self.log), "-w", "-t", "60", "start")
-        return self
 
     def stop(self) -> None:
         """Stop the cluster at once and remove its folder."""

@@ -19,6 +19,9 @@ is computed two ways:
 
 Both reports must be identical; the script checks it. Only the time spent inside
 store_batch counts as ingest (generating the synthetic responses does not).
+
+With `--db postgresql://...` (an empty database) the same runs on PostgreSQL, beside a bare
+COPY floor on that server (tools/bench_pg.py, which can also start a throwaway cluster).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import bench_pg
 
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.reports import figures as report
@@ -173,14 +178,19 @@ def bare_insert_rate(total: int, devices: int, seed: int, path: Path) -> float:
     return stored / spent
 
 
-def run(total: int, devices: int, seed: int, path: Path) -> dict[str, Any]:
+def run(total: int, devices: int, seed: int, path: Path | str) -> dict[str, Any]:
     conn = open_store(path)
     kiosks, syncs = synthetic_syncs(total, devices, seed)
-    with schema.transaction(conn):  # as `deskpulse devices add` would, before any sync
-        conn.connection.executemany(
-            "INSERT INTO devices (device_id, location, time_zone, first_seen) "
-            "VALUES (?, ?, ?, ?)",
-            [(k.device_id, k.location, k.zone, START) for k in kiosks])
+    if isinstance(path, str):  # PostgreSQL: through the interface
+        for k in kiosks:
+            conn.describe_device(k.device_id, location=k.location, time_zone=k.zone,
+                                 create=True, now=START)
+    else:
+        with schema.transaction(conn.connection):  # as `deskpulse devices add` would
+            conn.connection.executemany(
+                "INSERT INTO devices (device_id, location, time_zone, first_seen) "
+                "VALUES (?, ?, ?, ?)",
+                [(k.device_id, k.location, k.zone, START) for k in kiosks])
     status = {"board": "esp32-devkitc-ssd1680", "firmware": "bench"}
     ingest_wall = ingest_cpu = 0.0
     stored = calls = 0
@@ -193,12 +203,14 @@ def run(total: int, devices: int, seed: int, path: Path) -> dict[str, Any]:
         calls += 1
     sizes = {table: conn.connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
              for table in ("responses", "rollup_days", "rollup_months")}
-    conn.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if isinstance(path, Path):
+        conn.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     figures: dict[str, Any] = {
         "responses": stored, "devices": devices, "store_batch_calls": calls,
         "ingest_s": ingest_wall, "ingest_cpu_s": ingest_cpu,
         "ingest_per_s": stored / ingest_wall, "ingest_cpu_per_s": stored / ingest_cpu,
-        "db_bytes": path.stat().st_size, "rows": sizes,
+        "db_bytes": path.stat().st_size if isinstance(path, Path)
+        else bench_pg.database_bytes(conn.connection), "rows": sizes,
     }
     fast, first = timed(report.build_report, conn)
     repeats = [timed(report.build_report, conn)[1] for _ in range(3)]
@@ -238,24 +250,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--responses", type=int, default=1_000_000)
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--db", help="keep the database here (default: a temporary file)")
+    parser.add_argument("--db", help="keep the database here (default: a temporary file), "
+                        "or an empty PostgreSQL database: postgresql://...")
     parser.add_argument("--floor-sample", type=int, default=1_000_000,
                         help="responses for the bare-insert floor (the same density of "
                              "responses per kiosk as the main run)")
     parser.add_argument("--json", action="store_true", help="print raw figures as JSON")
     args = parser.parse_args(argv)
+    url = args.db if args.db and args.db.startswith(("postgresql://", "postgres://")) else None
     with tempfile.TemporaryDirectory(prefix="deskpulse-bench-") as scratch:
         path = Path(args.db) if args.db else Path(scratch) / "bench.db"
-        if path.exists():
+        if url is None and path.exists():
             raise SystemExit(f"{path} exists: give a new file")
-        figures = run(args.responses, args.devices, args.seed, path)
+        figures = run(args.responses, args.devices, args.seed, url or path)
         sample = min(args.responses, args.floor_sample)
         figures["bare_insert_responses"] = sample
-        figures["bare_insert_per_s"] = bare_insert_rate(
-            sample, max(1, args.devices * sample // args.responses), args.seed,
-            Path(scratch) / "bare.db")
+        floor_devices = max(1, args.devices * sample // args.responses)
+        if url is not None:
+            _, floor_syncs = synthetic_syncs(sample, floor_devices, args.seed)
+            figures["bare_insert_per_s"] = bench_pg.bare_insert_rate(
+                url, ((k.device_id, responses) for k, responses, _ in floor_syncs))
+        else:
+            figures["bare_insert_per_s"] = bare_insert_rate(
+                sample, floor_devices, args.seed, Path(scratch) / "bare.db")
+    engine = f"SQLite {sqlite3.sqlite_version}"
+    if url is not None:
+        with open_store(url) as store:
+            engine = bench_pg.server_version(store.connection)  # type: ignore[attr-defined]
     figures["machine"] = (f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-                          f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}")
+                          f"{platform.python_version()}, {engine}")
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0

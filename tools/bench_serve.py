@@ -15,6 +15,12 @@ Run from the repository root:  .venv/bin/python tools/bench_serve.py [--seconds 
 
 With --new-connections every push opens its own TCP connection, as a kiosk that wakes,
 pushes and sleeps does; by default the clients keep their connections alive.
+
+--db picks the engine: `sqlite` (a file in a temporary folder, the default), `postgresql`
+(a throwaway PostgreSQL 15 cluster, durable as a real one: tools/bench_pg.py), or the URL
+of an empty PostgreSQL database of yours. The ceiling runs on the same engine (with a
+URL: on --ceiling-db, or not at all). --instances N starts N `deskpulse serve` processes
+on that one database, the clients spread over them as a load balancer would.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import platform
@@ -30,6 +37,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,15 +189,17 @@ def _drop(writer: asyncio.StreamWriter | None) -> None:
     return None
 
 
-async def _load(url: str, kiosks: list[Kiosk], size: int, seconds: float, connections: int,
-                new_connections: bool) -> LoadResult:
-    host, port = url.removeprefix("http://").rsplit(":", 1)
+async def _load(urls: list[str], kiosks: list[Kiosk], size: int, seconds: float,
+                connections: int, new_connections: bool) -> LoadResult:
+    """Client i talks to server i mod len(urls), as a round-robin load balancer would."""
+    addresses = [url.removeprefix("http://").rsplit(":", 1) for url in urls]
     result = LoadResult()
     shares = [kiosks[i::connections] for i in range(connections)]
     start = time.monotonic()
     await asyncio.gather(*(
-        _client(host, int(port), share, size, start + seconds, new_connections, result)
-        for share in shares if share))
+        _client(addresses[i % len(urls)][0], int(addresses[i % len(urls)][1]), share, size,
+                start + seconds, new_connections, result)
+        for i, share in enumerate(shares) if share))
     result.elapsed = time.monotonic() - start
     return result
 
@@ -234,7 +244,7 @@ def _machine_busy() -> tuple[int, int]:
 # -- the two contenders ---------------------------------------------------------------------
 
 
-def register_kiosks(db_path: Path, count: int, folder: Path) -> list[Kiosk]:
+def register_kiosks(db_path: str | Path, count: int, folder: Path) -> list[Kiosk]:
     conn = open_store(db_path)
     try:
         kiosks = []
@@ -250,24 +260,31 @@ def register_kiosks(db_path: Path, count: int, folder: Path) -> list[Kiosk]:
         conn.close()
 
 
-def run_server(folder: Path, devices: int, size: int, seconds: float, connections: int,
-               new_connections: bool, prebuild_rate: float) -> tuple[LoadResult, int, list[str]]:
-    db_path = folder / "served.db"
-    kiosks = register_kiosks(db_path, devices, folder)
+def run_server(db: str | Path, folder: Path, devices: int, size: int, seconds: float,
+               connections: int, new_connections: bool, prebuild_rate: float,
+               instances: int = 1, database_pid: int | None = None
+               ) -> tuple[LoadResult, int, list[str]]:
+    kiosks = register_kiosks(db, devices, folder)
     for kiosk in kiosks:
         kiosk.prebuild(int(prebuild_rate * seconds / devices) + 1, size)
-    server = ServeProcess(db_path)
+    servers: list[ServeProcess] = []
     try:
-        tree = _process_tree(server.proc.pid)
-        names = {pid: ("writer" if n else "server") for n, pid in enumerate(tree)}
-        names[tree[0]] = "server"
-        before = {pid: _cpu_seconds(pid) for pid in tree}
+        for _ in range(instances):
+            servers.append(ServeProcess(db))
+        names: dict[int, str] = {}
+        for n, server in enumerate(servers):
+            tree = _process_tree(server.proc.pid)
+            suffix = f" {n + 1}" if instances > 1 else ""
+            names.update({pid: f"writer{suffix}" for pid in tree[1:]})
+            names[tree[0]] = f"server{suffix}"
+        if database_pid is not None:  # the PostgreSQL server's processes do the SQL
+            names.update({pid: "postgres" for pid in _process_tree(database_pid)})
+        before = {pid: _cpu_seconds(pid) for pid in names}
         load_before, machine_before = time.process_time(), _machine_busy()
-        result = asyncio.run(_load(server.url, kiosks, size, seconds, connections,
-                                   new_connections))
+        result = asyncio.run(_load([server.url for server in servers], kiosks, size, seconds,
+                                   connections, new_connections))
         load_after, machine_after = time.process_time(), _machine_busy()
-        for pid in tree:
-            name = names[pid]
+        for pid, name in names.items():
             result.server_cpu[name] = (result.server_cpu.get(name, 0.0)
                                        + _cpu_seconds(pid) - before[pid])
         result.load_cpu = load_after - load_before
@@ -275,55 +292,84 @@ def run_server(folder: Path, devices: int, size: int, seconds: float, connection
         idle = machine_after[1] - machine_before[1]
         result.machine_busy = 1 - idle / total if total else 0.0
     finally:
-        server.stop()
-    conn = open_store(db_path)
-    try:
-        stored = int(conn.connection.execute("SELECT count(*) FROM responses").fetchone()[0])
-    finally:
-        conn.close()
-    return result, stored, server.log
+        for server in servers:
+            server.stop()
+    with open_store(db) as store:
+        stored = sum(store.response_counts().values())
+    return result, stored, [line for server in servers for line in server.log]
 
 
-def run_ceiling(folder: Path, accepted: list[Accepted]) -> tuple[float, float]:
+def run_ceiling(db: str | Path, accepted: list[Accepted], database_pid: int | None = None
+                ) -> tuple[float, float]:
     """(seconds, CPU seconds) to store the accepted batches one commit each, as the
-    server did (the same device status, the kiosk's anchor and the server's receipt anchor each)."""
-    conn = open_store(folder / "ceiling.db")
+    server did (the same device status, the kiosk's anchor and the server's receipt anchor
+    each). The CPU seconds include the PostgreSQL server's, given its pid."""
+    conn = open_store(db)
     try:
-        cpu_start = time.process_time()
+        database = _process_tree(database_pid) if database_pid is not None else []
+        cpu_start = time.process_time() + sum(_cpu_seconds(pid) for pid in database)
         start = time.perf_counter()
         for batch in accepted:
             last = batch.responses[-1]
             anchors = [Anchor(last.boot, 12, WALL_BASE + 12, 2),
                        Anchor(last.boot, last.uptime_s + 1, int(time.time()), RECEIPT_SOURCE)]
             conn.store_batch(batch.device_id, batch.responses, anchors, STATUS, "wifi")
-        return time.perf_counter() - start, time.process_time() - cpu_start
+        elapsed = time.perf_counter() - start
+        return elapsed, time.process_time() + sum(_cpu_seconds(pid) for pid in database) \
+            - cpu_start
     finally:
         conn.close()
 
 
+@contextlib.contextmanager
+def databases(engine: str, folder: Path, ceiling: str | None
+              ) -> Iterator[tuple[str | Path, str | Path | None, str, int | None]]:
+    """(the served database, the ceiling's, what they are, the pid of the database server
+    whose CPU time counts, if known) for --db."""
+    if engine == "sqlite":
+        yield (folder / "served.db", folder / "ceiling.db", f"SQLite {sqlite3.sqlite_version}",
+               None)
+        return
+    if engine != "postgresql":
+        yield engine, ceiling, "PostgreSQL (given)", None
+        return
+    from bench_pg import durable_cluster  # beside this script
+
+    with durable_cluster() as cluster:
+        postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        yield (cluster.new_database(), cluster.new_database(), "PostgreSQL 15 (durable)",
+               postmaster)
+
+
 def bench(seconds: float, devices: int, size: int, connections: int,
-          new_connections: bool, prebuild_rate: float = 800) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="deskpulse-bench-serve-") as tmp:
+          new_connections: bool, prebuild_rate: float = 800, engine: str = "sqlite",
+          instances: int = 1, ceiling_db: str | None = None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="deskpulse-bench-serve-") as tmp, \
+            databases(engine, Path(tmp), ceiling_db) as (served, ceiling, engine_name,
+                                                         database_pid):
         folder = Path(tmp)
-        result, stored, log = run_server(folder, devices, size, seconds, connections,
-                                         new_connections, prebuild_rate)
+        result, stored, log = run_server(served, folder, devices, size, seconds, connections,
+                                         new_connections, prebuild_rate, instances,
+                                         database_pid)
         acknowledged = sum(len(a.responses) for a in result.accepted)
         if stored != result.new or acknowledged != result.new + result.duplicates:
             raise BenchError(f"lost or doubled: the database holds {stored} responses, "
                              f"the server acknowledged {result.new} new")
         if any("database is locked" in line for line in log):
             raise BenchError("the server logged 'database is locked'")
-        ceiling_s, ceiling_cpu = run_ceiling(folder, result.accepted)
+        ceiling_s, ceiling_cpu = (run_ceiling(ceiling, result.accepted, database_pid)
+                                  if ceiling is not None else (float("nan"), float("nan")))
     batches = len(result.accepted)
     if not batches:
         raise BenchError(f"the server accepted no batch (refused: {result.refused})")
     server_rate = batches / result.elapsed
-    ceiling_rate = batches / ceiling_s if ceiling_s else float("nan")
+    ceiling_rate = batches / ceiling_s if ceiling_s == ceiling_s else float("nan")
     per_batch_ms = {name: round(1000 * cpu / batches, 2)
                     for name, cpu in result.server_cpu.items()}
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                   f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}",
+                   f"{platform.python_version()}, {engine_name}",
+        "instances": instances,
         "seconds": round(result.elapsed, 2), "devices": devices, "batch_size": size,
         "connections": connections, "new_connections": new_connections,
         "batches_accepted": batches, "responses_acknowledged": result.new,
@@ -339,6 +385,11 @@ def bench(seconds: float, devices: int, size: int, connections: int,
         "cpu_ms_per_batch": {**per_batch_ms,
                              "load_generator": round(1000 * result.load_cpu / batches, 2),
                              "ceiling": round(1000 * ceiling_cpu / batches, 2)},
+        "server_side_cpu_ms_per_batch": round(sum(per_batch_ms.values()), 2),
+        # What the machine's cores could take if the server side had them to itself: an
+        # estimate from CPU time, for a shared machine where the wall-clock rate is not.
+        "idle_cores_batches_per_s": round(
+            (os.cpu_count() or 1) * 1000 / sum(per_batch_ms.values()), 1),
         "machine_busy": round(result.machine_busy, 3),
     }
 
@@ -348,7 +399,8 @@ def report(r: dict[str, Any]) -> str:
     lines = [
         f"machine: {r['machine']}",
         f"load: {r['devices']} kiosks, {r['batch_size']}-response batches, "
-        f"{r['connections']} concurrent clients ({mode}), {r['seconds']} s",
+        f"{r['connections']} concurrent clients ({mode}), {r['seconds']} s, "
+        f"{r['instances']} deskpulse serve on one database",
         "",
         "| contender | batches/s | responses/s |",
         "|---|---:|---:|",
@@ -360,6 +412,9 @@ def report(r: dict[str, Any]) -> str:
         f"server / ceiling: {r['server_over_ceiling']:.2f}",
         "CPU per batch (ms): " + ", ".join(f"{k} {v}" for k, v in
                                            r["cpu_ms_per_batch"].items()),
+        f"server side (serve, writers, database server) {r['server_side_cpu_ms_per_batch']} "
+        f"ms of CPU per batch: {os.cpu_count()} idle cores would take about "
+        f"{r['idle_cores_batches_per_s']:,.0f} batches/s",
         f"machine busy during the load: {100 * r['machine_busy']:.0f}% of "
         f"{os.cpu_count()} cores (anyone's work)",
         f"batches accepted: {r['batches_accepted']:,}; responses acknowledged "
@@ -382,11 +437,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="open a TCP connection per push instead of keeping it alive")
     parser.add_argument("--prebuild-rate", type=float, default=800,
                         help="batches/s to encode in advance (more are made on the fly)")
+    parser.add_argument("--db", default="sqlite", metavar="ENGINE_OR_URL",
+                        help="sqlite (default), postgresql (a throwaway durable cluster) or "
+                             "the URL of an empty PostgreSQL database")
+    parser.add_argument("--ceiling-db", metavar="URL",
+                        help="with --db URL: an empty database for the ceiling")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="deskpulse serve processes on the one database")
     parser.add_argument("--json", action="store_true", help="print the raw figures")
     args = parser.parse_args(argv)
     try:
         figures = bench(args.seconds, args.devices, args.batch, args.connections,
-                        args.new_connections, args.prebuild_rate)
+                        args.new_connections, args.prebuild_rate, args.db, args.instances,
+                        args.ceiling_db)
     except BenchError as exc:
         print(f"bench_serve: {exc}", file=sys.stderr)
         return 1

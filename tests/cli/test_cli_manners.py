@@ -137,6 +137,7 @@ def test_piped_into_head(tmp_path: Path, database: Path, command: str) -> None:
     ["report", "--format", "html", "-o", "{out}"],
     ["alerts"],
     ["devices"],
+    ["db", "info"],
     ["devices", "show-key", "desk-1"],
     ["devices", "set", "desk-1", "--name", "Front"],
     ["devices", "remove", "desk-1"],

@@ -1,4 +1,5 @@
-"""Alert windows (deskpulse.reports.alerts) on a real SQLite database filled through store_batch.
+"""Alert windows (deskpulse.reports.alerts) on a real database filled through store_batch,
+on each store engine (SQLite, PostgreSQL: the `db_target` fixture).
 
 Expected periods are worked out by hand in each test's comment; a property test checks
 the streaming search against a plain all-pairs reading of the definition."""
@@ -6,35 +7,35 @@ the streaming search against a plain all-pairs reading of the definition."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import STORE_ENGINES, fresh_store
 from deskpulse import cli
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Response
 from deskpulse.reports.alerts import find_alerts, format_alerts, parse_window
 from deskpulse.reports.figures import parse_when
 from deskpulse.store import open_store
+from deskpulse.store.base import Store
 
 T0 = int(datetime(2026, 11, 23, 9, 0, tzinfo=UTC).timestamp())
 NEG, POS = 1, 5  # the worst and the best face of a 5-face scale
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = open_store(tmp_path / "deskpulse.db")
+def conn(db_target: str) -> Iterator[Store]:
+    connection = open_store(db_target)
     yield connection
     connection.close()
 
 
-def store(conn: sqlite3.Connection, device_id: str, answers: Sequence[tuple], *,
+def store(conn: Store, device_id: str, answers: Sequence[tuple], *,
           scale: int = 5) -> None:
     """answers: (seconds after T0 or None for an unknown time, rating[, 'rapid'|'closed'])."""
     first = (conn.last_seq(device_id) or 0) + 1
@@ -47,11 +48,11 @@ def store(conn: sqlite3.Connection, device_id: str, answers: Sequence[tuple], *,
     conn.store_batch(device_id, responses, [], {}, "serial")
 
 
-def describe(conn: sqlite3.Connection, device_id: str, *, name: str | None = None,
+def describe(conn: Store, device_id: str, *, name: str | None = None,
              location: str | None = None, time_zone: str | None = None) -> None:
-    conn.connection.execute(
-        "UPDATE devices SET name = ?, location = ?, time_zone = ? WHERE device_id = ?",
-        (name, location, time_zone, device_id))
+    """Set all three (None clears one), through the store's interface."""
+    conn.describe_device(device_id, name=name or "", location=location or "",
+                         time_zone=time_zone or "")
 
 
 def spans(alerts: list[dict]) -> list[tuple]:
@@ -63,7 +64,7 @@ def spans(alerts: list[dict]) -> list[tuple]:
 # -- thresholds ---------------------------------------------------------------------------
 
 
-def test_exactly_at_the_share_threshold_is_an_alert(conn: sqlite3.Connection) -> None:
+def test_exactly_at_the_share_threshold_is_an_alert(conn: Store) -> None:
     # 4 responses in 5 minutes, 2 of them negative: 2/4 = 0.5 reaches 0.5.
     store(conn, "k1", [(0, NEG), (100, POS), (200, 2), (300, 4)])
     describe(conn, "k1", name="Front desk", location="Lobby", time_zone="UTC")
@@ -78,20 +79,20 @@ def test_exactly_at_the_share_threshold_is_an_alert(conn: sqlite3.Connection) ->
     assert find_alerts(conn, negative=0.51) == []
 
 
-def test_share_just_below_the_threshold_is_no_alert(conn: sqlite3.Connection) -> None:
+def test_share_just_below_the_threshold_is_no_alert(conn: Store) -> None:
     # 1 of 4 negative: 0.25.
     store(conn, "k1", [(0, NEG), (100, POS), (200, 3), (300, 4)])
     assert find_alerts(conn) == []
     assert spans(find_alerts(conn, negative=0.25)) == [("k1", 0, 300, 4, 1)]
 
 
-def test_one_response_below_the_minimum_is_no_alert(conn: sqlite3.Connection) -> None:
+def test_one_response_below_the_minimum_is_no_alert(conn: Store) -> None:
     store(conn, "k1", [(0, NEG), (60, NEG), (120, NEG)])
     assert find_alerts(conn) == []  # 3 < 4
     assert spans(find_alerts(conn, minimum=3)) == [("k1", 0, 120, 3, 3)]
 
 
-def test_the_two_lowest_faces_on_every_scale(conn: sqlite3.Connection) -> None:
+def test_the_two_lowest_faces_on_every_scale(conn: Store) -> None:
     # On 3 faces, 2 is the middle face yet still one of the two lowest; 3 of 5 is not.
     store(conn, "three", [(0, 2), (10, 2), (20, 3), (30, 3)], scale=3)
     store(conn, "five", [(0, 3), (10, 3), (20, 2), (30, 5)], scale=5)
@@ -99,7 +100,7 @@ def test_the_two_lowest_faces_on_every_scale(conn: sqlite3.Connection) -> None:
     assert spans(find_alerts(conn)) == [("four", 0, 30, 4, 2), ("three", 0, 30, 4, 2)]
 
 
-def test_a_share_like_three_fifths_compares_exactly(conn: sqlite3.Connection) -> None:
+def test_a_share_like_three_fifths_compares_exactly(conn: Store) -> None:
     # 0.6 * 5 is 3.0000000000000004 in floating point; 3 of 5 must still reach 0.6.
     store(conn, "k1", [(0, NEG), (10, NEG), (20, NEG), (30, POS), (40, POS)])
     assert spans(find_alerts(conn, negative=0.6, minimum=5)) == [("k1", 0, 40, 5, 3)]
@@ -108,7 +109,7 @@ def test_a_share_like_three_fifths_compares_exactly(conn: sqlite3.Connection) ->
 # -- windows ------------------------------------------------------------------------------
 
 
-def test_a_response_exactly_one_window_later_is_outside_it(conn: sqlite3.Connection) -> None:
+def test_a_response_exactly_one_window_later_is_outside_it(conn: Store) -> None:
     # Windows are (end - 900 s, end]. With the last answer at 900 s the first one (at 0) is
     # exactly one window earlier: no window holds 4 responses.
     store(conn, "k1", [(0, NEG), (300, NEG), (600, POS), (900, POS)])
@@ -120,7 +121,7 @@ def test_a_response_exactly_one_window_later_is_outside_it(conn: sqlite3.Connect
     assert find_alerts(conn, window_s=parse_window("14m")) == []
 
 
-def test_overlapping_windows_merge_into_one_period(conn: sqlite3.Connection) -> None:
+def test_overlapping_windows_merge_into_one_period(conn: Store) -> None:
     # Windows ending at 180 (4/4), 240 (4/5), 300 (4/6), 360 (4/7), 420 (4/8) qualify and
     # share responses; the one ending at 480 (4/9) does not. One period 0..420 with 8
     # responses, 4 negative; its peak window was all negative.
@@ -132,7 +133,7 @@ def test_overlapping_windows_merge_into_one_period(conn: sqlite3.Connection) -> 
     assert alert["peak_share"] == 1.0
 
 
-def test_periods_that_share_no_response_stay_apart(conn: sqlite3.Connection) -> None:
+def test_periods_that_share_no_response_stay_apart(conn: Store) -> None:
     # Burst one: the window ending at 30 is 4/4. Then four good answers from 1000 (1000 is
     # more than 900 s after 30, so no window holds both). Burst two: the window ending at
     # 1070 holds 1000..1070, 4 of 8 negative; it starts after burst one's last response.
@@ -142,14 +143,14 @@ def test_periods_that_share_no_response_stay_apart(conn: sqlite3.Connection) -> 
     assert spans(find_alerts(conn)) == [("k1", 0, 30, 4, 4), ("k1", 1000, 1070, 8, 4)]
 
 
-def test_responses_of_one_second_are_one_step(conn: sqlite3.Connection) -> None:
+def test_responses_of_one_second_are_one_step(conn: Store) -> None:
     # Four answers in the same second, two negative: the window ending at that second holds
     # all four, whatever their order in the table.
     store(conn, "k1", [(50, POS), (50, NEG), (50, POS), (50, NEG)])
     assert spans(find_alerts(conn)) == [("k1", 50, 50, 4, 2)]
 
 
-def test_windows_are_per_device(conn: sqlite3.Connection) -> None:
+def test_windows_are_per_device(conn: Store) -> None:
     # Together these would be 4 negatives within 90 s; each kiosk alone has 2.
     store(conn, "a", [(0, NEG), (60, NEG)])
     store(conn, "b", [(30, NEG), (90, NEG)])
@@ -163,7 +164,7 @@ def test_windows_are_per_device(conn: sqlite3.Connection) -> None:
 # -- what counts --------------------------------------------------------------------------
 
 
-def test_flagged_responses_only_with_include_flagged(conn: sqlite3.Connection) -> None:
+def test_flagged_responses_only_with_include_flagged(conn: Store) -> None:
     store(conn, "k1", [(0, NEG), (60, NEG, "rapid"), (120, NEG), (180, POS, "closed"),
                        (240, NEG)])
     # Without flags: 0, 120, 240 negative: 3 < 4.
@@ -172,7 +173,7 @@ def test_flagged_responses_only_with_include_flagged(conn: sqlite3.Connection) -
     assert spans(find_alerts(conn, include_flagged=True)) == [("k1", 0, 240, 5, 4)]
 
 
-def test_unknown_times_are_left_out(conn: sqlite3.Connection) -> None:
+def test_unknown_times_are_left_out(conn: Store) -> None:
     store(conn, "k1", [(0, NEG), (None, NEG), (60, NEG), (None, NEG), (120, POS)])
     assert conn.count_time_unknown("k1") == 2
     assert find_alerts(conn) == []  # 3 placed responses
@@ -180,7 +181,7 @@ def test_unknown_times_are_left_out(conn: sqlite3.Connection) -> None:
     assert spans(find_alerts(conn)) == [("k1", 0, 130, 4, 3)]
 
 
-def test_since_and_until_select_a_half_open_range(conn: sqlite3.Connection) -> None:
+def test_since_and_until_select_a_half_open_range(conn: Store) -> None:
     store(conn, "k1", [(0, NEG), (60, NEG), (120, NEG), (180, NEG)])
     assert spans(find_alerts(conn, since=T0, until=T0 + 181)) == [("k1", 0, 180, 4, 4)]
     assert find_alerts(conn, since=T0 + 1) == []  # drops the first
@@ -192,7 +193,7 @@ def test_since_and_until_select_a_half_open_range(conn: sqlite3.Connection) -> N
     assert len(find_alerts(conn, since=datetime(2026, 11, 23, 9, tzinfo=UTC))) == 1
 
 
-def test_device_and_location_filters(conn: sqlite3.Connection) -> None:
+def test_device_and_location_filters(conn: Store) -> None:
     burst = [(0, NEG), (60, NEG), (120, NEG), (180, NEG)]
     for device_id, place in (("a", "Lobby"), ("b", "Lobby"), ("c", "Annex")):
         store(conn, device_id, burst)
@@ -216,7 +217,7 @@ def host_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-def test_times_are_the_devices_local_time_else_the_hosts(conn: sqlite3.Connection,
+def test_times_are_the_devices_local_time_else_the_hosts(conn: Store,
                                                          host_zone: None) -> None:
     burst = [(0, NEG), (60, NEG), (120, NEG), (180, NEG)]
     store(conn, "berlin", burst)
@@ -233,7 +234,7 @@ def test_times_are_the_devices_local_time_else_the_hosts(conn: sqlite3.Connectio
     assert parse_when("2026-11-23", "--since") == T0 - 4 * 3600  # 00:00-05:00
 
 
-def test_a_period_across_the_end_of_summer_time(conn: sqlite3.Connection) -> None:
+def test_a_period_across_the_end_of_summer_time(conn: Store) -> None:
     # Berlin leaves summer time at 01:00 UTC on 2026-10-25: 02:55+02:00 then 02:05+01:00.
     change = int(datetime(2026, 10, 25, 1, 0, tzinfo=UTC).timestamp())
     store(conn, "k1", [(change - T0 + offset, NEG) for offset in (-300, -120, 120, 300)])
@@ -244,7 +245,7 @@ def test_a_period_across_the_end_of_summer_time(conn: sqlite3.Connection) -> Non
     assert alert["end_utc"] - alert["start_utc"] == 600
 
 
-def test_an_unknown_device_time_zone_is_reported(conn: sqlite3.Connection) -> None:
+def test_an_unknown_device_time_zone_is_reported(conn: Store) -> None:
     store(conn, "k1", [(0, NEG), (60, NEG), (120, NEG), (180, NEG)])
     describe(conn, "k1", time_zone="Mars/Olympus")
     with pytest.raises(DeskPulseError, match="k1 has the time zone 'Mars/Olympus'"):
@@ -270,13 +271,13 @@ def test_bad_window_lengths_are_refused(text: str) -> None:
     ({"negative": 0}, "--negative"), ({"negative": 1.5}, "--negative"),
     ({"minimum": 0}, "--min"), ({"window_s": 0}, "window"),
 ])
-def test_bad_thresholds_are_refused(conn: sqlite3.Connection, settings_: dict,
+def test_bad_thresholds_are_refused(conn: Store, settings_: dict,
                                     message: str) -> None:
     with pytest.raises(DeskPulseError, match=message):
         find_alerts(conn, **settings_)
 
 
-def test_bad_dates_are_refused(conn: sqlite3.Connection) -> None:
+def test_bad_dates_are_refused(conn: Store) -> None:
     with pytest.raises(DeskPulseError, match="--since 'yesterday' is not an ISO date"):
         find_alerts(conn, since="yesterday")
 
@@ -284,11 +285,11 @@ def test_bad_dates_are_refused(conn: sqlite3.Connection) -> None:
 # -- the command --------------------------------------------------------------------------
 
 
-def test_the_command_prints_a_table_and_json(conn: sqlite3.Connection, tmp_path: Path,
+def test_the_command_prints_a_table_and_json(conn: Store, db_target: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     store(conn, "k1", [(0, NEG), (60, NEG), (120, NEG), (180, NEG), (240, POS, "rapid")])
     describe(conn, "k1", name="Front <desk>", time_zone="UTC")
-    path = str(tmp_path / "deskpulse.db")
+    path = db_target
 
     assert cli.main(["alerts", "--db", path]) == 0
     table = capsys.readouterr().out.splitlines()
@@ -312,9 +313,9 @@ def test_the_command_prints_a_table_and_json(conn: sqlite3.Connection, tmp_path:
     assert capsys.readouterr().out.strip() == "no alerts in this selection"
 
 
-def test_the_command_explains_bad_values(tmp_path: Path,
+def test_the_command_explains_bad_values(db_target: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    path = str(tmp_path / "deskpulse.db")
+    path = db_target
     open_store(path).close()
     assert cli.main(["alerts", "--db", path, "--window", "15 minutes"]) == 2
     err = capsys.readouterr().err
@@ -369,17 +370,16 @@ def literal_periods(answers: list[tuple[int, int]], window_s: int, negative: flo
        window_s=st.sampled_from([60, 300, 900]), negative=st.sampled_from([0.3, 0.5, 0.75, 1]),
        minimum=st.integers(1, 5))
 @pytest.mark.slow
-def test_streaming_search_matches_the_definition(tmp_path_factory: pytest.TempPathFactory,
+@pytest.mark.parametrize("engine", STORE_ENGINES)
+def test_streaming_search_matches_the_definition(request: pytest.FixtureRequest, engine: str,
+                                                 tmp_path_factory: pytest.TempPathFactory,
                                                  answers: list[tuple[int, int]],
                                                  window_s: int, negative: float,
                                                  minimum: int) -> None:
-    connection = open_store(tmp_path_factory.mktemp("prop") / "deskpulse.db")
-    try:
+    with fresh_store(request, engine, tmp_path_factory.mktemp("prop")) as connection:
         if answers:
             store(connection, "k1", answers)
         found = [(a["start_utc"] - T0, a["end_utc"] - T0, a["responses"], a["negative"])
                  for a in find_alerts(connection, window_s=window_s, negative=negative,
                                       minimum=minimum)]
-    finally:
-        connection.close()
     assert found == literal_periods(answers, window_s, negative, minimum)

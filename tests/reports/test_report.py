@@ -8,17 +8,18 @@ import random
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import STORE_ENGINES, fresh_store
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.reports import figures as report
 from deskpulse.store import open_store
+from deskpulse.store.base import Store
 from deskpulse.store.sqlite import SqliteStore
 
 STATUS: dict[str, Any] = {"board": "esp32-devkitc-ssd1680", "firmware": "0.1.0"}
@@ -48,16 +49,16 @@ def resp(seq: int, wall: int | None, rating: int, scale: int, told: str, *,
                     config_version=1)
 
 
-def store(conn: sqlite3.Connection, device_id: str, responses: list[Response],
+def store(conn: Store, device_id: str, responses: list[Response],
           anchors: list[Anchor] | None = None) -> None:
     conn.store_batch(device_id, responses, anchors or [], STATUS, "serial", now=1795428000)
 
 
-def place(conn: sqlite3.Connection, device_id: str, *, zone: str | None = None,
+def place(conn: Store, device_id: str, *, zone: str | None = None,
           location: str | None = None, name: str | None = None) -> None:
-    conn.connection.execute(
-        "UPDATE devices SET time_zone = ?, location = ?, name = ? WHERE device_id = ?",
-        (zone, location, name, device_id))
+    """Set all three (None clears one), through the store's interface."""
+    conn.describe_device(device_id, time_zone=zone or "", location=location or "",
+                         name=name or "")
 
 
 @pytest.fixture(autouse=True)
@@ -66,8 +67,9 @@ def host_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    c = open_store(tmp_path / "deskpulse.db")
+def conn(db_target: str) -> Iterator[Store]:
+    """A new store on each engine in turn (SQLite, PostgreSQL)."""
+    c = open_store(db_target)
     yield c
     c.close()
 
@@ -113,7 +115,7 @@ def test_newcombe_matches_the_published_example() -> None:
 
 
 @pytest.fixture
-def three(conn: sqlite3.Connection) -> sqlite3.Connection:
+def three(conn: Store) -> Store:
     store(conn, "front", [
         resp(1, utc("2026-03-28T23:30"), 5, 5, "yes"),
         resp(2, utc("2026-03-29T00:59"), 4, 5, "no"),
@@ -143,7 +145,7 @@ def heat_cells(rep: dict[str, Any]) -> dict[tuple[str, int], tuple[int, float | 
             for d in range(7) for hour in range(24) if h["responses"][d][hour]}
 
 
-def test_whole_range_by_hand(three: sqlite3.Connection) -> None:
+def test_whole_range_by_hand(three: Store) -> None:
     rep = report.build_report(three)
     # Counted: f1-f4, f6 (time unknown counts without a range), b1, b2, s1-s3; f5 rapid
     # and b3 closed are left out.
@@ -213,7 +215,7 @@ def test_whole_range_by_hand(three: sqlite3.Connection) -> None:
     ])
 
 
-def test_flagged_included_by_hand(three: sqlite3.Connection) -> None:
+def test_flagged_included_by_hand(three: Store) -> None:
     rep = report.build_report(three, include_flagged=True)
     # + f5 (5 of 5, yes, Mon 10h Berlin) and b3 (3 of 3, no, Sun 21h New York): both top.
     assert rep["responses"] == 12
@@ -225,7 +227,7 @@ def test_flagged_included_by_hand(three: sqlite3.Connection) -> None:
     assert [t["responses"] for t in rep["trend"]] == [6, 4, 1]
 
 
-def test_a_range_leaves_unknown_times_out(three: sqlite3.Connection) -> None:
+def test_a_range_leaves_unknown_times_out(three: Store) -> None:
     # The UTC day of the 29th (the host is in UTC): f2 f3 f4 b1 b2 only; f1 is the 28th in
     # UTC although Sunday in Berlin. Neither flagged response falls inside.
     rep = report.build_report(three, since="2026-03-29", until="2026-03-30")
@@ -246,7 +248,7 @@ def test_a_range_leaves_unknown_times_out(three: sqlite3.Connection) -> None:
     assert rep["devices"][-1]["csat"] is None
 
 
-def test_device_and_location_filters(three: sqlite3.Connection) -> None:
+def test_device_and_location_filters(three: Store) -> None:
     rep = report.build_report(three, device="back")
     assert rep["responses"] == 2 and [d["device_id"] for d in rep["devices"]] == ["back"]
     assert rep["flagged"] == {"rapid": 0, "closed": 1, "included": False}
@@ -256,7 +258,7 @@ def test_device_and_location_filters(three: sqlite3.Connection) -> None:
     assert [loc["location"] for loc in rep["locations"]] == ["Mitte"]
 
 
-def test_offsets_and_local_defaults_in_the_bounds(three: sqlite3.Connection,
+def test_offsets_and_local_defaults_in_the_bounds(three: Store,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # 2026-03-29T02:00+02:00 is 00:00Z: the same range as the UTC dates.
     by_offset = report.build_report(three, since="2026-03-29T02:00+02:00",
@@ -273,7 +275,7 @@ def test_offsets_and_local_defaults_in_the_bounds(three: sqlite3.Connection,
 # -- the fall-back night in Berlin -------------------------------------------------------------
 
 
-def test_fall_back_night_counts_both_half_past_twos(conn: sqlite3.Connection) -> None:
+def test_fall_back_night_counts_both_half_past_twos(conn: Store) -> None:
     # 2026-10-25: 03:00 CEST becomes 02:00 CET at 01:00Z, so 02:30 happens twice. The local
     # Sunday runs from 24th 22:00Z to 25th 23:00Z: 25 hours.
     store(conn, "berlin", [
@@ -297,7 +299,7 @@ def test_fall_back_night_counts_both_half_past_twos(conn: sqlite3.Connection) ->
             ("2026-10-24", 1), ("2026-10-25", 4), ("2026-10-26", 1)]
 
 
-def test_spring_forward_day_is_23_hours(conn: sqlite3.Connection) -> None:
+def test_spring_forward_day_is_23_hours(conn: Store) -> None:
     store(conn, "berlin", [
         resp(1, utc("2026-03-28T22:59"), 3, 3, "yes"),  # Sat 23:59 CET
         resp(2, utc("2026-03-28T23:00"), 3, 3, "yes"),  # Sun 00:00 CET
@@ -315,7 +317,7 @@ def test_spring_forward_day_is_23_hours(conn: sqlite3.Connection) -> None:
 # -- small and degenerate selections -----------------------------------------------------------
 
 
-def test_an_empty_database_gives_zeros_and_nulls(conn: sqlite3.Connection) -> None:
+def test_an_empty_database_gives_zeros_and_nulls(conn: Store) -> None:
     rep = report.build_report(conn)
     assert rep["responses"] == 0 and rep["ratings"] == {}
     assert rep["csat"] is None and rep["told_next_rate"] is None
@@ -328,14 +330,14 @@ def test_an_empty_database_gives_zeros_and_nulls(conn: sqlite3.Connection) -> No
     assert rep["time_unknown"] == 0
 
 
-def test_a_range_with_nothing_in_it(three: sqlite3.Connection) -> None:
+def test_a_range_with_nothing_in_it(three: Store) -> None:
     rep = report.build_report(three, since="2025-01-01", until="2025-02-01")
     assert rep["responses"] == 0 and rep["csat"] is None and rep["trend"] == []
     assert rep["time_unknown"] == 1
     assert all(d["responses"] == 0 and d["csat"] is None for d in rep["devices"])
 
 
-def test_a_single_response(conn: sqlite3.Connection) -> None:
+def test_a_single_response(conn: Store) -> None:
     store(conn, "solo", [resp(1, utc("2026-06-03T10:20"), 2, 5, "yes")])  # a Wednesday
     rep = report.build_report(conn)
     assert rep["responses"] == 1 and rep["csat"] == 0.0
@@ -350,7 +352,7 @@ def test_a_single_response(conn: sqlite3.Connection) -> None:
                              "told_next_rate": 1.0, "mean_rating": 0.25}]
 
 
-def test_all_flagged(conn: sqlite3.Connection) -> None:
+def test_all_flagged(conn: Store) -> None:
     store(conn, "busy", [
         resp(1, utc("2026-06-03T10:00"), 5, 5, "yes", rapid=True),
         resp(2, utc("2026-06-03T10:01"), 1, 5, "no", rapid=True, closed=True),
@@ -364,7 +366,7 @@ def test_all_flagged(conn: sqlite3.Connection) -> None:
     assert rep["flagged"] == {"rapid": 2, "closed": 2, "included": True}
 
 
-def test_unknown_times_placed_later_by_an_anchor(conn: sqlite3.Connection) -> None:
+def test_unknown_times_placed_later_by_an_anchor(conn: Store) -> None:
     store(conn, "late", [resp(1, None, 4, 4, "yes", boot=3, uptime=100)])
     assert report.build_report(conn)["time_unknown"] == 1
     assert report.build_report(conn, since="2026-01-01")["responses"] == 0
@@ -375,7 +377,7 @@ def test_unknown_times_placed_later_by_an_anchor(conn: sqlite3.Connection) -> No
     assert heat_cells(rep) == {("Mon", 11): (1, 1.0)}
 
 
-def test_a_new_zone_moves_the_figures(three: sqlite3.Connection) -> None:
+def test_a_new_zone_moves_the_figures(three: Store) -> None:
     before = report.build_report(three, device="side")
     assert heat_cells(before)[("Mon", 9)] == (2, 0.5)
     place(three, "side", zone="Asia/Tokyo")  # +9: 09:00Z is 18:00
@@ -384,7 +386,7 @@ def test_a_new_zone_moves_the_figures(three: sqlite3.Connection) -> None:
     assert [t["date"] for t in after["trend"]] == ["2026-03-30", "2026-04-01"]
 
 
-def test_the_host_zone_is_the_default(three: sqlite3.Connection,
+def test_the_host_zone_is_the_default(three: Store,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "Asia/Kolkata")  # +5:30: 09:00Z is 14:30, 17:45Z is 23:15
     rep = report.build_report(three, device="side")
@@ -404,13 +406,13 @@ def test_the_host_zone_is_the_default(three: sqlite3.Connection,
     ({"device": "nobody"}, "no device 'nobody'"),
     ({"location": "Atlantis"}, "no device is at location 'Atlantis'"),
 ])
-def test_bad_selections_are_domain_errors(three: sqlite3.Connection, options: dict[str, Any],
+def test_bad_selections_are_domain_errors(three: Store, options: dict[str, Any],
                                           message: str) -> None:
     with pytest.raises(DeskPulseError, match=message):
         report.build_report(three, **options)
 
 
-def test_an_unknown_zone_is_a_domain_error(three: sqlite3.Connection) -> None:
+def test_an_unknown_zone_is_a_domain_error(three: Store) -> None:
     place(three, "back", zone="Mars/Olympus_Mons")
     with pytest.raises(DeskPulseError, match="Mars/Olympus_Mons.*not an IANA"):
         report.build_report(three)
@@ -424,7 +426,7 @@ ZONES = [None, "Europe/Berlin", "America/St_Johns", "Asia/Kolkata", "Australia/L
          "Pacific/Kiritimati"]
 
 
-def random_dataset(conn: sqlite3.Connection, rng: random.Random, devices: int,
+def random_dataset(conn: Store, rng: random.Random, devices: int,
                    per_device: int) -> None:
     start = utc("2025-09-20T00:00")
     for i in range(devices):
@@ -469,11 +471,11 @@ def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 @pytest.mark.slow
-def test_rollups_agree_with_the_raw_scan(conn: sqlite3.Connection) -> None:
+def test_rollups_agree_with_the_raw_scan(conn: Store) -> None:
     rng = random.Random(6)
     random_dataset(conn, rng, devices=5, per_device=400)
-    instants = [w for (w,) in conn.connection.execute(
-        "SELECT wall FROM responses WHERE wall IS NOT NULL")]
+    instants = [r["wall"] for i in range(5) for r in conn.responses_of(f"d{i}")
+                if r["wall"] is not None]
     low, high = min(instants), max(instants)
     cases: list[dict[str, Any]] = [{}, {"include_flagged": True}, {"location": "A"},
                                    {"device": "d1", "include_flagged": True}]
@@ -495,27 +497,28 @@ def test_rollups_agree_with_the_raw_scan(conn: sqlite3.Connection) -> None:
 @given(seed=st.integers(0, 2**32 - 1), since=st.integers(0, 150), length=st.integers(1, 150),
        flagged=st.booleans())
 @pytest.mark.slow
+@pytest.mark.parametrize("engine", STORE_ENGINES)
 def test_rollups_agree_with_the_raw_scan_on_any_dataset(
-        tmp_path_factory: pytest.TempPathFactory, seed: int, since: int, length: int,
-        flagged: bool) -> None:
-    conn = open_store(tmp_path_factory.mktemp("db") / "deskpulse.db")
-    try:
+        request: pytest.FixtureRequest, engine: str, tmp_path_factory: pytest.TempPathFactory,
+        seed: int, since: int, length: int, flagged: bool) -> None:
+    with fresh_store(request, engine, tmp_path_factory.mktemp("db")) as conn:
         random_dataset(conn, random.Random(seed), devices=2, per_device=60)
         start = utc("2025-09-20T00:00") + since * 3 * 3600
         case = {"since": start, "until": start + length * 5 * 3600, "include_flagged": flagged}
         for c in (case, {}):
             assert same(report.build_report(conn, **c), report.build_report_raw(conn, **c))
-    finally:
-        conn.close()
 
 
-def test_a_recount_on_a_read_only_database_is_a_domain_error(three: sqlite3.Connection,
-                                                             tmp_path: Path) -> None:
+def test_a_recount_on_a_read_only_database_is_a_domain_error(three: Store,
+                                                             db_target: str) -> None:
     place(three, "side", zone="Asia/Tokyo")  # the rollups of side must be rebuilt
-    (path,) = [Path(row[2]) for row in three.connection.execute("PRAGMA database_list")
-               if row[1] == "main"]
-    reader = SqliteStore(
-        sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None), str(path))
+    if isinstance(three, SqliteStore):
+        reader: Store = SqliteStore(sqlite3.connect(
+            f"file:{db_target}?mode=ro", uri=True, isolation_level=None), db_target)
+    else:  # a PostgreSQL session that may not write (as on a replica)
+        reader = open_store(db_target)
+        reader.connection.execute(  # type: ignore[attr-defined]
+            "SET default_transaction_read_only = on")
     try:
         with pytest.raises(DeskPulseError, match="side.*recounted"):
             report.build_report(reader)

@@ -1,11 +1,11 @@
-"""`deskpulse report` in-process: every format on a small dataset worked out by hand."""
+"""`deskpulse report` in-process: every format on a small dataset worked out by hand, on
+each store engine (`db_target`)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -35,8 +35,9 @@ def host_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> Path:
-    file = tmp_path / "deskpulse.db"
+def path(db_target: str) -> str:
+    """The --db of a store holding the data above, on each engine in turn."""
+    file = db_target
     conn = open_store(file)
     conn.store_batch("desk-1", [
         resp(1, utc("2026-06-01T08:00"), 5, 5, "yes"),
@@ -48,8 +49,7 @@ def path(tmp_path: Path) -> Path:
         resp(1, utc("2026-06-02T15:00"), 3, 3, "no"),
         resp(2, utc("2026-06-02T16:00"), 1, 3, "yes", closed=True),
     ], [], STATUS, "wifi")
-    conn.connection.execute("UPDATE devices SET time_zone = 'Europe/Berlin', location = 'Hall' "
-                 "WHERE device_id = 'desk-1'")
+    conn.describe_device("desk-1", time_zone="Europe/Berlin", location="Hall")
     conn.close()
     return file
 
@@ -60,7 +60,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_json_is_the_report_dict(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_is_the_report_dict(path: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--db", str(path), "--format", "json")
     assert code == 0
     rep = json.loads(out)
@@ -78,7 +78,7 @@ def test_json_is_the_report_dict(path: Path, capsys: pytest.CaptureFixture[str])
     conn.close()
 
 
-def test_json_with_a_range_and_flags(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_with_a_range_and_flags(path: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--db", str(path), "--format", "json", "--since",
                        "2026-06-01T10:30+02:00", "--until", "2026-06-03",
                        "--include-flagged")
@@ -91,7 +91,7 @@ def test_json_with_a_range_and_flags(path: Path, capsys: pytest.CaptureFixture[s
     assert rep["csat"] == pytest.approx(2 / 4)  # #3 (5 of 5), desk-2 #1 (3 of 3)
 
 
-def test_table_holds_the_key_numbers(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_holds_the_key_numbers(path: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--db", str(path))
     assert code == 0
     assert "\x1b[" not in out  # not a terminal: plain text
@@ -118,7 +118,7 @@ def test_table_holds_the_key_numbers(path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_a_corrected_device_clock_is_one_line_of_the_table_and_a_json_field(
-        path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        path: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--db", str(path))
     assert code == 0 and "clock corrected" not in out
     assert json.loads(run(capsys, "--db", str(path), "--format", "json")[1])[
@@ -158,7 +158,7 @@ def test_table_on_a_terminal_has_colour() -> None:
     assert "responses" in plain and "\x1b[" not in plain
 
 
-def test_csv_has_one_row_per_response(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_csv_has_one_row_per_response(path: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--db", str(path), "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0
@@ -173,7 +173,7 @@ def test_csv_has_one_row_per_response(path: Path, capsys: pytest.CaptureFixture[
     assert rows[3]["local_time"] == "2026-06-02T15:00:00+00:00"
 
 
-def test_csv_to_a_file_with_flags(path: Path, tmp_path: Path,
+def test_csv_to_a_file_with_flags(path: str, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "out.csv"
     code, out, _ = run(capsys, "--db", str(path), "--format", "csv", "--include-flagged",
@@ -184,7 +184,7 @@ def test_csv_to_a_file_with_flags(path: Path, tmp_path: Path,
     assert len(rows) == 5  # the unknown time cannot be placed in a range
 
 
-def test_html_uses_the_html_and_alert_modules(path: Path, tmp_path: Path,
+def test_html_uses_the_html_and_alert_modules(path: str, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "report.html"
     code, _, err = run(capsys, "--db", str(path), "--format", "html", "-o", str(target))
@@ -200,25 +200,23 @@ def test_html_uses_the_html_and_alert_modules(path: Path, tmp_path: Path,
     (["--location", "Roof"], "no device is at location 'Roof'"),
     (["-o", "/nonexistent-dir/out.txt"], "cannot write /nonexistent-dir/out.txt"),
 ])
-def test_bad_input_is_one_clear_line(path: Path, capsys: pytest.CaptureFixture[str],
+def test_bad_input_is_one_clear_line(path: str, capsys: pytest.CaptureFixture[str],
                                      args: list[str], message: str) -> None:
     code, out, err = run(capsys, "--db", str(path), *args)
     assert code == 2 and out == ""
     assert err.startswith("deskpulse: ") and message in err and "Traceback" not in err
 
 
-def test_an_unknown_zone_is_one_clear_line(path: Path,
+def test_an_unknown_zone_is_one_clear_line(path: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE devices SET time_zone = 'Europe/Atlantis' WHERE device_id = 'desk-2'")
-    conn.commit()
-    conn.close()
+    with open_store(path) as conn:
+        conn.describe_device("desk-2", time_zone="Europe/Atlantis")
     code, _, err = run(capsys, "--db", str(path))
     assert code == 2 and "desk-2" in err and "Europe/Atlantis" in err
 
 
-def test_an_empty_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = str(tmp_path / "empty.db")
+def test_an_empty_database(db_target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = db_target
     open_store(path).close()  # as a sync that found no kiosk leaves it
     for fmt in ("table", "json", "csv"):
         code, out, _ = run(capsys, "--db", path, "--format", fmt)
@@ -229,7 +227,7 @@ def test_an_empty_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert json.loads(out)["csat"] is None
 
 
-def test_a_failed_report_leaves_no_file(path: Path, tmp_path: Path,
+def test_a_failed_report_leaves_no_file(path: str, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "never.json"
     code, _, _ = run(capsys, "--db", str(path), "--format", "json", "--device", "nope",

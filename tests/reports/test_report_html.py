@@ -8,7 +8,6 @@ import copy
 import json
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from deskpulse.reports.alerts import find_alerts
 from deskpulse.reports.figures import build_report
 from deskpulse.reports.html import CHART_IDS, COLOURS, render
 from deskpulse.store import open_store
+from deskpulse.store.base import Store
 
 HOSTILE_NAME = '<b>Desk & "Co"</b> $\\frac{1}{0}$'
 HOSTILE_PLACE = "</table><script>alert('x')</script>"
@@ -502,7 +502,7 @@ def test_any_text_from_the_database_comes_out_as_text(name: str, place: str) -> 
 # -- a real report from a small database --------------------------------------------------
 
 
-def small_database(path: Path) -> sqlite3.Connection:
+def small_database(path: str | Path) -> Store:
     """k1 (UTC): a burst of 4 worst faces Monday 09:00-09:03 (an alert), 4 best faces from
     09:30, 2 second-worst Wednesday 14:00, 1 best Thursday 15:00 (not told). k2 (Berlin):
     6 best faces Tuesday, one an hour from 10:00 UTC, and a rapid worst face (left out)."""
@@ -521,13 +521,12 @@ def small_database(path: Path) -> sqlite3.Connection:
                      rapid=rapid, closed=False, boot=1, uptime_s=i, wall=wall,
                      config_version=1)
             for i, (wall, rating, told, rapid) in enumerate(answers)], [], {}, "serial")
-        conn.connection.execute("UPDATE devices SET name = ?, time_zone = ? WHERE device_id = ?",
-                     (f"Desk {device_id}", zone, device_id))
+        conn.describe_device(device_id, name=f"Desk {device_id}", time_zone=zone)
     return conn
 
 
-def test_a_real_report_from_a_small_database(tmp_path: Path) -> None:
-    conn = small_database(tmp_path / "deskpulse.db")
+def test_a_real_report_from_a_small_database(db_target: str) -> None:
+    conn = small_database(db_target)
     try:
         report, alerts = build_report(conn), find_alerts(conn)
     finally:
@@ -545,8 +544,8 @@ def test_a_real_report_from_a_small_database(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_corrected_device_clock_is_one_line(tmp_path: Path) -> None:
-    conn = small_database(tmp_path / "deskpulse.db")
+def test_a_corrected_device_clock_is_one_line(db_target: str) -> None:
+    conn = small_database(db_target)
     try:
         assert 'id="clock-corrected"' not in render(build_report(conn), [])
         # k3 stamped 37 answers with a clock a year ahead; its boot's anchor says otherwise.

@@ -44,6 +44,8 @@ from deskpulse.sim.push_client import (
 )
 from deskpulse.sim.serve_process import ServeProcess
 from deskpulse.store import open_store
+from deskpulse.store.base import Store
+from deskpulse.store.copy import COPY_TABLES, CopyTable
 from deskpulse.store.sqlite import schema
 
 PATIENCE = 120.0  # an upper bound for threads to finish; never asserted as a duration
@@ -85,25 +87,32 @@ class Kiosk:
         return build_request(self.device_id, self.key, nonce, body), nonce
 
 
-def register(conn: sqlite3.Connection, tmp_path: Path, device_id: str) -> Kiosk:
+def register(conn: Store, tmp_path: Path, device_id: str) -> Kiosk:
     out = tmp_path / f"{device_id}.json"
     registration.add_device(conn, device_id, "http://127.0.0.1:8080", out)
     return Kiosk(device_id, bytes.fromhex(json.loads(out.read_text())["sync"]["device_key"]))
 
 
-def snapshot(conn: sqlite3.Connection) -> tuple[Any, ...]:
-    """Everything a push may change."""
-    return tuple(conn.connection.execute(q).fetchall() for q in (
-        "SELECT count(*) FROM responses", "SELECT count(*) FROM syncs",
-        "SELECT * FROM anchors ORDER BY 1, 2, 3",
-        "SELECT device_id, nonce_boot, nonce_count FROM device_keys ORDER BY 1",
-        "SELECT device_id, last_sync, last_status FROM devices ORDER BY 1"))
+def rows_of(conn: Store, table: CopyTable, device_id: str) -> list[tuple[Any, ...]]:
+    """Every row of the device in a table (store/copy.py's columns), on any engine."""
+    return conn.copy_rows(table, device_id, None, 1 << 30)
+
+
+def snapshot(conn: Store) -> tuple[Any, ...]:
+    """Everything a push may change: every row of every device."""
+    return tuple((facts.device_id, table, rows_of(conn, table, facts.device_id))
+                 for facts in conn.device_facts() for table in COPY_TABLES)
+
+
+def nonce_of(conn: Store, device_id: str) -> tuple[int, int]:
+    (_, _, _, boot, count), = rows_of(conn, "device_keys", device_id)
+    return boot, count
 
 
 @dataclass
 class Site:
     client: TestClient
-    conn: sqlite3.Connection
+    conn: Store
     front: Kiosk
     back: Kiosk
 
@@ -124,8 +133,8 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    dbfile = tmp_path / "server.db"
+def site(tmp_path: Path, db_target: str) -> Iterator[Site]:
+    dbfile = db_target
     conn = open_store(dbfile)
     front, back = register(conn, tmp_path, "front-1"), register(conn, tmp_path, "back-2")
     with TestClient(create_app(dbfile)) as client:
@@ -154,12 +163,9 @@ def test_a_push_is_stored_then_answered_with_a_signature_that_verifies(site: Sit
         (r.seq, r.rating, r.wall) for r in responses]
     record = site.conn.latest_sync("front-1")
     assert record is not None and record.transport == "wifi" and record.status == STATUS
-    assert site.conn.connection.execute(
-        "SELECT nonce_boot, nonce_count FROM device_keys WHERE device_id = 'front-1'"
-    ).fetchone() == (1, 1)
+    assert nonce_of(site.conn, "front-1") == (1, 1)
     # The server's receipt anchor: the body's boot and uptime at the server's time.
-    (anchor,) = site.conn.connection.execute(
-        "SELECT boot, uptime_s, wall, source FROM anchors").fetchall()
+    (anchor,) = [row[1:] for row in rows_of(site.conn, "anchors", "front-1")]
     assert anchor[:2] == (1, responses[-1].uptime_s + 5) and anchor[3] == RECEIPT_SOURCE
     assert before <= anchor[2] <= after
     # It places the boot's responses (docs/time.md), the device's stamps kept beside.
@@ -180,8 +186,7 @@ def test_the_answer_is_bound_to_the_request_nonce_and_the_key(site: Site) -> Non
 def test_the_server_anchor_places_responses_of_a_kiosk_without_a_clock(site: Site) -> None:
     responses = make_responses(1, 5, clock_known=False)
     assert site.push(site.front, responses).ok
-    ((boot, uptime_s, wall),) = site.conn.connection.execute(
-        "SELECT boot, uptime_s, wall FROM anchors WHERE device_id = 'front-1'").fetchall()
+    ((_, boot, uptime_s, wall, _),) = rows_of(site.conn, "anchors", "front-1")
     for r in site.conn.responses_of("front-1"):
         assert r["time_source"] == "anchor"
         assert r["wall"] == wall + (r["uptime_s"] - uptime_s)
@@ -189,9 +194,8 @@ def test_the_server_anchor_places_responses_of_a_kiosk_without_a_clock(site: Sit
     # no more receipt anchors are stored for that boot.
     assert site.push(site.front, make_responses(6, 1, clock_known=False),
                      anchors=[Anchor(1, 30, WALL_BASE, 2)]).ok
-    assert site.conn.connection.execute(
-        "SELECT source, count(*) FROM anchors GROUP BY source").fetchall() == [
-            (2, 1), (RECEIPT_SOURCE, 1)]
+    assert sorted(row[4] for row in rows_of(site.conn, "anchors", "front-1")) == [
+        2, RECEIPT_SOURCE]
     for r in site.conn.responses_of("front-1"):
         assert r["wall"] == WALL_BASE + r["uptime_s"] - 30
 
@@ -205,7 +209,7 @@ def test_retries_with_a_new_nonce_are_stored_once(site: Site) -> None:
     overlap = site.push(site.front, make_responses(6, 10))
     assert (overlap.ok, overlap.acked, overlap.new, overlap.duplicates) == (True, 15, 5, 5)
     assert [r["seq"] for r in site.conn.responses_of("front-1")] == list(range(1, 16))
-    assert site.conn.connection.execute("SELECT count(*) FROM syncs").fetchone() == (3,)
+    assert len(rows_of(site.conn, "syncs", "front-1")) == 3
 
 
 def test_an_empty_batch_records_the_status_and_acks_nothing(site: Site) -> None:
@@ -220,8 +224,7 @@ def test_an_empty_batch_records_the_status_and_acks_nothing(site: Site) -> None:
 def test_a_replayed_request_stores_nothing(site: Site) -> None:
     request, _ = site.front.request(make_responses(1, 5))
     assert site.send(request).status_code == 200
-    site.conn.connection.execute("DELETE FROM responses")  # so that a replay would show
-    before = snapshot(site.conn)
+    before = snapshot(site.conn)  # its sync records too: a replay stored would show
     reply = site.send(request)
     assert reply.status_code == 409 and "replayed" in reply.json()["error"]
     assert snapshot(site.conn) == before
@@ -239,8 +242,7 @@ def test_a_stale_nonce_is_refused_and_a_new_boot_is_accepted(site: Site) -> None
         assert snapshot(site.conn) == before
     kiosk.boot, kiosk.count = 3, 0  # rebooted: the counter starts again at 1
     assert site.push(kiosk, make_responses(3, 2)).ok
-    assert site.conn.connection.execute("SELECT nonce_boot, nonce_count FROM device_keys WHERE "
-                             "device_id = 'front-1'").fetchone() == (3, 1)
+    assert nonce_of(site.conn, "front-1") == (3, 1)
 
 
 def test_one_kiosks_key_cannot_push_for_another(site: Site) -> None:
@@ -481,7 +483,7 @@ def test_the_body_is_read_no_further_than_the_bound(tmp_path: Path) -> None:
     asyncio.run(app(scope, receive, send))
     assert messages[0]["status"] == 413
     assert signing.MAX_BODY < sent <= signing.MAX_BODY + 1024
-    assert kiosk.count == 0 and snapshot(conn)[0] == [(0,)]
+    assert kiosk.count == 0 and conn.response_counts() == {}
     conn.close()
 
 
@@ -617,8 +619,8 @@ def test_a_server_clock_outside_2000_2100_sets_no_time_and_no_anchor(
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[ServeProcess, sqlite3.Connection]]:
-    dbfile = tmp_path / "served.db"
+def served(tmp_path: Path, db_target: str) -> Iterator[tuple[ServeProcess, Store]]:
+    dbfile = db_target
     conn = open_store(dbfile)
     server = ServeProcess(dbfile)
     try:
@@ -643,7 +645,7 @@ def _raw_exchange(port: int, data: bytes) -> bytes:
     return answer
 
 
-def test_serve_end_to_end_over_http(served: tuple[ServeProcess, sqlite3.Connection],
+def test_serve_end_to_end_over_http(served: tuple[ServeProcess, Store],
                                     tmp_path: Path) -> None:
     server, conn = served
     kiosk = register(conn, tmp_path, "desk-9")
@@ -689,22 +691,26 @@ class LoadResult:
     network_errors: int = 0
 
 
-def _push_until_acked(url: str, kiosk: Kiosk, batches: int, size: int, result: LoadResult,
-                      lock: threading.Lock, start: threading.Barrier | None = None,
+def _push_until_acked(url: str | list[str], kiosk: Kiosk, batches: int, size: int,
+                      result: LoadResult, lock: threading.Lock,
+                      start: threading.Barrier | None = None,
                       progress: Callable[[], None] = lambda: None) -> None:
     """What a kiosk does: push each batch until an answer verifies; a network error or
-    a 5xx means retry with a new nonce, as the firmware's backoff would."""
+    a 5xx means retry with a new nonce, as the firmware's backoff would. Given several
+    servers, each attempt goes to the next one, as behind a load balancer."""
     rng = random.Random(kiosk.device_id)
     if start is not None:
         start.wait(PATIENCE)
-    client = PushClient(url, timeout=30)
+    clients = [PushClient(u, timeout=30) for u in ([url] if isinstance(url, str) else url)]
+    turn = rng.randrange(len(clients))
     try:
         for b in range(batches):
             responses = make_responses(1 + b * size, size)
             for _attempt in range(400):
                 request, nonce = kiosk.request(responses)
+                turn += 1
                 try:
-                    answer = client.send(request, kiosk.key, nonce)
+                    answer = clients[turn % len(clients)].send(request, kiosk.key, nonce)
                 except (OSError, http.client.HTTPException):
                     with lock:
                         result.network_errors += 1
@@ -724,17 +730,18 @@ def _push_until_acked(url: str, kiosk: Kiosk, batches: int, size: int, result: L
                     result.failures.append(f"{kiosk.device_id} batch {b}: never acked")
                 return
     finally:
-        client.close()
+        for client in clients:
+            client.close()
 
 
-def _check_exactly_once(conn: sqlite3.Connection, kiosks: list[Kiosk], expected: int) -> None:
+def _check_exactly_once(conn: Store, kiosks: list[Kiosk], expected: int) -> None:
     for kiosk in kiosks:
         seqs = [r["seq"] for r in conn.responses_of(kiosk.device_id)]
         assert seqs == list(range(1, expected + 1)), kiosk.device_id
 
 
 @pytest.mark.slow
-def test_many_kiosks_push_at_once(served: tuple[ServeProcess, sqlite3.Connection],
+def test_many_kiosks_push_at_once(served: tuple[ServeProcess, Store],
                                   tmp_path: Path) -> None:
     server, conn = served
     devices, batches, size = 50, 4, 50
@@ -767,8 +774,8 @@ def test_many_kiosks_push_at_once(served: tuple[ServeProcess, sqlite3.Connection
 
 @pytest.mark.slow
 def test_a_server_killed_mid_load_and_restarted_loses_and_doubles_nothing(
-        tmp_path: Path) -> None:
-    dbfile = tmp_path / "served.db"
+        tmp_path: Path, db_target: str) -> None:
+    dbfile = db_target
     conn = open_store(dbfile)
     devices, batches, size = 20, 10, 50
     kiosks = [register(conn, tmp_path, f"k{n:02d}") for n in range(devices)]
@@ -809,7 +816,7 @@ def test_a_server_killed_mid_load_and_restarted_loses_and_doubles_nothing(
     _check_exactly_once(conn, kiosks, batches * size)
     # Every response stored was counted new exactly once, in an answer or in a commit
     # whose answer the kill swallowed (its retry then reported duplicates).
-    stored = conn.connection.execute("SELECT count(*) FROM responses").fetchone()[0]
+    stored = sum(conn.response_counts().values())
     assert stored == devices * batches * size
     assert sum(a.new for a in result.answers) <= stored
     assert not any("database is locked" in line for line in first.log + second.log)

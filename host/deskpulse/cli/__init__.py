@@ -19,6 +19,7 @@ from deskpulse.cli import (
     alerts,
     boards,
     config,
+    db,
     deploy,
     devices,
     flash,
@@ -33,7 +34,7 @@ from deskpulse.cli import (
 from deskpulse.errors import DeskPulseError
 
 COMMAND_GROUPS = (sim, boards, image, flash, provision, deploy, sync, config, devices, sites,
-                  serve, alerts, report)
+                  serve, alerts, report, db)
 
 
 class _VersionAction(argparse.Action):

@@ -136,7 +136,7 @@ def do_provision(args: argparse.Namespace) -> int:
         extra["baud"] = args.baud
     options = provision.Options(
         board=args.board, firmware=args.firmware, template=args.template,
-        db=Path(args.db) if args.db else None, server=args.server,
+        db=args.db or None, server=args.server,
         wifi_ssid=args.wifi_ssid, wifi_password=password, ids_file=args.ids,
         location=args.location, record=args.record, labels=args.labels,
         new_key=args.new_key, wait_push=args.wait_push, **extra)

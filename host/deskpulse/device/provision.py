@@ -56,7 +56,7 @@ from deskpulse.device.deploy import BOOT_TIMEOUT, await_kiosk, firmware_version
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol import signing
 from deskpulse.store import open_store
-from deskpulse.store.base import DeviceFacts, Store, default_db_path
+from deskpulse.store.base import DeviceFacts, Store, default_db_path, parse_db_target
 
 MAC_ID_PREFIX = "kiosk-"
 PLACEHOLDER_ID = MAC_ID_PREFIX + "0" * 12
@@ -91,7 +91,7 @@ class Options:
     board: str | Path
     firmware: Path
     template: Path
-    db: Path | None = None  # None: the default database
+    db: str | Path | None = None  # None: the default database (a file or a URL: --db)
     server: str | None = None  # else the template's sync.server_url, if any
     wifi_ssid: str = ""
     wifi_password: str = ""
@@ -298,8 +298,11 @@ def _build(board: str | Path, config: Mapping[str, Any],
 
 
 # -- the record ------------------------------------------------------------------------------
-def default_record(db: Path | None) -> Path:
-    return Path(db or default_db_path()).parent / RECORD_NAME
+def default_record(db: str | os.PathLike[str] | None) -> Path:
+    """Beside the SQLite file; for a PostgreSQL database, in the default file's folder."""
+    engine, where = parse_db_target(db)
+    file = Path(where) if engine == "sqlite" and where else default_db_path()
+    return file.parent / RECORD_NAME
 
 
 def recorded_ids(path: Path) -> dict[str, str]:
@@ -514,7 +517,7 @@ def _finish(board: _Board, device_id: str, shared: _Shared, on_event: Event,
         board.pushed = True
 
 
-def wait_for_push(db: Path | None, device_id: str, since: float, timeout: float) -> None:
+def wait_for_push(db: str | Path | None, device_id: str, since: float, timeout: float) -> None:
     """Until the database holds a WiFi push of device_id stored at `since` (a time.time())
     or later, one the server took only after checking its signature with the key."""
     deadline = time.monotonic() + timeout

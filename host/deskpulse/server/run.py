@@ -20,7 +20,7 @@ from deskpulse.server.guard import (
     descriptor_limit,
     limits_for,
 )
-from deskpulse.store.base import default_db_path
+from deskpulse.store.base import describe_db_target
 
 LISTEN_QUEUE = 2048
 
@@ -78,7 +78,7 @@ def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port:
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     announce(f"deskpulse serve: listening on http://{shown_host}:{bound_port} "
-             f"(database {db_path or default_db_path()})")
+             f"(database {describe_db_target(db_path)})")
     log.info("at most %d connections at once (open-file limit %d); a request must arrive "
              "within %g s", limits.max_connections, descriptor_limit(),
              limits.request_timeout_s)

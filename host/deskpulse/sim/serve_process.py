@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 
 from deskpulse.errors import DeskPulseError
@@ -41,11 +40,11 @@ class ServeProcess:
                  open_files: int | None = None) -> None:
         """open_files sets the child's RLIMIT_NOFILE (soft and hard), as a service
         manager would."""
-        self.db_path = Path(db_path)
+        self.db_path = db_path  # a file or a postgresql:// URL (which Path would mangle)
         self.log: list[str] = []
         self.url = ""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "deskpulse.cli", "serve", "--db", str(self.db_path),
+            [sys.executable, "-m", "deskpulse.cli", "serve", "--db", os.fspath(self.db_path),
              "--host", host, "--port", str(port), *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             preexec_fn=None if open_files is None else _limit_open_files(open_files))

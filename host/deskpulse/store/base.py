@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -25,6 +25,7 @@ from deskpulse.errors import DeskPulseError
 if TYPE_CHECKING:  # commands that never store a batch need not load the wire format
     from deskpulse.protocol.batch import Anchor, Response
     from deskpulse.protocol.signing import Nonce
+    from deskpulse.store.copy import CopyTable
 
 CLOCK_TOLERANCE_S = 120
 """A record placed by an anchor whose device stamp differs from that by more than this many
@@ -168,10 +169,11 @@ interval (store/intervals.py), or None twice."""
 
 
 def default_db_path() -> Path:
-    """$DESKPULSE_DB, else deskpulse/deskpulse.db in $XDG_DATA_HOME (~/.local/share)."""
+    """The default SQLite file: $DESKPULSE_DB (unless a PostgreSQL URL), else
+    deskpulse/deskpulse.db in $XDG_DATA_HOME (~/.local/share)."""
     explicit = os.environ.get("DESKPULSE_DB")
-    if explicit:
-        return Path(explicit).expanduser()
+    if explicit and not explicit.startswith(POSTGRES_SCHEMES):  # else: the file there'd be
+        return Path(explicit.removeprefix(SQLITE_SCHEME)).expanduser()
     data_home = os.environ.get("XDG_DATA_HOME") or ""
     base = Path(data_home) if Path(data_home).is_absolute() else Path.home() / ".local/share"
     return base / "deskpulse" / "deskpulse.db"
@@ -374,6 +376,46 @@ class Store(abc.ABC):
         (an interval by its earliest) then seq: those timed in [since, until) and those
         whose interval lies inside it, or with neither bound every response, the ones
         without a time or an interval first."""
+
+    # -- copying between stores (`deskpulse db copy`, store/copy.py) ---------------------------
+
+    # COPY_TABLES, COPY_COLUMNS and COPY_KEYS (store/copy.py) say what each table's rows are.
+
+    def copy_identity(self) -> str:
+        """What tells two handles on the same database apart from two databases (a copy
+        into its own source is refused). Engines refine the location."""
+        return self.location
+
+    @abc.abstractmethod
+    def copy_rows(self, table: CopyTable, device_id: str, after: tuple[Any, ...] | None,
+                  limit: int) -> list[tuple[Any, ...]]:
+        """Up to `limit` of the device's rows of `table`, as the columns COPY_COLUMNS names,
+        in key order (COPY_KEYS) after the key `after` (None: from the first). Plain
+        values only (int, float, str, bytes, None), whichever the engine."""
+
+    @abc.abstractmethod
+    def copy_in(self, table: CopyTable, rows: Sequence[tuple[Any, ...]], *,
+                taken: Collection[int] = ()) -> list[int]:
+        """Merge rows another store's copy_rows gave (one device's) into this one, in one
+        transaction, so that doing it again changes nothing (a resumed copy):
+        - devices: a new one as it is; a known one keeps its name, location and time zone
+          where set, its earliest first_seen, and board, firmware, proto, last_sync and
+          status from whichever synced last;
+        - device_keys: a new key as it is; the same key keeps the higher nonce (replay
+          protection continues) and the earlier `created`; another key is the caller's
+          refusal (copy.py checks first);
+        - anchors and responses: those whose key is here already are left (copy.py checked
+          they agree); responses carry this store's sync ids, and the device's rollups are
+          marked for a rebuild (settle_copied);
+        - syncs: returns each row's id here: a sync of the device equal in every column
+          but its id, and not in `taken` (ids earlier rows of this copy got), is that row
+          already copied; any other gets a new id."""
+
+    @abc.abstractmethod
+    def settle_copied(self, device_id: str) -> None:
+        """After copy_in: place the device's responses by its anchors here, bound those
+        without a time, and rebuild its rollups, as if every batch had been stored here (a
+        device merged from two stores may have gained anchors)."""
 
     @abc.abstractmethod
     def negative_marks(self, *, since: float | None, until: float | None,

@@ -21,7 +21,7 @@ from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response
 from deskpulse.store import batches, intervals, rollups
 from deskpulse.store.base import PushCheck
 from deskpulse.store.postgres import rollup_tables
-from deskpulse.store.postgres.schema import RESPONSE_COLUMNS, Partitions
+from deskpulse.store.postgres.schema import RESPONSE_COLUMNS, RESPONSE_TYPES, Partitions
 
 if TYPE_CHECKING:
     import psycopg
@@ -38,11 +38,8 @@ def store_batch(conn: psycopg.Connection[Any], partitions: Partitions, device_id
         raise DeskPulseError("a device without an id cannot be stored")
     try:
         with conn.transaction():
-            _lock_device(conn, device_id, status, proto, at)
-            if push is not None:
-                check_push(conn, device_id, push)
             return _store(conn, partitions, device_id, responses, anchors, status,
-                          transport, at)
+                          transport, proto, at, push)
     except psycopg.errors.IntegrityError as exc:
         raise DeskPulseError(f"responses of {device_id} not stored: {exc}") from exc
 
@@ -77,7 +74,46 @@ def check_push(conn: psycopg.Connection[Any], device_id: str, push: PushCheck) -
 
 def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str,
            responses: Sequence[Response], anchors: Iterable[Anchor],
-           status: Mapping[str, Any], transport: str, at: int) -> tuple[int, int]:
+           status: Mapping[str, Any], transport: str, proto: int | None, at: int,
+           push: PushCheck | None) -> tuple[int, int]:
+    """The batch, in two pipelines around its COPY: statements whose results nothing
+    waits for (the device's upsert, anchors, updates) travel with the next one that is
+    read, so a batch takes a few round trips to the server, not one per statement."""
+    with conn.pipeline():
+        _lock_device(conn, device_id, status, proto, at)
+        if push is not None:
+            check_push(conn, device_id, push)
+        prepared = _prepare(conn, partitions, device_id, responses, anchors, status,
+                            transport, at)
+    sync_id, zone, rows, changes, moved = prepared
+    unknown = 0
+    if rows:  # COPY has no pipeline mode
+        with conn.cursor().copy(f"COPY responses ({', '.join(RESPONSE_COLUMNS)}) "
+                                "FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(RESPONSE_TYPES)
+            for row in rows:
+                copy.write_row(row)
+        columns = list(zip(*rows, strict=True))
+        changes[0] = rollups.Changes.from_columns(
+            columns[11], columns[2], columns[3], columns[4], columns[6], columns[7])
+        unknown = columns[11].count(None)
+    with conn.pipeline():
+        if unknown or moved:
+            _bound_unplaced(conn, device_id, changes)
+        rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
+        new = len(rows)
+        conn.execute(
+            "UPDATE syncs SET new = %s, duplicates = %s, time_unknown = %s WHERE sync_id = %s",
+            (new, len(responses) - new, unknown, sync_id))
+    return new, len(responses) - new
+
+
+def _prepare(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str,
+             responses: Sequence[Response], anchors: Iterable[Anchor],
+             status: Mapping[str, Any], transport: str, at: int
+             ) -> tuple[int, str, list[tuple[Any, ...]], list[rollups.Changes], bool]:
+    """Everything before the new rows go in: (sync_id, zone, rows, changes, whether
+    stored rows moved)."""
     status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
     sync_row = conn.execute(
         """INSERT INTO syncs (device_id, at, transport, received, new, duplicates,
@@ -116,25 +152,9 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
              "anchor" if shift is not None else None if r.wall is None else "device",
              r.config_version, sync_id, None, None)
             for r in fresh]
-    unknown = 0
     if rows:
-        columns = list(zip(*rows, strict=True))
-        partitions.ensure(conn, columns[11])
-        with conn.cursor().copy(
-                f"COPY responses ({', '.join(RESPONSE_COLUMNS)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        changes[0] = rollups.Changes.from_columns(
-            columns[11], columns[2], columns[3], columns[4], columns[6], columns[7])
-        unknown = columns[11].count(None)
-    if unknown or moved_boots:
-        _bound_unplaced(conn, device_id, changes)
-    rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
-    new = len(rows)
-    conn.execute(
-        "UPDATE syncs SET new = %s, duplicates = %s, time_unknown = %s WHERE sync_id = %s",
-        (new, len(responses) - new, unknown, sync_id))
-    return new, len(responses) - new
+        partitions.ensure(conn, [row[11] for row in rows])
+    return sync_id, zone, rows, changes, bool(moved_boots)
 
 
 def _stored_namesakes(conn: psycopg.Connection[Any], device_id: str,
@@ -266,3 +286,15 @@ def _bound_unplaced(conn: psycopg.Connection[Any], device_id: str,
                                                 weight=-1, highs=high))
     changes.append(rollups.Changes.from_columns(new_low, ratings, scales, tolds, rapid,
                                                 closed, highs=new_high))
+
+
+def place_device(conn: psycopg.Connection[Any], partitions: Partitions,
+                 device_id: str) -> None:
+    """Place every stored response of the device by its boots' latest anchors and bound
+    those without a time, as its batches would have (a device merged from another store,
+    whose anchors may place the other store's records). The caller holds the device's lock
+    and rebuilds its rollups."""
+    boots = [boot for (boot,) in conn.execute(
+        "SELECT DISTINCT boot FROM anchors WHERE device_id = %s", (device_id,))]
+    _place(conn, partitions, device_id, _boot_shifts(conn, device_id, boots), [])
+    _bound_unplaced(conn, device_id, [])

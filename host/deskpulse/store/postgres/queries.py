@@ -16,7 +16,7 @@ from deskpulse.store.postgres.schema import CLOCK_CORRECTED
 if TYPE_CHECKING:
     import psycopg
 
-Query = tuple[str, tuple[Any, ...]]
+Query = tuple[str, tuple[Any, ...] | dict[str, Any]]
 """A statement and its parameters, for the store to run (the iterators run theirs on a
 server-side cursor)."""
 
@@ -168,15 +168,19 @@ def _clamp(period: int) -> int:
     return max(-(1 << 31), min(period, (1 << 31) - 1))
 
 
-def timed_responses(device_id: str, since: int, until: int) -> Query:
-    # The timed ones (their months' partitions only), then those without a time whose
-    # interval lies inside the range.
+def timed_responses(device_id: str | None, since: int, until: int) -> Query:
+    """The timed ones (their months' partitions only), then those without a time whose
+    interval lies inside the range; of one device, or with None of every device."""
+    # Every device as an array: the (device_id, wall) index is then probed once per device
+    # in the range's months, where a range alone would read them whole.
+    device = ("device_id = %(device)s AND" if device_id is not None
+              else "device_id = ANY(ARRAY(SELECT device_id FROM devices)) AND")
     return (f"""SELECT {_RAW_COLUMNS} FROM responses
-                WHERE device_id = %s AND wall >= %s AND wall < %s
+                WHERE {device} wall >= %(since)s AND wall < %(until)s
                 UNION ALL
                 SELECT {_RAW_COLUMNS} FROM responses_unknown
-                WHERE device_id = %s AND wall_low >= %s AND wall_high < %s""",
-            (device_id, since, until, device_id, since, until))
+                WHERE {device} wall_low >= %(since)s AND wall_high < %(until)s""",
+            {"device": device_id, "since": since, "until": until})
 
 
 def response_groups(since: int, until: int, device_id: str | None) -> Query:

@@ -23,7 +23,7 @@ def _apply_table(conn: psycopg.Connection[Any], device_id: str, table: str, peri
 
     keys = sorted(changes)
     stored = {
-        (p, s, k): bytes(blob) for p, s, k, blob in conn.execute(
+        (p, s, k): bytes(blob) for p, s, k, blob in conn.cursor(binary=True).execute(
             f"SELECT {period}, scale, kind, counts FROM {table} "  # type: ignore[arg-type]
             f"WHERE device_id = %s AND {period} BETWEEN %s AND %s",
             (device_id, keys[0][0], keys[-1][0]))
@@ -39,10 +39,10 @@ def _apply_table(conn: psycopg.Connection[Any], device_id: str, table: str, peri
     kept = [i for i, row in enumerate(out) if row.any()]
     emptied = [keys[i] for i, row in enumerate(out) if not row.any() and keys[i] in stored]
     if kept:
-        conn.execute(
+        conn.execute(  # %b: the counts go as bytes, not as escaped text
             f"""INSERT INTO {table} (device_id, {period}, scale, kind, counts)
-                SELECT %s, * FROM unnest(%s::integer[], %s::smallint[], %s::smallint[],
-                                         %s::bytea[])
+                SELECT %s, * FROM unnest(%b::integer[], %b::smallint[], %b::smallint[],
+                                         %b::bytea[])
                 ON CONFLICT (device_id, {period}, scale, kind)
                 DO UPDATE SET counts = excluded.counts""",  # type: ignore[arg-type]
             (device_id, [keys[i][0] for i in kept], [keys[i][1] for i in kept],

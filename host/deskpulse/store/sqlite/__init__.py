@@ -13,9 +13,9 @@ import functools
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
@@ -36,6 +36,7 @@ from deskpulse.store.base import (
     default_db_path,
 )
 from deskpulse.store.sqlite import (
+    copy,
     desired_config,
     ingest,
     queries,
@@ -43,6 +44,9 @@ from deskpulse.store.sqlite import (
     schema,
     sites,
 )
+
+if TYPE_CHECKING:
+    from deskpulse.store.copy import CopyTable
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -254,6 +258,29 @@ class SqliteStore(site_rules.SiteMethods, Store):
                                         int, int, int]]:
         return self._rows(lambda: queries.export_rows(self.connection, device_id, since, until,
                                               include_flagged))
+
+    # -- copying between stores ------------------------------------------------------------
+
+    def copy_identity(self) -> str:
+        try:
+            found = os.stat(self.location)
+        except OSError:
+            return f"sqlite:{Path(self.location).resolve()}"
+        return f"sqlite:{found.st_dev}:{found.st_ino}"  # also through links
+
+    @_translated
+    def copy_rows(self, table: CopyTable, device_id: str, after: tuple[Any, ...] | None,
+                  limit: int) -> list[tuple[Any, ...]]:
+        return copy.rows(self.connection, table, device_id, after, limit)
+
+    @_translated
+    def copy_in(self, table: CopyTable, rows: Sequence[tuple[Any, ...]], *,
+                taken: Collection[int] = ()) -> list[int]:
+        return copy.copy_in(self.connection, table, rows, taken)
+
+    @_translated
+    def settle_copied(self, device_id: str) -> None:
+        copy.settle(self.connection, device_id)
 
     def negative_marks(self, *, since: float | None, until: float | None,
                        device_id: str | None, location: str | None, include_flagged: bool,

@@ -350,3 +350,13 @@ def _bound_unplaced(conn: sqlite3.Connection, device_id: str,
                                                 weight=-1, highs=high))
     changes.append(rollups.Changes.from_columns(new_low, ratings, scales, tolds, rapid,
                                                 closed, highs=new_high))
+
+
+def place_device(conn: sqlite3.Connection, device_id: str) -> None:
+    """Place every stored response of the device by its boots' latest anchors and bound
+    those without a time, as its batches would have (a device merged from another store,
+    whose anchors may place the other store's records). The caller rebuilds its rollups."""
+    boots = [row[0] for row in conn.execute(
+        "SELECT DISTINCT boot FROM anchors WHERE device_id = ?", (device_id,))]
+    _place(conn, device_id, {boot: _boot_shift(conn, device_id, boot) for boot in boots}, [])
+    _bound_unplaced(conn, device_id, [])
