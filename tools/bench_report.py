@@ -39,7 +39,6 @@ from typing import Any
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.reports import figures as report
 from deskpulse.store import open_store
-from deskpulse.store.sqlite import schema
 
 START = 1_730_419_200  # 2024-11-01T00:00Z
 DAYS = 730
@@ -163,7 +162,7 @@ def bare_insert_rate(total: int, devices: int, seed: int, path: Path) -> float:
         conn.executemany(
             "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(kiosk.device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
-              r.rapid, r.closed, r.boot, r.uptime_s, r.wall, r.wall,
+              int(r.rapid), int(r.closed), r.boot, r.uptime_s, r.wall, r.wall,
               None if r.wall is None else "device", r.config_version, sync_id)
              for r in responses])
         conn.execute("COMMIT")
@@ -176,11 +175,9 @@ def bare_insert_rate(total: int, devices: int, seed: int, path: Path) -> float:
 def run(total: int, devices: int, seed: int, path: Path) -> dict[str, Any]:
     conn = open_store(path)
     kiosks, syncs = synthetic_syncs(total, devices, seed)
-    with schema.transaction(conn):  # as `deskpulse devices add` would, before any sync
-        conn.connection.executemany(
-            "INSERT INTO devices (device_id, location, time_zone, first_seen) "
-            "VALUES (?, ?, ?, ?)",
-            [(k.device_id, k.location, k.zone, START) for k in kiosks])
+    for k in kiosks:  # as `deskpulse devices add` would, before any sync
+        conn.describe_device(k.device_id, location=k.location, time_zone=k.zone,
+                             create=True, now=START)
     status = {"board": "esp32-devkitc-ssd1680", "firmware": "bench"}
     ingest_wall = ingest_cpu = 0.0
     stored = calls = 0

@@ -1,0 +1,250 @@
+"""Benchmark `Store.store_batch` against the bare-insert floor measured in the same run.
+
+Run from the repository root:
+    .venv/bin/python tools/bench_ingest.py [--responses N] [--devices D] [--db PATH|URL]
+                                           [--profile] [--json]
+
+The synthetic kiosks of tools/bench_report.py (anchors at every sync, reboots, clocks a
+year off now and then, responses waiting for a time) send their syncs in rounds of
+1000-4000 responses per kiosk; each sync is one `store_batch` call with its own commit.
+The default, 1,000,000 responses from 50 kiosks, is 20,000 responses per kiosk: the
+density of the recorded 10,000,000-from-500 run, so each batch touches as many rollup rows.
+Only the time inside `store_batch` counts; generating the responses does not.
+
+Beside it, measured in the same run with the same batches:
+
+- **floor**: the rows alone, into a table that has only its primary key (no index, check,
+  foreign key, duplicate test or rollup), one commit per batch, on the same engine;
+- **schema insert** (SQLite): the same rows into the store's own responses table (its
+  indexes and checks), nothing else: what the schema itself costs before any of
+  store_batch's work.
+
+`--db` takes a file path (SQLite) or a URL (`postgresql://...`) for `open_store`; the
+store there must be new (the kiosks are registered first). Without it a temporary SQLite
+file is used. `--profile` runs the ingest under cProfile (slower) and prints CPU time per
+response for each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench_report import BARE_TABLE, START, Kiosk, bare_insert_rate, synthetic_syncs
+
+from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.store import open_store
+from deskpulse.store.base import Store
+
+STATUS = {"board": "esp32-devkitc-ssd1680", "firmware": "bench"}
+
+
+def is_url(db: str) -> bool:
+    return "://" in db
+
+
+def ingest(store: Store, kiosks: Sequence[Kiosk],
+           syncs: Iterator[tuple[Kiosk, list[Response], list[Anchor]]],
+           profile: cProfile.Profile | None = None) -> dict[str, float]:
+    """Register the kiosks (as `deskpulse devices add` would), then store every sync."""
+    for k in kiosks:
+        store.describe_device(k.device_id, location=k.location, time_zone=k.zone,
+                              create=True, now=START)
+    wall = cpu = 0.0
+    stored = calls = 0
+    for kiosk, responses, anchors in syncs:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        if profile is not None:
+            profile.enable()
+        new, _ = store.store_batch(kiosk.device_id, responses, anchors, STATUS, "wifi")
+        if profile is not None:
+            profile.disable()
+        wall += time.perf_counter() - wall0
+        cpu += time.process_time() - cpu0
+        stored += new
+        calls += 1
+    return {"responses": stored, "calls": calls, "wall_s": wall, "cpu_s": cpu,
+            "per_s": stored / wall, "cpu_per_s": stored / cpu}
+
+
+def schema_insert_rate(total: int, devices: int, seed: int, path: Path) -> float:
+    """The same rows into the SQLite store's own responses table and nothing else (its
+    indexes and checks; foreign keys off as inside store_batch), a commit per batch."""
+    store = open_store(path)
+    conn: sqlite3.Connection = store.connection  # type: ignore[attr-defined]
+    conn.execute("PRAGMA foreign_keys = OFF")
+    width = len(conn.execute("SELECT * FROM responses LIMIT 0").description)
+    insert = f"INSERT INTO responses VALUES ({', '.join('?' * width)})"
+    _, syncs = synthetic_syncs(total, devices, seed)
+    spent = 0.0
+    stored = 0
+    for sync_id, (kiosk, responses, _) in enumerate(syncs):
+        rows = [(kiosk.device_id, r.seq, r.rating, r.scale, r.told_next,
+                 round(r.latency_s * 10), int(r.rapid), int(r.closed), r.boot, r.uptime_s,
+                 r.wall, r.wall, None if r.wall is None else "device", r.config_version,
+                 sync_id) + (None,) * (width - 15) for r in responses]
+        start = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(insert, rows)
+        conn.execute("COMMIT")
+        spent += time.perf_counter() - start
+        stored += len(rows)
+    store.close()
+    return stored / spent
+
+
+def postgres_bare_rate(total: int, devices: int, seed: int, url: str) -> float:
+    """The floor on PostgreSQL: the same rows into a scratch table with only the key,
+    `executemany` and a commit per batch; the table is dropped afterwards."""
+    import psycopg  # type: ignore[import-not-found]  # only for a postgresql:// --db
+
+    _, syncs = synthetic_syncs(total, devices, seed)
+    spent = 0.0
+    stored = 0
+    with psycopg.connect(url) as conn:
+        conn.execute(BARE_TABLE.replace("CREATE TABLE responses", "CREATE TABLE bench_bare")
+                     .replace(" WITHOUT ROWID", ""))
+        conn.commit()
+        try:
+            for sync_id, (kiosk, responses, _) in enumerate(syncs):
+                rows = [(kiosk.device_id, r.seq, r.rating, r.scale, r.told_next,
+                         round(r.latency_s * 10), int(r.rapid), int(r.closed), r.boot,
+                         r.uptime_s, r.wall, r.wall, None if r.wall is None else "device",
+                         r.config_version, sync_id) for r in responses]
+                start = time.perf_counter()
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        f"INSERT INTO bench_bare VALUES ({', '.join(['%s'] * 15)})", rows)
+                conn.commit()
+                spent += time.perf_counter() - start
+                stored += len(rows)
+        finally:
+            conn.execute("DROP TABLE bench_bare")
+            conn.commit()
+    return stored / spent
+
+
+# The phases of the SQLite store_batch, as (label, module path suffix, function, caller);
+# a caller narrows a function called from several places to the calls from that one.
+SQLITE_PHASES = (
+    ("store_batch, all of it", "sqlite/ingest.py", "store_batch", None),
+    ("  BEGIN and COMMIT", "sqlite/schema.py", "transaction", None),
+    ("  INSERT of responses and anchors", "~", "<method 'executemany' of 'sqlite3.Connection' "
+     "objects>", "_store"),
+    ("  building the rows (Python)", "sqlite/ingest.py", "<listcomp>", "_store"),
+    ("  duplicate check (stored namesakes)", "sqlite/ingest.py", "_stored_namesakes", None),
+    ("  placement by new anchors", "sqlite/ingest.py", "_place", None),
+    ("  intervals of unplaced responses", "sqlite/ingest.py", "_bound_unplaced", None),
+    ("  rollups, all of it", "sqlite/rollup_tables.py", "apply", None),
+    ("    changes as arrays", "store/rollups.py", "from_columns", None),
+    ("    deltas (numpy)", "store/rollups.py", "deltas", None),
+    ("      of which local time", "deskpulse/timezones.py", "local", None),
+    ("    reading and writing rollup rows", "sqlite/rollup_tables.py", "_apply_table", None),
+)
+
+
+def phase_times(profile: cProfile.Profile) -> list[tuple[str, float]]:
+    """Cumulative CPU seconds of each phase found in the profile."""
+    stats: dict[Any, Any] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    out = []
+    for label, module, name, caller in SQLITE_PHASES:
+        total = 0.0
+        for (filename, _, function), (_, _, _, cumulative, callers) in stats.items():
+            if function != name or not filename.endswith(module):
+                continue
+            if caller is None:
+                total += cumulative
+            else:
+                total += sum(c[3] for (_, _, f), c in callers.items() if f == caller)
+        if total:
+            out.append((label, total))
+    return out
+
+
+def top_functions(profile: cProfile.Profile, count: int = 12) -> list[tuple[str, float]]:
+    """The deskpulse functions with the most own CPU time (any engine)."""
+    stats: dict[Any, Any] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    rows = [(f"{Path(filename).name}:{function}" if filename != "~" else function, own)
+            for (filename, _, function), (_, _, own, _, _) in stats.items()
+            if "deskpulse" in filename or filename == "~"]
+    return sorted(rows, key=lambda row: -row[1])[:count]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--responses", type=int, default=1_000_000)
+    parser.add_argument("--devices", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--db", help="a new store: a file path, or a URL such as "
+                                     "postgresql://... (default: a temporary SQLite file)")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the ingest under cProfile and print CPU time per phase")
+    parser.add_argument("--json", action="store_true", help="print raw figures as JSON")
+    args = parser.parse_args(argv)
+    profile = cProfile.Profile() if args.profile else None
+    figures: dict[str, Any] = {"devices": args.devices}
+    with tempfile.TemporaryDirectory(prefix="deskpulse-bench-") as scratch:
+        target: str | Path = args.db or Path(scratch) / "ingest.db"
+        if not is_url(str(target)) and Path(target).exists():
+            raise SystemExit(f"{target} exists: give a new file")
+        store = open_store(target)
+        kiosks, syncs = synthetic_syncs(args.responses, args.devices, args.seed)
+        try:
+            figures["ingest"] = ingest(store, kiosks, syncs, profile)
+        finally:
+            store.close()
+        if is_url(str(target)):
+            figures["engine"] = str(target).split(":", 1)[0]
+            figures["floor_per_s"] = postgres_bare_rate(
+                args.responses, args.devices, args.seed, str(target))
+        else:
+            figures["engine"] = f"SQLite {sqlite3.sqlite_version}"
+            figures["floor_per_s"] = bare_insert_rate(
+                args.responses, args.devices, args.seed, Path(scratch) / "bare.db")
+            figures["schema_insert_per_s"] = schema_insert_rate(
+                args.responses, args.devices, args.seed, Path(scratch) / "schema.db")
+    n = figures["ingest"]["responses"]
+    if profile is not None:
+        figures["phases_us"] = {label: seconds / n * 1e6
+                                for label, seconds in phase_times(profile)}
+        figures["top_functions_us"] = {name: seconds / n * 1e6
+                                       for name, seconds in top_functions(profile)}
+    figures["ratio_to_floor"] = figures["ingest"]["per_s"] / figures["floor_per_s"]
+    figures["machine"] = (f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+                          f"{platform.python_version()}, {figures['engine']}")
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    f, i = figures, figures["ingest"]
+    print(f"{n:,} responses from {f['devices']} kiosks in {i['calls']:,} store_batch calls "
+          f"({f['machine']}{', profiled' if profile else ''})")
+    print(f"ingest, store_batch:  {i['per_s']:>10,.0f} responses/s "
+          f"({i['cpu_per_s']:,.0f}/s of CPU time, {i['wall_s']:.1f} s)")
+    if "schema_insert_per_s" in f:
+        print(f"schema insert alone:  {f['schema_insert_per_s']:>10,.0f} responses/s "
+              f"(ingest / it = {i['per_s'] / f['schema_insert_per_s']:.2f})")
+    print(f"floor, bare inserts:  {f['floor_per_s']:>10,.0f} responses/s "
+          f"(ingest / floor = {f['ratio_to_floor']:.2f})")
+    if profile is not None:
+        print("CPU time per response, by phase (cProfile, cumulative):")
+        for label, us in f["phases_us"].items():
+            print(f"  {label:<40} {us:6.2f} µs")
+        print("functions with the most own time:")
+        for name, us in f["top_functions_us"].items():
+            print(f"  {name:<60} {us:6.2f} µs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
