@@ -56,14 +56,14 @@ def _apply_table(conn: sqlite3.Connection, device_id: str, table: str, period: s
         raise RuntimeError(f"rollups of {device_id} went negative: they no longer match "
                            "the responses")
     out = after.astype(BLOB)
-    empty = [not row.any() for row in out]
+    kept = out.any(axis=1).tolist()
     conn.executemany(
         f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?)",
-        [(device_id, *k, out[i].tobytes()) for i, k in enumerate(keys) if not empty[i]])
-    if any(empty):
+        [(device_id, *k, out[i].tobytes()) for i, k in enumerate(keys) if kept[i]])
+    if not all(kept):
         conn.executemany(
             f"DELETE FROM {table} WHERE device_id = ? AND {period} = ? AND scale = ? "
-            "AND kind = ?", [(device_id, *k) for i, k in enumerate(keys) if empty[i]])
+            "AND kind = ?", [(device_id, *k) for i, k in enumerate(keys) if not kept[i]])
 
 
 def apply(conn: sqlite3.Connection, device_id: str, zone: str, ch: Changes) -> None:
