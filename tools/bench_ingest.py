@@ -41,7 +41,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench_report import BARE_TABLE, START, Kiosk, bare_insert_rate, synthetic_syncs
+from bench_report import (
+    BARE_TABLE,
+    START,
+    Kiosk,
+    bare_insert_rate,
+    bare_rows,
+    batch_rate,
+    synthetic_syncs,
+)
 
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.store import open_store
@@ -89,23 +97,16 @@ def schema_insert_rate(total: int, devices: int, seed: int, path: Path
     # The first 15 columns; the interval columns start NULL (as store_batch leaves them).
     names = [d[0] for d in conn.execute("SELECT * FROM responses LIMIT 0").description][:15]
     insert = f"INSERT INTO responses ({', '.join(names)}) VALUES ({', '.join('?' * 15)})"
-    _, syncs = synthetic_syncs(total, devices, seed)
-    spent = cpu = 0.0
-    stored = 0
-    for sync_id, (kiosk, responses, _) in enumerate(syncs):
-        rows = [(kiosk.device_id, r.seq, r.rating, r.scale, r.told_next,
-                 round(r.latency_s * 10), int(r.rapid), int(r.closed), r.boot, r.uptime_s,
-                 r.wall, r.wall, None if r.wall is None else "device", r.config_version,
-                 sync_id) for r in responses]
-        start, cpu_start = time.perf_counter(), time.process_time()
+
+    def write(device_id: str, responses: list[Response], sync_id: int) -> None:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(insert, rows)
+        conn.executemany(insert, bare_rows(device_id, responses, sync_id))
         conn.execute("COMMIT")
-        spent += time.perf_counter() - start
-        cpu += time.process_time() - cpu_start
-        stored += len(rows)
-    store.close()
-    return stored / spent, stored / cpu
+
+    try:
+        return batch_rate(total, devices, seed, write)
+    finally:
+        store.close()
 
 
 def postgres_bare_rate(total: int, devices: int, seed: int, url: str
@@ -115,31 +116,22 @@ def postgres_bare_rate(total: int, devices: int, seed: int, url: str
     second of wall-clock time, and of this process's CPU time (the server's is not in it)."""
     import psycopg  # type: ignore[import-not-found]  # only for a postgresql:// --db
 
-    _, syncs = synthetic_syncs(total, devices, seed)
-    spent = cpu = 0.0
-    stored = 0
+    insert = f"INSERT INTO bench_bare VALUES ({', '.join(['%s'] * 15)})"
     with psycopg.connect(url) as conn:
         conn.execute(BARE_TABLE.replace("CREATE TABLE responses", "CREATE TABLE bench_bare")
                      .replace(" WITHOUT ROWID", ""))
         conn.commit()
+
+        def write(device_id: str, responses: list[Response], sync_id: int) -> None:
+            with conn.cursor() as cur:
+                cur.executemany(insert, bare_rows(device_id, responses, sync_id))
+            conn.commit()
+
         try:
-            for sync_id, (kiosk, responses, _) in enumerate(syncs):
-                rows = [(kiosk.device_id, r.seq, r.rating, r.scale, r.told_next,
-                         round(r.latency_s * 10), int(r.rapid), int(r.closed), r.boot,
-                         r.uptime_s, r.wall, r.wall, None if r.wall is None else "device",
-                         r.config_version, sync_id) for r in responses]
-                start, cpu_start = time.perf_counter(), time.process_time()
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        f"INSERT INTO bench_bare VALUES ({', '.join(['%s'] * 15)})", rows)
-                conn.commit()
-                spent += time.perf_counter() - start
-                cpu += time.process_time() - cpu_start
-                stored += len(rows)
+            return batch_rate(total, devices, seed, write)
         finally:
             conn.execute("DROP TABLE bench_bare")
             conn.commit()
-    return stored / spent, stored / cpu
 
 
 # The phases of the SQLite store_batch, as (label, module path suffix, function, caller);

@@ -32,7 +32,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,33 +144,52 @@ BARE_TABLE = """CREATE TABLE responses (
     sync_id INTEGER, PRIMARY KEY (device_id, seq)) WITHOUT ROWID"""
 
 
-def bare_insert_rate(total: int, devices: int, seed: int, path: Path) -> tuple[float, float]:
-    """The floor under store_batch: the same batches as plain rows into a table with only
-    its key (no index, check, foreign key, rollup or duplicate test), one FULL commit per
-    batch as store_batch does. Responses per second of wall-clock time, and of CPU time."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA cache_size = -65536")
-    conn.execute(BARE_TABLE)
+def bare_rows(device_id: str, responses: Sequence[Response], sync_id: int
+              ) -> list[tuple[Any, ...]]:
+    """The first 15 columns of the responses table, bound as store_batch binds them."""
+    return [(device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
+             int(r.rapid), int(r.closed), r.boot, r.uptime_s, r.wall, r.wall,
+             None if r.wall is None else "device", r.config_version, sync_id)
+            for r in responses]
+
+
+def batch_rate(total: int, devices: int, seed: int,
+               write: Callable[[str, list[Response], int], None]) -> tuple[float, float]:
+    """Responses per second of wall-clock time, and of CPU time, of `write(device_id,
+    responses, sync_id)` (one transaction) for every sync of the synthetic kiosks."""
     _, syncs = synthetic_syncs(total, devices, seed)
     spent = cpu = 0.0
     stored = 0
     for sync_id, (kiosk, responses, _) in enumerate(syncs):
         start, cpu_start = time.perf_counter(), time.process_time()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(kiosk.device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
-              int(r.rapid), int(r.closed), r.boot, r.uptime_s, r.wall, r.wall,
-              None if r.wall is None else "device", r.config_version, sync_id)
-             for r in responses])
-        conn.execute("COMMIT")
+        write(kiosk.device_id, responses, sync_id)
         spent += time.perf_counter() - start
         cpu += time.process_time() - cpu_start
         stored += len(responses)
-    conn.close()
     return stored / spent, stored / cpu
+
+
+def bare_insert_rate(total: int, devices: int, seed: int, path: Path) -> tuple[float, float]:
+    """The floor under store_batch: the same batches as plain rows into a table with only
+    its key (no index, check, foreign key, rollup or duplicate test), one FULL commit per
+    batch as store_batch does."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute(BARE_TABLE)
+
+    def write(device_id: str, responses: list[Response], sync_id: int) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            bare_rows(device_id, responses, sync_id))
+        conn.execute("COMMIT")
+
+    try:
+        return batch_rate(total, devices, seed, write)
+    finally:
+        conn.close()
 
 
 def run(total: int, devices: int, seed: int, path: Path) -> dict[str, Any]:
