@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from deskpulse.store.rollups import BLOB, BLOB_ITEMSIZE, DAY_WIDTH, MONTH_WIDTH, Changes, deltas
 from deskpulse.timezones import device_zone, host_time_zone
@@ -56,7 +56,7 @@ def _apply_table(conn: sqlite3.Connection, device_id: str, table: str, period: s
         raise RuntimeError(f"rollups of {device_id} went negative: they no longer match "
                            "the responses")
     out = after.astype(BLOB)
-    kept = out.any(axis=1).tolist()
+    kept = cast("list[bool]", out.any(axis=1).tolist())
     conn.executemany(
         f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?)",
         [(device_id, *k, out[i].tobytes()) for i, k in enumerate(keys) if kept[i]])
