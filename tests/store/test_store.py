@@ -1,7 +1,8 @@
 """The store's contract: every operation of store.base.Store, through the interface only.
 
-Each test runs against every engine in ENGINES (SQLite today); a new engine (PostgreSQL)
-joins the list and must pass the same tests unchanged. No SQL here: engine-specific
+Each test runs against every engine in ENGINES (SQLite, and PostgreSQL on a throwaway
+cluster: tests/pg_cluster.py); a new engine joins the list and must pass the same tests
+unchanged. No SQL here: engine-specific
 checks (the schema, migrations, the files on disk) live beside this file."""
 
 from __future__ import annotations
@@ -33,16 +34,21 @@ STATUS = {"board": "esp32-devkitc-ssd1680", "firmware": "test", "log": {"dropped
 KEY = bytes(range(32))
 
 
-def sqlite_store(where: Path) -> Store:
+def sqlite_store(request: pytest.FixtureRequest, where: Path) -> Store:
     return open_store(where / "store.db")
 
 
-ENGINES: dict[str, Callable[[Path], Store]] = {"sqlite": sqlite_store}
+def postgres_store(request: pytest.FixtureRequest, where: Path) -> Store:
+    return open_store(request.getfixturevalue("pg_url"))
+
+
+ENGINES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
+    "sqlite": sqlite_store, "postgresql": postgres_store}
 
 
 @pytest.fixture(params=sorted(ENGINES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened = ENGINES[request.param](tmp_path)
+    opened = ENGINES[request.param](request, tmp_path)
     try:
         yield opened
     finally:

@@ -153,8 +153,44 @@ def default_db_path() -> Path:
 
 def db_option_help() -> str:
     """The --db help line every command shares."""
-    return (f"database file (default: $DESKPULSE_DB if set, else {default_db_path()}; "
-            "the default follows $XDG_DATA_HOME)")
+    return (f"database: a SQLite file, or postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+            f"(default: $DESKPULSE_DB if set, else {default_db_path()}; the default "
+            "follows $XDG_DATA_HOME)")
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+SQLITE_SCHEME = "sqlite://"
+
+
+def parse_db_target(target: str | os.PathLike[str] | None
+                    ) -> tuple[Literal["sqlite", "postgresql"], str | None]:
+    """Which engine a --db value (or $DESKPULSE_DB, when None) selects, and where: a
+    PostgreSQL URL as given; a SQLite file from sqlite:///PATH or a plain path, or None
+    for the default file. Any other URL is a StoreError."""
+    if target is None:
+        target = os.environ.get("DESKPULSE_DB")
+        if not target:
+            return "sqlite", None
+    text = os.fspath(target)
+    if text.startswith(POSTGRES_SCHEMES):
+        return "postgresql", text
+    if text.startswith(SQLITE_SCHEME):
+        return "sqlite", text.removeprefix(SQLITE_SCHEME)
+    scheme, found, _ = text.partition("://")
+    if found and scheme.isalpha():
+        raise StoreError(
+            f"unknown kind of database {scheme}://...: give a SQLite file (a path or "
+            "sqlite:///PATH) or a PostgreSQL URL (postgresql://USER@HOST/DATABASE)")
+    return "sqlite", text
+
+
+def describe_db_target(target: str | os.PathLike[str] | None) -> str:
+    """A --db value as messages show it: never with the password of a URL."""
+    import re
+
+    text = os.fspath(target) if target is not None else (
+        os.environ.get("DESKPULSE_DB") or str(default_db_path()))
+    return re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", text)
 
 
 class Store(abc.ABC):
