@@ -134,22 +134,24 @@ def postgres_bare_rate(total: int, devices: int, seed: int, url: str
             conn.commit()
 
 
-# The phases of the SQLite store_batch, as (label, module path suffix, function, caller);
-# a caller narrows a function called from several places to the calls from that one.
-SQLITE_PHASES = (
-    ("store_batch, all of it", "sqlite/ingest.py", "store_batch", None),
-    ("  BEGIN and COMMIT", "sqlite/schema.py", "transaction", None),
-    ("  INSERT of responses and anchors", "~", "<method 'executemany' of 'sqlite3.Connection' "
-     "objects>", "_store"),
-    ("  building the rows (Python)", "sqlite/ingest.py", "<listcomp>", "_store"),
-    ("  duplicate check (stored namesakes)", "sqlite/ingest.py", "_stored_namesakes", None),
-    ("  placement by new anchors", "sqlite/ingest.py", "_place", None),
-    ("  intervals of unplaced responses", "sqlite/ingest.py", "_bound_unplaced", None),
-    ("  rollups, all of it", "sqlite/rollup_tables.py", "apply", None),
+# The phases of store_batch, as (label, module path suffix, function, caller); a caller
+# narrows a function called from several places to the calls from that one. Both engines
+# name their modules and functions alike (store/<engine>/ingest.py, rollup_tables.py);
+# the lines marked SQLite exist only there.
+PHASES = (
+    ("store_batch, all of it", "/ingest.py", "store_batch", None),
+    ("  BEGIN and COMMIT (SQLite)", "sqlite/schema.py", "transaction", None),
+    ("  INSERT of responses, anchors (SQLite)", "~",
+     "<method 'executemany' of 'sqlite3.Connection' objects>", "_store"),
+    ("  building the rows (Python)", "/ingest.py", "<listcomp>", "_store"),
+    ("  duplicate check (stored namesakes)", "/ingest.py", "_stored_namesakes", None),
+    ("  placement by new anchors", "/ingest.py", "_place", None),
+    ("  intervals of unplaced responses", "/ingest.py", "_bound_unplaced", None),
+    ("  rollups, all of it", "/rollup_tables.py", "apply", None),
     ("    changes as arrays", "store/rollups.py", "from_columns", None),
     ("    deltas (numpy)", "store/rollups.py", "deltas", None),
     ("      of which local time", "deskpulse/timezones.py", "local", None),
-    ("    reading and writing rollup rows", "sqlite/rollup_tables.py", "_apply_table", None),
+    ("    reading and writing rollup rows", "/rollup_tables.py", "_apply_table", None),
 )
 
 
@@ -157,7 +159,7 @@ def phase_times(profile: cProfile.Profile) -> list[tuple[str, float]]:
     """Cumulative CPU seconds of each phase found in the profile."""
     stats: dict[Any, Any] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     out = []
-    for label, module, name, caller in SQLITE_PHASES:
+    for label, module, name, caller in PHASES:
         total = 0.0
         for (filename, _, function), (_, _, _, cumulative, callers) in stats.items():
             if function != name or not filename.endswith(module):
