@@ -79,6 +79,7 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_sync.py
 	$(BIN)/python tools/bench_serve.py --seconds 10
 	$(BIN)/python tools/bench_report.py
+	$(BIN)/python tools/bench_ingest.py
 	$(BIN)/python tools/bench_sim.py
 	$(BIN)/python tools/bench_time.py
 	$(BIN)/python tools/bench_font.py
