@@ -104,22 +104,23 @@ class ZoneClock:
     def __init__(self, key: str) -> None:
         self.key = key
         self.zone = zone_of(key)
-        # chunk index -> (the chunk's first second and every change in it, as a list for
-        # bisect and an array for searchsorted; the offset from each of those on)
-        self._chunks: dict[int, tuple[list[int], np.ndarray, np.ndarray]] = {}
+        # chunk index -> the chunk's first second and every change in it, and the offset
+        # from each of those on: as lists for one instant (bisect) and as arrays for many
+        # (searchsorted)
+        self._chunks: dict[int, tuple[list[int], list[int], np.ndarray, np.ndarray]] = {}
 
     def offset(self, wall: int) -> int:
         """The UTC offset at `wall`, asked of zoneinfo."""
         offset = datetime.fromtimestamp(wall, self.zone).utcoffset()
         return int(offset.total_seconds()) if offset is not None else 0
 
-    def _chunk(self, index: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    def _chunk(self, index: int) -> tuple[list[int], list[int], np.ndarray, np.ndarray]:
         found = self._chunks.get(index)
         if found is None:
             import numpy as np
 
             starts, offsets = self._changes(index << _CHUNK_BITS, (index + 1) << _CHUNK_BITS)
-            found = (starts, np.array(starts, np.int64), np.array(offsets, np.int64))
+            found = (starts, offsets, np.array(starts, np.int64), np.array(offsets, np.int64))
             self._chunks[index] = found
         return found
 
@@ -148,8 +149,9 @@ class ZoneClock:
     def local_one(self, wall: int) -> int:
         if not TABLE_FIRST <= wall < TABLE_END:
             return wall + self.offset(wall)
-        starts, _, offsets = self._chunk(wall >> _CHUNK_BITS)
-        return wall + int(offsets[bisect.bisect_right(starts, wall) - 1])
+        starts, offsets, _, _ = (self._chunks.get(wall >> _CHUNK_BITS)
+                                 or self._chunk(wall >> _CHUNK_BITS))
+        return wall + offsets[bisect.bisect_right(starts, wall) - 1]
 
     def local(self, walls: np.ndarray) -> np.ndarray:
         """Local seconds since the epoch for an int64 array of UTC instants."""
@@ -161,10 +163,10 @@ class ZoneClock:
         inside = (walls >= TABLE_FIRST) & (walls < TABLE_END)
         local = walls.copy()
         if inside.all() and chunks.min() == chunks.max():  # a batch of one year: the usual
-            _, starts, offsets = self._chunk(int(chunks[0]))
+            _, _, starts, offsets = self._chunk(int(chunks[0]))
             return walls + offsets[np.searchsorted(starts, walls, side="right") - 1]
         for index in np.unique(chunks[inside]).tolist():
-            _, starts, offsets = self._chunk(index)
+            _, _, starts, offsets = self._chunk(index)
             where = inside & (chunks == index)
             picked = walls[where]
             local[where] = picked + offsets[np.searchsorted(starts, picked, side="right") - 1]
