@@ -28,7 +28,9 @@ response for each phase (cProfile on CPU time).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
+import importlib
 import json
 import os
 import platform
@@ -37,7 +39,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +175,58 @@ def phase_times(profile: cProfile.Profile) -> list[tuple[str, float]]:
     return out
 
 
+# What `--timers` wraps with a CPU timer: (label, module of deskpulse.store.<engine>,
+# function). The sync's functions look these up in their module when they call them, so
+# replacing the module's attribute times every call.
+TIMED = (
+    ("_store: the sync inside its transaction", "ingest", "_store"),
+    ("  duplicate check (stored namesakes)", "ingest", "_stored_namesakes"),
+    ("  placement by new anchors", "ingest", "_place"),
+    ("  intervals of unplaced responses", "ingest", "_bound_unplaced"),
+    ("  the device's zone (rollups)", "rollup_tables", "ensure_zone"),
+    ("  rollups, all of it", "rollup_tables", "apply"),
+    ("    deltas (numpy)", "rollup_tables", "deltas"),
+    ("    reading and writing rollup rows", "rollup_tables", "_apply_table"),
+)
+
+ARRAYS = "  the batch's changes as arrays"
+
+
+@contextlib.contextmanager
+def phase_timers(engine: str) -> Iterator[dict[str, float]]:
+    """CPU seconds spent in each of TIMED's functions (and in building the changes'
+    arrays) while the block runs; a timer costs about a microsecond per call, not per
+    response, so the figures add up to the unprofiled total."""
+    from deskpulse.store import rollups
+
+    totals: dict[str, float] = {}
+
+    def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[label] = totals.get(label, 0.0) + time.process_time() - start
+        return run
+
+    undo: list[tuple[Any, str, Any]] = []
+    for label, module_name, name in TIMED:
+        module = importlib.import_module(f"deskpulse.store.{engine}.{module_name}")
+        if hasattr(module, name):
+            undo.append((module, name, getattr(module, name)))
+            setattr(module, name, timed(label, getattr(module, name)))
+    from_columns = rollups.Changes.__dict__["from_columns"]
+    undo.append((rollups.Changes, "from_columns", from_columns))
+    rollups.Changes.from_columns = classmethod(  # type: ignore[method-assign]
+        timed(ARRAYS, from_columns.__func__))
+    try:
+        yield totals
+    finally:
+        for owner, name, original in reversed(undo):
+            setattr(owner, name, original)
+
+
 def top_functions(profile: cProfile.Profile, count: int = 12) -> list[tuple[str, float]]:
     """The deskpulse functions with the most own CPU time (any engine)."""
     stats: dict[Any, Any] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
@@ -191,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      "postgresql://... (default: a temporary SQLite file)")
     parser.add_argument("--profile", action="store_true",
                         help="run the ingest under cProfile and print CPU time per phase")
+    parser.add_argument("--timers", action="store_true",
+                        help="time the phases of store_batch with CPU timers (cheap)")
     parser.add_argument("--json", action="store_true", help="print raw figures as JSON")
     args = parser.parse_args(argv)
     # CPU time, not cProfile's default wall clock: waits for the disk and for the other
@@ -203,8 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"{target} exists: give a new file")
         store = open_store(target)
         kiosks, syncs = synthetic_syncs(args.responses, args.devices, args.seed)
+        engine = "postgres" if is_url(str(target)) else "sqlite"
+        timers = phase_timers(engine) if args.timers else contextlib.nullcontext({})
         try:
-            figures["ingest"] = ingest(store, kiosks, syncs, profile)
+            with timers as spent:
+                figures["ingest"] = ingest(store, kiosks, syncs, profile)
         finally:
             store.close()
         if is_url(str(target)):
@@ -219,6 +278,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 schema_insert_rate(
                 args.responses, args.devices, args.seed, Path(scratch) / "schema.db"))
     n = figures["ingest"]["responses"]
+    if args.timers:
+        order = [label for label, _, _ in TIMED]
+        order.insert(order.index("  rollups, all of it"), ARRAYS)
+        figures["timers_us"] = {label: spent[label] / n * 1e6 for label in order
+                                if label in spent}
+        inside = [us for label, us in figures["timers_us"].items()
+                  if label.startswith("  ") and not label.startswith("    ")]
+        figures["timers_us"]["  the rest: INSERTs, rows in Python"] = (
+            figures["timers_us"].get(TIMED[0][0], 0.0) - sum(inside))
+        figures["timers_us"]["outside _store (BEGIN, COMMIT, ...)"] = (
+            figures["ingest"]["cpu_s"] - spent.get(TIMED[0][0], 0.0)) / n * 1e6
     if profile is not None:
         figures["phases_us"] = {label: seconds / n * 1e6
                                 for label, seconds in phase_times(profile)}
@@ -244,6 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{i['cpu_per_s'] / f['schema_insert_cpu_per_s']:.2f}")
     print(f"floor, bare inserts:  {f['floor_per_s']:>11,.0f} {f['floor_cpu_per_s']:>12,.0f}   "
           f"{f['ratio_to_floor']:.2f}, {f['cpu_ratio_to_floor']:.2f}")
+    if args.timers:
+        print(f"CPU time per response, by phase (timers; store_batch "
+              f"{i['cpu_s'] / n * 1e6:.2f} µs):")
+        for label, us in f["timers_us"].items():
+            print(f"  {label:<40} {us:6.2f} µs")
     if profile is not None:
         print("CPU time per response, by phase (cProfile, cumulative):")
         for label, us in f["phases_us"].items():
