@@ -28,7 +28,7 @@ from pathlib import Path
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, default_db_path
-from deskpulse.store.sqlite import rollup_tables
+from deskpulse.store.sqlite import rollup_tables, sites
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -195,7 +195,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE responses ADD COLUMN wall_low INTEGER",
         "ALTER TABLE responses ADD COLUMN wall_high INTEGER",
     ),
-    # 6: ingest speed (issue 16 item 8): the boot index carries uptime_s, so the highest
+    # 6: sites (issue 16): organisation > region > store, each with its own time zone and
+    # opening hours that the kiosks below inherit; a kiosk is in a store. Each free-text
+    # location becomes a store of the organisation "default" and its kiosks are put in it.
+    sites.SCHEMA,
+    # 7: ingest speed (issue 16 item 8): the boot index carries uptime_s, so the highest
     # uptime of a boot (the reach that bounds unplaced responses, at most syncs) is one
     # index probe instead of a read of every response of the boot; it serves the
     # placement's (device_id, boot) lookups as before.
