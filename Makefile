@@ -82,6 +82,7 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_serve.py --seconds 10 --db postgresql --instances 2
 	$(BIN)/python tools/bench_copy.py
 	$(BIN)/python tools/bench_report.py
+	$(BIN)/python tools/bench_ingest.py
 	$(BIN)/python tools/bench_sim.py
 	$(BIN)/python tools/bench_time.py
 	$(BIN)/python tools/bench_font.py

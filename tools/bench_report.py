@@ -35,7 +35,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,6 @@ import bench_pg
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.reports import figures as report
 from deskpulse.store import open_store
-from deskpulse.store.sqlite import schema
 
 START = 1_730_419_200  # 2024-11-01T00:00Z
 DAYS = 730
@@ -150,47 +149,60 @@ BARE_TABLE = """CREATE TABLE responses (
     sync_id INTEGER, PRIMARY KEY (device_id, seq)) WITHOUT ROWID"""
 
 
-def bare_insert_rate(total: int, devices: int, seed: int, path: Path) -> float:
+def bare_rows(device_id: str, responses: Sequence[Response], sync_id: int
+              ) -> list[tuple[Any, ...]]:
+    """The first 15 columns of the responses table, bound as store_batch binds them."""
+    return [(device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
+             int(r.rapid), int(r.closed), r.boot, r.uptime_s, r.wall, r.wall,
+             None if r.wall is None else "device", r.config_version, sync_id)
+            for r in responses]
+
+
+def batch_rate(total: int, devices: int, seed: int,
+               write: Callable[[str, list[Response], int], None]) -> tuple[float, float]:
+    """Responses per second of wall-clock time, and of CPU time, of `write(device_id,
+    responses, sync_id)` (one transaction) for every sync of the synthetic kiosks."""
+    _, syncs = synthetic_syncs(total, devices, seed)
+    spent = cpu = 0.0
+    stored = 0
+    for sync_id, (kiosk, responses, _) in enumerate(syncs):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        write(kiosk.device_id, responses, sync_id)
+        spent += time.perf_counter() - start
+        cpu += time.process_time() - cpu_start
+        stored += len(responses)
+    return stored / spent, stored / cpu
+
+
+def bare_insert_rate(total: int, devices: int, seed: int, path: Path) -> tuple[float, float]:
     """The floor under store_batch: the same batches as plain rows into a table with only
     its key (no index, check, foreign key, rollup or duplicate test), one FULL commit per
-    batch as store_batch does. Responses per second of wall-clock time."""
+    batch as store_batch does."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute(BARE_TABLE)
-    _, syncs = synthetic_syncs(total, devices, seed)
-    spent = 0.0
-    stored = 0
-    for sync_id, (kiosk, responses, _) in enumerate(syncs):
-        start = time.perf_counter()
+
+    def write(device_id: str, responses: list[Response], sync_id: int) -> None:
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
             "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(kiosk.device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
-              r.rapid, r.closed, r.boot, r.uptime_s, r.wall, r.wall,
-              None if r.wall is None else "device", r.config_version, sync_id)
-             for r in responses])
+            bare_rows(device_id, responses, sync_id))
         conn.execute("COMMIT")
-        spent += time.perf_counter() - start
-        stored += len(responses)
-    conn.close()
-    return stored / spent
+
+    try:
+        return batch_rate(total, devices, seed, write)
+    finally:
+        conn.close()
 
 
 def run(total: int, devices: int, seed: int, path: Path | str) -> dict[str, Any]:
     conn = open_store(path)
     kiosks, syncs = synthetic_syncs(total, devices, seed)
-    if isinstance(path, str):  # PostgreSQL: through the interface
-        for k in kiosks:
-            conn.describe_device(k.device_id, location=k.location, time_zone=k.zone,
-                                 create=True, now=START)
-    else:
-        with schema.transaction(conn.connection):  # as `deskpulse devices add` would
-            conn.connection.executemany(
-                "INSERT INTO devices (device_id, location, time_zone, first_seen) "
-                "VALUES (?, ?, ?, ?)",
-                [(k.device_id, k.location, k.zone, START) for k in kiosks])
+    for k in kiosks:  # as `deskpulse devices add` would, before any sync
+        conn.describe_device(k.device_id, location=k.location, time_zone=k.zone,
+                             create=True, now=START)
     status = {"board": "esp32-devkitc-ssd1680", "firmware": "bench"}
     ingest_wall = ingest_cpu = 0.0
     stored = calls = 0
@@ -271,8 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             figures["bare_insert_per_s"] = bench_pg.bare_insert_rate(
                 url, ((k.device_id, responses) for k, responses, _ in floor_syncs))
         else:
-            figures["bare_insert_per_s"] = bare_insert_rate(
-                sample, floor_devices, args.seed, Path(scratch) / "bare.db")
+            figures["bare_insert_per_s"], figures["bare_insert_cpu_per_s"] = (
+                bare_insert_rate(sample, floor_devices, args.seed, Path(scratch) / "bare.db"))
     engine = f"SQLite {sqlite3.sqlite_version}"
     if url is not None:
         with open_store(url) as store:

@@ -221,6 +221,28 @@ def test_the_loop_and_the_arrays_compute_the_same_deltas(
             k: v.tolist() for k, v in array_rows.items() if v.any()}
 
 
+@settings(max_examples=40, deadline=None)
+@given(zone=st.sampled_from(("Europe/Berlin", "America/St_Johns", "Australia/Lord_Howe")),
+       first=st.integers(1_700_000_000, 1_900_000_000),
+       rows=st.lists(st.tuples(
+           st.integers(0, 90 * 86400), st.integers(1, 5), st.sampled_from((3, 4, 5)),
+           st.integers(0, 2), st.integers(0, 3), st.sampled_from((1, 1, -1)),
+           st.one_of(st.just(0), st.integers(1, 2 * 3600))), min_size=1, max_size=400))
+def test_the_loop_and_the_arrays_agree_on_a_batch_of_nearby_days(
+        zone: str, first: int, rows: list[tuple[int, int, int, int, int, int, int]]) -> None:
+    """A sync's batch: its responses within a few months (the arrays count the days
+    instead of sorting them), also across a month's end and a change of the clocks."""
+    offsets, ratings, scales, tolds, kinds, weights, spans = (
+        np.array(column, np.int64) for column in zip(*rows, strict=True))
+    walls = first + offsets
+    ch = rollups.Changes(walls, walls + spans, np.minimum(ratings, scales), scales, tolds,
+                         kinds, weights)
+    by_loop, by_arrays = rollups.deltas_by_loop(zone, ch), rollups.deltas_by_arrays(zone, ch)
+    for loop_rows, array_rows in zip(by_loop, by_arrays, strict=True):
+        assert {k: v.tolist() for k, v in loop_rows.items() if v.any()} == {
+            k: v.tolist() for k, v in array_rows.items() if v.any()}
+
+
 def test_migration_3_keeps_the_responses_of_a_version_2_database(tmp_path: Path) -> None:
     path = tmp_path / "v2.db"
     old = sqlite3.connect(path, isolation_level=None)

@@ -137,23 +137,67 @@ class Changes:
 
 
 def _group(periods: np.ndarray, scales: np.ndarray, kinds: np.ndarray
-           ) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (period, scale, kind) of the changes as ascending codes, and the index
+    of each change's code among them."""
     import numpy as np
 
     codes = ((periods + _DAY_SHIFT) * 8 + scales) * 4 + kinds
-    unique, where = np.unique(codes, return_inverse=True)
-    keys = [(c // 32 - _DAY_SHIFT, c // 4 % 8, c % 4) for c in unique.tolist()]
-    return keys, where
+    low = int(codes.min())
+    span = int(codes.max()) - low + 1
+    if span > 4 * len(codes) + 1024:  # far apart (a clock years off): sort them
+        unique, where = np.unique(codes, return_inverse=True)
+        return unique, where
+    # A batch's days lie close together: counting them is cheaper than a sort.
+    present = np.bincount(codes - low, minlength=span) > 0
+    return np.flatnonzero(present) + low, (np.cumsum(present) - 1)[codes - low]
 
 
-def _sum_rows(keys: list[tuple[int, int, int]], width: int, index: list[np.ndarray],
-              weight: list[np.ndarray]) -> Deltas:
+def _keys(codes: np.ndarray) -> list[tuple[int, int, int]]:
+    return [(c // 32 - _DAY_SHIFT, c // 4 % 8, c % 4) for c in codes.tolist()]
+
+
+def _sum_matrix(rows: int, width: int, index: list[np.ndarray], weight: list[np.ndarray]
+                ) -> np.ndarray:
+    """A rows x width int64 matrix: each weight added at its flat index."""
     import numpy as np
 
     flat = np.bincount(np.concatenate(index), weights=np.concatenate(weight),
-                       minlength=len(keys) * width)
-    matrix = np.rint(flat).astype(np.int64).reshape(len(keys), width)
-    return {key: matrix[i] for i, key in enumerate(keys)}
+                       minlength=rows * width)
+    return np.rint(flat).astype(np.int64).reshape(rows, width)
+
+
+def _months_of_days(codes: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Month rows from day rows (`codes` as `_group` gives them): every month counter is a
+    sum of day counters, so the months cost one pass over the days, not over the changes.
+    Returns the month codes and their rows."""
+    import numpy as np
+
+    day = codes // 32 - _DAY_SHIFT
+    scale = codes // 4 % 8
+    month_start = day.astype("datetime64[D]").astype("datetime64[M]")
+    month = month_start.astype(np.int64) + EPOCH_MONTH
+    dom = day - month_start.astype("datetime64[D]").astype(np.int64)
+    weekday = (day + _EPOCH_WEEKDAY) % 7
+    month_codes, row = _group(month, scale, codes % 4)
+    counts = days[:, :COUNTS]
+    rating_less_one = np.tile(np.arange(RATINGS), len(TOLD_ORDER))  # of each count column
+    top = rating_less_one[None, :] + 1 >= top_from(scale)[:, None]
+    told = np.repeat(np.arange(len(TOLD_ORDER)), RATINGS)
+    trend = np.stack([  # TREND_FIELDS of each day
+        counts.sum(axis=1), (counts * top).sum(axis=1),
+        counts[:, told == TOLD_CODE["yes"]].sum(axis=1),
+        counts[:, told == TOLD_CODE["no"]].sum(axis=1), counts @ rating_less_one,
+    ], axis=1)
+    base = (row * MONTH_WIDTH)[:, None]
+    heat = base + weekday[:, None] * 24 + np.arange(24)
+    index = [base + np.arange(COUNTS),
+             base + MONTH_TREND + dom[:, None] * len(TREND_FIELDS) + np.arange(len(TREND_FIELDS)),
+             heat + MONTH_HEAT, heat + MONTH_HEAT_TOP]
+    weight = [counts, trend, days[:, DAY_HOURS:DAY_HOURS + 24],
+              days[:, DAY_HOURS_TOP:DAY_HOURS_TOP + 24]]
+    return month_codes, _sum_matrix(len(month_codes), MONTH_WIDTH,
+                                    [i.ravel() for i in index], [w.ravel() for w in weight])
 
 
 SMALL = 200
@@ -223,11 +267,11 @@ def deltas_by_loop(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
 
 
 def deltas_by_arrays(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
-    """`deltas` for a whole batch at once with numpy."""
+    """`deltas` for a whole batch at once with numpy: the day rows from the changes, then
+    the month rows from the day rows."""
     import numpy as np
 
     count_col = ch.tolds * RATINGS + ch.ratings - 1
-    top = ch.ratings >= top_from(ch.scales)
     known = ch.walls > 0
     clock = zone_clock(zone)
     local_all = np.zeros(len(ch), np.int64)
@@ -243,39 +287,25 @@ def deltas_by_arrays(zone: str, ch: Changes) -> tuple[Deltas, Deltas]:
     months: Deltas = {}
     if known.any():
         w = ch.weights[known]
-        col = count_col[known]
-        is_top = top[known]
         local = local_all[known]
-        day = local // 86400
         hour = local % 86400 // 3600
         timed = local // 3600 == local_high[known] // 3600  # the hour is known too
-        top_timed = is_top & timed
-        keys, row = _group(day, ch.scales[known], ch.kinds[known])
+        top_timed = (ch.ratings >= top_from(ch.scales))[known] & timed
+        codes, row = _group(local // 86400, ch.scales[known], ch.kinds[known])
         base = row * DAY_WIDTH
-        days = _sum_rows(keys, DAY_WIDTH, [
-            base + col, (base + DAY_HOURS + hour)[timed],
+        day_rows = _sum_matrix(len(codes), DAY_WIDTH, [
+            base + count_col[known], (base + DAY_HOURS + hour)[timed],
             (base + DAY_HOURS_TOP + hour)[top_timed],
         ], [w, w[timed], w[top_timed]])
-        month_start = day.astype("datetime64[D]").astype("datetime64[M]")
-        month = month_start.astype(np.int64) + EPOCH_MONTH
-        dom = day - month_start.astype("datetime64[D]").astype(np.int64)
-        weekday_hour = (day + _EPOCH_WEEKDAY) % 7 * 24 + hour
-        told = ch.tolds[known]
-        keys, row = _group(month, ch.scales[known], ch.kinds[known])
-        base = row * MONTH_WIDTH
-        trend = base + MONTH_TREND + dom * len(TREND_FIELDS)
-        yes, no = told == TOLD_CODE["yes"], told == TOLD_CODE["no"]
-        months = _sum_rows(keys, MONTH_WIDTH, [
-            base + col, trend, (trend + 1)[is_top], (trend + 2)[yes], (trend + 3)[no],
-            trend + 4, (base + MONTH_HEAT + weekday_hour)[timed],
-            (base + MONTH_HEAT_TOP + weekday_hour)[top_timed],
-        ], [w, w, w[is_top], w[yes], w[no], w * (ch.ratings[known] - 1), w[timed],
-            w[top_timed]])
+        days = dict(zip(_keys(codes), day_rows, strict=True))
+        month_codes, month_rows = _months_of_days(codes, day_rows)
+        months = dict(zip(_keys(month_codes), month_rows, strict=True))
     unknown = ~known
     if unknown.any():
-        keys, row = _group(np.full(int(unknown.sum()), TIME_UNKNOWN, np.int64),
-                           ch.scales[unknown], ch.kinds[unknown])
-        for key, vec in _sum_rows(keys, MONTH_WIDTH, [row * MONTH_WIDTH + count_col[unknown]],
-                                  [ch.weights[unknown]]).items():
-            months[key] = vec
+        codes, row = _group(np.full(int(unknown.sum()), TIME_UNKNOWN, np.int64),
+                            ch.scales[unknown], ch.kinds[unknown])
+        unknown_rows = _sum_matrix(len(codes), MONTH_WIDTH,
+                                   [row * MONTH_WIDTH + count_col[unknown]],
+                                   [ch.weights[unknown]])
+        months.update(zip(_keys(codes), unknown_rows, strict=True))
     return days, months

@@ -176,6 +176,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     sites.SCHEMA,
     # 7: config over the air (issue 16), as SQLite's 7.
     desired_config.SCHEMA,
+    # 8: the boot index carries uptime_s, as SQLite's 8 (a boot's highest uptime is one
+    # index probe).
+    (
+        "DROP INDEX responses_by_boot",
+        "CREATE INDEX responses_by_boot ON responses(device_id, boot, uptime_s)",
+    ),
 )
 SCHEMA_VERSION = FIRST_VERSION + len(MIGRATIONS) - 1
 

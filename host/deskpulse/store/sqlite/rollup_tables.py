@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from deskpulse.store.rollups import BLOB, BLOB_ITEMSIZE, DAY_WIDTH, MONTH_WIDTH, Changes, deltas
 from deskpulse.store.sqlite import sites
@@ -57,14 +57,14 @@ def _apply_table(conn: sqlite3.Connection, device_id: str, table: str, period: s
         raise RuntimeError(f"rollups of {device_id} went negative: they no longer match "
                            "the responses")
     out = after.astype(BLOB)
-    empty = [not row.any() for row in out]
+    kept = cast("list[bool]", out.any(axis=1).tolist())
     conn.executemany(
         f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?)",
-        [(device_id, *k, out[i].tobytes()) for i, k in enumerate(keys) if not empty[i]])
-    if any(empty):
+        [(device_id, *k, out[i].tobytes()) for i, k in enumerate(keys) if kept[i]])
+    if not all(kept):
         conn.executemany(
             f"DELETE FROM {table} WHERE device_id = ? AND {period} = ? AND scale = ? "
-            "AND kind = ?", [(device_id, *k) for i, k in enumerate(keys) if empty[i]])
+            "AND kind = ?", [(device_id, *k) for i, k in enumerate(keys) if not kept[i]])
 
 
 def apply(conn: sqlite3.Connection, device_id: str, zone: str, ch: Changes) -> None:
