@@ -198,8 +198,8 @@ def test_a_refused_push_is_a_config_problem_retried_slowly(
 
 
 def test_bad_settings_and_a_dead_server_are_reported_not_raised(tmp_path: Path) -> None:
-    steps, status = drive(tmp_path, config("https://example.com"), records=1, pushes=1)
-    assert "http://" in steps[0]["config_problem"]
+    steps, status = drive(tmp_path, config("ftp://example.com"), records=1, pushes=1)
+    assert "http:// or https://" in steps[0]["config_problem"]
     with PushServer(tmp_path / "h.db", {}) as gone:
         url = gone.url
     steps, _ = drive(tmp_path, config(url), records=1, pushes=1)  # nobody listens there
