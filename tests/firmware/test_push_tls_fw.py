@@ -10,28 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_push_fw import DEVICE, KEY, config, drive
 
 from certs import Cert, make_cert
 from conftest import mpy_json
 from pushserver import PushServer
-from test_push_fw import DEVICE, KEY, config, drive
-
-# The kiosk's clock as a host sync would set it, before the pushes: https needs it.
-SET_CLOCK = "k.start()\nif plan.get('wall'):\n    k.clock.set_wall(plan['wall'], 1)\n"
 
 
 def drive_tls(tmp_path: Path, cfg: dict[str, Any], records: int, pushes: int,
               clock_known: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    import test_push_fw
-
-    script = test_push_fw.DRIVE
-    assert "k.start()\n" in script
-    test_push_fw.DRIVE = script.replace("k.start()\n", SET_CLOCK, 1)
-    try:
-        return drive(tmp_path, cfg, records, pushes,
-                     wall=int(time.time()) if clock_known else 0)
-    finally:
-        test_push_fw.DRIVE = script
+    """test_push_fw.drive with the kiosk's clock set first, as a host sync or NTP would
+    (unless clock_known is False): https needs it."""
+    return drive(tmp_path, cfg, records, pushes, wall=int(time.time()) if clock_known else 0)
 
 
 @pytest.fixture
