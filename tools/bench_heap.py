@@ -46,6 +46,7 @@ FIRMWARE = REPO / "firmware"
 MP_HELPERS = REPO / "tests" / "firmware" / "mp"
 sys.path.insert(0, str(REPO / "tests"))  # the loopback push and NTP servers
 
+from certs import make_cert  # noqa: E402
 from deskpulse import resources  # noqa: E402
 from deskpulse.device import image, sync  # noqa: E402
 from deskpulse.device.micropython import default_micropython  # noqa: E402
@@ -170,6 +171,7 @@ class Case:
     push: bool
     sessions: int
     upload: bool = True  # the host uploads the ~7.7 KB config during the run
+    tls: bool = False  # the push goes over HTTPS, pinned to a certificate (bench_tls.py)
 
 
 @dataclass
@@ -186,7 +188,8 @@ def prepare(case_name: str, port: str, binary: Path, sessions: int) -> Case:
     form = "frozen" if case_name.startswith("frozen") else case_name.split("+")[0]
     files = device_files(form, "x86" if port == "32" else "x64")
     files["/board.json"] = BOARD.read_bytes()
-    return Case(case_name, port, binary, files, "push" in case_name, sessions)
+    return Case(case_name, port, binary, files, "push" in case_name, sessions,
+                tls=case_name.endswith("+tls"))
 
 
 def _push_section(url: str) -> dict[str, Any]:
@@ -220,8 +223,12 @@ def run_once(case: Case, heap: int, work: Path, timeout: float = 900,
     against a fresh flash image and database."""
     state = Path(tempfile.mkdtemp(prefix=f"heap-{case.name}-{heap}-", dir=work))
     db = state / "host.db"
-    with PushServer(db, {DEVICE: KEY}) as push, NtpServer() as ntp:
+    cert = make_cert(state, "server") if case.tls else None
+    with PushServer(db, {DEVICE: KEY}, None if cert is None else (cert.certfile, cert.keyfile)
+                    ) as push, NtpServer() as ntp:
         section = _push_section(push.url) if case.push else None
+        if section is not None and cert is not None:
+            section["server_cert"] = cert.pem
         files = dict(case.files)
         files["/config.json"] = json.dumps(base_config(section)).encode()
         make_image(state / "flash.img", json.loads(BOARD.read_text()), files)

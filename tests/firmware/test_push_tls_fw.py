@@ -5,12 +5,14 @@ verifies the server against the certificate its config pins, or sends nothing.""
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_push_fw import DEVICE, KEY, config, drive
+from test_push_fw import BOARD, DEVICE, KEY, config, drive
 
 from certs import Cert, make_cert
 from conftest import mpy_json
@@ -145,3 +147,60 @@ from kiosk import push
 emit(sorted(m for m in sys.modules if m in ("tls", "ssl", "kiosk.https")))
 """)
     assert out == [[]]
+
+
+# A kiosk pushing to a server that takes the connection and never answers the TLS
+# handshake, while a task polls as the buttons' does: emits [polls during the push, the
+# push's error].
+SILENT_SERVER = """
+import asyncio, json, sys
+from harness import emit
+from kiosk import app
+from kiosk import config as cfg
+from kiosk.hal.sim import SimHal
+
+with open(sys.argv[-1]) as f:
+    plan = json.loads(f.read())
+with open(plan["board"]) as f:
+    hal = SimHal(json.loads(f.read()), plan["state"])
+cfg.save(hal.fs_root + "/config.json", plan["config"])
+k = app.Kiosk(hal)
+k.start()
+k.clock.set_wall(plan["wall"], 1)
+k.log.append(1, 4, 0, 20, 0, k.boot, 10, 0, 0)
+k.push.step_timeout_ms = k.push.answer_timeout_ms = 1500
+polls = [0]
+
+async def poll_buttons():
+    while True:
+        k.poll_inputs()
+        polls[0] += 1
+        await asyncio.sleep_ms(20)
+
+async def main():
+    poller = asyncio.create_task(poll_buttons())
+    await k.push.push_once()
+    poller.cancel()
+    emit([polls[0], k.push.last_error])
+
+asyncio.run(main())
+"""
+
+
+def test_the_buttons_are_polled_while_the_handshake_waits_for_the_server(
+        tmp_path: Path, cert: Cert) -> None:
+    """Every network wait of the handshake yields to the survey (the socket is
+    non-blocking, the handshake runs inside the request's timed writes): a server that
+    never answers costs the push its step timeout, and the buttons nothing."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # the kernel takes the connection; nobody reads the hello
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}"
+        (tmp_path / "state").mkdir()
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps({
+            "board": str(BOARD), "state": str(tmp_path / "state"), "wall": int(time.time()),
+            "config": config(url, server_cert=cert.pem)}))
+        polls, error = mpy_json(SILENT_SERVER, str(plan), heap="2M", timeout=60)[0]
+    assert error == "TimeoutError: "  # the step timeout, not a refusal
+    assert polls >= 20  # 1.5 s of waiting, a poll every 20 ms
