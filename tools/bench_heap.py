@@ -172,6 +172,7 @@ class Case:
     sessions: int
     upload: bool = True  # the host uploads the ~7.7 KB config during the run
     tls: bool = False  # the push goes over HTTPS, pinned to a certificate (bench_tls.py)
+    local_ntp: bool = False  # sync.ntp_server is tests/ntpserver.py's, not pool.ntp.org
 
 
 @dataclass
@@ -229,6 +230,8 @@ def run_once(case: Case, heap: int, work: Path, timeout: float = 900,
         section = _push_section(push.url) if case.push else None
         if section is not None and cert is not None:
             section["server_cert"] = cert.pem
+        if section is not None and case.local_ntp:
+            section["ntp_server"] = "127.0.0.1"  # esp32_boot.py sends it to ntp.port
         files = dict(case.files)
         files["/config.json"] = json.dumps(base_config(section)).encode()
         make_image(state / "flash.img", json.loads(BOARD.read_text()), files)
