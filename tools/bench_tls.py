@@ -18,8 +18,9 @@ MICROPY_PY_SSL=1:
     its peak, which on an ESP32 comes out of ESP-IDF's heap, beside WiFi
     (docs/hardware.md, "TLS").
 Cases, all `.mpy` with the push, serial syncs and NTP (tests/ntpserver.py: the clock an
-https push waits for) but no config upload, 60 sessions by default: plain HTTP on the stock 32-bit build (the
-anchor: test_heap32's mpy+push less the upload), plain HTTP and HTTPS on each TLS build.
+https push waits for) but no config upload, 60 sessions by default: plain HTTP on the
+stock 32-bit build (the anchor: test_heap32's mpy+push less the upload), plain HTTP and
+HTTPS on each TLS build.
 """
 
 from __future__ import annotations
