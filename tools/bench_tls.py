@@ -84,12 +84,13 @@ def _add_mbedtls(src: Path) -> None:
         subprocess.run(["tar", "x", "-C", str(dest)], input=archive.stdout, check=True)
 
 
-def build_port32_tls(allocator: str, cache: Path = bench_heap.CACHE) -> Path:
-    """The 32-bit port of bench_heap.build_port32(False) with `tls`, mbedTLS allocating
-    from the GC heap ("gc") or the C heap ("c"). Raises bench_heap.BuildError when it
-    cannot be built here."""
-    bench_heap.build_port32(False, cache)  # unpacks the source, builds mpy-cross
-    base = cache / "base"
+def build_port32_tls(allocator: str, frozen_app: bool = False,
+                     cache: Path = bench_heap.CACHE) -> Path:
+    """The 32-bit port of bench_heap.build_port32(frozen_app) with `tls`, mbedTLS
+    allocating from the GC heap ("gc") or the C heap ("c"). Raises bench_heap.BuildError
+    when it cannot be built here."""
+    # That build unpacks the source, builds mpy-cross and writes the frozen manifest.
+    base = bench_heap.build_port32(frozen_app, cache).parents[4]
     src = base / "micropython"
     build = f"build-32tls-{allocator}"
     args = ["make", "-s", "-j2", "-C", str(src / "ports" / "unix"), "VARIANT=standard",
@@ -116,16 +117,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=60)
     parser.add_argument("--step", type=int, default=4, help="resolution in KB (default 4)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", metavar="BUILD:CASE,...",
+                        help="only these runs, e.g. tls-c-frozen:frozen+push+tls")
     args = parser.parse_args(argv)
 
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     report("building the 32-bit ports (stock, and with tls: mbedTLS on the GC or C heap)")
-    binaries = {"stock": bench_heap.build_port32(False)}
+    binaries = {"stock": bench_heap.build_port32(False),
+                "stock-frozen": bench_heap.build_port32(True)}
     binaries.update({f"tls-{a}": build_port32_tls(a) for a in ALLOCATORS})
+    binaries["tls-c-frozen"] = build_port32_tls("c", frozen_app=True)
     runs = [("stock", "mpy+push")] + [(f"tls-{a}", case) for a in ALLOCATORS
                                       for case in ("mpy+push", "mpy+push+tls")]
+    runs += [("stock-frozen", "frozen+push"), ("tls-c-frozen", "frozen+push"),
+             ("tls-c-frozen", "frozen+push+tls")]
+    if args.only:
+        runs = [run for run in runs if f"{run[0]}:{run[1]}" in args.only.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-tls-"))
     rows = []
     for build, name in runs:
@@ -134,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         # 7.7 KB config with a certificate is over the kiosk's 8 KB.
         case.upload = False
         case.local_ntp = True  # the clock an https push waits for, in every case alike
-        figure = bench_heap.bisect(case, 160 * 1024, 384 * 1024, args.step * 1024, work,
+        low, high = (64, 192) if name.startswith("frozen") else (160, 384)
+        figure = bench_heap.bisect(case, low * 1024, high * 1024, args.step * 1024, work,
                                    report)
         rows.append({"build": build, "case": name, "heap": figure.heap,
                      "failed_at": figure.failed_at, "app": figure.app})
@@ -142,14 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    anchor = rows[0]["heap"]
+    anchor = rows[0]["heap"]  # each form against its stock plain-HTTP run
+    anchors = {row["case"].split("+")[0]: row["heap"] for row in reversed(rows)
+               if row["build"].startswith("stock")}
     print(f"Minimum heap, 32-bit, .mpy with the push, {args.sessions} sessions "
           f"({args.step} KB steps):")
-    print("| build | push | -X heapsize= | vs stock plain HTTP | failed at |")
+    print("| build | form | push | -X heapsize= | vs stock plain HTTP | failed at |")
     print("|---|---|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['build']} | {'HTTPS' if row['case'].endswith('+tls') else 'HTTP'} | "
-              f"{row['heap'] / 1024:.0f} KB | {row['heap'] / anchor:.2f}x | "
+        print(f"| {row['build']} | {row['case'].split('+')[0]} | "
+              f"{'HTTPS' if row['case'].endswith('+tls') else 'HTTP'} | "
+              f"{row['heap'] / 1024:.0f} KB | "
+              f"{row['heap'] / anchors.get(row['case'].split('+')[0], anchor):.2f}x | "
               f"{row['failed_at'] / 1024:.0f} KB |")
     return 0
 
