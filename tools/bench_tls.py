@@ -155,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     anchor = rows[0]["heap"]  # each form against its stock plain-HTTP run
     anchors = {row["case"].split("+")[0]: row["heap"] for row in reversed(rows)
                if row["build"].startswith("stock")}
-    print(f"Minimum heap, 32-bit, .mpy with the push, {args.sessions} sessions "
+    print(f"Minimum heap, 32-bit, with the push, {args.sessions} sessions "
           f"({args.step} KB steps):")
     print("| build | form | push | -X heapsize= | vs stock plain HTTP | failed at |")
-    print("|---|---|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|")
     for row in rows:
         print(f"| {row['build']} | {row['case'].split('+')[0]} | "
               f"{'HTTPS' if row['case'].endswith('+tls') else 'HTTP'} | "

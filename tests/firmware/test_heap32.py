@@ -35,7 +35,9 @@ SESSIONS = 60
 # --sessions 60 --step 4`, 5 December 2026, after the streamed config upload), with 12 KB
 # over them: near a minimum the heap is cut into pieces and one run passes where the next
 # fails by a few KB. The push cases are a WiFi kiosk's; the bench measures the others too.
-RECORDED_KB = {"mpy+push": 260, "frozen+push": 92}
+# mpy+push: 196-200 KB in the TLS work's runs (docs/benchmarks.md "TLS"), under the 260
+# recorded before, so that the run 64 KB below the guard passed.
+RECORDED_KB = {"mpy+push": 200, "frozen+push": 92}
 MARGIN_KB = 12
 SHORT_KB = 64  # this far below the figure every case runs out of memory
 if os.environ.get("DESKPULSE_HEAP32_FIRMWARE"):
