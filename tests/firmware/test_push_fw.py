@@ -226,8 +226,6 @@ cfg.save("/flash/config.json", json.loads({json.dumps(config(server.url,
          push_min_pending=5, push_interval_s=30))!r}))
 k = app.Kiosk(hal)
 k.start()
-if plan.get("wall"):  # the clock as a host sync sets it (an https push needs it)
-    k.clock.set_wall(plan["wall"], 1)
 p = k.push
 seen = [p.due()]                      # nothing waits
 k.log.append(3, 4, 1, 20, 0, k.boot, 5, 0, 0)
@@ -461,8 +459,6 @@ hal = SimHal(board, plan["state"])
 cfg.save(hal.fs_root + "/config.json", plan["config"])
 k = app.Kiosk(hal)
 k.start()
-if plan.get("wall"):  # the clock as a host sync sets it (an https push needs it)
-    k.clock.set_wall(plan["wall"], 1)
 p = k.push
 p.poll_ms = 50
 
