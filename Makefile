@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TYPINGS := firmware/typings/.installed
 
-.PHONY: demo test test-fast lint typecheck pytest bench attack clean venv browser terminal
+.PHONY: demo test test-fast lint typecheck pytest bench attack clean venv browser terminal postgres
 
 venv: $(STAMP)
 
@@ -51,10 +51,19 @@ terminal:
 			{ $$SUDO apt-get update && $$SUDO apt-get install -y tmux; }; \
 	fi
 
+# The store tests run on PostgreSQL too, on a throwaway cluster of Debian's postgresql 15
+# (tests/pg_cluster.py). Same rule: without apt-get those tests say they are skipped.
+postgres:
+	@if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && command -v apt-get >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get install -y postgresql || \
+			{ $$SUDO apt-get update && $$SUDO apt-get install -y postgresql; }; \
+	fi
+
 # Four workers on two cores: most tests wait on the simulator, ptys and servers, not the CPU.
 PYTEST_WORKERS ?= 4
 
-pytest: $(TYPINGS) browser terminal
+pytest: $(TYPINGS) browser terminal postgres
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 # The quick loop while editing: every test but those marked slow (simulator runs, ptys, the
@@ -75,6 +84,7 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_font.py
 	$(BIN)/python tools/bench_heap.py
 	$(BIN)/python tools/bench_install.py
+	$(BIN)/python tools/bench_sites.py
 
 # Kills, lost ACKs and fuzz against the real programs, with an exact account
 # (docs/reliability.md); several minutes, so not part of `make test`.

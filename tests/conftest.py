@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from deskpulse.device.micropython import default_micropython
+from pg_cluster import PgCluster, missing_reason
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
@@ -76,3 +78,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def port(request: pytest.FixtureRequest) -> str:
     return request.config.getoption("--port")
+
+
+# -- store engines ------------------------------------------------------------------------
+
+STORE_ENGINES = ("sqlite", "postgresql")
+"""Every store engine; suites that build a store run on each (`db_target`)."""
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One throwaway PostgreSQL cluster per test process (per xdist worker), stopped at
+    the end of the session; skipped, saying why, where PostgreSQL is not installed."""
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with PgCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """The URL of a new empty PostgreSQL database for this test alone."""
+    url = pg_cluster.new_database()
+    yield url
+    pg_cluster.drop_database(url)
+
+
+@pytest.fixture(params=STORE_ENGINES)
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """What `--db` or open_store() takes for a new empty store, on each engine in turn: a
+    SQLite file, then a PostgreSQL database."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return str(tmp_path / "deskpulse.db")

@@ -1,0 +1,320 @@
+"""The PostgreSQL store: one database for a chain of stores, shared by several
+`deskpulse serve` processes (schema.py has the tables, migrations and monthly partitions,
+ingest.py how a batch is stored exactly once across processes, queries.py what is read,
+rollup_tables.py the report counts kept at ingest).
+
+psycopg is imported here and below only: `open_store` imports this package only for a
+postgresql:// URL, so SQLite users never load it. Every method turns psycopg's errors
+into StoreError sentences (`schema.failure`), also those raised while a returned iterator
+is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import psycopg
+
+from deskpulse.errors import DeskPulseError
+from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.store import sites as site_rules
+from deskpulse.store.base import (
+    DeviceFacts,
+    DeviceHealth,
+    PushCheck,
+    RawRow,
+    RollupRow,
+    Site,
+    Store,
+    StoreError,
+    SyncRecord,
+    already_registered,
+)
+from deskpulse.store.postgres import ingest, queries, rollup_tables, schema, sites
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_CURSOR_ROWS = 10_000
+"""Rows fetched at a time by the iterators (server-side cursors: a scan of millions of
+responses never sits in memory whole)."""
+
+
+def _translated(method: Callable[Concatenate[PostgresStore, P], R]
+                ) -> Callable[Concatenate[PostgresStore, P], R]:
+    @functools.wraps(method)
+    def run(self: PostgresStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except psycopg.Error as exc:
+            raise schema.failure(exc, self.url) from None
+    return run
+
+
+class PostgresStore(site_rules.SiteMethods, Store):
+    def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
+        self.connection = connection
+        """The engine's own handle: for this package and the PostgreSQL store's tests."""
+        self.url = url
+        self.location = schema.safe_location(url)
+        self.partitions = schema.Partitions()
+        self._cursor_names = itertools.count(1)
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = True,
+             busy_timeout_ms: int | None = None) -> PostgresStore:
+        """Connect and migrate (with `create` False an empty database is an error)."""
+        conn = schema.connect(url, lock_timeout_ms=busy_timeout_ms)
+        try:
+            with schema.translated(url):
+                schema.migrate(conn, create=create, url=url)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, url)
+
+    def _rows(self, query: queries.Query) -> Iterator[Any]:
+        """The rows of a query, read from a server-side cursor when the iterator is first
+        read (inside the snapshot or transaction open then, else a transaction of its
+        own)."""
+        statement, params = query
+        try:
+            with self.connection.transaction(), self.connection.cursor(
+                    name=f"rows_{next(self._cursor_names)}") as cursor:
+                cursor.itersize = _CURSOR_ROWS
+                cursor.execute(statement, params)  # type: ignore[arg-type]
+                yield from cursor
+        except psycopg.Error as exc:
+            raise schema.failure(exc, self.url) from None
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """Errors translated; partitions made by a write that failed are forgotten (they
+        were rolled back with it)."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            self.partitions.forget()
+            raise schema.failure(exc, self.url) from None
+        except BaseException:
+            self.partitions.forget()
+            raise
+
+    # -- life ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.connection.close()
+
+    @_translated
+    def schema_version(self) -> int:
+        return schema.schema_version(self.connection)
+
+    # -- storing batches -------------------------------------------------------------------
+
+    def store_batch(self, device_id: str, responses: Sequence[Response],
+                    anchors: Iterable[Anchor], status: Mapping[str, Any], transport: str, *,
+                    proto: int | None = None, now: float | None = None,
+                    push: PushCheck | None = None) -> tuple[int, int]:
+        with self._write():
+            return ingest.store_batch(self.connection, self.partitions, device_id,
+                                      responses, anchors, status, transport, proto=proto,
+                                      at=_now(now), push=push)
+
+    @contextlib.contextmanager
+    def group_commit(self) -> Iterator[None]:
+        with self._write(), self.connection.transaction():
+            yield
+
+    @contextlib.contextmanager
+    def part(self) -> Iterator[None]:
+        with self._write(), self.connection.transaction():  # a savepoint of the group
+            yield
+
+    def group_intact(self) -> bool:
+        return (self.connection.info.transaction_status
+                == psycopg.pq.TransactionStatus.INTRANS)
+
+    # -- devices and keys ------------------------------------------------------------------
+
+    @_translated
+    def devices(self) -> list[DeviceHealth]:
+        return queries.devices(self.connection)
+
+    @_translated
+    def device_facts(self) -> list[DeviceFacts]:
+        return queries.device_facts(self.connection)
+
+    @_translated
+    def describe_device(self, device_id: str, *, name: str | None = None,
+                        location: str | None = None, time_zone: str | None = None,
+                        create: bool = False, now: float | None = None) -> None:
+        with self.connection.transaction():
+            queries.describe(self.connection, device_id, name, location, time_zone,
+                             create=create, now=_now(now))
+
+    @_translated
+    def registered_ids(self) -> set[str]:
+        return queries.registered_ids(self.connection)
+
+    @_translated
+    def device_key(self, device_id: str) -> bytes | None:
+        return queries.device_key(self.connection, device_id)
+
+    @_translated
+    def set_key(self, device_id: str, key: bytes, *, replace: bool,
+                facts: DeviceFacts | None = None, now: float | None = None) -> bool:
+        at = _now(now)
+        with self.connection.transaction():
+            # The device's row first, as a batch locks it: the same order everywhere.
+            if facts is not None:
+                queries.describe(self.connection, device_id, facts.name, facts.location,
+                                 facts.time_zone, create=True, now=at)
+            registered = queries.device_key(self.connection, device_id, lock=True) is not None
+            if registered and not replace:
+                raise already_registered(device_id)
+            if not registered and facts is None:
+                raise DeskPulseError(f"{device_id} is not registered")
+            queries.set_key(self.connection, device_id, key, at)
+        return registered
+
+    @_translated
+    def remove_key(self, device_id: str) -> None:
+        with self.connection.transaction():
+            if not queries.remove_key(self.connection, device_id):
+                raise DeskPulseError(f"{device_id} is not registered")
+
+    # -- what was synced -------------------------------------------------------------------
+
+    @_translated
+    def last_seq(self, device_id: str) -> int | None:
+        return queries.last_seq(self.connection, device_id)
+
+    @_translated
+    def latest_sync(self, device_id: str) -> SyncRecord | None:
+        return queries.latest_sync(self.connection, device_id)
+
+    @_translated
+    def count_time_unknown(self, device_id: str | None = None) -> int:
+        return queries.count_time_unknown(self.connection, device_id)
+
+    @_translated
+    def responses_of(self, device_id: str) -> list[dict[str, Any]]:
+        return queries.responses_of(self.connection, device_id)
+
+    @_translated
+    def response_counts(self) -> dict[str, int]:
+        return queries.response_counts(self.connection)
+
+    # -- what the reports read -------------------------------------------------------------
+
+    def refresh_rollups(self, device_ids: Iterable[str]) -> None:
+        wanted = set(device_ids)
+        if not self._stale(wanted):
+            return
+        try:
+            with self.connection.transaction():
+                for device_id in self._stale(wanted):
+                    self.connection.execute(
+                        "SELECT 1 FROM devices WHERE device_id = %s FOR UPDATE", (device_id,))
+                    rollup_tables.ensure_zone(self.connection, device_id)
+        except (psycopg.errors.ReadOnlySqlTransaction,
+                psycopg.errors.InsufficientPrivilege) as exc:
+            stale = self._stale(wanted)
+            more = " and others" if len(stale) > 3 else ""
+            raise DeskPulseError(
+                f"the figures of {', '.join(stale[:3])}{more} must be recounted first (a new "
+                "time zone, or a database from before reports), which needs to write to "
+                f"the database: {exc}") from None
+        except psycopg.Error as exc:
+            raise schema.failure(exc, self.url) from None
+
+    @_translated
+    def _stale(self, wanted: set[str]) -> list[str]:
+        return sorted(wanted & set(rollup_tables.stale_devices(self.connection)))
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        conn = self.connection
+        outermost = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        try:
+            if outermost:  # one snapshot for every statement inside
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            try:
+                with conn.transaction():
+                    yield
+            finally:
+                if outermost and conn.info.transaction_status == \
+                        psycopg.pq.TransactionStatus.IDLE:
+                    conn.isolation_level = None
+        except psycopg.Error as exc:
+            raise schema.failure(exc, self.url) from None
+
+    @_translated
+    def month_rollups(self, device_ids: Sequence[str], first: int, last: int
+                      ) -> list[RollupRow]:
+        return self._fetch(queries.month_rollups(device_ids, first, last))
+
+    @_translated
+    def day_rollups(self, device_ids: Sequence[str], first: int, last: int
+                    ) -> list[RollupRow]:
+        return self._fetch(queries.day_rollups(device_ids, first, last))
+
+    def _fetch(self, query: queries.Query) -> list[Any]:
+        statement, params = query
+        return [(*row[:4], bytes(row[4])) for row in
+                self.connection.execute(statement, params).fetchall()]  # type: ignore[arg-type]
+
+    def timed_responses(self, device_id: str, since: int, until: int) -> Iterator[RawRow]:
+        return self._rows(queries.timed_responses(device_id, since, until))
+
+    def response_groups(self, since: int, until: int, device_id: str | None = None
+                        ) -> Iterator[tuple[str, int | None, int | None, int, int, str, int,
+                                            int, int]]:
+        return self._rows(queries.response_groups(since, until, device_id))
+
+    @_translated
+    def clock_corrected(self, device_ids: Sequence[str], since: int, until: int, *,
+                        include_flagged: bool) -> list[tuple[str, int, int]]:
+        return queries.clock_corrected(self.connection, device_ids, since, until,
+                                       include_flagged)
+
+    def anchored_stamps(self) -> Iterator[tuple[str, int, int, int, int]]:
+        return self._rows(queries.anchored_stamps())
+
+    def export_rows(self, device_id: str, since: int | None, until: int | None, *,
+                    include_flagged: bool
+                    ) -> Iterator[tuple[int | None, int | None, int | None, int, int, str,
+                                        int, int, int]]:
+        return self._rows(queries.export_rows(device_id, since, until, include_flagged))
+
+    def negative_marks(self, *, since: float | None, until: float | None,
+                       device_id: str | None, location: str | None, include_flagged: bool,
+                       negative_ratings: Sequence[int]) -> Iterator[tuple[str, int, int]]:
+        return self._rows(queries.negative_marks(since, until, device_id, location,
+                                                 include_flagged, negative_ratings))
+
+    # -- sites: the methods are site_rules.SiteMethods' -----------------------------------
+
+    site_queries = sites
+
+    def _site_read(self) -> contextlib.AbstractContextManager[None]:
+        return schema.translated(self.url)
+
+    @contextlib.contextmanager
+    def _tree_change(self) -> Iterator[dict[str, Site]]:
+        with schema.translated(self.url), self.connection.transaction():
+            sites.lock(self.connection)  # one writer of the tree at a time, across processes
+            yield {site.path: site for site in sites.tree(self.connection)}
+            sites.follow_zones(self.connection)
+
+
+def _now(now: float | None) -> int:
+    return int(now if now is not None else time.time())
+
+
+__all__ = ["PostgresStore", "StoreError"]

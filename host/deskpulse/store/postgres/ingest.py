@@ -1,0 +1,268 @@
+"""Storing a batch in PostgreSQL: once per (device, seq), placed in time by its boot's
+anchors, as the SQLite engine does (store/sqlite/schema.py says how times are placed).
+
+Exactly-once across processes: the first statement of every batch upserts the device's
+row, which locks it until the transaction ends, so batches of one device are stored one
+after another whichever `deskpulse serve` process took them; each then checks its records
+against the stored namesakes, which (read committed) include everything committed before
+it got the lock. A push's key and nonce are checked under a lock on the device's key row
+(SELECT ... FOR UPDATE) and the nonce moved up in the same transaction: of two processes
+given the same request, the second waits and then finds the nonce taken.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from deskpulse.errors import DeskPulseError
+from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response
+from deskpulse.store import batches, intervals, rollups
+from deskpulse.store.base import PushCheck
+from deskpulse.store.postgres import rollup_tables
+from deskpulse.store.postgres.schema import RESPONSE_COLUMNS, Partitions
+
+if TYPE_CHECKING:
+    import psycopg
+
+def store_batch(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str,
+                responses: Sequence[Response], anchors: Iterable[Anchor],
+                status: Mapping[str, Any], transport: str, *, proto: int | None, at: int,
+                push: PushCheck | None) -> tuple[int, int]:
+    """Store one batch in one transaction (a savepoint inside the caller's): see
+    Store.store_batch."""
+    import psycopg
+
+    if not device_id:
+        raise DeskPulseError("a device without an id cannot be stored")
+    try:
+        with conn.transaction():
+            _lock_device(conn, device_id, status, proto, at)
+            if push is not None:
+                _check_push(conn, device_id, push)
+            return _store(conn, partitions, device_id, responses, anchors, status,
+                          transport, at)
+    except psycopg.errors.IntegrityError as exc:
+        raise DeskPulseError(f"responses of {device_id} not stored: {exc}") from exc
+
+
+def _lock_device(conn: psycopg.Connection[Any], device_id: str, status: Mapping[str, Any],
+                 proto: int | None, at: int) -> None:
+    """Create or update the device's row, which locks it until the transaction ends (an
+    upsert locks the row it inserts or updates): every other batch of this device waits."""
+    status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
+    conn.execute(
+        """INSERT INTO devices (device_id, board, firmware, proto, first_seen, last_sync,
+                                last_status)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (device_id) DO UPDATE SET
+               board = coalesce(excluded.board, devices.board),
+               firmware = coalesce(excluded.firmware, devices.firmware),
+               proto = coalesce(excluded.proto, devices.proto),
+               last_sync = excluded.last_sync, last_status = excluded.last_status""",
+        (device_id, batches.text(status.get("board")), batches.text(status.get("firmware")),
+         proto, at, at, status_json))
+
+
+def _check_push(conn: psycopg.Connection[Any], device_id: str, push: PushCheck) -> None:
+    row = conn.execute(
+        """SELECT key, nonce_boot, nonce_count FROM device_keys WHERE device_id = %s
+           FOR UPDATE""", (device_id,)).fetchone()
+    batches.check_push(device_id, row, push)
+    conn.execute(
+        "UPDATE device_keys SET nonce_boot = %s, nonce_count = %s WHERE device_id = %s",
+        (push.nonce.boot, push.nonce.count, device_id))
+
+
+def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str,
+           responses: Sequence[Response], anchors: Iterable[Anchor],
+           status: Mapping[str, Any], transport: str, at: int) -> tuple[int, int]:
+    status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
+    sync_row = conn.execute(
+        """INSERT INTO syncs (device_id, at, transport, received, new, duplicates,
+                              time_unknown, stored, unacked, dropped, corrupt, fill, boot,
+                              reset_cause, crashes, clock_known, status)
+           VALUES (%s, %s, %s, %s, 0, 0, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           RETURNING sync_id""",
+        (device_id, at, transport, len(responses), *batches.health(status),
+         status_json)).fetchone()
+    assert sync_row is not None  # RETURNING of an INSERT always gives its row
+    sync_id = int(sync_row[0])
+    increasing = batches.increasing(responses)
+    stored = _stored_namesakes(conn, device_id, responses, increasing)
+    batches.refuse_conflicts(device_id, responses, stored)
+    # Before anything new lands, so that a rebuild covers exactly the rows stored so far.
+    zone = rollup_tables.ensure_zone(conn, device_id)
+    anchor_rows = _anchor_rows(conn, device_id, anchors)
+    anchored = {row[1] for row in anchor_rows}
+    before = _boot_shifts(conn, device_id, anchored)
+    if anchor_rows:
+        # The device lists anchors oldest first; a later one at the same second wins.
+        latest = {(row[1], row[2]): row for row in anchor_rows}
+        conn.cursor().executemany(
+            """INSERT INTO anchors VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (device_id, boot, uptime_s)
+               DO UPDATE SET wall = excluded.wall, source = excluded.source""",
+            list(latest.values()))
+    fresh = batches.new_ones(responses, stored, increasing)
+    shifts = _boot_shifts(conn, device_id, anchored.union(r.boot for r in fresh))
+    changes = [rollups.Changes.empty()]
+    moved_boots = {b: shifts[b] for b in sorted(anchored) if shifts[b] != before[b]}
+    _place(conn, partitions, device_id, moved_boots, changes)
+    rows = [(device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
+             int(r.rapid), int(r.closed), r.boot, r.uptime_s, r.wall,
+             r.wall if (shift := shifts[r.boot]) is None else r.uptime_s + shift,
+             "anchor" if shift is not None else None if r.wall is None else "device",
+             r.config_version, sync_id, None, None)
+            for r in fresh]
+    unknown = 0
+    if rows:
+        columns = list(zip(*rows, strict=True))
+        partitions.ensure(conn, columns[11])
+        with conn.cursor().copy(
+                f"COPY responses ({', '.join(RESPONSE_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        changes[0] = rollups.Changes.from_columns(
+            columns[11], columns[2], columns[3], columns[4], columns[6], columns[7])
+        unknown = columns[11].count(None)
+    if unknown or moved_boots:
+        _bound_unplaced(conn, device_id, changes)
+    rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
+    new = len(rows)
+    conn.execute(
+        "UPDATE syncs SET new = %s, duplicates = %s, time_unknown = %s WHERE sync_id = %s",
+        (new, len(responses) - new, unknown, sync_id))
+    return new, len(responses) - new
+
+
+def _stored_namesakes(conn: psycopg.Connection[Any], device_id: str,
+                      responses: Sequence[Response], increasing: bool
+                      ) -> dict[int, tuple[Any, ...]]:
+    """The stored rows (compared fields by seq) in the seq range of `responses`."""
+    if not responses:
+        return {}
+    low, high = batches.seq_range(responses, increasing)
+    rows = conn.execute(
+        f"SELECT seq, {', '.join(batches.COMPARED)} FROM responses "  # type: ignore[arg-type]
+        "WHERE device_id = %s AND seq BETWEEN %s AND %s", (device_id, low, high)).fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def _anchor_rows(conn: psycopg.Connection[Any], device_id: str,
+                 anchors: Iterable[Anchor]) -> list[tuple[str, int, int, int, int]]:
+    """The rows to store: a receipt anchor only for a boot without an anchor of the
+    device's own, stored or in this batch (as on SQLite)."""
+    anchors = list(anchors)
+    own = {a.boot for a in anchors if a.source != RECEIPT_SOURCE}
+    receipt_boots = sorted({a.boot for a in anchors if a.source == RECEIPT_SOURCE} - own)
+    if receipt_boots:
+        own |= {row[0] for row in conn.execute(
+            """SELECT DISTINCT boot FROM anchors
+               WHERE device_id = %s AND boot = ANY(%s) AND source != %s""",
+            (device_id, receipt_boots, RECEIPT_SOURCE))}
+    return [(device_id, a.boot, a.uptime_s, a.wall, a.source) for a in anchors
+            if a.source != RECEIPT_SOURCE or a.boot not in own]
+
+
+def _boot_shifts(conn: psycopg.Connection[Any], device_id: str, boots: Iterable[int]
+                 ) -> dict[int, int | None]:
+    """`wall - uptime_s` of each boot's latest anchor (receipt anchors last), None for a
+    boot without one: what places its records (store/sqlite/ingest.py `_boot_shift`)."""
+    wanted = sorted(set(boots))
+    out: dict[int, int | None] = dict.fromkeys(wanted)
+    if wanted:
+        out.update(conn.execute(
+            """SELECT DISTINCT ON (boot) boot, wall - uptime_s FROM anchors
+               WHERE device_id = %s AND boot = ANY(%s)
+               ORDER BY boot, source = %s, uptime_s DESC""",
+            (device_id, wanted, RECEIPT_SOURCE)).fetchall())
+    return out
+
+
+def _place(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str,
+           shifts: Mapping[int, int | None], changes: list[rollups.Changes]) -> None:
+    """(Re)place every stored response of these boots by its boot's shift; rows move to
+    their new month's partition. Appends the rollup moves to `changes`."""
+    for boot, shift in shifts.items():
+        if shift is None:
+            continue
+        moved = []
+        relabelled = []
+        for seq, wall, source, uptime_s, low, high, *rest in conn.execute(
+                """SELECT seq, wall, time_source, uptime_s, wall_low, wall_high, rating,
+                          scale, told_next, rapid, closed
+                   FROM responses WHERE device_id = %s AND boot = %s""",
+                (device_id, boot)):
+            now = uptime_s + shift
+            if wall != now:
+                moved.append((seq, wall or low, wall or high, now, *rest))
+            elif source != "anchor":
+                relabelled.append(seq)
+        if relabelled:
+            conn.execute(
+                """UPDATE responses SET time_source = 'anchor'
+                   WHERE device_id = %s AND seq = ANY(%s)""", (device_id, relabelled))
+        if not moved:
+            continue
+        seqs, old, old_high, new, ratings, scales, tolds, rapid, closed = zip(
+            *moved, strict=True)
+        partitions.ensure(conn, new)
+        conn.execute(
+            """UPDATE responses r SET wall = m.wall, time_source = 'anchor', wall_low = NULL,
+                                      wall_high = NULL
+               FROM unnest(%s::bigint[], %s::bigint[]) AS m(seq, wall)
+               WHERE r.device_id = %s AND r.seq = m.seq""", (list(seqs), list(new), device_id))
+        changes.append(rollups.Changes.from_columns(old, ratings, scales, tolds, rapid,
+                                                    closed, weight=-1, highs=old_high))
+        changes.append(rollups.Changes.from_columns(new, ratings, scales, tolds, rapid,
+                                                    closed))
+
+
+def _bound_unplaced(conn: psycopg.Connection[Any], device_id: str,
+                    changes: list[rollups.Changes]) -> None:
+    """Give every response of the device still without a time the interval its anchored
+    neighbours allow (store/intervals.py), and move the rollups of those that changed."""
+    rows = conn.execute(
+        """SELECT r.seq, r.boot, r.uptime_s, s.at, r.wall_low, r.wall_high, r.rating,
+                  r.scale, r.told_next, r.rapid, r.closed
+           FROM responses_unknown r JOIN syncs s ON s.sync_id = r.sync_id
+           WHERE r.device_id = %s""", (device_id,)).fetchall()
+    if not rows:
+        return
+    shifts: dict[int, int] = {}
+    for boot, shift in conn.execute(
+            # The last row of each boot is the one that places it (_boot_shifts' order).
+            """SELECT boot, wall - uptime_s FROM anchors WHERE device_id = %s
+               ORDER BY boot, source = %s DESC, uptime_s""", (device_id, RECEIPT_SOURCE)):
+        shifts[boot] = shift
+    reach = dict(conn.execute(
+        "SELECT boot, max(uptime_s) FROM anchors WHERE device_id = %s GROUP BY boot",
+        (device_id,)).fetchall())
+    around = sorted(intervals.neighbours(shifts, (row[1] for row in rows)))
+    for boot, highest in conn.execute(
+            """SELECT boot, max(uptime_s) FROM responses
+               WHERE device_id = %s AND boot = ANY(%s) GROUP BY boot""",
+            (device_id, around)):
+        reach[boot] = max(reach.get(boot, 0), highest)
+    found = intervals.intervals(shifts, reach,
+                                [intervals.Unplaced(*row[:4]) for row in rows])
+    moved = []
+    for seq, _, _, _, low, high, *rest in rows:
+        now = found[seq] or (None, None)
+        if now != (low, high):
+            moved.append((seq, low, high, *now, *rest))
+    if not moved:
+        return
+    seqs, low, high, new_low, new_high, ratings, scales, tolds, rapid, closed = zip(
+        *moved, strict=True)
+    conn.execute(
+        """UPDATE responses_unknown r SET wall_low = m.low, wall_high = m.high
+           FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS m(seq, low, high)
+           WHERE r.device_id = %s AND r.seq = m.seq""",
+        (list(seqs), list(new_low), list(new_high), device_id))
+    changes.append(rollups.Changes.from_columns(low, ratings, scales, tolds, rapid, closed,
+                                                weight=-1, highs=high))
+    changes.append(rollups.Changes.from_columns(new_low, ratings, scales, tolds, rapid,
+                                                closed, highs=new_high))
