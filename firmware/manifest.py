@@ -29,6 +29,7 @@ package(
         "frames.py",
         "hmac.py",
         "hostname.py",
+        "https.py",
         "hwtest.py",
         "journal.py",
         "jsoncheck.py",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import threading
 import time
 from collections import deque
@@ -47,7 +48,9 @@ class Seen:
 
 
 class PushServer:
-    def __init__(self, db_path: Path, keys: dict[str, bytes]) -> None:
+    def __init__(self, db_path: Path, keys: dict[str, bytes],
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """tls: (certfile, keyfile) to speak HTTPS with."""
         self.db_path = db_path
         self.keys = dict(keys)
         self.queue: deque[str] = deque()
@@ -64,11 +67,20 @@ class PushServer:
         handler = type("Handler", (_Handler,), {"push": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            # The handshake runs in the handler's thread (at its first read), so a kiosk
+            # that refuses the certificate costs that thread only.
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True,
+                                                    do_handshake_on_connect=False)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.httpd.server_address[1]}"
 
     def __enter__(self) -> PushServer:
         self.thread.start()

@@ -49,6 +49,7 @@ FIRMWARE = REPO / "firmware"
 MP_HELPERS = REPO / "tests" / "firmware" / "mp"
 sys.path.insert(0, str(REPO / "tests"))  # the loopback push and NTP servers
 
+from certs import make_cert  # noqa: E402
 from deskpulse import resources  # noqa: E402
 from deskpulse.device import image, sync  # noqa: E402
 from deskpulse.device.micropython import default_micropython  # noqa: E402
@@ -175,6 +176,8 @@ class Case:
     sessions: int
     upload: bool = True  # the host uploads the ~7.7 KB config during the run
     ota: bool = False  # the push server holds that config: the kiosk fetches it
+    tls: bool = False  # the push goes over HTTPS, pinned to a certificate (bench_tls.py)
+    local_ntp: bool = False  # sync.ntp_server is tests/ntpserver.py's, not pool.ntp.org
 
 
 @dataclass
@@ -193,7 +196,7 @@ def prepare(case_name: str, port: str, binary: Path, sessions: int) -> Case:
     files["/board.json"] = BOARD.read_bytes()
     ota = "ota" in case_name
     return Case(case_name, port, binary, files, "push" in case_name or ota, sessions,
-                upload=not ota, ota=ota)
+                upload=not ota, ota=ota, tls=case_name.endswith("+tls"))
 
 
 def _push_section(url: str) -> dict[str, Any]:
@@ -227,8 +230,14 @@ def run_once(case: Case, heap: int, work: Path, timeout: float = 900,
     against a fresh flash image and database."""
     state = Path(tempfile.mkdtemp(prefix=f"heap-{case.name}-{heap}-", dir=work))
     db = state / "host.db"
-    with PushServer(db, {DEVICE: KEY}) as push, NtpServer() as ntp:
+    cert = make_cert(state, "server") if case.tls else None
+    with PushServer(db, {DEVICE: KEY}, None if cert is None else (cert.certfile, cert.keyfile)
+                    ) as push, NtpServer() as ntp:
         section = _push_section(push.url) if case.push else None
+        if section is not None and cert is not None:
+            section["server_cert"] = cert.pem
+        if section is not None and case.local_ntp:
+            section["ntp_server"] = "127.0.0.1"  # esp32_boot.py sends it to ntp.port
         files = dict(case.files)
         files["/config.json"] = json.dumps(base_config(section)).encode()
         make_image(state / "flash.img", json.loads(BOARD.read_text()), files)

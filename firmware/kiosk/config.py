@@ -61,6 +61,9 @@ def defaults():
             # The clock's NTP server (docs/wifi.md): a host name or an IPv4 address,
             # "" for none (e.g. a store network that blocks NTP: the push sets the time).
             "ntp_server": "pool.ntp.org",
+            # For an https:// server_url: the server's certificate, or the CA's that
+            # signed it, in PEM (docs/wifi.md, "HTTPS"); the kiosk trusts nothing else.
+            "server_cert": "",
         },
     }
 
@@ -80,7 +83,11 @@ _INTS = {
     "full_refresh_every": (1, 100),  # partial e-ink refreshes between full ones
 }
 _SYNC_INTS = {"push_interval_s": (5, 86400), "push_min_pending": (1, 1000)}
-_SYNC_STRS = {"server_url": 200, "wifi_ssid": 32, "wifi_password": 64, "device_key": 128}
+_SYNC_STRS = {"server_url": 200, "wifi_ssid": 32, "wifi_password": 64, "device_key": 128,
+              # two RSA-2048 certificates in PEM (an old and a new one, for a rollover)
+              "server_cert": 3072}
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+_PEM_END = "-----END CERTIFICATE-----"
 
 
 def _is_int(v):
@@ -229,6 +236,34 @@ def _check_zone(problems, raw):
                         "sync --config`, which adds the zone's rule" % (zone,))
 
 
+def _check_tls(problems, url, cert):
+    """An https:// server needs a certificate to verify it against, and a certificate
+    only makes sense for one: never a silent unverified (or unencrypted) connection."""
+    if not isinstance(url, str) or not isinstance(cert, str):
+        return  # reported by _check_str
+    https = url.startswith("https://")
+    if https and not cert:
+        problems.append("sync.server_url is https:// but sync.server_cert is empty: give the "
+                        "server's certificate (or its CA's) in PEM")
+    elif cert and not https:
+        problems.append("sync.server_cert is set but sync.server_url is not https://: the "
+                        "push would not use it")
+    elif cert and not _looks_like_pem(cert):
+        problems.append("sync.server_cert must be PEM: %s ... %s" % (_PEM_BEGIN, _PEM_END))
+
+
+def _looks_like_pem(text):
+    """Certificates in PEM (base64 between BEGIN/END lines); mbedTLS checks the rest when
+    the push first uses it (kiosk/https.py)."""
+    text = text.strip()
+    if not text.startswith(_PEM_BEGIN) or not text.endswith(_PEM_END):
+        return False
+    for ch in text:
+        if not ("A" <= ch <= "Z" or "a" <= ch <= "z" or "0" <= ch <= "9" or ch in "+/=- \r\n"):
+            return False
+    return True
+
+
 def validate(raw):
     """Return (config, problems). With any problem the config is the defaults."""
     problems = []
@@ -271,6 +306,7 @@ def validate(raw):
                                    '; "" turns NTP off')
             if problem:
                 problems.append(problem)
+        _check_tls(problems, sync.get("server_url", ""), sync.get("server_cert", ""))
     if problems:
         return base, problems
     for key, value in raw.items():

@@ -1,6 +1,7 @@
 # The WiFi push, device side (docs/wifi.md): an asyncio task that sends the unacknowledged
-# responses to the `deskpulse serve` aggregator over plain HTTP/1.1, signed with the
-# device key, and frees flash only for an answer whose signature it has verified.
+# responses to the `deskpulse serve` aggregator over HTTP/1.1 (plain, or TLS for an
+# https:// server: kiosk/https.py), signed with the device key, and frees flash only for
+# an answer whose signature it has verified.
 #
 # The survey comes first. Nothing here waits without yielding: the records are read and
 # encoded by outbox.fill (a yield after every log read), every network step runs under
@@ -59,14 +60,16 @@ class Unavailable(PushError):
 
 
 def parse_url(url):
-    """"http://host[:port][/prefix]" -> (host, port, prefix without a trailing '/')."""
-    if not url.startswith("http://"):
-        raise ConfigProblem("sync.server_url must start with http:// (https is not supported)")
-    rest = url[7:]
+    """"http[s]://host[:port][/prefix]" -> (host, port, prefix without a trailing '/')."""
+    if url.startswith("http://"):
+        rest, port = url[7:], 80
+    elif url.startswith("https://"):
+        rest, port = url[8:], 443
+    else:
+        raise ConfigProblem("sync.server_url must start with http:// or https://")
     cut = rest.find("/")
     hostport, prefix = (rest, "") if cut < 0 else (rest[:cut], rest[cut:].rstrip("/"))
     host = hostport
-    port = 80
     colon = hostport.rfind(":")
     if colon >= 0:
         host = hostport[:colon]
@@ -137,6 +140,7 @@ class Push:
         self._answer_mv = memoryview(self._answer)
         self._mac = None
         self._mac_source = None  # the key text self._mac was made from
+        self._tls = None  # a kiosk.https.Verifier, for an https:// server only
         self.count = 0  # nonce count in this boot: one per request, retries included
         self.state = "idle"
         self.pending = 0
@@ -408,9 +412,10 @@ class Push:
         wait_for_ms = asyncio.wait_for_ms
         step = self.step_timeout_ms
         writer = None
+        opening = self._open(host, address, port)
         try:
             try:
-                reader, writer = await wait_for_ms(self._connect(address, port), step)
+                reader, writer = await wait_for_ms(opening, step)
                 # A non-blocking connect reports a refusal at the first write: both mean
                 # "the address did not take the request".
                 writer.write(head)
@@ -436,6 +441,29 @@ class Push:
                 except Exception:
                     pass
 
+    def _open(self, host, address, port):
+        """The coroutine that connects: the HAL's plain streams, or for an https:// server
+        TLS over them, verified against sync.server_cert (kiosk/https.py, loaded only
+        then). Raises at once when TLS cannot verify the server yet."""
+        sync = self.kiosk.config["sync"]
+        if not sync["server_url"].startswith("https://"):
+            return self._connect(address, port)
+        if not self.kiosk.clock.known():
+            # mbedTLS checks the certificate's dates against the RTC, at its epoch (2000)
+            # after a power-on: every certificate would be "not valid yet".
+            raise PushError("https waits for the clock (NTP, a clock chip or a serial "
+                            "sync) to check the server certificate's dates")
+        verifier = self._tls
+        if verifier is None:
+            from kiosk.https import Verifier
+
+            verifier = self._tls = Verifier()
+        try:
+            verifier.context(sync["server_cert"])
+        except ValueError as e:
+            raise ConfigProblem(str(e))
+        return verifier.open(self._connect, address, port, host, sync["server_cert"])
+
     async def _read_answer(self, reader):
         """Status code, signature header and body of the answer, read into the fixed
         answer buffer: an answer that does not fit is an error, not a bigger buffer."""
@@ -449,6 +477,8 @@ class Push:
             if got == len(buf):
                 raise PushError("answer longer than %d bytes" % len(buf))
             n = await asyncio.wait_for_ms(reader.readinto(mv[got:]), step)
+            if n is None:
+                continue  # TLS: part of a record came, not yet a byte of the answer
             if not n:
                 break  # closed by the server (Connection: close)
             got += n

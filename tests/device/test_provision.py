@@ -370,7 +370,7 @@ def test_what_every_board_shares_is_checked_before_any_board(
         cases.append(({"template": keyed}, "never a shared one"))
         s3 = FakeFirmware(chip="esp32s3").write(tmp_path / "s3.bin")
         cases.append(({"firmware": s3}, "s3.bin is MicroPython for an ESP32-S3"))
-        cases.append(({"server": "https://x:1"}, "the kiosk speaks plain http://"))
+        cases.append(({"server": "ftp://x:1"}, "the kiosk speaks http:// or https://"))
         cases.append(({"server": None, "wait_push": True}, "--wait-push needs a server"))
         empty = tmp_path / "empty.csv"
         empty.write_text("# nothing yet\n")

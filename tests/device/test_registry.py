@@ -133,8 +133,8 @@ def test_server_urls_are_normalised(url: str, normal: str) -> None:
 
 
 @pytest.mark.parametrize("url, why", [
-    ("https://192.168.1.20:8443", "plain http"),
-    ("192.168.1.20:8080", "plain http"),
+    ("ftp://192.168.1.20:8443", "speaks http:// or https://"),
+    ("192.168.1.20:8080", "speaks http:// or https://"),
     ("http://192.168.1.20", "lacks the port"),
     ("http://192.168.1.20:0", "lacks the port"),
     ("http://192.168.1.20:99999", "bad server URL"),

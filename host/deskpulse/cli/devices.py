@@ -54,6 +54,9 @@ def _add_device_commands(dev: argparse.ArgumentParser) -> None:
     add.add_argument("--server", required=True, metavar="URL",
                      help="the aggregator as the kiosk reaches it: http://HOST:PORT of the PC "
                           "running `deskpulse serve` on the store network")
+    add.add_argument("--server-cert", metavar="PEM",
+                     help="for an https:// server: its certificate (self-signed), or the "
+                          "CA's that signed it, which the kiosk verifies the server against")
     add.add_argument("--wifi-ssid", default="", help="the store WiFi network's name")
     add.add_argument("--wifi-password", default="",
                      help="its password; '-' reads it from standard input (keeps it out of "
@@ -125,9 +128,11 @@ def _database(args: argparse.Namespace, *, create: bool = False
 
 def do_devices_add(args: argparse.Namespace) -> int:
     from deskpulse.device import registration
+    from deskpulse.device.server_cert import read_server_cert
 
     template = (registration.read_store_template(args.template) if args.template
                 else None)
+    server_cert = read_server_cert(args.server_cert) if args.server_cert else ""
     password = args.wifi_password
     if password == "-":
         password = sys.stdin.readline().rstrip("\r\n")
@@ -137,7 +142,8 @@ def do_devices_add(args: argparse.Namespace) -> int:
         done = registration.add_device(
             store, args.device_id, args.server, args.output, wifi_ssid=args.wifi_ssid,
             wifi_password=password, name=args.name, location=args.location,
-            time_zone=args.time_zone, template=template, force=args.force)
+            time_zone=args.time_zone, template=template, force=args.force,
+            server_cert=server_cert)
         if args.site:
             store.assign_kiosk(args.device_id, args.site)
     again = " (its previous key no longer works)" if done.replaced else ""

@@ -29,10 +29,13 @@ def register(subparsers: Any) -> None:
             "from 192.168.1.0/24 to any port 8080 proto tcp`), give the PC a fixed "
             "address (a DHCP reservation), and register each kiosk with that address: "
             "deskpulse devices add ID --server http://192.168.1.20:8080 -o ID.json\n\n"
-            "This is plain HTTP, meant for a trusted store network: every push and every "
-            "answer is signed with the kiosk's own key (HMAC-SHA256), so nobody without "
-            "the key can add, change or replay responses, but the traffic is not "
-            "encrypted. Never expose the port to the internet.\n\n"
+            "By default this is plain HTTP, meant for a trusted store network: every push "
+            "and every answer is signed with the kiosk's own key (HMAC-SHA256), so nobody "
+            "without the key can add, change or replay responses, but the traffic is not "
+            "encrypted. With --certfile and --keyfile it serves HTTPS, for a server "
+            "outside the store (a chain's central server): register the kiosks with "
+            "--server https://NAME:PORT --server-cert CERT.pem, which they verify the "
+            "server against (docs/wifi.md, \"HTTPS\").\n\n"
             "Clients that connect and then send slowly or nothing are cut off: a request "
             "must arrive within --request-timeout seconds (its body at 1 KiB/s or more on "
             "top), and over --max-connections the oldest idle or slow connections make "
@@ -52,6 +55,11 @@ def register(subparsers: Any) -> None:
                           "allows, at most 1024)")
     srv.add_argument("--request-timeout", type=float, default=10.0, metavar="SECONDS",
                      help="time a request head may take to arrive (default %(default)g)")
+    srv.add_argument("--certfile", metavar="PEM",
+                     help="serve HTTPS with this certificate (and any intermediate CAs "
+                          "after it); needs --keyfile")
+    srv.add_argument("--keyfile", metavar="PEM",
+                     help="the certificate's private key, without a passphrase")
     srv.set_defaults(func=do_serve)
 
 
@@ -68,8 +76,11 @@ def do_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise DeskPulseError(f"--port {args.port}: use 1-65535 (or 0 for any free port)")
     from deskpulse.server.run import serve
+    from deskpulse.server.tls import check_tls_files
 
+    tls = check_tls_files(args.certfile, args.keyfile)
     serve(args.db, args.host, args.port, access_log=args.access_log,
           announce=lambda line: print(line, flush=True), api_docs=args.api_docs,
-          max_connections=args.max_connections, request_timeout_s=args.request_timeout)
+          max_connections=args.max_connections, request_timeout_s=args.request_timeout,
+          tls=tls)
     return 0

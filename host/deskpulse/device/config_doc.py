@@ -49,7 +49,9 @@ MEANINGS: dict[str, str] = {
     "utc_offset_min": "A fixed offset from UTC, for configs without a zone.",
     "full_refresh_every": "Partial e-ink refreshes between two full ones (against ghosting).",
     "sync": "The WiFi push (docs/wifi.md); all of it unset: no push.",
-    "sync.server_url": "The aggregator, `http://HOST:PORT` (`deskpulse serve`).",
+    "sync.server_url": "The aggregator, `http://HOST:PORT` (`deskpulse serve`), or "
+                       "`https://HOST:PORT` (`serve --certfile`), which needs "
+                       "`sync.server_cert`.",
     "sync.wifi_ssid": "The store WiFi's name.",
     "sync.wifi_password": "Its password. Never shown: `deskpulse config show` and `sync` "
                           "print `***`.",
@@ -57,6 +59,12 @@ MEANINGS: dict[str, str] = {
                        "shown.",
     "sync.push_interval_s": "Seconds between pushes while responses wait.",
     "sync.push_min_pending": "Responses waiting that start a push before the interval.",
+    "sync.server_cert": "For an `https://` server only (required then): the certificate "
+                        "the kiosk verifies it against, in PEM: the server's own (pinned) "
+                        "or the CA's that signed it; several for a rollover. The server's "
+                        "name or address in the URL must be in it, and the kiosk's clock "
+                        "set (docs/wifi.md, \"HTTPS\"). `deskpulse devices add "
+                        "--server-cert` puts it here.",
     "sync.ntp_server": "The clock's NTP server: a host name or an IPv4 address; \"\" for "
                        "none (the push sets the clock then).",
 }

@@ -71,16 +71,16 @@ def device_id_for_mac(mac: str | bytes) -> str:
 
 def check_server_url(url: str) -> str:
     """An aggregator address the kiosk can use, as `http://host:port` (no path)."""
-    example = "give it as http://HOST:PORT, e.g. http://192.168.1.20:8080"
+    example = ("give it as http://HOST:PORT, e.g. http://192.168.1.20:8080 (or https://, "
+               "with the server's certificate)")
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
         raise DeskPulseError(f"bad server URL {url!r} ({exc}): {example}") from exc
-    if parts.scheme != "http":
-        raise DeskPulseError(
-            f"bad server URL {url!r}: the kiosk speaks plain http:// to the store's "
-            f"aggregator (requests are signed, not encrypted); {example}")
+    if parts.scheme not in ("http", "https"):
+        raise DeskPulseError(f"bad server URL {url!r}: the kiosk speaks http:// or https://; "
+                             f"{example}")
     host = parts.hostname or ""
     if not _HOST.fullmatch(host) or "@" in parts.netloc:
         raise DeskPulseError(f"bad server URL {url!r}: no usable host name; {example}")
@@ -90,7 +90,7 @@ def check_server_url(url: str) -> str:
         raise DeskPulseError(
             f"server URL {url!r} has a path or query; the kiosk adds /v1/... itself: "
             f"{example}")
-    normal = f"http://{host}:{port}"
+    normal = f"{parts.scheme}://{host}:{port}"
     if len(normal) > _SYNC_TEXT_LIMITS["server_url"]:
         raise DeskPulseError(f"server URL {url!r} is too long for the kiosk's config")
     return normal
@@ -118,15 +118,23 @@ def _check_wifi(ssid: str, password: str) -> None:
 
 
 def device_config(device_id: str, server_url: str, key: bytes, wifi_ssid: str = "",
-                  wifi_password: str = "", time_zone: str | None = None) -> dict[str, Any]:
-    """A kiosk config (kiosk/config.py) that sets only what the push needs, and the
-    kiosk's time zone with its rule when one is given; every other setting keeps the
-    kiosk's default."""
+                  wifi_password: str = "", time_zone: str | None = None,
+                  server_cert: str = "") -> dict[str, Any]:
+    """A kiosk config (kiosk/config.py) that sets only what the push needs (with the
+    certificate an https:// server is verified against), and the kiosk's time zone with
+    its rule when one is given; every other setting keeps the kiosk's default."""
+    if server_url.startswith("https://") != bool(server_cert):
+        raise DeskPulseError(
+            "an https:// server needs --server-cert (the kiosk verifies the server against "
+            "it)" if server_cert == "" else
+            "--server-cert is for an https:// server; this one is http://")
     config: dict[str, Any] = {"device_id": device_id}
     if time_zone:
         config["time_zone"] = time_zone
     config["sync"] = {"server_url": server_url, "wifi_ssid": wifi_ssid,
                       "wifi_password": wifi_password, "device_key": key.hex()}
+    if server_cert:
+        config["sync"]["server_cert"] = server_cert
     return with_zone_rule(config)
 
 
@@ -231,6 +239,7 @@ def add_device(
     template: Mapping[str, Any] | None = None,
     force: bool = False,
     now: float | None = None,
+    server_cert: str = "",
 ) -> Registered:
     """Register a kiosk for the WiFi push with a new random key and write its config
     file: its own settings over the store template when one is given (read_store_template;
@@ -246,7 +255,8 @@ def add_device(
     path = Path(config_file)
     key = signing.new_key()
     data = _config_bytes(kiosk_config(
-        device_config(device_id, url, key, wifi_ssid, wifi_password, time_zone), template,
+        device_config(device_id, url, key, wifi_ssid, wifi_password, time_zone, server_cert),
+        template,
         f"the config of {device_id} over its store template"))
     if not force and store.device_key(device_id) is not None:
         raise already_registered(device_id)  # the store asks again as it commits

@@ -20,6 +20,7 @@ from deskpulse.server.guard import (
     descriptor_limit,
     limits_for,
 )
+from deskpulse.server.tls import TlsFiles
 from deskpulse.store.base import describe_db_target
 
 LISTEN_QUEUE = 2048
@@ -66,10 +67,11 @@ class _GuardedServer(uvicorn.Server):
 def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port: int = 8080,
           *, access_log: bool = False, announce: Callable[[str], None] = print,
           api_docs: bool = False, max_connections: int | None = None,
-          request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+          request_timeout_s: float = REQUEST_TIMEOUT_S, tls: TlsFiles | None = None) -> None:
     """Serve until SIGINT/SIGTERM; requests in flight finish first. max_connections
     (default: what the open-file limit allows, at most 1024) and request_timeout_s bound
-    what other clients can hold (deskpulse.server.guard)."""
+    what other clients can hold (deskpulse.server.guard). With tls (checked by
+    deskpulse.server.tls.check_tls_files) it serves HTTPS."""
     limits = limits_for(max_connections, request_timeout_s)
     app = create_app(db_path, api_docs=api_docs)
     sock = listen(host, port)
@@ -77,7 +79,8 @@ def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    announce(f"deskpulse serve: listening on http://{shown_host}:{bound_port} "
+    scheme = "http" if tls is None else "https"
+    announce(f"deskpulse serve: listening on {scheme}://{shown_host}:{bound_port} "
              f"(database {describe_db_target(db_path)})")
     log.info("at most %d connections at once (open-file limit %d); a request must arrive "
              "within %g s", limits.max_connections, descriptor_limit(),
@@ -86,6 +89,8 @@ def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port:
     config = uvicorn.Config(app, http=guard.protocol_class(), ws="none", lifespan="on",
                             access_log=access_log, log_level="info", server_header=False,
                             proxy_headers=False, backlog=limits.backlog,
+                            ssl_certfile=None if tls is None else tls.certfile,
+                            ssl_keyfile=None if tls is None else tls.keyfile,
                             timeout_keep_alive=limits.keep_alive_s)  # type: ignore[arg-type]
     try:
         _GuardedServer(config, guard).run(sockets=[sock])

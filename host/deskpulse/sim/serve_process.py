@@ -11,6 +11,7 @@ import http.client
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from types import TracebackType
 
 from deskpulse.errors import DeskPulseError
 
-_LISTENING = re.compile(r"listening on (http://\S+)")
+_LISTENING = re.compile(r"listening on (https?://\S+)")
 STARTUP_PATIENCE = 60.0  # seconds; a bound for a slow machine, not an expectation
 
 
@@ -89,8 +90,15 @@ class ServeProcess:
         return int(self.url.rsplit(":", 1)[1])
 
     def healthy(self) -> bool:
-        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        host, port = self.url.split("://", 1)[1].rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        if self.url.startswith("https://"):
+            # Only "does the child we started answer yet": nothing is sent or trusted,
+            # so its certificate is not checked (the kiosks' is: firmware/kiosk/https.py).
+            probe = ssl.create_default_context()
+            probe.check_hostname = False
+            probe.verify_mode = ssl.CERT_NONE
+            conn = http.client.HTTPSConnection(host, int(port), timeout=5, context=probe)
         try:
             conn.request("GET", "/v1/health")
             return conn.getresponse().status == 200
