@@ -84,6 +84,7 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_font.py
 	$(BIN)/python tools/bench_heap.py
 	$(BIN)/python tools/bench_install.py
+	$(BIN)/python tools/bench_sites.py
 
 # Kills, lost ACKs and fuzz against the real programs, with an exact account
 # (docs/reliability.md); several minutes, so not part of `make test`.

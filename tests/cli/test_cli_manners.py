@@ -104,9 +104,10 @@ def _into_closed_pipe(tmp_path: Path, *args: str) -> subprocess.CompletedProcess
     ["report", "--format", "csv"],
     ["report", "--format", "json"],
     ["alerts", "--min", "1", "--negative", "0.1"],
+    ["sites"],
 ], ids=" ".join)
 def test_a_closed_pipe_ends_quietly(tmp_path: Path, database: Path, args: list[str]) -> None:
-    if args[0] in ("devices", "report", "alerts"):
+    if args[0] in ("devices", "report", "alerts", "sites"):
         args = [*args, "--db", str(database)]
     done = _into_closed_pipe(tmp_path, *args)
     _no_noise(done.stderr)
@@ -140,6 +141,11 @@ def test_piped_into_head(tmp_path: Path, database: Path, command: str) -> None:
     ["devices", "set", "desk-1", "--name", "Front"],
     ["devices", "remove", "desk-1"],
     ["devices", "rotate-key", "desk-1", "-o", "{out}", "--server", "http://10.0.0.2:8080"],
+    ["sites"],
+    ["sites", "show", "acme"],
+    ["sites", "set", "acme", "--time-zone", "UTC"],
+    ["sites", "assign", "acme/lyon", "desk-1"],
+    ["sites", "remove", "acme"],
 ], ids=" ".join)
 def test_reading_commands_refuse_a_missing_database(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
@@ -270,6 +276,8 @@ def _heavy_modules(tmp_path: Path, *args: str) -> list[str]:
      "-o", "{out}"],
     ["sync", "--port", "/nonexistent/tty", "--db", "{new}"],
     ["report", "--db", "{missing}"],
+    ["sites", "--db", "{db}"],
+    ["sites", "--db", "{new}", "add", "acme"],
 ], ids=" ".join)
 def test_commands_load_no_heavy_library_they_do_not_need(
         tmp_path: Path, database: Path, args: list[str]) -> None:

@@ -70,7 +70,7 @@ def test_exactly_at_the_share_threshold_is_an_alert(conn: Store) -> None:
     describe(conn, "k1", name="Front desk", location="Lobby", time_zone="UTC")
     [alert] = find_alerts(conn)
     assert alert == {
-        "device_id": "k1", "name": "Front desk", "location": "Lobby",
+        "device_id": "k1", "name": "Front desk", "location": "Lobby", "site": None,
         "start": "2026-11-23T09:00:00+00:00", "end": "2026-11-23T09:05:00+00:00",
         "start_utc": T0, "end_utc": T0 + 300, "responses": 4, "negative": 2, "share": 0.5,
         "peak_share": 0.5,

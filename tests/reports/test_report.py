@@ -172,21 +172,22 @@ def test_whole_range_by_hand(three: Store) -> None:
     assert rep["flagged"] == {"rapid": 1, "closed": 1, "included": False}
     assert rep["time_unknown"] == 1
     assert rep["filters"] == {"since": None, "until": None, "device": None, "location": None,
-                              "include_flagged": False}
+                              "site": None, "include_flagged": False}
 
     devices = {d["device_id"]: d for d in rep["devices"]}
     assert [d["device_id"] for d in rep["devices"]] == ["side", "back", "front"]
     assert devices["front"] == approx_tree({
         "device_id": "front", "name": "Front desk", "location": "Mitte",
-        "time_zone": "Europe/Berlin", "responses": 5, "csat": 0.4, "mean_rating": 0.5,
+        "time_zone": "Europe/Berlin", "site": None, "responses": 5, "csat": 0.4, "mean_rating": 0.5,
         "told_next_rate": 0.5, "csat_told": 0.5, "csat_not_told": 0.5, "time_unknown": 1})
     assert devices["back"] == approx_tree({
         "device_id": "back", "name": None, "location": "Mitte",
-        "time_zone": "America/New_York", "responses": 2, "csat": 0.5, "mean_rating": 0.5,
+        "time_zone": "America/New_York", "site": None, "responses": 2, "csat": 0.5,
+        "mean_rating": 0.5,
         "told_next_rate": 0.5, "csat_told": 1.0, "csat_not_told": 0.0, "time_unknown": 0})
     assert devices["side"] == approx_tree({
         "device_id": "side", "name": None, "location": None, "time_zone": "UTC",
-        "responses": 3, "csat": 2 / 3, "mean_rating": 2 / 3, "told_next_rate": 2 / 3,
+        "site": None, "responses": 3, "csat": 2 / 3, "mean_rating": 2 / 3, "told_next_rate": 2 / 3,
         "csat_told": 0.5, "csat_not_told": 1.0, "time_unknown": 0})
     assert rep["locations"] == approx_tree([
         {"location": None, "responses": 3, "csat": 2 / 3, "mean_rating": 2 / 3,

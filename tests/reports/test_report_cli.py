@@ -86,7 +86,8 @@ def test_json_with_a_range_and_flags(path: str, capsys: pytest.CaptureFixture[st
     # 08:30Z on: desk-1 #2 #3 and desk-2 #1 #2; #4 has no time.
     assert code == 0 and rep["responses"] == 4 and rep["time_unknown"] == 1
     assert rep["filters"] == {"since": "2026-06-01T08:30:00Z", "until": "2026-06-03T00:00:00Z",
-                              "device": None, "location": None, "include_flagged": True}
+                              "device": None, "location": None, "site": None,
+                              "include_flagged": True}
     assert rep["csat"] == pytest.approx(2 / 4)  # #3 (5 of 5), desk-2 #1 (3 of 3)
 
 
@@ -166,7 +167,8 @@ def test_csv_has_one_row_per_response(path: str, capsys: pytest.CaptureFixture[s
     first = rows[1]
     assert first == {"local_time": "2026-06-01T10:00:00+02:00", "device_id": "desk-1",
                      "location": "Hall", "rating": "5", "scale": "5", "told_next": "yes",
-                     "flags": "", "seq": "1", "earliest": "", "latest": ""}
+                     "flags": "", "seq": "1", "earliest": "", "latest": "",
+                     "site": ""}
     assert rows[0]["local_time"] == ""  # time unknown
     assert rows[3]["local_time"] == "2026-06-02T15:00:00+00:00"
 
@@ -220,7 +222,7 @@ def test_an_empty_database(db_target: str, capsys: pytest.CaptureFixture[str]) -
         code, out, _ = run(capsys, "--db", path, "--format", fmt)
         assert code == 0
     assert out == ("local_time,device_id,location,rating,scale,told_next,flags,seq,"
-                   "earliest,latest\n")
+                   "earliest,latest,site\n")
     _, out, _ = run(capsys, "--db", path, "--format", "json")
     assert json.loads(out)["csat"] is None
 

@@ -25,6 +25,8 @@ from deskpulse.store.base import (
     DeviceFacts,
     PushCheck,
     PushRefused,
+    Site,
+    SiteRemoval,
     Store,
     StoreError,
 )
@@ -212,6 +214,153 @@ def test_clock_corrections_and_negative_marks(filled: Store) -> None:
     marks = list(filled.negative_marks(since=None, until=None, device_id=None, location=None,
                                        include_flagged=False, negative_ratings=(1, 2)))
     assert marks == [("desk-1", T0 + 100, 1), ("desk-1", T0 + 400, 0)]
+
+
+# -- sites --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chain(store: Store) -> Store:
+    """acme > north > lyon-1 (desk-1, desk-2) and paris-1 (desk-3); acme > outlet (a store
+    without a region); desk-4 in none."""
+    store.add_site("acme")
+    store.add_site("acme/north")
+    for path in ("acme/north/lyon-1", "acme/north/paris-1"):
+        store.add_site(path)
+    store.add_site("acme/outlet", "store")
+    for device_id, path in (("desk-1", "acme/north/lyon-1"), ("desk-2", "acme/north/lyon-1"),
+                            ("desk-3", "acme/north/paris-1"), ("desk-4", None)):
+        store.describe_device(device_id, create=True, now=T0)
+        store.assign_kiosk(device_id, path)
+    return store
+
+
+def test_sites_form_a_tree_whose_kinds_nest(chain: Store) -> None:
+    assert [(s.path, s.kind) for s in chain.sites()] == [
+        ("acme", "organisation"), ("acme/north", "region"), ("acme/north/lyon-1", "store"),
+        ("acme/north/paris-1", "store"), ("acme/outlet", "store")]
+    refusals = [
+        (("acme",), "exists already"),
+        (("north", "region"), "stands in an organisation"),
+        (("acme/south/nice-1",), "no site 'acme/south'"),
+        (("acme/north/lyon-1/till",), "cannot stand in|stands in"),
+        (("acme/east", "kiosk"), "not a kind of site"),
+        (("acme//east",), "empty part"),
+        (("acme/ east",), "space"),
+        (("acme/north/west", "organisation"), "at the top"),
+    ]
+    for args, problem in refusals:
+        with pytest.raises(DeskPulseError, match=problem):
+            chain.add_site(*args)
+    assert len(chain.sites()) == 5  # nothing half-added
+
+
+def test_a_kiosk_is_in_one_store(chain: Store) -> None:
+    assert chain.device_site_path("desk-1") == "acme/north/lyon-1"
+    assert chain.device_site_path("desk-4") is None
+    assert chain.device_site_path("nobody") is None
+    assert chain.kiosk_sites() == {"desk-1": "acme/north/lyon-1", "desk-2": "acme/north/lyon-1",
+                                   "desk-3": "acme/north/paris-1"}
+    with pytest.raises(DeskPulseError, match="is a region"):
+        chain.assign_kiosk("desk-4", "acme/north")
+    with pytest.raises(DeskPulseError, match="no site"):
+        chain.assign_kiosk("desk-4", "acme/south/x")
+    with pytest.raises(DeskPulseError, match="no device"):
+        chain.assign_kiosk("desk-9", "acme/outlet")
+    chain.assign_kiosk("desk-2", "acme/outlet")
+    chain.assign_kiosk("desk-3", None)
+    assert chain.kiosk_sites() == {"desk-1": "acme/north/lyon-1", "desk-2": "acme/outlet"}
+
+
+def test_renaming_and_moving_take_sites_and_kiosks_along(chain: Store) -> None:
+    assert chain.rename_site("acme/north", "nord") == "acme/nord"
+    assert chain.device_site_path("desk-3") == "acme/nord/paris-1"
+    chain.add_site("acme/south")
+    assert chain.move_site("acme/nord/paris-1", "acme/south") == "acme/south/paris-1"
+    assert chain.device_site_path("desk-3") == "acme/south/paris-1"
+    assert chain.device_site_path("desk-1") == "acme/nord/lyon-1"
+    chain.add_site("globex")
+    assert chain.move_site("acme/nord", "globex") == "globex/nord"
+    assert chain.device_site_path("desk-1") == "globex/nord/lyon-1"
+    for args, problem in ((("globex/nord", "globex/nord/lyon-1"), "stands in|inside it"),
+                          (("globex/nord", "globex/nord"), "inside it"),
+                          (("acme/south/paris-1", "globex/nord/lyon-1"), "stands in"),
+                          (("acme", "globex"), "at the top"),
+                          (("acme/south", "nowhere"), "no site 'nowhere'")):
+        with pytest.raises(DeskPulseError, match=problem):
+            chain.move_site(*args)
+    with pytest.raises(DeskPulseError, match="exists already"):
+        chain.rename_site("acme/south", "outlet")
+    with pytest.raises(DeskPulseError, match="no '/'"):
+        chain.rename_site("acme/south", "a/b")
+    assert [s.path for s in chain.sites()] == [
+        "acme", "acme/outlet", "acme/south", "acme/south/paris-1", "globex", "globex/nord",
+        "globex/nord/lyon-1"]
+
+
+def test_a_site_that_holds_anything_goes_only_by_force(chain: Store) -> None:
+    with pytest.raises(DeskPulseError, match="holds 2 sites and 3 kiosks.*--force"):
+        chain.remove_site("acme/north")
+    with pytest.raises(DeskPulseError, match="holds 2 kiosks"):
+        chain.remove_site("acme/north/lyon-1")
+    assert chain.remove_site("acme/outlet") == SiteRemoval(["acme/outlet"], [])
+    assert chain.remove_site("acme/north", force=True) == SiteRemoval(
+        ["acme/north", "acme/north/lyon-1", "acme/north/paris-1"],
+        ["desk-1", "desk-2", "desk-3"])
+    assert chain.kiosk_sites() == {}
+    assert [s.path for s in chain.sites()] == ["acme"]
+    assert [f.device_id for f in chain.device_facts()] == ["desk-1", "desk-2", "desk-3",
+                                                           "desk-4"]
+    with pytest.raises(DeskPulseError, match="no site"):
+        chain.remove_site("acme/north")
+
+
+def test_zones_and_hours_are_checked_set_and_cleared(chain: Store) -> None:
+    site = chain.set_site("acme/north", time_zone="Europe/Paris",
+                          opening_hours="Mon-Fri 09:00-12:00 14:00-18:00,sat 10:00-13:00")
+    assert site == Site("acme/north", "region", "Europe/Paris",
+                        "mon-fri 09:00-12:00 14:00-18:00, sat 10:00-13:00")
+    for kwargs, problem in (({"time_zone": "Mars/Olympus"}, "unknown time zone"),
+                            ({"opening_hours": "mon 09:00-25:00"}, "not a time"),
+                            ({"opening_hours": "mon-fri 09:00-18:00, fri 19:00-20:00"},
+                             "fri is given twice")):
+        with pytest.raises(DeskPulseError, match=problem):
+            chain.set_site("acme/north", **kwargs)  # type: ignore[arg-type]
+    assert chain.set_site("acme/north", opening_hours="") == Site(
+        "acme/north", "region", "Europe/Paris", None)
+    with pytest.raises(DeskPulseError, match="no site"):
+        chain.set_site("acme/west", time_zone="UTC")
+    added = chain.add_site("acme/west", time_zone="Asia/Tokyo", opening_hours="sun 10:00-12:00")
+    assert added in chain.sites() and added.opening_hours == "sun 10:00-12:00"
+
+
+def test_rollups_follow_the_zone_a_kiosk_inherits(chain: Store,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    chain.store_batch("desk-1", [answer(1, wall=T0 + 100)], [], STATUS, "serial")  # 20:28Z
+    utc_day = (T0 + 100) // 86400
+
+    def day() -> int:
+        chain.refresh_rollups(["desk-1"])
+        (row,) = chain.day_rollups(["desk-1"], EARLIEST, LATEST)
+        return row[1]
+
+    assert day() == utc_day  # no zone anywhere: the host's
+    chain.set_site("acme", time_zone="Asia/Tokyo")  # 05:28 the next day
+    assert day() == utc_day + 1
+    chain.set_site("acme/north", time_zone="UTC")  # the nearest zone wins
+    assert day() == utc_day
+    chain.describe_device("desk-1", time_zone="Asia/Tokyo")  # the kiosk's own wins
+    assert day() == utc_day + 1
+    chain.describe_device("desk-1", time_zone="")
+    chain.move_site("acme/north/lyon-1", "acme")  # now below Tokyo only
+    assert day() == utc_day + 1
+    chain.remove_site("acme/lyon-1", force=True)
+    assert day() == utc_day
+    chain.assign_kiosk("desk-1", "acme/outlet")  # assigned again, below Tokyo
+    assert day() == utc_day + 1
+    chain.rename_site("acme", "globex")  # a rename changes no zone
+    assert day() == utc_day + 1
 
 
 # -- failures -----------------------------------------------------------------------------

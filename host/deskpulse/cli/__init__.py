@@ -27,12 +27,13 @@ from deskpulse.cli import (
     report,
     serve,
     sim,
+    sites,
     sync,
 )
 from deskpulse.errors import DeskPulseError
 
-COMMAND_GROUPS = (sim, boards, image, flash, provision, deploy, sync, config, devices, serve,
-                  alerts, report)
+COMMAND_GROUPS = (sim, boards, image, flash, provision, deploy, sync, config, devices, sites,
+                  serve, alerts, report)
 
 
 class _VersionAction(argparse.Action):

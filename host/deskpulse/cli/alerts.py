@@ -12,8 +12,10 @@ from deskpulse.reports.alerts import (
     DEFAULT_NEGATIVE,
     find_alerts,
     format_alerts,
+    format_ranking,
     parse_bound,
     parse_window,
+    rank_below,
 )
 from deskpulse.store import open_store
 from deskpulse.store.base import db_option_help
@@ -40,6 +42,9 @@ def register(subparsers: Any) -> None:
     cmd.add_argument("--until", help="before this ISO date or date-time")
     cmd.add_argument("--device", metavar="ID", help="only this device")
     cmd.add_argument("--location", help="only devices at this location")
+    cmd.add_argument("--site", metavar="PATH",
+                     help="only the kiosks in this site (an organisation, region or store: "
+                          "`deskpulse sites`), with the level below it ranked by its alerts")
     cmd.add_argument("--include-flagged", action="store_true",
                      help="also count rapid and closed-hours responses")
     cmd.add_argument("--format", choices=("table", "json"), default="table")
@@ -55,7 +60,8 @@ def do_alerts(args: argparse.Namespace) -> int:
         alerts = find_alerts(
             store, window_s=window_s, negative=args.negative, minimum=args.min, since=since,
             until=until, device=args.device, location=args.location,
-            include_flagged=args.include_flagged)
+            include_flagged=args.include_flagged, site=args.site)
+        ranking = rank_below(store, alerts, args.site) if args.site is not None else None
     finally:
         store.close()
     if args.format == "json":
@@ -63,9 +69,13 @@ def do_alerts(args: argparse.Namespace) -> int:
             "window_s": window_s, "negative": args.negative, "minimum": args.min,
             "filters": {"since": _utc_iso(since), "until": _utc_iso(until),
                         "device": args.device,
-                        "location": args.location, "include_flagged": args.include_flagged},
+                        "location": args.location, "site": args.site,
+                        "include_flagged": args.include_flagged},
+            **({"ranking": ranking} if ranking is not None else {}),
             "alerts": alerts}, indent=2))
     else:
+        if ranking:
+            print(f"below {args.site}, most alerts first:\n{format_ranking(ranking)}\n")
         print(format_alerts(alerts))
     return 0
 

@@ -13,6 +13,7 @@ from deskpulse.cli.format import format_devices
 from deskpulse.errors import DeskPulseError
 from deskpulse.store import open_store
 from deskpulse.store.base import Store, db_option_help
+from deskpulse.store.sites import store_for_kiosk
 
 
 def register(subparsers: Any) -> None:
@@ -37,6 +38,9 @@ def _add_device_commands(dev: argparse.ArgumentParser) -> None:
         p.add_argument("--location", help="where it stands, e.g. 'Store 12, Lyon' ('' clears)")
         p.add_argument("--time-zone", metavar="IANA",
                        help="its store's time zone for reports, e.g. Europe/Paris")
+        p.add_argument("--site", metavar="STORE",
+                       help="the store site it is in, e.g. acme/north/lyon-1 (`deskpulse "
+                            "sites`; '' takes it out)")
 
     cmds = dev.add_subparsers(dest="devices_command", metavar="COMMAND")
     add = cmds.add_parser(
@@ -86,7 +90,7 @@ def _add_device_commands(dev: argparse.ArgumentParser) -> None:
     db_option(rot)
     rot.set_defaults(func=do_devices_rotate)
 
-    st = cmds.add_parser("set", help="set a kiosk's name, location or time zone")
+    st = cmds.add_parser("set", help="set a kiosk's name, location, time zone or store site")
     st.add_argument("device_id", metavar="ID")
     describing(st)
     db_option(st)
@@ -103,7 +107,7 @@ def _add_device_commands(dev: argparse.ArgumentParser) -> None:
 
 def do_devices(args: argparse.Namespace) -> int:
     with open_store(args.db, create=False) as store:
-        print(format_devices(store.devices(), store.registered_ids()))
+        print(format_devices(store.devices(), store.registered_ids(), store.kiosk_sites()))
     return 0
 
 
@@ -128,10 +132,14 @@ def do_devices_add(args: argparse.Namespace) -> int:
     if password == "-":
         password = sys.stdin.readline().rstrip("\r\n")
     with _database(args, create=True) as store:
+        if args.site:  # refused before anything is registered or written
+            store_for_kiosk({s.path: s for s in store.sites()}, args.site)
         done = registration.add_device(
             store, args.device_id, args.server, args.output, wifi_ssid=args.wifi_ssid,
             wifi_password=password, name=args.name, location=args.location,
             time_zone=args.time_zone, template=template, force=args.force)
+        if args.site:
+            store.assign_kiosk(args.device_id, args.site)
     again = " (its previous key no longer works)" if done.replaced else ""
     print(f"registered {done.device_id}{again}; pushes to {done.server_url}")
     print(f"config with its key written to {done.config_file} (keep it private); install it "
@@ -161,11 +169,16 @@ def do_devices_rotate(args: argparse.Namespace) -> int:
 def do_devices_set(args: argparse.Namespace) -> int:
     from deskpulse.device import registration
 
-    if args.name is None and args.location is None and args.time_zone is None:
-        raise DeskPulseError("nothing to set: give --name, --location or --time-zone")
+    if (args.name is None and args.location is None and args.time_zone is None
+            and args.site is None):
+        raise DeskPulseError("nothing to set: give --name, --location, --time-zone or --site")
     with _database(args) as store:
+        if args.site:  # refused before anything else changes
+            store_for_kiosk({s.path: s for s in store.sites()}, args.site)
         registration.describe_device(store, args.device_id, name=args.name,
                                  location=args.location, time_zone=args.time_zone)
+        if args.site is not None:
+            store.assign_kiosk(args.device_id, args.site or None)
     print(f"updated {args.device_id}")
     return 0
 

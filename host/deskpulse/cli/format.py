@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from deskpulse.device.sync import SyncSummary
     from deskpulse.store.base import DeviceHealth
 
@@ -69,9 +71,10 @@ def format_summary(s: SyncSummary) -> str:
     return "\n".join(lines)
 
 
-def format_devices(devices: list[DeviceHealth], registered: set[str] | None = None) -> str:
+def format_devices(devices: list[DeviceHealth], registered: set[str] | None = None,
+                   stores: Mapping[str, str] | None = None) -> str:
     """One block per kiosk; a kiosk in `registered` (ids with a push key) gets a line
-    saying so."""
+    saying so, one in `stores` (id to store path) its store."""
     if not devices:
         return "no kiosks in the database yet: run `deskpulse sync`"
     lines = []
@@ -81,6 +84,8 @@ def format_devices(devices: list[DeviceHealth], registered: set[str] | None = No
             label += f" at {d.location}"
         if d.time_zone:
             label += f", {d.time_zone}"
+        if stores and d.device_id in stores:
+            label += f", in {stores[d.device_id]}"
         lines.append(label)
         via = f" over {d.transport}" if d.transport else ""
         lines.append(f"  last sync {_when(d.last_sync)}{via} ({d.syncs} in all); "

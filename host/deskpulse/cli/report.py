@@ -27,8 +27,8 @@ def register(subparsers: Any) -> None:
         "report", help="satisfaction, told-next and device figures over a time range",
         description=(
             "Figures over the stored responses (docs/report.md): CSAT, ratings, whether "
-            "customers were told what happens next and what that changes, per device and "
-            "location, by local weekday and hour and by day. Flagged responses (rapid, "
+            "customers were told what happens next and what that changes, per device, "
+            "location and site, by local weekday and hour and by day. Flagged responses (rapid, "
             "closed) are left out unless --include-flagged."))
     rep.add_argument("--db", help=db_option_help())
     rep.add_argument("--since", help="from this ISO date or date-time (host local time "
@@ -36,6 +36,10 @@ def register(subparsers: Any) -> None:
     rep.add_argument("--until", help="up to this ISO date or date-time, exclusive")
     rep.add_argument("--device", metavar="ID", help="only this device")
     rep.add_argument("--location", help="only devices at this location")
+    rep.add_argument("--site", metavar="PATH",
+                     help="only the kiosks in this site (an organisation, region or store: "
+                          "`deskpulse sites`), with the sites one level below it ranked (a "
+                          "store's: its kiosks)")
     rep.add_argument("--format", choices=FORMATS, default="table",
                      help="table (terminal summary), json (docs/report.md), csv (one row per "
                           "response) or html (one offline page with charts); "
@@ -48,7 +52,8 @@ def register(subparsers: Any) -> None:
 
 def do_report(args: argparse.Namespace) -> int:
     selection = {"since": args.since, "until": args.until, "device": args.device,
-                 "location": args.location, "include_flagged": args.include_flagged}
+                 "location": args.location, "include_flagged": args.include_flagged,
+                 "site": args.site}
     store = open_store(args.db, create=False)
     try:
         from deskpulse.reports import (

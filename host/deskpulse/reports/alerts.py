@@ -19,6 +19,7 @@ from operator import itemgetter
 from typing import Any
 
 from deskpulse.errors import DeskPulseError
+from deskpulse.store import sites as site_rules
 from deskpulse.store.base import Store
 from deskpulse.timezones import device_zone, host_time_zone, require_zone, zone_of
 
@@ -156,27 +157,43 @@ def find_alerts(
     device: str | None = None,
     location: str | None = None,
     include_flagged: bool = False,
+    site: str | None = None,
 ) -> list[dict[str, Any]]:
     """Alert periods per device (by device id, then time); see the module docstring.
 
     `since`/`until` select `since <= wall < until` and are unix seconds, datetimes (naive
     ones are host local time) or ISO text as the report reads it (`report.parse_when`).
-    Times are placed in the device's zone, else the host's, as in the report. Responses with an
-    unknown time are left out, and flagged ones (rapid, closed) unless `include_flagged`."""
+    `site` keeps the kiosks in that site (any level). Times are placed in the device's
+    zone, else its sites', else the host's, as in the report. Responses with an unknown
+    time are left out, and flagged ones (rapid, closed) unless `include_flagged`."""
     _check_thresholds(window_s, negative, minimum)
     low, high = parse_bound(since, "--since"), parse_bound(until, "--until")
-    rows = store.negative_marks(since=low, until=high, device_id=device, location=location,
-                                include_flagged=include_flagged,
-                                negative_ratings=NEGATIVE_RATINGS)
+    tree = {s.path: s for s in store.sites()}
+    placed = store.kiosk_sites()
+    if site is not None and site not in tree:
+        raise site_rules.no_site(site)
+
+    def marks(device_id: str | None) -> Iterator[tuple[str, int, int]]:
+        return store.negative_marks(since=low, until=high, device_id=device_id,
+                                    location=location, include_flagged=include_flagged,
+                                    negative_ratings=NEGATIVE_RATINGS)
+
+    if site is None:
+        rows = marks(device)
+    else:  # one indexed read per kiosk of the site, in device order as groupby needs
+        rows = chain.from_iterable(marks(d) for d in sorted(placed) if (
+            site_rules.is_under(placed[d], site) and device in (None, d)))
     # The device's facts are read once per device, not joined to each of its responses.
     facts = {f.device_id: (f.name, f.location, f.time_zone) for f in store.device_facts()}
+    zones = site_rules.kiosk_zones(((d, own) for d, (_, _, own) in facts.items()), placed,
+                                   tree)
 
     host_zone = host_time_zone()
     alerts: list[dict[str, Any]] = []
     for device_id, rows_of_device in groupby(rows, key=itemgetter(0)):
-        name, place, zone_name = facts[device_id]
-        require_zone(device_id, zone_name)
-        zone = zone_of(device_zone(zone_name, host_zone))
+        name, place, _ = facts[device_id]
+        require_zone(device_id, zones[device_id])
+        zone = zone_of(device_zone(zones[device_id], host_zone))
         for period in _periods(rows_of_device, window_s, negative, minimum):
             count = period.last - period.first + 1
             negatives = period.negatives_through_last - period.negatives_before
@@ -184,6 +201,7 @@ def find_alerts(
                 "device_id": device_id,
                 "name": name,
                 "location": place,
+                "site": placed.get(device_id),
                 "start": local_iso(period.first_wall, zone),
                 "end": local_iso(period.last_wall, zone),
                 "start_utc": period.first_wall,
@@ -194,6 +212,46 @@ def find_alerts(
                 "peak_share": period.peak_share,
             })
     return alerts
+
+
+def rank_below(store: Store, alerts: list[dict[str, Any]], site: str) -> list[dict[str, Any]]:
+    """The level below `site` ranked by its alert periods, then the negative responses in
+    them: its sites ({"site", "kind", ...}), or for a store its kiosks ({"device_id", ...}).
+    Each row also counts the responses of its periods; rows without alerts stay, last."""
+    tree = {s.path: s for s in store.sites()}
+    if site not in tree:
+        raise site_rules.no_site(site)
+    below = site_rules.children(tree, site)
+    rows: dict[str, dict[str, Any]]
+    if below:
+        rows = {s.path: {"site": s.path, "kind": s.kind} for s in below}
+    else:
+        rows = {d: {"device_id": d} for d, store_path in sorted(store.kiosk_sites().items())
+                if store_path == site}
+    for row in rows.values():
+        row.update(alerts=0, responses=0, negative=0)
+    for alert in alerts:
+        where = alert.get("site")
+        if where is None or not site_rules.is_under(where, site):
+            continue
+        row = rows[site_rules.child_towards(site, where) if below else alert["device_id"]]
+        row["alerts"] += 1
+        row["responses"] += alert["responses"]
+        row["negative"] += alert["negative"]
+    return sorted(rows.values(), key=lambda r: (-r["alerts"], -r["negative"],
+                                                r.get("site") or r["device_id"]))
+
+
+def format_ranking(ranking: list[dict[str, Any]]) -> str:
+    """The rows of `rank_below`, one a line."""
+    lines = []
+    for row in ranking:
+        what = "no alerts"
+        if row["alerts"]:
+            what = (f"{row['alerts']} alert{'s' if row['alerts'] != 1 else ''}, "
+                    f"{row['negative']} negative of {row['responses']} responses in them")
+        lines.append(f"{row.get('site') or row['device_id']}: {what}")
+    return "\n".join(lines)
 
 
 def format_alerts(alerts: list[dict[str, Any]]) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store import rollups as ru
+from deskpulse.store import sites as site_rules
 from deskpulse.store.base import CLOCK_TOLERANCE_S, EARLIEST, LATEST, Store
 from deskpulse.timezones import (
     ZoneClock,
@@ -74,6 +75,7 @@ class Device:
     name: str | None
     location: str | None
     zone: str
+    site: str | None = None  # the path of its store
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,10 @@ class Selection:
     device: str | None
     location: str | None
     include_flagged: bool
+    site: str | None = None
+    below: tuple[tuple[str, str], ...] = ()
+    """The sites one level below `site` as (path, kind), ranked by the report; none below
+    a store, whose kiosks the devices ranking ranks."""
 
     @property
     def ranged(self) -> bool:
@@ -96,8 +102,11 @@ class Selection:
 
 def select(store: Store, *, since: str | int | datetime | None = None,
            until: str | int | datetime | None = None, device: str | None = None,
-           location: str | None = None, include_flagged: bool = False) -> Selection:
-    """Check the filters against the database; raises DeskPulseError on bad input."""
+           location: str | None = None, include_flagged: bool = False,
+           site: str | None = None) -> Selection:
+    """Check the filters against the database; raises DeskPulseError on bad input. A
+    device's zone is its own, else the one its sites give it (store/sites.py), else the
+    host's."""
     low, high = _bound(since, "--since"), _bound(until, "--until")
     if low is not None and high is not None and low >= high:
         raise DeskPulseError(
@@ -110,15 +119,26 @@ def select(store: Store, *, since: str | int | datetime | None = None,
         known = sorted({r.location for r in rows if r.location is not None})
         raise DeskPulseError(f"no device is at location {location!r}; known locations: "
                              f"{', '.join(known) if known else 'none yet'}")
+    tree = {s.path: s for s in store.sites()}
+    placed = store.kiosk_sites()
+    below: tuple[tuple[str, str], ...] = ()
+    if site is not None:
+        if site not in tree:
+            raise site_rules.no_site(site)
+        below = tuple((s.path, s.kind) for s in site_rules.children(tree, site))
+    zones = site_rules.kiosk_zones(((r.device_id, r.time_zone) for r in rows), placed, tree)
     host = host_time_zone()
     chosen = []
-    for device_id, name, place, configured in ((r.device_id, r.name, r.location, r.time_zone)
-                                               for r in rows):
-        if (device is None or device_id == device) and (location is None
-                                                        or place == location):
-            require_zone(device_id, configured)
-            chosen.append(Device(device_id, name, place, device_zone(configured, host)))
-    return Selection(low, high, chosen, device, location, include_flagged)
+    for r in rows:
+        where = placed.get(r.device_id)
+        if ((device is None or r.device_id == device)
+                and (location is None or r.location == location)
+                and (site is None or (where is not None and site_rules.is_under(where, site)))):
+            configured = zones[r.device_id]
+            require_zone(r.device_id, configured)
+            chosen.append(Device(r.device_id, r.name, r.location,
+                                 device_zone(configured, host), where))
+    return Selection(low, high, chosen, device, location, include_flagged, site, below)
 
 
 # -- the tally ------------------------------------------------------------------------------
@@ -400,10 +420,11 @@ def _tally_from_rollups(store: Store, sel: Selection) -> Tally:
 
 def build_report(store: Store, *, since: str | int | datetime | None = None,
                  until: str | int | datetime | None = None, device: str | None = None,
-                 location: str | None = None, include_flagged: bool = False) -> dict[str, Any]:
+                 location: str | None = None, include_flagged: bool = False,
+                 site: str | None = None) -> dict[str, Any]:
     """The report dict of docs/report.md, from the rollups."""
     sel = select(store, since=since, until=until, device=device, location=location,
-                 include_flagged=include_flagged)
+                 include_flagged=include_flagged, site=site)
     store.refresh_rollups(d.device_id for d in sel.devices)
     with store.snapshot():
         tally = _tally_from_rollups(store, sel)
@@ -421,12 +442,12 @@ def _local_by_zoneinfo(zone: Any, wall: int) -> int:
 
 def build_report_raw(store: Store, *, since: str | int | datetime | None = None,
                      until: str | int | datetime | None = None, device: str | None = None,
-                     location: str | None = None,
-                     include_flagged: bool = False) -> dict[str, Any]:
+                     location: str | None = None, include_flagged: bool = False,
+                     site: str | None = None) -> dict[str, Any]:
     """The same report by one GROUP BY over the responses, each distinct instant placed
     in its device's zone by zoneinfo. Slow; the reference for tests and benchmarks."""
     sel = select(store, since=since, until=until, device=device, location=location,
-                 include_flagged=include_flagged)
+                 include_flagged=include_flagged, site=site)
     tally = Tally(sel.kinds)
     zones = {d.device_id: zone_of(d.zone) for d in sel.devices}
     low, high = _low(sel.since), _high(sel.until)
@@ -584,6 +605,7 @@ def figures(sel: Selection, tally: Tally) -> dict[str, Any]:
     rapid = closed = 0
     per_device = []
     per_location: dict[str | None, tuple[_Counts, list[int]]] = {}
+    per_site = {path: (_Counts(), [0]) for path, _ in sel.below}
     for d in sel.devices:
         counts = _Counts()
         unknown_here = 0
@@ -604,21 +626,28 @@ def figures(sel: Selection, tally: Tally) -> dict[str, Any]:
             total.add(scale, vec)
         unknown_total += unknown_here
         per_device.append({"device_id": d.device_id, "name": d.name, "location": d.location,
-                           "time_zone": d.zone, **counts.summary(),
+                           "time_zone": d.zone, "site": d.site, **counts.summary(),
                            "time_unknown": unknown_here})
-        place, unknown_there = per_location.setdefault(d.location, (_Counts(), [0]))
-        for scale, vec in counts.by_scale.items():
-            place.add(scale, vec)
-        unknown_there[0] += unknown_here
+        groups = [per_location.setdefault(d.location, (_Counts(), [0]))]
+        if sel.below and d.site is not None:
+            groups.append(per_site[site_rules.child_towards(sel.site, d.site)])
+        for place, unknown_there in groups:
+            for scale, vec in counts.by_scale.items():
+                place.add(scale, vec)
+            unknown_there[0] += unknown_here
     locations = [{"location": place, **c.summary(), "time_unknown": u[0]}
                  for place, (c, u) in per_location.items()]
+    kinds = dict(sel.below)
+    sites = [{"site": path, "kind": kinds[path], **c.summary(), "time_unknown": u[0]}
+             for path, (c, u) in per_site.items()]
     heat_n, heat_top = tally.heat[0], tally.heat[1]
     trend_days: dict[int, _TrendDay] = {}
     for (day, scale), values in sorted(tally.trend.items()):
         trend_days.setdefault(day, _TrendDay()).add(scale, values)
     return {
         "filters": {"since": _iso(sel.since), "until": _iso(sel.until), "device": sel.device,
-                    "location": sel.location, "include_flagged": sel.include_flagged},
+                    "location": sel.location, "site": sel.site,
+                    "include_flagged": sel.include_flagged},
         "responses": total.responses,
         "ratings": total.ratings(),
         "mean_rating": {"normalised": total.mean_normalised(), "raw": total.raw_means()},
@@ -630,6 +659,7 @@ def figures(sel: Selection, tally: Tally) -> dict[str, Any]:
         "csat_difference": total.difference(),
         "devices": _rank(per_device, "device_id"),
         "locations": _rank(locations, "location"),
+        "sites": _rank(sites, "site"),
         "heatmap": {
             "weekdays": WEEKDAYS, "hours": list(range(24)),
             "responses": heat_n.tolist(),
@@ -682,6 +712,17 @@ def clock_corrected_line(rep: dict[str, Any]) -> str | None:
             f"off by {clocks}; placed by the host's time anchors")
 
 
+def ranking_titles(rep: dict[str, Any]) -> tuple[str, str]:
+    """(the devices' title, the sites' title): under --site, what the level below is."""
+    site = rep["filters"].get("site")
+    if site is None:
+        return "Devices", "Sites"
+    kinds = frozenset(row["kind"] for row in rep.get("sites", []))
+    level = {frozenset({"region"}): "Regions", frozenset({"store"}): "Stores"}.get(kinds,
+                                                                                  "Sites")
+    return f"Kiosks in {site}", f"{level} of {site}"
+
+
 class _TrendDay:
     def __init__(self) -> None:
         self.responses = self.top = self.yes = self.no = 0
@@ -705,13 +746,14 @@ class _TrendDay:
 # -- one row per response -------------------------------------------------------------------
 
 CSV_COLUMNS = ("local_time", "device_id", "location", "rating", "scale", "told_next",
-               "flags", "seq", "earliest", "latest")
+               "flags", "seq", "earliest", "latest", "site")
 
 
 def write_csv(store: Store, out: TextIO, *,
               since: str | int | datetime | None = None,
               until: str | int | datetime | None = None, device: str | None = None,
-              location: str | None = None, include_flagged: bool = False) -> int:
+              location: str | None = None, include_flagged: bool = False,
+              site: str | None = None) -> int:
     """Stream the selected responses as CSV (local time ISO with offset; empty when the
     time is unknown, and then `earliest` and `latest` give the interval its boot's
     neighbours allow, when there is one); returns the number of rows. With a range, a
@@ -720,7 +762,7 @@ def write_csv(store: Store, out: TextIO, *,
     import csv
 
     sel = select(store, since=since, until=until, device=device, location=location,
-                 include_flagged=include_flagged)
+                 include_flagged=include_flagged, site=site)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     written = 0
@@ -739,6 +781,6 @@ def write_csv(store: Store, out: TextIO, *,
             flags = ";".join(name for name, on in (("rapid", rapid), ("closed", closed))
                              if on)
             writer.writerow((local, d.device_id, d.location or "", rating, scale, told_next,
-                             flags, seq, low, high))
+                             flags, seq, low, high, d.site or ""))
             written += 1
     return written

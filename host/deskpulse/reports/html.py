@@ -26,7 +26,8 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from deskpulse.reports.figures import clock_corrected_line
+from deskpulse.reports.figures import clock_corrected_line, ranking_titles
+from deskpulse.store.sites import child_towards, is_under
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -381,6 +382,7 @@ def _filters(filters: dict[str, Any]) -> str:
              ("Before", filters.get("until") or "the last response"),
              ("Device", filters.get("device") or "all"),
              ("Location", filters.get("location") or "all"),
+             ("Site", filters.get("site") or "all"),
              ("Flagged responses", "included" if filters.get("include_flagged")
               else "left out")]
     rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
@@ -437,13 +439,25 @@ def _group_table(table_id: str, heading: str, first_columns: Sequence[str],
 def _tables(report: dict[str, Any], alerts: list[dict[str, Any]]) -> str:
     per_device = Counter(a["device_id"] for a in alerts)
     per_location = Counter(a.get("location") for a in alerts)
+    devices_title, sites_title = ranking_titles(report)
     parts = []
+    if report.get("sites"):
+        site = report["filters"]["site"]
+        per_site = Counter(child_towards(site, a["site"]) for a in alerts
+                           if a.get("site") and is_under(a["site"], site))
+        parts.append(_group_table("sites-table", sites_title, ("Site", "Kind"), [
+            ([row["site"], row["kind"]], row, per_site[row["site"]], row["site"])
+            for row in report["sites"]]))
     if report["devices"]:
-        parts.append(_group_table("devices-table", "Devices", ("Device", "Location",
-                                                               "Time zone"), [
-            ([_device_label(d.get("name"), d["device_id"]), d.get("location") or "–",
-              d.get("time_zone") or "host's"], d, per_device[d["device_id"]], d["device_id"])
-            for d in report["devices"]]))
+        # Which store each kiosk is in, when a tree is reported on.
+        by_site = bool(report["filters"].get("site"))
+        parts.append(_group_table(
+            "devices-table", devices_title,
+            ("Device", "Location", "Time zone", *(("Store",) if by_site else ())), [
+                ([_device_label(d.get("name"), d["device_id"]), d.get("location") or "–",
+                  d.get("time_zone") or "host's", *((d.get("site") or "–",) if by_site else ())],
+                 d, per_device[d["device_id"]], d["device_id"])
+                for d in report["devices"]]))
     if report["locations"]:
         parts.append(_group_table("locations-table", "Locations", ("Location",), [
             ([loc.get("location") or "(no location)"], loc, per_location[loc.get("location")],

@@ -36,9 +36,22 @@ def _filters_line(filters: dict[str, Any]) -> str:
         parts.append(f"device {filters['device']}")
     if filters["location"]:
         parts.append(f"location {filters['location']}")
+    if filters.get("site"):
+        parts.append(f"site {filters['site']}")
     parts.append("flagged responses included" if filters["include_flagged"]
                  else "flagged responses left out")
     return "; ".join(parts)
+
+
+def _rankings(rep: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]], str]]:
+    from deskpulse.reports.figures import ranking_titles
+
+    devices, sites = ranking_titles(rep)
+    ranked = [(devices, rep["devices"], "device_id"),
+              ("Locations", rep["locations"], "location")]
+    if rep.get("sites"):
+        ranked.insert(0, (sites, rep["sites"], "site"))
+    return ranked
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -95,14 +108,17 @@ def format_table(rep: dict[str, Any], terminal: bool = False) -> str:
             ratings.add_row(f"{scale} faces", *(str(counts.get(str(r), "")) for r in range(1, 6)))
         console.print(ratings)
 
-    for title, rows, label in (("Devices", rep["devices"], "device_id"),
-                               ("Locations", rep["locations"], "location")):
+    for title, rows, label in _rankings(rep):
         table = _table(title, label.replace("_id", ""), "responses", "CSAT", "mean (0-1)",
                        "told next", "CSAT told", "CSAT not told", "time unknown")
         for row in rows:
             name = str(row[label] if row[label] is not None else "(none)")
             if label == "device_id" and row.get("name"):
                 name += f" ({row['name']})"
+            if label == "device_id" and rep["filters"].get("site") and row.get("site"):
+                # Which store, when a tree is reported on: its name, as its path would
+                # wrap the column.
+                name += f" in {row['site'].rpartition('/')[2]}"
             table.add_row(name, str(row["responses"]), _pct(row["csat"]),
                           _num(row["mean_rating"], 3), _pct(row["told_next_rate"]),
                           _pct(row["csat_told"]), _pct(row["csat_not_told"]),

@@ -356,3 +356,79 @@ class Store(abc.ABC):
                        negative_ratings: Sequence[int]) -> Iterator[tuple[str, int, int]]:
         """(device_id, wall, 1 if negative else 0) of the timed responses, by device then
         time."""
+
+    # -- sites: organisation > region > store > kiosk (rules in store/sites.py) --------------
+
+    @abc.abstractmethod
+    def sites(self) -> list[Site]:
+        """Every site, each after its parent (by path): the tree."""
+
+    @abc.abstractmethod
+    def add_site(self, path: str, kind: str | None = None, *, time_zone: str | None = None,
+                 opening_hours: str | None = None) -> Site:
+        """Create a site under its existing parent; without `kind`, the level below the
+        parent's (sites.default_kind). Zone and hours are checked (sites.check_zone,
+        sites.check_hours); without them they are inherited."""
+
+    @abc.abstractmethod
+    def set_site(self, path: str, *, time_zone: str | None = None,
+                 opening_hours: str | None = None) -> Site:
+        """Set a site's time zone or opening hours; None leaves one, "" clears it (it is
+        then inherited). The kiosks whose zone this changes get their rollups rebuilt by
+        `refresh_rollups` (or their next batch)."""
+
+    @abc.abstractmethod
+    def rename_site(self, path: str, name: str) -> str:
+        """Give a site a new last name; the sites below it and their kiosks follow. Returns
+        the new path."""
+
+    @abc.abstractmethod
+    def move_site(self, path: str, parent: str) -> str:
+        """Move a site with everything below it into `parent`, whose kind must take it.
+        Returns the new path."""
+
+    @abc.abstractmethod
+    def remove_site(self, path: str, *, force: bool = False) -> SiteRemoval:
+        """Remove a site that holds no site and no kiosk; with `force`, also every site
+        below it, and its kiosks are left without a site (their responses stay)."""
+
+    @abc.abstractmethod
+    def assign_kiosk(self, device_id: str, store_path: str | None) -> None:
+        """Put a known kiosk in a store site (None: in none)."""
+
+    @abc.abstractmethod
+    def device_site_path(self, device_id: str) -> str | None:
+        """The path of the store site the kiosk is in ("acme/north/lyon-1"), None when it
+        is in none or unknown."""
+
+    @abc.abstractmethod
+    def kiosk_sites(self) -> dict[str, str]:
+        """Every kiosk that is in a store site: its store's path."""
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A node of the tree; `time_zone` and `opening_hours` are its own (None when it
+    inherits them). Hours read as "mon-fri 09:00-18:00, sat 10:00-13:00"."""
+
+    path: str
+    kind: str
+    time_zone: str | None = None
+    opening_hours: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition("/")[2]
+
+    @property
+    def parent(self) -> str | None:
+        return self.path.rpartition("/")[0] or None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRemoval:
+    """What `remove_site` removed: the sites (the given one first) and the kiosks it left
+    without a site."""
+
+    sites: list[str]
+    kiosks: list[str]

@@ -22,18 +22,20 @@ import psycopg
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.store import sites as site_rules
 from deskpulse.store.base import (
     DeviceFacts,
     DeviceHealth,
     PushCheck,
     RawRow,
     RollupRow,
+    Site,
     Store,
     StoreError,
     SyncRecord,
     already_registered,
 )
-from deskpulse.store.postgres import ingest, queries, rollup_tables, schema
+from deskpulse.store.postgres import ingest, queries, rollup_tables, schema, sites
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,7 +56,7 @@ def _translated(method: Callable[Concatenate[PostgresStore, P], R]
     return run
 
 
-class PostgresStore(Store):
+class PostgresStore(site_rules.SiteMethods, Store):
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the PostgreSQL store's tests."""
@@ -322,6 +324,20 @@ class PostgresStore(Store):
                        negative_ratings: Sequence[int]) -> Iterator[tuple[str, int, int]]:
         return self._rows(queries.negative_marks(since, until, device_id, location,
                                                  include_flagged, negative_ratings))
+
+    # -- sites: the methods are site_rules.SiteMethods' -----------------------------------
+
+    site_queries = sites
+
+    def _site_read(self) -> contextlib.AbstractContextManager[None]:
+        return schema.translated(self.url)
+
+    @contextlib.contextmanager
+    def _tree_change(self) -> Iterator[dict[str, Site]]:
+        with schema.translated(self.url), self.connection.transaction():
+            sites.lock(self.connection)  # one writer of the tree at a time, across processes
+            yield {site.path: site for site in sites.tree(self.connection)}
+            sites.follow_zones(self.connection)
 
 
 def _now(now: float | None) -> int:

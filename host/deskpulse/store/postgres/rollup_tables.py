@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from deskpulse.store.postgres import sites
 from deskpulse.store.rollups import BLOB, BLOB_ITEMSIZE, DAY_WIDTH, MONTH_WIDTH, Changes, deltas
 from deskpulse.timezones import device_zone, host_time_zone
 
@@ -87,10 +88,10 @@ def rebuild(conn: psycopg.Connection[Any], device_id: str, zone: str) -> None:
 def ensure_zone(conn: psycopg.Connection[Any], device_id: str,
                 host_zone: str | None = None) -> str:
     """The zone the device's rollups are in, rebuilding them first when the device's zone
-    changed or they were never built. Call inside a transaction holding the device's
-    lock."""
+    (its own, else its sites') changed or they were never built. Call inside a
+    transaction holding the device's lock."""
     row = conn.execute(
-        """SELECT d.time_zone, z.zone FROM devices d
+        f"""SELECT {sites.CONFIGURED_ZONE}, z.zone FROM devices d
            LEFT JOIN rollup_zones z ON z.device_id = d.device_id
            WHERE d.device_id = %s""", (device_id,)).fetchone()
     configured, built = (row[0], row[1]) if row is not None else (None, None)
@@ -101,11 +102,12 @@ def ensure_zone(conn: psycopg.Connection[Any], device_id: str,
 
 
 def stale_devices(conn: psycopg.Connection[Any], host_zone: str | None = None) -> list[str]:
-    """Devices whose rollups are missing or were built in another zone than theirs."""
+    """Devices whose rollups are missing or were built in another zone than theirs (their
+    own, else their sites')."""
     host = host_zone or host_time_zone()
     return [
         device_id for device_id, configured, built in conn.execute(
-            """SELECT d.device_id, d.time_zone, z.zone FROM devices d
+            f"""SELECT d.device_id, {sites.CONFIGURED_ZONE}, z.zone FROM devices d
                LEFT JOIN rollup_zones z ON z.device_id = d.device_id""")
         if built != device_zone(configured, host)
     ]

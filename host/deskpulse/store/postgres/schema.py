@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, describe_db_target
+from deskpulse.store.postgres import sites
 
 if TYPE_CHECKING:
     import psycopg
@@ -171,6 +172,8 @@ _BASELINE = (
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # FIRST_VERSION (5): SQLite's migrations 1-5 at once (issues 4, 5, 6, 10, 13).
     _BASELINE,
+    # 6: sites (issue 16), as SQLite's 6.
+    sites.SCHEMA,
 )
 SCHEMA_VERSION = FIRST_VERSION + len(MIGRATIONS) - 1
 

@@ -19,18 +19,20 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.store import sites as site_rules
 from deskpulse.store.base import (
     DeviceFacts,
     DeviceHealth,
     PushCheck,
     RawRow,
     RollupRow,
+    Site,
     Store,
     SyncRecord,
     already_registered,
     default_db_path,
 )
-from deskpulse.store.sqlite import ingest, queries, rollup_tables, schema
+from deskpulse.store.sqlite import ingest, queries, rollup_tables, schema, sites
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,7 +49,7 @@ def _translated(method: Callable[Concatenate[SqliteStore, P], R]
     return run
 
 
-class SqliteStore(Store):
+class SqliteStore(site_rules.SiteMethods, Store):
     def __init__(self, connection: sqlite3.Connection, location: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the SQLite store's tests only."""
@@ -249,6 +251,19 @@ class SqliteStore(Store):
         return self._rows(lambda: queries.negative_marks(
             self.connection, since, until, device_id, location, include_flagged,
             negative_ratings))
+
+    # -- sites: the methods are site_rules.SiteMethods' -----------------------------------
+
+    site_queries = sites
+
+    def _site_read(self) -> contextlib.AbstractContextManager[None]:
+        return self._guarded(contextlib.nullcontext())
+
+    @contextlib.contextmanager
+    def _tree_change(self) -> Iterator[dict[str, Site]]:
+        with self._guarded(schema.transaction(self.connection)):
+            yield {site.path: site for site in sites.tree(self.connection)}
+            sites.follow_zones(self.connection)
 
 
 def _now(now: float | None) -> int:

@@ -6,6 +6,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from deskpulse.store.rollups import BLOB, BLOB_ITEMSIZE, DAY_WIDTH, MONTH_WIDTH, Changes, deltas
+from deskpulse.store.sqlite import sites
 from deskpulse.timezones import device_zone, host_time_zone
 
 if TYPE_CHECKING:
@@ -93,10 +94,10 @@ def rebuild(conn: sqlite3.Connection, device_id: str, zone: str) -> None:
 
 def ensure_zone(conn: sqlite3.Connection, device_id: str, host_zone: str | None = None) -> str:
     """The zone the device's rollups are in, rebuilding them first when the device's zone
-    changed or they were never built (a database from before rollups). Call inside a
-    write transaction."""
+    (its own, else its sites') changed or they were never built (a database from before
+    rollups). Call inside a write transaction."""
     row = conn.execute(
-        """SELECT d.time_zone, z.zone FROM devices d
+        f"""SELECT {sites.CONFIGURED_ZONE}, z.zone FROM devices d
            LEFT JOIN rollup_zones z ON z.device_id = d.device_id
            WHERE d.device_id = ?""", (device_id,)).fetchone()
     configured, built = (row[0], row[1]) if row is not None else (None, None)
@@ -107,11 +108,12 @@ def ensure_zone(conn: sqlite3.Connection, device_id: str, host_zone: str | None 
 
 
 def stale_devices(conn: sqlite3.Connection, host_zone: str | None = None) -> list[str]:
-    """Devices whose rollups are missing or were built in another zone than theirs."""
+    """Devices whose rollups are missing or were built in another zone than theirs (their
+    own, else their sites')."""
     host = host_zone or host_time_zone()
     return [
         device_id for device_id, configured, built in conn.execute(
-            """SELECT d.device_id, d.time_zone, z.zone FROM devices d
+            f"""SELECT d.device_id, {sites.CONFIGURED_ZONE}, z.zone FROM devices d
                LEFT JOIN rollup_zones z ON z.device_id = d.device_id""")
         if built != device_zone(configured, host)
     ]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, default_db_path
-from deskpulse.store.sqlite import rollup_tables
+from deskpulse.store.sqlite import rollup_tables, sites
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -195,6 +195,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE responses ADD COLUMN wall_low INTEGER",
         "ALTER TABLE responses ADD COLUMN wall_high INTEGER",
     ),
+    # 6: sites (issue 16): organisation > region > store, each with its own time zone and
+    # opening hours that the kiosks below inherit; a kiosk is in a store. Each free-text
+    # location becomes a store of the organisation "default" and its kiosks are put in it.
+    sites.SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
