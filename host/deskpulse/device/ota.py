@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deskpulse.device.config_check import (
@@ -253,16 +253,49 @@ def _save(store: Store, layers: Layers, device_ids: list[str],
           layer: tuple[LayerScope, str, dict[str, Any] | None] | None, dry_run: bool,
           runtime: Runtime | None) -> Change:
     desired = desired_configs(layers, device_ids, runtime)
+    changes = _changes(store, desired)
+    if dry_run:
+        return Change({device_id: None for device_id in changes}, changes)
+    versions = store.save_config(desired, layer=layer)
+    return Change(versions, changes)
+
+
+def _changes(store: Store, desired: Mapping[str, Mapping[str, Any] | None]
+             ) -> dict[str, list[str]]:
+    """`path: old -> new` lines of each kiosk whose desired config this changes."""
     changes: dict[str, list[str]] = {}
     for device_id, config in desired.items():
         before = store.desired_config(device_id)
         old = before.config if before is not None else None
         if _bare(old) != _bare(config):
             changes[device_id] = config_changes(_bare(old) or {}, _bare(config) or {})
-    if dry_run:
-        return Change({device_id: None for device_id in changes}, changes)
-    versions = store.save_config(desired, layer=layer)
-    return Change(versions, changes)
+    return changes
+
+
+@dataclass(slots=True)
+class Recompute:
+    """The desired configs of the kiosks a change of the site tree moves (an assignment,
+    a move, a removal; store.base.DesiredFor), from the layers as the change leaves them,
+    saved in its transaction. When the validator refuses one, none of them changes and
+    `problem` says why: the site change still stands, the kiosks keep the config they
+    were sent (a safe one), and `deskpulse config status` shows "layers changed" until the
+    layer is fixed and `deskpulse config refresh` run."""
+
+    runtime: Runtime | None = None
+    changes: dict[str, list[str]] = field(default_factory=dict)
+    problem: str | None = None
+
+    def __call__(self, store: Store, device_ids: list[str]
+                 ) -> dict[str, dict[str, Any] | None]:
+        registered = store.registered_ids()  # only they take configs over the air
+        try:
+            desired = desired_configs(Layers.read(store),
+                                      [d for d in device_ids if d in registered], self.runtime)
+        except DeskPulseError as refused:
+            self.problem = str(refused)
+            return {}
+        self.changes = _changes(store, desired)
+        return desired
 
 
 def _bare(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
