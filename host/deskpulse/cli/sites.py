@@ -8,12 +8,15 @@ import argparse
 import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store import open_store
 from deskpulse.store import sites as rules
 from deskpulse.store.base import Site, Store, db_option_help
+
+if TYPE_CHECKING:
+    from deskpulse.device.ota import Recompute
 
 
 def register(subparsers: Any) -> None:
@@ -183,7 +186,7 @@ def _assign(args: argparse.Namespace, store_path: str | None) -> None:
             _print_configs(store, recompute)
 
 
-def _print_configs(store: Store, recompute: Any) -> None:
+def _print_configs(store: Store, recompute: Recompute) -> None:
     """What a site change did to the moved kiosks' configs over the air (ota.Recompute)."""
     versions = store.desired_versions()
     for device_id, lines in recompute.changes.items():

@@ -244,7 +244,8 @@ def change_layer(store: Store, scope: LayerScope, name: str,
 def refresh(store: Store, *, dry_run: bool = False, runtime: Runtime | None = None
             ) -> Change:
     """Recompute every kiosk's desired config from the layers as they are: after a kiosk
-    moved to another site, was registered, or got another time zone."""
+    was registered, got another time zone, or moved to a site whose template its
+    validator refused then (Recompute)."""
     device_ids = sorted(store.registered_ids())
     return _save(store, Layers.read(store), device_ids, None, dry_run, runtime)
 
@@ -320,7 +321,7 @@ class KioskConfigState:
     desired: int | None  # None: not managed over the air
     running: int | None  # from its last sync or push; None: never heard of
     rejected: str | None  # the kiosk refused the desired version: its reason
-    stale: bool = False  # its layers changed since (it moved site): `config refresh`
+    stale: bool = False  # its layers changed since (a refused Recompute): `config refresh`
 
     @property
     def state(self) -> str:
