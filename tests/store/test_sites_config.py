@@ -130,3 +130,12 @@ def test_a_failing_recompute_leaves_no_half_change(store: Store) -> None:
         store.move_site("acme/north/lyon", "acme/south", desired=broken)
     assert store.device_site_path("lyon-a") == "acme/north/lyon"
     assert "acme/north/lyon" in site_layers(store)
+
+
+def test_a_sites_new_hours_reach_its_managed_kiosks_at_once(store: Store) -> None:
+    recompute = ota.Recompute()
+    store.set_site("acme/north", opening_hours="mon-fri 09:00-18:00", desired=recompute)
+    assert sorted(recompute.changes) == ["lyon-a", "lyon-b"]
+    lyon = desired(store, "lyon-b")
+    assert lyon is not None and lyon["opening_hours"]["fri"] == ["09:00-18:00"]
+    assert states(store)["lyon-b"] == "never synced"

@@ -121,10 +121,15 @@ def do_show(args: argparse.Namespace) -> int:
 def do_set(args: argparse.Namespace) -> int:
     if args.time_zone is None and args.hours is None:
         raise DeskPulseError("nothing to set: give --time-zone or --hours")
+    from deskpulse.device.ota import Recompute
+
+    recompute = Recompute()
     with _open(args) as store:
-        site = store.set_site(args.path, time_zone=args.time_zone, opening_hours=args.hours)
-    print(f"{site.path}: time zone {site.time_zone or 'inherited'}, opening hours "
-          f"{site.opening_hours or 'inherited'}")
+        site = store.set_site(args.path, time_zone=args.time_zone, opening_hours=args.hours,
+                              desired=recompute)
+        print(f"{site.path}: time zone {site.time_zone or 'inherited'}, opening hours "
+              f"{site.opening_hours or 'inherited'}")
+        _print_configs(store, recompute)
     return 0
 
 

@@ -472,10 +472,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def set_site(self, path: str, *, time_zone: str | None = None,
-                 opening_hours: str | None = None) -> Site:
+                 opening_hours: str | None = None, desired: DesiredFor | None = None) -> Site:
         """Set a site's time zone or opening hours; None leaves one, "" clears it (it is
         then inherited). The kiosks whose zone this changes get their rollups rebuilt by
-        `refresh_rollups` (or their next batch)."""
+        `refresh_rollups` (or their next batch); with `desired`, the desired configs of
+        the kiosks below it (which carry zone and hours) follow in the same transaction."""
 
     @abc.abstractmethod
     def rename_site(self, path: str, name: str) -> str:

@@ -422,10 +422,11 @@ class SiteMethods(abc.ABC):
         return site
 
     def set_site(self, path: str, *, time_zone: str | None = None,
-                 opening_hours: str | None = None) -> Site:
+                 opening_hours: str | None = None, desired: DesiredFor | None = None) -> Site:
         with self._tree_change() as tree:
             site = changed_site(tree, path, time_zone, opening_hours)
             self.site_queries.write(self.connection, site)
+            self._follow_desired(desired, self._kiosks_under(path))
         return site
 
     def rename_site(self, path: str, name: str) -> str:
@@ -438,9 +439,7 @@ class SiteMethods(abc.ABC):
         with self._tree_change() as tree:
             new = new_place(tree, path, parent)
             self.site_queries.repath(self.connection, path, new)
-            self._follow_desired(desired, [
-                device for device, store in self.site_queries.placed(self.connection).items()
-                if is_under(store, new)])
+            self._follow_desired(desired, self._kiosks_under(new))
         return new
 
     def remove_site(self, path: str, *, force: bool = False,
@@ -459,6 +458,10 @@ class SiteMethods(abc.ABC):
             if not self.site_queries.assign(self.connection, device_id, store_path):
                 raise unknown_kiosk(device_id)
             self._follow_desired(desired, [device_id])
+
+    def _kiosks_under(self, path: str) -> list[str]:
+        return [device for device, store in self.site_queries.placed(self.connection).items()
+                if is_under(store, path)]
 
     def _follow_desired(self, desired: DesiredFor | None, kiosks: list[str]) -> None:
         if desired is not None and kiosks:
