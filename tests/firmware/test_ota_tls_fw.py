@@ -11,36 +11,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ota_fw import DEVICE, KEY, drive, kiosk_config, served
+import test_push_tls_fw
+from test_ota_fw import DEVICE, drive, kiosk_config, served
 
 from certs import Cert, make_cert
 from pushserver import PushServer
+
+# The fixtures: the server's certificate, and tests/pushserver.py serving TLS with it for
+# the kiosk both modules drive (the same id and key).
+cert = test_push_tls_fw.cert
+server = test_push_tls_fw.server
 
 IMPOSTOR_REFUSAL = ("CertificateRejected: server certificate rejected: The certificate is "
                     "not correctly signed by the trusted CA")
 
 
-def https_kiosk(url: str, cert: Cert) -> dict[str, Any]:
+def https_kiosk(url: str, pinned: Cert) -> dict[str, Any]:
     config = kiosk_config(url)
-    config["sync"]["server_cert"] = cert.pem
+    config["sync"]["server_cert"] = pinned.pem
     return config
-
-
-@pytest.fixture
-def cert(tmp_path: Path) -> Cert:
-    return make_cert(tmp_path / "certs", "server")
 
 
 @pytest.fixture
 def impostor(tmp_path: Path) -> Cert:
     return make_cert(tmp_path / "certs", "impostor")
-
-
-@pytest.fixture
-def server(tmp_path: Path, cert: Cert):
-    with PushServer(tmp_path / "host.db", {DEVICE: KEY}, tls=(cert.certfile, cert.keyfile)) \
-            as srv:
-        yield srv
 
 
 @pytest.mark.parametrize("sent_cert", ["absent", "impostor", "empty"])
