@@ -63,6 +63,10 @@ class PushServer:
         # Config over the air: the config (with its "version") each kiosk should run; the
         # push answer names the version, POST .../config serves it.
         self.configs: dict[str, dict[str, Any]] = {}
+        # (certfile, keyfile) the handshakes present from the next push answer on: an
+        # impostor taking over between a push and the config fetch it leads to.
+        self.impostor_after_push: tuple[Path, Path] | None = None
+        self.tls_context: ssl.SSLContext | None = None
         open_store(db_path).close()
         handler = type("Handler", (_Handler,), {"push": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -71,6 +75,7 @@ class PushServer:
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*tls)
+            self.tls_context = context
             # The handshake runs in the handler's thread (at its first read), so a kiosk
             # that refuses the certificate costs that thread only.
             self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True,
@@ -213,6 +218,10 @@ class _Handler(BaseHTTPRequestHandler):
         if device_id in push.configs:
             answer["config"] = push.configs[device_id]["version"]
         seen.code = 200
+        with push.lock:
+            impostor, push.impostor_after_push = push.impostor_after_push, None
+        if impostor is not None and push.tls_context is not None:
+            push.tls_context.load_cert_chain(*impostor)  # for every handshake from now on
         if behaviour == FORGE:
             return self._answer(200, answer, signing.new_key(), nonce)
         if behaviour == UNSIGNED:

@@ -471,10 +471,13 @@ def identity_problem(current_id, new_id, unconfirmed):
     return None
 
 
-KEPT_SYNC = ("server_url", "device_key", "wifi_ssid", "wifi_password")
+KEPT_SYNC = ("server_url", "device_key", "wifi_ssid", "wifi_password", "server_cert")
 """What a kiosk keeps of its own sync settings under a config fetched over the air (with
-its device_id): how it reaches the server. The host refuses to set them over the air
-(deskpulse.device.ota.KEPT_BY_KIOSK)."""
+its device_id): how it reaches the server, and the certificate it trusts the server by.
+A server able to change server_cert could pin whatever certificate it likes and remove
+the kiosk's only proof of who it talks to; without it, an https kiosk's config would be
+refused ("server_cert is empty"). The host refuses to set them over the air
+(deskpulse.device.ota.KEPT_BY_KIOSK); docs/wifi.md "HTTPS" has the rollover."""
 
 
 def install(kiosk, incoming, checker, over_the_air=False):

@@ -11,6 +11,7 @@ import pytest
 
 from deskpulse import cli
 from deskpulse.device import ota
+from deskpulse.device.config_check import firmware_module
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Response
 from deskpulse.store import open_store
@@ -108,10 +109,21 @@ def test_the_firmware_validator_on_micropython_judges_too(store: Store) -> None:
 
 
 @pytest.mark.parametrize("path", ["device_id", "sync.device_key", "sync.server_url",
-                                  "sync.wifi_password", "sync", "version"])
+                                  "sync.wifi_password", "sync.server_cert", "sync",
+                                  "version"])
 def test_identity_and_network_keys_change_over_usb_only(store: Store, path: str) -> None:
     with pytest.raises(DeskPulseError, match="cannot be set over the air"):
         ota.change_layer(store, "site", "acme", ota.with_value({}, path, "x"))
+
+
+def test_the_host_refuses_over_the_air_what_the_kiosk_keeps() -> None:
+    """The firmware's KEPT_SYNC (what a kiosk keeps under a fetched config) and the
+    host's KEPT_BY_KIOSK name the same sync settings: one the kiosk kept but the host
+    let a layer set would be shown as desired and never run."""
+    kept = firmware_module("kiosk.config").KEPT_SYNC
+    assert sorted(f"sync.{key}" for key in kept) == sorted(
+        path for path in ota.KEPT_BY_KIOSK if path.startswith("sync."))
+    assert "server_cert" in kept
 
 
 def test_unknown_sites_and_kiosks_are_refused(store: Store) -> None:
@@ -192,3 +204,17 @@ def test_the_commands_change_thirty_stores_in_one(tmp_path: Path,
     assert cli.main(["config", "set", "--site", "acme", "sync.device_key=00",
                      "--db", db]) == 2
     assert capsys.readouterr().err.startswith("deskpulse: sync.device_key cannot be set")
+
+
+def test_a_desired_config_leaves_room_for_the_kiosks_pinned_certificate(store: Store) -> None:
+    """An https kiosk adds its sync.server_cert (up to 3072 characters) to the fetched
+    config: a desired config that fits 8 KB alone but not with it is refused here, not by
+    the kiosk after the fetch."""
+    room = 8192 - ota.KEPT_ROOM
+    assert room < 8192 - 3072
+    before = (store.config_layers(), store.desired_versions())
+    texts = {f"l{i}": {"question": "x" * 100} for i in range(room // 120 + 1)}
+    with pytest.raises(DeskPulseError, match=f"over the air a kiosk takes at most {room} "
+                       r"\(room for its own identity, network settings and pinned"):
+        ota.change_layer(store, "site", "acme", {"texts": texts})
+    assert (store.config_layers(), store.desired_versions()) == before

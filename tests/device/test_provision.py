@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from certs import make_cert
 from conftest import BOARDS, REPO
 from deskpulse import cli
 from deskpulse.device import labels, provision
@@ -386,6 +387,67 @@ def test_what_every_board_shares_is_checked_before_any_board(
     assert not (tmp_path / "provisioning.jsonl").exists()
 
 
+def test_the_server_certificate_is_checked_before_any_board(
+        tmp_path: Path, firmware: Path, template: Path) -> None:
+    """--server-cert is read and checked as `devices add --server-cert` checks it, and
+    paired with the server's scheme: a technician learns of a wrong file at the desk."""
+    cert = make_cert(tmp_path / "certs", "server")
+    https = "https://pushes.example:8443"
+    with_cert = tmp_path / "with-cert.json"
+    with_cert.write_text(json.dumps(TEMPLATE | {"sync": {"server_cert": cert.pem}}))
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"server": https}, "an https:// server needs --server-cert"),
+        ({"server_cert": cert.certfile}, "--server-cert is for an https:// server; this "
+                                         "one is http://"),
+        ({"server": None, "server_cert": cert.certfile}, "--server-cert needs an https:// "
+                                                         "server"),
+        ({"server": https, "server_cert": cert.keyfile}, "holds a private key"),
+        ({"server": https, "server_cert": tmp_path / "none.pem"},
+         "cannot read the server certificate"),
+        # The template's own certificate counts, and is refused with an http:// server.
+        ({"template": with_cert}, "--server-cert is for an https:// server"),
+    ]
+    with RomLoaderStandIn() as rom:
+        for change, why in cases:
+            with pytest.raises(DeskPulseError, match=re.escape(why)):
+                provision.provision([rom.url], options(
+                    tmp_path, **({"firmware": firmware, "template": template} | change)))
+        assert rom.sessions == 0
+    assert registry_is_empty(tmp_path / "host.db")
+
+
+def registry_is_empty(db: Path) -> bool:
+    if not db.exists():
+        return True
+    with open_store(db, create=False) as store:
+        return not store.registered_ids()
+
+
+@pytest.mark.slow
+def test_an_https_kiosk_is_flashed_with_the_certificate_it_verifies_the_server_by(
+        tmp_path: Path, firmware: Path, template: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cert = make_cert(tmp_path / "certs", "server", hosts=("pushes.example",))
+    chained = tmp_path / "certs" / "server-with-text.pem"
+    chained.write_text("subject=CN = deskpulse test server\r\n" + cert.pem)  # openssl -text
+    with RomLoaderStandIn(mac=mac(1)) as rom:
+        boots = Boots(tmp_path, {rom.url: rom})
+        try:
+            code, out, err = run_cli(
+                capsys, monkeypatch, boots, "--port", rom.url, "--board", BOARD,
+                "--firmware", str(firmware), "--template", str(template),
+                "--db", str(tmp_path / "host.db"), "--server", "https://pushes.example:8443",
+                "--server-cert", str(chained))
+        finally:
+            boots.close()
+        config = read_config(rom.flash[VFS_OFFSET:VFS_OFFSET + VFS_SIZE])
+    assert (code, err) == (0, ""), out
+    assert config["sync"]["server_url"] == "https://pushes.example:8443"
+    assert config["sync"]["server_cert"] == cert.pem  # the certificate only, as PEM
+    assert config["sync"]["device_key"] == registry(tmp_path / "host.db")[
+        provision.mac_id(mac(1))].hex()
+
+
 def test_a_list_without_a_free_id_fails_that_board_before_it_is_registered(
         tmp_path: Path, firmware: Path, template: Path) -> None:
     ids = tmp_path / "ids.csv"
@@ -430,6 +492,12 @@ def test_the_config_is_the_template_with_the_kiosks_own_fields() -> None:
         "device_key": "01" * 32}}
     assert template["sync"] == {"server_url": "http://a:1", "push_interval_s": 60}
     assert provision.kiosk_config({}, "k-2", b"\x02" * 32)["version"] == 1
+    pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    pinned = provision.kiosk_config({"sync": {"server_cert": "old"}}, "k-3", b"\x03" * 32,
+                                    server="https://c:3", server_cert=pem)
+    assert pinned["sync"]["server_cert"] == pem and pinned["sync"]["server_url"] == "https://c:3"
+    kept = provision.kiosk_config({"sync": {"server_cert": pem}}, "k-4", b"\x04" * 32)
+    assert kept["sync"]["server_cert"] == pem
     assert provision.mac_id("24:0A:C4:12:34:56") == "kiosk-240ac4123456"
     with pytest.raises(DeskPulseError, match="not 6 bytes"):
         provision.mac_id("24:0a:c4")
@@ -502,5 +570,5 @@ def test_the_command_line_help_names_every_option(capsys: pytest.CaptureFixture[
     text = capsys.readouterr().out
     for option in ("--port", "--board", "--firmware", "--template", "--server", "--wifi-ssid",
                    "--wifi-password", "--ids", "--labels", "--record", "--new-key",
-                   "--wait-push"):
+                   "--wait-push", "--server-cert"):
         assert option in text

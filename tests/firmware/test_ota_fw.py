@@ -38,6 +38,8 @@ hal = SimHal(board, plan["state"])
 cfg.save(hal.fs_root + "/config.json", plan["config"])
 k = app.Kiosk(hal)
 k.start()
+if plan["wall"]:
+    k.clock.set_wall(plan["wall"], 1)  # as a host sync or NTP would: https needs it
 p = k.push
 p.step_timeout_ms = p.answer_timeout_ms = 3000
 
@@ -72,12 +74,14 @@ def served(version: int, question: str) -> dict[str, Any]:
             "sync": {"push_interval_s": 60}}
 
 
-def drive(tmp_path: Path, config: dict[str, Any], pushes: int, fed: int = 99
+def drive(tmp_path: Path, config: dict[str, Any], pushes: int, fed: int = 99, wall: int = 0
           ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """wall: the kiosk's clock, set first (0: unknown)."""
     (tmp_path / "state").mkdir(exist_ok=True)
     path = tmp_path / "plan.json"
     path.write_text(json.dumps({"board": str(BOARD), "state": str(tmp_path / "state"),
-                                "config": config, "pushes": pushes, "fed": fed}))
+                                "config": config, "pushes": pushes, "fed": fed,
+                                "wall": wall}))
     out = mpy_json(DRIVE, str(path), heap="2M", timeout=120)
     return out[:-1], out[-1]
 

@@ -37,8 +37,12 @@ def register(subparsers: Any) -> None:
                          "opening hours, time zone, sync settings), without device_id or "
                          "device_key")
     pr.add_argument("--server", metavar="URL",
-                    help="http://HOST:PORT of `deskpulse serve` as the kiosks reach it "
-                         "(else the template's sync.server_url, if any)")
+                    help="http://HOST:PORT (or https://) of `deskpulse serve` as the kiosks "
+                         "reach it (else the template's sync.server_url, if any)")
+    pr.add_argument("--server-cert", type=Path, metavar="CERT.pem",
+                    help="for an https:// server: the certificate the kiosks verify it "
+                         "against (the server's own, or its CA's; PEM), checked here (else "
+                         "the template's sync.server_cert, if any)")
     pr.add_argument("--wifi-ssid", default="", help="the store WiFi network's name")
     pr.add_argument("--wifi-password", default="",
                     help="its password; '-' reads it from standard input")
@@ -136,7 +140,7 @@ def do_provision(args: argparse.Namespace) -> int:
         extra["baud"] = args.baud
     options = provision.Options(
         board=args.board, firmware=args.firmware, template=args.template,
-        db=args.db or None, server=args.server,
+        db=args.db or None, server=args.server, server_cert=args.server_cert,
         wifi_ssid=args.wifi_ssid, wifi_password=password, ids_file=args.ids,
         location=args.location, record=args.record, labels=args.labels,
         new_key=args.new_key, wait_push=args.wait_push, **extra)

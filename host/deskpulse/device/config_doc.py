@@ -64,7 +64,9 @@ MEANINGS: dict[str, str] = {
                         "or the CA's that signed it; several for a rollover. The server's "
                         "name or address in the URL must be in it, and the kiosk's clock "
                         "set (docs/wifi.md, \"HTTPS\"). `deskpulse devices add "
-                        "--server-cert` puts it here.",
+                        "--server-cert` and `deskpulse provision --server-cert` put it "
+                        "here. Kept by the kiosk under a config over the air: it changes "
+                        "over USB only.",
     "sync.ntp_server": "The clock's NTP server: a host name or an IPv4 address; \"\" for "
                        "none (the push sets the clock then).",
 }

@@ -35,13 +35,19 @@ from deskpulse.store import sites
 from deskpulse.store.base import LayerScope, Site, Store
 
 KEPT_BY_KIOSK = ("device_id", "version", "sync.server_url", "sync.device_key",
-                 "sync.wifi_ssid", "sync.wifi_password")
+                 "sync.wifi_ssid", "sync.wifi_password", "sync.server_cert")
 """Config keys a kiosk keeps from its own config when it applies one fetched over the air
-(firmware kiosk/ota.py has the same list): a wrong one would cut it off from the server
-until a technician came, so they change over USB only (`deskpulse sync --config`)."""
+(firmware kiosk/config.py KEPT_SYNC has the same list): a wrong one would cut it off from
+the server until a technician came, and a server that could set the certificate the kiosk
+verifies it by would prove nothing. They change over USB only (`deskpulse sync --config`);
+docs/wifi.md "HTTPS" has a certificate's rollover."""
 
 
-KEPT_ROOM = 600
+_PEM_ROOM = 3072 + 3072 // 64 + len(',"server_cert":""')
+"""sync.server_cert at its longest (the firmware's 3072 characters), each of its PEM lines'
+newline written as two characters in the JSON file."""
+
+KEPT_ROOM = 600 + _PEM_ROOM
 """Bytes a desired config leaves free for what the kiosk adds of its own (KEPT_BY_KIOSK at
 their longest, with their names): the file it writes takes at most MAX_CONFIG_BYTES."""
 
@@ -206,8 +212,8 @@ def desired_configs(layers: Layers, device_ids: Iterable[str],
         if len(data) > MAX_CONFIG_BYTES - KEPT_ROOM:
             raise DeskPulseError(
                 f"{what} is {len(data)} bytes compacted; over the air a kiosk takes at most "
-                f"{MAX_CONFIG_BYTES - KEPT_ROOM} (room for its own identity and network "
-                "settings)")
+                f"{MAX_CONFIG_BYTES - KEPT_ROOM} (room for its own identity, network "
+                "settings and pinned certificate)")
         checked[text] = json.loads(data)
     return {device_id: None if config is None
             else checked[json.dumps(config, sort_keys=True)]

@@ -53,6 +53,7 @@ from typing import Any
 
 from deskpulse.device import boards, config_check, flash, image, labels, registration
 from deskpulse.device.deploy import BOOT_TIMEOUT, await_kiosk, firmware_version
+from deskpulse.device.server_cert import read_server_cert
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol import signing
 from deskpulse.store import open_store
@@ -93,6 +94,7 @@ class Options:
     template: Path
     db: str | Path | None = None  # None: the default database (a file or a URL: --db)
     server: str | None = None  # else the template's sync.server_url, if any
+    server_cert: Path | None = None  # PEM file; else the template's sync.server_cert, if any
     wifi_ssid: str = ""
     wifi_password: str = ""
     ids_file: Path | None = None
@@ -192,6 +194,7 @@ class _Shared:
     app_version: str
     template: dict[str, Any]
     server: str | None
+    server_cert: str  # "" for none (an http:// server, or the template's own)
     time_zone: str | None
     wanted: tuple[Wanted, ...]
     record: Path
@@ -268,16 +271,18 @@ def read_template(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def kiosk_config(template: Mapping[str, Any], device_id: str, key: bytes, *,
-                 server: str | None = None, wifi_ssid: str = "",
+                 server: str | None = None, server_cert: str = "", wifi_ssid: str = "",
                  wifi_password: str = "") -> dict[str, Any]:
     """The template with the kiosk's own fields: its id, its key and, when given, the
-    server and the WiFi (which win over the template's)."""
+    server, its certificate and the WiFi (which win over the template's)."""
     config = copy.deepcopy(dict(template))
     config.setdefault("version", DEFAULT_CONFIG_VERSION)
     config["device_id"] = device_id
     sync = dict(config.get("sync") or {})
     if server:
         sync["server_url"] = server
+    if server_cert:
+        sync["server_cert"] = server_cert
     if wifi_ssid:
         sync["wifi_ssid"] = wifi_ssid
     if wifi_password:
@@ -374,6 +379,15 @@ def prepare(options: Options) -> _Shared:
     elif options.wait_push:
         raise DeskPulseError("--wait-push needs a server: give --server URL (or "
                              "sync.server_url in the template)")
+    server_cert = (read_server_cert(options.server_cert)
+                   if options.server_cert is not None else "")
+    template_cert = (template.get("sync") or {}).get("server_cert")
+    if server:
+        registration.check_server_cert_pairing(
+            server, server_cert or (template_cert if isinstance(template_cert, str) else ""))
+    elif server_cert:
+        raise DeskPulseError("--server-cert needs an https:// server: give --server URL "
+                             "(or sync.server_url in the template)")
     time_zone = template.get("time_zone")
     if isinstance(time_zone, str) and time_zone:
         registration.check_time_zone(time_zone)
@@ -387,7 +401,7 @@ def prepare(options: Options) -> _Shared:
     recorded_ids(record)  # a damaged record is refused before any board
     # Also loads the firmware's validator once, here, before the boards' threads use it.
     placeholder = kiosk_config(template, PLACEHOLDER_ID, bytes(32), server=server,
-                               wifi_ssid=options.wifi_ssid,
+                               server_cert=server_cert, wifi_ssid=options.wifi_ssid,
                                wifi_password=options.wifi_password)
     try:
         built = _build(options.board, placeholder, options.arch)
@@ -398,7 +412,8 @@ def prepare(options: Options) -> _Shared:
     with open_store(options.db):  # created now if new; a broken one fails here
         pass
     return _Shared(options, firmware, hashlib.sha256(firmware.data).hexdigest(),
-                   firmware_version(), template, server, time_zone, wanted, record)
+                   firmware_version(), template, server, server_cert, time_zone, wanted,
+                   record)
 
 
 # -- phase 1: the chip -----------------------------------------------------------------------
@@ -483,7 +498,8 @@ def _finish(board: _Board, device_id: str, shared: _Shared, on_event: Event,
             console_for: ConsoleFor | None, started_at: float) -> None:
     options = shared.options
     config = kiosk_config(shared.template, device_id, board.key, server=shared.server,
-                          wifi_ssid=options.wifi_ssid, wifi_password=options.wifi_password)
+                          server_cert=shared.server_cert, wifi_ssid=options.wifi_ssid,
+                          wifi_password=options.wifi_password)
     built = _build(options.board, config, options.arch)
     version = built.config.version if built.config else None
     on_event(board.port, f"{device_id}: config (version {version}) passed the firmware's "

@@ -117,17 +117,23 @@ def _check_wifi(ssid: str, password: str) -> None:
 # -- the device config file ---------------------------------------------------------------
 
 
+def check_server_cert_pairing(server_url: str, server_cert: str) -> None:
+    """An https:// server needs the certificate the kiosk verifies it against, and only
+    an https:// one takes it (the firmware's validator has the same rule)."""
+    if server_url.startswith("https://") != bool(server_cert):
+        raise DeskPulseError(
+            "an https:// server needs --server-cert (the kiosk verifies the server against "
+            "it)" if server_cert == "" else
+            "--server-cert is for an https:// server; this one is http://")
+
+
 def device_config(device_id: str, server_url: str, key: bytes, wifi_ssid: str = "",
                   wifi_password: str = "", time_zone: str | None = None,
                   server_cert: str = "") -> dict[str, Any]:
     """A kiosk config (kiosk/config.py) that sets only what the push needs (with the
     certificate an https:// server is verified against), and the kiosk's time zone with
     its rule when one is given; every other setting keeps the kiosk's default."""
-    if server_url.startswith("https://") != bool(server_cert):
-        raise DeskPulseError(
-            "an https:// server needs --server-cert (the kiosk verifies the server against "
-            "it)" if server_cert == "" else
-            "--server-cert is for an https:// server; this one is http://")
+    check_server_cert_pairing(server_url, server_cert)
     config: dict[str, Any] = {"device_id": device_id}
     if time_zone:
         config["time_zone"] = time_zone
