@@ -79,6 +79,9 @@ class PostgresStore(site_rules.SiteMethods, Store):
         self.partitions = schema.Partitions()
         self._cursor_names = itertools.count(1)
         self._ranges: dict[tuple[int, int], dict[str, list[Any]]] | None = None
+        self._part_open = False
+        """In part() before its first store_batch, which then needs no savepoint of its
+        own."""
         """Inside snapshot(): timed_responses' rows by range, then by device."""
 
     @classmethod
@@ -138,9 +141,10 @@ class PostgresStore(site_rules.SiteMethods, Store):
                     push: PushCheck | None = None) -> tuple[int, int]:
         with self._write():
             self._partitions_ahead()
+            own_savepoint, self._part_open = not self._part_open, False
             return ingest.store_batch(self.connection, self.partitions, device_id,
                                       responses, anchors, status, transport, proto=proto,
-                                      at=_now(now), push=push)
+                                      at=_now(now), push=push, own_savepoint=own_savepoint)
 
     @contextlib.contextmanager
     def group_commit(self) -> Iterator[None]:
@@ -155,8 +159,15 @@ class PostgresStore(site_rules.SiteMethods, Store):
 
     @contextlib.contextmanager
     def part(self) -> Iterator[None]:
-        with self._write(), self.connection.transaction():  # a savepoint of the group
-            yield
+        """A savepoint of the group, in pipeline mode: its SAVEPOINT and RELEASE travel
+        with the job's own statements, and the job's first batch uses it as its own
+        (one savepoint, not two, per push)."""
+        with self._write(), self.connection.pipeline(), self.connection.transaction():
+            self._part_open = True
+            try:
+                yield
+            finally:
+                self._part_open = False
 
     def group_intact(self) -> bool:
         return (self.connection.info.transaction_status

@@ -15,19 +15,31 @@ if TYPE_CHECKING:
     from deskpulse.store.rollups import Deltas
 
 
-def _apply_table(conn: psycopg.Connection[Any], device_id: str, table: str, period: str,
-                 width: int, changes: Deltas) -> None:
+_TABLES = (("rollup_days", "day", DAY_WIDTH), ("rollup_months", "month", MONTH_WIDTH))
+
+
+def _read(conn: psycopg.Connection[Any], device_id: str, table: str, period: str,
+          changes: Deltas) -> psycopg.Cursor[Any] | None:
+    """Send the read of the stored rows `changes` touches; the rows arrive with the
+    cursor's first fetch (in pipeline mode together with every other statement queued)."""
     if not changes:
+        return None
+    low, high = min(changes)[0], max(changes)[0]
+    return conn.cursor(binary=True).execute(
+        f"SELECT {period}, scale, kind, counts FROM {table} "  # type: ignore[arg-type]
+        f"WHERE device_id = %s AND {period} BETWEEN %s AND %s", (device_id, low, high))
+
+
+def _write(conn: psycopg.Connection[Any], device_id: str, table: str, period: str,
+           width: int, changes: Deltas, read: psycopg.Cursor[Any] | None) -> None:
+    """Add `changes` to the rows `read` found and write them back (nothing waits for the
+    result: in pipeline mode they travel with the next statement that is read)."""
+    if read is None:
         return
     import numpy as np
 
     keys = sorted(changes)
-    stored = {
-        (p, s, k): bytes(blob) for p, s, k, blob in conn.cursor(binary=True).execute(
-            f"SELECT {period}, scale, kind, counts FROM {table} "  # type: ignore[arg-type]
-            f"WHERE device_id = %s AND {period} BETWEEN %s AND %s",
-            (device_id, keys[0][0], keys[-1][0]))
-    }
+    stored = {(p, s, k): bytes(blob) for p, s, k, blob in read.fetchall()}
     zero = bytes(width * BLOB_ITEMSIZE)
     before = np.frombuffer(b"".join(stored.get(k, zero) for k in keys), BLOB)
     after = before.reshape(len(keys), width).astype(np.int64) + np.stack(
@@ -58,10 +70,13 @@ def _apply_table(conn: psycopg.Connection[Any], device_id: str, table: str, peri
 
 
 def apply(conn: psycopg.Connection[Any], device_id: str, zone: str, ch: Changes) -> None:
-    """Add `ch` to the device's rollups (inside the caller's transaction)."""
-    days, months = deltas(zone, ch)
-    _apply_table(conn, device_id, "rollup_days", "day", DAY_WIDTH, days)
-    _apply_table(conn, device_id, "rollup_months", "month", MONTH_WIDTH, months)
+    """Add `ch` to the device's rollups (inside the caller's transaction). Both tables'
+    rows are asked for before either is read: in pipeline mode one round trip."""
+    per_table = deltas(zone, ch)
+    reads = [_read(conn, device_id, table, period, changes)
+             for (table, period, _), changes in zip(_TABLES, per_table, strict=True)]
+    for (table, period, width), changes, read in zip(_TABLES, per_table, reads, strict=True):
+        _write(conn, device_id, table, period, width, changes, read)
 
 
 def changes_of_device(conn: psycopg.Connection[Any], device_id: str) -> Changes:
@@ -90,10 +105,21 @@ def ensure_zone(conn: psycopg.Connection[Any], device_id: str,
     """The zone the device's rollups are in, rebuilding them first when the device's zone
     (its own, else its sites') changed or they were never built. Call inside a
     transaction holding the device's lock."""
-    row = conn.execute(
+    return zone_of(conn, device_id, ask_zone(conn, device_id), host_zone)
+
+
+def ask_zone(conn: psycopg.Connection[Any], device_id: str) -> psycopg.Cursor[Any]:
+    """Send ensure_zone's read (in pipeline mode it waits for the next round trip)."""
+    return conn.execute(
         f"""SELECT {sites.CONFIGURED_ZONE}, z.zone FROM devices d
            LEFT JOIN rollup_zones z ON z.device_id = d.device_id
-           WHERE d.device_id = %s""", (device_id,)).fetchone()
+           WHERE d.device_id = %s""", (device_id,))
+
+
+def zone_of(conn: psycopg.Connection[Any], device_id: str, asked: psycopg.Cursor[Any],
+            host_zone: str | None = None) -> str:
+    """ensure_zone, given the cursor of ask_zone."""
+    row = asked.fetchone()
     configured, built = (row[0], row[1]) if row is not None else (None, None)
     zone = device_zone(configured, host_zone or host_time_zone())
     if built != zone:
