@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
+_IN_TRANSACTION = psycopg.pq.TransactionStatus.INTRANS
+_IN_ERROR = psycopg.pq.TransactionStatus.INERROR
+
 _CURSOR_ROWS = 10_000
 """Rows fetched at a time by the iterators (server-side cursors: a scan of millions of
 responses never sits in memory whole)."""
@@ -161,11 +164,22 @@ class PostgresStore(site_rules.SiteMethods, Store):
     def part(self) -> Iterator[None]:
         """A savepoint of the group, in pipeline mode: its SAVEPOINT and RELEASE travel
         with the job's own statements, and the job's first batch uses it as its own
-        (one savepoint, not two, per push)."""
-        with self._write(), self.connection.pipeline(), self.connection.transaction():
-            self._part_open = True
+        (one savepoint, not two, per push). Written out because psycopg's transaction()
+        syncs the pipeline on entry and exit: four more round trips."""
+        conn = self.connection
+        with self._write():
             try:
-                yield
+                with conn.pipeline():
+                    conn.execute("SAVEPOINT part")
+                    self._part_open = True
+                    yield
+                    conn.execute("RELEASE SAVEPOINT part")
+            except BaseException:
+                # Out of pipeline mode again: undo this job alone (the group stays open).
+                if conn.info.transaction_status in (_IN_TRANSACTION, _IN_ERROR):
+                    conn.execute("ROLLBACK TO SAVEPOINT part")
+                    conn.execute("RELEASE SAVEPOINT part")
+                raise
             finally:
                 self._part_open = False
 
