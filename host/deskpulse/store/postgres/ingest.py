@@ -50,18 +50,23 @@ def store_batch(conn: psycopg.Connection[Any], partitions: Partitions, device_id
 
 
 def _lock_device(conn: psycopg.Connection[Any], device_id: str, status_json: str,
-                 status: Mapping[str, Any], proto: int | None, at: int) -> None:
+                 status: Mapping[str, Any], proto: int | None, at: int
+                 ) -> psycopg.Cursor[Any]:
     """Create or update the device's row, which locks it until the transaction ends (an
-    upsert locks the row it inserts or updates): every other batch of this device waits."""
-    conn.execute(
-        """INSERT INTO devices (device_id, board, firmware, proto, first_seen, last_sync,
-                                last_status)
+    upsert locks the row it inserts or updates): every other batch of this device waits.
+    Its one row, read with the batch's other reads: the device's configured zone and its
+    rollups' (rollup_tables.CONFIGURED_AND_BUILT), and the id of the batch's sync row."""
+    return conn.execute(
+        f"""INSERT INTO devices AS d (device_id, board, firmware, proto, first_seen,
+                                     last_sync, last_status)
            VALUES (%s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (device_id) DO UPDATE SET
-               board = coalesce(excluded.board, devices.board),
-               firmware = coalesce(excluded.firmware, devices.firmware),
-               proto = coalesce(excluded.proto, devices.proto),
-               last_sync = excluded.last_sync, last_status = excluded.last_status""",
+               board = coalesce(excluded.board, d.board),
+               firmware = coalesce(excluded.firmware, d.firmware),
+               proto = coalesce(excluded.proto, d.proto),
+               last_sync = excluded.last_sync, last_status = excluded.last_status
+           RETURNING {rollup_tables.CONFIGURED_AND_BUILT},
+                     nextval(pg_get_serial_sequence('syncs', 'sync_id'))""",
         (device_id, batches.text(status.get("board")), batches.text(status.get("firmware")),
          proto, at, at, status_json))
 
@@ -94,13 +99,10 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
     rollup rows they change, and the rollups written back with the savepoint's release."""
     anchors = list(anchors)
     status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
-    _lock_device(conn, device_id, status_json, status, proto, at)
+    device_row = _lock_device(conn, device_id, status_json, status, proto, at)
     key_row = _ask_push(conn, device_id, push) if push is not None else None
-    next_sync = conn.execute("SELECT nextval(pg_get_serial_sequence('syncs', 'sync_id'))")
     increasing = batches.increasing(responses)
     namesakes = _ask_namesakes(conn, device_id, responses, increasing)
-    # Before anything new lands, so that a rebuild covers exactly the rows stored so far.
-    zone_row = rollup_tables.ask_zone(conn, device_id)
     own = {a.boot for a in anchors if a.source != RECEIPT_SOURCE}
     receipt_boots = sorted({a.boot for a in anchors if a.source == RECEIPT_SOURCE} - own)
     stored_own = _ask_own_anchored(conn, device_id, receipt_boots) if receipt_boots else None
@@ -114,7 +116,9 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
     stored = ({row[0]: tuple(row[1:]) for row in namesakes.fetchall()}
               if namesakes is not None else {})
     batches.refuse_conflicts(device_id, responses, stored)
-    zone = rollup_tables.zone_of(conn, device_id, zone_row)
+    configured, built, sync_id = device_row.fetchone()  # type: ignore[misc]  # one row
+    # Before anything new lands, so that a rebuild covers exactly the rows stored so far.
+    zone = rollup_tables.zone_of(conn, device_id, configured, built)
     if stored_own is not None:
         own |= {boot for (boot,) in stored_own.fetchall()}
     anchor_rows = [(device_id, a.boot, a.uptime_s, a.wall, a.source) for a in anchors
@@ -138,7 +142,6 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
     changes = [rollups.Changes.empty()]
     moved_boots = {b: shifts[b] for b in sorted(anchored) if shifts[b] != before.get(b)}
     _place(conn, partitions, device_id, moved_boots, changes)
-    sync_id = int(next_sync.fetchone()[0])  # type: ignore[index]  # nextval gives a row
     rows = [(r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
              int(r.rapid), int(r.closed), r.boot, r.uptime_s, r.wall,
              r.wall if (shift := shifts[r.boot]) is None else r.uptime_s + shift,
