@@ -17,12 +17,13 @@ if TYPE_CHECKING:
 
 _TABLES = (("rollup_days", "day", DAY_WIDTH), ("rollup_months", "month", MONTH_WIDTH))
 
-_READ = """SELECT 0, day, scale, kind, counts FROM rollup_days
-           WHERE device_id = %s AND day BETWEEN %s AND %s
-           UNION ALL
-           SELECT 1, month, scale, kind, counts FROM rollup_months
-           WHERE device_id = %s AND month BETWEEN %s AND %s"""
-"""The stored rows a change touches, of both tables in one statement (0 days, 1 months)."""
+_READ = {
+    "rollup_days": "SELECT 0, day, scale, kind, counts FROM rollup_days "
+                   "WHERE device_id = %s AND day BETWEEN %s AND %s",
+    "rollup_months": "SELECT 1, month, scale, kind, counts FROM rollup_months "
+                     "WHERE device_id = %s AND month BETWEEN %s AND %s",
+}
+"""The stored rows a change touches (0 days, 1 months); both tables' in one statement."""
 
 _UPSERT = """INSERT INTO {table} (device_id, {period}, scale, kind, counts)
              SELECT %s, * FROM unnest(%b::integer[], %b::smallint[], %b::smallint[],
@@ -56,17 +57,24 @@ def apply(conn: psycopg.Connection[Any], device_id: str, zone: str, ch: Changes)
     reads both tables' rows, one writes them back (in pipeline mode the write travels
     with whatever is read next)."""
     per_table = deltas(zone, ch)
-    if not per_table[0]:
-        return  # no change touches a day, so none touches a month
-    bounds = [(device_id, min(changes)[0], max(changes)[0]) for changes in per_table]
+    reads: list[str] = []
+    params: list[Any] = []
+    for (table, _, _), changes in zip(_TABLES, per_table, strict=True):
+        if changes:  # a time not known touches a month row only
+            reads.append(_READ[table])
+            params += [device_id, min(changes)[0], max(changes)[0]]
+    if not reads:
+        return
     stored: list[dict[tuple[int, int, int], bytes]] = [{}, {}]
     for which, period, scale, kind, blob in conn.cursor(binary=True).execute(
-            _READ, (*bounds[0], *bounds[1])):
+            " UNION ALL ".join(reads), params):  # type: ignore[arg-type]
         stored[which][(period, scale, kind)] = bytes(blob)
     upserts: list[str] = []
-    params: list[Any] = []
+    params = []
     for (table, period, width), changes, rows in zip(_TABLES, per_table, stored,
                                                      strict=True):
+        if not changes:
+            continue
         keys, out, emptied = _added(device_id, table, width, changes, rows)
         kept = [i for i, row in enumerate(out) if row.any()]
         if kept:
