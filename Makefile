@@ -54,7 +54,7 @@ terminal:
 # The store tests run on PostgreSQL too, on a throwaway cluster of Debian's postgresql 15
 # (tests/pg_cluster.py). Same rule: without apt-get those tests say they are skipped.
 postgres:
-	@if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && command -v apt-get >/dev/null; then \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get install -y postgresql || \
 			{ $$SUDO apt-get update && $$SUDO apt-get install -y postgresql; }; \

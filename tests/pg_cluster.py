@@ -24,7 +24,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-BIN = Path(os.environ.get("DESKPULSE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _installed_bin() -> Path:
+    """Debian's server binaries, the newest major version installed (15 on bookworm; a
+    later Debian ships a later one, which reads the same SQL); 15's path when none is."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda path: int(path.parent.parent.name)
+                   if path.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = Path(os.environ.get("DESKPULSE_PG_BIN") or _installed_bin())
 USER = "dp"
 """The cluster's superuser; trust authentication over the private socket."""
 
@@ -44,7 +54,7 @@ def missing_reason() -> str | None:
     """Why no cluster can be started here, or None when one can."""
     for tool in ("initdb", "pg_ctl", "postgres"):
         if not (BIN / tool).exists():
-            return (f"PostgreSQL 15 is not installed ({BIN / tool} is missing): "
+            return (f"PostgreSQL is not installed ({BIN / tool} is missing): "
                     "`make postgres` installs it (Debian's postgresql package)")
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         return "initdb refuses root and runuser is missing to run it as nobody"

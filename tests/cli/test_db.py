@@ -23,6 +23,7 @@ from deskpulse.store.sqlite.schema import SCHEMA_VERSION
 
 T0 = 1_780_000_000
 SYNC_ID = COPY_COLUMNS["responses"].index("sync_id")
+RENUMBERED = ("syncs", "desired_configs")  # their first column, an id a copy renumbers
 
 
 def fill(path: Path, devices: int, responses: int) -> None:
@@ -35,6 +36,12 @@ def fill(path: Path, devices: int, responses: int) -> None:
                          for seq in range(start, min(start + 500, responses + 1))]
                 store.store_batch(f"kiosk-{device:03}", batch, [], {"board": "b"}, "serial",
                                   now=T0 + start)
+        # Every kiosk managed over the air, a few with a history of their own.
+        store.save_config({f"kiosk-{device:03}": {"idle_timeout_s": 30}
+                           for device in range(devices)},
+                          layer=("site", "acme", {"idle_timeout_s": 30}), now=T0)
+        store.save_config({f"kiosk-{device:03}": {"idle_timeout_s": 40 + device}
+                           for device in range(0, devices, 7)}, now=T0 + 60)
 
 
 def command(tmp_path: Path, *args: str) -> list[str]:
@@ -44,11 +51,11 @@ def command(tmp_path: Path, *args: str) -> list[str]:
 def contents(path: Path | str) -> tuple[object, ...]:
     """Rows of every table (sync ids aside, which a copy renumbers) and the report."""
     with open_store(path, create=False) as store:
-        rows = sorted((table, device.device_id, row[1:] if table == "syncs" else
+        rows = sorted((table, device.device_id, row[1:] if table in RENUMBERED else
                        (*row[:SYNC_ID], *row[SYNC_ID + 1:]) if table == "responses" else row)
                       for device in store.device_facts() for table in COPY_TABLES
                       for row in store.copy_rows(table, device.device_id, None, 1 << 30))
-        return rows, build_report(store)
+        return rows, store.config_layers(), store.desired_versions(), build_report(store)
 
 
 @pytest.mark.slow

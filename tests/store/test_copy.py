@@ -17,6 +17,7 @@ from deskpulse.reports.figures import build_report, build_report_raw
 from deskpulse.store import open_store
 from deskpulse.store.base import DeviceFacts, PushCheck, Store
 from deskpulse.store.copy import COPY_COLUMNS, COPY_TABLES, copy_store
+from deskpulse.store.desired import HISTORY
 
 PAIRS = [(a, b) for a in sorted(ENGINES) for b in sorted(ENGINES)]
 
@@ -98,12 +99,29 @@ def everything(store: Store) -> dict[str, Any]:
         at = COPY_COLUMNS["responses"].index("sync_id")
         tables["responses"] = [(*row[:at], place[row[at]], *row[at + 1:])
                                for row in tables["responses"]]
+        tables["desired_configs"] = [row[1:] for row in tables["desired_configs"]]
         out[device] = tables
+        out[device, "desired"] = (store.desired_config(device),
+                                  store.desired_versions(device))
+    out["layers"] = store.config_layers()
     out["sites"] = store.sites()
     out["kiosk sites"] = store.kiosk_sites()
     out["report"] = build_report(store)
     out["reference report"] = build_report_raw(store)
     return out
+
+
+def managed_over_the_air(store: Store) -> None:
+    """Layers and desired-config histories with versions above 1: desk-c's store's
+    template (changed twice), desk-a's overrides, then desk-a no longer managed."""
+    for question, now in (("Ok?", T0), ("Good?", T0 + 60)):
+        store.save_config({"desk-c": {"texts": {"en": {"question": question}}}},
+                          layer=("site", "acme/east", {"texts": {"en": {"question": question}}}),
+                          now=now)
+    store.save_config({"desk-a": {"idle_timeout_s": 30}},
+                      layer=("device", "desk-a", {"idle_timeout_s": 30}), now=T0 + 120)
+    store.save_config({"desk-a": None}, layer=("device", "desk-a", None), now=T0 + 180)
+    store.save_config({}, layer=("device", "desk-b", {"idle_timeout_s": 45}), now=T0 + 240)
 
 
 def test_a_copy_is_exact_and_its_reports_equal_the_sources(
@@ -118,12 +136,16 @@ def test_a_copy_is_exact_and_its_reports_equal_the_sources(
     source.add_site("acme/east", "region", time_zone="Asia/Tokyo")
     source.add_site("acme/east/ginza", "store")
     source.assign_kiosk("desk-c", "acme/east/ginza")
+    managed_over_the_air(source)
     before = everything(source)
     summary = copy_store(source, destination, chunk_rows=7)
     assert (summary.devices, summary.merged, summary.responses) == (3, 0, 375)
     assert before["kiosk sites"] == {"desk-c": "acme/east/ginza"}
     copied = everything(destination)
     assert copied == before
+    # A kiosk is told the version it was told before the move up, no more, no less.
+    assert destination.desired_versions() == source.desired_versions() == {"desk-c": 2}
+    assert len(copied["desk-a"]["desired_configs"]) == 2
     assert copied["report"] == copied["reference report"]
     # Replay protection continues: the last nonce accepted in the source is refused here.
     with pytest.raises(DeskPulseError, match="replayed"):
@@ -258,3 +280,41 @@ def test_a_copy_into_its_source_is_refused(two_stores: tuple[Store, Store]) -> N
     source, _ = two_stores
     with pytest.raises(DeskPulseError, match="is the source itself"):
         copy_store(source, source)
+
+
+def test_a_kiosks_desired_configs_continue_where_the_destination_left_them(
+        two_stores: tuple[Store, Store]) -> None:
+    """Copied before, then given more configs in the source (more than the history
+    keeps): copying again appends the new ones and ends as the source's history."""
+    source, destination = two_stores
+    serial_kiosk(source, "desk-h", 5)
+    for version in range(3):
+        source.save_config({"desk-h": {"idle_timeout_s": 30 + version}}, now=T0 + version)
+    copy_store(source, destination)
+    for more in (2, HISTORY):  # rows in common, then none left in common
+        first = source.desired_versions()["desk-h"]
+        for version in range(first, first + more):
+            source.save_config({"desk-h": {"idle_timeout_s": 30 + version}}, now=T0 + version)
+        copy_store(source, destination)
+        assert everything(destination) == everything(source)
+    assert destination.desired_versions() == {"desk-h": 5 + HISTORY}
+
+
+@pytest.mark.parametrize("disagreement", ["layer", "history"])
+def test_config_over_the_air_the_stores_disagree_about_is_refused_before_anything_is_written(
+        two_stores: tuple[Store, Store], disagreement: str) -> None:
+    source, destination = two_stores
+    serial_kiosk(source, "desk-a", 10)  # copied first, were anything copied
+    for store, timeout in ((source, 30), (destination, 40)):
+        serial_kiosk(store, "desk-x", 3)
+        if disagreement == "layer":
+            store.save_config({}, layer=("device", "desk-x", {"idle_timeout_s": timeout}))
+        else:
+            store.save_config({"desk-x": {"idle_timeout_s": timeout}}, now=T0)
+    before = everything(destination)
+    with pytest.raises(DeskPulseError) as refused:
+        copy_store(source, destination)
+    named = "config layer of device desk-x" if disagreement == "layer" else "device desk-x "
+    assert named in str(refused.value) and "nothing was copied" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert everything(destination) == before

@@ -94,9 +94,10 @@ def _add_air_commands(cmds: Any) -> None:
             "one it reported at its last push or sync, and whether it is up to date, "
             "behind, or refused the config (with its reason).", do_config_status)
     command("refresh", "recompute every kiosk's desired config",
-            "After a kiosk moved to another site, was registered, or got another time "
-            "zone: recompute and check every kiosk's desired config from the layers as "
-            "they are (`set`, `unset` and `template` do it themselves).",
+            "After a kiosk was registered, got another time zone, or moved to a site "
+            "whose template did not fit it (`deskpulse sites` says so): recompute and "
+            "check every kiosk's desired config from the layers as they are (`set`, "
+            "`unset`, `template` and `deskpulse sites` do it themselves).",
             do_config_refresh, dry_run=True)
 
 

@@ -20,12 +20,15 @@ def register(subparsers: Any) -> None:
     copy = cmds.add_parser(
         "copy", help="copy every device, key, sync and response into another database",
         description="Copy every device (facts and health), key with its replay counter, "
-                    "anchor, sync record and response of --from into --to, and rebuild "
-                    "the report counts there: the reports of both agree. Interrupted, run "
+                    "anchor, sync record and response of --from into --to, with the site "
+                    "tree, config templates and overrides and each kiosk's desired configs "
+                    "(their versions kept), and rebuild the report counts there: the "
+                    "reports of both agree. Interrupted, run "
                     "it again: it continues and the result is the same. Into a database "
                     "that holds other kiosks it merges; a kiosk in both must agree (the "
-                    "same key, no response number holding two different answers), else "
-                    "nothing is copied. --from is only read.")
+                    "same key, no response number holding two different answers, one "
+                    "history of desired configs) and a config layer in both must set the "
+                    "same keys, else nothing is copied. --from is only read.")
     copy.add_argument("--from", dest="source", required=True, metavar="DB",
                       help="the database to copy")
     copy.add_argument("--to", dest="destination", required=True, metavar="DB",

@@ -5,14 +5,18 @@ deskpulse.store.sites)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store import open_store
 from deskpulse.store import sites as rules
 from deskpulse.store.base import Site, Store, db_option_help
+
+if TYPE_CHECKING:
+    from deskpulse.device.ota import Recompute
 
 
 def register(subparsers: Any) -> None:
@@ -117,10 +121,15 @@ def do_show(args: argparse.Namespace) -> int:
 def do_set(args: argparse.Namespace) -> int:
     if args.time_zone is None and args.hours is None:
         raise DeskPulseError("nothing to set: give --time-zone or --hours")
+    from deskpulse.device.ota import Recompute
+
+    recompute = Recompute()
     with _open(args) as store:
-        site = store.set_site(args.path, time_zone=args.time_zone, opening_hours=args.hours)
-    print(f"{site.path}: time zone {site.time_zone or 'inherited'}, opening hours "
-          f"{site.opening_hours or 'inherited'}")
+        site = store.set_site(args.path, time_zone=args.time_zone, opening_hours=args.hours,
+                              desired=recompute)
+        print(f"{site.path}: time zone {site.time_zone or 'inherited'}, opening hours "
+              f"{site.opening_hours or 'inherited'}")
+        _print_configs(store, recompute)
     return 0
 
 
@@ -132,39 +141,70 @@ def do_rename(args: argparse.Namespace) -> int:
 
 
 def do_move(args: argparse.Namespace) -> int:
+    from deskpulse.device.ota import Recompute
+
+    recompute = Recompute()
     with _open(args) as store:
-        new = store.move_site(args.path, args.parent)
-    print(f"moved {args.path} to {new}")
+        new = store.move_site(args.path, args.parent, desired=recompute)
+        print(f"moved {args.path} to {new}")
+        _print_configs(store, recompute)
     return 0
 
 
 def do_remove(args: argparse.Namespace) -> int:
+    from deskpulse.device.ota import Recompute
+
+    recompute = Recompute()
     with _open(args) as store:
-        removed = store.remove_site(args.path, force=args.force)
-    below = len(removed.sites) - 1
-    line = f"removed {args.path}"
-    if below:
-        line += f" and {below} site{'s' if below != 1 else ''} below it"
-    if removed.kiosks:
-        line += (f"; now in no store (their responses stay): {', '.join(removed.kiosks)}")
-    print(line)
+        removed = store.remove_site(args.path, force=args.force, desired=recompute)
+        below = len(removed.sites) - 1
+        line = f"removed {args.path}"
+        if below:
+            line += f" and {below} site{'s' if below != 1 else ''} below it"
+        if removed.kiosks:
+            line += f"; now in no store (their responses stay): {', '.join(removed.kiosks)}"
+        print(line)
+        if removed.layers:
+            print(f"removed the config templates of {', '.join(removed.layers)}")
+        _print_configs(store, recompute)
     return 0
 
 
 def do_assign(args: argparse.Namespace) -> int:
-    with _open(args) as store:
-        for device_id in args.device_ids:
-            store.assign_kiosk(device_id, args.store)
-            print(f"{device_id} is in {args.store}")
+    _assign(args, args.store)
     return 0
 
 
 def do_unassign(args: argparse.Namespace) -> int:
+    _assign(args, None)
+    return 0
+
+
+def _assign(args: argparse.Namespace, store_path: str | None) -> None:
+    from deskpulse.device.ota import Recompute
+
     with _open(args) as store:
         for device_id in args.device_ids:
-            store.assign_kiosk(device_id, None)
-            print(f"{device_id} is in no store")
-    return 0
+            recompute = Recompute()
+            store.assign_kiosk(device_id, store_path, desired=recompute)
+            print(f"{device_id} is in {store_path or 'no store'}")
+            _print_configs(store, recompute)
+
+
+def _print_configs(store: Store, recompute: Recompute) -> None:
+    """What a site change did to the moved kiosks' configs over the air (ota.Recompute)."""
+    versions = store.desired_versions()
+    for device_id, lines in recompute.changes.items():
+        version = versions.get(device_id)
+        print(f"  {device_id}: config over the air " + (
+            f"version {version}, sent at its next push" if version is not None
+            else "no longer managed (it keeps the config it runs)"))
+        for line in lines:
+            print(f"    {line}")
+    if recompute.problem:
+        print(f"deskpulse: note: {recompute.problem}; the kiosks keep the config they were "
+              "sent: fix the site's template or the kiosk's overrides (deskpulse config "
+              "set), then run deskpulse config refresh", file=sys.stderr)
 
 
 # -- text -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deskpulse.device.config_check import (
@@ -244,7 +244,8 @@ def change_layer(store: Store, scope: LayerScope, name: str,
 def refresh(store: Store, *, dry_run: bool = False, runtime: Runtime | None = None
             ) -> Change:
     """Recompute every kiosk's desired config from the layers as they are: after a kiosk
-    moved to another site, was registered, or got another time zone."""
+    was registered, got another time zone, or moved to a site whose template its
+    validator refused then (Recompute)."""
     device_ids = sorted(store.registered_ids())
     return _save(store, Layers.read(store), device_ids, None, dry_run, runtime)
 
@@ -253,16 +254,49 @@ def _save(store: Store, layers: Layers, device_ids: list[str],
           layer: tuple[LayerScope, str, dict[str, Any] | None] | None, dry_run: bool,
           runtime: Runtime | None) -> Change:
     desired = desired_configs(layers, device_ids, runtime)
+    changes = _changes(store, desired)
+    if dry_run:
+        return Change({device_id: None for device_id in changes}, changes)
+    versions = store.save_config(desired, layer=layer)
+    return Change(versions, changes)
+
+
+def _changes(store: Store, desired: Mapping[str, Mapping[str, Any] | None]
+             ) -> dict[str, list[str]]:
+    """`path: old -> new` lines of each kiosk whose desired config this changes."""
     changes: dict[str, list[str]] = {}
     for device_id, config in desired.items():
         before = store.desired_config(device_id)
         old = before.config if before is not None else None
         if _bare(old) != _bare(config):
             changes[device_id] = config_changes(_bare(old) or {}, _bare(config) or {})
-    if dry_run:
-        return Change({device_id: None for device_id in changes}, changes)
-    versions = store.save_config(desired, layer=layer)
-    return Change(versions, changes)
+    return changes
+
+
+@dataclass(slots=True)
+class Recompute:
+    """The desired configs of the kiosks a change of the site tree moves (an assignment,
+    a move, a removal; store.base.DesiredFor), from the layers as the change leaves them,
+    saved in its transaction. When the validator refuses one, none of them changes and
+    `problem` says why: the site change still stands, the kiosks keep the config they
+    were sent (a safe one), and `deskpulse config status` shows "layers changed" until the
+    layer is fixed and `deskpulse config refresh` run."""
+
+    runtime: Runtime | None = None
+    changes: dict[str, list[str]] = field(default_factory=dict)
+    problem: str | None = None
+
+    def __call__(self, store: Store, device_ids: list[str]
+                 ) -> dict[str, dict[str, Any] | None]:
+        registered = store.registered_ids()  # only they take configs over the air
+        try:
+            desired = desired_configs(Layers.read(store),
+                                      [d for d in device_ids if d in registered], self.runtime)
+        except DeskPulseError as refused:
+            self.problem = str(refused)
+            return {}
+        self.changes = _changes(store, desired)
+        return desired
 
 
 def _bare(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -287,7 +321,7 @@ class KioskConfigState:
     desired: int | None  # None: not managed over the air
     running: int | None  # from its last sync or push; None: never heard of
     rejected: str | None  # the kiosk refused the desired version: its reason
-    stale: bool = False  # its layers changed since (it moved site): `config refresh`
+    stale: bool = False  # its layers changed since (a refused Recompute): `config refresh`
 
     @property
     def state(self) -> str:

@@ -19,8 +19,18 @@ from fastapi.responses import Response
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol import signing
-from deskpulse.server.common import ERRORS, Refusal, ServerState, error_response, log, state
+from deskpulse.server.common import (
+    ERRORS,
+    RETRY_AFTER_DOC,
+    ErrorBody,
+    Refusal,
+    ServerState,
+    error_response,
+    log,
+    state,
+)
 from deskpulse.server.push import (
+    PUSH_DOC,
     REFUSED_STATUS,
     ClientGone,
     auth_headers,
@@ -44,8 +54,40 @@ def accept_fetch(store: Store, device_id: str, key: bytes, nonce: signing.Nonce
     return None if desired is None else desired.config
 
 
+_FETCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the kiosk's desired config (a JSON object); signed answer",
+          "content": {"application/json": {"schema": {"type": "object"}}},
+          "headers": {"X-DeskPulse-Signature": {
+              "description": 'HMAC-SHA256(device key, "DP1 config\\n" + nonce + "\\n" + '
+                             "body)",
+              "required": True,
+              "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}},
+    400: {"model": ErrorBody, "description": "malformed: bad device id, no Content-Length "
+                                             "or a body too large, missing or malformed "
+                                             "nonce or signature header"},
+    401: {"model": ErrorBody, "description": ERRORS[401]},
+    404: {"model": ErrorBody, "description": "no such device registered, or the server "
+                                             "holds no config for it (deskpulse config set)"},
+    409: {"model": ErrorBody, "description": ERRORS[409]},
+    503: {"model": ErrorBody, "description": ERRORS[503], "headers": RETRY_AFTER_DOC},
+}
+
+
+_FETCH_DOC = {
+    "parameters": PUSH_DOC["parameters"],  # the same id, nonce and signature as a push
+    "requestBody": {
+        "required": True,
+        "description": '{"running": <the version the kiosk runs>}, a newline; at most '
+                       f"{MAX_REQUEST_BYTES} bytes",
+        "content": {"application/json": {
+            "schema": {"type": "string", "format": "binary",
+                       "maxLength": MAX_REQUEST_BYTES}}},
+    },
+}
+
+
 @router.post("/v1/devices/{device_id}/config", summary="Fetch the kiosk's desired config",
-             response_class=Response)
+             response_class=Response, responses=_FETCH_RESPONSES, openapi_extra=_FETCH_DOC)
 async def fetch_config(request: Request, server: Annotated[ServerState, Depends(state)]
                        ) -> Response:
     device_id = str(request.path_params["device_id"])

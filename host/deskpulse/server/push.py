@@ -221,7 +221,7 @@ class PushAck(BaseModel):
                                                  "holds for the kiosk; absent when none")
 
 
-_PUSH_DOC = {
+PUSH_DOC = {
     "parameters": [
         {"name": "device_id", "in": "path", "required": True,
          "description": "the kiosk's configured id",
@@ -278,7 +278,7 @@ class ServerClock:
 
 
 @router.post("/v1/devices/{device_id}/batches", summary="Push a batch of responses",
-             response_class=Response, responses=_PUSH_RESPONSES, openapi_extra=_PUSH_DOC)
+             response_class=Response, responses=_PUSH_RESPONSES, openapi_extra=PUSH_DOC)
 async def push_batch(request: Request, server: Annotated[ServerState, Depends(state)]
                      ) -> Response:
     device_id = str(request.path_params["device_id"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -409,7 +409,9 @@ class Store(abc.ABC):
           marked for a rebuild (settle_copied);
         - syncs: returns each row's id here: a sync of the device equal in every column
           but its id, and not in `taken` (ids earlier rows of this copy got), is that row
-          already copied; any other gets a new id."""
+          already copied; any other gets a new id;
+        - desired_configs: appended to the kiosk's history (new row ids), oldest first,
+          the history then cut to its newest desired.HISTORY (copy.py picks the rows)."""
 
     @abc.abstractmethod
     def settle_copied(self, device_id: str) -> None:
@@ -470,29 +472,36 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def set_site(self, path: str, *, time_zone: str | None = None,
-                 opening_hours: str | None = None) -> Site:
+                 opening_hours: str | None = None, desired: DesiredFor | None = None) -> Site:
         """Set a site's time zone or opening hours; None leaves one, "" clears it (it is
         then inherited). The kiosks whose zone this changes get their rollups rebuilt by
-        `refresh_rollups` (or their next batch)."""
+        `refresh_rollups` (or their next batch); with `desired`, the desired configs of
+        the kiosks below it (which carry zone and hours) follow in the same transaction."""
 
     @abc.abstractmethod
     def rename_site(self, path: str, name: str) -> str:
-        """Give a site a new last name; the sites below it and their kiosks follow. Returns
-        the new path."""
+        """Give a site a new last name; the sites below it, their kiosks and their
+        templates (config over the air) follow. Returns the new path."""
 
     @abc.abstractmethod
-    def move_site(self, path: str, parent: str) -> str:
-        """Move a site with everything below it into `parent`, whose kind must take it.
-        Returns the new path."""
+    def move_site(self, path: str, parent: str, *, desired: DesiredFor | None = None) -> str:
+        """Move a site with everything below it (templates too) into `parent`, whose kind
+        must take it; with `desired`, its kiosks' desired configs follow in the same
+        transaction. Returns the new path."""
 
     @abc.abstractmethod
-    def remove_site(self, path: str, *, force: bool = False) -> SiteRemoval:
+    def remove_site(self, path: str, *, force: bool = False,
+                    desired: DesiredFor | None = None) -> SiteRemoval:
         """Remove a site that holds no site and no kiosk; with `force`, also every site
-        below it, and its kiosks are left without a site (their responses stay)."""
+        below it, and its kiosks are left without a site (their responses stay). The
+        sites' templates go with them; with `desired`, the kiosks' desired configs follow
+        in the same transaction."""
 
     @abc.abstractmethod
-    def assign_kiosk(self, device_id: str, store_path: str | None) -> None:
-        """Put a known kiosk in a store site (None: in none)."""
+    def assign_kiosk(self, device_id: str, store_path: str | None, *,
+                     desired: DesiredFor | None = None) -> None:
+        """Put a known kiosk in a store site (None: in none); with `desired`, its desired
+        config follows in the same transaction."""
 
     @abc.abstractmethod
     def device_site_path(self, device_id: str) -> str | None:
@@ -523,10 +532,18 @@ class Site:
         return self.path.rpartition("/")[0] or None
 
 
+DesiredFor = Callable[[Any, list[str]], Mapping[str, Mapping[str, Any] | None]]
+"""Given the store and the kiosks a change of the site tree moved, inside its transaction
+and after the change: their desired configs, saved in that transaction (save_config's
+rules; device/ota.py `Recompute`). Without one a kiosk's desired config stays as it was
+(`deskpulse config status` then says its layers changed)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SiteRemoval:
-    """What `remove_site` removed: the sites (the given one first) and the kiosks it left
-    without a site."""
+    """What `remove_site` removed: the sites (the given one first), the kiosks it left
+    without a site, and the sites whose template (config over the air) went with them."""
 
     sites: list[str]
     kiosks: list[str]
+    layers: tuple[str, ...] = ()

@@ -16,11 +16,16 @@ Sites: the source's site tree joins the destination's (a site in both keeps the
 destination's zone and hours, and must be the same kind of site), and each kiosk goes into
 its store unless the destination has put it in one already.
 
+Config over the air: the source's config layers join the destination's (a layer in both
+must set the same keys), and each kiosk's desired-config history comes along with its
+versions, so that a kiosk's next push is answered with the version it already runs (or
+was told to fetch). Two stores agree about a kiosk's history when one continues the other.
+
 Merging: a device in both stores is merged when they agree: the same key (or only one has
 one; the higher nonce stays), no anchor at the same (boot, uptime) with another time, no
-response number holding another record. Otherwise the copy is refused before anything is
-written, naming the device. Its responses are then placed by the anchors of both, as if
-every batch had come to one store.
+response number holding another record, one history of desired configs. Otherwise the
+copy is refused before anything is written, naming the device. Its responses are then
+placed by the anchors of both, as if every batch had come to one store.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from typing import Any, Literal
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import Store
 
-CopyTable = Literal["devices", "device_keys", "anchors", "syncs", "responses"]
-COPY_TABLES: tuple[CopyTable, ...] = ("devices", "device_keys", "anchors", "syncs", "responses")
+CopyTable = Literal["devices", "device_keys", "anchors", "syncs", "responses",
+                    "desired_configs"]
+COPY_TABLES: tuple[CopyTable, ...] = ("devices", "device_keys", "anchors", "syncs", "responses",
+                                      "desired_configs")
 """What a copy moves, per device, in this order (parents first)."""
 COPY_COLUMNS: dict[CopyTable, tuple[str, ...]] = {
     "devices": ("device_id", "name", "location", "time_zone", "board", "firmware", "proto",
@@ -48,11 +55,13 @@ COPY_COLUMNS: dict[CopyTable, tuple[str, ...]] = {
     "responses": ("device_id", "seq", "rating", "scale", "told_next", "latency_ds", "rapid",
                   "closed", "boot", "uptime_s", "device_wall", "wall", "time_source",
                   "config_version", "sync_id", "wall_low", "wall_high"),
+    # row_id: the history's order in its store; a copy appends without it (copy_in).
+    "desired_configs": ("row_id", "device_id", "version", "config", "created"),
 }
 COPY_KEYS: dict[CopyTable, tuple[str, ...]] = {
     "devices": (), "device_keys": (), "anchors": ("boot", "uptime_s"),
     # (at, sync_id): the order of the (device_id, at) index, which SQLite ends with the id.
-    "syncs": ("at", "sync_id"), "responses": ("seq",),
+    "syncs": ("at", "sync_id"), "responses": ("seq",), "desired_configs": ("row_id",),
 }
 """The order copy_rows reads a device's rows in (within the device)."""
 
@@ -136,6 +145,8 @@ _RECORD = tuple(COPY_COLUMNS["responses"].index(name) for name in (
     "device_wall", "config_version"))
 """What a kiosk sent for a response; where it was placed may differ between two stores."""
 
+_CREATED = COPY_COLUMNS["desired_configs"].index("created") - 2  # in a row's content
+
 Progress = Callable[[int, int, str], None]
 """(responses copied, of all, device being copied)."""
 
@@ -161,8 +172,10 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
     present = {facts.device_id for facts in destination.device_facts()}
     both = [device for device in devices if device in present]
     _refuse_site_conflicts(source, destination)
+    _refuse_layer_conflicts(source, destination)
     _refuse_conflicts(source, destination, both, chunk_rows)
     _copy_sites(source, destination)
+    _copy_layers(source, destination)
     placed, placed_here = source.kiosk_sites(), destination.kiosk_sites()
     total = sum(source.response_counts().values())
     done = 0
@@ -174,6 +187,9 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
                 destination.copy_in(table, rows)
         if device in placed and device not in placed_here:  # before its rollups' zone
             destination.assign_kiosk(device, placed[device])
+        destination.copy_in("desired_configs", _history_to_append(
+            list(_rows(source, "desired_configs", device, chunk_rows)),
+            list(_rows(destination, "desired_configs", device, chunk_rows))) or [])
         sync_ids: dict[int, int] = {}
         taken: set[int] = set()  # sync_ids' values, for a quick `in`
         for rows in _chunks(source, "syncs", device, chunk_rows):
@@ -211,6 +227,56 @@ def _refuse_site_conflicts(source: Store, destination: Store) -> None:
             raise DeskPulseError(
                 f"site {site.path} is a {site.kind} in {source.location} and a "
                 f"{here[site.path]} in {destination.location}: nothing was copied")
+
+
+def _refuse_layer_conflicts(source: Store, destination: Store) -> None:
+    """A config layer of both stores must set the same keys (when it was set aside)."""
+    here = {(layer.scope, layer.name): layer.overlay for layer in destination.config_layers()}
+    for layer in source.config_layers():
+        if here.get((layer.scope, layer.name), layer.overlay) != layer.overlay:
+            raise DeskPulseError(
+                f"the config layer of {layer.scope} {layer.name} differs in "
+                f"{source.location} and {destination.location}: nothing was copied")
+
+
+def _copy_layers(source: Store, destination: Store) -> None:
+    """The source's config layers the destination lacks, as they were set (and when)."""
+    here = {(layer.scope, layer.name) for layer in destination.config_layers()}
+    for layer in source.config_layers():
+        if (layer.scope, layer.name) not in here:
+            destination.save_config({}, layer=(layer.scope, layer.name, layer.overlay),
+                                    now=layer.updated)
+
+
+def _history_to_append(ours: Sequence[tuple[Any, ...]], theirs: Sequence[tuple[Any, ...]]
+                       ) -> list[tuple[Any, ...]] | None:
+    """The rows of the source's desired-config history (`ours`, oldest first) that the
+    destination's (`theirs`) lacks at its end; None when the two are not one history (seen
+    at different times: either may have dropped its oldest rows, desired.HISTORY, even
+    all of those the other holds)."""
+    mine, kept = [row[2:] for row in ours], [row[2:] for row in theirs]  # not row_id, device
+
+    def continues(old: list[Any], new: list[Any]) -> int | None:
+        """Where `old`'s newest row is in `new`, when `old` ends as `new` runs up to it."""
+        for at in range(len(new) - 1, -1, -1):
+            overlap = min(len(old), at + 1)
+            if new[at] == old[-1] and new[at + 1 - overlap:at + 1] == old[-overlap:]:
+                return at
+        return None
+
+    if not kept:
+        return list(ours)
+    if not mine:
+        return []
+    at = continues(kept, mine)
+    if at is not None:
+        return list(ours[at + 1:])
+    if continues(mine, kept) is not None:
+        return []
+    # No row in common: one ended before the other began (its oldest were dropped since).
+    if kept[-1][_CREATED] < mine[0][_CREATED]:
+        return list(ours)
+    return [] if mine[-1][_CREATED] < kept[0][_CREATED] else None
 
 
 def _chunks(store: Store, table: CopyTable, device_id: str, chunk_rows: int
@@ -260,6 +326,10 @@ def _disagreement(source: Store, destination: Store, device: str, chunk_rows: in
     if seqs:
         return (f"has {len(seqs)} different responses under the same numbers (seq "
                 f"{seqs[0][0]}...{seqs[-1][0]})")
+    if _history_to_append(list(_rows(source, "desired_configs", device, chunk_rows)),
+                          list(_rows(destination, "desired_configs", device, chunk_rows))
+                          ) is None:
+        return "has another history of desired configs (config over the air)"
     return None
 
 

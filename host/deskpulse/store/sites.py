@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal, Protocol
 
 from deskpulse.errors import DeskPulseError
-from deskpulse.store.base import Site, SiteRemoval
+from deskpulse.store.base import DesiredFor, Site, SiteRemoval
 from deskpulse.timezones import zone_info
 
 SiteKind = Literal["organisation", "region", "store"]
@@ -384,7 +384,9 @@ class SiteQueries(Protocol):
     def tree(self, conn: Any) -> list[Site]: ...
     def write(self, conn: Any, site: Site) -> None: ...
     def repath(self, conn: Any, old: str, new: str) -> None: ...
-    def remove(self, conn: Any, paths: Iterable[str]) -> None: ...
+    def remove(self, conn: Any, paths: Iterable[str]) -> list[str]: ...
+    def save_desired(self, conn: Any,
+                     configs: Mapping[str, Mapping[str, Any] | None]) -> None: ...
     def assign(self, conn: Any, device_id: str, store: str | None) -> bool: ...
     def device_site(self, conn: Any, device_id: str) -> str | None: ...
     def placed(self, conn: Any) -> dict[str, str]: ...
@@ -420,10 +422,11 @@ class SiteMethods(abc.ABC):
         return site
 
     def set_site(self, path: str, *, time_zone: str | None = None,
-                 opening_hours: str | None = None) -> Site:
+                 opening_hours: str | None = None, desired: DesiredFor | None = None) -> Site:
         with self._tree_change() as tree:
             site = changed_site(tree, path, time_zone, opening_hours)
             self.site_queries.write(self.connection, site)
+            self._follow_desired(desired, self._kiosks_under(path))
         return site
 
     def rename_site(self, path: str, name: str) -> str:
@@ -432,24 +435,37 @@ class SiteMethods(abc.ABC):
             self.site_queries.repath(self.connection, path, new)
         return new
 
-    def move_site(self, path: str, parent: str) -> str:
+    def move_site(self, path: str, parent: str, *, desired: DesiredFor | None = None) -> str:
         with self._tree_change() as tree:
             new = new_place(tree, path, parent)
             self.site_queries.repath(self.connection, path, new)
+            self._follow_desired(desired, self._kiosks_under(new))
         return new
 
-    def remove_site(self, path: str, *, force: bool = False) -> SiteRemoval:
+    def remove_site(self, path: str, *, force: bool = False,
+                    desired: DesiredFor | None = None) -> SiteRemoval:
         with self._tree_change() as tree:
             removed = removal(tree, self.site_queries.placed(self.connection), path, force)
-            self.site_queries.remove(self.connection, removed.sites)
-        return removed
+            layers = self.site_queries.remove(self.connection, removed.sites)
+            self._follow_desired(desired, removed.kiosks)
+        return SiteRemoval(removed.sites, removed.kiosks, tuple(layers))
 
-    def assign_kiosk(self, device_id: str, store_path: str | None) -> None:
+    def assign_kiosk(self, device_id: str, store_path: str | None, *,
+                     desired: DesiredFor | None = None) -> None:
         with self._tree_change() as tree:
             if store_path is not None:
                 store_for_kiosk(tree, store_path)
             if not self.site_queries.assign(self.connection, device_id, store_path):
                 raise unknown_kiosk(device_id)
+            self._follow_desired(desired, [device_id])
+
+    def _kiosks_under(self, path: str) -> list[str]:
+        return [device for device, store in self.site_queries.placed(self.connection).items()
+                if is_under(store, path)]
+
+    def _follow_desired(self, desired: DesiredFor | None, kiosks: list[str]) -> None:
+        if desired is not None and kiosks:
+            self.site_queries.save_desired(self.connection, desired(self, kiosks))
 
     def device_site_path(self, device_id: str) -> str | None:
         with self._site_read():

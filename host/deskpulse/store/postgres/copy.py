@@ -20,7 +20,7 @@ from deskpulse.store.copy import (
     match_syncs,
     read_statement,
 )
-from deskpulse.store.postgres import ingest, rollup_tables
+from deskpulse.store.postgres import desired_config, ingest, rollup_tables
 from deskpulse.store.postgres.schema import Partitions
 
 if TYPE_CHECKING:
@@ -65,6 +65,9 @@ def copy_in(conn: psycopg.Connection[Any], partitions: Partitions, table: CopyTa
             conn.execute("SELECT 1 FROM devices WHERE device_id = %s FOR UPDATE", (device_id,))
         if table == "syncs":
             return _syncs_in(conn, device_id, rows, taken)
+        if table == "desired_configs":
+            desired_config.append_history(conn, rows)
+            return []
         if table == "responses":
             _responses_in(conn, device_id, rows)
             return []

@@ -7,7 +7,7 @@ layers at once give each kiosk one version per change."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deskpulse.store import desired
@@ -71,12 +71,24 @@ def save_config(conn: psycopg.Connection[Any], configs: Mapping[str, Mapping[str
         conn.execute("INSERT INTO desired_configs (device_id, version, config, created) "
                      "VALUES (%s, %s, %s, %s)",
                      (device_id, version, desired.stored_config(config, version), now))
-        conn.execute(
-            """DELETE FROM desired_configs WHERE device_id = %s AND row_id NOT IN (
-                   SELECT row_id FROM desired_configs WHERE device_id = %s
-                   ORDER BY row_id DESC LIMIT %s)""", (device_id, device_id, desired.HISTORY))
+        _trim(conn, device_id)
         changed[device_id] = version
     return changed
+
+
+def _trim(conn: psycopg.Connection[Any], device_id: str) -> None:
+    conn.execute(
+        """DELETE FROM desired_configs WHERE device_id = %s AND row_id NOT IN (
+               SELECT row_id FROM desired_configs WHERE device_id = %s
+               ORDER BY row_id DESC LIMIT %s)""", (device_id, device_id, desired.HISTORY))
+
+
+def append_history(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) -> None:
+    """As on SQLite: copied desired configs after the kiosk's own, the device row locked."""
+    with conn.cursor() as cursor:
+        cursor.executemany("INSERT INTO desired_configs (device_id, version, config, created) "
+                           "VALUES (%s, %s, %s, %s)", [row[1:] for row in rows])
+    _trim(conn, rows[0][1])
 
 
 def _current_text(conn: psycopg.Connection[Any], device_id: str) -> str | None:

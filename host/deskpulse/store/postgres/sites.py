@@ -4,10 +4,12 @@ inside the caller's transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from deskpulse.store.base import Site
+from deskpulse.store.postgres import desired_config
 from deskpulse.store.sites import MIGRATED_ORGANISATION, inherited
 
 if TYPE_CHECKING:
@@ -57,17 +59,32 @@ def write(conn: psycopg.Connection[Any], site: Site) -> None:
 
 def repath(conn: psycopg.Connection[Any], old: str, new: str) -> None:
     """The site `old` and every site below it now start with `new`; their kiosks follow by
-    the foreign key's ON UPDATE CASCADE."""
+    the foreign key's ON UPDATE CASCADE, their templates (config over the air) here."""
     conn.execute(
         """UPDATE sites SET path = %(new)s || substr(path, length(%(old)s) + 1)
            WHERE path = %(old)s OR left(path, length(%(old)s) + 1) = %(old)s || '/'""",
         {"new": new, "old": old})
+    conn.execute(
+        """UPDATE config_layers SET name = %(new)s || substr(name, length(%(old)s) + 1)
+           WHERE scope = 'site'
+             AND (name = %(old)s OR left(name, length(%(old)s) + 1) = %(old)s || '/')""",
+        {"new": new, "old": old})
 
 
-def remove(conn: psycopg.Connection[Any], paths: Iterable[str]) -> None:
+def remove(conn: psycopg.Connection[Any], paths: Iterable[str]) -> list[str]:
+    """Remove the sites and their templates; the sites whose template went."""
     chosen = list(paths)
     conn.execute("UPDATE devices SET site = NULL WHERE site = ANY(%s)", (chosen,))
     conn.execute("DELETE FROM sites WHERE path = ANY(%s)", (chosen,))
+    gone = {name for (name,) in conn.execute(
+        "DELETE FROM config_layers WHERE scope = 'site' AND name = ANY(%s) RETURNING name",
+        (chosen,))}
+    return [path for path in chosen if path in gone]
+
+
+def save_desired(conn: psycopg.Connection[Any],
+                 configs: Mapping[str, Mapping[str, Any] | None]) -> None:
+    desired_config.save_config(conn, configs, None, int(time.time()))
 
 
 def assign(conn: psycopg.Connection[Any], device_id: str, store: str | None) -> bool:

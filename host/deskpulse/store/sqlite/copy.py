@@ -18,7 +18,7 @@ from deskpulse.store.copy import (
     match_syncs,
     read_statement,
 )
-from deskpulse.store.sqlite import ingest, rollup_tables, schema
+from deskpulse.store.sqlite import desired_config, ingest, rollup_tables, schema
 
 
 def rows(conn: sqlite3.Connection, table: CopyTable, device_id: str,
@@ -38,6 +38,9 @@ def copy_in(conn: sqlite3.Connection, table: CopyTable, rows: Sequence[tuple[Any
     with schema.transaction(conn):
         if table == "syncs":
             return _syncs_in(conn, rows, taken)
+        if table == "desired_configs":
+            desired_config.append_history(conn, rows)
+            return []
         if table == "responses":
             conn.executemany(f"{insert_statement(table, columns, '?')} "
                              "ON CONFLICT (device_id, seq) DO NOTHING", rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deskpulse.store import desired
@@ -75,12 +75,25 @@ def save_config(conn: sqlite3.Connection, configs: Mapping[str, Mapping[str, Any
         conn.execute("INSERT INTO desired_configs (device_id, version, config, created) "
                      "VALUES (?, ?, ?, ?)",
                      (device_id, version, desired.stored_config(config, version), now))
-        conn.execute(
-            """DELETE FROM desired_configs WHERE device_id = ? AND row_id NOT IN (
-                   SELECT row_id FROM desired_configs WHERE device_id = ?
-                   ORDER BY row_id DESC LIMIT ?)""", (device_id, device_id, desired.HISTORY))
+        _trim(conn, device_id)
         changed[device_id] = version
     return changed
+
+
+def _trim(conn: sqlite3.Connection, device_id: str) -> None:
+    """Keep the kiosk's newest desired.HISTORY desired configs."""
+    conn.execute(
+        """DELETE FROM desired_configs WHERE device_id = ? AND row_id NOT IN (
+               SELECT row_id FROM desired_configs WHERE device_id = ?
+               ORDER BY row_id DESC LIMIT ?)""", (device_id, device_id, desired.HISTORY))
+
+
+def append_history(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Desired configs copied from another store (`deskpulse db copy`: row_id, device_id,
+    version, config, created; one kiosk's, oldest first) after the kiosk's own."""
+    conn.executemany("INSERT INTO desired_configs (device_id, version, config, created) "
+                     "VALUES (?, ?, ?, ?)", [row[1:] for row in rows])
+    _trim(conn, rows[0][1])
 
 
 def _save_layer(conn: sqlite3.Connection, scope: LayerScope, name: str,

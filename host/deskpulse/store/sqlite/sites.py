@@ -4,10 +4,13 @@ store/sites.py checked first. Every function runs inside the caller's transactio
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from deskpulse.store.base import Site
 from deskpulse.store.sites import MIGRATED_ORGANISATION, inherited
+from deskpulse.store.sqlite import desired_config
 
 # A free-text location becomes the name of a store: trimmed, and a '/' would split it.
 _LOCATION_STORE = (f"'{MIGRATED_ORGANISATION}/' || replace(trim(location), '/', '-')")
@@ -53,15 +56,27 @@ def write(conn: sqlite3.Connection, site: Site) -> None:
 
 def repath(conn: sqlite3.Connection, old: str, new: str) -> None:
     """The site `old` and every site below it now start with `new`; their kiosks follow
-    by the foreign key's ON UPDATE CASCADE."""
+    by the foreign key's ON UPDATE CASCADE, their templates (config over the air) here."""
     conn.execute(f"UPDATE sites SET path = :new || substr(path, length(:path) + 1) "
                  f"WHERE {_UNDER}", {"new": new, "path": old})
+    conn.execute("""UPDATE config_layers SET name = :new || substr(name, length(:path) + 1)
+                    WHERE scope = 'site' AND (name = :path
+                        OR substr(name, 1, length(:path) + 1) = :path || '/')""",
+                 {"new": new, "path": old})
 
 
-def remove(conn: sqlite3.Connection, paths: Iterable[str]) -> None:
+def remove(conn: sqlite3.Connection, paths: Iterable[str]) -> list[str]:
+    """Remove the sites and their templates; the sites whose template went."""
     chosen = [(p,) for p in paths]
     conn.executemany("UPDATE devices SET site = NULL WHERE site = ?", chosen)
     conn.executemany("DELETE FROM sites WHERE path = ?", chosen)
+    return [name for (name,) in chosen if conn.execute(
+        "DELETE FROM config_layers WHERE scope = 'site' AND name = ?", (name,)).rowcount]
+
+
+def save_desired(conn: sqlite3.Connection,
+                 configs: Mapping[str, Mapping[str, Any] | None]) -> None:
+    desired_config.save_config(conn, configs, None, int(time.time()))
 
 
 def assign(conn: sqlite3.Connection, device_id: str, store: str | None) -> bool:
