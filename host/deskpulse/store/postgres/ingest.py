@@ -8,6 +8,10 @@ against the stored namesakes, which (read committed) include everything committe
 it got the lock. A push's key and nonce are checked under a lock on the device's key row
 (SELECT ... FOR UPDATE) and the nonce moved up in the same transaction: of two processes
 given the same request, the second waits and then finds the nonce taken.
+
+A batch's statements are sent in pipeline mode: its reads travel with the device's upsert
+but the server runs them after it, each with a snapshot of its own (read committed), so
+they still see everything committed before the lock was had.
 """
 
 from __future__ import annotations
@@ -95,8 +99,9 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
            push: PushCheck | None) -> tuple[int, int]:
     """The batch, in pipeline mode: statements are sent together when a result is first
     read, so a usual batch takes three round trips to the server: every read it needs
-    (device lock, key, stored namesakes, rollup zone, anchors), the new rows with the
-    rollup rows they change, and the rollups written back with the savepoint's release."""
+    (device lock with its zones and sync id, key, stored namesakes, anchors, shifts), the
+    new rows with the rollup rows they change, and the rollups written back with the
+    savepoint's release (or the job's next read)."""
     anchors = list(anchors)
     status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
     device_row = _lock_device(conn, device_id, status_json, status, proto, at)
