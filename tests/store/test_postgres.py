@@ -153,6 +153,40 @@ def test_a_partition_made_by_a_refused_batch_is_made_again(store: PostgresStore)
     assert partitions_of(store, "desk-1")[2] == "responses_2026_08"
 
 
+def test_an_error_only_the_server_finds_undoes_its_part_alone(store: PostgresStore) -> None:
+    """A part sends its batch's statements in pipeline mode, so some errors arrive only
+    when the server answers (here a number out of BIGINT's range): that part is undone,
+    the group's other parts are committed."""
+    with store.group_commit():
+        with store.part():
+            store.store_batch("desk-1", [answer(1, wall=T0)], [], STATUS, "wifi")
+        with pytest.raises(StoreError), store.part():
+            store.store_batch("desk-1", [answer(2, uptime=2**64)], [], STATUS, "wifi")
+        assert store.group_intact()
+        with store.part():
+            store.store_batch("desk-2", [answer(1, wall=T0)], [], STATUS, "wifi")
+    assert store.response_counts() == {"desk-1": 1, "desk-2": 1}
+    assert store.connection.execute(
+        "SELECT count(*), sum(new) FROM syncs WHERE device_id = 'desk-1'").fetchone() == (1, 1)
+
+
+def test_anchors_sent_again_unchanged_still_place_new_records(store: PostgresStore) -> None:
+    """A kiosk sends its anchors with every push; the batch does not write them again
+    when they are stored as they are, and its records are placed by them all the same,
+    and moved when an anchor sent again says something new."""
+    anchor = Anchor(boot=1, uptime_s=10, wall=T0, source=2)
+    store.store_batch("desk-1", [answer(1, uptime=20)], [anchor], STATUS, "wifi")
+    store.store_batch("desk-1", [answer(2, uptime=30)], [anchor], STATUS, "wifi")
+    walls = dict(store.connection.execute(
+        "SELECT seq, wall FROM responses WHERE device_id = 'desk-1'").fetchall())
+    assert walls == {1: T0 + 10, 2: T0 + 20}
+    store.store_batch("desk-1", [answer(3, uptime=40)], [anchor._replace(wall=T0 + 100)],
+                      STATUS, "wifi")
+    walls = dict(store.connection.execute(
+        "SELECT seq, wall FROM responses WHERE device_id = 'desk-1'").fetchall())
+    assert walls == {1: T0 + 110, 2: T0 + 120, 3: T0 + 130}
+
+
 # -- several processes on one database ----------------------------------------------------
 
 

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
+_IN_TRANSACTION = psycopg.pq.TransactionStatus.INTRANS
+_IN_ERROR = psycopg.pq.TransactionStatus.INERROR
+
 _CURSOR_ROWS = 10_000
 """Rows fetched at a time by the iterators (server-side cursors: a scan of millions of
 responses never sits in memory whole)."""
@@ -79,6 +82,9 @@ class PostgresStore(site_rules.SiteMethods, Store):
         self.partitions = schema.Partitions()
         self._cursor_names = itertools.count(1)
         self._ranges: dict[tuple[int, int], dict[str, list[Any]]] | None = None
+        self._part_open = False
+        """In part() before its first store_batch, which then needs no savepoint of its
+        own."""
         """Inside snapshot(): timed_responses' rows by range, then by device."""
 
     @classmethod
@@ -138,9 +144,10 @@ class PostgresStore(site_rules.SiteMethods, Store):
                     push: PushCheck | None = None) -> tuple[int, int]:
         with self._write():
             self._partitions_ahead()
+            own_savepoint, self._part_open = not self._part_open, False
             return ingest.store_batch(self.connection, self.partitions, device_id,
                                       responses, anchors, status, transport, proto=proto,
-                                      at=_now(now), push=push)
+                                      at=_now(now), push=push, own_savepoint=own_savepoint)
 
     @contextlib.contextmanager
     def group_commit(self) -> Iterator[None]:
@@ -155,8 +162,26 @@ class PostgresStore(site_rules.SiteMethods, Store):
 
     @contextlib.contextmanager
     def part(self) -> Iterator[None]:
-        with self._write(), self.connection.transaction():  # a savepoint of the group
-            yield
+        """A savepoint of the group, in pipeline mode: its SAVEPOINT and RELEASE travel
+        with the job's own statements, and the job's first batch uses it as its own
+        (one savepoint, not two, per push). Written out because psycopg's transaction()
+        syncs the pipeline on entry and exit: four more round trips."""
+        conn = self.connection
+        with self._write():
+            try:
+                with conn.pipeline():
+                    conn.execute("SAVEPOINT part")
+                    self._part_open = True
+                    yield
+                    conn.execute("RELEASE SAVEPOINT part")
+            except BaseException:
+                # Out of pipeline mode again: undo this job alone (the group stays open).
+                if conn.info.transaction_status in (_IN_TRANSACTION, _IN_ERROR):
+                    conn.execute("ROLLBACK TO SAVEPOINT part")
+                    conn.execute("RELEASE SAVEPOINT part")
+                raise
+            finally:
+                self._part_open = False
 
     def group_intact(self) -> bool:
         return (self.connection.info.transaction_status

@@ -8,6 +8,10 @@ against the stored namesakes, which (read committed) include everything committe
 it got the lock. A push's key and nonce are checked under a lock on the device's key row
 (SELECT ... FOR UPDATE) and the nonce moved up in the same transaction: of two processes
 given the same request, the second waits and then finds the nonce taken.
+
+A batch's statements are sent in pipeline mode: its reads travel with the device's upsert
+but the server runs them after it, each with a snapshot of its own (read committed), so
+they still see everything committed before the lock was had.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response
 from deskpulse.store import batches, intervals, rollups
 from deskpulse.store.base import PushCheck
 from deskpulse.store.postgres import rollup_tables
-from deskpulse.store.postgres.schema import RESPONSE_COLUMNS, RESPONSE_TYPES, Partitions
+from deskpulse.store.postgres.schema import RESPONSE_COLUMNS, Partitions
 
 if TYPE_CHECKING:
     import psycopg
@@ -29,176 +33,222 @@ if TYPE_CHECKING:
 def store_batch(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str,
                 responses: Sequence[Response], anchors: Iterable[Anchor],
                 status: Mapping[str, Any], transport: str, *, proto: int | None, at: int,
-                push: PushCheck | None) -> tuple[int, int]:
+                push: PushCheck | None, own_savepoint: bool = True) -> tuple[int, int]:
     """Store one batch in one transaction (a savepoint inside the caller's): see
-    Store.store_batch."""
+    Store.store_batch. Without `own_savepoint` the caller has put the connection in
+    pipeline mode inside a savepoint that this batch alone uses (the writer's part)."""
     import psycopg
 
     if not device_id:
         raise DeskPulseError("a device without an id cannot be stored")
     try:
-        with conn.transaction():
+        if not own_savepoint:
+            return _store(conn, partitions, device_id, responses, anchors, status,
+                          transport, proto, at, push)
+        # The savepoint outside the pipeline: psycopg syncs a pipeline around one inside.
+        with conn.transaction(), conn.pipeline():
             return _store(conn, partitions, device_id, responses, anchors, status,
                           transport, proto, at, push)
     except psycopg.errors.IntegrityError as exc:
         raise DeskPulseError(f"responses of {device_id} not stored: {exc}") from exc
 
 
-def _lock_device(conn: psycopg.Connection[Any], device_id: str, status: Mapping[str, Any],
-                 proto: int | None, at: int) -> None:
+def _lock_device(conn: psycopg.Connection[Any], device_id: str, status_json: str,
+                 status: Mapping[str, Any], proto: int | None, at: int
+                 ) -> psycopg.Cursor[Any]:
     """Create or update the device's row, which locks it until the transaction ends (an
-    upsert locks the row it inserts or updates): every other batch of this device waits."""
-    status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
-    conn.execute(
-        """INSERT INTO devices (device_id, board, firmware, proto, first_seen, last_sync,
-                                last_status)
+    upsert locks the row it inserts or updates): every other batch of this device waits.
+    Its one row, read with the batch's other reads: the device's configured zone and its
+    rollups' (rollup_tables.CONFIGURED_AND_BUILT), and the id of the batch's sync row."""
+    return conn.execute(
+        f"""INSERT INTO devices AS d (device_id, board, firmware, proto, first_seen,
+                                     last_sync, last_status)
            VALUES (%s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (device_id) DO UPDATE SET
-               board = coalesce(excluded.board, devices.board),
-               firmware = coalesce(excluded.firmware, devices.firmware),
-               proto = coalesce(excluded.proto, devices.proto),
-               last_sync = excluded.last_sync, last_status = excluded.last_status""",
+               board = coalesce(excluded.board, d.board),
+               firmware = coalesce(excluded.firmware, d.firmware),
+               proto = coalesce(excluded.proto, d.proto),
+               last_sync = excluded.last_sync, last_status = excluded.last_status
+           RETURNING {rollup_tables.CONFIGURED_AND_BUILT},
+                     nextval(pg_get_serial_sequence('syncs', 'sync_id'))""",
         (device_id, batches.text(status.get("board")), batches.text(status.get("firmware")),
          proto, at, at, status_json))
 
 
-def check_push(conn: psycopg.Connection[Any], device_id: str, push: PushCheck) -> None:
-    row = conn.execute(
+def _ask_push(conn: psycopg.Connection[Any], device_id: str, push: PushCheck
+              ) -> psycopg.Cursor[Any]:
+    """Send the read of the device's key and nonce, locked, and move the nonce up; the
+    caller checks the row (check_push) and raises when it refuses, which undoes the move
+    with the batch's savepoint."""
+    asked = conn.execute(
         """SELECT key, nonce_boot, nonce_count FROM device_keys WHERE device_id = %s
-           FOR UPDATE""", (device_id,)).fetchone()
-    batches.check_push(device_id, row, push)
+           FOR UPDATE""", (device_id,))
     conn.execute(
         "UPDATE device_keys SET nonce_boot = %s, nonce_count = %s WHERE device_id = %s",
         (push.nonce.boot, push.nonce.count, device_id))
+    return asked
+
+
+def check_push(conn: psycopg.Connection[Any], device_id: str, push: PushCheck) -> None:
+    batches.check_push(device_id, _ask_push(conn, device_id, push).fetchone(), push)
 
 
 def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str,
            responses: Sequence[Response], anchors: Iterable[Anchor],
            status: Mapping[str, Any], transport: str, proto: int | None, at: int,
            push: PushCheck | None) -> tuple[int, int]:
-    """The batch, in two pipelines around its COPY: statements whose results nothing
-    waits for (the device's upsert, anchors, updates) travel with the next one that is
-    read, so a batch takes a few round trips to the server, not one per statement."""
-    with conn.pipeline():
-        _lock_device(conn, device_id, status, proto, at)
-        if push is not None:
-            check_push(conn, device_id, push)
-        prepared = _prepare(conn, partitions, device_id, responses, anchors, status,
-                            transport, at)
-    sync_id, zone, rows, changes, moved = prepared
-    unknown = 0
-    if rows:  # COPY has no pipeline mode
-        with conn.cursor().copy(f"COPY responses ({', '.join(RESPONSE_COLUMNS)}) "
-                                "FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(RESPONSE_TYPES)
-            for row in rows:
-                copy.write_row(row)
-        columns = list(zip(*rows, strict=True))
-        changes[0] = rollups.Changes.from_columns(
-            columns[11], columns[2], columns[3], columns[4], columns[6], columns[7])
-        unknown = columns[11].count(None)
-    with conn.pipeline():
-        if unknown or moved:
-            _bound_unplaced(conn, device_id, changes)
-        rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
-        new = len(rows)
-        conn.execute(
-            "UPDATE syncs SET new = %s, duplicates = %s, time_unknown = %s WHERE sync_id = %s",
-            (new, len(responses) - new, unknown, sync_id))
-    return new, len(responses) - new
-
-
-def _prepare(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str,
-             responses: Sequence[Response], anchors: Iterable[Anchor],
-             status: Mapping[str, Any], transport: str, at: int
-             ) -> tuple[int, str, list[tuple[Any, ...]], list[rollups.Changes], bool]:
-    """Everything before the new rows go in: (sync_id, zone, rows, changes, whether
-    stored rows moved)."""
+    """The batch, in pipeline mode: statements are sent together when a result is first
+    read, so a usual batch takes three round trips to the server: every read it needs
+    (device lock with its zones and sync id, key, stored namesakes, anchors, shifts), the
+    new rows with the rollup rows they change, and the rollups written back with the
+    savepoint's release (or the job's next read)."""
+    anchors = list(anchors)
     status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
-    sync_row = conn.execute(
-        """INSERT INTO syncs (device_id, at, transport, received, new, duplicates,
-                              time_unknown, stored, unacked, dropped, corrupt, fill, boot,
-                              reset_cause, crashes, clock_known, status)
-           VALUES (%s, %s, %s, %s, 0, 0, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-           RETURNING sync_id""",
-        (device_id, at, transport, len(responses), *batches.health(status),
-         status_json)).fetchone()
-    assert sync_row is not None  # RETURNING of an INSERT always gives its row
-    sync_id = int(sync_row[0])
+    device_row = _lock_device(conn, device_id, status_json, status, proto, at)
+    key_row = _ask_push(conn, device_id, push) if push is not None else None
     increasing = batches.increasing(responses)
-    stored = _stored_namesakes(conn, device_id, responses, increasing)
+    namesakes = _ask_namesakes(conn, device_id, responses, increasing)
+    own = {a.boot for a in anchors if a.source != RECEIPT_SOURCE}
+    receipt_boots = sorted({a.boot for a in anchors if a.source == RECEIPT_SOURCE} - own)
+    stored_own = _ask_own_anchored(conn, device_id, receipt_boots) if receipt_boots else None
+    same_anchors = _ask_same_anchors(conn, device_id, anchors) if anchors else None
+    # Every boot the batch names: a superset of those whose shift is needed below.
+    before_row = _ask_boot_shifts(conn, device_id,
+                                  {a.boot for a in anchors} | {r.boot for r in responses})
+
+    if key_row is not None and push is not None:
+        batches.check_push(device_id, key_row.fetchone(), push)
+    stored = ({row[0]: tuple(row[1:]) for row in namesakes.fetchall()}
+              if namesakes is not None else {})
     batches.refuse_conflicts(device_id, responses, stored)
+    configured, built, sync_id = device_row.fetchone()  # type: ignore[misc]  # one row
     # Before anything new lands, so that a rebuild covers exactly the rows stored so far.
-    zone = rollup_tables.ensure_zone(conn, device_id)
-    anchor_rows = _anchor_rows(conn, device_id, anchors)
+    zone = rollup_tables.zone_of(conn, device_id, configured, built)
+    if stored_own is not None:
+        own |= {boot for (boot,) in stored_own.fetchall()}
+    anchor_rows = [(device_id, a.boot, a.uptime_s, a.wall, a.source) for a in anchors
+                   if a.source != RECEIPT_SOURCE or a.boot not in own]
     anchored = {row[1] for row in anchor_rows}
-    before = _boot_shifts(conn, device_id, anchored)
-    if anchor_rows:
-        # The device lists anchors oldest first; a later one at the same second wins.
-        latest = {(row[1], row[2]): row for row in anchor_rows}
+    before = _shifts(before_row)
+    fresh = batches.new_ones(responses, stored, increasing)
+    # The device lists anchors oldest first; a later one at the same second wins.
+    latest = {(row[1], row[2]): row for row in anchor_rows}
+    already = set(same_anchors.fetchall()) if same_anchors is not None else set()
+    if all(row[1:] in already for row in latest.values()):
+        shifts = before  # the usual push: its anchors are stored as they are
+    else:
         conn.cursor().executemany(
             """INSERT INTO anchors VALUES (%s, %s, %s, %s, %s)
                ON CONFLICT (device_id, boot, uptime_s)
                DO UPDATE SET wall = excluded.wall, source = excluded.source""",
             list(latest.values()))
-    fresh = batches.new_ones(responses, stored, increasing)
-    shifts = _boot_shifts(conn, device_id, anchored.union(r.boot for r in fresh))
+        shifts = _shifts(_ask_boot_shifts(conn, device_id,
+                                          anchored.union(r.boot for r in fresh)))
     changes = [rollups.Changes.empty()]
-    moved_boots = {b: shifts[b] for b in sorted(anchored) if shifts[b] != before[b]}
+    moved_boots = {b: shifts[b] for b in sorted(anchored) if shifts[b] != before.get(b)}
     _place(conn, partitions, device_id, moved_boots, changes)
-    rows = [(device_id, r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
+    rows = [(r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
              int(r.rapid), int(r.closed), r.boot, r.uptime_s, r.wall,
              r.wall if (shift := shifts[r.boot]) is None else r.uptime_s + shift,
              "anchor" if shift is not None else None if r.wall is None else "device",
-             r.config_version, sync_id, None, None)
+             r.config_version)
             for r in fresh]
+    new = len(rows)
+    columns = list(zip(*rows, strict=True)) if rows else []
+    unknown = columns[10].count(None) if rows else 0
+    conn.execute(
+        """INSERT INTO syncs (sync_id, device_id, at, transport, received, new, duplicates,
+                              time_unknown, stored, unacked, dropped, corrupt, fill, boot,
+                              reset_cause, crashes, clock_known, status)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                   %s)""",
+        (sync_id, device_id, at, transport, len(responses), new, len(responses) - new,
+         unknown, *batches.health(status), status_json))
     if rows:
-        partitions.ensure(conn, [row[11] for row in rows])
-    return sync_id, zone, rows, changes, bool(moved_boots)
+        partitions.ensure(conn, columns[10])
+        conn.execute(_INSERT_RESPONSES, (device_id, sync_id, *map(list, columns)))
+        changes[0] = rollups.Changes.from_columns(
+            columns[10], columns[1], columns[2], columns[3], columns[5], columns[6])
+    if unknown or moved_boots:
+        _bound_unplaced(conn, device_id, changes)
+    rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
+    return new, len(responses) - new
 
 
-def _stored_namesakes(conn: psycopg.Connection[Any], device_id: str,
-                      responses: Sequence[Response], increasing: bool
-                      ) -> dict[int, tuple[Any, ...]]:
-    """The stored rows (compared fields by seq) in the seq range of `responses`."""
+_INSERT_RESPONSES = f"""
+    INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)})
+    SELECT %s, seq, rating, scale, told_next, latency_ds, rapid, closed, boot, uptime_s,
+           device_wall, wall, time_source, config_version, %s, NULL, NULL
+    FROM unnest(%b::bigint[], %b::smallint[], %b::smallint[], %b::text[], %b::integer[],
+                %b::smallint[], %b::smallint[], %b::bigint[], %b::bigint[], %b::bigint[],
+                %b::bigint[], %b::text[], %b::bigint[])
+        AS u(seq, rating, scale, told_next, latency_ds, rapid, closed, boot, uptime_s,
+             device_wall, wall, time_source, config_version)"""
+"""A batch's new rows as one statement of column arrays (COPY would leave pipeline mode),
+sent in binary (%b): text arrays cost a quoting check per value."""
+
+
+def _ask_namesakes(conn: psycopg.Connection[Any], device_id: str,
+                   responses: Sequence[Response], increasing: bool
+                   ) -> psycopg.Cursor[Any] | None:
+    """Send the read of the stored rows (seq, then the compared fields) in the seq range
+    of `responses`."""
     if not responses:
-        return {}
+        return None
     low, high = batches.seq_range(responses, increasing)
-    rows = conn.execute(
+    return conn.execute(
         f"SELECT seq, {', '.join(batches.COMPARED)} FROM responses "  # type: ignore[arg-type]
-        "WHERE device_id = %s AND seq BETWEEN %s AND %s", (device_id, low, high)).fetchall()
-    return {row[0]: tuple(row[1:]) for row in rows}
+        "WHERE device_id = %s AND seq BETWEEN %s AND %s", (device_id, low, high))
 
 
-def _anchor_rows(conn: psycopg.Connection[Any], device_id: str,
-                 anchors: Iterable[Anchor]) -> list[tuple[str, int, int, int, int]]:
-    """The rows to store: a receipt anchor only for a boot without an anchor of the
-    device's own, stored or in this batch (as on SQLite)."""
-    anchors = list(anchors)
-    own = {a.boot for a in anchors if a.source != RECEIPT_SOURCE}
-    receipt_boots = sorted({a.boot for a in anchors if a.source == RECEIPT_SOURCE} - own)
-    if receipt_boots:
-        own |= {row[0] for row in conn.execute(
-            """SELECT DISTINCT boot FROM anchors
-               WHERE device_id = %s AND boot = ANY(%s) AND source != %s""",
-            (device_id, receipt_boots, RECEIPT_SOURCE))}
-    return [(device_id, a.boot, a.uptime_s, a.wall, a.source) for a in anchors
-            if a.source != RECEIPT_SOURCE or a.boot not in own]
+def _ask_own_anchored(conn: psycopg.Connection[Any], device_id: str,
+                      boots: Sequence[int]) -> psycopg.Cursor[Any]:
+    """Send the read of which of these boots have an anchor of the device's own stored:
+    a receipt anchor is stored only for a boot without one (as on SQLite)."""
+    return conn.execute(
+        """SELECT DISTINCT boot FROM anchors
+           WHERE device_id = %s AND boot = ANY(%s) AND source != %s""",
+        (device_id, list(boots), RECEIPT_SOURCE))
+
+
+def _ask_same_anchors(conn: psycopg.Connection[Any], device_id: str,
+                      anchors: Sequence[Anchor]) -> psycopg.Cursor[Any]:
+    """Send the read of the stored anchors at the batch's anchors' (boot, uptime_s), as
+    (boot, uptime_s, wall, source): a kiosk sends its anchors again with every push."""
+    return conn.execute(
+        """SELECT a.boot, a.uptime_s, a.wall, a.source
+           FROM anchors a JOIN unnest(%s::bigint[], %s::bigint[]) AS b(boot, uptime_s)
+             ON a.boot = b.boot AND a.uptime_s = b.uptime_s
+           WHERE a.device_id = %s""",
+        ([a.boot for a in anchors], [a.uptime_s for a in anchors], device_id))
+
+
+def _ask_boot_shifts(conn: psycopg.Connection[Any], device_id: str, boots: Iterable[int]
+                     ) -> tuple[list[int], psycopg.Cursor[Any] | None]:
+    """Send the read of `wall - uptime_s` of each boot's latest anchor (receipt anchors
+    last): what places its records (store/sqlite/ingest.py `_boot_shift`)."""
+    wanted = sorted(set(boots))
+    if not wanted:
+        return wanted, None
+    return wanted, conn.execute(
+        """SELECT DISTINCT ON (boot) boot, wall - uptime_s FROM anchors
+           WHERE device_id = %s AND boot = ANY(%s)
+           ORDER BY boot, source = %s, uptime_s DESC""",
+        (device_id, wanted, RECEIPT_SOURCE))
+
+
+def _shifts(asked: tuple[list[int], psycopg.Cursor[Any] | None]) -> dict[int, int | None]:
+    """The shift of each boot asked for, None for a boot without an anchor."""
+    wanted, cursor = asked
+    out: dict[int, int | None] = dict.fromkeys(wanted)
+    if cursor is not None:
+        out.update(cursor.fetchall())
+    return out
 
 
 def _boot_shifts(conn: psycopg.Connection[Any], device_id: str, boots: Iterable[int]
                  ) -> dict[int, int | None]:
-    """`wall - uptime_s` of each boot's latest anchor (receipt anchors last), None for a
-    boot without one: what places its records (store/sqlite/ingest.py `_boot_shift`)."""
-    wanted = sorted(set(boots))
-    out: dict[int, int | None] = dict.fromkeys(wanted)
-    if wanted:
-        out.update(conn.execute(
-            """SELECT DISTINCT ON (boot) boot, wall - uptime_s FROM anchors
-               WHERE device_id = %s AND boot = ANY(%s)
-               ORDER BY boot, source = %s, uptime_s DESC""",
-            (device_id, wanted, RECEIPT_SOURCE)).fetchall())
-    return out
+    return _shifts(_ask_boot_shifts(conn, device_id, boots))
 
 
 def _place(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str,

@@ -15,53 +15,85 @@ if TYPE_CHECKING:
     from deskpulse.store.rollups import Deltas
 
 
-def _apply_table(conn: psycopg.Connection[Any], device_id: str, table: str, period: str,
-                 width: int, changes: Deltas) -> None:
-    if not changes:
-        return
+_TABLES = (("rollup_days", "day", DAY_WIDTH), ("rollup_months", "month", MONTH_WIDTH))
+
+_READ = {
+    "rollup_days": "SELECT 0, day, scale, kind, counts FROM rollup_days "
+                   "WHERE device_id = %s AND day BETWEEN %s AND %s",
+    "rollup_months": "SELECT 1, month, scale, kind, counts FROM rollup_months "
+                     "WHERE device_id = %s AND month BETWEEN %s AND %s",
+}
+"""The stored rows a change touches (0 days, 1 months); both tables' in one statement."""
+
+_UPSERT = """INSERT INTO {table} (device_id, {period}, scale, kind, counts)
+             SELECT %s, * FROM unnest(%b::integer[], %b::smallint[], %b::smallint[],
+                                      %b::bytea[])
+             ON CONFLICT (device_id, {period}, scale, kind)
+             DO UPDATE SET counts = excluded.counts"""
+"""A table's changed rows written back (%b: the counts go as bytes, not escaped text)."""
+
+
+def _added(device_id: str, table: str, width: int, changes: Deltas,
+           stored: dict[tuple[int, int, int], bytes]
+           ) -> tuple[list[tuple[int, int, int]], Any, list[tuple[int, int, int]]]:
+    """(keys, the rows after `changes` as counts vectors, keys of stored rows now empty)."""
     import numpy as np
 
     keys = sorted(changes)
-    stored = {
-        (p, s, k): bytes(blob) for p, s, k, blob in conn.cursor(binary=True).execute(
-            f"SELECT {period}, scale, kind, counts FROM {table} "  # type: ignore[arg-type]
-            f"WHERE device_id = %s AND {period} BETWEEN %s AND %s",
-            (device_id, keys[0][0], keys[-1][0]))
-    }
     zero = bytes(width * BLOB_ITEMSIZE)
     before = np.frombuffer(b"".join(stored.get(k, zero) for k in keys), BLOB)
     after = before.reshape(len(keys), width).astype(np.int64) + np.stack(
         [changes[k] for k in keys])
     if (after < 0).any():
-        raise RuntimeError(f"rollups of {device_id} went negative: they no longer match "
-                           "the responses")
+        raise RuntimeError(f"rollups of {device_id} went negative in {table}: they no "
+                           "longer match the responses")
     out = after.astype(BLOB)
-    kept = [i for i, row in enumerate(out) if row.any()]
     emptied = [keys[i] for i, row in enumerate(out) if not row.any() and keys[i] in stored]
-    if kept:
-        conn.execute(  # %b: the counts go as bytes, not as escaped text
-            f"""INSERT INTO {table} (device_id, {period}, scale, kind, counts)
-                SELECT %s, * FROM unnest(%b::integer[], %b::smallint[], %b::smallint[],
-                                         %b::bytea[])
-                ON CONFLICT (device_id, {period}, scale, kind)
-                DO UPDATE SET counts = excluded.counts""",  # type: ignore[arg-type]
-            (device_id, [keys[i][0] for i in kept], [keys[i][1] for i in kept],
-             [keys[i][2] for i in kept], [out[i].tobytes() for i in kept]))
-    if emptied:
-        conn.execute(
-            f"""DELETE FROM {table} t USING unnest(%s::integer[], %s::smallint[],
-                                                   %s::smallint[]) AS e(period, scale, kind)
-                WHERE t.device_id = %s AND t.{period} = e.period AND t.scale = e.scale
-                  AND t.kind = e.kind""",  # type: ignore[arg-type]
-            ([k[0] for k in emptied], [k[1] for k in emptied], [k[2] for k in emptied],
-             device_id))
+    return keys, out, emptied
 
 
 def apply(conn: psycopg.Connection[Any], device_id: str, zone: str, ch: Changes) -> None:
-    """Add `ch` to the device's rollups (inside the caller's transaction)."""
-    days, months = deltas(zone, ch)
-    _apply_table(conn, device_id, "rollup_days", "day", DAY_WIDTH, days)
-    _apply_table(conn, device_id, "rollup_months", "month", MONTH_WIDTH, months)
+    """Add `ch` to the device's rollups (inside the caller's transaction): one statement
+    reads both tables' rows, one writes them back (in pipeline mode the write travels
+    with whatever is read next)."""
+    per_table = deltas(zone, ch)
+    reads: list[str] = []
+    params: list[Any] = []
+    for (table, _, _), changes in zip(_TABLES, per_table, strict=True):
+        if changes:  # a time not known touches a month row only
+            reads.append(_READ[table])
+            params += [device_id, min(changes)[0], max(changes)[0]]
+    if not reads:
+        return
+    stored: list[dict[tuple[int, int, int], bytes]] = [{}, {}]
+    for which, period, scale, kind, blob in conn.cursor(binary=True).execute(
+            " UNION ALL ".join(reads), params):  # type: ignore[arg-type]
+        stored[which][(period, scale, kind)] = bytes(blob)
+    upserts: list[str] = []
+    params = []
+    for (table, period, width), changes, rows in zip(_TABLES, per_table, stored,
+                                                     strict=True):
+        if not changes:
+            continue
+        keys, out, emptied = _added(device_id, table, width, changes, rows)
+        kept = [i for i, row in enumerate(out) if row.any()]
+        if kept:
+            upserts.append(_UPSERT.format(table=table, period=period))
+            params += [device_id, [keys[i][0] for i in kept], [keys[i][1] for i in kept],
+                       [keys[i][2] for i in kept], [out[i].tobytes() for i in kept]]
+        if emptied:
+            conn.execute(
+                f"""DELETE FROM {table} t USING unnest(%s::integer[], %s::smallint[],
+                                                       %s::smallint[]) AS e(period, scale, kind)
+                    WHERE t.device_id = %s AND t.{period} = e.period AND t.scale = e.scale
+                      AND t.kind = e.kind""",  # type: ignore[arg-type]
+                ([k[0] for k in emptied], [k[1] for k in emptied],
+                 [k[2] for k in emptied], device_id))
+    if len(upserts) == 2:  # both tables in one statement: the days' upsert as a CTE
+        conn.execute(f"WITH days AS ({upserts[0]}) {upserts[1]}",  # type: ignore[arg-type]
+                     params)
+    elif upserts:
+        conn.execute(upserts[0], params)  # type: ignore[arg-type]
 
 
 def changes_of_device(conn: psycopg.Connection[Any], device_id: str) -> Changes:
@@ -91,10 +123,21 @@ def ensure_zone(conn: psycopg.Connection[Any], device_id: str,
     (its own, else its sites') changed or they were never built. Call inside a
     transaction holding the device's lock."""
     row = conn.execute(
-        f"""SELECT {sites.CONFIGURED_ZONE}, z.zone FROM devices d
-           LEFT JOIN rollup_zones z ON z.device_id = d.device_id
+        f"""SELECT {CONFIGURED_AND_BUILT} FROM devices d
            WHERE d.device_id = %s""", (device_id,)).fetchone()
     configured, built = (row[0], row[1]) if row is not None else (None, None)
+    return zone_of(conn, device_id, configured, built, host_zone)
+
+
+CONFIGURED_AND_BUILT = (f"{sites.CONFIGURED_ZONE}, (SELECT z.zone FROM rollup_zones z "
+                        "WHERE z.device_id = d.device_id)")
+"""Of a device `d`: its configured zone and the zone its rollups were built in (ingest.py
+reads them in the upsert that locks the device)."""
+
+
+def zone_of(conn: psycopg.Connection[Any], device_id: str, configured: str | None,
+            built: str | None, host_zone: str | None = None) -> str:
+    """ensure_zone, given what CONFIGURED_AND_BUILT read."""
     zone = device_zone(configured, host_zone or host_time_zone())
     if built != zone:
         rebuild(conn, device_id, zone)

@@ -62,9 +62,6 @@ CLOCK_CORRECTED = f"time_source = 'anchor' AND abs(wall - device_wall) > {CLOCK_
 RESPONSE_COLUMNS = ("device_id", "seq", "rating", "scale", "told_next", "latency_ds",
                     "rapid", "closed", "boot", "uptime_s", "device_wall", "wall",
                     "time_source", "config_version", "sync_id", "wall_low", "wall_high")
-RESPONSE_TYPES = ("text", "int8", "int2", "int2", "text", "int4", "int2", "int2", "int8",
-                  "int8", "int8", "int8", "text", "int8", "int8", "int8", "int8")
-"""Their types, for a binary COPY."""
 
 _BASELINE = (
     """CREATE TABLE devices (

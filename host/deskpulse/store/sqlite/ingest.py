@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import operator
 import sqlite3
@@ -12,30 +11,15 @@ from typing import Any
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response
-from deskpulse.protocol.signing import Nonce
-from deskpulse.store import intervals, rollups
-from deskpulse.store.base import ConflictError, PushCheck, PushRefused
+from deskpulse.store import batches, intervals, rollups
+from deskpulse.store.base import PushCheck
 from deskpulse.store.sqlite import rollup_tables
 from deskpulse.store.sqlite.schema import savepoint, write_transaction
-
-_COMPARED = ("rating", "scale", "told_next", "latency_ds", "rapid", "closed", "boot",
-             "uptime_s", "device_wall", "config_version")
-
 
 _INSERTED = ("device_id", "seq", "rating", "scale", "told_next", "latency_ds", "rapid",
              "closed", "boot", "uptime_s", "device_wall", "wall", "time_source",
              "config_version", "sync_id")
 """The columns a new response is inserted with; wall_low and wall_high start NULL."""
-
-
-def _row_of(r: Response) -> tuple[Any, ...]:
-    return (r.rating, r.scale, r.told_next, r.latency_ds, int(r.rapid), int(r.closed),
-            r.boot, r.uptime_s, r.wall, r.config_version)
-
-
-def _increasing(responses: Sequence[Response]) -> bool:
-    seqs = [r.seq for r in responses]
-    return all(map(operator.lt, seqs, seqs[1:]))
 
 
 def _stored_namesakes(conn: sqlite3.Connection, device_id: str,
@@ -44,63 +28,11 @@ def _stored_namesakes(conn: sqlite3.Connection, device_id: str,
     """The stored rows (compared fields by seq) in the seq range of `responses`."""
     if not responses:
         return {}
-    if increasing:
-        low, high = responses[0].seq, responses[-1].seq
-    else:
-        low, high = min(r.seq for r in responses), max(r.seq for r in responses)
+    low, high = batches.seq_range(responses, increasing)
     rows = conn.execute(
-        f"SELECT seq, {', '.join(_COMPARED)} FROM responses "
+        f"SELECT seq, {', '.join(batches.COMPARED)} FROM responses "
         "WHERE device_id = ? AND seq BETWEEN ? AND ?", (device_id, low, high)).fetchall()
     return {row[0]: tuple(row[1:]) for row in rows}
-
-
-def _conflicts(responses: Sequence[Response], stored: Mapping[int, tuple[Any, ...]]
-               ) -> list[int]:
-    """Seqs of responses whose stored namesake differs: the same record sent again is a
-    duplicate; a different one means the device's numbering restarted (an erased log)."""
-    if not stored:  # the usual case: nothing of this range stored yet
-        return []
-    return sorted({r.seq for r in responses
-                   if r.seq in stored and stored[r.seq] != _row_of(r)})
-
-
-def _new_ones(responses: Sequence[Response], stored: Mapping[int, Any],
-              increasing: bool) -> Sequence[Response]:
-    """The responses to insert: not stored yet, and each seq once."""
-    if increasing and not stored:
-        return responses
-    seen = set(stored)
-    out = []
-    for r in responses:
-        if r.seq not in seen:
-            seen.add(r.seq)
-            out.append(r)
-    return out
-
-
-def _num(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _health(status: Mapping[str, Any]) -> tuple[Any, ...]:
-    log = status.get("log")
-    log = log if isinstance(log, Mapping) else {}
-    clock = status.get("clock")
-    clock = clock if isinstance(clock, Mapping) else {}
-    fill = log.get("fs_fill")
-    reset = status.get("reset_cause")
-    return (
-        _num(log.get("stored")), _num(log.get("unacked")), _num(log.get("dropped")),
-        _num(log.get("corrupt")),
-        float(fill) if isinstance(fill, int | float) and not isinstance(fill, bool) else None,
-        _num(status.get("boot")), reset if isinstance(reset, str) else None,
-        _num(status.get("crashes")),
-        None if "known" not in clock else int(bool(clock.get("known"))),
-    )
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def store_batch(
@@ -138,19 +70,10 @@ def check_push(conn: sqlite3.Connection, device_id: str, push: PushCheck) -> Non
     row = conn.execute(
         "SELECT key, nonce_boot, nonce_count FROM device_keys WHERE device_id = ?",
         (device_id,)).fetchone()
-    if row is None:
-        raise PushRefused("unknown_device",
-                          f"no device {device_id} is registered (it was just removed)")
-    if not hmac.compare_digest(bytes(row[0]), push.key):
-        raise PushRefused("key_replaced",
-                          "the signature does not match: the device's key was just replaced")
-    last, nonce = Nonce(int(row[1]), int(row[2])), push.nonce
-    if (nonce.boot, nonce.count) <= (last.boot, last.count):
-        raise PushRefused("replayed", f"nonce {nonce} is not higher than the last accepted "
-                                      f"one ({last}): a replayed request; nothing was stored")
+    batches.check_push(device_id, row, push)
     conn.execute(
         "UPDATE device_keys SET nonce_boot = ?, nonce_count = ? WHERE device_id = ?",
-        (nonce.boot, nonce.count, device_id))
+        (push.nonce.boot, push.nonce.count, device_id))
 
 
 def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Response],
@@ -166,27 +89,20 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
                firmware = coalesce(excluded.firmware, firmware),
                proto = coalesce(excluded.proto, proto),
                last_sync = excluded.last_sync, last_status = excluded.last_status""",
-        (device_id, _text(status.get("board")), _text(status.get("firmware")), proto, at,
-         at, status_json),
+        (device_id, batches.text(status.get("board")), batches.text(status.get("firmware")),
+         proto, at, at, status_json),
     )
     cur = conn.execute(
         """INSERT INTO syncs (device_id, at, transport, received, new, duplicates,
                               time_unknown, stored, unacked, dropped, corrupt, fill, boot,
                               reset_cause, crashes, clock_known, status)
            VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (device_id, at, transport, len(responses), *_health(status), status_json),
+        (device_id, at, transport, len(responses), *batches.health(status), status_json),
     )
     sync_id = int(cur.lastrowid or 0)
-    increasing = _increasing(responses)
+    increasing = batches.increasing(responses)
     stored = _stored_namesakes(conn, device_id, responses, increasing)
-    clashes = _conflicts(responses, stored)
-    if clashes:
-        raise ConflictError(
-            f"device {device_id} sent {len(clashes)} responses (seq {clashes[0]}..."
-            f"{clashes[-1]}) that differ from the stored ones with the same numbers: "
-            "its log was probably erased and renumbered. Nothing was stored. Give the "
-            "device a new device_id (sync --config) so its records keep apart."
-        )
+    batches.refuse_conflicts(device_id, responses, stored)
     # Before anything new lands, so that a rebuild (new zone, or rollups never
     # built) covers exactly the rows stored so far.
     zone = rollup_tables.ensure_zone(conn, device_id)
@@ -196,7 +112,7 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
     # The device lists anchors oldest first; a later one at the same second wins.
     conn.executemany(
         "INSERT OR REPLACE INTO anchors VALUES (?, ?, ?, ?, ?)", anchor_rows)
-    fresh = _new_ones(responses, stored, increasing)
+    fresh = batches.new_ones(responses, stored, increasing)
     shifts = {boot: _boot_shift(conn, device_id, boot)
               for boot in anchored.union(map(operator.attrgetter("boot"), fresh))}
     changes = [rollups.Changes.empty()]
