@@ -121,8 +121,15 @@ def desired_config(conn: psycopg.Connection[Any], device_id: str,
 
 def desired_versions(conn: psycopg.Connection[Any], device_id: str | None = None
                      ) -> dict[str, int]:
-    rows = conn.execute(
-        """SELECT DISTINCT ON (device_id) device_id, version FROM desired_configs
-           WHERE %(device)s::text IS NULL OR device_id = %(device)s
-           ORDER BY device_id, row_id DESC""", {"device": device_id})
+    # Two statements, not `%s IS NULL OR device_id = %s`: once psycopg prepares a
+    # statement, PostgreSQL may settle on a generic plan, which for that OR reads the whole
+    # table at every push instead of one kiosk's index entries.
+    if device_id is None:
+        rows = conn.execute(
+            """SELECT DISTINCT ON (device_id) device_id, version FROM desired_configs
+               ORDER BY device_id, row_id DESC""")
+    else:
+        rows = conn.execute(
+            """SELECT device_id, version FROM desired_configs WHERE device_id = %s
+               ORDER BY row_id DESC LIMIT 1""", (device_id,))
     return {device: int(version) for device, version in rows if version is not None}
