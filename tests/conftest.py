@@ -89,6 +89,14 @@ STORE_ENGINES = ("sqlite", "postgresql")
 """Every store engine; suites that build a store run on each (`db_target`)."""
 
 
+def examples_on(engine: str, examples: int) -> int:
+    """A property test's hypothesis examples on `engine`. On PostgreSQL each example is a
+    new database and a dozen round trips per batch: a fifth of SQLite's examples there
+    keeps `make test` within its time, while the engines' agreement on one rich data set
+    is proven by tests/reports/test_engines_agree.py."""
+    return examples if engine == "sqlite" else max(5, examples // 5)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """One throwaway PostgreSQL cluster per test process (per xdist worker), stopped at

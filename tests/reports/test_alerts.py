@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import STORE_ENGINES, fresh_store
+from conftest import STORE_ENGINES, examples_on, fresh_store
 from deskpulse import cli
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Response
@@ -365,21 +365,23 @@ def literal_periods(answers: list[tuple[int, int]], window_s: int, negative: flo
     return [(walls[r[0]], walls[r[-1]], len(r), sum(bad[i] for i in r)) for r in runs]
 
 
-@settings(max_examples=150, deadline=None)
-@given(answers=st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 5)), max_size=30),
-       window_s=st.sampled_from([60, 300, 900]), negative=st.sampled_from([0.3, 0.5, 0.75, 1]),
-       minimum=st.integers(1, 5))
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", STORE_ENGINES)
 def test_streaming_search_matches_the_definition(request: pytest.FixtureRequest, engine: str,
-                                                 tmp_path_factory: pytest.TempPathFactory,
-                                                 answers: list[tuple[int, int]],
-                                                 window_s: int, negative: float,
-                                                 minimum: int) -> None:
-    with fresh_store(request, engine, tmp_path_factory.mktemp("prop")) as connection:
-        if answers:
-            store(connection, "k1", answers)
-        found = [(a["start_utc"] - T0, a["end_utc"] - T0, a["responses"], a["negative"])
-                 for a in find_alerts(connection, window_s=window_s, negative=negative,
-                                      minimum=minimum)]
-    assert found == literal_periods(answers, window_s, negative, minimum)
+                                                 tmp_path_factory: pytest.TempPathFactory
+                                                 ) -> None:
+    @settings(max_examples=examples_on(engine, 150), deadline=None)
+    @given(answers=st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 5)), max_size=30),
+           window_s=st.sampled_from([60, 300, 900]),
+           negative=st.sampled_from([0.3, 0.5, 0.75, 1]), minimum=st.integers(1, 5))
+    def matches(answers: list[tuple[int, int]], window_s: int, negative: float,
+                minimum: int) -> None:
+        with fresh_store(request, engine, tmp_path_factory.mktemp("prop")) as connection:
+            if answers:
+                store(connection, "k1", answers)
+            found = [(a["start_utc"] - T0, a["end_utc"] - T0, a["responses"], a["negative"])
+                     for a in find_alerts(connection, window_s=window_s, negative=negative,
+                                          minimum=minimum)]
+        assert found == literal_periods(answers, window_s, negative, minimum)
+
+    matches()

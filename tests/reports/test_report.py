@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import STORE_ENGINES, fresh_store
+from conftest import STORE_ENGINES, examples_on, fresh_store
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.reports import figures as report
@@ -493,20 +493,25 @@ def test_rollups_agree_with_the_raw_scan(conn: Store) -> None:
     assert report.build_report(conn)["responses"] > 0
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), since=st.integers(0, 150), length=st.integers(1, 150),
-       flagged=st.booleans())
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", STORE_ENGINES)
 def test_rollups_agree_with_the_raw_scan_on_any_dataset(
-        request: pytest.FixtureRequest, engine: str, tmp_path_factory: pytest.TempPathFactory,
-        seed: int, since: int, length: int, flagged: bool) -> None:
-    with fresh_store(request, engine, tmp_path_factory.mktemp("db")) as conn:
-        random_dataset(conn, random.Random(seed), devices=2, per_device=60)
-        start = utc("2025-09-20T00:00") + since * 3 * 3600
-        case = {"since": start, "until": start + length * 5 * 3600, "include_flagged": flagged}
-        for c in (case, {}):
-            assert same(report.build_report(conn, **c), report.build_report_raw(conn, **c))
+        request: pytest.FixtureRequest, engine: str,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    @settings(max_examples=examples_on(engine, 25), deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(seed=st.integers(0, 2**32 - 1), since=st.integers(0, 150),
+           length=st.integers(1, 150), flagged=st.booleans())
+    def agree(seed: int, since: int, length: int, flagged: bool) -> None:
+        with fresh_store(request, engine, tmp_path_factory.mktemp("db")) as conn:
+            random_dataset(conn, random.Random(seed), devices=2, per_device=60)
+            start = utc("2025-09-20T00:00") + since * 3 * 3600
+            case = {"since": start, "until": start + length * 5 * 3600,
+                    "include_flagged": flagged}
+            for c in (case, {}):
+                assert same(report.build_report(conn, **c), report.build_report_raw(conn, **c))
+
+    agree()
 
 
 def test_a_recount_on_a_read_only_database_is_a_domain_error(three: Store,
