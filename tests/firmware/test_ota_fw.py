@@ -24,22 +24,11 @@ KEY = bytes(range(100, 132))
 # the fetch it leads to), after which its state is emitted; then the config file is read
 # again from the flash as a boot would.
 DRIVE = """
-import asyncio, json, sys
-from harness import emit
-from kiosk import app
+import asyncio, sys
+from harness import emit, kiosk_from_plan
 from kiosk import config as cfg
-from kiosk.hal.sim import SimHal
 
-with open(sys.argv[-1]) as f:
-    plan = json.loads(f.read())
-with open(plan["board"]) as f:
-    board = json.loads(f.read())
-hal = SimHal(board, plan["state"])
-cfg.save(hal.fs_root + "/config.json", plan["config"])
-k = app.Kiosk(hal)
-k.start()
-if plan["wall"]:
-    k.clock.set_wall(plan["wall"], 1)  # as a host sync or NTP would: https needs it
+plan, k = kiosk_from_plan(sys.argv[-1])
 p = k.push
 p.step_timeout_ms = p.answer_timeout_ms = 3000
 

@@ -43,22 +43,10 @@ KEY = bytes(range(100, 132))
 # responses, then calls push_once `pushes` times (no waiting for the backoff: the test
 # drives the attempts), emitting the push status after each.
 DRIVE = """
-import asyncio, json, sys
-from harness import emit
-from kiosk import app
-from kiosk import config as cfg
-from kiosk.hal.sim import SimHal
+import asyncio, sys
+from harness import emit, kiosk_from_plan
 
-with open(sys.argv[-1]) as f:
-    plan = json.loads(f.read())
-with open(plan["board"]) as f:
-    board = json.loads(f.read())
-hal = SimHal(board, plan["state"])
-cfg.save(hal.fs_root + "/config.json", plan["config"])
-k = app.Kiosk(hal)
-k.start()
-if plan.get("wall"):  # the clock as a host sync sets it (an https push needs it)
-    k.clock.set_wall(plan["wall"], 1)
+plan, k = kiosk_from_plan(sys.argv[-1])
 p = k.push
 p.step_timeout_ms = plan.get("step_ms", 3000)
 p.answer_timeout_ms = plan.get("step_ms", 3000)

@@ -124,3 +124,24 @@ class Rig:
 
 def emit(obj):
     print("@" + json.dumps(obj))
+
+
+def kiosk_from_plan(path):
+    """(plan, kiosk): the kiosk a test's plan file (JSON) describes, started on the
+    simulated hardware of plan["board"] in plan["state"] with plan["config"] saved, its
+    clock set to plan["wall"] when given (as a host sync or NTP would; https needs it)."""
+    from kiosk import app
+    from kiosk import config as cfg
+    from kiosk.hal.sim import SimHal
+
+    with open(path) as f:
+        plan = json.loads(f.read())
+    with open(plan["board"]) as f:
+        board = json.loads(f.read())
+    hal = SimHal(board, plan["state"])
+    cfg.save(hal.fs_root + "/config.json", plan["config"])
+    k = app.Kiosk(hal)
+    k.start()
+    if plan.get("wall"):
+        k.clock.set_wall(plan["wall"], 1)
+    return plan, k
