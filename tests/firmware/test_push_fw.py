@@ -434,19 +434,10 @@ stand_in = StandInSocket()
 stand_in.getaddrinfo = getaddrinfo
 sys.modules["socket"] = stand_in  # before any kiosk module imports socket
 
-from harness import emit
-from kiosk import app
-from kiosk import config as cfg
-from kiosk.hal.sim import SimHal
+from harness import emit, kiosk_from_plan
 
-with open(sys.argv[-1]) as f:
-    plan = json.loads(f.read())
-with open(plan["board"]) as f:
-    board = json.loads(f.read())
-hal = SimHal(board, plan["state"])
-cfg.save(hal.fs_root + "/config.json", plan["config"])
-k = app.Kiosk(hal)
-k.start()
+plan, k = kiosk_from_plan(sys.argv[-1])
+hal = k.hal
 p = k.push
 p.poll_ms = 50
 

@@ -154,19 +154,9 @@ emit(sorted(m for m in sys.modules if m in ("tls", "ssl", "kiosk.https")))
 # push's error].
 SILENT_SERVER = """
 import asyncio, json, sys
-from harness import emit
-from kiosk import app
-from kiosk import config as cfg
-from kiosk.hal.sim import SimHal
+from harness import emit, kiosk_from_plan
 
-with open(sys.argv[-1]) as f:
-    plan = json.loads(f.read())
-with open(plan["board"]) as f:
-    hal = SimHal(json.loads(f.read()), plan["state"])
-cfg.save(hal.fs_root + "/config.json", plan["config"])
-k = app.Kiosk(hal)
-k.start()
-k.clock.set_wall(plan["wall"], 1)
+plan, k = kiosk_from_plan(sys.argv[-1])
 k.log.append(1, 4, 0, 20, 0, k.boot, 10, 0, 0)
 k.push.step_timeout_ms = k.push.answer_timeout_ms = 1500
 polls = [0]
