@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Unplaced(NamedTuple):
@@ -74,3 +74,18 @@ def intervals(shifts: Mapping[int, int], reach: Mapping[int, int],
                          - (max(reach.get(r.boot, 0), r.uptime_s) - r.uptime_s))
         out[r.seq] = (earliest, latest) if earliest is not None and earliest <= latest else None
     return out
+
+
+def changed_bounds(shifts: Mapping[int, int], reach: Mapping[int, int],
+                   rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The stored unplaced responses whose interval changes, as (seq, old low, old high,
+    new low, new high, *rest) from rows of (seq, boot, uptime_s, device_wall, low, high,
+    *rest): what each engine rewrites, and takes out of and into the rollups."""
+    rows = list(rows)
+    found = intervals(shifts, reach, [Unplaced(*row[:4]) for row in rows])
+    moved = []
+    for seq, _, _, _, low, high, *rest in rows:
+        now = found[seq] or (None, None)
+        if now != (low, high):
+            moved.append((seq, low, high, *now, *rest))
+    return moved

@@ -316,13 +316,7 @@ def _bound_unplaced(conn: psycopg.Connection[Any], device_id: str,
                WHERE device_id = %s AND boot = ANY(%s) GROUP BY boot""",
             (device_id, around)):
         reach[boot] = max(reach.get(boot, 0), highest)
-    found = intervals.intervals(shifts, reach,
-                                [intervals.Unplaced(*row[:4]) for row in rows])
-    moved = []
-    for seq, _, _, _, low, high, *rest in rows:
-        now = found[seq] or (None, None)
-        if now != (low, high):
-            moved.append((seq, low, high, *now, *rest))
+    moved = intervals.changed_bounds(shifts, reach, rows)
     if not moved:
         return
     seqs, low, high, new_low, new_high, ratings, scales, tolds, rapid, closed = zip(

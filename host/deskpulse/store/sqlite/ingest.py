@@ -262,13 +262,7 @@ def _bound_unplaced(conn: sqlite3.Connection, device_id: str,
                WHERE device_id = ? AND boot = ?""", (device_id, boot)).fetchone()
         if highest is not None:
             reach[boot] = max(reach.get(boot, 0), highest)
-    found = intervals.intervals(shifts, reach,
-                                [intervals.Unplaced(*row[:4]) for row in rows])
-    moved = []
-    for seq, _, _, _, low, high, *rest in rows:
-        now = found[seq] or (None, None)
-        if now != (low, high):
-            moved.append((seq, low, high, *now, *rest))
+    moved = intervals.changed_bounds(shifts, reach, rows)
     if not moved:
         return
     conn.executemany(
