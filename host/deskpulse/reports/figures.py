@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from deskpulse.errors import DeskPulseError
+from deskpulse.reports import trend as trend_periods
 from deskpulse.store import rollups as ru
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import CLOCK_TOLERANCE_S, EARLIEST, LATEST, Store
@@ -421,15 +422,16 @@ def _tally_from_rollups(store: Store, sel: Selection) -> Tally:
 def build_report(store: Store, *, since: str | int | datetime | None = None,
                  until: str | int | datetime | None = None, device: str | None = None,
                  location: str | None = None, include_flagged: bool = False,
-                 site: str | None = None) -> dict[str, Any]:
-    """The report dict of docs/report.md, from the rollups."""
+                 site: str | None = None, generated_at: int | None = None) -> dict[str, Any]:
+    """The report dict of docs/report.md, from the rollups; `generated_at` as in
+    `figures`."""
     sel = select(store, since=since, until=until, device=device, location=location,
                  include_flagged=include_flagged, site=site)
     store.refresh_rollups(d.device_id for d in sel.devices)
     with store.snapshot():
         tally = _tally_from_rollups(store, sel)
         add_clock_corrected(store, sel, tally)
-    return figures(sel, tally)
+    return figures(sel, tally, generated_at)
 
 
 # -- the reference: a plain scan ------------------------------------------------------------
@@ -443,7 +445,8 @@ def _local_by_zoneinfo(zone: Any, wall: int) -> int:
 def build_report_raw(store: Store, *, since: str | int | datetime | None = None,
                      until: str | int | datetime | None = None, device: str | None = None,
                      location: str | None = None, include_flagged: bool = False,
-                     site: str | None = None) -> dict[str, Any]:
+                     site: str | None = None, generated_at: int | None = None
+                     ) -> dict[str, Any]:
     """The same report by one GROUP BY over the responses, each distinct instant placed
     in its device's zone by zoneinfo. Slow; the reference for tests and benchmarks."""
     sel = select(store, since=since, until=until, device=device, location=location,
@@ -471,7 +474,7 @@ def build_report_raw(store: Store, *, since: str | int | datetime | None = None,
         if (device_id in zones and low <= wall < high and off > CLOCK_TOLERANCE_S
                 and (rapid != 0) + 2 * (closed != 0) in sel.kinds):
             tally.add_clock(device_id, 1, off)
-    return figures(sel, tally)
+    return figures(sel, tally, generated_at)
 
 
 # -- figures --------------------------------------------------------------------------------
@@ -598,8 +601,9 @@ def _iso(unix: int | None) -> str | None:
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def figures(sel: Selection, tally: Tally) -> dict[str, Any]:
-    """The report dict from a tally."""
+def figures(sel: Selection, tally: Tally, generated_at: int | None = None) -> dict[str, Any]:
+    """The report dict from a tally; `generated_at` (unix seconds) is the moment it says it
+    was made, null when not given (so that two reports of the same data are equal)."""
     total = _Counts()
     unknown_total = 0
     rapid = closed = 0
@@ -641,9 +645,11 @@ def figures(sel: Selection, tally: Tally) -> dict[str, Any]:
     sites = [{"site": path, "kind": kinds[path], **c.summary(), "time_unknown": u[0]}
              for path, (c, u) in per_site.items()]
     heat_n, heat_top = tally.heat[0], tally.heat[1]
-    trend_days: dict[int, _TrendDay] = {}
+    trend_days: dict[int, trend_periods.TrendSums] = {}
     for (day, scale), values in sorted(tally.trend.items()):
-        trend_days.setdefault(day, _TrendDay()).add(scale, values)
+        trend_days.setdefault(day, trend_periods.TrendSums()).add(scale, values)
+    days = [(_date_of(d), sums) for d, sums in sorted(trend_days.items()) if sums.responses]
+    trend_by = trend_periods.granularity(days[0][0], days[-1][0]) if days else "day"
     return {
         "filters": {"since": _iso(sel.since), "until": _iso(sel.until), "device": sel.device,
                     "location": sel.location, "site": sel.site,
@@ -666,10 +672,16 @@ def figures(sel: Selection, tally: Tally) -> dict[str, Any]:
             "csat": [[_ratio(int(t), int(n)) for t, n in zip(trow, nrow, strict=True)]
                      for trow, nrow in zip(heat_top, heat_n, strict=True)],
         },
-        "trend": [day.entry(d) for d, day in sorted(trend_days.items()) if day.responses],
+        "trend": [{"date": d.isoformat(), **sums.figures()} for d, sums in days],
         "flagged": {"rapid": rapid, "closed": closed, "included": sel.include_flagged},
         "time_unknown": unknown_total,
         "clock_corrected": _clock_corrected(sel, tally),
+        "generated_at": _iso(generated_at),
+        "covered": {"first_day": days[0][0].isoformat() if days else None,
+                    "last_day": days[-1][0].isoformat() if days else None,
+                    "days": len(days)},
+        "trend_by": trend_by,
+        "trend_periods": trend_periods.periods(days, trend_by),
     }
 
 
@@ -700,12 +712,12 @@ def clock_corrected_line(rep: dict[str, Any]) -> str | None:
     n, devices = clock.get("responses", 0), clock.get("devices") or []
     if not n or not devices:
         return None
-    what = f"{n} response{'s' if n != 1 else ''}"
+    what = f"{n:,} response{'s' if n != 1 else ''}"
     off = ("" if n == 1 else "up to ") + _span(clock["largest_s"])
     if len(devices) == 1:
         whose, clocks = f"of {devices[0]['device_id']}", "the device clock"
     else:
-        named = ", ".join(f"{e['device_id']} {e['responses']}" for e in devices[:3])
+        named = ", ".join(f"{e['device_id']} {e['responses']:,}" for e in devices[:3])
         more = f" and {len(devices) - 3} more" if len(devices) > 3 else ""
         whose, clocks = f"of {len(devices)} devices ({named}{more})", "their device clocks"
     return (f"clock corrected: {what} {whose} {'was' if n == 1 else 'were'} stamped {off} "
@@ -721,26 +733,6 @@ def ranking_titles(rep: dict[str, Any]) -> tuple[str, str]:
     level = {frozenset({"region"}): "Regions", frozenset({"store"}): "Stores"}.get(kinds,
                                                                                   "Sites")
     return f"Kiosks in {site}", f"{level} of {site}"
-
-
-class _TrendDay:
-    def __init__(self) -> None:
-        self.responses = self.top = self.yes = self.no = 0
-        self.normalised = 0.0
-
-    def add(self, scale: int, values: np.ndarray) -> None:
-        n, top, yes, no, rating_sum = (int(v) for v in values)
-        self.responses += n
-        self.top += top
-        self.yes += yes
-        self.no += no
-        self.normalised += rating_sum / (scale - 1)
-
-    def entry(self, day: int) -> dict[str, Any]:
-        return {"date": _date_of(day).isoformat(), "responses": self.responses,
-                "csat": _ratio(self.top, self.responses),
-                "told_next_rate": _ratio(self.yes, self.yes + self.no),
-                "mean_rating": _ratio(self.normalised, self.responses)}
 
 
 # -- one row per response -------------------------------------------------------------------
