@@ -25,6 +25,7 @@ import argparse
 import fcntl
 import os
 import pty
+import resource
 import select
 import statistics
 import struct
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,9 +69,15 @@ def cached_database(total: int, devices: int, seed: int) -> Path:
     return path
 
 
-def on_terminal(argv: list[str], columns: int, rows: int = 40) -> tuple[float, str]:
-    """Wall seconds of `argv` with its stdout on a pseudo-terminal of that size, drained
-    as it writes (as a terminal does), and what it wrote."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def on_terminal(argv: list[str], columns: int, rows: int = 40) -> tuple[float, float, str]:
+    """Wall and CPU seconds of `argv` with its stdout on a pseudo-terminal of that size,
+    drained as it writes (as a terminal does), and what it wrote."""
+    cpu = _children_cpu()
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     start = time.perf_counter()
@@ -94,13 +102,15 @@ def on_terminal(argv: list[str], columns: int, rows: int = 40) -> tuple[float, s
     os.close(master)
     if child.returncode:
         raise SystemExit(f"{' '.join(argv)} failed: {err.decode(errors='replace')}")
-    return elapsed, out.decode(errors="replace")
+    return elapsed, _children_cpu() - cpu, out.decode(errors="replace")
 
 
-def into_pipe(argv: list[str]) -> tuple[float, bytes]:
+def into_pipe(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of `argv` writing into a pipe."""
+    cpu = _children_cpu()
     start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, env=ENV, cwd=ROOT, check=True)
-    return time.perf_counter() - start, done.stdout
+    subprocess.run(argv, capture_output=True, env=ENV, cwd=ROOT, check=True)
+    return time.perf_counter() - start, _children_cpu() - cpu
 
 
 def visible_width(line: str) -> int:
@@ -122,19 +132,22 @@ def measure(db: Path, columns: int, repeats: int) -> dict[str, float | int | boo
     as_json = [*table, "--format", "json"]
     bare = [PYTHON, "-c", "import deskpulse.cli"]
     on_terminal(table, columns)  # warm the page cache and the rollups' refresh
-    times: dict[str, list[float]] = {"table": [], "json": [], "import": []}
+    times: dict[str, list[float]] = defaultdict(list)
     text = ""
     for _ in range(repeats):
-        elapsed, text = on_terminal(table, columns)
+        elapsed, cpu, text = on_terminal(table, columns)
         times["table"].append(elapsed)
-        times["json"].append(into_pipe(as_json)[0])
-        times["import"].append(into_pipe(bare)[0])
+        times["table_cpu"].append(cpu)
+        for name, argv in (("json", as_json), ("import", bare)):
+            elapsed, cpu = into_pipe(argv)
+            times[name].append(elapsed)
+            times[name + "_cpu"].append(cpu)
     widest = max(visible_width(line) for line in text.split("\n"))
     modules = loaded_modules(table)
     return {**{name: statistics.median(values) for name, values in times.items()},
             "widest_line": widest, "lines": text.count("\n"),
             "matplotlib_loaded": "matplotlib" in modules, "rich_loaded": "rich" in modules,
-            "numpy_loaded": "numpy" in modules}
+            "numpy_loaded": "numpy" in modules, "load": os.getloadavg()[0]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"= {f['table'] / f['json']:.2f} x report --format json "
               f"({f['json']:.3f} s), {f['table'] / f['import']:.2f} x "
               f"import deskpulse.cli ({f['import']:.3f} s)")
+        print(f"  CPU time: table {f['table_cpu']:.3f} s = {f['table_cpu'] / f['json_cpu']:.2f}"
+              f" x json ({f['json_cpu']:.3f} s), {f['table_cpu'] / f['import_cpu']:.2f} x "
+              f"import ({f['import_cpu']:.3f} s); load average {f['load']:.1f} on "
+              f"{os.cpu_count()} CPUs")
         print(f"  table: {f['lines']} lines, widest {f['widest_line']} columns; loaded "
               f"matplotlib {f['matplotlib_loaded']}, rich {f['rich_loaded']}, "
               f"numpy {f['numpy_loaded']}")

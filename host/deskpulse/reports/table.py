@@ -133,21 +133,29 @@ def _ranking(console: Console, rep: dict[str, Any], title: str, rows: list[dict[
         shown = shown[:ENDS] + shown[-ENDS:]
         formats = "--format csv or json" if label == "device_id" else "--format json"
         caption = f"… {left_out:,} more {what}: {formats} for all"
+    from rich.cells import cell_len
     from rich.measure import Measurement
 
     head = label.replace("_id", "")
+    names = [_row_name(rep, row, label) for _, row in shown]
+    name_width = max(cell_len(text) for text in [head, *names])
     unbounded = console.options.update_width(10 * console.width)
     for keep in range(len(_RANKING_COLUMNS), 2, -1):
         columns = _RANKING_COLUMNS[:keep]
         table = _table(title, *(("#",) if cut else ()), head,
                        *(heading for heading, _ in columns), caption=caption,
                        names=int(cut), rank_width=len(str(len(rows))))
-        for rank, row in shown:
-            cells = [_row_name(rep, row, label), *(cell(row) for _, cell in columns)]
-            table.add_row(*((str(rank),) if cut else ()), *cells,
+        for (rank, row), name in zip(shown, names, strict=True):
+            table.add_row(*((str(rank),) if cut else ()), name,
+                          *(cell(row) for _, cell in columns),
                           end_section=cut and rank == ENDS)
         # Measured without the console's bound, which would clip the answer to it.
-        if Measurement.get(console, unbounded, table).maximum <= console.width or keep == 3:
+        excess = Measurement.get(console, unbounded, table).maximum - console.width
+        if excess > 0 and (name_width - excess >= NAME_MIN or keep == 3):
+            # The names give way (cut with an ellipsis) rather than the figures.
+            table.columns[int(cut)].max_width = max(NAME_MIN, name_width - excess)
+            excess = 0
+        if excess <= 0:
             return table
     raise AssertionError("unreachable: the narrowest ranking is returned above")
 
