@@ -74,7 +74,8 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def on_terminal(argv: list[str], columns: int, rows: int = 40) -> tuple[float, float, str]:
+def on_terminal(argv: list[str], columns: int, rows: int = 40,
+                env: dict[str, str] = ENV) -> tuple[float, float, str]:
     """Wall and CPU seconds of `argv` with its stdout on a pseudo-terminal of that size,
     drained as it writes (as a terminal does), and what it wrote."""
     cpu = _children_cpu()
@@ -82,7 +83,7 @@ def on_terminal(argv: list[str], columns: int, rows: int = 40) -> tuple[float, f
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     start = time.perf_counter()
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave,
-                             stderr=subprocess.PIPE, env=ENV, cwd=ROOT)
+                             stderr=subprocess.PIPE, env=env, cwd=ROOT)
     os.close(slave)
     out = bytearray()
     while True:
@@ -127,7 +128,8 @@ def loaded_modules(argv: list[str]) -> set[str]:
             if line.startswith("import time:")}
 
 
-def measure(db: Path, columns: int, repeats: int) -> dict[str, float | int | bool]:
+def measure(db: Path, columns: int, repeats: int,
+            before: Path | None) -> dict[str, float | int | bool]:
     table = [*DESKPULSE, "report", "--db", str(db)]
     as_json = [*table, "--format", "json"]
     bare = [PYTHON, "-c", "import deskpulse.cli"]
@@ -142,6 +144,11 @@ def measure(db: Path, columns: int, repeats: int) -> dict[str, float | int | boo
             elapsed, cpu = into_pipe(argv)
             times[name].append(elapsed)
             times[name + "_cpu"].append(cpu)
+        if before is not None:  # the same command from the other checkout, in turn
+            elapsed, cpu, _ = on_terminal(table, columns,
+                                          env={**ENV, "PYTHONPATH": str(before / "host")})
+            times["before"].append(elapsed)
+            times["before_cpu"].append(cpu)
     widest = max(visible_width(line) for line in text.split("\n"))
     modules = loaded_modules(table)
     return {**{name: statistics.median(values) for name, values in times.items()},
@@ -157,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--columns", type=int, default=80)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--before", type=Path, metavar="CHECKOUT",
+                        help="also time the table command of another checkout (e.g. a git "
+                             "worktree of the commit before), in turns with this one's")
     parser.add_argument("--build-only", action="store_true",
                         help="build the cached databases and stop")
     args = parser.parse_args(argv)
@@ -165,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         db = cached_database(total, args.devices, args.seed)
         if args.build_only:
             continue
-        f = measure(db, args.columns, args.repeats)
+        f = measure(db, args.columns, args.repeats, args.before)
         met = met and float(f["table"]) < 1.0
         print(f"{total:,} responses, {args.devices} kiosks, two years "
               f"({db.stat().st_size / 2**20:,.0f} MiB), median of {args.repeats}:")
@@ -177,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f" x json ({f['json_cpu']:.3f} s), {f['table_cpu'] / f['import_cpu']:.2f} x "
               f"import ({f['import_cpu']:.3f} s); load average {f['load']:.1f} on "
               f"{os.cpu_count()} CPUs")
+        if "before" in f:
+            print(f"  the same command at {args.before}: {f['before']:.3f} s "
+                  f"(CPU {f['before_cpu']:.3f} s); now / before: "
+                  f"{f['table'] / f['before']:.2f} (CPU {f['table_cpu'] / f['before_cpu']:.2f})")
         print(f"  table: {f['lines']} lines, widest {f['widest_line']} columns; loaded "
               f"matplotlib {f['matplotlib_loaded']}, rich {f['rich_loaded']}, "
               f"numpy {f['numpy_loaded']}")

@@ -158,6 +158,9 @@ class Tally:
         default_factory=lambda: defaultdict(dict))
     heat: np.ndarray = field(default_factory=lambda: np.zeros((2, 7, 24), np.int64))
     trend: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (day, scale)
+    # The rollups' trend rows as read, (local days, scale, TREND_FIELDS per day), summed
+    # with `trend` only in `trend_days`: one numpy pass rather than a dict entry per day.
+    trend_rows: list[tuple[np.ndarray, int, np.ndarray]] = field(default_factory=list)
     # Per device: [responses placed more than CLOCK_TOLERANCE_S away from their device
     # stamp, the largest such difference in seconds], counted kinds only.
     clock: dict[str, list[int]] = field(default_factory=dict)
@@ -176,6 +179,36 @@ class Tally:
     def add_trend(self, day: int, scale: int, values: np.ndarray) -> None:
         key = (day, scale)
         self.trend[key] = self.trend[key] + values if key in self.trend else values.copy()
+
+    def trend_days(self) -> list[tuple[date, trend_periods.TrendSums]]:
+        """The trend's sums per local day with responses, oldest first."""
+        parts = [(days, np.full(len(days), scale, np.int64), values)
+                 for days, scale, values in self.trend_rows]
+        if self.trend:
+            keys = list(self.trend)
+            parts.append((np.array([day for day, _ in keys], np.int64),
+                          np.array([scale for _, scale in keys], np.int64),
+                          np.stack([self.trend[key] for key in keys])))
+        if not parts:
+            return []
+        days, scales, values = (np.concatenate(column) for column in zip(*parts, strict=True))
+        # Sum per (day, scale) first, in that order, as integers.
+        pairs, where = np.unique(days * 8 + scales, return_inverse=True)
+        sums = np.zeros((len(pairs), len(ru.TREND_FIELDS)), np.int64)
+        np.add.at(sums, where, values)
+        out = []
+        pair_days, pair_scales = pairs // 8, pairs % 8
+        bounds = np.flatnonzero(np.diff(pair_days)) + 1
+        for rows in np.split(np.arange(len(pairs)), bounds):
+            n, top, yes, no = (int(v) for v in sums[rows, :4].sum(axis=0))
+            if not n:
+                continue
+            normalised = 0.0
+            for row in rows.tolist():  # one to three scales, ascending
+                normalised += int(sums[row, 4]) / (int(pair_scales[row]) - 1)
+            out.append((_date_of(int(pair_days[rows[0]])),
+                        trend_periods.TrendSums(n, top, yes, no, normalised)))
+        return out
 
     def add_response(self, device_id: str, rating: int, scale: int, told: int, kind: int,
                      local: int | None, weight: int = 1, hour_known: bool = True) -> None:
@@ -300,15 +333,10 @@ def _add_count_rows(tally: Tally, devices: list[str], scales: np.ndarray, kinds:
 
 
 def _add_trend_rows(tally: Tally, days: np.ndarray, scale: int, values: np.ndarray) -> None:
-    """Sum rows of TREND_FIELDS per local day into the tally (one scale)."""
+    """Rows of TREND_FIELDS per local day (one scale), summed by `Tally.trend_days`."""
     if not len(days):
         return
-    unique, where = np.unique(days, return_inverse=True)
-    sums = np.zeros((len(unique), len(ru.TREND_FIELDS)), np.int64)
-    np.add.at(sums, where, values)
-    for day, vec in zip(unique.tolist(), sums, strict=True):
-        if vec[0]:
-            tally.add_trend(day, scale, vec)
+    tally.trend_rows.append((days, scale, values))
 
 
 def _add_month_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
@@ -645,10 +673,7 @@ def figures(sel: Selection, tally: Tally, generated_at: int | None = None) -> di
     sites = [{"site": path, "kind": kinds[path], **c.summary(), "time_unknown": u[0]}
              for path, (c, u) in per_site.items()]
     heat_n, heat_top = tally.heat[0], tally.heat[1]
-    trend_days: dict[int, trend_periods.TrendSums] = {}
-    for (day, scale), values in sorted(tally.trend.items()):
-        trend_days.setdefault(day, trend_periods.TrendSums()).add(scale, values)
-    days = [(_date_of(d), sums) for d, sums in sorted(trend_days.items()) if sums.responses]
+    days = tally.trend_days()
     trend_by = trend_periods.granularity(days[0][0], days[-1][0]) if days else "day"
     return {
         "filters": {"since": _iso(sel.since), "until": _iso(sel.until), "device": sel.device,

@@ -15,8 +15,6 @@ import calendar
 from datetime import date, timedelta
 from typing import Any
 
-import numpy as np
-
 DAY_SPAN_MAX = 92  # days: a quarter, drawn a bar a day
 WEEK_SPAN_MAX = 742  # days: two years and a partial week at each end, at most 107 weeks
 GRANULARITIES = ("day", "week", "month")
@@ -30,18 +28,10 @@ class TrendSums:
     """A day's, week's or month's counts of the counted responses: integer counts, and the
     sum of normalised ratings (each rating's (rating - 1) / (scale - 1))."""
 
-    def __init__(self) -> None:
-        self.responses = self.top = self.yes = self.no = 0
-        self.normalised = 0.0
-
-    def add(self, scale: int, values: np.ndarray) -> None:
-        """One scale's TREND_FIELDS (store/rollups.py) of a day."""
-        n, top, yes, no, rating_sum = (int(v) for v in values)
-        self.responses += n
-        self.top += top
-        self.yes += yes
-        self.no += no
-        self.normalised += rating_sum / (scale - 1)
+    def __init__(self, responses: int = 0, top: int = 0, yes: int = 0, no: int = 0,
+                 normalised: float = 0.0) -> None:
+        self.responses, self.top, self.yes, self.no = responses, top, yes, no
+        self.normalised = normalised
 
     def merge(self, other: TrendSums) -> None:
         self.responses += other.responses
