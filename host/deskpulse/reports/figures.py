@@ -192,17 +192,22 @@ class Tally:
         if not parts:
             return []
         days, scales, values = (np.concatenate(column) for column in zip(*parts, strict=True))
-        # Sum per (day, scale) first, in that order, as integers.
-        pairs, where = np.unique(days * 8 + scales, return_inverse=True)
-        sums = np.zeros((len(pairs), len(ru.TREND_FIELDS)), np.int64)
-        np.add.at(sums, where, values)
+        # Sum per (day, scale) first, in that order: a dense count per pair (a few thousand
+        # over years), exact in float64 far beyond any number of responses.
+        first = int(days.min())
+        codes = (days - first) * 8 + scales
+        sums = np.rint(np.stack([np.bincount(codes, weights=values[:, f])
+                                 for f in range(len(ru.TREND_FIELDS))], axis=1)
+                       ).astype(np.int64)
+        pairs = np.flatnonzero(sums[:, 0])  # the (day, scale) pairs with responses
+        sums = sums[pairs]
+        pair_days, pair_scales = pairs // 8 + first, pairs % 8
         out = []
-        pair_days, pair_scales = pairs // 8, pairs % 8
         bounds = np.flatnonzero(np.diff(pair_days)) + 1
         for rows in np.split(np.arange(len(pairs)), bounds):
-            n, top, yes, no = (int(v) for v in sums[rows, :4].sum(axis=0))
-            if not n:
+            if not len(rows):
                 continue
+            n, top, yes, no = (int(v) for v in sums[rows, :4].sum(axis=0))
             normalised = 0.0
             for row in rows.tolist():  # one to three scales, ascending
                 normalised += int(sums[row, 4]) / (int(pair_scales[row]) - 1)
@@ -340,26 +345,37 @@ def _add_trend_rows(tally: Tally, days: np.ndarray, scale: int, values: np.ndarr
 
 
 def _add_month_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
+    """Month rows into the tally. Only the rows of the counted kinds are read whole (a
+    month row is 2 KB, mostly per-day and per-hour counts); of the others, most of them
+    when flagged responses are left out, only their counts are needed."""
     if not rows:
         return
-    matrix = _blobs(rows, ru.MONTH_WIDTH)
     devices, months, scales, kinds = _columns(rows)
+    counts_bytes = ru.COUNTS * ru.BLOB_ITEMSIZE
+    counts = np.frombuffer(b"".join(r[-1][:counts_bytes] for r in rows), ru.BLOB).reshape(
+        len(rows), ru.COUNTS).astype(np.int64)
     unknown = months == ru.TIME_UNKNOWN
     for flag in (False, True):
         chosen = np.nonzero(unknown == flag)[0]
         _add_count_rows(tally, [devices[i] for i in chosen.tolist()], scales[chosen],
-                        kinds[chosen], matrix[chosen, :ru.COUNTS], unknown=flag)
-    counted = np.isin(kinds, tally.kinds) & ~unknown
-    if not counted.any():
+                        kinds[chosen], counts[chosen], unknown=flag)
+    counted = np.flatnonzero(np.isin(kinds, tally.kinds) & ~unknown)
+    if not len(counted):
         return
-    chosen = matrix[counted]
-    tally.heat[0] += chosen[:, ru.MONTH_HEAT:ru.MONTH_HEAT_TOP].sum(axis=0).reshape(7, 24)
-    tally.heat[1] += chosen[:, ru.MONTH_HEAT_TOP:].sum(axis=0).reshape(7, 24)
+    # uint32 as stored: the sums below widen to int64, not the whole matrix.
+    matrix = np.frombuffer(b"".join(rows[i][-1] for i in counted.tolist()), ru.BLOB).reshape(
+        len(counted), ru.MONTH_WIDTH)
+    tally.heat[0] += matrix[:, ru.MONTH_HEAT:ru.MONTH_HEAT_TOP].sum(
+        axis=0, dtype=np.int64).reshape(7, 24)
+    tally.heat[1] += matrix[:, ru.MONTH_HEAT_TOP:].sum(axis=0, dtype=np.int64).reshape(7, 24)
     days_in_row = np.arange(31)
-    for scale in np.unique(scales[counted]).tolist():
-        pick = counted & (scales == scale)
-        first_days = np.array([_month_first_day(m) for m in months[pick].tolist()], np.int64)
-        per_day = matrix[pick, ru.MONTH_TREND:ru.MONTH_HEAT].reshape(-1, len(ru.TREND_FIELDS))
+    counted_scales = scales[counted]
+    for scale in np.unique(counted_scales).tolist():
+        pick = counted_scales == scale
+        first_days = np.array([_month_first_day(m) for m in months[counted[pick]].tolist()],
+                              np.int64)
+        per_day = matrix[pick, ru.MONTH_TREND:ru.MONTH_HEAT].astype(np.int64).reshape(
+            -1, len(ru.TREND_FIELDS))
         _add_trend_rows(tally, (first_days[:, None] + days_in_row).reshape(-1), scale,
                         per_day)
 
@@ -541,28 +557,35 @@ class _Counts:
 
     def __init__(self) -> None:
         self.by_scale: dict[int, np.ndarray] = {}
+        self._grids: dict[int, list[list[int]]] | None = None
 
     def add(self, scale: int, counts: np.ndarray) -> None:
+        self._grids = None
         if scale in self.by_scale:
             self.by_scale[scale] = self.by_scale[scale] + counts
         else:
             self.by_scale[scale] = counts.astype(np.int64)
 
-    def _sum(self, pick: Any, top_only: bool = False) -> int:
+    def _sum(self, pick: int | None, top_only: bool = False) -> int:
+        """The responses of one told code (None: all), or only those in the top half of
+        their scale. Summed in Python over the counts as lists: a report asks this a dozen
+        times per device, where numpy's cost per call on 15 numbers would dominate."""
+        if self._grids is None:
+            self._grids = {scale: counts.reshape(len(ru.TOLD_ORDER), ru.RATINGS).tolist()
+                           for scale, counts in self.by_scale.items()}
         total = 0
-        for scale, counts in self.by_scale.items():
-            block = counts.reshape(len(ru.TOLD_ORDER), ru.RATINGS)[pick]
-            if top_only:
-                block = block[..., ru.top_from(scale) - 1:]
-            total += int(block.sum())
+        for scale, grid in self._grids.items():
+            start = ru.top_from(scale) - 1 if top_only else 0
+            for row in grid if pick is None else (grid[pick],):
+                total += sum(row[start:])
         return total
 
     @property
     def responses(self) -> int:
-        return self._sum(slice(None))
+        return self._sum(None)
 
     def csat(self) -> float | None:
-        return _ratio(self._sum(slice(None), True), self.responses)
+        return _ratio(self._sum(None, True), self.responses)
 
     def mean_normalised(self) -> float | None:
         numerator = 0.0
