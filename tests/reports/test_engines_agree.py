@@ -15,7 +15,6 @@ from test_report import random_dataset, resp, store, utc
 from deskpulse import cli
 from deskpulse.store import open_store
 
-
 MADE_AT = 1_796_000_000  # 2026-11-30T00:53:20Z
 
 
