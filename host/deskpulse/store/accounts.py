@@ -108,6 +108,20 @@ def _known_site(tree: Mapping[str, Site], site: str | None) -> str | None:
     return site
 
 
+def check_new_user(tree: Mapping[str, Site], existing: User | None, name: str, role: str,
+                   site: str | None, email: str | None) -> None:
+    """Everything `add_user` refuses, checked on the tree and the user of that name (None:
+    none): the command asks for a password only when the rest is right."""
+    check_user_name(name)
+    check_scope(check_role(role), site)
+    if email:
+        check_email(email)
+    _known_site(tree, site)
+    if existing is not None:
+        raise DeskPulseError(f"there is a user {name!r} already (change it with "
+                             "`deskpulse users set` or `users passwd`)")
+
+
 def new_generation() -> int:
     """A fresh session generation: random, so that no two users nor two lives of one
     name share one (62 bits: a signed 64-bit column on both engines)."""
@@ -194,15 +208,12 @@ class AccountMethods(abc.ABC):
 
     def add_user(self, name: str, role: str, *, site: str | None, email: str | None,
                  password_hash: str, now: float | None = None) -> User:
-        user = User(check_user_name(name), check_role(role), site,
-                    check_email(email) if email else None, password_hash,
-                    int(time.time() if now is None else now), new_generation())
-        check_scope(user.role, site)
         with self._account_change() as tree:
-            _known_site(tree, site)
-            if not self.account_queries.insert(self.connection, user):
-                raise DeskPulseError(f"there is a user {name!r} already (change it with "
-                                     "`deskpulse users set` or `users passwd`)")
+            check_new_user(tree, self.account_queries.user(self.connection, name), name,
+                           role, site, email)
+            user = User(name, check_role(role), site, email or None, password_hash,
+                        int(time.time() if now is None else now), new_generation())
+            self.account_queries.insert(self.connection, user)
         return user
 
     def set_user(self, name: str, *, role: str | None = None, site: str | None = None,
