@@ -7,6 +7,7 @@ real writer process and a real SQLite database."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -432,3 +433,38 @@ def test_the_login_page_is_small_html_for_a_phone(client: TestClient) -> None:
     assert page.headers["cache-control"] == "no-store"
     with pytest.raises(Exception, match="admin, manager or viewer"):
         require_role("owner")
+
+
+def test_a_login_verifies_off_the_event_loop_so_pushes_go_on(
+        database: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a password is being verified (held here until released), the same app's event
+    loop still answers: had argon2 run on the loop, /v1/health would wait for the verify
+    to give up (after a minute) and find it finished."""
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+    real_verify = account_rules.verify_password
+
+    def held_verify(password_hash: str, password: str) -> bool:
+        started.set()
+        release.wait(60)
+        finished.set()
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(account_rules, "verify_password", held_verify)
+    app = create_app(database)
+    _probe_routes(app)
+    with TestClient(app, follow_redirects=False) as client:  # one event loop for both
+        form = client.get("/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert token is not None
+        answers: list[Any] = []
+        login_thread = threading.Thread(target=lambda: answers.append(client.post(
+            "/login", data={"name": "root", "password": PASSWORD, "csrf": token.group(1)})))
+        login_thread.start()
+        try:
+            assert started.wait(60)
+            assert client.get("/v1/health").status_code == 200
+            assert not finished.is_set()
+        finally:
+            release.set()
+            login_thread.join(60)
+        assert answers[0].status_code == 303
