@@ -56,6 +56,8 @@ FIRST_WAIT_S = 1.0
 MAX_WAIT_S = 15 * 60
 FORGET_S = 24 * 3600
 """A name or address whose last failure is this old starts again with FREE_FAILURES."""
+MAX_COUNTED = 10_000
+"""Names and addresses counted at most; beyond, the half with the oldest failures goes."""
 MAX_FORM_BYTES = 8192
 
 _API_PREFIXES = ("/api/", "/events")
@@ -154,9 +156,9 @@ class LoginThrottle:
 
     def failed(self, *keys: str) -> None:
         now = self.clock()
-        if len(self.failures) > 10_000:  # an attack from many addresses: keep memory bounded
-            self.failures = {key: entry for key, entry in self.failures.items()
-                             if now - entry.last < FORGET_S}
+        if len(self.failures) > MAX_COUNTED:  # guesses from many addresses: bounded memory
+            recent = sorted(self.failures.items(), key=lambda item: item[1].last)
+            self.failures = dict(recent[-MAX_COUNTED // 2:])
         for key in keys:
             entry = self.failures.get(key)
             if entry is None or now - entry.last >= FORGET_S:
@@ -291,7 +293,13 @@ def scoped_site(viewer: Viewer, requested: str | None) -> str | None:
 
 
 def _device_site(store: Store, device_id: str) -> tuple[bool, str | None]:
-    return device_id in store.registered_ids(), store.device_site_path(device_id)
+    """(whether the kiosk is known, its store's path)."""
+    site = store.device_site_path(device_id)
+    if site is not None:
+        return True, site
+    # In no store (or unknown): only an admin's question, and rare; a kiosk that only
+    # ever synced over USB has no key, so the devices, not the keys, say who is known.
+    return any(facts.device_id == device_id for facts in store.device_facts()), None
 
 
 async def device_in_scope(server: ServerState, viewer: Viewer, device_id: str) -> str | None:
@@ -451,7 +459,8 @@ async def login(request: Request) -> Response:
         return _login_page(request, keys, status=403, name=name, next_path=next_path,
                            error="The form had expired: please log in again.")
     client = request.client.host if request.client else "unknown"
-    throttle_keys = (f"address:{client}", f"name:{name}")
+    # Names are 64 characters at most: a longer one counts as its first 65.
+    throttle_keys = (f"address:{client}", f"name:{name[:65]}")
     wait = accounts.throttle.wait(*throttle_keys)
     if wait > 0:
         retry = max(1, math.ceil(wait))
