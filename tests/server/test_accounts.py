@@ -36,6 +36,7 @@ from deskpulse.server.accounts import (
 )
 from deskpulse.server.app import create_app
 from deskpulse.server.common import ServerState, state
+from deskpulse.server.writer import StorageUnavailable
 from deskpulse.store import accounts as account_rules
 from deskpulse.store import open_store
 from deskpulse.store.accounts import hash_password
@@ -490,3 +491,18 @@ def test_a_login_verifies_off_the_event_loop_so_pushes_go_on(
             release.set()
             login_thread.join(60)
         assert answers[0].status_code == 303
+
+
+def test_a_database_that_cannot_answer_is_503_with_retry_after(
+        app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    login(client, "root")
+    assert client.get("/probe").status_code == 200
+
+    async def unavailable(fn: Any, *args: Any) -> Any:
+        raise StorageUnavailable("not committed: database is locked")
+
+    monkeypatch.setattr(app.state.deskpulse.database, "run", unavailable)
+    for answer in (client.get("/probe"), login(client, "root")):
+        assert answer.status_code == 503
+        assert int(answer.headers["retry-after"]) > 0
+        assert "not available right now" in answer.json()["error"]

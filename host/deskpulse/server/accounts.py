@@ -32,17 +32,19 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from deskpulse.server.common import ServerState, state
+from deskpulse.errors import DeskPulseError
+from deskpulse.server.common import ServerState, log, state
 from deskpulse.store import accounts as account_rules
 from deskpulse.store.base import Store
 
 router = APIRouter()
+T = TypeVar("T")
 
 SESSION_COOKIE = "deskpulse_session"
 LOGIN_COOKIE = "deskpulse_login"
@@ -197,12 +199,23 @@ def _server_secret(store: Store) -> bytes:
     return store.server_secret()
 
 
+async def _stored(server: ServerState, fn: Callable[..., T], *args: Any) -> T:
+    """fn(store, *args) in the writer; a database that cannot answer now is a 503 with
+    Retry-After (as for a push), not an internal error."""
+    try:
+        return await server.database.run(fn, *args)
+    except DeskPulseError as exc:
+        log.warning("accounts: database unavailable: %s", exc)
+        raise HTTPException(503, "the database is not available right now: retry in a "
+                                 "moment") from exc
+
+
 async def _keys(request: Request) -> Keys:
     accounts = _accounts(request)
     if accounts.keys is None:
         async with accounts.lock:
             if accounts.keys is None:
-                secret = await state(request).database.run(_server_secret)
+                secret = await _stored(state(request), _server_secret)
                 accounts.keys = Keys.from_secret(secret)
     return accounts.keys
 
@@ -229,7 +242,7 @@ async def _session_viewer(request: Request) -> Viewer | None:
     session = read_session(await _keys(request), cookie, time.time())
     if session is None:
         return None
-    known = await state(request).database.run(_known_user, session.name)
+    known = await _stored(state(request), _known_user, session.name)
     if known is None or known.generation != session.generation:
         return None  # removed, or the password changed since this cookie was made
     return Viewer(session.name, known.role, known.site)
@@ -305,7 +318,7 @@ def _device_site(store: Store, device_id: str) -> tuple[bool, str | None]:
 async def device_in_scope(server: ServerState, viewer: Viewer, device_id: str) -> str | None:
     """The store site of a kiosk the viewer may see (None: an admin's kiosk in no site);
     404 for a kiosk outside the viewer's subtree, in no site (unless admin) or unknown."""
-    known, site = await server.database.run(_device_site, device_id)
+    known, site = await _stored(server, _device_site, device_id)
     if not known or not covers(viewer, site):
         raise not_found()
     return site
@@ -468,7 +481,7 @@ async def login(request: Request) -> Response:
                            headers={"Retry-After": str(retry)},
                            error=f"Too many failed attempts: try again in {retry} s.")
     server = state(request)
-    found = await server.database.run(_login_user, name) if name else None
+    found = await _stored(server, _login_user, name) if name else None
     if not await _verify(accounts, found, password) or found is None:
         accounts.throttle.failed(*throttle_keys)
         return _login_page(request, keys, status=401, name=name, next_path=next_path,
@@ -477,7 +490,7 @@ async def login(request: Request) -> Response:
     password_hash, generation = found
     if await asyncio.to_thread(account_rules.needs_rehash, password_hash):
         new_hash = await asyncio.to_thread(account_rules.fresh_hash, password)
-        await server.database.run(_rehash, name, password_hash, new_hash)
+        await _stored(server, _rehash, name, password_hash, new_hash)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(SESSION_COOKIE, session_cookie(keys, name, generation,
                                                        time.time() + SESSION_S),
