@@ -91,7 +91,7 @@ def _probe_routes(app: FastAPI) -> None:
 def quick_hashes() -> Iterator[None]:
     """argon2 with small parameters: argon2-cffi's own (64 MiB, 3 passes) take half a
     second a login on a busy test machine. The login verifies with the parameters a hash
-    names, so the code under test is the same; tests/store/test_accounts.py checks the
+    names, so the code under test is the same; tests/store/test_store_accounts.py checks the
     real parameters."""
     from argon2 import PasswordHasher
 
