@@ -12,9 +12,9 @@ file), taking turns round by round:
 - **login**: GET /login then POST /login with argon2-cffi's default parameters (the
   verify runs on a thread, off the event loop).
 
-It prints the mean wall time of each per request and its ratio to the anchor of the same
-round (the machine is shared: compare ratios, not milliseconds), and the CPU time of one
-argon2 verify alone.
+Health and logged-in requests alternate one by one. It prints the median wall time of
+each and its ratio to the anchor's median in the same round (the machine is shared:
+compare ratios, not milliseconds), and the CPU time of one argon2 verify alone.
 """
 
 from __future__ import annotations
@@ -49,12 +49,11 @@ def _login(client: TestClient) -> None:
         raise SystemExit(f"login failed: {answer.status_code}")
 
 
-def _per_request(client: TestClient, path: str, count: int) -> float:
+def _timed(client: TestClient, path: str) -> float:
     start = time.perf_counter()
-    for _ in range(count):
-        if client.get(path).status_code != 200:
-            raise SystemExit(f"{path} failed")
-    return (time.perf_counter() - start) / count
+    if client.get(path).status_code != 200:
+        raise SystemExit(f"{path} failed")
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -79,21 +78,27 @@ def main() -> None:
         rows = []
         with TestClient(app, follow_redirects=False) as client:
             _login(client)
-            _per_request(client, "/v1/health", 20)  # warm: the writer, the secret
+            for _ in range(20):  # warm: the writer, the secret
+                _timed(client, "/api/bench")
             for round_no in range(1, args.rounds + 1):
-                anchor = _per_request(client, "/v1/health", args.requests)
-                session = _per_request(client, "/api/bench", args.requests)
-                start = time.perf_counter()
+                # One of each in turn: the shared machine's load drifts alike for both.
+                anchor, session = [], []
+                for _ in range(args.requests):
+                    anchor.append(_timed(client, "/v1/health"))
+                    session.append(_timed(client, "/api/bench"))
+                logins = []
                 for _ in range(args.logins):
+                    start = time.perf_counter()
                     _login(client)
-                login = (time.perf_counter() - start) / args.logins
-                rows.append((round_no, anchor, session, login))
+                    logins.append(time.perf_counter() - start)
+                rows.append((round_no, statistics.median(anchor), statistics.median(session),
+                             statistics.median(logins)))
         cpu = []
         for _ in range(args.logins):
             start = time.process_time()
             account_rules.verify_password(stored_hash, PASSWORD)
             cpu.append(time.process_time() - start)
-    print("round  health ms  logged-in ms (ratio)  login ms (ratio)")
+    print("round  health ms  logged-in ms (ratio)  login ms (ratio)   [medians]")
     for round_no, anchor, session, login in rows:
         print(f"{round_no:5}  {anchor * 1e3:9.2f}  {session * 1e3:8.2f} ({session / anchor:5.2f})"
               f"  {login * 1e3:8.1f} ({login / anchor:6.1f})")
