@@ -25,7 +25,9 @@ from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response
 from deskpulse.store import batches, intervals, rollups
 from deskpulse.store.base import PushCheck
 from deskpulse.store.postgres import rollup_tables
-from deskpulse.store.postgres.schema import RESPONSE_COLUMNS, Partitions
+from deskpulse.store.postgres.arrays import NULL_INT, Int8Matrix
+from deskpulse.store.postgres.schema import RESPONSE_COLUMNS, Partitions, month_of
+from deskpulse.store.rollups import TOLD_CODE, TOLD_ORDER
 
 if TYPE_CHECKING:
     import psycopg
@@ -147,15 +149,18 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
     changes = [rollups.Changes.empty()]
     moved_boots = {b: shifts[b] for b in sorted(anchored) if shifts[b] != before.get(b)}
     _place(conn, partitions, device_id, moved_boots, changes)
-    rows = [(r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
-             int(r.rapid), int(r.closed), r.boot, r.uptime_s, r.wall,
-             r.wall if (shift := shifts[r.boot]) is None else r.uptime_s + shift,
-             "anchor" if shift is not None else None if r.wall is None else "device",
+    rows = [(r.seq, r.rating, r.scale, TOLD_CODE[r.told_next], round(r.latency_s * 10),
+             int(r.rapid), int(r.closed), r.boot, r.uptime_s,
+             NULL_INT if r.wall is None else r.wall,
+             (NULL_INT if r.wall is None else r.wall) if (shift := shifts[r.boot]) is None
+             else r.uptime_s + shift,
+             _ANCHOR if shift is not None else _NO_SOURCE if r.wall is None else _DEVICE,
              r.config_version)
             for r in fresh]
     new = len(rows)
-    columns = list(zip(*rows, strict=True)) if rows else []
-    unknown = columns[10].count(None) if rows else 0
+    matrix = Int8Matrix(rows, len(_MATRIX_COLUMNS)) if rows else None
+    walls = matrix.values[:, _WALL] if matrix is not None else None
+    unknown = int((walls == NULL_INT).sum()) if walls is not None else 0
     conn.execute(
         """INSERT INTO syncs (sync_id, device_id, at, transport, received, new, duplicates,
                               time_unknown, stored, unacked, dropped, corrupt, fill, boot,
@@ -164,28 +169,49 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
                    %s)""",
         (sync_id, device_id, at, transport, len(responses), new, len(responses) - new,
          unknown, *batches.health(status), status_json))
-    if rows:
-        partitions.ensure(conn, columns[10])
-        conn.execute(_INSERT_RESPONSES, (device_id, sync_id, *map(list, columns)))
-        changes[0] = rollups.Changes.from_columns(
-            columns[10], columns[1], columns[2], columns[3], columns[5], columns[6])
+    if matrix is not None and walls is not None:
+        known = walls[walls != NULL_INT]
+        if len(known):  # a batch's times lie within a month or two: its ends suffice then
+            low, high = int(known.min()), int(known.max())
+            partitions.ensure(conn, [low, high] if month_of(high) - month_of(low) <= 1
+                              else known.tolist())
+        conn.execute(_INSERT_RESPONSES, (device_id, sync_id, matrix))
+        changes[0] = _new_changes(matrix.values)
     if unknown or moved_boots:
         _bound_unplaced(conn, device_id, changes)
     rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
     return new, len(responses) - new
 
 
+_MATRIX_COLUMNS = ("seq", "rating", "scale", "told_next", "latency_ds", "rapid", "closed",
+                   "boot", "uptime_s", "device_wall", "wall", "time_source",
+                   "config_version")
+"""The new rows' columns as the matrix sends them (arrays.Int8Matrix): told_next as its
+TOLD_CODE, time_source as _NO_SOURCE, _DEVICE or _ANCHOR."""
+_WALL = _MATRIX_COLUMNS.index("wall")
+_NO_SOURCE, _DEVICE, _ANCHOR = 0, 1, 2
+
 _INSERT_RESPONSES = f"""
     INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)})
-    SELECT %s, seq, rating, scale, told_next, latency_ds, rapid, closed, boot, uptime_s,
-           device_wall, wall, time_source, config_version, %s, NULL, NULL
-    FROM unnest(%b::bigint[], %b::smallint[], %b::smallint[], %b::text[], %b::integer[],
-                %b::smallint[], %b::smallint[], %b::bigint[], %b::bigint[], %b::bigint[],
-                %b::bigint[], %b::text[], %b::bigint[])
-        AS u(seq, rating, scale, told_next, latency_ds, rapid, closed, boot, uptime_s,
-             device_wall, wall, time_source, config_version)"""
-"""A batch's new rows as one statement of column arrays (COPY would leave pipeline mode),
-sent in binary (%b): text arrays cost a quoting check per value."""
+    SELECT %s, m[i][1], m[i][2], m[i][3],
+           (ARRAY[{', '.join(f"'{t}'" for t in TOLD_ORDER)}])[m[i][4] + 1],
+           m[i][5], m[i][6], m[i][7], m[i][8], m[i][9],
+           nullif(m[i][10], {NULL_INT}), nullif(m[i][11], {NULL_INT}),
+           (ARRAY['device', 'anchor'])[m[i][12]], m[i][13], %s, NULL, NULL
+    FROM (SELECT %b::bigint[] AS m) AS batch, generate_subscripts(batch.m, 1) AS i"""
+"""A batch's new rows as one statement of one matrix (COPY would leave pipeline mode)."""
+
+
+def _new_changes(values: Any) -> rollups.Changes:
+    """The rollup changes of the new rows (the matrix's numpy values): +1 each."""
+    import numpy as np
+
+    walls = values[:, _WALL]
+    walls = np.where(walls == NULL_INT, 0, walls)
+    return rollups.Changes(
+        walls=walls, highs=walls, ratings=values[:, 1], scales=values[:, 2],
+        tolds=values[:, 3], kinds=values[:, 5] + 2 * values[:, 6],
+        weights=np.ones(len(values), np.int64))
 
 
 def _ask_namesakes(conn: psycopg.Connection[Any], device_id: str,
