@@ -254,23 +254,30 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
     matrix = Int8Matrix(rows, len(_MATRIX_COLUMNS)) if rows else None
     walls = matrix.values[:, _WALL] if matrix is not None else None
     unknown = int((walls == NULL_INT).sum()) if walls is not None else 0
-    conn.execute(
-        """INSERT INTO syncs (sync_id, device_id, at, transport, received, new, duplicates,
-                              time_unknown, stored, unacked, dropped, corrupt, fill, boot,
-                              reset_cause, crashes, clock_known, status)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                   %s)""",
-        (sync_id, device_id, at, transport, len(responses), new, len(responses) - new,
-         unknown, *batches.health(status), status_json))
-    if matrix is not None and walls is not None:
+    sync = (sync_id, device_id, at, transport, len(responses), new, len(responses) - new,
+            unknown, *batches.health(status), status_json)
+    if matrix is None or walls is None:
+        conn.execute(_INSERT_SYNC, sync)  # type: ignore[arg-type]  # our own text
+    else:
         known = walls[walls != NULL_INT]
         if len(known):  # a batch's times lie within a month or two: its ends suffice then
             first, last = int(known.min()), int(known.max())
             partitions.ensure(conn, [first, last] if month_of(last) - month_of(first) <= 1
                               else known.tolist())
+        changes[0] = _new_changes(matrix.values)
+        if not unknown and not moved_boots:
+            # The usual push: the sync row, the new rows and the read of the rollup rows
+            # they change go as one statement (nothing else changes those rollup rows).
+            pending = rollup_tables.Pending(device_id, zone, rollups.Changes.join(changes))
+            if pending.read is not None:
+                pending.write(conn, conn.cursor(binary=True).execute(
+                    f"WITH sync AS ({_INSERT_SYNC}), new AS ({_INSERT_RESPONSES}) "
+                    f"{pending.read}",  # type: ignore[arg-type]  # our own text
+                    (*sync, device_id, sync_id, matrix, *pending.params)))
+                return new, len(responses) - new
+        conn.execute(_INSERT_SYNC, sync)  # type: ignore[arg-type]  # our own text
         conn.execute(_INSERT_RESPONSES,  # type: ignore[arg-type]  # our own text
                      (device_id, sync_id, matrix))
-        changes[0] = _new_changes(matrix.values)
     if unknown or moved_boots:
         _bound_unplaced(conn, device_id, changes)
     rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
@@ -284,6 +291,12 @@ _MATRIX_COLUMNS = ("seq", "rating", "scale", "told_next", "latency_ds", "rapid",
 TOLD_CODE, time_source as _NO_SOURCE, _DEVICE or _ANCHOR."""
 _WALL = _MATRIX_COLUMNS.index("wall")
 _NO_SOURCE, _DEVICE, _ANCHOR = 0, 1, 2
+
+_INSERT_SYNC = f"""
+    INSERT INTO syncs (sync_id, device_id, at, transport, received, new, duplicates,
+                       time_unknown, stored, unacked, dropped, corrupt, fill, boot,
+                       reset_cause, crashes, clock_known, status)
+    VALUES ({', '.join(['%s'] * 18)})"""
 
 _INSERT_RESPONSES = f"""
     INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)})
