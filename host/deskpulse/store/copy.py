@@ -21,6 +21,10 @@ must set the same keys), and each kiosk's desired-config history comes along wit
 versions, so that a kiosk's next push is answered with the version it already runs (or
 was told to fetch). Two stores agree about a kiosk's history when one continues the other.
 
+Refused pushes (device health): every row of the source's table joins the destination's;
+a row of the same (id, reason, hour) in both keeps the larger count, so that a copy done
+again changes nothing (store/health.py).
+
 Merging: a device in both stores is merged when they agree: the same key (or only one has
 one; the higher nonce stays), no anchor at the same (boot, uptime) with another time, no
 response number holding another record, one history of desired configs. Otherwise the
@@ -37,7 +41,7 @@ from itertools import groupby
 from typing import Any, Literal
 
 from deskpulse.errors import DeskPulseError
-from deskpulse.store.base import Store
+from deskpulse.store.base import EARLIEST, Store
 
 CopyTable = Literal["devices", "device_keys", "anchors", "syncs", "responses",
                     "desired_configs"]
@@ -204,6 +208,7 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
             if progress is not None:
                 progress(done, total, device)
         destination.settle_copied(device)
+    destination.record_refusals(source.push_refusals(EARLIEST), copied=True)
     if progress is not None:
         progress(done, total, "")
     return CopySummary(len(devices), len(both), done)

@@ -41,6 +41,7 @@ from deskpulse.store.base import (
 from deskpulse.store.postgres import (
     copy,
     desired_config,
+    health,
     ingest,
     queries,
     rollup_tables,
@@ -50,6 +51,7 @@ from deskpulse.store.postgres import (
 
 if TYPE_CHECKING:
     from deskpulse.store.copy import CopyTable
+    from deskpulse.store.health import KioskContact, RefusalCount
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -425,6 +427,22 @@ class PostgresStore(site_rules.SiteMethods, Store):
     def accept_request(self, device_id: str, check: PushCheck) -> None:
         with self.connection.transaction():  # a savepoint inside the server's group
             ingest.check_push(self.connection, device_id, check)
+
+    # -- device health ---------------------------------------------------------------------
+
+    @_translated
+    def record_refusals(self, counts: Sequence[RefusalCount], *, copied: bool = False,
+                        now: float | None = None) -> None:
+        with self.connection.transaction():  # a savepoint inside the server's group
+            health.record_refusals(self.connection, counts, copied, _now(now))
+
+    @_translated
+    def push_refusals(self, since: int) -> list[RefusalCount]:
+        return health.push_refusals(self.connection, since)
+
+    @_translated
+    def kiosk_contacts(self, since: int) -> list[KioskContact]:
+        return health.kiosk_contacts(self.connection, since)
 
 
 def _now(now: float | None) -> int:

@@ -38,6 +38,7 @@ from deskpulse.store.base import (
 from deskpulse.store.sqlite import (
     copy,
     desired_config,
+    health,
     ingest,
     queries,
     rollup_tables,
@@ -47,6 +48,7 @@ from deskpulse.store.sqlite import (
 
 if TYPE_CHECKING:
     from deskpulse.store.copy import CopyTable
+    from deskpulse.store.health import KioskContact, RefusalCount
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -330,6 +332,23 @@ class SqliteStore(site_rules.SiteMethods, Store):
         with schema.savepoint(self.connection) if self.connection.in_transaction \
                 else schema.transaction(self.connection):
             ingest.check_push(self.connection, device_id, check)
+
+    # -- device health ---------------------------------------------------------------------
+
+    @_translated
+    def record_refusals(self, counts: Sequence[RefusalCount], *, copied: bool = False,
+                        now: float | None = None) -> None:
+        with schema.savepoint(self.connection) if self.connection.in_transaction \
+                else schema.transaction(self.connection):
+            health.record_refusals(self.connection, counts, copied, _now(now))
+
+    @_translated
+    def push_refusals(self, since: int) -> list[RefusalCount]:
+        return health.push_refusals(self.connection, since)
+
+    @_translated
+    def kiosk_contacts(self, since: int) -> list[KioskContact]:
+        return health.kiosk_contacts(self.connection, since)
 
 
 def _now(now: float | None) -> int:
