@@ -183,6 +183,7 @@ class KioskHealth:
     config_running: int | None  # the config version the kiosk last said it runs
     config_desired: int | None  # the one config over the air wants (None: not managed)
     refused: dict[str, int] = field(default_factory=dict)  # reason: pushes refused lately
+    first_refused: int | None = None  # the hour the first of them fell in
     last_refused: int | None = None
     refused_message: str | None = None  # the latest refusal's sentence
     earlier_at: int | None = None  # the flash trend's first point (TREND_WINDOW_S back)
@@ -228,9 +229,11 @@ def kiosk_health(store: Store, *, now: float, refused_window_s: int = 86400
     since = int(now) - refused_window_s
     refused: dict[str, dict[str, int]] = {}
     latest: dict[str, RefusalCount] = {}
+    first: dict[str, int] = {}
     for row in store.push_refusals(since):
         if row.last < since:
             continue
+        first.setdefault(row.device_id, row.hour)  # rows come by hour
         refused.setdefault(row.device_id, {}).setdefault(row.reason, 0)
         refused[row.device_id][row.reason] += row.count
         if row.device_id not in latest or row.last >= latest[row.device_id].last:
@@ -244,7 +247,7 @@ def kiosk_health(store: Store, *, now: float, refused_window_s: int = 86400
             c.device_id, c.name, sites.get(c.device_id), c.last_push, c.last_serial,
             c.last_response, c.fill, c.unacked, c.dropped, c.clock_known, clock_offset(c),
             running_config(c.status), wanted.get(c.device_id),
-            refused.get(c.device_id, {}), last.last if last else None,
+            refused.get(c.device_id, {}), first.get(c.device_id), last.last if last else None,
             last.message if last else None, c.earlier_at, c.earlier_fill,
             c.earlier_dropped))
     return out

@@ -1,0 +1,287 @@
+"""Health alerts (issue 17): a kiosk gone silent in its opening hours, a flash filling up,
+pushes refused. What a store manager needs to hear besides unhappy customers
+(reports/alerts.py); the notifications send these, the dashboard shows them.
+
+Silent kiosk: a kiosk that pushes over WiFi and has sent no response for a while is judged
+against its OWN usual rate for each weekday and hour: the mean of its responses in that
+local hour over the HISTORY_WEEKS weeks before its last response (from the day rollups).
+The responses expected over the silent stretch, counting only its store's opening hours
+(inherited from the sites above it; without any, every hour, so its own activity says
+when it is busy), give the chance of such a silence by luck, exp(-expected) under a
+Poisson law; below SILENCE_CHANCE it is an alert. A quiet kiosk silent for two hours is
+not unusual; a busy one is. Closed hours add nothing, so a night or a closed day never
+raises one. A kiosk with less than MIN_HISTORY_DAYS of history is not judged, nor one
+synced over USB only (its responses arrive when someone syncs it).
+
+Flash filling: the latest fill at or above FLASH_FULL, or rising at the last week's rate
+to full within FLASH_DAYS days, or responses dropped (its log was full) in that week.
+
+Pushes refused: a registered kiosk's pushes refused in the last REFUSED_WINDOW_S (a wrong
+key is the usual case: a kiosk re-provisioned, or a key rotated without installing the
+new config file).
+
+Every alert is a dict with the keys kind ("silent", "flash", "refused"), device_id, site
+(its store's path or None), since (ISO 8601, UTC), message (one line for a manager) and
+key, the same string on every run while the same problem goes on (a new silence after
+responses came back is a new key), for the notifications to group repeats by.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from deskpulse.store import health as store_health
+from deskpulse.store import sites as site_rules
+from deskpulse.store.base import RollupRow, Store
+from deskpulse.store.health import KioskHealth
+from deskpulse.store.rollups import BLOB, DAY_HOURS
+from deskpulse.timezones import device_zone, host_time_zone, zone_clock
+
+SILENCE_CHANCE = 0.01
+"""A silence less likely than this by luck (Poisson, at the kiosk's usual rate) alerts."""
+HISTORY_WEEKS = 8
+MIN_HISTORY_DAYS = 14
+SILENT_GRACE_S = 600
+"""The latest minutes are not judged: a kiosk holds its responses up to its push interval
+(30 s by default) and retries a failed push after a backoff."""
+SILENT_LOOKBACK_S = 7 * 86400
+"""The stretch whose expected responses are summed at most (a longer silence is as sure)."""
+FLASH_FULL = 0.8
+FLASH_DAYS = 7
+MIN_TREND_S = 86400
+"""A fill trend needs two contacts at least this far apart."""
+REFUSED_WINDOW_S = 86400
+
+_WEEK_S = 7 * 86400
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
+
+Rates = list[list[float]]
+"""Usual responses per local hour: rates[weekday][hour], Monday first."""
+OpenWeek = list[tuple[int, int]]
+"""Opening hours as [start, end) seconds of the local week (Monday 00:00 is 0)."""
+
+
+# -- the judgements (pure) ----------------------------------------------------------------
+
+
+def weekday(day: int) -> int:
+    """The weekday (Monday 0) of a local day number (days since 1970-01-01)."""
+    return (day + _EPOCH_WEEKDAY) % 7
+
+
+def usual_rates(days: Mapping[int, Sequence[int]], end_day: int) -> Rates | None:
+    """The mean responses per weekday and hour over the local days before `end_day`, from
+    `days` (day number: 24 hourly counts), over at most HISTORY_WEEKS weeks from the first
+    day that has any; None when that is less than MIN_HISTORY_DAYS (not judged)."""
+    window = range(end_day - 7 * HISTORY_WEEKS, end_day)
+    active = [day for day in window if any(days.get(day, ()))]
+    if not active or end_day - active[0] < MIN_HISTORY_DAYS:
+        return None
+    sums = [[0.0] * 24 for _ in range(7)]
+    seen = [0] * 7
+    for day in range(active[0], end_day):
+        seen[weekday(day)] += 1
+        for hour, count in enumerate(days.get(day, ())):
+            sums[weekday(day)][hour] += count
+    return [[total / seen[w] if seen[w] else 0.0 for total in sums[w]] for w in range(7)]
+
+
+def open_week(hours: str | None) -> OpenWeek | None:
+    """A site's opening hours ("mon-fri 09:00-18:00, sat 10:00-13:00") as spans of the
+    week; None when no hours are known (every hour counts). A span past midnight belongs
+    to the day it starts; Sunday's runs on into Monday."""
+    if not hours:
+        return None
+    out: OpenWeek = []
+    for day, spans in site_rules.parse_hours(hours).items():
+        base = site_rules.DAYS.index(day) * 86400
+        for span in spans:
+            start_text, end_text = span.split("-")
+            start, end = _seconds(start_text), _seconds(end_text)
+            if end <= start:
+                end += 86400
+            first, last = base + start, base + end
+            if last > _WEEK_S:  # Sunday night into Monday
+                out.append((0, last - _WEEK_S))
+                last = _WEEK_S
+            out.append((first, last))
+    return sorted(out)
+
+
+def _seconds(clock: str) -> int:
+    hours, minutes = clock.split(":")
+    return int(hours) * 3600 + int(minutes) * 60
+
+
+def _open_seconds(week: OpenWeek, start: int, end: int) -> int:
+    """Seconds of [start, end) (seconds of the week, within one week) that are open."""
+    return sum(max(0, min(end, b) - max(start, a)) for a, b in week)
+
+
+def expected_responses(rates: Rates, start: int, end: int, zone: str,
+                       week: OpenWeek | None) -> float:
+    """The responses the kiosk usually gets in the open part of [start, end) (UTC
+    seconds), hour by local hour: a day that skips or repeats an hour (daylight saving
+    time) counts the hours that really pass."""
+    clock = zone_clock(zone)
+    total = 0.0
+    at = start
+    while at < end:
+        local = clock.local_one(at)
+        step = min(end - at, 3600 - local % 3600)  # to the end of this local hour
+        day, second = divmod(local, 86400)
+        of_week = weekday(day) * 86400 + second
+        open_s = step if week is None else _open_seconds(week, of_week, of_week + step)
+        total += rates[weekday(day)][second // 3600] * open_s / 3600
+        at += step
+    return total
+
+
+def silence_expected(rates: Rates | None, last_response: int | None, now: float, zone: str,
+                     week: OpenWeek | None) -> float:
+    """The responses expected in the silence since `last_response` (0 when not judged)."""
+    if rates is None or last_response is None:
+        return 0.0
+    start = max(last_response + 1, int(now) - SILENT_LOOKBACK_S)
+    end = int(now) - SILENT_GRACE_S
+    return expected_responses(rates, start, end, zone, week) if end > start else 0.0
+
+
+def is_unlikely(expected: float) -> bool:
+    """Whether no response at all, where `expected` were usual, is below SILENCE_CHANCE."""
+    return math.exp(-expected) < SILENCE_CHANCE
+
+
+def flash_problem(kiosk: KioskHealth) -> str | None:
+    """What is wrong with the kiosk's flash, in a few words, or None."""
+    fill = kiosk.fill
+    problems = []
+    if fill is not None and fill >= FLASH_FULL:
+        problems.append(f"flash {fill:.0%} full")
+    elif (fill is not None and kiosk.earlier_fill is not None and kiosk.earlier_at is not None
+          and kiosk.last_contact is not None
+          and kiosk.last_contact - kiosk.earlier_at >= MIN_TREND_S
+          and fill > kiosk.earlier_fill):
+        per_day = (fill - kiosk.earlier_fill) / (kiosk.last_contact - kiosk.earlier_at) * 86400
+        days_left = (1 - fill) / per_day
+        if days_left <= FLASH_DAYS:
+            problems.append(f"flash {fill:.0%} full and filling: full in about "
+                            f"{max(1, round(days_left))} days at this week's rate")
+    if kiosk.dropped is not None and kiosk.earlier_dropped is not None \
+            and kiosk.dropped > kiosk.earlier_dropped:
+        lost = kiosk.dropped - kiosk.earlier_dropped
+        problems.append(f"{lost} response{'s' if lost != 1 else ''} lost this week (its "
+                        "log was full)")
+    return "; ".join(problems) or None
+
+
+# -- reading the store --------------------------------------------------------------------
+
+
+def iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
+
+
+def _hours_by_day(rows: Iterable[RollupRow]) -> dict[str, dict[int, list[int]]]:
+    """Day rollup rows as device: day: 24 hourly counts (every scale and kind summed)."""
+    import numpy as np
+
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for device_id, day, _scale, _kind, counts in rows:
+        hours = np.frombuffer(counts, BLOB, 24, DAY_HOURS * 4).astype(np.int64)
+        days = out.setdefault(device_id, {})
+        days[day] = days[day] + hours if day in days else hours
+    return {device: {day: hours.tolist() for day, hours in days.items()}
+            for device, days in out.items()}
+
+
+def _label(kiosk: KioskHealth) -> str:
+    return f"{kiosk.name} ({kiosk.device_id})" if kiosk.name else kiosk.device_id
+
+
+def _alert(kind: str, kiosk: KioskHealth, since: float, message: str, key: str
+           ) -> dict[str, Any]:
+    return {"kind": kind, "device_id": kiosk.device_id, "site": kiosk.site,
+            "since": iso(since), "message": message, "key": key}
+
+
+def _local_text(unix: int, zone: str) -> str:
+    return datetime.fromtimestamp(unix, zone_clock(zone).zone).strftime("%a %d %b %H:%M")
+
+
+def health_alerts(store: Store, *, now: float, site: str | None = None
+                  ) -> list[dict[str, Any]]:
+    """The health alerts of every kiosk (in `site`'s subtree only, when given) at `now`,
+    by site, kiosk and kind."""
+    kiosks = [k for k in store_health.kiosk_health(store, now=now,
+                                                   refused_window_s=REFUSED_WINDOW_S)
+              if site is None or (k.site is not None and site_rules.is_under(k.site, site))]
+    registered = store.registered_ids()
+    tree = {s.path: s for s in store.sites()}
+    own_zones = {f.device_id: f.time_zone for f in store.device_facts()}
+    host_zone = host_time_zone()
+    alerts: list[dict[str, Any]] = []
+    alerts += _silent_alerts(store, kiosks, registered, tree, own_zones, host_zone, now)
+    for kiosk in kiosks:
+        problem = flash_problem(kiosk)
+        recent = (kiosk.last_contact is not None
+                  and kiosk.last_contact >= now - store_health.TREND_WINDOW_S)
+        if problem and recent and kiosk.last_contact is not None:
+            since = kiosk.earlier_at if kiosk.earlier_at is not None else kiosk.last_contact
+            alerts.append(_alert("flash", kiosk, since, f"{_label(kiosk)}: {problem}",
+                                 f"flash:{kiosk.device_id}"))
+        if kiosk.device_id in registered:
+            alerts += _refused_alerts(kiosk, now)
+    order = {"silent": 0, "flash": 1, "refused": 2}
+    return sorted(alerts, key=lambda a: (a["site"] or "", a["device_id"], order[a["kind"]],
+                                         a["key"]))
+
+
+def _refused_alerts(kiosk: KioskHealth, now: float) -> list[dict[str, Any]]:
+    out = []
+    hours = REFUSED_WINDOW_S // 3600
+    for reason, count in sorted(kiosk.refused.items()):
+        text = store_health.REASON_TEXT.get(reason, reason)
+        message = (f"{_label(kiosk)}: {count} push{'es' if count != 1 else ''} refused in "
+                   f"the last {hours} h: {text}")
+        since = kiosk.first_refused if kiosk.first_refused is not None else now
+        out.append(_alert("refused", kiosk, since, message,
+                          f"refused:{kiosk.device_id}:{reason}"))
+    return out
+
+
+def _silent_alerts(store: Store, kiosks: Sequence[KioskHealth], registered: set[str],
+                   tree: Mapping[str, Any], own_zones: Mapping[str, str | None],
+                   host_zone: str, now: float) -> list[dict[str, Any]]:
+    """The silent kiosks: only those that push, have a response and have been silent
+    past the grace are read from the rollups."""
+    candidates = []
+    for kiosk in kiosks:
+        if (kiosk.device_id in registered and kiosk.last_push is not None
+                and kiosk.last_response is not None
+                and kiosk.last_response < now - SILENT_GRACE_S):
+            zone_name, hours = site_rules.inherited(tree, kiosk.site)
+            zone = device_zone(own_zones.get(kiosk.device_id) or zone_name, host_zone)
+            last = kiosk.last_response
+            end_day = zone_clock(zone).local_one(last) // 86400
+            candidates.append((kiosk, last, zone, open_week(hours), end_day))
+    if not candidates:
+        return []
+    first = min(end_day for *_, end_day in candidates) - 7 * HISTORY_WEEKS
+    last_day = max(end_day for *_, end_day in candidates) - 1
+    history = _hours_by_day(store.day_rollups(
+        [kiosk.device_id for kiosk, *_ in candidates], first, last_day))
+    out = []
+    for kiosk, last, zone, week, end_day in candidates:
+        rates = usual_rates(history.get(kiosk.device_id, {}), end_day)
+        expected = silence_expected(rates, last, now, zone, week)
+        if is_unlikely(expected):
+            out.append(_alert(
+                "silent", kiosk, last,
+                f"{_label(kiosk)}: no response since {_local_text(last, zone)} while open, "
+                f"where about {expected:.0f} are usual",
+                f"silent:{kiosk.device_id}:{last}"))
+    return out
