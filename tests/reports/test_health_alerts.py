@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Response
 from deskpulse.reports import health
 from deskpulse.store import open_store
@@ -216,8 +217,11 @@ def test_a_busy_kiosk_silent_two_hours_on_a_tuesday_afternoon_alerts(store: Stor
     # Within a few minutes, or on the last response's heels: nothing yet.
     assert health.health_alerts(store, now=at(TUESDAY, 14, 5)) == []
     # The subtree filter.
+    store.add_site("acme/paris", "store")
     assert health.health_alerts(store, now=now, site="acme/paris") == []
     assert len(health.health_alerts(store, now=now, site="acme")) == 1
+    with pytest.raises(DeskPulseError, match="no site 'acme/rome'"):
+        health.health_alerts(store, now=now, site="acme/rome")
 
 
 def test_a_quiet_kiosk_silent_two_hours_does_not_alert(store: Store) -> None:

@@ -215,12 +215,14 @@ def _local_text(unix: int, zone: str) -> str:
 def health_alerts(store: Store, *, now: float, site: str | None = None
                   ) -> list[dict[str, Any]]:
     """The health alerts of every kiosk (in `site`'s subtree only, when given) at `now`,
-    by site, kiosk and kind."""
+    by site, kiosk and kind. A site that does not exist is an error."""
+    tree = {s.path: s for s in store.sites()}
+    if site is not None and site not in tree:
+        raise site_rules.no_site(site)
     kiosks = [k for k in store_health.kiosk_health(store, now=now,
                                                    refused_window_s=REFUSED_WINDOW_S)
               if site is None or (k.site is not None and site_rules.is_under(k.site, site))]
     registered = store.registered_ids()
-    tree = {s.path: s for s in store.sites()}
     own_zones = {f.device_id: f.time_zone for f in store.device_facts()}
     host_zone = host_time_zone()
     alerts: list[dict[str, Any]] = []
@@ -285,3 +287,12 @@ def _silent_alerts(store: Store, kiosks: Sequence[KioskHealth], registered: set[
                 f"where about {expected:.0f} are usual",
                 f"silent:{kiosk.device_id}:{last}"))
     return out
+
+
+def format_health_alerts(alerts: Sequence[Mapping[str, Any]]) -> str:
+    """One line per alert for the terminal: its store, kind and message."""
+    if not alerts:
+        return "no kiosk needs attention"
+    width = max(len(a["site"] or "-") for a in alerts)
+    return "\n".join(f"{(a['site'] or '-').ljust(width)}  {a['kind']:<7}  {a['message']}"
+                     for a in alerts)

@@ -40,6 +40,9 @@ REASON_TEXT = {
     "malformed": "malformed request",
 }
 """Each reason as a manager reads it."""
+REASON_SHORT = {"signature": "wrong key", "unknown_device": "unknown id",
+                "replayed": "replayed", "clash": "clashing records", "malformed": "malformed"}
+"""Each reason in a word or two (`deskpulse devices`)."""
 
 MAX_UNKNOWN_IDS = 20
 """Ids the store does not know that keep rows of their own, per hour."""
