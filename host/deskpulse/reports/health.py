@@ -28,17 +28,21 @@ responses came back is a new key), for the notifications to group repeats by.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from deskpulse.store import health as store_health
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import RollupRow, Store
 from deskpulse.store.health import KioskHealth
-from deskpulse.store.rollups import BLOB, DAY_HOURS
+from deskpulse.store.rollups import BLOB, DAY_HOURS, DAY_WIDTH
 from deskpulse.timezones import device_zone, host_time_zone, zone_clock
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SILENCE_CHANCE = 0.01
 """A silence less likely than this by luck (Poisson, at the kiosk's usual rate) alerts."""
@@ -58,9 +62,9 @@ REFUSED_WINDOW_S = 86400
 _WEEK_S = 7 * 86400
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
 
-Rates = list[list[float]]
-"""Usual responses per local hour: rates[weekday][hour], Monday first."""
-OpenWeek = list[tuple[int, int]]
+Rates: TypeAlias = "np.ndarray | Sequence[Sequence[float]]"
+"""Usual responses per local hour: rates[weekday][hour], Monday first (7 x 24)."""
+OpenWeek = tuple[tuple[int, int], ...]
 """Opening hours as [start, end) seconds of the local week (Monday 00:00 is 0)."""
 
 
@@ -72,30 +76,46 @@ def weekday(day: int) -> int:
     return (day + _EPOCH_WEEKDAY) % 7
 
 
-def usual_rates(days: Mapping[int, Sequence[int]], end_day: int) -> Rates | None:
-    """The mean responses per weekday and hour over the local days before `end_day`, from
-    `days` (day number: 24 hourly counts), over at most HISTORY_WEEKS weeks from the first
-    day that has any; None when that is less than MIN_HISTORY_DAYS (not judged)."""
-    window = range(end_day - 7 * HISTORY_WEEKS, end_day)
-    active = [day for day in window if any(days.get(day, ()))]
-    if not active or end_day - active[0] < MIN_HISTORY_DAYS:
+def usual_rates(days: Mapping[int, Sequence[int]], end_day: int) -> np.ndarray | None:
+    """The mean responses per weekday and hour (7 x 24) over the local days before
+    `end_day`, from `days` (day number: 24 hourly counts), over at most HISTORY_WEEKS
+    weeks from the first day that has any; None when that is less than MIN_HISTORY_DAYS
+    (not judged)."""
+    import numpy as np
+
+    numbers = np.fromiter(days.keys(), np.int64, len(days))
+    counts = np.array([list(hours) for hours in days.values()], np.float64).reshape(-1, 24)
+    return rates_of(numbers, counts, end_day)
+
+
+def rates_of(numbers: np.ndarray, counts: np.ndarray, end_day: int) -> np.ndarray | None:
+    """`usual_rates` of day numbers and their hourly counts (one row each; a day may come
+    in several rows, which add up)."""
+    import numpy as np
+
+    keep = ((numbers >= end_day - 7 * HISTORY_WEEKS) & (numbers < end_day)
+            & (counts.sum(axis=1) > 0))
+    if not keep.any():
         return None
-    sums = [[0.0] * 24 for _ in range(7)]
-    seen = [0] * 7
-    for day in range(active[0], end_day):
-        seen[weekday(day)] += 1
-        for hour, count in enumerate(days.get(day, ())):
-            sums[weekday(day)][hour] += count
-    return [[total / seen[w] if seen[w] else 0.0 for total in sums[w]] for w in range(7)]
+    first = int(numbers[keep].min())
+    if end_day - first < MIN_HISTORY_DAYS:
+        return None
+    sums = np.zeros((7, 24))
+    np.add.at(sums, (numbers[keep] + _EPOCH_WEEKDAY) % 7, counts[keep])
+    span = end_day - first
+    # Each weekday's days from the first active one on, those without responses included.
+    seen = span // 7 + ((np.arange(7) - weekday(first)) % 7 < span % 7)
+    return sums / seen[:, None]
 
 
+@functools.lru_cache(maxsize=1024)  # a chain's stores share a few texts
 def open_week(hours: str | None) -> OpenWeek | None:
     """A site's opening hours ("mon-fri 09:00-18:00, sat 10:00-13:00") as spans of the
     week; None when no hours are known (every hour counts). A span past midnight belongs
     to the day it starts; Sunday's runs on into Monday."""
     if not hours:
         return None
-    out: OpenWeek = []
+    out: list[tuple[int, int]] = []
     for day, spans in site_rules.parse_hours(hours).items():
         base = site_rules.DAYS.index(day) * 86400
         for span in spans:
@@ -108,7 +128,7 @@ def open_week(hours: str | None) -> OpenWeek | None:
                 out.append((0, last - _WEEK_S))
                 last = _WEEK_S
             out.append((first, last))
-    return sorted(out)
+    return tuple(sorted(out))
 
 
 def _seconds(clock: str) -> int:
@@ -116,28 +136,38 @@ def _seconds(clock: str) -> int:
     return int(hours) * 3600 + int(minutes) * 60
 
 
-def _open_seconds(week: OpenWeek, start: int, end: int) -> int:
-    """Seconds of [start, end) (seconds of the week, within one week) that are open."""
-    return sum(max(0, min(end, b) - max(start, a)) for a, b in week)
-
-
 def expected_responses(rates: Rates, start: int, end: int, zone: str,
                        week: OpenWeek | None) -> float:
     """The responses the kiosk usually gets in the open part of [start, end) (UTC
-    seconds), hour by local hour: a day that skips or repeats an hour (daylight saving
-    time) counts the hours that really pass."""
-    clock = zone_clock(zone)
-    total = 0.0
-    at = start
-    while at < end:
-        local = clock.local_one(at)
-        step = min(end - at, 3600 - local % 3600)  # to the end of this local hour
-        day, second = divmod(local, 86400)
-        of_week = weekday(day) * 86400 + second
-        open_s = step if week is None else _open_seconds(week, of_week, of_week + step)
-        total += rates[weekday(day)][second // 3600] * open_s / 3600
-        at += step
-    return total
+    seconds), minute by minute of UTC, each placed in its local weekday, hour and minute
+    (zone offsets and opening hours are whole minutes): a day that skips or repeats an
+    hour (daylight saving time) counts the time that really passes."""
+    import numpy as np
+
+    if end <= start:
+        return 0.0
+    minutes = np.arange(start // 60 * 60, end, 60, dtype=np.int64)
+    seconds = np.minimum(minutes + 60, end) - np.maximum(minutes, start)
+    local = zone_clock(zone).local(minutes)
+    day_of_week = (local // 86400 + _EPOCH_WEEKDAY) % 7
+    of_day = local % 86400
+    per_hour = np.asarray(rates, np.float64)[day_of_week, of_day // 3600]
+    if week is not None:
+        seconds = seconds * _open_minutes(week)[day_of_week * 1440 + of_day // 60]
+    # A product and a sum, not `@`: the BLAS behind a dot product starts threads, which
+    # on a busy machine cost milliseconds per call.
+    return float((per_hour * seconds).sum()) / 3600
+
+
+@functools.lru_cache(maxsize=256)
+def _open_minutes(week: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """1 for each open minute of the week (10,080, Monday 00:00 first), else 0."""
+    import numpy as np
+
+    table = np.zeros(_WEEK_S // 60, np.int64)
+    for first, last in week:
+        table[first // 60:last // 60] = 1
+    return table
 
 
 def silence_expected(rates: Rates | None, last_response: int | None, now: float, zone: str,
@@ -185,17 +215,22 @@ def iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
 
 
-def _hours_by_day(rows: Iterable[RollupRow]) -> dict[str, dict[int, list[int]]]:
-    """Day rollup rows as device: day: 24 hourly counts (every scale and kind summed)."""
+def _hours_by_day(rows: Iterable[RollupRow]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Day rollup rows as device: (day numbers, their 24 hourly counts), a row per scale
+    and kind (rates_of adds them up)."""
     import numpy as np
 
-    out: dict[str, dict[int, np.ndarray]] = {}
+    grouped: dict[str, tuple[list[int], list[bytes]]] = {}
     for device_id, day, _scale, _kind, counts in rows:
-        hours = np.frombuffer(counts, BLOB, 24, DAY_HOURS * 4).astype(np.int64)
-        days = out.setdefault(device_id, {})
-        days[day] = days[day] + hours if day in days else hours
-    return {device: {day: hours.tolist() for day, hours in days.items()}
-            for device, days in out.items()}
+        days, blobs = grouped.setdefault(device_id, ([], []))
+        days.append(day)
+        blobs.append(bytes(counts))
+    out = {}
+    for device_id, (days, blobs) in grouped.items():
+        matrix = np.frombuffer(b"".join(blobs), BLOB).reshape(len(days), DAY_WIDTH)
+        out[device_id] = (np.array(days, np.int64),
+                          matrix[:, DAY_HOURS:DAY_HOURS + 24].astype(np.float64))
+    return out
 
 
 def _label(kiosk: KioskHealth) -> str:
@@ -278,7 +313,8 @@ def _silent_alerts(store: Store, kiosks: Sequence[KioskHealth], registered: set[
         [kiosk.device_id for kiosk, *_ in candidates], first, last_day))
     out = []
     for kiosk, last, zone, week, end_day in candidates:
-        rates = usual_rates(history.get(kiosk.device_id, {}), end_day)
+        found = history.get(kiosk.device_id)
+        rates = rates_of(*found, end_day) if found is not None else None
         expected = silence_expected(rates, last, now, zone, week)
         if is_unlikely(expected):
             out.append(_alert(
