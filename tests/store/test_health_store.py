@@ -2,34 +2,22 @@
 id, reason, hour), unknown ids bounded, old rows removed, copied exactly; and each kiosk's
 contacts (last push and last serial sync apart, flash trend, clock, config). Runs on every
 engine of test_store.ENGINES."""
+# ruff: noqa: F811 -- each test takes the `store` fixture imported below
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from test_store import ENGINES, KEY, T0, answer
+from test_desired_config import store  # noqa: F401 -- the fixture: k1 and k2 registered
+from test_store import T0, answer
 
 from deskpulse.store import health, open_store
-from deskpulse.store.base import EARLIEST, DeviceFacts, Store
+from deskpulse.store.base import EARLIEST, Store
 from deskpulse.store.copy import copy_store
 from deskpulse.store.health import RefusalCount
 
 HOUR = T0 // 3600 * 3600
-
-
-@pytest.fixture(params=sorted(ENGINES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened = ENGINES[request.param](request, tmp_path)
-    try:
-        for device_id in ("k1", "k2"):
-            opened.set_key(device_id, KEY, replace=False,
-                           facts=DeviceFacts(device_id, None, None, None))
-        yield opened
-    finally:
-        opened.close()
 
 
 def refusal(device_id: str, count: int = 1, *, reason: str = "signature", hour: int = HOUR,

@@ -15,10 +15,13 @@ rows of them.
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from deskpulse.store import desired
 
@@ -254,3 +257,56 @@ def kiosk_health(store: Store, *, now: float, refused_window_s: int = 86400
             last.message if last else None, c.earlier_at, c.earlier_fill,
             c.earlier_dropped))
     return out
+
+
+# -- the Store's health methods, over an engine's queries -----------------------------------
+
+CONTACT_SUBQUERIES = """
+    (SELECT at FROM syncs WHERE device_id = d.device_id
+         AND transport = 'wifi' ORDER BY at DESC LIMIT 1),
+    (SELECT max(at) FROM syncs WHERE device_id = d.device_id AND transport = 'serial'),
+    (SELECT max(wall) FROM responses WHERE device_id = d.device_id)"""
+"""A kiosk's last push, last serial sync and last response time in both engines' SQL:
+each one probe of an index ((device_id, at) of syncs from its newest end, as a kiosk's
+latest contact is nearly always a push; the partial index of serial syncs; (device_id,
+wall) of responses)."""
+
+
+class HealthQueries(Protocol):
+    """What an engine's health module offers (store/<engine>/health.py), each function
+    inside the caller's transaction."""
+
+    def record_refusals(self, conn: Any, counts: Sequence[RefusalCount], copied: bool,
+                        now: int) -> None: ...
+    def push_refusals(self, conn: Any, since: int) -> list[RefusalCount]: ...
+    def kiosk_contacts(self, conn: Any, since: int) -> list[KioskContact]: ...
+
+
+class HealthMethods(abc.ABC):
+    """The device health methods of base.Store, the same on every engine; an engine mixes
+    this in before Store and says how it reads and how it writes."""
+
+    connection: Any
+    health_queries: ClassVar[HealthQueries]
+
+    @abc.abstractmethod
+    def _health_read(self) -> contextlib.AbstractContextManager[None]:
+        """Around a read: the engine's errors become StoreError sentences."""
+
+    @abc.abstractmethod
+    def _health_write(self) -> contextlib.AbstractContextManager[None]:
+        """Around a write: one transaction (a savepoint inside the server's writer)."""
+
+    def record_refusals(self, counts: Sequence[RefusalCount], *, copied: bool = False,
+                        now: float | None = None) -> None:
+        with self._health_write():
+            self.health_queries.record_refusals(
+                self.connection, counts, copied, int(time.time() if now is None else now))
+
+    def push_refusals(self, since: int) -> list[RefusalCount]:
+        with self._health_read():
+            return self.health_queries.push_refusals(self.connection, since)
+
+    def kiosk_contacts(self, since: int) -> list[KioskContact]:
+        with self._health_read():
+            return self.health_queries.kiosk_contacts(self.connection, since)

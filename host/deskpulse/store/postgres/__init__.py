@@ -23,6 +23,7 @@ import psycopg
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.store import accounts as account_rules
+from deskpulse.store import health as health_rules
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import (
     ConfigLayer,
@@ -53,7 +54,6 @@ from deskpulse.store.postgres import (
 
 if TYPE_CHECKING:
     from deskpulse.store.copy import CopyTable
-    from deskpulse.store.health import KioskContact, RefusalCount
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -77,7 +77,8 @@ def _translated(method: Callable[Concatenate[PostgresStore, P], R]
     return run
 
 
-class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Store):
+class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
+                    site_rules.SiteMethods, Store):
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the PostgreSQL store's tests."""
@@ -443,21 +444,17 @@ class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Store)
         with self.connection.transaction():  # a savepoint inside the server's group
             ingest.check_push(self.connection, device_id, check)
 
-    # -- device health ---------------------------------------------------------------------
+    # -- device health (issue 17): the methods are health_rules.HealthMethods' ------------
 
-    @_translated
-    def record_refusals(self, counts: Sequence[RefusalCount], *, copied: bool = False,
-                        now: float | None = None) -> None:
-        with self.connection.transaction():  # a savepoint inside the server's group
-            health.record_refusals(self.connection, counts, copied, _now(now))
+    health_queries = health
 
-    @_translated
-    def push_refusals(self, since: int) -> list[RefusalCount]:
-        return health.push_refusals(self.connection, since)
+    def _health_read(self) -> contextlib.AbstractContextManager[None]:
+        return schema.translated(self.url)
 
-    @_translated
-    def kiosk_contacts(self, since: int) -> list[KioskContact]:
-        return health.kiosk_contacts(self.connection, since)
+    @contextlib.contextmanager
+    def _health_write(self) -> Iterator[None]:
+        with schema.translated(self.url), self.connection.transaction():  # a savepoint in a group
+            yield
 
 
 def _now(now: float | None) -> int:

@@ -67,12 +67,7 @@ def push_refusals(conn: psycopg.Connection[Any], since: int) -> list[RefusalCoun
 
 def kiosk_contacts(conn: psycopg.Connection[Any], since: int) -> list[KioskContact]:
     rows = conn.execute(
-        """SELECT d.device_id, d.name,
-                  (SELECT at FROM syncs WHERE device_id = d.device_id
-                       AND transport = 'wifi' ORDER BY at DESC LIMIT 1),
-                  (SELECT max(at) FROM syncs WHERE device_id = d.device_id
-                       AND transport = 'serial'),
-                  (SELECT max(wall) FROM responses WHERE device_id = d.device_id),
+        f"""SELECT d.device_id, d.name, {health.CONTACT_SUBQUERIES},
                   d.last_sync, d.last_status,
                   s.fill, s.unacked, s.dropped, s.clock_known,
                   e.at, e.fill, e.dropped

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.store import accounts as account_rules
+from deskpulse.store import health as health_rules
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import (
     ConfigLayer,
@@ -50,7 +51,6 @@ from deskpulse.store.sqlite import (
 
 if TYPE_CHECKING:
     from deskpulse.store.copy import CopyTable
-    from deskpulse.store.health import KioskContact, RefusalCount
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -67,7 +67,8 @@ def _translated(method: Callable[Concatenate[SqliteStore, P], R]
     return run
 
 
-class SqliteStore(account_rules.AccountMethods, site_rules.SiteMethods, Store):
+class SqliteStore(health_rules.HealthMethods, account_rules.AccountMethods,
+                  site_rules.SiteMethods, Store):
     def __init__(self, connection: sqlite3.Connection, location: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the SQLite store's tests only."""
@@ -350,22 +351,17 @@ class SqliteStore(account_rules.AccountMethods, site_rules.SiteMethods, Store):
                 else schema.transaction(self.connection):
             ingest.check_push(self.connection, device_id, check)
 
-    # -- device health ---------------------------------------------------------------------
+    # -- device health (issue 17): the methods are health_rules.HealthMethods' ------------
 
-    @_translated
-    def record_refusals(self, counts: Sequence[RefusalCount], *, copied: bool = False,
-                        now: float | None = None) -> None:
-        with schema.savepoint(self.connection) if self.connection.in_transaction \
-                else schema.transaction(self.connection):
-            health.record_refusals(self.connection, counts, copied, _now(now))
+    health_queries = health
 
-    @_translated
-    def push_refusals(self, since: int) -> list[RefusalCount]:
-        return health.push_refusals(self.connection, since)
+    def _health_read(self) -> contextlib.AbstractContextManager[None]:
+        return self._guarded(contextlib.nullcontext())
 
-    @_translated
-    def kiosk_contacts(self, since: int) -> list[KioskContact]:
-        return health.kiosk_contacts(self.connection, since)
+    def _health_write(self) -> contextlib.AbstractContextManager[None]:
+        # Inside the server's writer a group transaction is open: a savepoint of it.
+        return self._guarded(schema.savepoint(self.connection) if self.connection.in_transaction
+                             else schema.transaction(self.connection))
 
 
 def _now(now: float | None) -> int:

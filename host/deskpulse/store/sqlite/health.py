@@ -67,16 +67,8 @@ def push_refusals(conn: sqlite3.Connection, since: int) -> list[RefusalCount]:
 
 
 def kiosk_contacts(conn: sqlite3.Connection, since: int) -> list[KioskContact]:
-    # Each subquery is one probe of an index: (device_id, at) of syncs from its newest
-    # end (a kiosk's latest contact is nearly always a push), the serial index, and
-    # (device_id, wall) of responses.
     rows = conn.execute(
-        """SELECT d.device_id, d.name,
-                  (SELECT at FROM syncs WHERE device_id = d.device_id
-                       AND transport = 'wifi' ORDER BY at DESC LIMIT 1),
-                  (SELECT max(at) FROM syncs WHERE device_id = d.device_id
-                       AND transport = 'serial'),
-                  (SELECT max(wall) FROM responses WHERE device_id = d.device_id),
+        f"""SELECT d.device_id, d.name, {health.CONTACT_SUBQUERIES},
                   d.last_sync, d.last_status,
                   s.fill, s.unacked, s.dropped, s.clock_known,
                   e.at, e.fill, e.dropped
