@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -100,8 +100,8 @@ def rates_of(numbers: np.ndarray, counts: np.ndarray, end_day: int) -> np.ndarra
     first = int(numbers[keep].min())
     if end_day - first < MIN_HISTORY_DAYS:
         return None
-    sums = np.zeros((7, 24))
-    np.add.at(sums, (numbers[keep] + _EPOCH_WEEKDAY) % 7, counts[keep])
+    weekdays = (numbers + _EPOCH_WEEKDAY) % 7
+    sums = np.array([counts[keep & (weekdays == w)].sum(axis=0) for w in range(7)])
     span = end_day - first
     # Each weekday's days from the first active one on, those without responses included.
     seen = span // 7 + ((np.arange(7) - weekday(first)) % 7 < span % 7)
@@ -139,35 +139,49 @@ def _seconds(clock: str) -> int:
 def expected_responses(rates: Rates, start: int, end: int, zone: str,
                        week: OpenWeek | None) -> float:
     """The responses the kiosk usually gets in the open part of [start, end) (UTC
-    seconds), minute by minute of UTC, each placed in its local weekday, hour and minute
-    (zone offsets and opening hours are whole minutes): a day that skips or repeats an
-    hour (daylight saving time) counts the time that really passes."""
+    seconds), quarter hour by quarter hour of UTC, each placed in its local weekday and
+    hour (every zone's offset and its changes fall on quarter hours): a day that skips or
+    repeats an hour (daylight saving time) counts the time that really passes. Opening
+    hours count to the minute."""
     import numpy as np
 
     if end <= start:
         return 0.0
-    minutes = np.arange(start // 60 * 60, end, 60, dtype=np.int64)
-    seconds = np.minimum(minutes + 60, end) - np.maximum(minutes, start)
-    local = zone_clock(zone).local(minutes)
+    quarters = np.arange(start // _QUARTER * _QUARTER, end, _QUARTER, dtype=np.int64)
+    first = np.maximum(quarters, start)
+    seconds = np.minimum(quarters + _QUARTER, end) - first
+    local = zone_clock(zone).local(quarters)
     day_of_week = (local // 86400 + _EPOCH_WEEKDAY) % 7
     of_day = local % 86400
     per_hour = np.asarray(rates, np.float64)[day_of_week, of_day // 3600]
     if week is not None:
-        seconds = seconds * _open_minutes(week)[day_of_week * 1440 + of_day // 60]
+        of_week = day_of_week * 86400 + of_day
+        open_s = _open_quarters(week)[of_week // _QUARTER] * (seconds / _QUARTER)
+        for edge in {0, len(quarters) - 1}:  # a part of a quarter: minute by minute
+            if seconds[edge] != _QUARTER:
+                piece = int(of_week[edge] + first[edge] - quarters[edge])
+                open_s[edge] = _open_seconds(week, piece, piece + int(seconds[edge]))
+        seconds = open_s
     # A product and a sum, not `@`: the BLAS behind a dot product starts threads, which
     # on a busy machine cost milliseconds per call.
     return float((per_hour * seconds).sum()) / 3600
 
 
+_QUARTER = 900
+
+
+def _open_seconds(week: OpenWeek, start: int, end: int) -> int:
+    """Seconds of [start, end) (seconds of the week, within one week) that are open."""
+    return sum(max(0, min(end, last) - max(start, first)) for first, last in week)
+
+
 @functools.lru_cache(maxsize=256)
-def _open_minutes(week: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """1 for each open minute of the week (10,080, Monday 00:00 first), else 0."""
+def _open_quarters(week: OpenWeek) -> np.ndarray:
+    """The open seconds of each quarter hour of the week (672, Monday 00:00 first)."""
     import numpy as np
 
-    table = np.zeros(_WEEK_S // 60, np.int64)
-    for first, last in week:
-        table[first // 60:last // 60] = 1
-    return table
+    return np.array([_open_seconds(week, q * _QUARTER, (q + 1) * _QUARTER)
+                     for q in range(_WEEK_S // _QUARTER)], np.float64)
 
 
 def silence_expected(rates: Rates | None, last_response: int | None, now: float, zone: str,
@@ -215,22 +229,24 @@ def iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
 
 
-def _hours_by_day(rows: Iterable[RollupRow]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _hours_by_day(rows: Sequence[RollupRow]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Day rollup rows as device: (day numbers, their 24 hourly counts), a row per scale
-    and kind (rates_of adds them up)."""
+    and kind (rates_of adds them up); the counts of all rows read in one go."""
     import numpy as np
 
-    grouped: dict[str, tuple[list[int], list[bytes]]] = {}
-    for device_id, day, _scale, _kind, counts in rows:
-        days, blobs = grouped.setdefault(device_id, ([], []))
-        days.append(day)
-        blobs.append(bytes(counts))
-    out = {}
-    for device_id, (days, blobs) in grouped.items():
-        matrix = np.frombuffer(b"".join(blobs), BLOB).reshape(len(days), DAY_WIDTH)
-        out[device_id] = (np.array(days, np.int64),
-                          matrix[:, DAY_HOURS:DAY_HOURS + 24].astype(np.float64))
-    return out
+    if not rows:
+        return {}
+    matrix = np.frombuffer(b"".join([row[4] for row in rows]), BLOB).reshape(
+        len(rows), DAY_WIDTH)[:, DAY_HOURS:DAY_HOURS + 24].astype(np.float64)
+    days = np.fromiter((row[1] for row in rows), np.int64, len(rows))
+    codes: dict[str, int] = {}
+    owner = np.fromiter((codes.setdefault(row[0], len(codes)) for row in rows), np.int64,
+                        len(rows))
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(len(codes) + 1))
+    return {device: (days[order[bounds[code]:bounds[code + 1]]],
+                     matrix[order[bounds[code]:bounds[code + 1]]])
+            for device, code in codes.items()}
 
 
 def _label(kiosk: KioskHealth) -> str:
