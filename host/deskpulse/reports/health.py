@@ -335,8 +335,9 @@ def _silent_alerts(store: Store, kiosks: Sequence[KioskHealth], registered: set[
         if is_unlikely(expected):
             out.append(_alert(
                 "silent", kiosk, last,
-                f"{_label(kiosk)}: no response since {_local_text(last, zone)} while open, "
-                f"where about {expected:.0f} are usual",
+                f"{_label(kiosk)}: no response since {_local_text(last, zone)}, where about "
+                f"{expected:.0f} are usual by now"
+                + ("" if week is None else " in its opening hours"),
                 f"silent:{kiosk.device_id}:{last}"))
     return out
 

@@ -114,6 +114,14 @@ def clipped(message: str) -> str:
     return message[:MAX_MESSAGE]
 
 
+def rows_to_write(counts: Sequence[RefusalCount], known: set[str],
+                  unknown_kept: Mapping[int, set[str]]) -> list[tuple[Any, ...]]:
+    """The (hour, device_id, reason, count, last, message) rows an engine merges in:
+    `bounded`, each sentence clipped."""
+    return [(row.hour, row.device_id, row.reason, row.count, row.last, clipped(row.message))
+            for row in bounded(counts, known, unknown_kept)]
+
+
 # -- a kiosk's health ----------------------------------------------------------------------
 
 

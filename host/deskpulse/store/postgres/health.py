@@ -49,10 +49,8 @@ def record_refusals(conn: psycopg.Connection[Any], counts: Sequence[RefusalCount
                 (sorted({row.hour for row in counts}), health.UNKNOWN_OTHERS)):
             kept.setdefault(int(hour), set()).add(device)
         with conn.cursor() as cursor:
-            cursor.executemany(LARGER if copied else ADDED, [
-                (row.hour, row.device_id, row.reason, row.count, row.last,
-                 health.clipped(row.message))
-                for row in health.bounded(counts, known, kept)])
+            cursor.executemany(LARGER if copied else ADDED,
+                               health.rows_to_write(counts, known, kept))
     conn.execute("DELETE FROM push_refusals WHERE hour < %s",
                  (health.hour_of(now - health.RETENTION_S),))
 

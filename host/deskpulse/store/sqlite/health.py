@@ -50,10 +50,7 @@ def record_refusals(conn: sqlite3.Connection, counts: Sequence[RefusalCount], co
                 """SELECT device_id FROM push_refusals WHERE hour = ? AND device_id != ?
                    AND device_id NOT IN (SELECT device_id FROM devices)""",
                 (hour, health.UNKNOWN_OTHERS))}
-        conn.executemany(LARGER if copied else ADDED, [
-            (row.hour, row.device_id, row.reason, row.count, row.last,
-             health.clipped(row.message))
-            for row in health.bounded(counts, known, kept)])
+        conn.executemany(LARGER if copied else ADDED, health.rows_to_write(counts, known, kept))
     conn.execute("DELETE FROM push_refusals WHERE hour < ?",
                  (health.hour_of(now - health.RETENTION_S),))
 
