@@ -17,6 +17,7 @@ from deskpulse.server.writer import WriterProcess
 
 if TYPE_CHECKING:
     from deskpulse.server.push import KeyCache, ServerClock
+    from deskpulse.server.refusals import RefusalRecorder
 
 log = logging.getLogger("deskpulse.serve")
 
@@ -34,6 +35,7 @@ class ServerState:
     clock: ServerClock
     version: str
     gone: FloodLog  # clients that hung up mid-push, said in summary lines
+    refusals: RefusalRecorder  # refused pushes, counted into the store (device health)
 
 
 def state(request: Request) -> ServerState:

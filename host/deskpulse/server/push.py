@@ -79,6 +79,10 @@ class KeyCache:
     def forget(self, device_id: str) -> None:
         self._keys.pop(device_id, None)
 
+    def known(self, device_id: str) -> bool:
+        """Whether a key of this device is held (it was registered lately)."""
+        return device_id in self._keys
+
 
 # -- checking a push ----------------------------------------------------------------------
 
@@ -293,6 +297,7 @@ async def push_batch(request: Request, server: Annotated[ServerState, Depends(st
     except Refusal as refusal:
         log.info("refused a push for %s: %d %s", device_id[:64], refusal.status,
                  refusal.message)
+        server.refusals.note(device_id, refusal.status, refusal.message)
         return error_response(refusal.status, refusal.message)
 
 

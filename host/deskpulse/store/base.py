@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # commands that never store a batch need not load the wire fo
     from deskpulse.protocol.signing import Nonce
     from deskpulse.store.accounts import User
     from deskpulse.store.copy import CopyTable
+    from deskpulse.store.health import KioskContact, RefusalCount
 
 CLOCK_TOLERANCE_S = 120
 """A record placed by an anchor whose device stamp differs from that by more than this many
@@ -545,6 +546,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def server_secret(self) -> bytes:
         """The database's key for session cookies, drawn once."""
+
+    # -- device health (issue 17; rules in store/health.py) ---------------------------------
+
+    @abc.abstractmethod
+    def record_refusals(self, counts: Sequence[RefusalCount], *, copied: bool = False,
+                        now: float | None = None) -> None:
+        """Add refused pushes to their (device, reason, hour) rows, unknown ids bounded
+        (health.bounded) and rows older than health.RETENTION_S removed. With `copied`
+        (`deskpulse db copy`) a row already there keeps the larger count, so that a copy
+        done again changes nothing."""
+
+    @abc.abstractmethod
+    def push_refusals(self, since: int) -> list[RefusalCount]:
+        """The refusal rows of the hours from the one holding `since` on, by hour, id and
+        reason."""
+
+    @abc.abstractmethod
+    def kiosk_contacts(self, since: int) -> list[KioskContact]:
+        """Every known device's contacts and latest status, by id; `since` picks the
+        first contact of the flash trend (health.KioskContact)."""
 
 
 @dataclass(frozen=True, slots=True)
