@@ -23,13 +23,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deskpulse import installed_version
-from deskpulse.server import health, ota, push
+from deskpulse.server import dashboard, health, live, ota, push
 from deskpulse.server.common import ServerState, error_response, log
 from deskpulse.server.guard import REPORT_INTERVAL_S, FloodLog
+from deskpulse.server.reader import ReaderProcess
 from deskpulse.server.writer import WriterProcess
 from deskpulse.store import open_store
 
-ROUTERS = (health.router, push.router, ota.router)
+ROUTERS = (health.router, push.router, ota.router, dashboard.router)
 """One router per area; a new area (the dashboard, say) adds its module here."""
 
 
@@ -44,6 +45,8 @@ def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool 
     writer's busy timeout; clock is the server's time."""
     open_store(db_path).close()
     database = WriterProcess(db_path, busy_timeout_ms=busy_timeout_ms)
+    reader = ReaderProcess(db_path)
+    broadcaster = live.Broadcaster()
     version = installed_version() or "unknown"
     gone = FloodLog(log, REPORT_INTERVAL_S, logging.INFO,
                     {"gone": "clients that closed the connection in the middle of a push"})
@@ -51,7 +54,12 @@ def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await database.run(health.schema_version)  # the writer is up before the first push
-        yield
+        # The poll of other processes' syncs is one cheap query: through the writer, so
+        # that it never waits behind a long report in the reader.
+        async with live.watching(broadcaster, database.run):
+            yield
+        broadcaster.close()
+        reader.close()
         database.close()
 
     app = FastAPI(
@@ -60,7 +68,8 @@ def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool 
         docs_url="/docs" if api_docs else None, redoc_url="/redoc" if api_docs else None,
         openapi_url="/openapi.json" if api_docs else None)
     app.state.deskpulse = ServerState(database, push.KeyCache(database),
-                                      push.ServerClock(clock), version, gone)
+                                      push.ServerClock(clock), version, gone, reader,
+                                      broadcaster)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -77,4 +86,5 @@ def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool 
 
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/static", dashboard.static_files(), name="static")
     return app

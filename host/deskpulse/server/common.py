@@ -16,7 +16,9 @@ from deskpulse.server.guard import FloodLog
 from deskpulse.server.writer import WriterProcess
 
 if TYPE_CHECKING:
+    from deskpulse.server.live import Broadcaster
     from deskpulse.server.push import KeyCache, ServerClock
+    from deskpulse.server.reader import ReaderProcess
 
 log = logging.getLogger("deskpulse.serve")
 
@@ -34,6 +36,8 @@ class ServerState:
     clock: ServerClock
     version: str
     gone: FloodLog  # clients that hung up mid-push, said in summary lines
+    reader: ReaderProcess  # the dashboard's reads, beside the writer (server/reader.py)
+    live: Broadcaster  # the live dashboards told of each push (server/live.py)
 
 
 def state(request: Request) -> ServerState:

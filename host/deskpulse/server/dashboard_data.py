@@ -1,0 +1,216 @@
+"""What the dashboard shows, computed from the store (docs/dashboard.md, "Dashboard").
+
+Every function here runs in the reader process (server/reader.py) as fn(store, ...) and
+returns plain data (dicts, lists, text), so it crosses back to the server pickled. The
+figures are deskpulse.reports' own: the report page and /api/report are
+`figures.build_report` of the same selection as `deskpulse report`, the CSV is
+`figures.write_csv`'s, the alerts `alerts.find_alerts`'.
+
+`scope` is the viewer's site path (None: everything). A site or kiosk outside it is
+answered as one that does not exist (OutOfScope, a 404), never saying whether it does.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from deskpulse.errors import DeskPulseError
+from deskpulse.reports import alerts as report_alerts
+from deskpulse.reports import figures
+from deskpulse.store import sites as site_rules
+from deskpulse.store.base import Site, Store
+from deskpulse.timezones import device_zone, host_time_zone, zone_of
+
+ALERT_DAYS = 7
+"""The alerts page's range when none is given: the last week."""
+
+
+class OutOfScope(DeskPulseError):
+    """A site or kiosk the viewer may not see, or that does not exist (the same 404)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The filters of `deskpulse report` that the dashboard takes, as query parameters."""
+
+    since: str | None = None
+    until: str | None = None
+    site: str | None = None
+    device: str | None = None
+    include_flagged: bool = False
+
+    def report_args(self) -> dict[str, Any]:
+        """Keyword arguments of figures.build_report / write_csv (what `deskpulse report`
+        passes for the same options)."""
+        return {"since": self.since, "until": self.until, "device": self.device,
+                "location": None, "include_flagged": self.include_flagged,
+                "site": self.site}
+
+
+def in_scope(scope: str | None, path: str | None) -> bool:
+    return scope is None or (path is not None and site_rules.is_under(path, scope))
+
+
+def scoped(store: Store, scope: str | None, selection: Selection) -> Selection:
+    """The selection a viewer of `scope` may make: the site within the scope (the scope's
+    own when none is asked for), the device a kiosk within it; OutOfScope otherwise."""
+    site = selection.site if selection.site is not None else scope
+    if site is not None and not in_scope(scope, site):
+        raise OutOfScope(f"no site {selection.site}")
+    if selection.device is not None:
+        place = store.device_site_path(selection.device)
+        known = place is not None or selection.device in {
+            f.device_id for f in store.device_facts()}
+        if not known or not in_scope(scope, place):
+            raise OutOfScope(f"no device {selection.device}")
+    return dataclasses.replace(selection, site=site)
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+def report(store: Store, scope: str | None, selection: Selection) -> dict[str, Any]:
+    """`deskpulse report --format json` for the selection, within the scope."""
+    return figures.build_report(store, **scoped(store, scope, selection).report_args())
+
+
+def choices(store: Store, scope: str | None) -> dict[str, list[dict[str, Any]]]:
+    """The sites and kiosks a viewer may filter by."""
+    placed = store.kiosk_sites()
+    sites = [{"path": s.path, "kind": s.kind} for s in sorted(store.sites(),
+                                                               key=lambda s: s.path)
+             if in_scope(scope, s.path)]
+    devices = [{"device_id": f.device_id, "name": f.name, "site": placed.get(f.device_id)}
+               for f in store.device_facts() if in_scope(scope, placed.get(f.device_id))]
+    return {"sites": sites, "devices": devices}
+
+
+def report_page(store: Store, scope: str | None, selection: Selection
+                ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    return report(store, scope, selection), choices(store, scope)
+
+
+def csv_devices(store: Store, scope: str | None, selection: Selection) -> list[str]:
+    """The kiosks of the CSV download, in the order `write_csv` writes them."""
+    scoped_selection = scoped(store, scope, selection)
+    chosen = figures.select(store, **scoped_selection.report_args())
+    return [d.device_id for d in chosen.devices]
+
+
+def csv_header() -> str:
+    """The CSV's first line, as write_csv writes it."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(figures.CSV_COLUMNS)
+    return out.getvalue()
+
+
+def csv_part(store: Store, scope: str | None, selection: Selection, device_id: str) -> str:
+    """The CSV rows (no header) of one kiosk of the selection, so that a download of
+    millions of rows is streamed kiosk by kiosk."""
+    one = scoped(store, scope, dataclasses.replace(selection, device=device_id))
+    out = io.StringIO()
+    figures.write_csv(store, out, **one.report_args())
+    return out.getvalue().partition("\n")[2]
+
+
+# -- the overview ----------------------------------------------------------------------------
+
+
+def _period_starts(zone_name: str, now: float) -> tuple[int, int]:
+    """(local midnight today, local midnight of this week's Monday) in the zone."""
+    zone = zone_of(zone_name)
+    today = datetime.fromtimestamp(now, zone).date()
+    monday = today - timedelta(days=today.weekday())
+    return (int(datetime.combine(today, time(), zone).timestamp()),
+            int(datetime.combine(monday, time(), zone).timestamp()))
+
+
+def _figures_of(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"responses": entry["responses"], "csat": entry["csat"],
+            "told_next_rate": entry["told_next_rate"]}
+
+
+def overview(store: Store, scope: str | None, now: float) -> dict[str, Any]:
+    """Today and this week for each site one level below `scope` (a store's: its kiosks;
+    None: the organisations), and for the whole scope. "Today" and "this week" (from
+    Monday) are local days in each row's own zone: the zone its site inherits (a kiosk:
+    its own), else the host's; the whole scope's, in the scope's zone."""
+    tree = {s.path: s for s in store.sites()}
+    if scope is not None and scope not in tree:
+        raise OutOfScope(f"no site {scope}")
+    host = host_time_zone()
+    placed = store.kiosk_sites()
+    facts = {f.device_id: f for f in store.device_facts()}
+    last = store.last_syncs()
+    kiosk_zones = site_rules.kiosk_zones(((d, f.time_zone) for d, f in facts.items()),
+                                         placed, tree)
+    rows: list[dict[str, Any]] = []
+    is_store = scope is not None and tree[scope].kind == "store"
+    if is_store:
+        for device_id in sorted(d for d, where in placed.items() if where == scope):
+            fact = facts[device_id]
+            rows.append({"key": device_id, "device_id": device_id, "name": fact.name,
+                         "zone": device_zone(kiosk_zones[device_id], host),
+                         "last_push": last.get(device_id)})
+    else:
+        below: list[Site] = ([s for s in tree.values() if s.parent is None] if scope is None
+                             else site_rules.children(tree, scope))
+        for site in sorted(below, key=lambda s: s.path):
+            pushes = [at for d, at in last.items()
+                      if site_rules.is_under(placed.get(d) or "", site.path)
+                      and d in placed]
+            rows.append({"key": site.path, "site": site.path, "name": site.name,
+                         "kind": site.kind,
+                         "zone": device_zone(site_rules.inherited(tree, site.path)[0], host),
+                         "last_push": max(pushes, default=None)})
+    # One report per zone and period: each row takes its own from it.
+    by_key = {row["key"]: row for row in rows}
+    for zone in sorted({row["zone"] for row in rows}):
+        for period, since in zip(("today", "week"), _period_starts(zone, now), strict=True):
+            keyed = [row for row in rows if row["zone"] == zone]
+            if scope is None:
+                for row in keyed:
+                    rep = figures.build_report(store, since=since, site=row["site"])
+                    row[period] = _figures_of(rep)
+                continue
+            rep = figures.build_report(store, since=since, site=scope)
+            entries = rep["devices"] if is_store else rep["sites"]
+            for entry in entries:
+                key = entry["device_id"] if is_store else entry["site"]
+                if key in by_key and by_key[key]["zone"] == zone:
+                    by_key[key][period] = _figures_of(entry)
+    scope_zone = device_zone(site_rules.inherited(tree, scope)[0], host)
+    total: dict[str, Any] = {"zone": scope_zone, "last_push": max(
+        (at for d, at in last.items() if scope is None or in_scope(scope, placed.get(d))),
+        default=None)}
+    for period, since in zip(("today", "week"), _period_starts(scope_zone, now), strict=True):
+        total[period] = _figures_of(figures.build_report(store, since=since, site=scope))
+    return {"scope": scope, "kind": tree[scope].kind if scope is not None else None,
+            "level": "kiosks" if is_store else "sites", "now": int(now), "total": total,
+            "rows": rows}
+
+
+# -- devices and alerts ----------------------------------------------------------------------
+
+
+def devices(store: Store, scope: str | None) -> list[dict[str, Any]]:
+    """Every kiosk within the scope with its health (every field Store.devices() gives,
+    so that a field added there shows without a change here), and its site."""
+    placed = store.kiosk_sites()
+    return [{**dataclasses.asdict(health), "site": placed.get(health.device_id)}
+            for health in store.devices() if in_scope(scope, placed.get(health.device_id))]
+
+
+def alerts(store: Store, scope: str | None, selection: Selection, now: float
+           ) -> list[dict[str, Any]]:
+    """find_alerts over the selection within the scope (without dates: the last week)."""
+    chosen = scoped(store, scope, selection)
+    args = chosen.report_args()
+    if chosen.since is None and chosen.until is None:
+        args["since"] = int(now) - ALERT_DAYS * 86400
+    return report_alerts.find_alerts(store, **args)
