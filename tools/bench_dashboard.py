@@ -19,14 +19,26 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import functools
+import json
 import os
+import platform
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import bench_report
+import bench_serve
 
+from deskpulse import cli
+from deskpulse.sim.serve_process import ServeProcess
 from deskpulse.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,17 +97,280 @@ def cached_database(total: int, devices: int, seed: int) -> Path:
     return path
 
 
+# -- (a) the pages' server time over a big database ------------------------------------------
+
+
+@contextlib.contextmanager
+def viewing_as(app: Any, site: str | None) -> Iterator[None]:
+    """Requests of `app` made as a viewer of `site` (the login itself is not measured)."""
+    from deskpulse.server import dashboard
+
+    app.dependency_overrides[dashboard.viewer_scope] = lambda: site
+    try:
+        yield
+    finally:
+        app.dependency_overrides.clear()
+
+
+def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """(first call, median of the next `repeats`) in seconds."""
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times[0], statistics.median(times[1:])
+
+
+def bench_pages(db: Path, repeats: int) -> dict[str, Any]:
+    from fastapi.testclient import TestClient
+
+    from deskpulse.server import dashboard
+    from deskpulse.server.app import create_app
+
+    viewers = {"chain admin": None, "region manager": f"{CHAIN}/region-1",
+               "store manager": store_of("store-01")}
+    out: dict[str, Any] = {}
+    app = create_app(db, clock=lambda: NOW)
+    with TestClient(app) as client:
+        client.get("/v1/health")
+        for who, site in viewers.items():
+            with viewing_as(app, site):
+                def get(path: str, fresh: bool = False) -> None:
+                    if fresh:  # the overview is kept per scope until a push: not here
+                        dashboard._OVERVIEWS.clear()
+                    reply = client.get(path)
+                    if reply.status_code != 200:
+                        raise SystemExit(f"{path}: {reply.status_code} {reply.text[:200]}")
+
+                rows = {
+                    "overview page": _timed(lambda: get("/", True), repeats),
+                    "/api/overview": _timed(lambda: get("/api/overview", True), repeats),
+                    "/api/overview, kept": _timed(lambda: get("/api/overview"), repeats),
+                    "report page": _timed(lambda: get("/report"), repeats),
+                    "/api/report": _timed(lambda: get("/api/report"), repeats),
+                }
+            options = [] if site is None else ["--site", site]
+            with tempfile.TemporaryDirectory() as scratch:
+                target = str(Path(scratch) / "r.json")
+                argv = ["report", "--db", str(db), "--format", "json", "-o", target, *options]
+                rows["deskpulse report --format json (in-process)"] = _timed(
+                    functools.partial(cli.main, argv), repeats)
+                rows["deskpulse report --format json (command)"] = _timed(
+                    functools.partial(subprocess.run, [sys.executable, "-m", "deskpulse.cli",
+                                                       *argv], check=True),
+                    max(1, repeats // 2))
+            out[who] = {name: {"first_s": first, "median_s": median}
+                        for name, (first, median) in rows.items()}
+    return out
+
+
+# -- (b) live dashboards while kiosks push ---------------------------------------------------
+
+PROBE_EVERY_S = 1.0
+
+
+async def _listen(host: str, port: int, cookie: str, probe: str, stop_at: list[float],
+                  arrivals: list[float], connected: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"GET /events HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n"
+                 .encode())
+    status = await reader.readline()
+    if b" 200 " not in status:
+        raise SystemExit(f"/events answered {status!r}")
+    connected[0] += 1
+    try:
+        while time.time() < stop_at[0]:
+            try:
+                line = await asyncio.wait_for(reader.readline(),
+                                              max(0.1, min(1.0, stop_at[0] - time.time())))
+            except TimeoutError:
+                break
+            if not line:
+                break
+            if line.startswith(b"data: "):
+                arrived = time.time()
+                if probe in json.loads(line[6:])["devices"]:
+                    arrivals.append(arrived)
+    finally:
+        writer.close()
+
+
+def listeners_main(url: str, count: int, probe: str, seconds: float, cookie: str) -> int:
+    """The --dashboards open streams (a process of their own, so that their reading does
+    not take the load generator's share of the CPU). Prints READY once all are open, then
+    `seconds` later one JSON line: per stream, every arrival of an event naming the probe
+    kiosk."""
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    per_stream: list[list[float]] = [[] for _ in range(count)]
+    connected = [0]
+
+    async def run() -> None:
+        stop_at = [float("inf")]  # once every stream is open: `seconds` from then
+        tasks = [asyncio.create_task(_listen(host, int(port), cookie, probe, stop_at,
+                                             per_stream[i], connected))
+                 for i in range(count)]
+        while connected[0] < count:
+            await asyncio.sleep(0.05)
+        stop_at[0] = time.time() + seconds
+        print("READY", flush=True)
+        await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+    print(json.dumps(per_stream), flush=True)
+    return 0
+
+
+async def _probe(url: str, kiosk: bench_serve.Kiosk, stop_at: float, sent: list[float]) -> None:
+    """One push of the probe kiosk a second, on its own connection: when it was sent."""
+    from deskpulse.sim.push_client import PushClient, build_request
+
+    loop = asyncio.get_running_loop()
+    with PushClient(url) as client:
+        while time.time() < stop_at:
+            _, body = kiosk.take_batch(5)
+            kiosk.count += 1
+            nonce = f"{kiosk.boot}.{kiosk.count}"
+            request = build_request(kiosk.device_id, kiosk.key, nonce, body)
+            sent.append(time.time())
+            answer = await loop.run_in_executor(None, client.send, request, kiosk.key, nonce)
+            if not answer.ok:
+                raise SystemExit(f"the probe's push was refused: {answer.status}")
+            await asyncio.sleep(PROBE_EVERY_S)
+
+
+def _delays(sent: list[float], streams: list[list[float]]) -> list[float]:
+    """Per stream and probe push: from sending the push to the first event naming the
+    probe that arrived after it (the probe pushes once a second, the events at most
+    every half second)."""
+    out = []
+    for arrivals in streams:
+        for at in sent:
+            later = [a for a in arrivals if a >= at]
+            if later and later[0] - at < PROBE_EVERY_S + 1.5:
+                out.append(later[0] - at)
+    return out
+
+
+def live_round(server: ServeProcess, kiosks: list[bench_serve.Kiosk], probe: bench_serve.Kiosk,
+               seconds: float, dashboards: int, cookie: str) -> dict[str, Any]:
+    listeners = None
+    if dashboards:
+        listeners = subprocess.Popen(
+            [sys.executable, __file__, "listen", "--url", server.url, "--count",
+             str(dashboards), "--probe", probe.device_id,
+             "--seconds", str(seconds + PROBE_EVERY_S + 2),
+             "--cookie", cookie], stdout=subprocess.PIPE, text=True)
+        assert listeners.stdout is not None
+        if listeners.stdout.readline().strip() != "READY":
+            raise SystemExit("the dashboards did not connect")
+    sent: list[float] = []
+
+    async def load() -> bench_serve.LoadResult:
+        stop_at = time.time() + seconds
+        probing = asyncio.create_task(_probe(server.url, probe, stop_at, sent))
+        result = await bench_serve._load([server.url], kiosks, 50, seconds, 50, False)
+        await probing
+        return result
+
+    result = asyncio.run(load())
+    streams: list[list[float]] = []
+    if listeners is not None:
+        out, _ = listeners.communicate()
+        lines = [line for line in (out or "").splitlines() if line.startswith("[")]
+        streams = json.loads(lines[-1]) if lines else []
+    delays = sorted(_delays(sent, streams))
+    return {"dashboards": dashboards, "batches_per_s": len(result.accepted) / result.elapsed,
+            "refused": result.refused, "network_errors": result.network_errors,
+            "probe_pushes": len(sent), "events_seen": len(delays),
+            "delay_median_s": statistics.median(delays) if delays else None,
+            "delay_p95_s": delays[int(0.95 * (len(delays) - 1))] if delays else None,
+            "delay_max_s": delays[-1] if delays else None}
+
+
+def bench_live(seconds: float, dashboards: int, devices: int, rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="deskpulse-bench-dashboard-") as scratch:
+        folder = Path(scratch)
+        db = folder / "live.db"
+        kiosks = bench_serve.register_kiosks(db, devices + 1, folder)
+        probe, kiosks = kiosks[0], kiosks[1:]
+        for kiosk in kiosks:
+            kiosk.prebuild(int(800 * seconds * rounds * 2 / devices) + 1, 50)
+        cookie = session_cookie_for(db)
+        runs = []
+        with ServeProcess(db) as server:
+            for _ in range(rounds):
+                for count in (0, dashboards):
+                    runs.append(live_round(server, kiosks, probe, seconds, count, cookie))
+                    print(json.dumps(runs[-1]), file=sys.stderr)
+    return {"runs": runs}
+
+
+def session_cookie_for(db: Path) -> str:
+    """The Cookie header of a logged-in chain admin (none needed before accounts)."""
+    return "none=1"
+
+
+def machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     build = sub.add_parser("build", help="only build (or find) the cached database")
-    for p in (build,):
+    pages = sub.add_parser("pages", help="(a) the pages' server time over a big database")
+    for p in (build, pages):
         p.add_argument("--responses", type=int, default=1_000_000)
         p.add_argument("--devices", type=int, default=500)
         p.add_argument("--seed", type=int, default=1)
+    pages.add_argument("--repeats", type=int, default=5)
+    live = sub.add_parser("live", help="(b) push throughput with and without dashboards")
+    live.add_argument("--seconds", type=float, default=10)
+    live.add_argument("--dashboards", type=int, default=200)
+    live.add_argument("--devices", type=int, default=200)
+    live.add_argument("--rounds", type=int, default=2)
+    listen = sub.add_parser("listen", help="(internal) the open dashboards of `live`")
+    listen.add_argument("--url", required=True)
+    listen.add_argument("--count", type=int, required=True)
+    listen.add_argument("--probe", required=True)
+    listen.add_argument("--seconds", type=float, required=True)
+    listen.add_argument("--cookie", required=True)
     args = parser.parse_args(argv)
+    if args.what == "listen":
+        return listeners_main(args.url, args.count, args.probe, args.seconds, args.cookie)
     if args.what == "build":
         print(cached_database(args.responses, args.devices, args.seed))
+        return 0
+    if args.what == "pages":
+        db = cached_database(args.responses, args.devices, args.seed)
+        with open_store(db) as store:
+            total = sum(store.response_counts().values())
+        figures = bench_pages(db, args.repeats)
+        print(f"{total:,} responses, {args.devices} kiosks in {args.devices // 10} stores "
+              f"({machine()})")
+        for who, rows in figures.items():
+            print(f"{who}:")
+            anchor = rows["deskpulse report --format json (in-process)"]["median_s"]
+            for name, row in rows.items():
+                print(f"  {name:45s} first {row['first_s']:7.3f} s   median "
+                      f"{row['median_s']:7.3f} s   {row['median_s'] / anchor:5.2f}x the command")
+        print(json.dumps(figures))
+        return 0
+    result = bench_live(args.seconds, args.dashboards, args.devices, args.rounds)
+    print(f"live dashboards ({machine()}):")
+    for run in result["runs"]:
+        delay = ("" if run["delay_median_s"] is None else
+                 f"; push to event median {run['delay_median_s']:.2f} s, p95 "
+                 f"{run['delay_p95_s']:.2f} s, max {run['delay_max_s']:.2f} s over "
+                 f"{run['events_seen']} events")
+        print(f"  {run['dashboards']:3d} dashboards: {run['batches_per_s']:6.1f} batches/s"
+              f"{delay}")
+    without = [r["batches_per_s"] for r in result["runs"] if not r["dashboards"]]
+    with_ = [r["batches_per_s"] for r in result["runs"] if r["dashboards"]]
+    print(f"with / without: {statistics.mean(with_) / statistics.mean(without):.3f}")
+    print(json.dumps(result))
     return 0
 
 
