@@ -5,10 +5,14 @@ them flagged, and a burst of unhappy customers at one kiosk (an alert)."""
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
+
+from argon2 import PasswordHasher
 
 from deskpulse.device import registration
 from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.server.accounts import SESSION_COOKIE, Keys, session_cookie
 from deskpulse.store import open_store
 from deskpulse.store.base import Store
 
@@ -18,6 +22,9 @@ STORES = {"acme/north/lyon": ("lyon-1", "lyon-2"), "acme/north/lille": ("lille-1
 LOOSE = "loose-1"  # a kiosk in no store
 KIOSKS = [k for kiosks in STORES.values() for k in kiosks] + [LOOSE]
 NAMES = {"lyon-1": "Lyon <front> & co", "nice-1": "Nice desk"}
+USERS = {"root": ("admin", None), "north": ("manager", "acme/north"),
+         "lyon": ("manager", "acme/north/lyon"), "nice": ("viewer", "acme/south/nice")}
+PASSWORD = "a long enough password"
 STATUS = {"boot": 1, "board": "esp32-devkitc-ssd1680", "firmware": "0.2.0",
           "log": {"stored": 5, "unacked": 5, "dropped": 2, "corrupt": 0, "fs_fill": 0.25}}
 
@@ -65,7 +72,21 @@ def build(path: Path | str, keys_folder: Path) -> dict[str, bytes]:
                           rapid=False, closed=False, boot=2, uptime_s=100 + 60 * i,
                           wall=NOW - 86400 + 60 * i, config_version=1) for i in range(6)]
         store_batch(store, "nice-1", burst)
+        # Small argon2 parameters: these tests log in by cookie, not by password.
+        password_hash = PasswordHasher(time_cost=1, memory_cost=2048, parallelism=1).hash(
+            PASSWORD)
+        for name, (role, site) in USERS.items():
+            store.add_user(name, role, site=site, email=None, password_hash=password_hash)
     return keys
+
+
+def session_of(path: Path | str, name: str) -> tuple[str, str]:
+    """(cookie name, value) of a session of the user `name`, as a login would set it."""
+    with open_store(path) as store:
+        user = store.user(name)
+        assert user is not None
+        keys = Keys.from_secret(store.server_secret())
+        return SESSION_COOKIE, session_cookie(keys, name, user.generation, time.time() + 3600)
 
 
 def store_batch(store: Store, device_id: str, batch: list[Response]) -> None:

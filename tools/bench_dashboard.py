@@ -102,10 +102,12 @@ def cached_database(total: int, devices: int, seed: int) -> Path:
 
 @contextlib.contextmanager
 def viewing_as(app: Any, site: str | None) -> Iterator[None]:
-    """Requests of `app` made as a viewer of `site` (the login itself is not measured)."""
-    from deskpulse.server import dashboard
+    """Requests of `app` made as a viewer of `site` (the login itself is not measured:
+    the session's check is one small read per request)."""
+    from deskpulse.server import accounts
 
-    app.dependency_overrides[dashboard.viewer_scope] = lambda: site
+    role = "admin" if site is None else "manager"
+    app.dependency_overrides[accounts.viewer] = lambda: accounts.Viewer("bench", role, site)
     try:
         yield
     finally:
@@ -307,8 +309,18 @@ def bench_live(seconds: float, dashboards: int, devices: int, rounds: int) -> di
 
 
 def session_cookie_for(db: Path) -> str:
-    """The Cookie header of a logged-in chain admin (none needed before accounts)."""
-    return "none=1"
+    """The Cookie header of a logged-in chain admin (a user added for the run)."""
+    from argon2 import PasswordHasher
+
+    from deskpulse.server import accounts
+
+    with open_store(db) as store:
+        cheap = PasswordHasher(time_cost=1, memory_cost=2048, parallelism=1)
+        user = store.add_user("bench", "admin", site=None, email=None,
+                              password_hash=cheap.hash("not used: the cookie is made here"))
+        keys = accounts.Keys.from_secret(store.server_secret())
+        value = accounts.session_cookie(keys, "bench", user.generation, time.time() + 86400)
+    return f"{accounts.SESSION_COOKIE}={value}"
 
 
 def machine() -> str:

@@ -47,6 +47,7 @@ def chain_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 @pytest.fixture(scope="module")
 def client(chain_db: tuple[Path, dict[str, bytes]]) -> Iterator[TestClient]:
     with TestClient(create_app(chain_db[0], clock=lambda: chain.NOW)) as test_client:
+        test_client.cookies.set(*chain.session_of(chain_db[0], "root"))  # an admin
         yield test_client
 
 
@@ -287,10 +288,10 @@ def test_the_poll_announces_other_processes_syncs_once() -> None:
 class EventStream:
     """An open GET /events, read line by line in a thread."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, cookie: tuple[str, str]) -> None:
         host, port = url.split("://", 1)[1].rsplit(":", 1)
         self.conn = http.client.HTTPConnection(host, int(port), timeout=PATIENCE)
-        self.conn.request("GET", "/events")
+        self.conn.request("GET", "/events", headers={"Cookie": "=".join(cookie)})
         self.reply = self.conn.getresponse()
         self.events: list[dict[str, Any]] = []
         self.arrived = threading.Condition()
@@ -323,7 +324,8 @@ def test_a_push_reaches_an_open_event_stream(tmp_path: Path) -> None:
     db = tmp_path / "chain.db"
     keys = chain.build(db, tmp_path)
     with ServeProcess(db) as server:
-        stream = EventStream(server.url)
+        stream = EventStream(server.url, chain.session_of(db, "root"))
+        nice = EventStream(server.url, chain.session_of(db, "nice"))  # one store's viewer
         assert stream.reply.status == 200
         assert stream.reply.getheader("content-type", "").startswith("text/event-stream")
         batch = [Response(seq=5000, rating=4, scale=4, told_next="yes", latency_s=2.0,
@@ -341,6 +343,10 @@ def test_a_push_reaches_an_open_event_stream(tmp_path: Path) -> None:
                               "serial")
         assert stream.wait_for("nice-1")["sites"] == ["acme"]
         assert not any(e["devices"].count("lille-1") > 1 for e in stream.events)
+        # The store's viewer heard its own kiosk, never the other store's.
+        assert nice.wait_for("nice-1") == {"devices": ["nice-1"], "sites": []}
+        assert all(e["devices"] == ["nice-1"] for e in nice.events)
         # The open stream does not hold the server up (SIGKILL after 30 s would be -9).
         assert server.stop() in (0, -signal.SIGTERM)
         stream.close()
+        nice.close()

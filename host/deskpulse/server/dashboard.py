@@ -1,27 +1,30 @@
 """The dashboard that store managers browse to (docs/dashboard.md, "Dashboard"): pages,
 their JSON, the CSV download and the live events, on the port the kiosks push to.
 
-Every route reads within the viewer's site (`scope`); the figures are computed in the
-reader process (server/reader.py, dashboard_data.py) so that the event loop and the
-writer keep serving the kiosks while a report over millions of responses is made.
+Every route takes the viewer (deskpulse.server.accounts) and reads within the viewer's
+site; the figures are computed in the reader process (server/reader.py,
+dashboard_data.py) so that the event loop and the writer keep serving the kiosks while a
+report over millions of responses is made.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
 
 from deskpulse.errors import DeskPulseError
+from deskpulse.server import accounts, pages
 from deskpulse.server import dashboard_data as data
-from deskpulse.server import pages
+from deskpulse.server.accounts import Viewer
 from deskpulse.server.common import ServerState, error_response, log, state
 from deskpulse.server.live import TooManySubscribers
 
@@ -38,12 +41,8 @@ def static_files() -> StaticFiles:
     return StaticFiles(packages=[("deskpulse.server", "static")])
 
 
-def viewer_scope(request: Request) -> str | None:
-    """The site path whose subtree the viewer sees (None: everything)."""
-    return None
-
-
-Scope = Annotated[str | None, Depends(viewer_scope)]
+Who = Annotated[Viewer, Depends(accounts.viewer)]
+"""Every route's viewer: its site (None for an admin: everything) bounds what it reads."""
 Server = Annotated[ServerState, Depends(state)]
 
 
@@ -80,9 +79,21 @@ async def _read(server: ServerState, fn: Callable[..., Any], *args: Any) -> Any:
         raise _Failed(400, str(exc)) from exc
 
 
-def _page(title: str, path: str, body: str, status: int = 200, *, live: bool = False
-          ) -> HTMLResponse:
-    return HTMLResponse(pages.layout(title, path, body, live=live), status_code=status)
+def _page(request: Request, who: Viewer, title: str, body: str, status: int = 200, *,
+          live: bool = False) -> HTMLResponse:
+    logout = f'<input type="hidden" name="csrf" value="{accounts.csrf_token(request)}">'
+    return HTMLResponse(pages.layout(title, request.url.path, body, viewer=who.name,
+                                     logout=logout, live=live), status_code=status)
+
+
+def _within(who: Viewer, chosen: data.Selection) -> data.Selection:
+    """The selection with its site bounded by the viewer's (accounts.scoped_site); the
+    kiosk, if any, is checked in the reader (dashboard_data.scoped), in the same call."""
+    try:
+        site = accounts.scoped_site(who, chosen.site)
+    except HTTPException as exc:
+        raise _Failed(exc.status_code, str(exc.detail)) from exc
+    return dataclasses.replace(chosen, site=site)
 
 
 def _query(chosen: data.Selection) -> str:
@@ -113,19 +124,20 @@ async def _overview(server: ServerState, scope: str | None) -> dict[str, Any]:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def overview_page(server: Server, scope: Scope) -> Response:
+async def overview_page(request: Request, server: Server, who: Who) -> Response:
     try:
-        body = pages.overview(await _overview(server, scope))
+        body = pages.overview(await _overview(server, who.site))
     except _Failed as failed:
-        return _page("Overview", "/", pages.error_page(failed.message), failed.status)
-    title = f"Overview of {scope}" if scope else "Overview"
-    return _page(title, "/", body, live=True)
+        return _page(request, who, "Overview", pages.error_page(failed.message),
+                     failed.status)
+    title = f"Overview of {who.site}" if who.site else "Overview"
+    return _page(request, who, title, body, live=True)
 
 
 @router.get("/api/overview")
-async def overview_api(server: Server, scope: Scope) -> Response:
+async def overview_api(server: Server, who: Who) -> Response:
     try:
-        return JSONResponse(await _overview(server, scope))
+        return JSONResponse(await _overview(server, who.site))
     except _Failed as failed:
         return error_response(failed.status, failed.message)
 
@@ -134,18 +146,19 @@ async def overview_api(server: Server, scope: Scope) -> Response:
 
 
 @router.get("/report", response_class=HTMLResponse)
-async def report_page(server: Server, scope: Scope, chosen: Chosen) -> Response:
+async def report_page(request: Request, server: Server, who: Who, chosen: Chosen
+                      ) -> Response:
     try:
-        choices = await _read(server, data.choices, scope)
+        choices = await _read(server, data.choices, who.site)
     except _Failed as failed:
-        return _page("Report", "/report", pages.error_page(failed.message), failed.status)
+        return _page(request, who, "Report", pages.error_page(failed.message), failed.status)
     form = pages.filters_form("/report", vars_of(chosen), choices)
     try:
-        rep = await _read(server, data.report, scope, chosen)
+        rep = await _read(server, data.report, who.site, _within(who, chosen))
     except _Failed as failed:
-        return _page("Report", "/report", form + pages.error_page(failed.message),
+        return _page(request, who, "Report", form + pages.error_page(failed.message),
                      failed.status)
-    return _page("Report", "/report", form + pages.report(rep, _query(chosen)))
+    return _page(request, who, "Report", form + pages.report(rep, _query(chosen)))
 
 
 def vars_of(chosen: data.Selection) -> dict[str, Any]:
@@ -154,26 +167,27 @@ def vars_of(chosen: data.Selection) -> dict[str, Any]:
 
 
 @router.get("/api/report")
-async def report_api(server: Server, scope: Scope, chosen: Chosen) -> Response:
+async def report_api(server: Server, who: Who, chosen: Chosen) -> Response:
     """What `deskpulse report --format json` prints for the same selection."""
     try:
-        return JSONResponse(await _read(server, data.report, scope, chosen))
+        return JSONResponse(await _read(server, data.report, who.site, _within(who, chosen)))
     except _Failed as failed:
         return error_response(failed.status, failed.message)
 
 
 @router.get("/report.csv")
-async def report_csv(server: Server, scope: Scope, chosen: Chosen) -> Response:
+async def report_csv(server: Server, who: Who, chosen: Chosen) -> Response:
     """`deskpulse report --format csv` for the same selection, streamed kiosk by kiosk."""
     try:
-        kiosks = await _read(server, data.csv_devices, scope, chosen)
+        chosen = _within(who, chosen)
+        kiosks = await _read(server, data.csv_devices, who.site, chosen)
     except _Failed as failed:
         return error_response(failed.status, failed.message)
 
     async def rows() -> AsyncIterator[str]:
         yield data.csv_header()
         for device_id in kiosks:
-            yield await server.reader.run(data.csv_part, scope, chosen, device_id)
+            yield await server.reader.run(data.csv_part, who.site, chosen, device_id)
 
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": 'attachment; filename="deskpulse-report.csv"'})
@@ -183,39 +197,44 @@ async def report_csv(server: Server, scope: Scope, chosen: Chosen) -> Response:
 
 
 @router.get("/devices", response_class=HTMLResponse)
-async def devices_page(server: Server, scope: Scope) -> Response:
+async def devices_page(request: Request, server: Server, who: Who) -> Response:
     try:
-        rows = await _read(server, data.devices, scope)
+        rows = await _read(server, data.devices, who.site)
     except _Failed as failed:
-        return _page("Devices", "/devices", pages.error_page(failed.message), failed.status)
-    return _page("Devices", "/devices", pages.devices(rows))
+        return _page(request, who, "Devices", pages.error_page(failed.message),
+                     failed.status)
+    return _page(request, who, "Devices", pages.devices(rows))
 
 
 @router.get("/api/devices")
-async def devices_api(server: Server, scope: Scope) -> Response:
+async def devices_api(server: Server, who: Who) -> Response:
     try:
-        return JSONResponse(await _read(server, data.devices, scope))
+        return JSONResponse(await _read(server, data.devices, who.site))
     except _Failed as failed:
         return error_response(failed.status, failed.message)
 
 
 @router.get("/alerts", response_class=HTMLResponse)
-async def alerts_page(server: Server, scope: Scope, chosen: Chosen) -> Response:
+async def alerts_page(request: Request, server: Server, who: Who, chosen: Chosen
+                      ) -> Response:
     try:
-        choices = await _read(server, data.choices, scope)
-        found = await _read(server, data.alerts, scope, chosen, _now(server))
+        choices = await _read(server, data.choices, who.site)
+        form = pages.filters_form("/alerts", vars_of(chosen), choices)
+        found = await _read(server, data.alerts, who.site, _within(who, chosen),
+                            _now(server))
     except _Failed as failed:
-        return _page("Alerts", "/alerts", pages.error_page(failed.message), failed.status)
+        return _page(request, who, "Alerts", pages.error_page(failed.message),
+                     failed.status)
     note = ("Alerts of the last 7 days." if chosen.since is None and chosen.until is None
             else "Alerts of the chosen range.")
-    form = pages.filters_form("/alerts", vars_of(chosen), choices)
-    return _page("Alerts", "/alerts", form + pages.alerts(found, note))
+    return _page(request, who, "Alerts", form + pages.alerts(found, note))
 
 
 @router.get("/api/alerts")
-async def alerts_api(server: Server, scope: Scope, chosen: Chosen) -> Response:
+async def alerts_api(server: Server, who: Who, chosen: Chosen) -> Response:
     try:
-        return JSONResponse(await _read(server, data.alerts, scope, chosen, _now(server)))
+        return JSONResponse(await _read(server, data.alerts, who.site, _within(who, chosen),
+                                        _now(server)))
     except _Failed as failed:
         return error_response(failed.status, failed.message)
 
@@ -224,11 +243,11 @@ async def alerts_api(server: Server, scope: Scope, chosen: Chosen) -> Response:
 
 
 @router.get("/events")
-async def events(request: Request, server: Server, scope: Scope) -> Response:
+async def events(server: Server, who: Who) -> Response:
     """Server-sent events: `push` whenever a push or sync of a kiosk within the scope is
     stored, carrying {"devices": [...], "sites": [...]} (the sites one level below)."""
     try:
-        subscription = server.live.subscribe(scope)
+        subscription = server.live.subscribe(who.site)
     except TooManySubscribers as exc:
         log.warning("refused a live dashboard: %s", exc)
         return error_response(503, "too many live dashboards are open; retry later")

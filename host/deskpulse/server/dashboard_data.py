@@ -30,6 +30,11 @@ ALERT_DAYS = 7
 """The alerts page's range when none is given: the last week."""
 
 
+NOT_FOUND = "not found"
+"""All that is said of a site or kiosk outside the viewer's subtree, or of no kiosk at
+all: the same words (accounts.not_found's), never echoing what was asked."""
+
+
 class OutOfScope(DeskPulseError):
     """A site or kiosk the viewer may not see, or that does not exist (the same 404)."""
 
@@ -61,13 +66,13 @@ def scoped(store: Store, scope: str | None, selection: Selection) -> Selection:
     own when none is asked for), the device a kiosk within it; OutOfScope otherwise."""
     site = selection.site if selection.site is not None else scope
     if site is not None and not in_scope(scope, site):
-        raise OutOfScope(f"no site {selection.site}")
+        raise OutOfScope(NOT_FOUND)
     if selection.device is not None:
         place = store.device_site_path(selection.device)
         known = place is not None or selection.device in {
             f.device_id for f in store.device_facts()}
         if not known or not in_scope(scope, place):
-            raise OutOfScope(f"no device {selection.device}")
+            raise OutOfScope(NOT_FOUND)
     return dataclasses.replace(selection, site=site)
 
 
@@ -142,7 +147,7 @@ def overview(store: Store, scope: str | None, now: float) -> dict[str, Any]:
     its own), else the host's; the whole scope's, in the scope's zone."""
     tree = {s.path: s for s in store.sites()}
     if scope is not None and scope not in tree:
-        raise OutOfScope(f"no site {scope}")
+        raise OutOfScope(NOT_FOUND)
     host = host_time_zone()
     placed = store.kiosk_sites()
     facts = {f.device_id: f for f in store.device_facts()}
