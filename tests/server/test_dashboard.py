@@ -124,38 +124,48 @@ def test_bad_filters_are_a_400_and_unknown_things_a_404(client: TestClient) -> N
     assert page.status_code == 400 and 'data-testid="error"' in page.text
 
 
-def _expected_period(store: Any, site: str | None, zone: str, days_back: int) -> dict[str, Any]:
+def _local_days(store: Any, zone: str, days_back: int, **selection: Any) -> dict[str, Any]:
+    """build_report from local midnight `days_back` days before NOW's day to the end of
+    that day, in `zone`."""
     today = datetime.fromtimestamp(chain.NOW, zone_of(zone)).date()
-    first = today - timedelta(days=days_back)
-    since = int(datetime.combine(first, time(), zone_of(zone)).timestamp())
-    return figures.build_report(store, since=since, site=site)
+    since, until = (int(datetime.combine(day, time(), zone_of(zone)).timestamp())
+                    for day in (today - timedelta(days=days_back), today + timedelta(days=1)))
+    return figures.build_report(store, since=since, until=until, **selection)
 
 
-def test_the_overview_gives_each_site_below_today_and_this_week(
+def _figures(rep: dict[str, Any]) -> dict[str, Any]:
+    return {k: rep[k] for k in ("responses", "csat", "told_next_rate")}
+
+
+# NOW is a Wednesday in Paris and New York: the week so far is two days back.
+PARIS, NEW_YORK, WEEK = "Europe/Paris", "America/New_York", 2
+
+
+def test_the_overview_gives_each_site_below_today_and_this_week_in_its_own_zone(
         client: TestClient, chain_db: tuple[Path, dict[str, bytes]]) -> None:
     data = client.get("/api/overview").json()
-    assert [row["key"] for row in data["rows"]] == ["acme"]  # the organisations
+    assert [row["key"] for row in data["rows"]] == ["acme"]  # an admin: the organisations
     with open_store(chain_db[0]) as store:
         last = store.last_syncs()
-        week = _expected_period(store, "acme", "Europe/Paris", 2)  # Wednesday: from Monday
-        today = _expected_period(store, "acme", "Europe/Paris", 0)
-        (acme,) = data["rows"]
-        assert acme["week"]["responses"] == week["responses"] > today["responses"] > 0
-        assert acme["week"]["csat"] == week["csat"]
-        assert acme["today"]["told_next_rate"] == today["told_next_rate"]
-        assert acme["last_push"] == max(v for d, v in last.items() if d != chain.LOOSE)
-        # A region's manager sees its stores, each in the zone it follows: New York's
-        # day starts six hours after Paris's.
-        south = dashboard_data.overview(store, "acme/south", chain.NOW)
-        nice_today = _expected_period(store, "acme/south/nice", "America/New_York", 0)
-        nice_paris = _expected_period(store, "acme/south/nice", "Europe/Paris", 0)
-        # The whole scope (everything, for an admin: the kiosk in no store too) in the
-        # zone of the scope (here the host's).
-        everything = _expected_period(store, None, host_time_zone(), 2)
-    (nice,) = south["rows"]
-    assert nice["today"]["responses"] == nice_today["responses"] != nice_paris["responses"]
+        # The north follows Paris, the south New York: each kiosk's day is its own.
+        north = [_local_days(store, PARIS, back, site="acme/north") for back in (0, WEEK)]
+        south = [_local_days(store, NEW_YORK, back, site="acme/south") for back in (0, WEEK)]
+        loose = [_local_days(store, host_time_zone(), back, device=chain.LOOSE)
+                 for back in (0, WEEK)]
+        region = dashboard_data.overview(store, "acme", chain.NOW)
+    (acme,) = data["rows"]
+    for n, period in enumerate(("today", "week")):
+        assert acme[period]["responses"] == north[n]["responses"] + south[n]["responses"]
+        assert data["total"][period]["responses"] == (
+            acme[period]["responses"] + loose[n]["responses"])
+        rows = {row["key"]: row for row in region["rows"]}
+        assert rows["acme/north"][period] == _figures(north[n])
+        assert rows["acme/south"][period] == _figures(south[n])
+    assert 0 < north[0]["responses"] < north[1]["responses"]
+    assert acme["last_push"] == max(v for d, v in last.items() if d != chain.LOOSE)
     page = client.get("/").text
-    assert f'data-testid="responses-week">{everything["responses"]:,}<' in page
+    week = data["total"]["week"]["responses"]
+    assert f'data-testid="responses-week">{week:,}<' in page
     assert page.count('data-testid="overview-row"') == 1
     assert 'data-live="overview"' in page and "/static/dashboard.js" in page
 
@@ -164,15 +174,13 @@ def test_the_overview_of_a_store_lists_its_kiosks(
         chain_db: tuple[Path, dict[str, bytes]]) -> None:
     with open_store(chain_db[0]) as store:
         data = dashboard_data.overview(store, "acme/north/lyon", chain.NOW)
-        region = dashboard_data.overview(store, "acme/north", chain.NOW)
-        rep = _expected_period(store, "acme/north/lyon", "Europe/Paris", 0)
+        today = _local_days(store, PARIS, 0, site="acme/north/lyon")
     assert data["level"] == "kiosks" and [r["key"] for r in data["rows"]] == ["lyon-1", "lyon-2"]
-    by_device = {e["device_id"]: e for e in rep["devices"]}
+    by_device = {e["device_id"]: e for e in today["devices"]}
     for row in data["rows"]:
-        assert row["today"]["responses"] == by_device[row["key"]]["responses"]
-    assert [r["key"] for r in region["rows"]] == ["acme/north/lille", "acme/north/lyon"]
-    assert region["total"]["today"]["responses"] == sum(
-        r["today"]["responses"] for r in region["rows"])
+        assert row["today"] == _figures(by_device[row["key"]])
+    assert data["total"]["today"] == _figures(today)
+    assert data["rows"][0]["name"] == chain.NAMES["lyon-1"]
 
 
 def test_devices_show_their_health_and_any_field_added_later(

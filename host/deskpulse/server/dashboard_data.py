@@ -16,15 +16,13 @@ import csv
 import dataclasses
 import io
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
 from typing import Any
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.reports import alerts as report_alerts
 from deskpulse.reports import figures
 from deskpulse.store import sites as site_rules
-from deskpulse.store.base import Site, Store
-from deskpulse.timezones import device_zone, host_time_zone, zone_of
+from deskpulse.store.base import Store
 
 ALERT_DAYS = 7
 """The alerts page's range when none is given: the last week."""
@@ -126,78 +124,46 @@ def csv_part(store: Store, scope: str | None, selection: Selection, device_id: s
 # -- the overview ----------------------------------------------------------------------------
 
 
-def _period_starts(zone_name: str, now: float) -> tuple[int, int]:
-    """(local midnight today, local midnight of this week's Monday) in the zone."""
-    zone = zone_of(zone_name)
-    today = datetime.fromtimestamp(now, zone).date()
-    monday = today - timedelta(days=today.weekday())
-    return (int(datetime.combine(today, time(), zone).timestamp()),
-            int(datetime.combine(monday, time(), zone).timestamp()))
-
-
 def _figures_of(entry: dict[str, Any]) -> dict[str, Any]:
     return {"responses": entry["responses"], "csat": entry["csat"],
             "told_next_rate": entry["told_next_rate"]}
 
 
 def overview(store: Store, scope: str | None, now: float) -> dict[str, Any]:
-    """Today and this week for each site one level below `scope` (a store's: its kiosks;
-    None: the organisations), and for the whole scope. "Today" and "this week" (from
-    Monday) are local days in each row's own zone: the zone its site inherits (a kiosk:
-    its own), else the host's; the whole scope's, in the scope's zone."""
+    """Today and this week (from Monday) for each site one level below `scope` (a
+    store's: its kiosks; None: the organisations), and for the whole scope: local days,
+    each kiosk's in its own zone (figures.build_period_report), and the last push."""
     tree = {s.path: s for s in store.sites()}
     if scope is not None and scope not in tree:
         raise OutOfScope(NOT_FOUND)
-    host = host_time_zone()
-    placed = store.kiosk_sites()
-    facts = {f.device_id: f for f in store.device_facts()}
-    last = store.last_syncs()
-    kiosk_zones = site_rules.kiosk_zones(((d, f.time_zone) for d, f in facts.items()),
-                                         placed, tree)
-    rows: list[dict[str, Any]] = []
     is_store = scope is not None and tree[scope].kind == "store"
-    if is_store:
-        for device_id in sorted(d for d, where in placed.items() if where == scope):
-            fact = facts[device_id]
-            rows.append({"key": device_id, "device_id": device_id, "name": fact.name,
-                         "zone": device_zone(kiosk_zones[device_id], host),
-                         "last_push": last.get(device_id)})
-    else:
-        below: list[Site] = ([s for s in tree.values() if s.parent is None] if scope is None
-                             else site_rules.children(tree, scope))
-        for site in sorted(below, key=lambda s: s.path):
-            pushes = [at for d, at in last.items()
-                      if site_rules.is_under(placed.get(d) or "", site.path)
-                      and d in placed]
-            rows.append({"key": site.path, "site": site.path, "name": site.name,
-                         "kind": site.kind,
-                         "zone": device_zone(site_rules.inherited(tree, site.path)[0], host),
-                         "last_push": max(pushes, default=None)})
-    # One report per zone and period: each row takes its own from it.
-    by_key = {row["key"]: row for row in rows}
-    for zone in sorted({row["zone"] for row in rows}):
-        for period, since in zip(("today", "week"), _period_starts(zone, now), strict=True):
-            keyed = [row for row in rows if row["zone"] == zone]
-            if scope is None:
-                for row in keyed:
-                    rep = figures.build_report(store, since=since, site=row["site"])
-                    row[period] = _figures_of(rep)
-                continue
-            rep = figures.build_report(store, since=since, site=scope)
-            entries = rep["devices"] if is_store else rep["sites"]
-            for entry in entries:
-                key = entry["device_id"] if is_store else entry["site"]
-                if key in by_key and by_key[key]["zone"] == zone:
-                    by_key[key][period] = _figures_of(entry)
-    scope_zone = device_zone(site_rules.inherited(tree, scope)[0], host)
-    total: dict[str, Any] = {"zone": scope_zone, "last_push": max(
-        (at for d, at in last.items() if scope is None or in_scope(scope, placed.get(d))),
-        default=None)}
-    for period, since in zip(("today", "week"), _period_starts(scope_zone, now), strict=True):
-        total[period] = _figures_of(figures.build_report(store, since=since, site=scope))
+    placed = store.kiosk_sites()
+    last = store.last_syncs()
+    reports = {period: figures.build_period_report(store, now, period, site=scope)
+               for period in ("day", "week")}
+    rows: dict[str, dict[str, Any]] = {}
+    for period, name in (("day", "today"), ("week", "week")):
+        rep = reports[period]
+        for entry in rep["devices"] if is_store else rep["sites"]:
+            key = entry["device_id"] if is_store else entry["site"]
+            row = rows.setdefault(key, {"key": key, "name": entry["name"] if is_store else
+                                        site_rules.name_of(key)})
+            row["device_id" if is_store else "site"] = key
+            if not is_store:
+                row["kind"] = entry["kind"]
+            row[name] = _figures_of(entry)
+    for key, row in rows.items():
+        pushes = [at for d, at in last.items() if (d == key if is_store else in_scope(
+            key, placed.get(d)))]
+        row["last_push"] = max(pushes, default=None)
+    total: dict[str, Any] = {
+        "today": _figures_of(reports["day"]), "week": _figures_of(reports["week"]),
+        "last_push": max((at for d, at in last.items()
+                          if scope is None or in_scope(scope, placed.get(d))), default=None)}
     return {"scope": scope, "kind": tree[scope].kind if scope is not None else None,
-            "level": "kiosks" if is_store else "sites", "now": int(now), "total": total,
-            "rows": rows}
+            "level": "kiosks" if is_store else "sites", "now": int(now),
+            "days": {"today": reports["day"]["filters"], "week": reports["week"]["filters"]},
+            "total": total, "rows": sorted(rows.values(), key=lambda r: r["key"])}
 
 
 # -- devices and alerts ----------------------------------------------------------------------
