@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -86,6 +86,14 @@ def _page(request: Request, who: Viewer, title: str, body: str, status: int = 20
                                      logout=logout, live=live), status_code=status)
 
 
+async def _answer(read: Callable[[], Awaitable[Any]]) -> Response:
+    """The JSON of an API route: what read() gives, or its refusal as {"error": ...}."""
+    try:
+        return JSONResponse(await read())
+    except _Failed as failed:
+        return error_response(failed.status, failed.message)
+
+
 def _within(who: Viewer, chosen: data.Selection) -> data.Selection:
     """The selection with its site bounded by the viewer's (accounts.scoped_site); the
     kiosk, if any, is checked in the reader (dashboard_data.scoped), in the same call."""
@@ -136,10 +144,7 @@ async def overview_page(request: Request, server: Server, who: Who) -> Response:
 
 @router.get("/api/overview")
 async def overview_api(server: Server, who: Who) -> Response:
-    try:
-        return JSONResponse(await _overview(server, who.site))
-    except _Failed as failed:
-        return error_response(failed.status, failed.message)
+    return await _answer(lambda: _overview(server, who.site))
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -169,10 +174,7 @@ def vars_of(chosen: data.Selection) -> dict[str, Any]:
 @router.get("/api/report")
 async def report_api(server: Server, who: Who, chosen: Chosen) -> Response:
     """What `deskpulse report --format json` prints for the same selection."""
-    try:
-        return JSONResponse(await _read(server, data.report, who.site, _within(who, chosen)))
-    except _Failed as failed:
-        return error_response(failed.status, failed.message)
+    return await _answer(lambda: _read(server, data.report, who.site, _within(who, chosen)))
 
 
 @router.get("/report.csv")
@@ -208,10 +210,7 @@ async def devices_page(request: Request, server: Server, who: Who) -> Response:
 
 @router.get("/api/devices")
 async def devices_api(server: Server, who: Who) -> Response:
-    try:
-        return JSONResponse(await _read(server, data.devices, who.site))
-    except _Failed as failed:
-        return error_response(failed.status, failed.message)
+    return await _answer(lambda: _read(server, data.devices, who.site))
 
 
 @router.get("/alerts", response_class=HTMLResponse)
@@ -232,11 +231,8 @@ async def alerts_page(request: Request, server: Server, who: Who, chosen: Chosen
 
 @router.get("/api/alerts")
 async def alerts_api(server: Server, who: Who, chosen: Chosen) -> Response:
-    try:
-        return JSONResponse(await _read(server, data.alerts, who.site, _within(who, chosen),
-                                        _now(server)))
-    except _Failed as failed:
-        return error_response(failed.status, failed.message)
+    return await _answer(lambda: _read(server, data.alerts, who.site, _within(who, chosen),
+                                       _now(server)))
 
 
 # -- live events -----------------------------------------------------------------------------
