@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import json
 import os
@@ -30,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +99,22 @@ def cached_database(total: int, devices: int, seed: int) -> Path:
 # -- (a) the pages' server time over a big database ------------------------------------------
 
 
-@contextlib.contextmanager
-def viewing_as(app: Any, site: str | None) -> Iterator[None]:
-    """Requests of `app` made as a viewer of `site` (the login itself is not measured:
-    the session's check is one small read per request)."""
+def session_of(db: Path, name: str, role: str, site: str | None) -> tuple[str, str]:
+    """A session cookie of the user `name` (added when missing): the login itself is not
+    measured, the session's check on every request is."""
+    from argon2 import PasswordHasher
+
     from deskpulse.server import accounts
 
-    role = "admin" if site is None else "manager"
-    app.dependency_overrides[accounts.viewer] = lambda: accounts.Viewer("bench", role, site)
-    try:
-        yield
-    finally:
-        app.dependency_overrides.clear()
+    with open_store(db) as store:
+        user = store.user(name)
+        if user is None:
+            cheap = PasswordHasher(time_cost=1, memory_cost=2048, parallelism=1)
+            user = store.add_user(name, role, site=site, email=None,
+                                  password_hash=cheap.hash("not used: the cookie is made here"))
+        keys = accounts.Keys.from_secret(store.server_secret())
+        value = accounts.session_cookie(keys, name, user.generation, time.time() + 86400)
+    return accounts.SESSION_COOKIE, value
 
 
 def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
@@ -137,21 +140,22 @@ def bench_pages(db: Path, repeats: int) -> dict[str, Any]:
     with TestClient(app) as client:
         client.get("/v1/health")
         for who, site in viewers.items():
-            with viewing_as(app, site):
-                def get(path: str, fresh: bool = False) -> None:
-                    if fresh:  # the overview is kept per scope until a push: not here
-                        dashboard._OVERVIEWS.clear()
-                    reply = client.get(path)
-                    if reply.status_code != 200:
-                        raise SystemExit(f"{path}: {reply.status_code} {reply.text[:200]}")
+            client.cookies.set(*session_of(db, f"bench-{who.split()[0]}",
+                                           "admin" if site is None else "manager", site))
+            def get(path: str, fresh: bool = False) -> None:
+                if fresh:  # the overview is kept per scope until a push: not here
+                    dashboard._OVERVIEWS.clear()
+                reply = client.get(path)
+                if reply.status_code != 200:
+                    raise SystemExit(f"{path}: {reply.status_code} {reply.text[:200]}")
 
-                rows = {
-                    "overview page": _timed(lambda: get("/", True), repeats),
-                    "/api/overview": _timed(lambda: get("/api/overview", True), repeats),
-                    "/api/overview, kept": _timed(lambda: get("/api/overview"), repeats),
-                    "report page": _timed(lambda: get("/report"), repeats),
-                    "/api/report": _timed(lambda: get("/api/report"), repeats),
-                }
+            rows = {
+                "overview page": _timed(lambda: get("/", True), repeats),
+                "/api/overview": _timed(lambda: get("/api/overview", True), repeats),
+                "/api/overview, kept": _timed(lambda: get("/api/overview"), repeats),
+                "report page": _timed(lambda: get("/report"), repeats),
+                "/api/report": _timed(lambda: get("/api/report"), repeats),
+            }
             options = [] if site is None else ["--site", site]
             with tempfile.TemporaryDirectory() as scratch:
                 target = str(Path(scratch) / "r.json")
@@ -309,18 +313,8 @@ def bench_live(seconds: float, dashboards: int, devices: int, rounds: int) -> di
 
 
 def session_cookie_for(db: Path) -> str:
-    """The Cookie header of a logged-in chain admin (a user added for the run)."""
-    from argon2 import PasswordHasher
-
-    from deskpulse.server import accounts
-
-    with open_store(db) as store:
-        cheap = PasswordHasher(time_cost=1, memory_cost=2048, parallelism=1)
-        user = store.add_user("bench", "admin", site=None, email=None,
-                              password_hash=cheap.hash("not used: the cookie is made here"))
-        keys = accounts.Keys.from_secret(store.server_secret())
-        value = accounts.session_cookie(keys, "bench", user.generation, time.time() + 86400)
-    return f"{accounts.SESSION_COOKIE}={value}"
+    """The Cookie header of a logged-in chain admin."""
+    return "=".join(session_of(db, "bench-chain", "admin", None))
 
 
 def machine() -> str:
