@@ -279,7 +279,10 @@ def live_round(server: ServeProcess, kiosks: list[bench_serve.Kiosk], probe: ben
         await probing
         return result
 
+    tree = bench_serve._process_tree(server.proc.pid)  # serve, its writer and reader
+    cpu_before = sum(bench_serve._cpu_seconds(pid) for pid in tree)
     result = asyncio.run(load())
+    server_cpu = sum(bench_serve._cpu_seconds(pid) for pid in tree) - cpu_before
     streams: list[list[float]] = []
     if listeners is not None:
         out, _ = listeners.communicate()
@@ -287,6 +290,7 @@ def live_round(server: ServeProcess, kiosks: list[bench_serve.Kiosk], probe: ben
         streams = json.loads(lines[-1]) if lines else []
     delays = sorted(_delays(sent, streams))
     return {"dashboards": dashboards, "batches_per_s": len(result.accepted) / result.elapsed,
+            "server_cpu_ms_per_batch": 1000 * server_cpu / max(1, len(result.accepted)),
             "refused": result.refused, "network_errors": result.network_errors,
             "probe_pushes": len(sent), "events_seen": len(delays),
             "delay_median_s": statistics.median(delays) if delays else None,
@@ -371,11 +375,16 @@ def main(argv: list[str] | None = None) -> int:
                  f"; push to event median {run['delay_median_s']:.2f} s, p95 "
                  f"{run['delay_p95_s']:.2f} s, max {run['delay_max_s']:.2f} s over "
                  f"{run['events_seen']} events")
-        print(f"  {run['dashboards']:3d} dashboards: {run['batches_per_s']:6.1f} batches/s"
-              f"{delay}")
+        print(f"  {run['dashboards']:3d} dashboards: {run['batches_per_s']:6.1f} batches/s, "
+              f"server CPU {run['server_cpu_ms_per_batch']:.2f} ms per batch{delay}")
     without = [r["batches_per_s"] for r in result["runs"] if not r["dashboards"]]
     with_ = [r["batches_per_s"] for r in result["runs"] if r["dashboards"]]
-    print(f"with / without: {statistics.mean(with_) / statistics.mean(without):.3f}")
+    print(f"with / without: {statistics.mean(with_) / statistics.mean(without):.3f} of the "
+          "batches/s (means of the rounds)")
+    cpu_without = [r["server_cpu_ms_per_batch"] for r in result["runs"] if not r["dashboards"]]
+    cpu_with = [r["server_cpu_ms_per_batch"] for r in result["runs"] if r["dashboards"]]
+    print(f"server CPU per batch, with / without: "
+          f"{statistics.mean(cpu_with) / statistics.mean(cpu_without):.3f}")
     print(json.dumps(result))
     return 0
 
