@@ -2,18 +2,24 @@
 
 Run from the repository root:
     .venv/bin/python tools/bench_dashboard.py pages [--responses 10000000]
+    .venv/bin/python tools/bench_dashboard.py beside [--responses 10000000]
     .venv/bin/python tools/bench_dashboard.py live [--seconds 10] [--dashboards 200]
 
 - **pages**: the server time of the overview page, the report page, /api/overview and
-  /api/report (a chain admin, the whole range; and one store's manager's share) over a
+  /api/report (as a chain admin, a region's manager and a store's; the report without
+  filters, so over the whole range of the viewer's site) over a
   big database, beside `deskpulse report --format json` on the same database and
   selection (the command a manager would otherwise run). The database is the synthetic
   chain of tools/bench_report.py (500 kiosks over two years), placed in 50 stores of 5
   regions, built once and kept in .cache/ (building 10M responses takes minutes).
+- **beside**: why the dashboard reads in a process of its own: the wait of a small
+  writer job (what a push waits for) while whole-range reports run in the writer itself,
+  and while they run in the reader process.
 - **live**: kiosks push signed 50-response batches to a real `deskpulse serve` (the load
   generator of tools/bench_serve.py) for --seconds, first alone, then with --dashboards
-  open /events streams: the push throughput of both runs, and the delay from a push's
-  answer to the event on every stream.
+  open /events streams (in a process of their own), in turns: the push throughput and
+  the server's CPU per batch of each run, and the delay from sending a probe kiosk's push
+  (one a second) to the event naming it on every stream.
 """
 
 from __future__ import annotations
@@ -171,13 +177,61 @@ def bench_pages(db: Path, repeats: int) -> dict[str, Any]:
     return out
 
 
+# -- (c) why the reads have a process of their own ------------------------------------------
+
+
+def bench_reads_beside_the_writer(db: Path, reports: int) -> dict[str, Any]:
+    """The wait of a small writer job (what a push waits for) sent every 20 ms while
+    `reports` whole-range reports run, once in the writer itself and once in the reader
+    process."""
+    from deskpulse.server import dashboard_data, health
+    from deskpulse.server.reader import ReaderProcess
+    from deskpulse.server.writer import WriterProcess
+
+    async def scenario(reads_in_writer: bool) -> dict[str, Any]:
+        writer, reader = WriterProcess(db), ReaderProcess(db)
+        try:
+            await writer.run(health.schema_version)
+            await reader.run(health.schema_version)
+            run = writer.run if reads_in_writer else reader.run
+            waits: list[float] = []
+            done = asyncio.Event()
+
+            async def probe() -> None:
+                while not done.is_set():
+                    start = time.perf_counter()
+                    await writer.run(health.schema_version)
+                    waits.append(time.perf_counter() - start)
+                    await asyncio.sleep(0.02)
+
+            probing = asyncio.create_task(probe())
+            start = time.perf_counter()
+            for _ in range(reports):
+                await run(dashboard_data.report, None, dashboard_data.Selection())
+            elapsed = time.perf_counter() - start
+            done.set()
+            await probing
+            waits.sort()
+            return {"report_s": elapsed / reports, "writer_jobs": len(waits),
+                    "wait_median_s": statistics.median(waits), "wait_max_s": waits[-1]}
+        finally:
+            writer.close()
+            reader.close()
+
+    return {"reports in the writer": asyncio.run(scenario(True)),
+            "reports in the reader": asyncio.run(scenario(False))}
+
+
 # -- (b) live dashboards while kiosks push ---------------------------------------------------
 
 PROBE_EVERY_S = 1.0
+PREBUILD_RATE = 400
+"""Batches a second made before the clock starts (more are made as needed): this machine
+takes fewer than that, and making each one costs the load generator."""
 
 
 async def _listen(host: str, port: int, cookie: str, probe: str, stop_at: list[float],
-                  arrivals: list[float], connected: list[int]) -> None:
+                  arrivals: list[float], connected: list[int], dropped: list[int]) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(f"GET /events HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n"
                  .encode())
@@ -192,7 +246,8 @@ async def _listen(host: str, port: int, cookie: str, probe: str, stop_at: list[f
                                               max(0.1, min(1.0, stop_at[0] - time.time())))
             except TimeoutError:
                 break
-            if not line:
+            if not line:  # the server ended the stream: this dashboard fell behind
+                dropped[0] += 1
                 break
             if line.startswith(b"data: "):
                 arrived = time.time()
@@ -209,12 +264,12 @@ def listeners_main(url: str, count: int, probe: str, seconds: float, cookie: str
     kiosk."""
     host, port = url.split("://", 1)[1].rsplit(":", 1)
     per_stream: list[list[float]] = [[] for _ in range(count)]
-    connected = [0]
+    connected, dropped = [0], [0]
 
     async def run() -> None:
         stop_at = [float("inf")]  # once every stream is open: `seconds` from then
         tasks = [asyncio.create_task(_listen(host, int(port), cookie, probe, stop_at,
-                                             per_stream[i], connected))
+                                             per_stream[i], connected, dropped))
                  for i in range(count)]
         while connected[0] < count:
             await asyncio.sleep(0.05)
@@ -222,8 +277,10 @@ def listeners_main(url: str, count: int, probe: str, seconds: float, cookie: str
         print("READY", flush=True)
         await asyncio.gather(*tasks)
 
+    cpu = time.process_time()
     asyncio.run(run())
-    print(json.dumps(per_stream), flush=True)
+    print(json.dumps({"arrivals": per_stream, "dropped": dropped[0],
+                      "cpu_s": time.process_time() - cpu}), flush=True)
     return 0
 
 
@@ -283,16 +340,18 @@ def live_round(server: ServeProcess, kiosks: list[bench_serve.Kiosk], probe: ben
     cpu_before = sum(bench_serve._cpu_seconds(pid) for pid in tree)
     result = asyncio.run(load())
     server_cpu = sum(bench_serve._cpu_seconds(pid) for pid in tree) - cpu_before
-    streams: list[list[float]] = []
+    heard: dict[str, Any] = {"arrivals": [], "dropped": 0, "cpu_s": 0.0}
     if listeners is not None:
         out, _ = listeners.communicate()
-        lines = [line for line in (out or "").splitlines() if line.startswith("[")]
-        streams = json.loads(lines[-1]) if lines else []
+        lines = [line for line in (out or "").splitlines() if line.startswith("{")]
+        heard = json.loads(lines[-1]) if lines else heard
+    streams: list[list[float]] = heard["arrivals"]
     delays = sorted(_delays(sent, streams))
     return {"dashboards": dashboards, "batches_per_s": len(result.accepted) / result.elapsed,
             "server_cpu_ms_per_batch": 1000 * server_cpu / max(1, len(result.accepted)),
             "refused": result.refused, "network_errors": result.network_errors,
             "probe_pushes": len(sent), "events_seen": len(delays),
+            "streams_dropped": heard["dropped"], "dashboards_cpu_s": heard["cpu_s"],
             "delay_median_s": statistics.median(delays) if delays else None,
             "delay_p95_s": delays[int(0.95 * (len(delays) - 1))] if delays else None,
             "delay_max_s": delays[-1] if delays else None}
@@ -305,7 +364,7 @@ def bench_live(seconds: float, dashboards: int, devices: int, rounds: int) -> di
         kiosks = bench_serve.register_kiosks(db, devices + 1, folder)
         probe, kiosks = kiosks[0], kiosks[1:]
         for kiosk in kiosks:
-            kiosk.prebuild(int(800 * seconds * rounds * 2 / devices) + 1, 50)
+            kiosk.prebuild(int(PREBUILD_RATE * seconds * rounds * 2 / devices) + 1, 50)
         cookie = session_cookie_for(db)
         runs = []
         with ServeProcess(db) as server:
@@ -336,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--devices", type=int, default=500)
         p.add_argument("--seed", type=int, default=1)
     pages.add_argument("--repeats", type=int, default=5)
+    beside = sub.add_parser("beside", help="(c) a writer job's wait while reports run in the "
+                                           "writer or in the reader")
+    beside.add_argument("--responses", type=int, default=1_000_000)
+    beside.add_argument("--devices", type=int, default=500)
+    beside.add_argument("--seed", type=int, default=1)
+    beside.add_argument("--reports", type=int, default=5)
     live = sub.add_parser("live", help="(b) push throughput with and without dashboards")
     live.add_argument("--seconds", type=float, default=10)
     live.add_argument("--dashboards", type=int, default=200)
@@ -352,6 +417,17 @@ def main(argv: list[str] | None = None) -> int:
         return listeners_main(args.url, args.count, args.probe, args.seconds, args.cookie)
     if args.what == "build":
         print(cached_database(args.responses, args.devices, args.seed))
+        return 0
+    if args.what == "beside":
+        db = cached_database(args.responses, args.devices, args.seed)
+        found = bench_reads_beside_the_writer(db, args.reports)
+        print(f"a writer job every 20 ms while {args.reports} whole-range reports run "
+              f"({machine()}):")
+        for where, row in found.items():
+            print(f"  {where}: report {row['report_s']:.3f} s; the writer job waits "
+                  f"median {1000 * row['wait_median_s']:.1f} ms, max "
+                  f"{1000 * row['wait_max_s']:.0f} ms ({row['writer_jobs']} jobs)")
+        print(json.dumps(found))
         return 0
     if args.what == "pages":
         db = cached_database(args.responses, args.devices, args.seed)
@@ -374,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         delay = ("" if run["delay_median_s"] is None else
                  f"; push to event median {run['delay_median_s']:.2f} s, p95 "
                  f"{run['delay_p95_s']:.2f} s, max {run['delay_max_s']:.2f} s over "
-                 f"{run['events_seen']} events")
+                 f"{run['events_seen']} events, {run['streams_dropped']} streams dropped; "
+                 f"the dashboards' process took {run['dashboards_cpu_s']:.1f} s of CPU")
         print(f"  {run['dashboards']:3d} dashboards: {run['batches_per_s']:6.1f} batches/s, "
               f"server CPU {run['server_cpu_ms_per_batch']:.2f} ms per batch{delay}")
     without = [r["batches_per_s"] for r in result["runs"] if not r["dashboards"]]

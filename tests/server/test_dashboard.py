@@ -233,8 +233,8 @@ def test_a_burst_of_pushes_is_one_event_per_subscriber_within_its_scope() -> Non
             hub.notify(["lyon-1"])
         hub.notify(["nice-1", "loose-1"])
         await asyncio.sleep(0.2)
-        got = tuple([q.queue.get_nowait() for _ in range(q.queue.qsize())]
-                    for q in (north, south, everything))
+        got = tuple([json.loads(q.queue.get_nowait() or "null")
+                     for _ in range(q.queue.qsize())] for q in (north, south, everything))
         hub.close()
         return got
 
@@ -285,7 +285,7 @@ def test_the_poll_announces_other_processes_syncs_once() -> None:
         hub.close()
         return [seen.queue.get_nowait() for _ in range(seen.queue.qsize())]
 
-    events = [e for e in asyncio.run(scenario()) if e]
+    events = [json.loads(e) for e in asyncio.run(scenario()) if e]
     devices = [d for e in events for d in e["devices"]]
     assert sorted(devices) == ["lyon-1", "nice-1"]
 

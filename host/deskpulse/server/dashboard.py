@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
@@ -258,7 +257,7 @@ async def events(server: Server, who: Who) -> Response:
                 if not event:
                     yield ": keep-alive\n\n"
                     continue
-                yield f"event: push\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+                yield f"event: push\ndata: {event}\n\n"
         except asyncio.CancelledError:
             raise
         finally:

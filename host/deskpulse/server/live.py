@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -46,16 +47,17 @@ MAX_SUBSCRIBERS = 512
 @dataclass(eq=False)
 class Subscription:
     scope: str | None  # the viewer's site path; None: every kiosk
-    queue: asyncio.Queue[dict[str, Any] | None] = field(
+    queue: asyncio.Queue[str | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_EVENTS))
 
-    async def next_event(self, timeout: float) -> dict[str, Any] | None:
-        """The next event; {} after `timeout` seconds without one (time for a keep-alive);
-        None once the subscription is closed (dropped, or the server stopping)."""
+    async def next_event(self, timeout: float) -> str | None:
+        """The next event's data (JSON: {"devices": [...], "sites": [...]}); "" after
+        `timeout` seconds without one (time for a keep-alive); None once the
+        subscription is closed (dropped, or the server stopping)."""
         try:
             return await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:
-            return {}
+            return ""
 
 
 class TooManySubscribers(Exception):
@@ -141,12 +143,17 @@ class Broadcaster:
             store = self.places.get(device_id)
             for site in site_rules.ancestors(store) if store else ():
                 under.setdefault(site, []).append(device_id)
+        encoded: dict[str | None, str] = {}  # one encoding per site, however many viewers
         for subscription in list(self.subscribers):
-            devices = under.get(subscription.scope)
+            scope = subscription.scope
+            devices = under.get(scope)
             if not devices:
                 continue
-            event = {"devices": devices, "sites": self._sites_below(subscription.scope,
-                                                                     devices)}
+            event = encoded.get(scope)
+            if event is None:
+                event = encoded[scope] = json.dumps(
+                    {"devices": devices, "sites": self._sites_below(scope, devices)},
+                    separators=(",", ":"))
             try:
                 subscription.queue.put_nowait(event)
             except asyncio.QueueFull:
