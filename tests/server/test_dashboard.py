@@ -52,9 +52,12 @@ def client(chain_db: tuple[Path, dict[str, bytes]]) -> Iterator[TestClient]:
 
 
 def cli_report(db: Path, tmp_path: Path, fmt: str, *options: str) -> bytes:
+    """What `deskpulse report` writes, made at NOW (the server's clock of these tests)."""
     out = tmp_path / f"report.{fmt}"
-    assert cli.main(["report", "--db", str(db), "--format", fmt, "-o", str(out),
-                     *options]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SOURCE_DATE_EPOCH", str(chain.NOW))
+        assert cli.main(["report", "--db", str(db), "--format", fmt, "-o", str(out),
+                         *options]) == 0
     return out.read_bytes()
 
 
@@ -76,7 +79,7 @@ def test_the_report_api_and_csv_are_what_deskpulse_report_prints(
     api = client.get("/api/report", params=query)
     assert api.status_code == 200
     expected = json.loads(cli_report(db, tmp_path, "json", *options))
-    assert expected["responses"] > 0
+    assert expected["responses"] > 0 and expected["generated_at"] is not None
     assert json.loads(api.content) == expected
     csv = client.get("/report.csv", params=query)
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
@@ -98,6 +101,9 @@ def test_the_report_page_shows_build_reports_figures(
     for entry in rep["devices"]:
         assert f">{entry['device_id']}</td>" in text
     assert "nice-1" not in text.split('data-testid="report-figures"')[1]  # not in the north
+    covered = rep["covered"]
+    assert f"Covers {covered['first_day']} to {covered['last_day']}" in text
+    assert text.count('data-testid="report-trend"') == 1
     # The filters keep what was chosen.
     assert '<option value="acme/north" selected>' in text
 

@@ -158,7 +158,8 @@ async def report_page(request: Request, server: Server, who: Who, chosen: Chosen
         return _page(request, who, "Report", pages.error_page(failed.message), failed.status)
     form = pages.filters_form("/report", vars_of(chosen), choices)
     try:
-        rep = await _read(server, data.report, who.site, _within(who, chosen))
+        rep = await _read(server, data.report, who.site, _within(who, chosen),
+                          int(_now(server)))
     except _Failed as failed:
         return _page(request, who, "Report", form + pages.error_page(failed.message),
                      failed.status)
@@ -173,7 +174,8 @@ def vars_of(chosen: data.Selection) -> dict[str, Any]:
 @router.get("/api/report")
 async def report_api(server: Server, who: Who, chosen: Chosen) -> Response:
     """What `deskpulse report --format json` prints for the same selection."""
-    return await _answer(lambda: _read(server, data.report, who.site, _within(who, chosen)))
+    return await _answer(lambda: _read(server, data.report, who.site, _within(who, chosen),
+                                       int(_now(server))))
 
 
 @router.get("/report.csv")

@@ -77,9 +77,12 @@ def scoped(store: Store, scope: str | None, selection: Selection) -> Selection:
 # -- the report --------------------------------------------------------------------------
 
 
-def report(store: Store, scope: str | None, selection: Selection) -> dict[str, Any]:
-    """`deskpulse report --format json` for the selection, within the scope."""
-    return figures.build_report(store, **scoped(store, scope, selection).report_args())
+def report(store: Store, scope: str | None, selection: Selection, generated_at: int
+           ) -> dict[str, Any]:
+    """`deskpulse report --format json` for the selection, within the scope, made at
+    `generated_at` (unix seconds: the server's clock, as the command's is its own)."""
+    return figures.build_report(store, **scoped(store, scope, selection).report_args(),
+                                generated_at=generated_at)
 
 
 def choices(store: Store, scope: str | None) -> dict[str, list[dict[str, Any]]]:
@@ -91,11 +94,6 @@ def choices(store: Store, scope: str | None) -> dict[str, list[dict[str, Any]]]:
     devices = [{"device_id": f.device_id, "name": f.name, "site": placed.get(f.device_id)}
                for f in store.device_facts() if in_scope(scope, placed.get(f.device_id))]
     return {"sites": sites, "devices": devices}
-
-
-def report_page(store: Store, scope: str | None, selection: Selection
-                ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    return report(store, scope, selection), choices(store, scope)
 
 
 def csv_devices(store: Store, scope: str | None, selection: Selection) -> list[str]:

@@ -186,14 +186,15 @@ def _ranking(title: str, entries: Sequence[Mapping[str, Any]], key: str, testid:
             '</tbody></table>')
 
 
-TREND_DAYS = 31
+TREND_UNITS = {"day": "Day", "week": "Week", "month": "Month"}
 
 
 def report(rep: Mapping[str, Any], query: str) -> str:
     """The figures of a build_report dict; `query` the selection's query string."""
-    filters = rep["filters"]
-    covered = (f'{e(filters["since"] or "the first response")} to '
-               f'{e(filters["until"] or "now")}')
+    span = rep["covered"]
+    covered = (f'{e(span["first_day"])} to {e(span["last_day"])} '
+               f'({count(span["days"])} days with responses)' if span["days"]
+               else "no day with responses")
     tiles = [("Responses", count(rep["responses"]), "report-responses"),
              ("CSAT", pct(rep["csat"]), "report-csat"),
              ("Told next", pct(rep["told_next_rate"]), "report-told-next"),
@@ -205,24 +206,27 @@ def report(rep: Mapping[str, Any], query: str) -> str:
                          f'<span class="value" data-testid="{testid}">{value}</span></div>'
                          for label, value, testid in tiles)
     flagged = rep["flagged"]
-    notes = (f'<p class="note" data-testid="report-covered">From {covered}. Flagged: '
+    made = rep["generated_at"]
+    notes = (f'<p class="note" data-testid="report-covered">Covers {covered}'
+             + (f'; made {e(made)}' if made else "") + '. Flagged: '
              f'{count(flagged["rapid"])} rapid, {count(flagged["closed"])} closed '
              f'({"included" if flagged["included"] else "left out"}); '
              f'{count(rep["time_unknown"])} without a time.</p>')
     downloads = (f'<p class="downloads"><a href="/report.csv?{e(query)}" '
                  f'data-testid="download-csv">CSV</a> · <a href="/api/report?{e(query)}">'
                  'JSON</a></p>')
-    trend = rep["trend"][-TREND_DAYS:]
+    trend = rep["trend_periods"]
     trend_html = ""
     if trend:
+        unit = TREND_UNITS.get(rep["trend_by"], "Period")
         rows = "".join(
-            f'<tr><td data-label="Day">{e(day["date"])}</td>'
-            f'<td data-label="Responses">{count(day["responses"])}</td>'
-            f'<td data-label="CSAT">{pct(day["csat"])}</td>'
-            f'<td data-label="Told next">{pct(day["told_next_rate"])}</td></tr>'
-            for day in reversed(trend))
-        trend_html = (f'<h2>By day (the last {len(trend)} with responses)</h2>'
-                      '<table data-testid="report-trend"><thead><tr><th>Day</th>'
+            f'<tr><td data-label="{unit}">{e(entry["period"])}</td>'
+            f'<td data-label="Responses">{count(entry["responses"])}</td>'
+            f'<td data-label="CSAT">{pct(entry["csat"])}</td>'
+            f'<td data-label="Told next">{pct(entry["told_next_rate"])}</td></tr>'
+            for entry in reversed(trend))
+        trend_html = (f'<h2>By {unit.lower()}, newest first</h2>'
+                      f'<table data-testid="report-trend"><thead><tr><th>{unit}</th>'
                       '<th>Responses</th><th>CSAT</th><th>Told next</th></tr></thead>'
                       f'<tbody>{rows}</tbody></table>')
     return (f'<section class="tiles" data-testid="report-figures">{tiles_html}</section>'
