@@ -214,6 +214,11 @@ def test_alerts_are_find_alerts_of_the_selection(
     assert found == expected and any(a["device_id"] == "nice-1" for a in found)
     page = client.get("/alerts").text
     assert page.count('data-testid="alert-row"') == len(expected)
+    assert 'data-testid="alerts-table"' in page and "alerts-earlier" not in page
+    # Seen 8 days later, the same alerts are history: listed apart, none current.
+    later = pages.alerts(*alerts.current_and_earlier(expected, chain.NOW + 8 * 86400), "")
+    assert 'data-testid="alerts-none-current"' in later
+    assert later.split('data-testid="alerts-earlier"')[1].count("nice-1") == len(expected)
     assert client.get("/api/alerts", params={"site": "acme/north"}).json() == [
         a for a in expected if a["site"] and a["site"].startswith("acme/north/")]
 

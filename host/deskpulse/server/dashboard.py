@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.staticfiles import StaticFiles
 
 from deskpulse.errors import DeskPulseError
+from deskpulse.reports import alerts as report_alerts
 from deskpulse.server import accounts, pages
 from deskpulse.server import dashboard_data as data
 from deskpulse.server.accounts import Viewer
@@ -227,7 +228,10 @@ async def alerts_page(request: Request, server: Server, who: Who, chosen: Chosen
                      failed.status)
     note = ("Alerts of the last 7 days." if chosen.since is None and chosen.until is None
             else "Alerts of the chosen range.")
-    return _page(request, who, "Alerts", form + pages.alerts(found, note))
+    until = report_alerts.parse_bound(chosen.until, "--until")
+    end = report_alerts.range_end(None if until is None else int(until), int(_now(server)))
+    current, earlier = report_alerts.current_and_earlier(found, end)
+    return _page(request, who, "Alerts", form + pages.alerts(current, earlier, note))
 
 
 @router.get("/api/alerts")

@@ -284,10 +284,7 @@ def devices(rows: Sequence[Mapping[str, Any]]) -> str:
             f'</thead><tbody>{body}</tbody></table>')
 
 
-def alerts(found: Sequence[Mapping[str, Any]], since_note: str) -> str:
-    note = f'<p class="note">{e(since_note)}</p>'
-    if not found:
-        return note + '<p data-testid="alerts-empty">No alerts in this selection.</p>'
+def _alert_table(found: Sequence[Mapping[str, Any]], testid: str) -> str:
     body = "".join(
         f'<tr data-testid="alert-row"><td data-label="Kiosk">{e(a["device_id"])}</td>'
         f'<td data-label="Site">{e(a["site"] or DASH)}</td>'
@@ -295,6 +292,21 @@ def alerts(found: Sequence[Mapping[str, Any]], since_note: str) -> str:
         f'<td data-label="Responses">{count(a["responses"])}</td>'
         f'<td data-label="Negative">{count(a["negative"])} ({pct(a["share"])})</td></tr>'
         for a in found)
-    return (note + '<table data-testid="alerts-table"><thead><tr><th>Kiosk</th><th>Site</th>'
+    return (f'<table data-testid="{testid}"><thead><tr><th>Kiosk</th><th>Site</th>'
             '<th>From</th><th>To</th><th>Responses</th><th>Negative</th></tr></thead>'
             f'<tbody>{body}</tbody></table>')
+
+
+def alerts(current: Sequence[Mapping[str, Any]], earlier: Sequence[Mapping[str, Any]],
+           since_note: str) -> str:
+    """The alerts still current at the range's end, then the earlier ones (history: they
+    no longer mark a kiosk)."""
+    note = f'<p class="note">{e(since_note)}</p>'
+    if not current and not earlier:
+        return note + '<p data-testid="alerts-empty">No alerts in this selection.</p>'
+    out = note + '<h2>Current</h2>'
+    out += (_alert_table(current, "alerts-table") if current
+            else '<p data-testid="alerts-none-current">None in the last 7 days of the range.</p>')
+    if earlier:
+        out += '<h2>Earlier in the range</h2>' + _alert_table(earlier, "alerts-earlier")
+    return out
