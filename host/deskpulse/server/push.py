@@ -287,8 +287,10 @@ async def push_batch(request: Request, server: Annotated[ServerState, Depends(st
                      ) -> Response:
     device_id = str(request.path_params["device_id"])
     try:
-        return await _handle_push(request, device_id, server.database, server.keys,
-                                  server.clock)
+        answer = await _handle_push(request, device_id, server.database, server.keys,
+                                    server.clock)
+        server.live.notify((device_id,))  # committed: the live dashboards hear of it
+        return answer
     except ClientGone as exc:
         # The client's end, not the server's: nothing stored, nobody to answer.
         server.gone.note("gone", f"a client closed the connection in the middle of a push "

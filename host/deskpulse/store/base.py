@@ -428,6 +428,18 @@ class Store(abc.ABC):
         """(device_id, wall, 1 if negative else 0) of the timed responses, by device then
         time."""
 
+    # -- what the dashboard watches (docs/dashboard.md) ----------------------------------------
+
+    @abc.abstractmethod
+    def sync_marks(self, after: int | None, limit: int) -> list[tuple[int, str]]:
+        """(sync_id, device_id) of the syncs and pushes recorded after sync `after`, oldest
+        first, at most `limit`; with `after` None only the newest one (none in an empty
+        store): a cheap "what is new" that every `serve` process can poll."""
+
+    @abc.abstractmethod
+    def last_syncs(self) -> dict[str, int]:
+        """Each device's last sync or push (unix seconds, host clock), of those that had one."""
+
     # -- config over the air (docs/wifi.md, "Config over the air") ---------------------------
 
     @abc.abstractmethod

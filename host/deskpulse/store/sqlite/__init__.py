@@ -294,6 +294,14 @@ class SqliteStore(health_rules.HealthMethods, account_rules.AccountMethods,
             self.connection, since, until, device_id, location, include_flagged,
             negative_ratings))
 
+    @_translated
+    def sync_marks(self, after: int | None, limit: int) -> list[tuple[int, str]]:
+        return queries.sync_marks(self.connection, after, limit)
+
+    @_translated
+    def last_syncs(self) -> dict[str, int]:
+        return queries.last_syncs(self.connection)
+
     # -- sites: the methods are site_rules.SiteMethods' -----------------------------------
 
     site_queries = sites
