@@ -102,10 +102,12 @@ def build_port32(frozen_app: bool, cache: Path = CACHE) -> Path:
     name = "app-" + hashlib.sha256(str(FIRMWARE).encode()).hexdigest()[:8] if frozen_app \
         else "base"
     out = cache / name
+    if out in _BUILT:  # make has run on it in this process (each call costs seconds)
+        return _BUILT[out]
     # A new app build starts as a copy of the base build (its times kept), so that make
     # redoes only the frozen modules and the link: in a clean clone that is one full build
     # of the port, not two, the larger part of the heap tests' set-up (make test's time).
-    seed = build_port32(False, cache).parents[4] if frozen_app else None
+    seed = build_port32(False, cache).parents[4] if frozen_app and not out.exists() else None
     manifest = out / "manifest.py"
     text = _manifest_text(frozen_app)
     cache.mkdir(parents=True, exist_ok=True)
@@ -123,7 +125,12 @@ def build_port32(frozen_app: bool, cache: Path = CACHE) -> Path:
     binary = Path(done.stdout.strip().splitlines()[-1])
     if not binary.is_file():
         raise BuildError(f"build-unix32.sh printed no binary ({done.stdout[-500:]})")
+    _BUILT[out] = binary
     return binary
+
+
+_BUILT: dict[Path, Path] = {}
+"""build_port32's binaries by build folder, built (or found up to date) by this process."""
 
 
 def _copy_build(seed: Path, out: Path) -> None:
