@@ -64,7 +64,7 @@ postgres:
 PYTEST_WORKERS ?= 4
 
 pytest: $(TYPINGS) browser terminal postgres
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --durations=20
 
 # The quick loop while editing: every test but those marked slow (simulator runs, ptys, the
 # browser; see the marker in pyproject.toml). `make test` still runs them all.
