@@ -18,8 +18,8 @@ from deskpulse.server.writer import WriterProcess
 if TYPE_CHECKING:
     from deskpulse.server.live import Broadcaster
     from deskpulse.server.push import KeyCache, ServerClock
-    from deskpulse.server.refusals import RefusalRecorder
     from deskpulse.server.reader import ReaderProcess
+    from deskpulse.server.refusals import RefusalRecorder
 
 log = logging.getLogger("deskpulse.serve")
 
