@@ -7,8 +7,8 @@ it fails here. Then every one of those is asked, as a manager of one store, for 
 store's data: by its site path, by its kiosks' ids, and with no filter at all; each
 answers 404 or leaves every trace of the other store (its kiosks' ids and names, its
 path, its response count, the sentences of its refused pushes; and the pushes refused
-under ids of no kiosk, which belong to no store) out of its body. Logged out, pages answer 303 to /login and
-the API 401.
+under ids of no kiosk, which belong to no store) out of its body. Logged out, pages
+answer 303 to /login and the API 401.
 """
 
 from __future__ import annotations
