@@ -58,6 +58,8 @@ FLASH_DAYS = 7
 MIN_TREND_S = 86400
 """A fill trend needs two contacts at least this far apart."""
 REFUSED_WINDOW_S = 86400
+KIND_ORDER = {"silent": 0, "flash": 1, "refused": 2}
+"""The kinds, the most pressing first: a silent kiosk loses customers' answers now."""
 
 _WEEK_S = 7 * 86400
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
@@ -291,8 +293,7 @@ def health_alerts(store: Store, *, now: float, site: str | None = None,
                                  f"flash:{kiosk.device_id}"))
         if kiosk.device_id in registered:
             alerts += _refused_alerts(kiosk, now)
-    order = {"silent": 0, "flash": 1, "refused": 2}
-    return sorted(alerts, key=lambda a: (a["site"] or "", a["device_id"], order[a["kind"]],
+    return sorted(alerts, key=lambda a: (a["site"] or "", a["device_id"], KIND_ORDER[a["kind"]],
                                          a["key"]))
 
 

@@ -29,8 +29,6 @@ from deskpulse.store.health import KioskHealth
 
 ALERT_DAYS = 7
 """The alerts page's range when none is given: the last week."""
-KIND_ORDER = {"silent": 0, "flash": 1, "refused": 2}
-"""Which health alert weighs most: a silent kiosk loses customers' answers now."""
 
 
 NOT_FOUND = "not found"
@@ -183,7 +181,7 @@ def _kinds_by_kiosk(found: list[dict[str, Any]]) -> dict[str, set[str]]:
 def _health_of(kinds: list[set[str]]) -> dict[str, Any]:
     """How many of some kiosks have a health alert, and of which kinds (worst first)."""
     return {"health_alerts": len(kinds),
-            "health_kinds": sorted(set().union(*kinds), key=KIND_ORDER.__getitem__)}
+            "health_kinds": sorted(set().union(*kinds), key=report_health.KIND_ORDER.__getitem__)}
 
 
 # -- devices and alerts ----------------------------------------------------------------------
@@ -238,8 +236,8 @@ def devices(store: Store, scope: str | None, now: float) -> dict[str, Any]:
                    responses_week=week.get(kiosk.device_id, 0), alerts=own,
                    notes=_notes(kiosk))
         rows.append(row)
-    rows.sort(key=lambda r: (min((KIND_ORDER[a["kind"]] for a in r["alerts"]),
-                                 default=len(KIND_ORDER) + (0 if r["notes"] else 1)),
+    rows.sort(key=lambda r: (min((report_health.KIND_ORDER[a["kind"]] for a in r["alerts"]),
+                                 default=len(report_health.KIND_ORDER) + (0 if r["notes"] else 1)),
                              r["device_id"]))
     known = {k.device_id for k in store.device_facts()}
     return {"now": int(now), "kiosks": rows,

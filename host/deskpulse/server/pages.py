@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+from deskpulse.reports.health import KIND_ORDER
 from deskpulse.store.health import REASON_SHORT
 from deskpulse.timezones import host_time_zone, zone_of
 
@@ -112,7 +113,7 @@ def overview(data: Mapping[str, Any]) -> str:
              ("Last push", _live(total["last_push"], "time", "last_push", "last-push")),
              ('<a href="/devices">Kiosks with a health alert</a>',
               _live(total["health_alerts"], "count", "health_alerts", "health-alerts")
-              + _live(total["health_kinds"], "list", "health_kinds"))]
+              + f'<small>{_live(total["health_kinds"], "list", "health_kinds")}</small>')]
     tiles_html = "".join(f'<div class="tile"><span class="label">{label}</span>'
                          f'<span class="value">{value}</span></div>'
                          for label, value in tiles)
@@ -129,9 +130,10 @@ def overview(data: Mapping[str, Any]) -> str:
                       _live(figures["csat"], "pct", f"{period}.csat"),
                       _live(figures["told_next_rate"], "pct", f"{period}.told_next_rate")]
         cells.append(_live(row["last_push"], "time", "last_push"))
-        cells.append(_live(row["health_alerts"], "count", "health_alerts",
-                           "overview-health") + " "
-                     + _live(row["health_kinds"], "list", "health_kinds"))
+        cells.append("<div>" + _live(row["health_alerts"], "count", "health_alerts",
+                                     "overview-health")
+                     + f'<small>{_live(row["health_kinds"], "list", "health_kinds")}</small>'
+                     "</div>")
         flagged = ' class="attention"' if row["health_alerts"] else ""
         rows.append(f'<tr data-testid="overview-row" data-row="{e(row["key"])}"{flagged}>'
                     + "".join(f'<td data-label="{label}">{cell}</td>'
@@ -258,11 +260,19 @@ def _kiosk_cell(row: Mapping[str, Any]) -> str:
     return label + (f'<small>{e(row["site"])}</small>' if row.get("site") else "")
 
 
+def _said(alert: Mapping[str, Any]) -> str:
+    """A health alert's message without the kiosk it starts with ("Front (k1): ..."),
+    where the kiosk is shown beside it."""
+    named, colon, rest = alert["message"].partition(": ")
+    return rest if colon and alert["device_id"] in named else alert["message"]
+
+
 def _state_cell(row: Mapping[str, Any]) -> str:
     """Its health alerts, else what is worth a look, else ok."""
     if row["alerts"]:
-        return "".join(f'<span class="flag" data-testid="device-alert">{e(a["kind"])}</span> '
-                       f'<small>{e(a["message"])}</small>' for a in row["alerts"])
+        return "".join(f'<span class="flag" data-testid="device-alert">{e(a["kind"])}</span>'
+                       f'<small>{e(_said({**a, "device_id": row["device_id"]}))}</small>'
+                       for a in row["alerts"])
     if row["notes"]:
         return "".join(f'<small class="note-flag">{e(note)}</small>' for note in row["notes"])
     return "ok"
@@ -364,19 +374,21 @@ def _alert_table(found: Sequence[Mapping[str, Any]], testid: str) -> str:
 
 
 def health_table(found: Sequence[Mapping[str, Any]]) -> str:
-    """The health alerts (reports.health): a silent kiosk, a filling flash, refused pushes."""
+    """The health alerts (reports.health): a silent kiosk, a filling flash, refused pushes;
+    silent ones first."""
     if not found:
         return '<p data-testid="health-alerts-none">No kiosk needs attention.</p>'
+    ordered = sorted(found, key=lambda a: KIND_ORDER.get(a["kind"], len(KIND_ORDER)))
     body = "".join(
         f'<tr data-testid="health-alert-row" data-kind="{e(a["kind"])}" class="attention">'
-        f'<td data-label="Kiosk">{e(a["device_id"])}</td>'
-        f'<td data-label="Site">{e(a["site"] or DASH)}</td>'
+        f'<td data-label="Kiosk"><div>{e(a["device_id"])}'
+        f'<small>{e(a["site"] or "in no store")}</small></div></td>'
         f'<td data-label="What"><span class="flag">{e(a["kind"])}</span></td>'
-        f'<td data-label="Since">{e(a["since"])}</td>'
-        f'<td data-label="Message">{e(a["message"])}</td></tr>'
-        for a in found)
-    return ('<table data-testid="health-alerts"><thead><tr><th>Kiosk</th><th>Site</th>'
-            '<th>What</th><th>Since</th><th>Message</th></tr></thead>'
+        f'<td data-label="Since">{when(datetime.fromisoformat(a["since"]).timestamp())}</td>'
+        f'<td data-label="Message"><div>{e(_said(a))}</div></td></tr>'
+        for a in ordered)
+    return ('<table data-testid="health-alerts"><thead><tr><th>Kiosk</th><th>What</th>'
+            '<th>Since</th><th>Message</th></tr></thead>'
             f'<tbody>{body}</tbody></table>')
 
 
