@@ -24,6 +24,7 @@ from deskpulse.cli import (
     devices,
     flash,
     image,
+    notify,
     provision,
     report,
     serve,
@@ -34,7 +35,7 @@ from deskpulse.cli import (
 from deskpulse.errors import DeskPulseError
 
 COMMAND_GROUPS = (sim, boards, image, flash, provision, deploy, sync, config, devices, sites,
-                  serve, alerts, report, db)
+                  serve, alerts, notify, report, db)
 
 
 class _VersionAction(argparse.Action):

@@ -60,6 +60,10 @@ def register(subparsers: Any) -> None:
                           "after it); needs --keyfile")
     srv.add_argument("--keyfile", metavar="PEM",
                      help="the certificate's private key, without a passphrase")
+    srv.add_argument("--notify-every", metavar="DURATION",
+                     help="also run a notification pass this often (5m, 1h): alert rules "
+                          "of `deskpulse notify rules` are evaluated and sent; with several "
+                          "servers on one database only one sends at a time")
     srv.set_defaults(func=do_serve)
 
 
@@ -79,8 +83,13 @@ def do_serve(args: argparse.Namespace) -> int:
     from deskpulse.server.tls import check_tls_files
 
     tls = check_tls_files(args.certfile, args.keyfile)
+    notify_every_s = None
+    if args.notify_every is not None:
+        from deskpulse.notify.rules import parse_duration
+
+        notify_every_s = parse_duration(args.notify_every, "--notify-every")
     serve(args.db, args.host, args.port, access_log=args.access_log,
           announce=lambda line: print(line, flush=True), api_docs=args.api_docs,
           max_connections=args.max_connections, request_timeout_s=args.request_timeout,
-          tls=tls)
+          tls=tls, notify_every_s=notify_every_s)
     return 0

@@ -21,6 +21,10 @@ must set the same keys), and each kiosk's desired-config history comes along wit
 versions, so that a kiosk's next push is answered with the version it already runs (or
 was told to fetch). Two stores agree about a kiosk's history when one continues the other.
 
+Notifications: the source's alert rules join the destination's (a rule in both must be the
+same) with their log, so the copy does not announce ongoing problems again; the lease is
+not copied (it belongs to the processes running on each database).
+
 Merging: a device in both stores is merged when they agree: the same key (or only one has
 one; the higher nonce stays), no anchor at the same (boot, uptime) with another time, no
 response number holding another record, one history of desired configs. Otherwise the
@@ -37,6 +41,7 @@ from itertools import groupby
 from typing import Any, Literal
 
 from deskpulse.errors import DeskPulseError
+from deskpulse.store import notify
 from deskpulse.store.base import Store
 
 CopyTable = Literal["devices", "device_keys", "anchors", "syncs", "responses",
@@ -173,9 +178,11 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
     both = [device for device in devices if device in present]
     _refuse_site_conflicts(source, destination)
     _refuse_layer_conflicts(source, destination)
+    notify.refuse_rule_conflicts(source, destination)
     _refuse_conflicts(source, destination, both, chunk_rows)
     _copy_sites(source, destination)
     _copy_layers(source, destination)
+    notify.copy_rules(source, destination)
     placed, placed_here = source.kiosk_sites(), destination.kiosk_sites()
     total = sum(source.response_counts().values())
     done = 0

@@ -38,10 +38,12 @@ from deskpulse.store.base import (
     SyncRecord,
     already_registered,
 )
+from deskpulse.store.notify import NotifyMethods
 from deskpulse.store.postgres import (
     copy,
     desired_config,
     ingest,
+    notify,
     queries,
     rollup_tables,
     schema,
@@ -73,7 +75,7 @@ def _translated(method: Callable[Concatenate[PostgresStore, P], R]
     return run
 
 
-class PostgresStore(site_rules.SiteMethods, Store):
+class PostgresStore(site_rules.SiteMethods, NotifyMethods, Store):
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the PostgreSQL store's tests."""
@@ -398,6 +400,18 @@ class PostgresStore(site_rules.SiteMethods, Store):
             yield {site.path: site for site in sites.tree(self.connection)}
             sites.follow_zones(self.connection)
 
+
+    # -- notifications: the methods are NotifyMethods' ------------------------------------
+
+    notify_queries = notify
+
+    def _notify_read(self) -> contextlib.AbstractContextManager[None]:
+        return schema.translated(self.url)
+
+    @contextlib.contextmanager
+    def _notify_write(self) -> Iterator[None]:
+        with schema.translated(self.url), self.connection.transaction():
+            yield
 
     # -- config over the air ---------------------------------------------------------------
 

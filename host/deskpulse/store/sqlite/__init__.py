@@ -35,10 +35,12 @@ from deskpulse.store.base import (
     already_registered,
     default_db_path,
 )
+from deskpulse.store.notify import NotifyMethods
 from deskpulse.store.sqlite import (
     copy,
     desired_config,
     ingest,
+    notify,
     queries,
     rollup_tables,
     schema,
@@ -63,7 +65,7 @@ def _translated(method: Callable[Concatenate[SqliteStore, P], R]
     return run
 
 
-class SqliteStore(site_rules.SiteMethods, Store):
+class SqliteStore(site_rules.SiteMethods, NotifyMethods, Store):
     def __init__(self, connection: sqlite3.Connection, location: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the SQLite store's tests only."""
@@ -302,6 +304,16 @@ class SqliteStore(site_rules.SiteMethods, Store):
             yield {site.path: site for site in sites.tree(self.connection)}
             sites.follow_zones(self.connection)
 
+
+    # -- notifications: the methods are NotifyMethods' ------------------------------------
+
+    notify_queries = notify
+
+    def _notify_read(self) -> contextlib.AbstractContextManager[None]:
+        return self._guarded(contextlib.nullcontext())
+
+    def _notify_write(self) -> contextlib.AbstractContextManager[None]:
+        return self._guarded(schema.transaction(self.connection))
 
     # -- config over the air ---------------------------------------------------------------
 
