@@ -38,10 +38,17 @@ def _plugin(url: str) -> Any:
 
 
 def check_destination(url: str) -> str:
-    """The URL if apprise can send to it; otherwise a one-line DeskPulseError."""
-    if _plugin(url) is None:
+    """The URL if apprise can send to it; otherwise a one-line DeskPulseError, with
+    apprise's reason when it gives one."""
+    import apprise
+
+    with apprise.LogCapture(level=apprise.logging.WARNING) as captured:
+        plugin = _plugin(url)
+        said = captured.getvalue().strip().splitlines()  # type: ignore[attr-defined]
+    if plugin is None:
+        reason = f" ({_scrubbed(said[0].rpartition(' - ')[2], url)})" if said else ""
         raise DeskPulseError(
-            f"destination {safe_url(url)} is not a URL apprise can send to: give e.g. "
+            f"destination {safe_url(url)} is not a URL apprise can send to{reason}: give e.g. "
             "mailtos://USER:PASSWORD@smtp.example.com?to=manager@example.com, "
             "json://HOST/PATH, slack://TOKEN_A/TOKEN_B/TOKEN_C or msteams://... "
             "(https://github.com/caronc/apprise/wiki)")
