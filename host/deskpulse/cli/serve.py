@@ -79,15 +79,15 @@ class _RawDescription(argparse.RawDescriptionHelpFormatter):
 def do_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise DeskPulseError(f"--port {args.port}: use 1-65535 (or 0 for any free port)")
+    notify_every_s = None
+    if args.notify_every is not None:  # before the server's imports: a typo fails at once
+        from deskpulse.notify.rules import parse_duration
+
+        notify_every_s = parse_duration(args.notify_every, "--notify-every")
     from deskpulse.server.run import serve
     from deskpulse.server.tls import check_tls_files
 
     tls = check_tls_files(args.certfile, args.keyfile)
-    notify_every_s = None
-    if args.notify_every is not None:
-        from deskpulse.notify.rules import parse_duration
-
-        notify_every_s = parse_duration(args.notify_every, "--notify-every")
     serve(args.db, args.host, args.port, access_log=args.access_log,
           announce=lambda line: print(line, flush=True), api_docs=args.api_docs,
           max_connections=args.max_connections, request_timeout_s=args.request_timeout,

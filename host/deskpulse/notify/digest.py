@@ -203,7 +203,9 @@ def _text(d: Digest) -> str:
 
 
 def _html(d: Digest) -> str:
-    rows = "".join(f"<tr><th align=\"left\">{html.escape(label)}</th>"
-                   f"<td>{html.escape(value)}</td></tr>" for label, value in _lines(d))
+    """A line per figure, not a table: apprise derives the email's plain-text part from
+    this, and lines read there as `label: value`, as in the text."""
+    rows = "".join(f"<p><b>{html.escape(label)}:</b> {html.escape(value)}</p>"
+                   for label, value in _lines(d))
     return (f"<h2>DeskPulse weekly digest for {html.escape(d.site)}</h2>"
-            f"<p>{html.escape(_covered(d))}</p><table>{rows}</table>")
+            f"<p><i>{html.escape(_covered(d))}</i></p>{rows}")
