@@ -104,7 +104,7 @@ def test_the_digest_arrives_by_email_with_text_and_html(db: Store, smtp: SmtpSin
         assert "chain median" in body
     assert f"<p><b>Responses:</b> {responses}</p>" in html
     assert f"Responses: {responses}" in text  # the plain part apprise derives from it
-    assert digests[0].message().text.splitlines()[3].startswith(f"Responses: ")
+    assert digests[0].message().text.splitlines()[3].startswith("Responses: ")
 
 
 def test_weeks_read_and_refused() -> None:
