@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from deskpulse.notify.delivery import Deliver, Message, deliver, safe_url
 from deskpulse.reports.alerts import find_alerts
+from deskpulse.store import sites as site_rules
 from deskpulse.store.base import Store
 from deskpulse.store.notify import (
     NEGATIVE,
@@ -87,32 +88,41 @@ def default_health_alerts() -> HealthAlerts | None:
 
 def current_problems(store: Store, rule: AlertRule, *, now: float,
                      health_alerts: HealthAlerts | None,
-                     health_cache: dict[str, list[dict[str, Any]]] | None = None,
+                     cache: dict[tuple[Any, ...], list[dict[str, Any]]] | None = None,
                      ) -> dict[str, str] | None:
     """The rule's problems going on now: alert key -> one line saying it (None: this
     deskpulse cannot read the rule's kind).
 
     A negative alert goes on while the kiosk's last window that reached the threshold
     closed less than one window ago (another response could still extend it); it is one
-    problem per kiosk, so a burst that grows stays one notice."""
+    problem per kiosk, so a burst that grows stays one notice.
+
+    The alerts are read for the whole chain, once per pass for the rules that share
+    thresholds (`cache`), and each rule keeps those of its subtree: one read of the recent
+    responses, not one per rule and level."""
+    cache = cache if cache is not None else {}
     if rule.kind == NEGATIVE:
         window_s = rule.thresholds["window_s"]
-        problems: dict[str, str] = {}
-        # Two windows back: every window that ends within the last one is complete.
-        for alert in find_alerts(store, window_s=window_s,
-                                 negative=rule.thresholds["negative"],
-                                 minimum=rule.thresholds["minimum"],
-                                 since=now - 2 * window_s, site=rule.site):
-            if alert["end_utc"] > now - window_s:
-                problems[f"negative:{alert['device_id']}"] = _negative_line(alert)
-        return problems
+        thresholds = (window_s, rule.thresholds["negative"], rule.thresholds["minimum"])
+        if (NEGATIVE, *thresholds) not in cache:
+            # Two windows back: every window that ends within the last one is complete.
+            cache[(NEGATIVE, *thresholds)] = [
+                alert for alert in find_alerts(
+                    store, window_s=window_s, negative=thresholds[1], minimum=thresholds[2],
+                    since=now - 2 * window_s)
+                if alert["end_utc"] > now - window_s]
+        return {f"negative:{alert['device_id']}": _negative_line(alert)
+                for alert in cache[(NEGATIVE, *thresholds)] if _within(alert, rule)}
     if health_alerts is None:
         return None
-    cache = health_cache if health_cache is not None else {}
-    if rule.site not in cache:
-        cache[rule.site] = health_alerts(store, now=now, site=rule.site)
-    return {alert["key"]: str(alert["message"]) for alert in cache[rule.site]
-            if alert["kind"] == rule.kind}
+    if ("health",) not in cache:
+        cache[("health",)] = health_alerts(store, now=now, site=None)
+    return {alert["key"]: str(alert["message"]) for alert in cache[("health",)]
+            if alert["kind"] == rule.kind and _within(alert, rule)}
+
+
+def _within(alert: Mapping[str, Any], rule: AlertRule) -> bool:
+    return alert["site"] is not None and site_rules.is_under(alert["site"], rule.site)
 
 
 def _negative_line(alert: Mapping[str, Any]) -> str:
@@ -221,10 +231,10 @@ def _pass(store: Store, now: int, dry_run: bool, health_alerts: HealthAlerts | N
     result = PassResult()
     rules = store.alert_rules()
     problems: dict[str, dict[str, str]] = {}
-    cache: dict[str, list[dict[str, Any]]] = {}
+    cache: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for rule in rules:
         found = current_problems(store, rule, now=now, health_alerts=health_alerts,
-                                 health_cache=cache)
+                                 cache=cache)
         if found is None:
             result.unavailable.append(rule.name)
         else:
