@@ -130,3 +130,26 @@ def test_digest_command(chain_db: Path, smtp: SmtpSink, capsys: pytest.CaptureFi
     assert len(smtp.messages) == 1
     assert cli.main([*base[:-1], "lyon@example.com"]) == 2
     assert "give EMAIL=SITE" in capsys.readouterr().err
+
+
+def test_without_recipients_the_digest_goes_to_each_manager_with_an_email(
+        chain_db: Path, tmp_path: Path, smtp: SmtpSink,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "with-users.db"
+    copy.write_bytes(chain_db.read_bytes())
+    with open_store(copy) as store:
+        for name, role, site, email in (
+                ("ana", "manager", "acme/north/lyon-1", "ana@example.com"),
+                ("bo", "manager", "acme/south", "bo@example.com"),
+                ("cy", "manager", "acme/south/nice-3", None),  # no address: no digest
+                ("di", "viewer", "acme/north", "di@example.com")):  # not a manager
+            store.add_user(name, role, site=site, email=email, password_hash="$argon2id$x")
+    base = ["notify", "digest", "--db", str(copy), "--week", "2026-W48"]
+    sender = f"mailto://127.0.0.1:{smtp.port}?from=dp@example.com"
+    assert cli.main([*base, "--smtp", sender]) == 0
+    assert capsys.readouterr().out == "sent to ana@example.com\nsent to bo@example.com\n"
+    assert [m["Subject"] for m in smtp.messages] == [
+        "DeskPulse weekly digest: acme/north/lyon-1, week 2026-W48",
+        "DeskPulse weekly digest: acme/south, week 2026-W48"]
+    assert cli.main(["notify", "digest", "--db", str(chain_db), "--dry-run"]) == 2
+    assert "no store manager has an email address" in capsys.readouterr().err

@@ -71,7 +71,8 @@ def register(subparsers: Any) -> None:
     digest.add_argument("--week", metavar="YYYY-Www",
                         help="the ISO week (default: last week)")
     digest.add_argument("--to", action="append", metavar="EMAIL=SITE", dest="to",
-                        help="a recipient and the site path of their digest (repeat)")
+                        help="a recipient and the site path of their digest (repeat; "
+                             "default: every manager of `deskpulse users` with an email)")
     digest.add_argument("--smtp", metavar="URL",
                         help=f"the sending account as a mailto:// or mailtos:// URL (default: "
                              f"${SMTP_ENV}, which keeps the password out of the process list)")
@@ -123,17 +124,25 @@ def do_run(args: argparse.Namespace) -> int:
 
 
 def do_digest(args: argparse.Namespace) -> int:
-    from deskpulse.notify.digest import build_digests, parse_week, send_digests
+    from deskpulse.notify.digest import (
+        build_digests,
+        manager_recipients,
+        parse_week,
+        send_digests,
+    )
 
     week = parse_week(args.week, date.today())
-    recipients = [_recipient(text) for text in args.to or ()]
-    if not recipients:
-        raise DeskPulseError("give the recipients: --to EMAIL=SITE (repeat for more)")
+    given = [_recipient(text) for text in args.to or ()]
     sender = args.smtp or os.environ.get(SMTP_ENV)
     if not args.dry_run and not sender:
         raise DeskPulseError(f"give the sending account: --smtp mailtos://USER:PASSWORD@HOST "
                              f"or ${SMTP_ENV}")
     with open_store(args.db, create=False) as store:
+        recipients = given or manager_recipients(store)
+        if not recipients:
+            raise DeskPulseError("no store manager has an email address: set one with "
+                                 "`deskpulse users set NAME --email ADDRESS`, or give --to "
+                                 "EMAIL=SITE")
         digests = build_digests(store, recipients, week)
     if args.dry_run or sender is None:
         for digest in digests:

@@ -153,6 +153,13 @@ def build_digests(store: Store, recipients: Iterable[tuple[str, str]], week: Wee
     return digests
 
 
+def manager_recipients(store: Store) -> list[tuple[str, str]]:
+    """(email, site) of every store manager with an address (`deskpulse users`), by name:
+    the digest's recipients when none are given."""
+    return [(user.email, user.site) for user in store.users()
+            if user.role == "manager" and user.email and user.site]
+
+
 def recipient_url(sender: str, email: str) -> str:
     """The sender's mailto(s):// URL sending to `email` (its own `to` replaced)."""
     parts = urlsplit(sender)

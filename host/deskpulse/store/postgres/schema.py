@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, describe_db_target
-from deskpulse.store.postgres import desired_config, notify, sites
+from deskpulse.store.postgres import accounts, desired_config, notify, sites
 
 if TYPE_CHECKING:
     import psycopg
@@ -179,6 +179,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX responses_by_boot",
         "CREATE INDEX responses_by_boot ON responses(device_id, boot, uptime_s)",
     ),
+    # accounts (issue 17), as SQLite's.
+    accounts.SCHEMA,
     # notify (issue 17): alert rules, the notification log and leases, as SQLite's.
     notify.SCHEMA,
 )
