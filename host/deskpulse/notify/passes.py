@@ -97,22 +97,26 @@ def current_problems(store: Store, rule: AlertRule, *, now: float,
     closed less than one window ago (another response could still extend it); it is one
     problem per kiosk, so a burst that grows stays one notice.
 
-    The alerts are read for the whole chain, once per pass for the rules that share
-    thresholds (`cache`), and each rule keeps those of its subtree: one read of the recent
-    responses, not one per rule and level."""
+    The alerts are read for the rule's whole organisation, once per pass for the rules
+    that share it and their thresholds (`cache`), and each rule keeps those of its
+    subtree: one read of the recent responses, not one per rule and level."""
     cache = cache if cache is not None else {}
     if rule.kind == NEGATIVE:
         window_s = rule.thresholds["window_s"]
+        organisation = rule.site.split("/")[0]
         thresholds = (window_s, rule.thresholds["negative"], rule.thresholds["minimum"])
-        if (NEGATIVE, *thresholds) not in cache:
+        key = (NEGATIVE, organisation, *thresholds)
+        if key not in cache:
             # Two windows back: every window that ends within the last one is complete.
-            cache[(NEGATIVE, *thresholds)] = [
+            # By organisation, which find_alerts reads kiosk by kiosk through the
+            # (device, time) index; the whole database at once would be a scan by time.
+            cache[key] = [
                 alert for alert in find_alerts(
                     store, window_s=window_s, negative=thresholds[1], minimum=thresholds[2],
-                    since=now - 2 * window_s)
+                    since=now - 2 * window_s, site=organisation)
                 if alert["end_utc"] > now - window_s]
         return {f"negative:{alert['device_id']}": _negative_line(alert)
-                for alert in cache[(NEGATIVE, *thresholds)] if _within(alert, rule)}
+                for alert in cache[key] if _within(alert, rule)}
     if health_alerts is None:
         return None
     if ("health",) not in cache:
