@@ -24,9 +24,7 @@ import json
 import random
 import statistics
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from deskpulse.notify.passes import run_pass
 from deskpulse.notify.rules import make_rule
 from deskpulse.protocol.batch import Response
 from deskpulse.reports.alerts import find_alerts
+from deskpulse.sim.webhook import WebhookReceiver
 from deskpulse.store import open_store
 from deskpulse.store.base import Store
 
@@ -76,24 +75,6 @@ def fill(store: Store, kiosks: int, now: int, hours: int) -> int:
     return total
 
 
-def webhook() -> tuple[ThreadingHTTPServer, list[bytes]]:
-    received: list[bytes] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            received.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, received
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kiosks", type=int, default=500)
@@ -103,8 +84,8 @@ def main() -> None:
                                      "SQLite file in a temporary folder)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    server, received = webhook()
-    hook = f"json://127.0.0.1:{server.server_address[1]}/"
+    receiver = WebhookReceiver()
+    hook = receiver.url("")
     now = int(time.time())
     with (tempfile.TemporaryDirectory() as folder,
           open_store(args.db or Path(folder) / "bench.db") as store):
@@ -130,12 +111,12 @@ def main() -> None:
                 began = time.perf_counter()
                 results[name] = run()
                 times[name].append(time.perf_counter() - began)
-    server.shutdown()
+    receiver.close()
     median = {name: statistics.median(spent) for name, spent in times.items()}
     figures = {
         "kiosks": args.kiosks, "sites": 1 + 5 + len(stores), "rules": len(rules),
         "responses": responses, "open_problems": first.open_problems,
-        "messages_first_pass": len(received), "sent_later": len(results["pass"].sent),
+        "messages_first_pass": len(receiver.posts), "sent_later": len(results["pass"].sent),
         "first_pass_s": first_s, "steady_pass_s": median["pass"],
         "alerts_command_s": median["alerts"], "alerts_recent_s": median["recent"],
         "ratio_steady_pass_over_alerts": median["pass"] / median["alerts"],
@@ -147,7 +128,7 @@ def main() -> None:
     print(f"{args.kiosks} kiosks in {figures['sites']} sites, {responses:,} responses, "
           f"{len(rules)} rules (1 organisation, 5 regions, 20 stores)")
     print(f"  first pass: {first_s * 1000:.0f} ms, {first.open_problems} problems, "
-          f"{len(received)} messages sent to the local webhook")
+          f"{len(receiver.posts)} messages sent to the local webhook")
     print(f"  pass with nothing new (median of {args.rounds}): {median['pass'] * 1000:.0f} ms, "
           f"{figures['sent_later']} sent")
     print(f"  anchor `deskpulse alerts` (whole history): {median['alerts'] * 1000:.0f} ms "
