@@ -160,7 +160,8 @@ def plan_notices(rules: list[AlertRule], log: list[LogEntry],
                     entry = LogEntry(rule.name, destination, key, now, None, None, summary)
                     seen.append(entry)
                 elif entry.resolved is not None or entry.summary != summary:
-                    # Back before its resolution went out: it never stopped, for the reader.
+                    # Its latest words; and one back before its resolution went out never
+                    # stopped, for the reader: no resolution, no new opening.
                     entry = replace(entry, resolved=None, summary=summary)
                     seen.append(entry)
                 if entry.notified is None:
