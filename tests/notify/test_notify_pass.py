@@ -16,12 +16,12 @@ import pytest
 from receivers import SmtpSink, Webhook, parts
 
 from deskpulse.notify.delivery import Message, deliver
-from deskpulse.notify.passes import run_pass
+from deskpulse.notify.passes import plan_notices, run_pass
 from deskpulse.notify.rules import make_rule
 from deskpulse.protocol.batch import Response
 from deskpulse.store import open_store
 from deskpulse.store.base import Store
-from deskpulse.store.notify import NOTIFY_LEASE
+from deskpulse.store.notify import NOTIFY_LEASE, LogEntry, destination_id
 
 T0 = int(datetime(2026, 11, 23, 9, 0, tzinfo=UTC).timestamp())
 WINDOW = 900
@@ -250,3 +250,18 @@ class socket_nobody_listens:  # noqa: N801 -- used as a context manager
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+def test_the_plan_for_problems_whose_messages_did_not_all_go_out() -> None:
+    rule = make_rule("lyon", LYON, "negative", ["json://127.0.0.1:9/hook"])
+    dest = destination_id("json://127.0.0.1:9/hook")
+    back = LogEntry("lyon", dest, "negative:k1", 10, 20, 50, "k1: 4 of 5")  # resolved at 50
+    untold = LogEntry("lyon", dest, "negative:k2", 10, None, None, "k2: 4 of 4")
+    seen, forget, notices = plan_notices([rule], [back, untold],
+                                         {"lyon": {"negative:k1": "k1: 6 of 7"}}, 60)
+    # k1 came back before its resolution was delivered: for the reader it never stopped,
+    # so neither a resolution nor a new opening; k2 went before its opening was delivered:
+    # forgotten, nobody hears of it.
+    assert notices == {}
+    assert seen == [LogEntry("lyon", dest, "negative:k1", 10, 20, None, "k1: 6 of 7")]
+    assert forget == [untold]
