@@ -1,6 +1,7 @@
 """Real local receivers the notifications are delivered to: an SMTP server (aiosmtpd) and
 a webhook endpoint (deskpulse.sim.webhook), each on a free port of 127.0.0.1, keeping what
-arrived."""
+arrived; and their fixtures, which the test modules import (a conftest.py here would
+shadow tests/conftest.py, which other suites import as `conftest`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
+
+import pytest
 
 from deskpulse.sim.webhook import WebhookReceiver
 
@@ -62,3 +65,13 @@ def run_smtp_sink() -> Iterator[SmtpSink]:
 def run_webhook() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as receiver:
         yield receiver
+
+
+@pytest.fixture(name="smtp")
+def smtp_fixture() -> Iterator[SmtpSink]:
+    yield from run_smtp_sink()
+
+
+@pytest.fixture(name="webhook")
+def webhook_fixture() -> Iterator[WebhookReceiver]:
+    yield from run_webhook()

@@ -7,7 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from receivers import Webhook
+from receivers import (
+    Webhook,
+    webhook_fixture,  # noqa: F401 -- fixtures
+)
 from test_notify_pass import LYON, T0, answer, burst, chain
 
 from deskpulse import cli

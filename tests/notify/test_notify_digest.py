@@ -11,7 +11,11 @@ from pathlib import Path
 from statistics import median
 
 import pytest
-from receivers import SmtpSink, parts
+from receivers import (
+    SmtpSink,
+    parts,
+    smtp_fixture,  # noqa: F401 -- fixtures
+)
 
 from deskpulse import cli
 from deskpulse.errors import DeskPulseError

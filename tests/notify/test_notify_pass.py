@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from receivers import SmtpSink, Webhook, parts
+from receivers import (  # noqa: F401 -- smtp_fixture and webhook_fixture: fixtures
+    SmtpSink,
+    Webhook,
+    parts,
+    smtp_fixture,
+    webhook_fixture,
+)
 
 from deskpulse.notify.delivery import Message, deliver
 from deskpulse.notify.passes import plan_notices, run_pass
