@@ -211,8 +211,9 @@ def test_health_alerts_go_through_the_same_path(db: Store, webhook: Webhook) -> 
     assert webhook.posts[-1]["title"] == "DeskPulse: 1 resolved"
 
 
-def test_two_passes_at_once_send_once(tmp_path: Path, webhook: Webhook) -> None:
-    with open_store(tmp_path / "deskpulse.db") as store:
+def test_two_passes_at_once_send_once(db_target: str, webhook: Webhook) -> None:
+    """On each engine: the lease is the database's, whichever it is."""
+    with open_store(db_target) as store:
         chain(store)
         store.add_alert_rule(make_rule("lyon", LYON, "negative", [webhook.url()]))
         burst(store, "k1")
@@ -227,20 +228,20 @@ def test_two_passes_at_once_send_once(tmp_path: Path, webhook: Webhook) -> None:
     results = {}
 
     def first() -> None:
-        with open_store(tmp_path / "deskpulse.db") as store:
+        with open_store(db_target) as store:
             results["first"] = run_pass(store, now=T0 + 300, deliver_to=held_delivery)
 
     thread = threading.Thread(target=first)
     thread.start()
     assert first_sending.wait(30)
-    with open_store(tmp_path / "deskpulse.db") as store:
+    with open_store(db_target) as store:
         results["second"] = run_pass(store, now=T0 + 300)
     other_done.set()
     thread.join()
     assert results["second"].held is False and results["first"].held is True
     assert len(webhook.posts) == 1
     # Released after the pass: the next one takes it.
-    with open_store(tmp_path / "deskpulse.db") as store:
+    with open_store(db_target) as store:
         assert store.take_lease(NOTIFY_LEASE, "someone", now=time.time(), seconds=60)
 
 
