@@ -4,6 +4,7 @@ as real processes sharing one database with a real webhook receiver."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,9 @@ def test_two_servers_with_notify_every_send_once(db_path: str, webhook: Webhook)
         store.add_alert_rule(make_rule("lyon", LYON, "negative", [webhook.url()]))
         burst(store, "k1", at=int(time.time()) - T0 - 240)
         answer(store, "k2", [(int(time.time()) - T0, 5)])
-    servers = [ServeProcess(db_path, extra_args=("--notify-every", "1s")) for _ in range(2)]
+    with ThreadPoolExecutor(2) as starting:  # both start at once: each takes seconds
+        servers = list(starting.map(
+            lambda _: ServeProcess(db_path, extra_args=("--notify-every", "1s")), range(2)))
     try:
         deadline = time.monotonic() + PATIENCE
         while not webhook.posts and time.monotonic() < deadline:
