@@ -44,7 +44,7 @@ def test_rules_added_listed_and_removed(db_path: str, capsys: pytest.CaptureFixt
                        "--to", secret_url, "--to", "json://127.0.0.1:9/hook",
                        "--window", "10m", "--min", "5", "--remind", "24h")
     assert code == 0 and "s3cr3t" not in out
-    code, out, _ = run(capsys, "--db", db_path, "rules", "list")
+    code, out, _ = run(capsys, "rules", "--db", db_path, "list")
     assert out == ("lyon: negative (>= 50% of at least 5 responses in 10m) at "
                    "acme/north/lyon-1, reminder every 24h -> mailtos://deskpulse:****@"
                    "smtp.example.com/m%40example.com, json://127.0.0.1:9/hook\n")

@@ -123,7 +123,7 @@ def test_weeks_read_and_refused() -> None:
 
 def test_digest_command(chain_db: Path, smtp: SmtpSink, capsys: pytest.CaptureFixture[str],
                         monkeypatch: pytest.MonkeyPatch) -> None:
-    base = ["notify", "--db", str(chain_db), "digest", "--week", "2026-W48",
+    base = ["notify", "digest", "--db", str(chain_db), "--week", "2026-W48",
             "--to", "lyon@example.com=acme/north/lyon-1"]
     assert cli.main([*base, "--dry-run"]) == 0
     assert "to lyon@example.com: DeskPulse weekly digest" in capsys.readouterr().out

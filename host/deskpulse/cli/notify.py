@@ -9,6 +9,7 @@ import time
 from datetime import date
 from typing import Any
 
+from deskpulse.cli.groups import database_group
 from deskpulse.errors import DeskPulseError
 from deskpulse.reports.alerts import DEFAULT_MINIMUM, DEFAULT_NEGATIVE
 from deskpulse.store import open_store
@@ -25,19 +26,20 @@ def register(subparsers: Any) -> None:
         description="Alert rules per site, sent by email or webhook through apprise: a "
                     "problem is sent when it opens, optionally as a reminder, and when it "
                     "resolves (docs/dashboard.md, \"Notifications\").")
-    top.add_argument("--db", help=db_option_help())
+    # No --db here: each command takes its own (the rules group's before or after its
+    # subcommand), which a default of this level's would only overwrite.
     cmds = top.add_subparsers(dest="notify_command", metavar="COMMAND", required=True)
+    rule = database_group(cmds, "rules", default=do_rule_list,
+                          help_text="add, list or remove alert rules",
+                          description="Without a subcommand: the list of alert rules.")
 
-    def command(parent: Any, name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
-        parser = parent.add_parser(name, help=help_text, description=help_text)
-        # SUPPRESS: a subcommand's own --db must not reset one given before it.
-        parser.add_argument("--db", default=argparse.SUPPRESS, help=db_option_help())
+    def command(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        parser = cmds.add_parser(name, help=help_text, description=help_text)
+        parser.add_argument("--db", help=db_option_help())
         parser.set_defaults(func=func)
         return parser
 
-    rules = cmds.add_parser("rules", help="add, list or remove alert rules")
-    rule_cmds = rules.add_subparsers(dest="rules_command", metavar="COMMAND", required=True)
-    add = command(rule_cmds, "add", do_rule_add, "add an alert rule for a site's subtree")
+    add = rule("add", do_rule_add, "add an alert rule for a site's subtree")
     add.add_argument("name", help="the rule's name (lower case, digits, . _ -)")
     add.add_argument("--site", required=True, metavar="PATH",
                      help="the site whose kiosks it watches, with everything below it")
@@ -57,16 +59,16 @@ def register(subparsers: Any) -> None:
     add.add_argument("--remind", metavar="DURATION",
                      help="send a problem again after this long while it goes on (24h); "
                           "default: only when it opens and when it resolves")
-    command(rule_cmds, "list", do_rule_list, "list the alert rules (secrets masked)")
-    remove = command(rule_cmds, "remove", do_rule_remove, "remove an alert rule")
+    rule("list", do_rule_list, "list the alert rules (secrets masked)")
+    remove = rule("remove", do_rule_remove, "remove an alert rule")
     remove.add_argument("name")
 
-    run = command(cmds, "run", do_run,
+    run = command("run", do_run,
                   "one pass: evaluate every rule, send what changed, update the log")
     run.add_argument("--dry-run", action="store_true",
                      help="show what would be sent; send and record nothing")
 
-    digest = command(cmds, "digest", do_digest,
+    digest = command("digest", do_digest,
                      "send each store manager the weekly digest of their site")
     digest.add_argument("--week", metavar="YYYY-Www",
                         help="the ISO week (default: last week)")
