@@ -272,3 +272,30 @@ def test_the_plan_for_problems_whose_messages_did_not_all_go_out() -> None:
     assert notices == {}
     assert seen == [LogEntry("lyon", dest, "negative:k1", 10, 20, None, "k1: 6 of 7")]
     assert forget == [untold]
+
+
+def test_a_filling_flash_from_the_health_module_is_sent_and_resolved(db: Store,
+                                                                      webhook: Webhook) -> None:
+    """The device-health kinds through deskpulse.reports.health itself (the default of a
+    pass): a kiosk reporting its flash 90% full, then nearly empty after a clean-up."""
+    db.add_alert_rule(make_rule("full", "acme/north", "flash", [webhook.url()]))
+    at = int(time.time()) + 60  # after the chain's serial syncs, stamped by the host clock
+    push_with_fill(db, "k1", 0.9, at)
+    run_pass(db, now=at + 60)
+    run_pass(db, now=at + 120)
+    [post] = webhook.posts
+    assert post["title"] == "DeskPulse: 1 new alert"
+    assert "- [full, acme/north] Desk k1 (k1): flash 90% full" in post["message"]
+    push_with_fill(db, "k1", 0.2, at + 180)
+    run_pass(db, now=at + 240)
+    assert [p["title"] for p in webhook.posts] == ["DeskPulse: 1 new alert",
+                                                   "DeskPulse: 1 resolved"]
+
+
+def push_with_fill(store: Store, device_id: str, fill: float, at: int) -> None:
+    """A push of one response at `at` whose status says the kiosk's flash fill."""
+    seq = (store.last_seq(device_id) or 0) + 1
+    store.store_batch(device_id, [
+        Response(seq=seq, rating=5, scale=5, told_next="yes", latency_s=2.0, rapid=False,
+                 closed=False, boot=1, uptime_s=1000 + seq, wall=at, config_version=1)],
+        [], {"log": {"fs_fill": fill}}, "wifi", now=at)

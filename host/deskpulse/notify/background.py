@@ -27,8 +27,6 @@ def describe_pass(result: PassResult) -> list[str]:
     lines += [f"sent to {url}: {message.title}" for url, message in result.sent.items()]
     lines += [f"not delivered to {url} (retried next pass): {why}"
               for url, why in result.failed.items()]
-    lines += [f"rule {name}: its kind needs device health, which this deskpulse lacks"
-              for name in result.unavailable]
     return lines
 
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from deskpulse.notify.delivery import Deliver, Message, deliver, safe_url
 from deskpulse.reports.alerts import find_alerts
+from deskpulse.reports.health import health_alerts as health_alerts_now
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import Store
 from deskpulse.store.notify import (
@@ -68,7 +69,6 @@ class PassResult:
     open_problems: int = 0
     sent: dict[str, Message] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
-    unavailable: list[str] = field(default_factory=list)  # rules whose kind cannot be read
 
 
 def lease_owner() -> str:
@@ -76,22 +76,11 @@ def lease_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def default_health_alerts() -> HealthAlerts | None:
-    """The health module's alerts, or None in a deskpulse without it."""
-    try:
-        from deskpulse.reports import health  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    found: HealthAlerts | None = getattr(health, "health_alerts", None)
-    return found
-
-
 def current_problems(store: Store, rule: AlertRule, *, now: float,
-                     health_alerts: HealthAlerts | None,
+                     health_alerts: HealthAlerts = health_alerts_now,
                      cache: dict[tuple[Any, ...], list[dict[str, Any]]] | None = None,
-                     ) -> dict[str, str] | None:
-    """The rule's problems going on now: alert key -> one line saying it (None: this
-    deskpulse cannot read the rule's kind).
+                     ) -> dict[str, str]:
+    """The rule's problems going on now: alert key -> one line saying it.
 
     A negative alert goes on while the kiosk's last window that reached the threshold
     closed less than one window ago (another response could still extend it); it is one
@@ -117,8 +106,6 @@ def current_problems(store: Store, rule: AlertRule, *, now: float,
                 if alert["end_utc"] > now - window_s]
         return {f"negative:{alert['device_id']}": _negative_line(alert)
                 for alert in cache[key] if _within(alert, rule)}
-    if health_alerts is None:
-        return None
     if ("health",) not in cache:
         cache[("health",)] = health_alerts(store, now=now, site=None)
     return {alert["key"]: str(alert["message"]) for alert in cache[("health",)]
@@ -148,7 +135,7 @@ def plan_notices(rules: list[AlertRule], log: list[LogEntry],
     notices: dict[str, list[Notice]] = defaultdict(list)
     for rule in rules:
         if rule.name not in problems:
-            continue  # its kind could not be read: leave its log as it is
+            continue  # not evaluated in this pass: its log stays as it is
         now_open = problems[rule.name]
         for url in rule.destinations:
             destination = destination_id(url)
@@ -206,16 +193,14 @@ def _title_word(change: Change, count: int) -> str:
 
 
 def run_pass(store: Store, *, now: float, dry_run: bool = False,
-             health_alerts: HealthAlerts | None = None, deliver_to: Deliver = deliver,
+             health_alerts: HealthAlerts = health_alerts_now, deliver_to: Deliver = deliver,
              owner: str | None = None) -> PassResult:
     """One pass over every rule (see the module docstring). `health_alerts` reads the
-    device-health kinds (default: deskpulse.reports.health's, when present); with
+    device-health kinds (deskpulse.reports.health's; a test may give others); with
     `dry_run` the messages are composed but neither sent nor logged, and no lease is
     taken."""
     owner = owner or lease_owner()
     at = int(now)
-    if health_alerts is None:
-        health_alerts = default_health_alerts()
     if not dry_run and not _renew(store, owner):
         return PassResult(held=False)
     try:
@@ -231,7 +216,7 @@ def _renew(store: Store, owner: str) -> bool:
     return store.take_lease(NOTIFY_LEASE, owner, now=time.time(), seconds=LEASE_S)
 
 
-def _pass(store: Store, now: int, dry_run: bool, health_alerts: HealthAlerts | None,
+def _pass(store: Store, now: int, dry_run: bool, health_alerts: HealthAlerts,
           deliver_to: Deliver, owner: str) -> PassResult:
     result = PassResult()
     rules = store.alert_rules()
@@ -240,11 +225,8 @@ def _pass(store: Store, now: int, dry_run: bool, health_alerts: HealthAlerts | N
     for rule in rules:
         found = current_problems(store, rule, now=now, health_alerts=health_alerts,
                                  cache=cache)
-        if found is None:
-            result.unavailable.append(rule.name)
-        else:
-            problems[rule.name] = found
-            result.open_problems += len(found)
+        problems[rule.name] = found
+        result.open_problems += len(found)
     seen, forget, notices = plan_notices(rules, store.notify_log(), problems, now)
     if dry_run:
         result.sent = {safe_url(url): compose(chosen) for url, chosen in notices.items()}

@@ -23,6 +23,7 @@ import psycopg
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.store import accounts as account_rules
+from deskpulse.store import health as health_rules
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import (
     ConfigLayer,
@@ -44,6 +45,7 @@ from deskpulse.store.postgres import (
     accounts,
     copy,
     desired_config,
+    health,
     ingest,
     notify,
     queries,
@@ -77,7 +79,8 @@ def _translated(method: Callable[Concatenate[PostgresStore, P], R]
     return run
 
 
-class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, NotifyMethods, Store):
+class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
+                    site_rules.SiteMethods, NotifyMethods, Store):
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the PostgreSQL store's tests."""
@@ -87,6 +90,9 @@ class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Notify
         self._cursor_names = itertools.count(1)
         self._ranges: dict[tuple[int, int], dict[str, list[Any]]] | None = None
         self._part_open = False
+        self._functions_made = False
+        """Whether ingest's server-side function exists in this session (a failed write
+        may have rolled its making back: then it is made again)."""
         """In part() before its first store_batch, which then needs no savepoint of its
         own."""
         """Inside snapshot(): timed_responses' rows by range, then by device."""
@@ -120,15 +126,17 @@ class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Notify
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
-        """Errors translated; partitions made by a write that failed are forgotten (they
-        were rolled back with it)."""
+        """Errors translated; partitions and functions made by a write that failed are
+        forgotten (they were rolled back with it)."""
         try:
             yield
         except psycopg.Error as exc:
             self.partitions.forget()
+            self._functions_made = False
             raise schema.failure(exc, self.url) from None
         except BaseException:
             self.partitions.forget()
+            self._functions_made = False
             raise
 
     # -- life ------------------------------------------------------------------------------
@@ -149,6 +157,9 @@ class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Notify
         with self._write():
             self._partitions_ahead()
             own_savepoint, self._part_open = not self._part_open, False
+            if not self._functions_made:
+                ingest.create_functions(self.connection)
+                self._functions_made = True
             return ingest.store_batch(self.connection, self.partitions, device_id,
                                       responses, anchors, status, transport, proto=proto,
                                       at=_now(now), push=push, own_savepoint=own_savepoint)
@@ -388,6 +399,14 @@ class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Notify
         return self._rows(queries.negative_marks(since, until, device_id, location,
                                                  include_flagged, negative_ratings))
 
+    @_translated
+    def sync_marks(self, after: int | None, limit: int) -> list[tuple[int, str]]:
+        return queries.sync_marks(self.connection, after, limit)
+
+    @_translated
+    def last_syncs(self) -> dict[str, int]:
+        return queries.last_syncs(self.connection)
+
     # -- sites: the methods are site_rules.SiteMethods' -----------------------------------
 
     site_queries = sites
@@ -453,6 +472,18 @@ class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Notify
     def accept_request(self, device_id: str, check: PushCheck) -> None:
         with self.connection.transaction():  # a savepoint inside the server's group
             ingest.check_push(self.connection, device_id, check)
+
+    # -- device health (issue 17): the methods are health_rules.HealthMethods' ------------
+
+    health_queries = health
+
+    def _health_read(self) -> contextlib.AbstractContextManager[None]:
+        return schema.translated(self.url)
+
+    @contextlib.contextmanager
+    def _health_write(self) -> Iterator[None]:
+        with schema.translated(self.url), self.connection.transaction():  # a savepoint in a group
+            yield
 
 
 def _now(now: float | None) -> int:
