@@ -7,7 +7,8 @@ A chain of 60 sites (an organisation, 5 regions, 54 stores) with K kiosks spread
 stores, each with a response every ~3 minutes over the last H hours, and a burst of unhappy
 customers in the last minutes at one kiosk in ten. Rules at every level, all negative: one
 on the organisation, one per region, one per store for 20 stores, each sending to a local
-webhook (a real HTTP server on 127.0.0.1).
+webhook (a real HTTP server on 127.0.0.1); and one device-health rule (silent kiosks) on the
+organisation, which reads deskpulse.reports.health's alerts once per pass.
 
 Timed: the first pass (evaluates every rule, sends one grouped message per destination,
 writes the log), then passes with nothing new (the usual case: every rule evaluated, the
@@ -96,6 +97,7 @@ def main() -> None:
                   for r in range(5)]
         rules += [make_rule(f"store{n}", path, "negative", [hook + f"s{n}"])
                   for n, path in enumerate(stores[:20])]
+        rules.append(make_rule("chain-health", "chain", "silent", [hook + "health"]))
         for rule in rules:
             store.add_alert_rule(rule)
         began = time.perf_counter()
@@ -126,7 +128,7 @@ def main() -> None:
         print(json.dumps(figures, indent=2))
         return
     print(f"{args.kiosks} kiosks in {figures['sites']} sites, {responses:,} responses, "
-          f"{len(rules)} rules (1 organisation, 5 regions, 20 stores)")
+          f"{len(rules)} rules (negative: 1 organisation, 5 regions, 20 stores; 1 health)")
     print(f"  first pass: {first_s * 1000:.0f} ms, {first.open_problems} problems, "
           f"{len(receiver.posts)} messages sent to the local webhook")
     print(f"  pass with nothing new (median of {args.rounds}): {median['pass'] * 1000:.0f} ms, "
