@@ -19,7 +19,8 @@ Run from the repository root:
   generator of tools/bench_serve.py) for --seconds, first alone, then with --dashboards
   open /events streams (in a process of their own), in turns: the push throughput and
   the server's CPU per batch of each run, and the delay from sending a probe kiosk's push
-  (one a second) to the event naming it on every stream.
+  (one a second) to the event naming it on every stream. Each event is followed by the
+  overview it changed (what dashboard.js shows without asking again).
 """
 
 from __future__ import annotations
@@ -250,7 +251,8 @@ takes fewer than that, and making each one costs the load generator."""
 
 
 async def _listen(host: str, port: int, cookie: str, probe: str, stop_at: list[float],
-                  arrivals: list[float], connected: list[int], dropped: list[int]) -> None:
+                  arrivals: list[float], connected: list[int], dropped: list[int],
+                  overviews: list[int]) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(f"GET /events HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n"
                  .encode())
@@ -268,7 +270,9 @@ async def _listen(host: str, port: int, cookie: str, probe: str, stop_at: list[f
             if not line:  # the server ended the stream: this dashboard fell behind
                 dropped[0] += 1
                 break
-            if line.startswith(b"data: "):
+            if line.startswith(b"event: overview"):
+                overviews[0] += 1  # what the page shows, carried by the stream
+            elif line.startswith(b"data: {\"devices\""):
                 arrived = time.time()
                 if probe in json.loads(line[6:])["devices"]:
                     arrivals.append(arrived)
@@ -283,12 +287,12 @@ def listeners_main(url: str, count: int, probe: str, seconds: float, cookie: str
     kiosk."""
     host, port = url.split("://", 1)[1].rsplit(":", 1)
     per_stream: list[list[float]] = [[] for _ in range(count)]
-    connected, dropped = [0], [0]
+    connected, dropped, overviews = [0], [0], [0]
 
     async def run() -> None:
         stop_at = [float("inf")]  # once every stream is open: `seconds` from then
         tasks = [asyncio.create_task(_listen(host, int(port), cookie, probe, stop_at,
-                                             per_stream[i], connected, dropped))
+                                             per_stream[i], connected, dropped, overviews))
                  for i in range(count)]
         while connected[0] < count:
             await asyncio.sleep(0.05)
@@ -298,7 +302,7 @@ def listeners_main(url: str, count: int, probe: str, seconds: float, cookie: str
 
     cpu = time.process_time()
     asyncio.run(run())
-    print(json.dumps({"arrivals": per_stream, "dropped": dropped[0],
+    print(json.dumps({"arrivals": per_stream, "dropped": dropped[0], "overviews": overviews[0],
                       "cpu_s": time.process_time() - cpu}), flush=True)
     return 0
 
@@ -371,6 +375,7 @@ def live_round(server: ServeProcess, kiosks: list[bench_serve.Kiosk], probe: ben
             "refused": result.refused, "network_errors": result.network_errors,
             "probe_pushes": len(sent), "events_seen": len(delays),
             "streams_dropped": heard["dropped"], "dashboards_cpu_s": heard["cpu_s"],
+            "overviews_seen": heard.get("overviews", 0),
             "delay_median_s": statistics.median(delays) if delays else None,
             "delay_p95_s": delays[int(0.95 * (len(delays) - 1))] if delays else None,
             "delay_max_s": delays[-1] if delays else None}
@@ -471,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"; push to event median {run['delay_median_s']:.2f} s, p95 "
                  f"{run['delay_p95_s']:.2f} s, max {run['delay_max_s']:.2f} s over "
                  f"{run['events_seen']} events, {run['streams_dropped']} streams dropped; "
+                 f"{run['overviews_seen']} overviews carried; "
                  f"the dashboards' process took {run['dashboards_cpu_s']:.1f} s of CPU")
         print(f"  {run['dashboards']:3d} dashboards: {run['batches_per_s']:6.1f} batches/s, "
               f"server CPU {run['server_cpu_ms_per_batch']:.2f} ms per batch{delay}")

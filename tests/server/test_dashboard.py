@@ -313,6 +313,7 @@ class EventStream:
         self.conn.request("GET", "/events", headers={"Cookie": "=".join(cookie)})
         self.reply = self.conn.getresponse()
         self.events: list[dict[str, Any]] = []
+        self.overviews: list[dict[str, Any]] = []  # each after its push event
         self.arrived = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -323,9 +324,10 @@ class EventStream:
             line = raw.decode().rstrip("\n")
             if line.startswith("event: "):
                 kind = line[7:]
-            elif line.startswith("data: ") and kind == "push":
+            elif line.startswith("data: ") and kind in ("push", "overview"):
                 with self.arrived:
-                    self.events.append(json.loads(line[6:]))
+                    (self.events if kind == "push" else self.overviews).append(
+                        json.loads(line[6:]))
                     self.arrived.notify_all()
 
     def wait_for(self, device_id: str) -> dict[str, Any]:
@@ -355,6 +357,18 @@ def test_a_push_reaches_an_open_event_stream(tmp_path: Path) -> None:
         assert answer.ok
         event = stream.wait_for("lille-1")
         assert event == {"devices": ["lille-1"], "sites": ["acme"]}
+        # The overview the page shows comes with the event, as /api/overview has it.
+        with stream.arrived:
+            assert stream.arrived.wait_for(lambda: stream.overviews, PATIENCE)
+            carried = stream.overviews[0]
+        host, port = server.url.split("://", 1)[1].rsplit(":", 1)
+        api = http.client.HTTPConnection(host, int(port), timeout=PATIENCE)
+        api.request("GET", "/api/overview",
+                    headers={"Cookie": "=".join(chain.session_of(db, "root"))})
+        asked = json.loads(api.getresponse().read())
+        api.close()
+        assert carried["total"] == asked["total"]
+        assert [r["key"] for r in carried["rows"]] == [r["key"] for r in asked["rows"]]
         # A sync that another process stored (a serial sync, a second server) is found
         # by the poll of the newest sync id.
         with open_store(db) as store:

@@ -75,7 +75,11 @@ class Broadcaster:
         self.clock = clock
         self.subscribers: set[Subscription] = set()
         self.places: dict[str, str] = {}  # device_id -> its store's path
-        self.generation = 0  # counts the flushes that carried changes (a cache key)
+        self.generation = 0  # counts the flushes that carried changes
+        self.memo: dict[Any, Any] = {}
+        """What pages computed from the stored figures (the overview of each scope), kept
+        until the next flush with changes: many dashboards of one site, told of one push,
+        cost one computation."""
         self.dropped = 0
         self._changed: set[str] = set()
         self._recent: dict[str, float] = {}  # device_id -> when this process announced it
@@ -135,6 +139,7 @@ class Broadcaster:
         if not changed:
             return
         self.generation += 1
+        self.memo.clear()
         now = self.clock()
         self._recent = {d: at for d, at in self._recent.items() if now - at < RECENT_S}
         # Each kiosk under every site above it: a subscriber's share is one lookup.

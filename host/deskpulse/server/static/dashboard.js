@@ -97,7 +97,11 @@ function live() {
   const events = new EventSource("/events");
   events.addEventListener("open", () => { status.textContent = "live"; refresh(); });
   events.addEventListener("error", () => { status.textContent = "reconnecting\u2026"; });
-  events.addEventListener("push", () => refresh());
+  // Each push event is followed by the overview as it now is: no refetch needed.
+  events.addEventListener("overview", (event) => {
+    apply(JSON.parse(event.data));
+    document.body.dataset.updated = String(Date.now());
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
