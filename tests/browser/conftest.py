@@ -84,6 +84,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webchain.Chain]:
     db = str(folder / "deskpulse.db")
     with open_store(db) as store:
         kiosks = webchain.seed(store, folder, "http://127.0.0.1:8080", now=time.time())
-    webchain.add_users(db)
+        webchain.add_users(store)
     with ServeProcess(db) as served:
         yield webchain.Chain(served.url, db, kiosks)

@@ -1,6 +1,6 @@
-"""What a browser test checks on a page as a person would see it: a figure is drawn (its
-screenshot has ink, and the text the screenshot shows is the figure), nothing is wider
-than the screen."""
+"""What a browser test does and checks on a page as a person would: log in; see that a
+figure is drawn (its screenshot has ink, and the text the screenshot shows is the figure);
+see that nothing is wider than the screen."""
 
 from __future__ import annotations
 
@@ -14,6 +14,20 @@ if TYPE_CHECKING:
 INK_CONTRAST = 96  # a pixel this much darker or lighter (0-255 luminance) than the
 # element's background is ink, not antialiasing of the background or a faint border
 MIN_INK_PIXELS = 20  # a digit at 12 px is well over this; an empty or hidden box is 0
+
+
+def fill_login(page: Page, name: str, password: str) -> None:
+    """Type into the login form on screen and send it, as a person does."""
+    page.get_by_test_id("login-name").fill(name)
+    page.get_by_test_id("login-password").fill(password)
+    with page.expect_navigation():
+        page.get_by_test_id("login-submit").click()
+
+
+def log_in(page: Page, url: str, name: str, password: str) -> None:
+    page.goto(url + "/login")
+    fill_login(page, name, password)
+    assert page.get_by_test_id("login-error").count() == 0, f"{name} could not log in"
 
 
 def ink_pixels(element: Locator) -> int:
