@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import webchain
+from pagecheck import Sessions
 
 from deskpulse.sim.serve_process import ServeProcess
 from deskpulse.store import open_store
@@ -75,6 +76,12 @@ def phone(browser: Browser) -> Iterator[Page]:
                       has_touch=True, device_scale_factor=1)
     yield opened
     opened.context.close()
+
+
+@pytest.fixture(scope="session")
+def sessions(browser: Browser, chain: webchain.Chain) -> Sessions:
+    """Log a test's page in as a user of the chain: `sessions.sign_in(page, "admin")`."""
+    return Sessions(lambda: new_page(browser), chain.url, webchain.PASSWORD)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import io
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -28,6 +29,28 @@ def log_in(page: Page, url: str, name: str, password: str) -> None:
     page.goto(url + "/login")
     fill_login(page, name, password)
     assert page.get_by_test_id("login-error").count() == 0, f"{name} could not log in"
+
+
+class Sessions:
+    """Each user's session cookie, made once by logging in through the form, then given
+    to the context of any test that starts logged in (argon2 makes each login cost)."""
+
+    def __init__(self, open_page: Callable[[], Page], url: str, password: str) -> None:
+        self.open_page = open_page
+        self.url = url
+        self.password = password
+        self.cookies: dict[str, list[Any]] = {}
+
+    def sign_in(self, page: Page, name: str) -> None:
+        if name not in self.cookies:
+            fresh = self.open_page()
+            try:
+                log_in(fresh, self.url, name, self.password)
+                self.cookies[name] = fresh.context.cookies()
+            finally:
+                fresh.context.close()
+        page.context.clear_cookies()
+        page.context.add_cookies(self.cookies[name])
 
 
 def ink_pixels(element: Locator) -> int:
