@@ -35,6 +35,9 @@ LIVE_WITHIN_MS = 2000  # issue 17: a new push shows within 2 s
 
 # What the pages mark for tests (data-testid), as the dashboard renders them.
 TODAY = "responses-today"
+OVERVIEW_FIGURES = {TODAY: ("today", "responses"), "responses-week": ("week", "responses"),
+                    "csat-week": ("week", "csat"), "told-next-week": ("week", "told_next_rate")}
+"""The overview's figures for the viewer's whole site: where /api/overview has each."""
 REPORT_RESPONSES = "report-responses"
 REPORT_CSAT = "report-csat"
 REPORT_FORM = "filters"
@@ -56,17 +59,21 @@ def today_on_screen(page: Page) -> int:
 # -- the overview ----------------------------------------------------------------------------
 
 
-def test_the_overview_shows_todays_responses_as_the_api_counts_them(
+def test_the_overview_shows_the_figures_of_api_overview(
         page: Page, chain: webchain.Chain, sessions: Sessions) -> None:
     sessions.sign_in(page, "lyon-manager")
     page.goto(chain.url + "/")
-    shown = today_on_screen(page)
-    counted = api(page, chain.url + "/api/overview")["total"]["today"]["responses"]
-    assert shown == counted
+    shown = {test_id: number(shown_figure(page, test_id)) for test_id in OVERVIEW_FIGURES}
+    total = api(page, chain.url + "/api/overview")["total"]
+    assert shown == {
+        test_id: pytest.approx(100 * total[period][name] if name != "responses"
+                               else total[period][name], abs=0.051)
+        for test_id, (period, name) in OVERVIEW_FIGURES.items()}
     # At least the seeded answers of today of lyon-1 (a push of another test may add some),
     # never nice-1's, which alone are more than all of lyon-1's.
-    assert webchain.responses_of_store("lyon-1", today_only=True) <= shown
-    assert shown < webchain.responses_of_store("nice-1", today_only=True)
+    assert webchain.responses_of_store("lyon-1", today_only=True) <= shown[TODAY]
+    assert shown[TODAY] < webchain.responses_of_store("nice-1", today_only=True)
+    assert shown["responses-week"] >= shown[TODAY]
 
 
 def test_a_push_shows_on_the_open_overview_without_a_reload(
