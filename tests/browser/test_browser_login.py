@@ -18,6 +18,9 @@ pytest.importorskip("deskpulse.server.accounts",
                     reason="the accounts of issue 17 (login, sessions) not built yet")
 
 SESSION_COOKIE = "deskpulse_session"
+# Every test of a process logs in from 127.0.0.1 to one server, whose rate limit counts
+# failed logins per address (a success clears them): the failures here stay below its
+# free ones, or the next test's login would wait.
 
 
 def session_cookies(page: Page) -> list[dict]:
