@@ -30,11 +30,12 @@ from deskpulse.cli import (
     sim,
     sites,
     sync,
+    users,
 )
 from deskpulse.errors import DeskPulseError
 
 COMMAND_GROUPS = (sim, boards, image, flash, provision, deploy, sync, config, devices, sites,
-                  serve, alerts, report, db)
+                  serve, users, alerts, report, db)
 
 
 class _VersionAction(argparse.Action):

@@ -23,13 +23,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deskpulse import installed_version
-from deskpulse.server import health, ota, push
+from deskpulse.server import accounts, health, ota, push
 from deskpulse.server.common import ServerState, error_response, log
 from deskpulse.server.guard import REPORT_INTERVAL_S, FloodLog
 from deskpulse.server.writer import WriterProcess
 from deskpulse.store import open_store
 
-ROUTERS = (health.router, push.router, ota.router)
+ROUTERS = (health.router, push.router, ota.router, accounts.router)
 """One router per area; a new area (the dashboard, say) adds its module here."""
 
 

@@ -25,6 +25,7 @@ from deskpulse.errors import DeskPulseError
 if TYPE_CHECKING:  # commands that never store a batch need not load the wire format
     from deskpulse.protocol.batch import Anchor, Response
     from deskpulse.protocol.signing import Nonce
+    from deskpulse.store.accounts import User
     from deskpulse.store.copy import CopyTable
 
 CLOCK_TOLERANCE_S = 120
@@ -511,6 +512,39 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def kiosk_sites(self) -> dict[str, str]:
         """Every kiosk that is in a store site: its store's path."""
+
+    # -- accounts of the dashboard (issue 17; the rules: store/accounts.py) ---------------
+
+    @abc.abstractmethod
+    def users(self) -> list[User]: ...
+
+    @abc.abstractmethod
+    def user(self, name: str) -> User | None: ...
+
+    @abc.abstractmethod
+    def add_user(self, name: str, role: str, *, site: str | None, email: str | None,
+                 password_hash: str, now: float | None = None) -> User:
+        """Refused: a taken name, an unknown site, a manager or viewer without a site."""
+
+    @abc.abstractmethod
+    def set_user(self, name: str, *, role: str | None = None, site: str | None = None,
+                 email: str | None = None) -> User:
+        """None leaves a field as it is; site "" is the whole chain, email "" none."""
+
+    @abc.abstractmethod
+    def set_password(self, name: str, password_hash: str, *, end_sessions: bool = True,
+                     replacing: str | None = None) -> bool: ...
+
+    @abc.abstractmethod
+    def remove_user(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def copy_user(self, user: User) -> bool:
+        """A user of another store, unless the name is taken here; whether copied."""
+
+    @abc.abstractmethod
+    def server_secret(self) -> bytes:
+        """The database's key for session cookies, drawn once."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,12 @@ must set the same keys), and each kiosk's desired-config history comes along wit
 versions, so that a kiosk's next push is answered with the version it already runs (or
 was told to fetch). Two stores agree about a kiosk's history when one continues the other.
 
+Accounts of the dashboard: the source's users join the destination's (a name in both keeps
+the destination's user), with their password hashes. The server secret that signs session
+cookies is not copied: the destination keeps its own (drawn when it is first served), so a
+cookie of the source's server does not open the destination's dashboard, and the serve
+instances already sharing the destination's secret do not lose their sessions.
+
 Merging: a device in both stores is merged when they agree: the same key (or only one has
 one; the higher nonce stays), no anchor at the same (boot, uptime) with another time, no
 response number holding another record, one history of desired configs. Otherwise the
@@ -176,6 +182,8 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
     _refuse_conflicts(source, destination, both, chunk_rows)
     _copy_sites(source, destination)
     _copy_layers(source, destination)
+    for user in source.users():  # after the sites they see
+        destination.copy_user(user)
     placed, placed_here = source.kiosk_sites(), destination.kiosk_sites()
     total = sum(source.response_counts().values())
     done = 0

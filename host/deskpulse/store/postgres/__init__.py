@@ -22,6 +22,7 @@ import psycopg
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.store import accounts as account_rules
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import (
     ConfigLayer,
@@ -39,6 +40,7 @@ from deskpulse.store.base import (
     already_registered,
 )
 from deskpulse.store.postgres import (
+    accounts,
     copy,
     desired_config,
     ingest,
@@ -73,7 +75,7 @@ def _translated(method: Callable[Concatenate[PostgresStore, P], R]
     return run
 
 
-class PostgresStore(site_rules.SiteMethods, Store):
+class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Store):
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the PostgreSQL store's tests."""
@@ -397,6 +399,19 @@ class PostgresStore(site_rules.SiteMethods, Store):
             sites.lock(self.connection)  # one writer of the tree at a time, across processes
             yield {site.path: site for site in sites.tree(self.connection)}
             sites.follow_zones(self.connection)
+
+
+    # -- accounts (issue 17): the methods are account_rules.AccountMethods' ----------------
+
+    account_queries = accounts
+
+    def _account_read(self) -> contextlib.AbstractContextManager[None]:
+        return schema.translated(self.url)
+
+    @contextlib.contextmanager
+    def _account_change(self) -> Iterator[dict[str, Site]]:
+        with schema.translated(self.url), self.connection.transaction():
+            yield {site.path: site for site in sites.tree(self.connection)}
 
 
     # -- config over the air ---------------------------------------------------------------

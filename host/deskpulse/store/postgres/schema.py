@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, describe_db_target
-from deskpulse.store.postgres import desired_config, sites
+from deskpulse.store.postgres import accounts, desired_config, sites
 
 if TYPE_CHECKING:
     import psycopg
@@ -179,6 +179,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX responses_by_boot",
         "CREATE INDEX responses_by_boot ON responses(device_id, boot, uptime_s)",
     ),
+    # accounts (issue 17), as SQLite's.
+    accounts.SCHEMA,
 )
 SCHEMA_VERSION = FIRST_VERSION + len(MIGRATIONS) - 1
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
+from deskpulse.store import accounts as account_rules
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import (
     ConfigLayer,
@@ -36,6 +37,7 @@ from deskpulse.store.base import (
     default_db_path,
 )
 from deskpulse.store.sqlite import (
+    accounts,
     copy,
     desired_config,
     ingest,
@@ -63,7 +65,7 @@ def _translated(method: Callable[Concatenate[SqliteStore, P], R]
     return run
 
 
-class SqliteStore(site_rules.SiteMethods, Store):
+class SqliteStore(account_rules.AccountMethods, site_rules.SiteMethods, Store):
     def __init__(self, connection: sqlite3.Connection, location: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the SQLite store's tests only."""
@@ -301,6 +303,21 @@ class SqliteStore(site_rules.SiteMethods, Store):
         with self._guarded(schema.transaction(self.connection)):
             yield {site.path: site for site in sites.tree(self.connection)}
             sites.follow_zones(self.connection)
+
+
+    # -- accounts (issue 17): the methods are account_rules.AccountMethods' ----------------
+
+    account_queries = accounts
+
+    def _account_read(self) -> contextlib.AbstractContextManager[None]:
+        return self._guarded(contextlib.nullcontext())
+
+    @contextlib.contextmanager
+    def _account_change(self) -> Iterator[dict[str, Site]]:
+        # Inside the server's writer a group transaction is open: a savepoint of it.
+        with self._guarded(schema.savepoint(self.connection) if self.connection.in_transaction
+                           else schema.transaction(self.connection)):
+            yield {site.path: site for site in sites.tree(self.connection)}
 
 
     # -- config over the air ---------------------------------------------------------------

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, default_db_path
-from deskpulse.store.sqlite import desired_config, rollup_tables, sites
+from deskpulse.store.sqlite import accounts, desired_config, rollup_tables, sites
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -210,6 +210,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX responses_by_boot",
         "CREATE INDEX responses_by_boot ON responses(device_id, boot, uptime_s)",
     ),
+    # accounts (issue 17): the dashboard's users and the secret that signs their
+    # sessions (accounts.py).
+    accounts.SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
