@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = pytest.mark.slow  # a real browser and a real server
-pytest.importorskip("deskpulse.server.accounts",
-                    reason="the accounts of issue 17 (login, sessions) not built yet")
 
 SESSION_COOKIE = "deskpulse_session"
 # Every test of a process logs in from 127.0.0.1 to one server, whose rate limit counts

@@ -10,7 +10,6 @@ the other's: nice-1's totals are odd primes that lyon-1's figures never reach.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from dataclasses import dataclass, field
@@ -131,13 +130,10 @@ def seed(store: Store, folder: Path, server_url: str, *, now: float) -> dict[str
 
 
 def add_users(store: Store) -> None:
-    """USERS, each with PASSWORD, as `deskpulse users add` stores them (none before the
-    accounts of issue 17 exist: the tests that log in are skipped then)."""
-    if importlib.util.find_spec("deskpulse.store.accounts") is None:
-        return
+    """USERS, each with PASSWORD, as `deskpulse users add` stores them."""
     from deskpulse.store import accounts
 
     password_hash = accounts.hash_password(PASSWORD)
     for name, (role, site) in USERS.items():
-        store.add_user(name, role, site=site, email=None,  # type: ignore[attr-defined]
+        store.add_user(name, role, site=site, email=None,
                        password_hash=password_hash)
