@@ -172,6 +172,18 @@ def test_a_deep_link_comes_back_after_the_login(page: Page, chain: webchain.Chai
     assert (landed.path, parse_qs(landed.query)) == ("/report", wanted)
 
 
+def test_logging_out_ends_the_session_in_this_browser(
+        page: Page, chain: webchain.Chain, sessions: Sessions) -> None:
+    sessions.sign_in(page, "lyon-manager")
+    page.goto(chain.url + "/devices")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log out").click()  # a form with its CSRF token
+    assert urlsplit(page.url).path == "/login"
+    assert not [c for c in page.context.cookies() if c["name"] == "deskpulse_session"]
+    page.goto(chain.url + "/devices")
+    assert urlsplit(page.url).path == "/login"
+
+
 # -- a phone ---------------------------------------------------------------------------------
 
 
