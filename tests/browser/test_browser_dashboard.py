@@ -151,8 +151,14 @@ def test_a_manager_is_refused_the_other_stores_pages_and_never_sees_its_figures(
                  "/alerts?device=nice-a", f"/report.csv?site={NICE}"):
         reply = page.goto(chain.url + path)
         assert reply is not None and reply.status == 404, path
-        if not path.startswith("/report.csv"):
-            page.get_by_test_id(NOT_FOUND).wait_for(state="visible")
+        if path.startswith("/report.csv"):
+            continue
+        refusal = page.get_by_test_id(NOT_FOUND).inner_text()
+        # The same page as for a store that does not exist: nothing tells that it does.
+        absent = path.replace("south/nice-1", "south/nowhere").replace("nice-a", "nowhere-a")
+        assert page.goto(chain.url + absent).status == 404  # type: ignore[union-attr]
+        assert page.get_by_test_id(NOT_FOUND).inner_text() == refusal.replace(
+            "south/nice-1", "south/nowhere").replace("nice-a", "nowhere-a"), path
     nice_figure = re.compile(rf"(?<![\d.,]){nice:,}(?![\d.,])|(?<![\d.,]){nice}(?![\d.,])")
     for path in PAGES:
         reply = page.goto(chain.url + path)
