@@ -20,7 +20,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(autouse=True)
 def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Small argon2 parameters (tests/store/test_accounts.py checks the real ones)."""
+    """Small argon2 parameters (tests/store/test_store_accounts.py checks the real ones)."""
     from argon2 import PasswordHasher
 
     monkeypatch.setattr(rules, "_hasher",

@@ -36,6 +36,7 @@ from deskpulse.server.accounts import (
 )
 from deskpulse.server.app import create_app
 from deskpulse.server.common import ServerState, state
+from deskpulse.server.writer import StorageUnavailable
 from deskpulse.store import accounts as account_rules
 from deskpulse.store import open_store
 from deskpulse.store.accounts import hash_password
@@ -90,7 +91,7 @@ def _probe_routes(app: FastAPI) -> None:
 def quick_hashes() -> Iterator[None]:
     """argon2 with small parameters: argon2-cffi's own (64 MiB, 3 passes) take half a
     second a login on a busy test machine. The login verifies with the parameters a hash
-    names, so the code under test is the same; tests/store/test_accounts.py checks the
+    names, so the code under test is the same; tests/store/test_store_accounts.py checks the
     real parameters."""
     from argon2 import PasswordHasher
 
@@ -115,6 +116,7 @@ def database(tmp_path_factory: pytest.TempPathFactory, quick_hashes: None) -> Pa
         for kiosk in ("k-1", "k-10", "k-none"):
             store.set_key(kiosk, b"k" * 32, replace=False,
                           facts=DeviceFacts(kiosk, None, None, None))
+        store.describe_device("k-usb", create=True)  # synced over USB only: no key
         store.assign_kiosk("k-1", "acme/north/store-1")
         store.assign_kiosk("k-10", "acme/north/store-10")
     return path
@@ -292,15 +294,30 @@ def test_an_outdated_hash_is_replaced_at_login_without_ending_sessions(
             store.remove_user("old")
 
 
-def test_two_apps_on_one_database_accept_each_others_cookies(database: Path) -> None:
-    first, second = create_app(database), create_app(database)
+def test_two_apps_on_one_database_accept_each_others_cookies(db_target: str) -> None:
+    """On each engine, through the writer process: the secret drawn by the first app is
+    the second's, and a login's rehash is stored there too."""
+    from argon2 import PasswordHasher
+
+    weak = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    with open_store(db_target) as store:
+        store.add_site("acme")
+        store.add_user("ana", "manager", site="acme", email=None, password_hash=weak)
+    first, second = create_app(db_target), create_app(db_target)
     for app in (first, second):
         _probe_routes(app)
     with TestClient(first, follow_redirects=False) as one, \
             TestClient(second, follow_redirects=False) as two:
-        assert login(one, "north").status_code == 303
+        assert login(one, "ana").status_code == 303
         two.cookies.set(SESSION_COOKIE, one.cookies[SESSION_COOKIE])
-        assert two.get("/probe").json()["name"] == "north"
+        assert two.get("/probe").json() == {"name": "ana", "role": "manager", "site": "acme"}
+        token = two.get("/probe/form").json()["csrf"]
+        assert one.post("/probe/act", data={"csrf": token}).json() == {"done": "ana"}
+    with open_store(db_target) as store:
+        rehashed = store.user("ana")
+        assert rehashed is not None and rehashed.password_hash != weak
+        assert Keys.from_secret(store.server_secret()).session == \
+            first.state.accounts.keys.session
 
 
 # -- CSRF ----------------------------------------------------------------------------------
@@ -384,6 +401,11 @@ def test_the_throttle_forgets_old_failures_and_caps_its_wait() -> None:
     clock.now += accounts.FORGET_S
     throttle.failed("name:x")
     assert throttle.wait("name:x") == 0  # one failure of a new day, not the 41st
+    for n in range(accounts.MAX_COUNTED + 1):  # guesses from very many addresses
+        clock.now += 1
+        throttle.failed(f"address:{n}")
+    assert len(throttle.failures) <= accounts.MAX_COUNTED
+    assert throttle.failures[f"address:{accounts.MAX_COUNTED}"].count == 1  # newest kept
 
 
 # -- the viewer's subtree ------------------------------------------------------------------
@@ -413,7 +435,7 @@ def test_api_routes_refuse_other_sites_and_kiosks_as_not_found(client: TestClien
     outside = client.get("/api/probe", params={"site": "acme/north/store-10"})
     assert outside.status_code == 404 and outside.json() == {"error": "not found"}
     assert client.get("/api/kiosk/k-1").json() == {"site": "acme/north/store-1"}
-    for kiosk in ("k-10", "k-none", "k-unknown"):
+    for kiosk in ("k-10", "k-none", "k-usb", "k-unknown"):
         assert client.get(f"/api/kiosk/{kiosk}").json() == {"error": "not found"}
 
 
@@ -423,6 +445,7 @@ def test_an_admin_sees_every_kiosk_and_pages_need_their_role(client: TestClient)
     login(client, "root")
     assert client.get("/probe/admin").json() == {"admin": "root"}
     assert client.get("/api/kiosk/k-none").json() == {"site": None}
+    assert client.get("/api/kiosk/k-usb").json() == {"site": None}
     assert client.get("/api/kiosk/k-unknown").status_code == 404
 
 
@@ -468,3 +491,18 @@ def test_a_login_verifies_off_the_event_loop_so_pushes_go_on(
             release.set()
             login_thread.join(60)
         assert answers[0].status_code == 303
+
+
+def test_a_database_that_cannot_answer_is_503_with_retry_after(
+        app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    login(client, "root")
+    assert client.get("/probe").status_code == 200
+
+    async def unavailable(fn: Any, *args: Any) -> Any:
+        raise StorageUnavailable("not committed: database is locked")
+
+    monkeypatch.setattr(app.state.deskpulse.database, "run", unavailable)
+    for answer in (client.get("/probe"), login(client, "root")):
+        assert answer.status_code == 503
+        assert int(answer.headers["retry-after"]) > 0
+        assert "not available right now" in answer.json()["error"]

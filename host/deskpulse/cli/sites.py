@@ -10,10 +10,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from deskpulse.cli.groups import database_group
 from deskpulse.errors import DeskPulseError
 from deskpulse.store import open_store
 from deskpulse.store import sites as rules
-from deskpulse.store.base import Site, Store, db_option_help
+from deskpulse.store.base import Site, Store
 
 if TYPE_CHECKING:
     from deskpulse.device.ota import Recompute
@@ -21,25 +22,15 @@ if TYPE_CHECKING:
 
 def register(subparsers: Any) -> None:
     """Add `sites` and its subcommands to the `deskpulse` subcommands."""
-    top = subparsers.add_parser(
-        "sites", help="organisations, regions and stores: their time zones, opening hours "
-                      "and kiosks",
+    command = database_group(
+        subparsers, "sites", default=do_list,
+        help_text="organisations, regions and stores: their time zones, opening hours "
+                  "and kiosks",
         description="Without a subcommand: the tree of sites with their kiosks. A site is "
                     "named by its path from the top, e.g. acme/north/lyon-1 (organisation "
                     "acme, region north, store lyon-1); a kiosk is in a store and follows "
                     "the nearest time zone and opening hours set at or above it "
                     "(docs/sites.md).")
-    top.add_argument("--db", help=db_option_help())
-    top.set_defaults(func=do_list)
-    cmds = top.add_subparsers(dest="sites_command", metavar="COMMAND")
-
-    def command(name: str, func: Any, help_text: str, description: str | None = None
-                ) -> argparse.ArgumentParser:
-        parser = cmds.add_parser(name, help=help_text, description=description or help_text)
-        # SUPPRESS: a subcommand's own --db must not reset one given before it.
-        parser.add_argument("--db", default=argparse.SUPPRESS, help=db_option_help())
-        parser.set_defaults(func=func)
-        return parser
 
     def settings(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--time-zone", metavar="IANA",

@@ -11,31 +11,22 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from deskpulse.cli.groups import database_group
 from deskpulse.errors import DeskPulseError
 from deskpulse.store import accounts as rules
 from deskpulse.store import open_store
 from deskpulse.store.accounts import User
-from deskpulse.store.base import Store, db_option_help
+from deskpulse.store.base import Store
 
 
 def register(subparsers: Any) -> None:
     """Add `users` and its subcommands to the `deskpulse` subcommands."""
-    top = subparsers.add_parser(
-        "users", help="accounts of the web dashboard: roles and the site each one sees",
+    command = database_group(
+        subparsers, "users", default=do_list,
+        help_text="accounts of the web dashboard: roles and the site each one sees",
         description="Without a subcommand: the list of users. An admin sees the whole "
                     "chain (or one site with --site) and may manage; a manager or a viewer "
                     "sees one site and everything below it (docs/dashboard.md).")
-    top.add_argument("--db", help=db_option_help())
-    top.set_defaults(func=do_list)
-    cmds = top.add_subparsers(dest="users_command", metavar="COMMAND")
-
-    def command(name: str, func: Any, help_text: str, description: str | None = None
-                ) -> argparse.ArgumentParser:
-        parser = cmds.add_parser(name, help=help_text, description=description or help_text)
-        # SUPPRESS: a subcommand's own --db must not reset one given before it.
-        parser.add_argument("--db", default=argparse.SUPPRESS, help=db_option_help())
-        parser.set_defaults(func=func)
-        return parser
 
     def password_source(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(

@@ -32,17 +32,19 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from deskpulse.server.common import ServerState, state
+from deskpulse.errors import DeskPulseError
+from deskpulse.server.common import ServerState, log, state
 from deskpulse.store import accounts as account_rules
 from deskpulse.store.base import Store
 
 router = APIRouter()
+T = TypeVar("T")
 
 SESSION_COOKIE = "deskpulse_session"
 LOGIN_COOKIE = "deskpulse_login"
@@ -56,6 +58,8 @@ FIRST_WAIT_S = 1.0
 MAX_WAIT_S = 15 * 60
 FORGET_S = 24 * 3600
 """A name or address whose last failure is this old starts again with FREE_FAILURES."""
+MAX_COUNTED = 10_000
+"""Names and addresses counted at most; beyond, the half with the oldest failures goes."""
 MAX_FORM_BYTES = 8192
 
 _API_PREFIXES = ("/api/", "/events")
@@ -154,9 +158,9 @@ class LoginThrottle:
 
     def failed(self, *keys: str) -> None:
         now = self.clock()
-        if len(self.failures) > 10_000:  # an attack from many addresses: keep memory bounded
-            self.failures = {key: entry for key, entry in self.failures.items()
-                             if now - entry.last < FORGET_S}
+        if len(self.failures) > MAX_COUNTED:  # guesses from many addresses: bounded memory
+            recent = sorted(self.failures.items(), key=lambda item: item[1].last)
+            self.failures = dict(recent[-MAX_COUNTED // 2:])
         for key in keys:
             entry = self.failures.get(key)
             if entry is None or now - entry.last >= FORGET_S:
@@ -195,12 +199,23 @@ def _server_secret(store: Store) -> bytes:
     return store.server_secret()
 
 
+async def _stored(server: ServerState, fn: Callable[..., T], *args: Any) -> T:
+    """fn(store, *args) in the writer; a database that cannot answer now is a 503 with
+    Retry-After (as for a push), not an internal error."""
+    try:
+        return await server.database.run(fn, *args)
+    except DeskPulseError as exc:
+        log.warning("accounts: database unavailable: %s", exc)
+        raise HTTPException(503, "the database is not available right now: retry in a "
+                                 "moment") from exc
+
+
 async def _keys(request: Request) -> Keys:
     accounts = _accounts(request)
     if accounts.keys is None:
         async with accounts.lock:
             if accounts.keys is None:
-                secret = await state(request).database.run(_server_secret)
+                secret = await _stored(state(request), _server_secret)
                 accounts.keys = Keys.from_secret(secret)
     return accounts.keys
 
@@ -227,7 +242,7 @@ async def _session_viewer(request: Request) -> Viewer | None:
     session = read_session(await _keys(request), cookie, time.time())
     if session is None:
         return None
-    known = await state(request).database.run(_known_user, session.name)
+    known = await _stored(state(request), _known_user, session.name)
     if known is None or known.generation != session.generation:
         return None  # removed, or the password changed since this cookie was made
     return Viewer(session.name, known.role, known.site)
@@ -291,13 +306,19 @@ def scoped_site(viewer: Viewer, requested: str | None) -> str | None:
 
 
 def _device_site(store: Store, device_id: str) -> tuple[bool, str | None]:
-    return device_id in store.registered_ids(), store.device_site_path(device_id)
+    """(whether the kiosk is known, its store's path)."""
+    site = store.device_site_path(device_id)
+    if site is not None:
+        return True, site
+    # In no store (or unknown): only an admin's question, and rare; a kiosk that only
+    # ever synced over USB has no key, so the devices, not the keys, say who is known.
+    return any(facts.device_id == device_id for facts in store.device_facts()), None
 
 
 async def device_in_scope(server: ServerState, viewer: Viewer, device_id: str) -> str | None:
     """The store site of a kiosk the viewer may see (None: an admin's kiosk in no site);
     404 for a kiosk outside the viewer's subtree, in no site (unless admin) or unknown."""
-    known, site = await server.database.run(_device_site, device_id)
+    known, site = await _stored(server, _device_site, device_id)
     if not known or not covers(viewer, site):
         raise not_found()
     return site
@@ -451,7 +472,8 @@ async def login(request: Request) -> Response:
         return _login_page(request, keys, status=403, name=name, next_path=next_path,
                            error="The form had expired: please log in again.")
     client = request.client.host if request.client else "unknown"
-    throttle_keys = (f"address:{client}", f"name:{name}")
+    # Names are 64 characters at most: a longer one counts as its first 65.
+    throttle_keys = (f"address:{client}", f"name:{name[:65]}")
     wait = accounts.throttle.wait(*throttle_keys)
     if wait > 0:
         retry = max(1, math.ceil(wait))
@@ -459,7 +481,7 @@ async def login(request: Request) -> Response:
                            headers={"Retry-After": str(retry)},
                            error=f"Too many failed attempts: try again in {retry} s.")
     server = state(request)
-    found = await server.database.run(_login_user, name) if name else None
+    found = await _stored(server, _login_user, name) if name else None
     if not await _verify(accounts, found, password) or found is None:
         accounts.throttle.failed(*throttle_keys)
         return _login_page(request, keys, status=401, name=name, next_path=next_path,
@@ -468,7 +490,7 @@ async def login(request: Request) -> Response:
     password_hash, generation = found
     if await asyncio.to_thread(account_rules.needs_rehash, password_hash):
         new_hash = await asyncio.to_thread(account_rules.fresh_hash, password)
-        await server.database.run(_rehash, name, password_hash, new_hash)
+        await _stored(server, _rehash, name, password_hash, new_hash)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(SESSION_COOKIE, session_cookie(keys, name, generation,
                                                        time.time() + SESSION_S),
