@@ -197,8 +197,10 @@ def bare_insert_rate(total: int, devices: int, seed: int, path: Path) -> tuple[f
         conn.close()
 
 
-def run(total: int, devices: int, seed: int, path: Path | str) -> dict[str, Any]:
-    conn = open_store(path)
+def ingest(conn: Any, total: int, devices: int, seed: int) -> tuple[int, int, float, float]:
+    """Store the synthetic kiosks' syncs through `store_batch`: (stored, calls, wall
+    seconds, CPU seconds) spent inside it. tools/bench_report_cli.py builds its cached
+    databases with it too."""
     kiosks, syncs = synthetic_syncs(total, devices, seed)
     for k in kiosks:  # as `deskpulse devices add` would, before any sync
         conn.describe_device(k.device_id, location=k.location, time_zone=k.zone,
@@ -213,6 +215,12 @@ def run(total: int, devices: int, seed: int, path: Path | str) -> dict[str, Any]
         ingest_cpu += time.process_time() - cpu0
         stored += new
         calls += 1
+    return stored, calls, ingest_wall, ingest_cpu
+
+
+def run(total: int, devices: int, seed: int, path: Path | str) -> dict[str, Any]:
+    conn = open_store(path)
+    stored, calls, ingest_wall, ingest_cpu = ingest(conn, total, devices, seed)
     sizes = {table: conn.connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
              for table in ("responses", "rollup_days", "rollup_months")}
     if isinstance(path, Path):

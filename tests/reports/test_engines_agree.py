@@ -15,10 +15,15 @@ from test_report import random_dataset, resp, store, utc
 from deskpulse import cli
 from deskpulse.store import open_store
 
+MADE_AT = 1_796_000_000  # 2026-11-30T00:53:20Z
+
 
 @pytest.fixture(autouse=True)
 def host_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
+    # Each report says when it was made: the same moment for both engines, so that their
+    # outputs can be compared byte for byte (the reproducible-builds convention).
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(MADE_AT))
 
 
 def fill(target: str) -> None:
@@ -65,3 +70,4 @@ def test_both_engines_give_the_same_reports_and_alerts(
     assert whole["clock_corrected"]["responses"] > 0
     assert len({d["time_zone"] for d in whole["devices"]}) >= 3
     assert json.loads(on_sqlite["alerts"])["alerts"]
+    assert whole["generated_at"] == "2026-11-30T00:53:20Z"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,8 @@ from deskpulse.store import base, open_store
 @pytest.fixture(autouse=True)
 def host_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
+    # The table fits the terminal's width, which COLUMNS gives first (pytest-xdist sets 80).
+    monkeypatch.setenv("COLUMNS", "110")
 
 
 @pytest.fixture
@@ -73,8 +77,11 @@ def test_json_is_the_report_dict(path: str, capsys: pytest.CaptureFixture[str]) 
     assert rep["flagged"] == {"rapid": 1, "closed": 1, "included": False}
     assert rep["time_unknown"] == 1
     assert [d["device_id"] for d in rep["devices"]] == ["desk-2", "desk-1"]  # 100% vs 67%
+    # When it was made: the CLI's clock, in the library's report the moment passed in.
+    made = datetime.fromisoformat(rep["generated_at"]).timestamp()
+    assert abs(made - time.time()) < 3600
     conn = open_store(path)
-    assert rep == json.loads(json.dumps(report.build_report(conn)))
+    assert rep == json.loads(json.dumps(report.build_report(conn, generated_at=int(made))))
     conn.close()
 
 
@@ -118,7 +125,8 @@ def test_table_holds_the_key_numbers(path: str, capsys: pytest.CaptureFixture[st
 
 
 def test_a_corrected_device_clock_is_one_line_of_the_table_and_a_json_field(
-        path: str, capsys: pytest.CaptureFixture[str]) -> None:
+        path: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # room for the line unwrapped
     code, out, _ = run(capsys, "--db", str(path))
     assert code == 0 and "clock corrected" not in out
     assert json.loads(run(capsys, "--db", str(path), "--format", "json")[1])[

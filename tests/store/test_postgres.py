@@ -259,6 +259,50 @@ def test_a_nonce_is_accepted_once_across_writers(pg_url: str) -> None:
         assert after.response_counts() == {"desk-1": 1}
 
 
+def test_a_batch_that_waited_for_the_device_sees_what_the_holder_committed(
+        pg_url: str) -> None:
+    """The batch's reads are one server-side function whose first query waits for the
+    device's lock: its later queries must see the rows committed meanwhile (a fresh
+    snapshot each), so the same batch is found stored, not stored twice in two months'
+    partitions."""
+    batch = [answer(seq, wall=T0 + seq) for seq in range(1, 21)]
+    entered = threading.Event()
+    waited: list[Any] = []
+
+    def wait_then_store() -> None:
+        with open_store(pg_url) as waiter:
+            entered.wait(10)
+            waited.append(waiter.store_batch("desk-1", batch, [], STATUS, "wifi"))
+
+    thread = threading.Thread(target=wait_then_store)
+    with open_store(pg_url) as holder:
+        with holder.group_commit():
+            assert holder.store_batch("desk-1", batch, [], STATUS, "wifi") == (20, 0)
+            thread.start()
+            entered.set()
+            # The waiter is blocked on the device's row until this group commits.
+            thread.join(0.5)
+            assert thread.is_alive() and not waited
+        thread.join(30)
+        assert waited == [(0, 20)]
+        assert holder.response_counts() == {"desk-1": 20}
+
+
+def test_a_refused_push_does_not_lose_the_batch_function(pg_url: str) -> None:
+    """The server-side function is made inside the first batch's savepoint; a refused
+    push rolls that back, and the next batch on the same connection makes it again."""
+    with open_store(pg_url) as first:
+        first.set_key("desk-1", KEY, replace=False,
+                      facts=DeviceFacts("desk-1", None, None, None))
+    with open_store(pg_url) as store, store.group_commit():
+        with pytest.raises(PushRefused), store.part():
+            store.store_batch("desk-1", [answer(1, wall=T0)], [], STATUS, "wifi",
+                              push=PushCheck(bytes(32), Nonce(1, 1)))
+        with store.part():
+            assert store.store_batch("desk-1", [answer(1, wall=T0)], [], STATUS, "wifi",
+                                     push=PushCheck(KEY, Nonce(1, 1))) == (1, 0)
+
+
 def test_a_device_locked_by_another_writer_is_a_busy_store_error(pg_url: str) -> None:
     waiter = open_store(pg_url, busy_timeout_ms=50)
     entered, release = threading.Event(), threading.Event()

@@ -6,12 +6,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO, cast
 
 from deskpulse import files
+from deskpulse.errors import DeskPulseError
 from deskpulse.store import open_store
 from deskpulse.store.base import db_option_help
 
@@ -50,10 +54,25 @@ def register(subparsers: Any) -> None:
     rep.set_defaults(func=do_report)
 
 
+def generation_time() -> int:
+    """Now, as unix seconds, or SOURCE_DATE_EPOCH when it is set: the reproducible-builds
+    convention, so that two runs over the same data can give the same bytes (the tests
+    comparing the engines' JSON set it)."""
+    fixed = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if fixed:
+        try:
+            return int(fixed)
+        except ValueError:
+            raise DeskPulseError(f"SOURCE_DATE_EPOCH {fixed!r} is not a whole number of "
+                                 "seconds since 1970") from None
+    return int(time.time())
+
+
 def do_report(args: argparse.Namespace) -> int:
     selection = {"since": args.since, "until": args.until, "device": args.device,
                  "location": args.location, "include_flagged": args.include_flagged,
                  "site": args.site}
+    made = generation_time()
     store = open_store(args.db, create=False)
     try:
         from deskpulse.reports import (
@@ -64,21 +83,25 @@ def do_report(args: argparse.Namespace) -> int:
             if args.format == "csv":
                 report.write_csv(store, out, **selection)
             elif args.format == "json":
-                json.dump(report.build_report(store, **selection), out, indent=2)
+                json.dump(report.build_report(store, **selection, generated_at=made), out, indent=2)
                 out.write("\n")
             elif args.format == "html":
                 from deskpulse.reports import alerts
                 from deskpulse.reports import html as report_html
 
-                figures = report.build_report(store, **selection)
+                figures = report.build_report(store, **selection, generated_at=made)
                 found = alerts.find_alerts(store, **selection)
                 out.write(report_html.render(figures, found))
             else:
-                from deskpulse.reports.table import format_table
+                from deskpulse.reports.table import TABLE_WIDTH, format_table
 
-                figures = report.build_report(store, **selection)
+                figures = report.build_report(store, **selection, generated_at=made)
                 colour = args.output is None and out.isatty()
-                out.write(format_table(figures, terminal=colour))
+                # The terminal's width on stdout (COLUMNS first, as shutil reads it); a file
+                # or a pipe gets the width a mail or a wide terminal shows.
+                width = (shutil.get_terminal_size((TABLE_WIDTH, 24)).columns
+                         if args.output is None else TABLE_WIDTH)
+                out.write(format_table(figures, terminal=colour, width=width))
     finally:
         store.close()
     return 0

@@ -214,6 +214,27 @@ def find_alerts(
     return alerts
 
 
+RECENT_S = 7 * 86400  # an alert is current when it ended this close to the range's end
+
+
+def range_end(until: int | None, generated_at: int | None) -> int | None:
+    """The end of a report's range as unix seconds: its --until, or the moment it was
+    made when that is earlier (or there is no --until); None when neither is known."""
+    known = [t for t in (until, generated_at) if t is not None]
+    return min(known) if known else None
+
+
+def current_and_earlier(alerts: list[dict[str, Any]], end: int | None,
+                        recent_s: int = RECENT_S
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The alerts still current at `end` (their last response within `recent_s` before
+    it), and the earlier ones: the history of a long range, which must not mark a kiosk
+    in alert for ever. Without an end, the last alert's end stands for it."""
+    last = max((a["end_utc"] for a in alerts), default=0) if end is None else end
+    current = [a for a in alerts if a["end_utc"] > last - recent_s]
+    return current, [a for a in alerts if a["end_utc"] <= last - recent_s]
+
+
 def rank_below(store: Store, alerts: list[dict[str, Any]], site: str) -> list[dict[str, Any]]:
     """The level below `site` ranked by its alert periods, then the negative responses in
     them: its sites ({"site", "kind", ...}), or for a store its kiosks ({"device_id", ...}).

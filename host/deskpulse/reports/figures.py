@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from deskpulse.errors import DeskPulseError
+from deskpulse.reports import trend as trend_periods
 from deskpulse.store import rollups as ru
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import CLOCK_TOLERANCE_S, EARLIEST, LATEST, Store
@@ -157,6 +158,9 @@ class Tally:
         default_factory=lambda: defaultdict(dict))
     heat: np.ndarray = field(default_factory=lambda: np.zeros((2, 7, 24), np.int64))
     trend: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (day, scale)
+    # The rollups' trend rows as read, (local days, scale, TREND_FIELDS per day), summed
+    # with `trend` only in `trend_days`: one numpy pass rather than a dict entry per day.
+    trend_rows: list[tuple[np.ndarray, int, np.ndarray]] = field(default_factory=list)
     # Per device: [responses placed more than CLOCK_TOLERANCE_S away from their device
     # stamp, the largest such difference in seconds], counted kinds only.
     clock: dict[str, list[int]] = field(default_factory=dict)
@@ -175,6 +179,41 @@ class Tally:
     def add_trend(self, day: int, scale: int, values: np.ndarray) -> None:
         key = (day, scale)
         self.trend[key] = self.trend[key] + values if key in self.trend else values.copy()
+
+    def trend_days(self) -> list[tuple[date, trend_periods.TrendSums]]:
+        """The trend's sums per local day with responses, oldest first."""
+        parts = [(days, np.full(len(days), scale, np.int64), values)
+                 for days, scale, values in self.trend_rows]
+        if self.trend:
+            keys = list(self.trend)
+            parts.append((np.array([day for day, _ in keys], np.int64),
+                          np.array([scale for _, scale in keys], np.int64),
+                          np.stack([self.trend[key] for key in keys])))
+        if not parts:
+            return []
+        days, scales, values = (np.concatenate(column) for column in zip(*parts, strict=True))
+        # Sum per (day, scale) first, in that order: a dense count per pair (a few thousand
+        # over years), exact in float64 far beyond any number of responses.
+        first = int(days.min())
+        codes = (days - first) * 8 + scales
+        sums = np.rint(np.stack([np.bincount(codes, weights=values[:, f])
+                                 for f in range(len(ru.TREND_FIELDS))], axis=1)
+                       ).astype(np.int64)
+        pairs = np.flatnonzero(sums[:, 0])  # the (day, scale) pairs with responses
+        sums = sums[pairs]
+        pair_days, pair_scales = pairs // 8 + first, pairs % 8
+        out = []
+        bounds = np.flatnonzero(np.diff(pair_days)) + 1
+        for rows in np.split(np.arange(len(pairs)), bounds):
+            if not len(rows):
+                continue
+            n, top, yes, no = (int(v) for v in sums[rows, :4].sum(axis=0))
+            normalised = 0.0
+            for row in rows.tolist():  # one to three scales, ascending
+                normalised += int(sums[row, 4]) / (int(pair_scales[row]) - 1)
+            out.append((_date_of(int(pair_days[rows[0]])),
+                        trend_periods.TrendSums(n, top, yes, no, normalised)))
+        return out
 
     def add_response(self, device_id: str, rating: int, scale: int, told: int, kind: int,
                      local: int | None, weight: int = 1, hour_known: bool = True) -> None:
@@ -299,38 +338,44 @@ def _add_count_rows(tally: Tally, devices: list[str], scales: np.ndarray, kinds:
 
 
 def _add_trend_rows(tally: Tally, days: np.ndarray, scale: int, values: np.ndarray) -> None:
-    """Sum rows of TREND_FIELDS per local day into the tally (one scale)."""
+    """Rows of TREND_FIELDS per local day (one scale), summed by `Tally.trend_days`."""
     if not len(days):
         return
-    unique, where = np.unique(days, return_inverse=True)
-    sums = np.zeros((len(unique), len(ru.TREND_FIELDS)), np.int64)
-    np.add.at(sums, where, values)
-    for day, vec in zip(unique.tolist(), sums, strict=True):
-        if vec[0]:
-            tally.add_trend(day, scale, vec)
+    tally.trend_rows.append((days, scale, values))
 
 
 def _add_month_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
+    """Month rows into the tally. Only the rows of the counted kinds are read whole (a
+    month row is 2 KB, mostly per-day and per-hour counts); of the others, most of them
+    when flagged responses are left out, only their counts are needed."""
     if not rows:
         return
-    matrix = _blobs(rows, ru.MONTH_WIDTH)
     devices, months, scales, kinds = _columns(rows)
+    counts_bytes = ru.COUNTS * ru.BLOB_ITEMSIZE
+    counts = np.frombuffer(b"".join(r[-1][:counts_bytes] for r in rows), ru.BLOB).reshape(
+        len(rows), ru.COUNTS).astype(np.int64)
     unknown = months == ru.TIME_UNKNOWN
     for flag in (False, True):
         chosen = np.nonzero(unknown == flag)[0]
         _add_count_rows(tally, [devices[i] for i in chosen.tolist()], scales[chosen],
-                        kinds[chosen], matrix[chosen, :ru.COUNTS], unknown=flag)
-    counted = np.isin(kinds, tally.kinds) & ~unknown
-    if not counted.any():
+                        kinds[chosen], counts[chosen], unknown=flag)
+    counted = np.flatnonzero(np.isin(kinds, tally.kinds) & ~unknown)
+    if not len(counted):
         return
-    chosen = matrix[counted]
-    tally.heat[0] += chosen[:, ru.MONTH_HEAT:ru.MONTH_HEAT_TOP].sum(axis=0).reshape(7, 24)
-    tally.heat[1] += chosen[:, ru.MONTH_HEAT_TOP:].sum(axis=0).reshape(7, 24)
+    # uint32 as stored: the sums below widen to int64, not the whole matrix.
+    matrix = np.frombuffer(b"".join(rows[i][-1] for i in counted.tolist()), ru.BLOB).reshape(
+        len(counted), ru.MONTH_WIDTH)
+    tally.heat[0] += matrix[:, ru.MONTH_HEAT:ru.MONTH_HEAT_TOP].sum(
+        axis=0, dtype=np.int64).reshape(7, 24)
+    tally.heat[1] += matrix[:, ru.MONTH_HEAT_TOP:].sum(axis=0, dtype=np.int64).reshape(7, 24)
     days_in_row = np.arange(31)
-    for scale in np.unique(scales[counted]).tolist():
-        pick = counted & (scales == scale)
-        first_days = np.array([_month_first_day(m) for m in months[pick].tolist()], np.int64)
-        per_day = matrix[pick, ru.MONTH_TREND:ru.MONTH_HEAT].reshape(-1, len(ru.TREND_FIELDS))
+    counted_scales = scales[counted]
+    for scale in np.unique(counted_scales).tolist():
+        pick = counted_scales == scale
+        first_days = np.array([_month_first_day(m) for m in months[counted[pick]].tolist()],
+                              np.int64)
+        per_day = matrix[pick, ru.MONTH_TREND:ru.MONTH_HEAT].astype(np.int64).reshape(
+            -1, len(ru.TREND_FIELDS))
         _add_trend_rows(tally, (first_days[:, None] + days_in_row).reshape(-1), scale,
                         per_day)
 
@@ -421,15 +466,16 @@ def _tally_from_rollups(store: Store, sel: Selection) -> Tally:
 def build_report(store: Store, *, since: str | int | datetime | None = None,
                  until: str | int | datetime | None = None, device: str | None = None,
                  location: str | None = None, include_flagged: bool = False,
-                 site: str | None = None) -> dict[str, Any]:
-    """The report dict of docs/report.md, from the rollups."""
+                 site: str | None = None, generated_at: int | None = None) -> dict[str, Any]:
+    """The report dict of docs/report.md, from the rollups; `generated_at` as in
+    `figures`."""
     sel = select(store, since=since, until=until, device=device, location=location,
                  include_flagged=include_flagged, site=site)
     store.refresh_rollups(d.device_id for d in sel.devices)
     with store.snapshot():
         tally = _tally_from_rollups(store, sel)
         add_clock_corrected(store, sel, tally)
-    return figures(sel, tally)
+    return figures(sel, tally, generated_at)
 
 
 # -- the reference: a plain scan ------------------------------------------------------------
@@ -443,7 +489,8 @@ def _local_by_zoneinfo(zone: Any, wall: int) -> int:
 def build_report_raw(store: Store, *, since: str | int | datetime | None = None,
                      until: str | int | datetime | None = None, device: str | None = None,
                      location: str | None = None, include_flagged: bool = False,
-                     site: str | None = None) -> dict[str, Any]:
+                     site: str | None = None, generated_at: int | None = None
+                     ) -> dict[str, Any]:
     """The same report by one GROUP BY over the responses, each distinct instant placed
     in its device's zone by zoneinfo. Slow; the reference for tests and benchmarks."""
     sel = select(store, since=since, until=until, device=device, location=location,
@@ -471,7 +518,7 @@ def build_report_raw(store: Store, *, since: str | int | datetime | None = None,
         if (device_id in zones and low <= wall < high and off > CLOCK_TOLERANCE_S
                 and (rapid != 0) + 2 * (closed != 0) in sel.kinds):
             tally.add_clock(device_id, 1, off)
-    return figures(sel, tally)
+    return figures(sel, tally, generated_at)
 
 
 # -- figures --------------------------------------------------------------------------------
@@ -510,28 +557,35 @@ class _Counts:
 
     def __init__(self) -> None:
         self.by_scale: dict[int, np.ndarray] = {}
+        self._grids: dict[int, list[list[int]]] | None = None
 
     def add(self, scale: int, counts: np.ndarray) -> None:
+        self._grids = None
         if scale in self.by_scale:
             self.by_scale[scale] = self.by_scale[scale] + counts
         else:
             self.by_scale[scale] = counts.astype(np.int64)
 
-    def _sum(self, pick: Any, top_only: bool = False) -> int:
+    def _sum(self, pick: int | None, top_only: bool = False) -> int:
+        """The responses of one told code (None: all), or only those in the top half of
+        their scale. Summed in Python over the counts as lists: a report asks this a dozen
+        times per device, where numpy's cost per call on 15 numbers would dominate."""
+        if self._grids is None:
+            self._grids = {scale: counts.reshape(len(ru.TOLD_ORDER), ru.RATINGS).tolist()
+                           for scale, counts in self.by_scale.items()}
         total = 0
-        for scale, counts in self.by_scale.items():
-            block = counts.reshape(len(ru.TOLD_ORDER), ru.RATINGS)[pick]
-            if top_only:
-                block = block[..., ru.top_from(scale) - 1:]
-            total += int(block.sum())
+        for scale, grid in self._grids.items():
+            start = ru.top_from(scale) - 1 if top_only else 0
+            for row in grid if pick is None else (grid[pick],):
+                total += sum(row[start:])
         return total
 
     @property
     def responses(self) -> int:
-        return self._sum(slice(None))
+        return self._sum(None)
 
     def csat(self) -> float | None:
-        return _ratio(self._sum(slice(None), True), self.responses)
+        return _ratio(self._sum(None, True), self.responses)
 
     def mean_normalised(self) -> float | None:
         numerator = 0.0
@@ -598,8 +652,9 @@ def _iso(unix: int | None) -> str | None:
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def figures(sel: Selection, tally: Tally) -> dict[str, Any]:
-    """The report dict from a tally."""
+def figures(sel: Selection, tally: Tally, generated_at: int | None = None) -> dict[str, Any]:
+    """The report dict from a tally; `generated_at` (unix seconds) is the moment it says it
+    was made, null when not given (so that two reports of the same data are equal)."""
     total = _Counts()
     unknown_total = 0
     rapid = closed = 0
@@ -641,9 +696,8 @@ def figures(sel: Selection, tally: Tally) -> dict[str, Any]:
     sites = [{"site": path, "kind": kinds[path], **c.summary(), "time_unknown": u[0]}
              for path, (c, u) in per_site.items()]
     heat_n, heat_top = tally.heat[0], tally.heat[1]
-    trend_days: dict[int, _TrendDay] = {}
-    for (day, scale), values in sorted(tally.trend.items()):
-        trend_days.setdefault(day, _TrendDay()).add(scale, values)
+    days = tally.trend_days()
+    trend_by = trend_periods.granularity(days[0][0], days[-1][0]) if days else "day"
     return {
         "filters": {"since": _iso(sel.since), "until": _iso(sel.until), "device": sel.device,
                     "location": sel.location, "site": sel.site,
@@ -666,10 +720,16 @@ def figures(sel: Selection, tally: Tally) -> dict[str, Any]:
             "csat": [[_ratio(int(t), int(n)) for t, n in zip(trow, nrow, strict=True)]
                      for trow, nrow in zip(heat_top, heat_n, strict=True)],
         },
-        "trend": [day.entry(d) for d, day in sorted(trend_days.items()) if day.responses],
+        "trend": [{"date": d.isoformat(), **sums.figures()} for d, sums in days],
         "flagged": {"rapid": rapid, "closed": closed, "included": sel.include_flagged},
         "time_unknown": unknown_total,
         "clock_corrected": _clock_corrected(sel, tally),
+        "generated_at": _iso(generated_at),
+        "covered": {"first_day": days[0][0].isoformat() if days else None,
+                    "last_day": days[-1][0].isoformat() if days else None,
+                    "days": len(days)},
+        "trend_by": trend_by,
+        "trend_periods": trend_periods.periods(days, trend_by),
     }
 
 
@@ -700,12 +760,12 @@ def clock_corrected_line(rep: dict[str, Any]) -> str | None:
     n, devices = clock.get("responses", 0), clock.get("devices") or []
     if not n or not devices:
         return None
-    what = f"{n} response{'s' if n != 1 else ''}"
+    what = f"{n:,} response{'s' if n != 1 else ''}"
     off = ("" if n == 1 else "up to ") + _span(clock["largest_s"])
     if len(devices) == 1:
         whose, clocks = f"of {devices[0]['device_id']}", "the device clock"
     else:
-        named = ", ".join(f"{e['device_id']} {e['responses']}" for e in devices[:3])
+        named = ", ".join(f"{e['device_id']} {e['responses']:,}" for e in devices[:3])
         more = f" and {len(devices) - 3} more" if len(devices) > 3 else ""
         whose, clocks = f"of {len(devices)} devices ({named}{more})", "their device clocks"
     return (f"clock corrected: {what} {whose} {'was' if n == 1 else 'were'} stamped {off} "
@@ -721,26 +781,6 @@ def ranking_titles(rep: dict[str, Any]) -> tuple[str, str]:
     level = {frozenset({"region"}): "Regions", frozenset({"store"}): "Stores"}.get(kinds,
                                                                                   "Sites")
     return f"Kiosks in {site}", f"{level} of {site}"
-
-
-class _TrendDay:
-    def __init__(self) -> None:
-        self.responses = self.top = self.yes = self.no = 0
-        self.normalised = 0.0
-
-    def add(self, scale: int, values: np.ndarray) -> None:
-        n, top, yes, no, rating_sum = (int(v) for v in values)
-        self.responses += n
-        self.top += top
-        self.yes += yes
-        self.no += no
-        self.normalised += rating_sum / (scale - 1)
-
-    def entry(self, day: int) -> dict[str, Any]:
-        return {"date": _date_of(day).isoformat(), "responses": self.responses,
-                "csat": _ratio(self.top, self.responses),
-                "told_next_rate": _ratio(self.yes, self.yes + self.no),
-                "mean_rating": _ratio(self.normalised, self.responses)}
 
 
 # -- one row per response -------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """The report as one self-contained HTML file (`deskpulse report --format html`).
 
 `render(report, alerts)` takes the report dict of docs/report.md and the alert periods of
-deskpulse.alerts. Everything is inline so the file works offline and can be mailed: CSS
-in a <style>, charts as SVG drawn by matplotlib with text left as text (no font files),
-no scripts, no external reference of any kind. Every text that comes from the database
-is escaped, in the HTML and in the charts.
+deskpulse.alerts. Only the alerts still current at the end of the range (alerts.RECENT_S)
+mark a device; the earlier ones are listed as its history. Everything is inline so the
+file works offline and can be mailed: CSS in a <style>, charts as SVG drawn by matplotlib
+with text left as text (no font files), no scripts, no external reference of any kind.
+Every text that comes from the database is escaped, in the HTML and in the charts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
@@ -26,6 +27,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from deskpulse.reports.alerts import RECENT_S, current_and_earlier, range_end
 from deskpulse.reports.figures import clock_corrected_line, ranking_titles
 from deskpulse.store.sites import child_towards, is_under
 
@@ -72,6 +74,15 @@ def _e(value: Any) -> str:
 
 def _pct(share: float | None) -> str:
     return "–" if share is None else f"{100 * share:.0f}%"
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def _cell_count(n: int) -> str:
+    """A count inside a heat map cell, which has room for about six characters."""
+    return f"{n:,}" if n < 100_000 else f"{n / 1000:,.0f}k"
 
 
 def _points(value: float) -> str:
@@ -158,7 +169,8 @@ def _heatmap_chart(heatmap: dict[str, Any]) -> str:
         for y, row in enumerate(counts):
             for x, n in enumerate(row):
                 if n:
-                    ax.text(x + 0.5, y + 0.5, str(n), ha="center", va="center", fontsize=7)
+                    ax.text(x + 0.5, y + 0.5, _cell_count(n), ha="center", va="center",
+                            fontsize=7)
         bar = fig.colorbar(mesh, ax=ax, fraction=0.03, pad=0.01,
                            format=PercentFormatter(1.0, decimals=0))
         bar.set_label("CSAT")
@@ -170,19 +182,41 @@ def _heatmap_chart(heatmap: dict[str, Any]) -> str:
     return _drawn(draw, "heatmap")
 
 
-def _trend_chart(trend: list[dict[str, Any]]) -> str:
-    days = [date.fromisoformat(day["date"]) for day in trend]
-    # The same dates as an array: what matplotlib's type hints accept for an axis.
-    x = numpy.array(days, dtype="datetime64[D]")
+TREND_TITLES = {"day": "Daily trend", "week": "Weekly trend", "month": "Monthly trend"}
+TREND_CAPTIONS = {
+    "day": "per local day",
+    "week": "per ISO week (Monday to Sunday, local dates; the first and last may be partial)",
+    "month": "per calendar month (local dates; the first and last may be partial)",
+}
+
+
+def _trend_points(report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """(day, week or month; the points with `start` and `end` dates) as the report says;
+    by day for a report made before it said."""
+    by, periods = report.get("trend_by"), report.get("trend_periods")
+    if by in TREND_TITLES and periods is not None:
+        return by, periods
+    return "day", [{**day, "start": day["date"], "end": day["date"]}
+                   for day in report["trend"]]
+
+
+def _trend_chart(points: list[dict[str, Any]]) -> str:
+    starts = [date.fromisoformat(p["start"]) for p in points]
+    lengths = [(date.fromisoformat(p["end"]) - s).days + 1
+               for p, s in zip(points, starts, strict=True)]
+    # Each point in the middle of its period, as matplotlib's day numbers.
+    x = numpy.array([mdates.date2num(s) + (n - 1) / 2
+                     for s, n in zip(starts, lengths, strict=True)])
 
     def series(key: str) -> list[float]:
-        return [math.nan if day[key] is None else day[key] for day in trend]
+        return [math.nan if p[key] is None else p[key] for p in points]
 
     def draw() -> Figure:
         fig = _figure(10, 3.2)
         counts_ax = fig.subplots()
-        counts_ax.bar(x, [day["responses"] for day in trend],
-                      color=COLOURS["trend_responses"], width=0.8, label="responses")
+        counts_ax.xaxis_date()
+        counts_ax.bar(x, [p["responses"] for p in points], color=COLOURS["trend_responses"],
+                      width=[0.8 * n for n in lengths], label="responses")
         counts_ax.set_ylabel("responses")
         ax = counts_ax.twinx()
         ax.spines["right"].set_visible(True)
@@ -191,7 +225,7 @@ def _trend_chart(trend: list[dict[str, Any]]) -> str:
         ax.yaxis.set_label_position("left")
         counts_ax.yaxis.tick_right()
         counts_ax.yaxis.set_label_position("right")
-        marker = "o" if len(days) <= 60 else None
+        marker = "o" if len(points) <= 60 else None
         ax.plot(x, series("csat"), color=COLOURS["trend_csat"], marker=marker,
                 linewidth=2, label="CSAT")
         ax.plot(x, series("told_next_rate"), color=COLOURS["trend_told"], marker=marker,
@@ -202,14 +236,14 @@ def _trend_chart(trend: list[dict[str, Any]]) -> str:
         handles = [*ax.get_legend_handles_labels()[0],
                    *counts_ax.get_legend_handles_labels()[0]]
         fig.legend(handles=handles, loc="outside upper left", ncols=3, frameon=False)
-        span = (days[-1] - days[0]).days
+        span = (starts[-1] - starts[0]).days + lengths[-1]
         # Whole days only: the automatic ticks would mark noon on a short range.
-        locator = (mdates.DayLocator(interval=max(1, (span + 1) // 10)) if span <= 60
+        locator = (mdates.DayLocator(interval=max(1, span // 10)) if span <= 60
                    else mdates.AutoDateLocator(maxticks=12))
         counts_ax.xaxis.set_major_locator(locator)
         counts_ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        first, last = mdates.date2num(days[0]), mdates.date2num(days[-1])
-        counts_ax.set_xlim(first - 0.7, last + 0.7)
+        first = float(mdates.date2num(starts[0]))
+        counts_ax.set_xlim(first - 0.7, first + span - 0.3)
         return fig
 
     return _drawn(draw, "trend")
@@ -241,7 +275,7 @@ def _ranking_chart(shown: list[dict[str, Any]], alerted: set[str]) -> str:
         ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_xlabel("CSAT")
         for row, device in enumerate(shown):
-            note = (f"{_pct(device['csat'])}  n={device['responses']}"
+            note = (f"{_pct(device['csat'])}  n={_count(device['responses'])}"
                     if device["csat"] is not None else "no responses")
             if device["device_id"] in alerted:
                 note += "  ALERT"
@@ -272,7 +306,7 @@ def _told_chart(told: dict[str, Any], not_told: dict[str, Any]) -> str:
                 ax.errorbar(group["csat"], row, xerr=[[below], [above]], fmt="none",
                             ecolor="#222222", capsize=6, linewidth=1.5)
             right = ci[1] if ci else group["csat"]
-            ax.text(right + 0.015, row, f"{_pct(group['csat'])}  n={group['responses']}",
+            ax.text(right + 0.015, row, f"{_pct(group['csat'])}  n={_count(group['responses'])}",
                     va="center", fontsize=9)
         ax.set_yticks([0, 1], [label for label, _, _ in groups])
         ax.set_ylim(1.6, -0.6)  # told on top; both rows in view even when one has no bar
@@ -313,20 +347,21 @@ def _charts(report: dict[str, Any], alerted: set[str]) -> str:
     devices = report["devices"]
     shown = _ranked_devices(devices, alerted)
     told, not_told = report["csat_told"], report["csat_not_told"]
-    ranking_note = "Alerted devices in red."
+    ranking_note = f"Devices in alert in the last {RECENT_S // 86400} days of the range in red."
     if len(shown) < len(devices):
-        ranking_note += (f" Showing {len(shown)} of {len(devices)} devices (the best, the "
-                         "worst and the alerted); all are in the table below.")
+        ranking_note += (f" Showing {len(shown)} of {len(devices):,} devices (the best, the "
+                         "worst and those in alert); all are in the table below.")
+    trend_by, trend_points = _trend_points(report)
     parts = [
         _chart("chart-heatmap", "When: weekday × hour",
                "CSAT by local weekday and hour; the number in a cell is its responses; grey "
                "cells had none.",
                _heatmap_chart(heatmap) if placed else None,
                "No responses with a known time in this selection."),
-        _chart("chart-trend", "Daily trend",
-               "CSAT and told-next rate per local day (lines, left axis) and responses "
-               "(bars, right axis).",
-               _trend_chart(report["trend"]) if report["trend"] else None,
+        _chart("chart-trend", TREND_TITLES[trend_by],
+               f"CSAT and told-next rate {TREND_CAPTIONS[trend_by]} (lines, left axis) and "
+               "responses (bars, right axis).",
+               _trend_chart(trend_points) if trend_points else None,
                "No days with placed responses in this selection."),
         _chart("chart-ranking", "Devices ranked by CSAT", _e(ranking_note),
                _ranking_chart(shown, alerted) if devices else None,
@@ -355,18 +390,18 @@ def _key_figures(report: dict[str, Any]) -> str:
     flagged = report.get("flagged") or {}
     flag_note = "included in the figures" if flagged.get("included") else "left out"
     cards = [
-        _figure_card("Responses", str(report["responses"]), key="responses"),
+        _figure_card("Responses", _count(report["responses"]), key="responses"),
         _figure_card("CSAT", _pct(report["csat"]), "top half of each scale", key="csat"),
         _figure_card("Mean rating", "–" if normalised is None else f"{normalised:.2f}",
                      "0 = worst face, 1 = best" + (f"; {raw_text}" if raw_text else ""),
                      key="mean_rating"),
         _figure_card("Told what happens next", _pct(report["told_next_rate"]),
-                     f"yes {told.get('yes', 0)}, no {told.get('no', 0)}, "
-                     f"no answer {told.get('no_answer', 0)}", key="told_next_rate"),
+                     f"yes {told.get('yes', 0):,}, no {told.get('no', 0):,}, "
+                     f"no answer {told.get('no_answer', 0):,}", key="told_next_rate"),
         _figure_card("Flagged: rapid · closed",
-                     f"{flagged.get('rapid', 0)} · {flagged.get('closed', 0)}",
+                     f"{flagged.get('rapid', 0):,} · {flagged.get('closed', 0):,}",
                      f"{flag_note}; a response may be both", key="flagged"),
-        _figure_card("Time unknown", str(report["time_unknown"]),
+        _figure_card("Time unknown", _count(report["time_unknown"]),
                      "not placed in the heatmap or trend", key="time_unknown"),
     ]
     return '<section id="key-figures">' + "".join(cards) + "</section>"
@@ -375,6 +410,42 @@ def _key_figures(report: dict[str, Any]) -> str:
 def _clock_corrected(report: dict[str, Any]) -> str:
     line = clock_corrected_line(report)
     return "" if line is None else f'<p class="notice" id="clock-corrected">{_e(line)}</p>'
+
+
+def _utc(iso: str | None) -> int | None:
+    """Unix seconds of the report's ISO UTC times (`2026-11-01T00:00:00Z`)."""
+    if not iso:
+        return None
+    try:
+        return int(datetime.fromisoformat(iso).timestamp())
+    except ValueError:
+        return None
+
+
+def _utc_text(unix: int) -> str:
+    return f"{datetime.fromtimestamp(unix, UTC):%a %Y-%m-%d %H:%M} UTC"
+
+
+def _day_text(iso: str) -> str:
+    return f"{date.fromisoformat(iso):%a %Y-%m-%d}"
+
+
+def _covered_text(report: dict[str, Any]) -> str:
+    covered = report.get("covered") or {}
+    if not covered.get("first_day"):
+        return "no day with placed responses"
+    days = covered.get("days", 0)
+    return (f"{_day_text(covered['first_day'])} to {_day_text(covered['last_day'])} "
+            f"(local dates; {days:,} day{'s' if days != 1 else ''} with responses)")
+
+
+def _stamp(report: dict[str, Any]) -> str:
+    """What the page covers and when it was made, under its title."""
+    made = _utc(report.get("generated_at"))
+    text = f"Responses dated {_covered_text(report)}."
+    if made is not None:
+        text += f" Made {_utc_text(made)}."
+    return f'<p class="stamp" id="covered">{_e(text)}</p>'
 
 
 def _filters(filters: dict[str, Any]) -> str:
@@ -389,45 +460,69 @@ def _filters(filters: dict[str, Any]) -> str:
     return f'<section id="filters"><h2>Selection</h2><dl>{rows}</dl></section>'
 
 
-def _alerts(alerts: list[dict[str, Any]]) -> str:
-    if not alerts:
-        return ('<section id="alerts"><h2>Alerts</h2><p class="none">No alerts in this '
-                "selection.</p></section>")
+def _alert_table(table_id: str, alerts: list[dict[str, Any]], row_class: str) -> str:
     rows = "".join(
-        f'<tr class="alert" data-device="{_e(a["device_id"])}">'
+        f'<tr class="{row_class}" data-device="{_e(a["device_id"])}">'
         f"<td>{_e(_device_label(a.get('name'), a['device_id']))}</td>"
         f"<td>{_e(a.get('location') or '–')}</td><td>{_e(_local_time(a['start']))}</td>"
-        f"<td>{_e(_local_time(a['end']))}</td><td class=n>{a['responses']}</td>"
-        f"<td class=n>{a['negative']}</td><td class=n>{_e(_pct(a['share']))}</td></tr>"
+        f"<td>{_e(_local_time(a['end']))}</td><td class=n>{_count(a['responses'])}</td>"
+        f"<td class=n>{_count(a['negative'])}</td><td class=n>{_e(_pct(a['share']))}</td></tr>"
         for a in alerts)
-    return (
-        f'<section id="alerts"><h2>Alerts <span class="count">{len(alerts)}</span></h2>'
-        "<p>Periods where the two lowest faces made up a large share of a short window at "
-        "one device (deskpulse alerts).</p>"
-        '<table id="alerts-table"><thead><tr><th>Device</th><th>Location</th><th>From</th>'
-        "<th>To</th><th>Responses</th><th>Negative</th><th>Share</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></section>")
+    return (f'<table id="{table_id}"><thead><tr><th>Device</th><th>Location</th><th>From</th>'
+            "<th>To</th><th>Responses</th><th>Negative</th><th>Share</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+
+
+def _alerts(current: list[dict[str, Any]], earlier: list[dict[str, Any]],
+            end: int | None) -> str:
+    if not current and not earlier:
+        return ('<section id="alerts"><h2>Alerts</h2><p class="none">No alerts in this '
+                "selection.</p></section>")
+    days = RECENT_S // 86400
+    since = ("" if end is None else
+             f" (after {_utc_text(end - RECENT_S)})")
+    parts = [f'<section id="alerts"><h2>Alerts <span class="count">{len(current):,}</span>'
+             "</h2><p>Periods where the two lowest faces made up a large share of a short "
+             f"window at one device (deskpulse alerts). Current: those that ended in the "
+             f"last {days} days of the range{_e(since)}; they mark their devices.</p>"]
+    if current:
+        parts.append(_alert_table("alerts-table", current, "alert"))
+    else:
+        parts.append(f'<p class="none">No alert in the last {days} days of the range.</p>')
+    if earlier:
+        parts.append(f'<details id="alerts-earlier"><summary>{len(earlier):,} earlier '
+                     f"alert{'s' if len(earlier) != 1 else ''} (history)</summary>"
+                     + _alert_table("alerts-earlier-table", earlier, "earlier-alert")
+                     + "</details>")
+    return "".join(parts) + "</section>"
 
 
 _GROUP_COLUMNS = ("Responses", "CSAT", "Mean rating", "Told next", "CSAT told",
                   "CSAT not told", "Time unknown", "Alerts")
 
 
-def _group_cells(group: dict[str, Any], alert_count: int) -> str:
+def _alerts_cell(alerts: tuple[int, int]) -> str:
+    """(current, earlier) alerts: the current ones marked, the earlier ones counted."""
+    current, earlier = alerts
+    parts = ([f"⚠ {current:,}"] if current else []) + (
+        [f"{earlier:,} earlier"] if earlier else [])
+    return " · ".join(parts) or "–"
+
+
+def _group_cells(group: dict[str, Any], alerts: tuple[int, int]) -> str:
     mean = group.get("mean_rating")
-    cells = [str(group["responses"]), _pct(group.get("csat")),
+    cells = [_count(group["responses"]), _pct(group.get("csat")),
              "–" if mean is None else f"{mean:.2f}", _pct(group.get("told_next_rate")),
              _pct(group.get("csat_told")), _pct(group.get("csat_not_told")),
-             str(group.get("time_unknown", 0)),
-             f"⚠ {alert_count}" if alert_count else "–"]
+             _count(group.get("time_unknown", 0)), _alerts_cell(alerts)]
     return "".join(f"<td class=n>{_e(cell)}</td>" for cell in cells)
 
 
 def _group_table(table_id: str, heading: str, first_columns: Sequence[str],
-                 rows: list[tuple[list[str], dict[str, Any], int, str]]) -> str:
+                 rows: list[tuple[list[str], dict[str, Any], tuple[int, int], str]]) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in (*first_columns, *_GROUP_COLUMNS))
     body = "".join(
-        f'<tr{" class=alerted" if alerts else ""} data-key="{_e(key)}">'
+        f'<tr{" class=alerted" if alerts[0] else ""} data-key="{_e(key)}">'
         + "".join(f"<td>{_e(cell)}</td>" for cell in first) + _group_cells(group, alerts)
         + "</tr>"
         for first, group, alerts, key in rows)
@@ -436,15 +531,30 @@ def _group_table(table_id: str, heading: str, first_columns: Sequence[str],
             "</table></section>")
 
 
-def _tables(report: dict[str, Any], alerts: list[dict[str, Any]]) -> str:
-    per_device = Counter(a["device_id"] for a in alerts)
-    per_location = Counter(a.get("location") for a in alerts)
+class _AlertCounts:
+    """(current, earlier) alerts per key."""
+
+    def __init__(self, current: list[dict[str, Any]], earlier: list[dict[str, Any]],
+                 key: Callable[[dict[str, Any]], Any]) -> None:
+        self.current = Counter(key(a) for a in current)
+        self.earlier = Counter(key(a) for a in earlier)
+
+    def __getitem__(self, key: Any) -> tuple[int, int]:
+        return self.current[key], self.earlier[key]
+
+
+def _tables(report: dict[str, Any], current: list[dict[str, Any]],
+            earlier: list[dict[str, Any]]) -> str:
+    per_device = _AlertCounts(current, earlier, lambda a: a["device_id"])
+    per_location = _AlertCounts(current, earlier, lambda a: a.get("location"))
     devices_title, sites_title = ranking_titles(report)
     parts = []
     if report.get("sites"):
         site = report["filters"]["site"]
-        per_site = Counter(child_towards(site, a["site"]) for a in alerts
-                           if a.get("site") and is_under(a["site"], site))
+        per_site = _AlertCounts(
+            [a for a in current if a.get("site") and is_under(a["site"], site)],
+            [a for a in earlier if a.get("site") and is_under(a["site"], site)],
+            lambda a: child_towards(site, a["site"]))
         parts.append(_group_table("sites-table", sites_title, ("Site", "Kind"), [
             ([row["site"], row["kind"]], row, per_site[row["site"]], row["site"])
             for row in report["sites"]]))
@@ -502,26 +612,32 @@ tr.alert td:first-child, tr.alerted td:first-child { border-left: 4px solid #b00
 .notice { background: #fff8e1; border: 1px solid #e0c36a; border-radius: 6px;
   padding: 8px 12px; margin: 16px 0 0; }
 footer { color: #5a6470; font-size: 0.8rem; margin-top: 28px; }
+.stamp { color: #5a6470; margin: 0; }
+#alerts details { margin-top: 12px; }
+#alerts summary { cursor: pointer; color: #5a6470; }
 """
 
 
 def render(report: dict[str, Any], alerts: list[dict[str, Any]], *,
            title: str = "DeskPulse report") -> str:
     """One self-contained HTML page: key figures, filters, alerts, charts and tables."""
-    alerted = {a["device_id"] for a in alerts}
+    filters = report.get("filters") or {}
+    end = range_end(_utc(filters.get("until")), _utc(report.get("generated_at")))
+    current, earlier = current_and_earlier(alerts, end)
+    alerted = {a["device_id"] for a in current}
     if report["responses"]:
-        body = _charts(report, alerted) + _tables(report, alerts)
+        body = _charts(report, alerted) + _tables(report, current, earlier)
     else:
         body = ('<p class="empty" id="no-responses">No responses in this selection.</p>'
-                + _tables(report, alerts))
+                + _tables(report, current, earlier))
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
-        f"<header><h1>{_e(title)}</h1></header>"
-        + _key_figures(report) + _clock_corrected(report) + _filters(report.get("filters") or {})
-        + _alerts(alerts)
+        f"<header><h1>{_e(title)}</h1>{_stamp(report)}</header>"
+        + _key_figures(report) + _clock_corrected(report) + _filters(filters)
+        + _alerts(current, earlier, end)
         + body
         + "<footer>Made by deskpulse report. Times are each device's local time.</footer>"
         "</main></body></html>\n")

@@ -85,6 +85,9 @@ class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Store)
         self._cursor_names = itertools.count(1)
         self._ranges: dict[tuple[int, int], dict[str, list[Any]]] | None = None
         self._part_open = False
+        self._functions_made = False
+        """Whether ingest's server-side function exists in this session (a failed write
+        may have rolled its making back: then it is made again)."""
         """In part() before its first store_batch, which then needs no savepoint of its
         own."""
         """Inside snapshot(): timed_responses' rows by range, then by device."""
@@ -118,15 +121,17 @@ class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Store)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
-        """Errors translated; partitions made by a write that failed are forgotten (they
-        were rolled back with it)."""
+        """Errors translated; partitions and functions made by a write that failed are
+        forgotten (they were rolled back with it)."""
         try:
             yield
         except psycopg.Error as exc:
             self.partitions.forget()
+            self._functions_made = False
             raise schema.failure(exc, self.url) from None
         except BaseException:
             self.partitions.forget()
+            self._functions_made = False
             raise
 
     # -- life ------------------------------------------------------------------------------
@@ -147,6 +152,9 @@ class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Store)
         with self._write():
             self._partitions_ahead()
             own_savepoint, self._part_open = not self._part_open, False
+            if not self._functions_made:
+                ingest.create_functions(self.connection)
+                self._functions_made = True
             return ingest.store_batch(self.connection, self.partitions, device_id,
                                       responses, anchors, status, transport, proto=proto,
                                       at=_now(now), push=push, own_savepoint=own_savepoint)

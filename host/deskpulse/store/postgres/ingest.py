@@ -9,9 +9,12 @@ it got the lock. A push's key and nonce are checked under a lock on the device's
 (SELECT ... FOR UPDATE) and the nonce moved up in the same transaction: of two processes
 given the same request, the second waits and then finds the nonce taken.
 
-A batch's statements are sent in pipeline mode: its reads travel with the device's upsert
-but the server runs them after it, each with a snapshot of its own (read committed), so
-they still see everything committed before the lock was had.
+A batch's reads are one call of a server-side function (BATCH_READS, made per session in
+pg_temp): its first query is the device's upsert, and every later query of a VOLATILE
+function takes a snapshot of its own (read committed), so they see everything committed
+before the lock was had. One statement instead of six: psycopg's work per statement was
+the most of the writer's CPU per push (docs/benchmarks.md, "Issue 16 item 8, second
+pass"). The rest of a batch's statements are sent in pipeline mode.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response
 from deskpulse.store import batches, intervals, rollups
 from deskpulse.store.base import PushCheck
 from deskpulse.store.postgres import rollup_tables
-from deskpulse.store.postgres.schema import RESPONSE_COLUMNS, Partitions
+from deskpulse.store.postgres.arrays import NULL_INT, Int8Matrix
+from deskpulse.store.postgres.schema import RESPONSE_COLUMNS, Partitions, month_of
+from deskpulse.store.rollups import TOLD_CODE, TOLD_ORDER
 
 if TYPE_CHECKING:
     import psycopg
@@ -53,26 +58,101 @@ def store_batch(conn: psycopg.Connection[Any], partitions: Partitions, device_id
         raise DeskPulseError(f"responses of {device_id} not stored: {exc}") from exc
 
 
-def _lock_device(conn: psycopg.Connection[Any], device_id: str, status_json: str,
-                 status: Mapping[str, Any], proto: int | None, at: int
-                 ) -> psycopg.Cursor[Any]:
-    """Create or update the device's row, which locks it until the transaction ends (an
-    upsert locks the row it inserts or updates): every other batch of this device waits.
-    Its one row, read with the batch's other reads: the device's configured zone and its
-    rollups' (rollup_tables.CONFIGURED_AND_BUILT), and the id of the batch's sync row."""
-    return conn.execute(
-        f"""INSERT INTO devices AS d (device_id, board, firmware, proto, first_seen,
-                                     last_sync, last_status)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (device_id) DO UPDATE SET
-               board = coalesce(excluded.board, d.board),
-               firmware = coalesce(excluded.firmware, d.firmware),
-               proto = coalesce(excluded.proto, d.proto),
-               last_sync = excluded.last_sync, last_status = excluded.last_status
-           RETURNING {rollup_tables.CONFIGURED_AND_BUILT},
-                     nextval(pg_get_serial_sequence('syncs', 'sync_id'))""",
-        (device_id, batches.text(status.get("board")), batches.text(status.get("firmware")),
-         proto, at, at, status_json))
+BATCH_READS = "pg_temp.deskpulse_batch_reads"
+"""The server-side function that takes a batch's device lock and makes all its reads in
+one statement (made per connection by `create_functions`)."""
+
+_DEVICE, _KEY, _NAMESAKE, _OWN_ANCHORED, _SAME_ANCHOR, _SHIFT = range(6)
+"""What each row the function returns is (its `kind`)."""
+
+_BATCH_READS_SQL = f"""
+CREATE OR REPLACE FUNCTION {BATCH_READS}(
+    _device TEXT, _board TEXT, _firmware TEXT, _proto INTEGER, _at BIGINT, _status TEXT,
+    _push BOOLEAN, _nonce_boot BIGINT, _nonce_count BIGINT, _low BIGINT, _high BIGINT,
+    _receipt_boots BIGINT[], _anchor_boots BIGINT[], _anchor_uptimes BIGINT[],
+    _boots BIGINT[])
+RETURNS TABLE (kind INTEGER, text1 TEXT, text2 TEXT, bytes BYTEA, n1 BIGINT, n2 BIGINT,
+               n3 BIGINT, n4 BIGINT, n5 BIGINT, n6 BIGINT, n7 BIGINT, n8 BIGINT,
+               n9 BIGINT, n10 BIGINT)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    -- The upsert locks the device's row until the transaction ends: every other batch of
+    -- this device waits here. Each query below then takes a snapshot of its own (a
+    -- VOLATILE function's queries do), so it sees everything committed before the lock.
+    RETURN QUERY
+    INSERT INTO devices AS d (device_id, board, firmware, proto, first_seen, last_sync,
+                              last_status)
+    VALUES (_device, _board, _firmware, _proto, _at, _at, _status)
+    ON CONFLICT (device_id) DO UPDATE SET
+        board = coalesce(excluded.board, d.board),
+        firmware = coalesce(excluded.firmware, d.firmware),
+        proto = coalesce(excluded.proto, d.proto),
+        last_sync = excluded.last_sync, last_status = excluded.last_status
+    RETURNING {_DEVICE}, {rollup_tables.CONFIGURED_AND_BUILT}, NULL::bytea,
+              nextval(pg_get_serial_sequence('syncs', 'sync_id')), NULL::bigint,
+              NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
+              NULL::bigint, NULL::bigint, NULL::bigint;
+    IF _push THEN
+        -- The key and the last nonce, locked; the nonce moved up (a refused push is
+        -- undone with the batch's savepoint).
+        RETURN QUERY
+        SELECT {_KEY}, NULL::text, NULL::text, k.key, k.nonce_boot, k.nonce_count,
+               NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
+               NULL::bigint, NULL::bigint, NULL::bigint
+        FROM device_keys k WHERE k.device_id = _device FOR UPDATE;
+        UPDATE device_keys SET nonce_boot = _nonce_boot, nonce_count = _nonce_count
+        WHERE device_id = _device;
+    END IF;
+    IF _low IS NOT NULL THEN
+        -- The stored namesakes of the batch's records (batches.COMPARED).
+        RETURN QUERY
+        SELECT {_NAMESAKE}, r.told_next, NULL::text, NULL::bytea, r.seq, r.rating::bigint,
+               r.scale::bigint, r.latency_ds::bigint, r.rapid::bigint, r.closed::bigint,
+               r.boot, r.uptime_s, r.device_wall, r.config_version
+        FROM responses r WHERE r.device_id = _device AND r.seq BETWEEN _low AND _high;
+    END IF;
+    IF cardinality(_receipt_boots) > 0 THEN
+        -- Which of these boots have an anchor of the device's own stored: a receipt
+        -- anchor is stored only for a boot without one.
+        RETURN QUERY
+        SELECT DISTINCT {_OWN_ANCHORED}, NULL::text, NULL::text, NULL::bytea, a.boot,
+               NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
+               NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint
+        FROM anchors a
+        WHERE a.device_id = _device AND a.boot = ANY(_receipt_boots)
+          AND a.source != {RECEIPT_SOURCE};
+    END IF;
+    IF cardinality(_anchor_boots) > 0 THEN
+        -- The stored anchors at the batch's anchors' (boot, uptime_s): a kiosk sends
+        -- its anchors again with every push.
+        RETURN QUERY
+        SELECT {_SAME_ANCHOR}, NULL::text, NULL::text, NULL::bytea, a.boot, a.uptime_s,
+               a.wall, a.source::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
+               NULL::bigint, NULL::bigint, NULL::bigint
+        FROM anchors a JOIN unnest(_anchor_boots, _anchor_uptimes) AS b(boot, uptime_s)
+          ON a.boot = b.boot AND a.uptime_s = b.uptime_s
+        WHERE a.device_id = _device;
+    END IF;
+    IF cardinality(_boots) > 0 THEN
+        -- Each boot's shift, wall - uptime_s of its latest anchor (receipt anchors last),
+        -- as _ask_boot_shifts reads it.
+        RETURN QUERY
+        SELECT DISTINCT ON (a.boot) {_SHIFT}, NULL::text, NULL::text, NULL::bytea, a.boot,
+               a.wall - a.uptime_s, NULL::bigint, NULL::bigint, NULL::bigint,
+               NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint
+        FROM anchors a WHERE a.device_id = _device AND a.boot = ANY(_boots)
+        ORDER BY a.boot, a.source = {RECEIPT_SOURCE}, a.uptime_s DESC;
+    END IF;
+END
+$$"""
+
+
+def create_functions(conn: psycopg.Connection[Any]) -> None:
+    """Make the batch's server-side function for this connection (in pg_temp: private
+    to the session, gone with it, always the one this code calls; no schema change and
+    no right beyond the database's default TEMP). Inside the caller's transaction: a
+    rollback undoes it, so the store makes it again after any failed write."""
+    conn.execute(_BATCH_READS_SQL)  # type: ignore[arg-type]  # our own text
 
 
 def _ask_push(conn: psycopg.Connection[Any], device_id: str, push: PushCheck
@@ -98,42 +178,57 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
            status: Mapping[str, Any], transport: str, proto: int | None, at: int,
            push: PushCheck | None) -> tuple[int, int]:
     """The batch, in pipeline mode: statements are sent together when a result is first
-    read, so a usual batch takes three round trips to the server: every read it needs
-    (device lock with its zones and sync id, key, stored namesakes, anchors, shifts), the
-    new rows with the rollup rows they change, and the rollups written back with the
-    savepoint's release (or the job's next read)."""
+    read, so a usual batch takes three round trips to the server: every read it needs in
+    one call of the server-side function (device lock with its zones and sync id, key,
+    stored namesakes, anchors, shifts), the new rows with the rollup rows they change,
+    and the rollups written back with the savepoint's release (or the job's next read)."""
     anchors = list(anchors)
     status_json = json.dumps(status, sort_keys=True, separators=(",", ":"))
-    device_row = _lock_device(conn, device_id, status_json, status, proto, at)
-    key_row = _ask_push(conn, device_id, push) if push is not None else None
     increasing = batches.increasing(responses)
-    namesakes = _ask_namesakes(conn, device_id, responses, increasing)
+    low, high = batches.seq_range(responses, increasing) if responses else (None, None)
     own = {a.boot for a in anchors if a.source != RECEIPT_SOURCE}
     receipt_boots = sorted({a.boot for a in anchors if a.source == RECEIPT_SOURCE} - own)
-    stored_own = _ask_own_anchored(conn, device_id, receipt_boots) if receipt_boots else None
-    same_anchors = _ask_same_anchors(conn, device_id, anchors) if anchors else None
     # Every boot the batch names: a superset of those whose shift is needed below.
-    before_row = _ask_boot_shifts(conn, device_id,
-                                  {a.boot for a in anchors} | {r.boot for r in responses})
-
-    if key_row is not None and push is not None:
-        batches.check_push(device_id, key_row.fetchone(), push)
-    stored = ({row[0]: tuple(row[1:]) for row in namesakes.fetchall()}
-              if namesakes is not None else {})
+    boots = sorted({a.boot for a in anchors} | {r.boot for r in responses})
+    read = conn.execute(
+        f"SELECT * FROM {BATCH_READS}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+        "%s, %s)",
+        (device_id, batches.text(status.get("board")), batches.text(status.get("firmware")),
+         proto, at, status_json, push is not None,
+         push.nonce.boot if push is not None else None,
+         push.nonce.count if push is not None else None, low, high, receipt_boots,
+         [a.boot for a in anchors], [a.uptime_s for a in anchors], boots)).fetchall()
+    device_row: tuple[Any, ...] | None = None
+    key_row: tuple[bytes, int, int] | None = None
+    stored: dict[int, tuple[Any, ...]] = {}
+    already: set[tuple[int, int, int, int]] = set()
+    before: dict[int, int | None] = dict.fromkeys(boots)
+    for kind, text1, text2, key, *n in read:
+        if kind == _NAMESAKE:
+            stored[n[0]] = (n[1], n[2], text1, *n[3:10])
+        elif kind == _SHIFT:
+            before[n[0]] = n[1]
+        elif kind == _SAME_ANCHOR:
+            already.add((n[0], n[1], n[2], n[3]))
+        elif kind == _OWN_ANCHORED:
+            own.add(n[0])
+        elif kind == _KEY:
+            key_row = (key, n[0], n[1])
+        else:
+            device_row = (text1, text2, n[0])
+    if push is not None:
+        batches.check_push(device_id, key_row, push)
     batches.refuse_conflicts(device_id, responses, stored)
-    configured, built, sync_id = device_row.fetchone()  # type: ignore[misc]  # one row
+    assert device_row is not None  # the function returns the device's row first
+    configured, built, sync_id = device_row
     # Before anything new lands, so that a rebuild covers exactly the rows stored so far.
     zone = rollup_tables.zone_of(conn, device_id, configured, built)
-    if stored_own is not None:
-        own |= {boot for (boot,) in stored_own.fetchall()}
     anchor_rows = [(device_id, a.boot, a.uptime_s, a.wall, a.source) for a in anchors
                    if a.source != RECEIPT_SOURCE or a.boot not in own]
     anchored = {row[1] for row in anchor_rows}
-    before = _shifts(before_row)
     fresh = batches.new_ones(responses, stored, increasing)
     # The device lists anchors oldest first; a later one at the same second wins.
     latest = {(row[1], row[2]): row for row in anchor_rows}
-    already = set(same_anchors.fetchall()) if same_anchors is not None else set()
     if all(row[1:] in already for row in latest.values()):
         shifts = before  # the usual push: its anchors are stored as they are
     else:
@@ -147,80 +242,83 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
     changes = [rollups.Changes.empty()]
     moved_boots = {b: shifts[b] for b in sorted(anchored) if shifts[b] != before.get(b)}
     _place(conn, partitions, device_id, moved_boots, changes)
-    rows = [(r.seq, r.rating, r.scale, r.told_next, round(r.latency_s * 10),
-             int(r.rapid), int(r.closed), r.boot, r.uptime_s, r.wall,
-             r.wall if (shift := shifts[r.boot]) is None else r.uptime_s + shift,
-             "anchor" if shift is not None else None if r.wall is None else "device",
+    rows = [(r.seq, r.rating, r.scale, TOLD_CODE[r.told_next], round(r.latency_s * 10),
+             int(r.rapid), int(r.closed), r.boot, r.uptime_s,
+             NULL_INT if r.wall is None else r.wall,
+             (NULL_INT if r.wall is None else r.wall) if (shift := shifts[r.boot]) is None
+             else r.uptime_s + shift,
+             _ANCHOR if shift is not None else _NO_SOURCE if r.wall is None else _DEVICE,
              r.config_version)
             for r in fresh]
     new = len(rows)
-    columns = list(zip(*rows, strict=True)) if rows else []
-    unknown = columns[10].count(None) if rows else 0
-    conn.execute(
-        """INSERT INTO syncs (sync_id, device_id, at, transport, received, new, duplicates,
-                              time_unknown, stored, unacked, dropped, corrupt, fill, boot,
-                              reset_cause, crashes, clock_known, status)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                   %s)""",
-        (sync_id, device_id, at, transport, len(responses), new, len(responses) - new,
-         unknown, *batches.health(status), status_json))
-    if rows:
-        partitions.ensure(conn, columns[10])
-        conn.execute(_INSERT_RESPONSES, (device_id, sync_id, *map(list, columns)))
-        changes[0] = rollups.Changes.from_columns(
-            columns[10], columns[1], columns[2], columns[3], columns[5], columns[6])
+    matrix = Int8Matrix(rows, len(_MATRIX_COLUMNS)) if rows else None
+    walls = matrix.values[:, _WALL] if matrix is not None else None
+    unknown = int((walls == NULL_INT).sum()) if walls is not None else 0
+    sync = (sync_id, device_id, at, transport, len(responses), new, len(responses) - new,
+            unknown, *batches.health(status), status_json)
+    if matrix is None or walls is None:
+        conn.execute(_INSERT_SYNC, sync)  # type: ignore[arg-type]  # our own text
+    else:
+        known = walls[walls != NULL_INT]
+        if len(known):  # a batch's times lie within a month or two: its ends suffice then
+            first, last = int(known.min()), int(known.max())
+            partitions.ensure(conn, [first, last] if month_of(last) - month_of(first) <= 1
+                              else known.tolist())
+        changes[0] = _new_changes(matrix.values)
+        if not unknown and not moved_boots:
+            # The usual push: the sync row, the new rows and the read of the rollup rows
+            # they change go as one statement (nothing else changes those rollup rows).
+            pending = rollup_tables.Pending(device_id, zone, rollups.Changes.join(changes))
+            if pending.read is not None:
+                pending.write(conn, conn.cursor(binary=True).execute(
+                    f"WITH sync AS ({_INSERT_SYNC}), new AS ({_INSERT_RESPONSES}) "
+                    f"{pending.read}",  # type: ignore[arg-type]  # our own text
+                    (*sync, device_id, sync_id, matrix, *pending.params)))
+                return new, len(responses) - new
+        conn.execute(_INSERT_SYNC, sync)  # type: ignore[arg-type]  # our own text
+        conn.execute(_INSERT_RESPONSES,  # type: ignore[arg-type]  # our own text
+                     (device_id, sync_id, matrix))
     if unknown or moved_boots:
         _bound_unplaced(conn, device_id, changes)
     rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
     return new, len(responses) - new
 
 
+_MATRIX_COLUMNS = ("seq", "rating", "scale", "told_next", "latency_ds", "rapid", "closed",
+                   "boot", "uptime_s", "device_wall", "wall", "time_source",
+                   "config_version")
+"""The new rows' columns as the matrix sends them (arrays.Int8Matrix): told_next as its
+TOLD_CODE, time_source as _NO_SOURCE, _DEVICE or _ANCHOR."""
+_WALL = _MATRIX_COLUMNS.index("wall")
+_NO_SOURCE, _DEVICE, _ANCHOR = 0, 1, 2
+
+_INSERT_SYNC = f"""
+    INSERT INTO syncs (sync_id, device_id, at, transport, received, new, duplicates,
+                       time_unknown, stored, unacked, dropped, corrupt, fill, boot,
+                       reset_cause, crashes, clock_known, status)
+    VALUES ({', '.join(['%s'] * 18)})"""
+
 _INSERT_RESPONSES = f"""
     INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)})
-    SELECT %s, seq, rating, scale, told_next, latency_ds, rapid, closed, boot, uptime_s,
-           device_wall, wall, time_source, config_version, %s, NULL, NULL
-    FROM unnest(%b::bigint[], %b::smallint[], %b::smallint[], %b::text[], %b::integer[],
-                %b::smallint[], %b::smallint[], %b::bigint[], %b::bigint[], %b::bigint[],
-                %b::bigint[], %b::text[], %b::bigint[])
-        AS u(seq, rating, scale, told_next, latency_ds, rapid, closed, boot, uptime_s,
-             device_wall, wall, time_source, config_version)"""
-"""A batch's new rows as one statement of column arrays (COPY would leave pipeline mode),
-sent in binary (%b): text arrays cost a quoting check per value."""
+    SELECT %s, m[i][1], m[i][2], m[i][3],
+           (ARRAY[{', '.join(f"'{t}'" for t in TOLD_ORDER)}])[m[i][4] + 1],
+           m[i][5], m[i][6], m[i][7], m[i][8], m[i][9],
+           nullif(m[i][10], {NULL_INT}), nullif(m[i][11], {NULL_INT}),
+           (ARRAY['device', 'anchor'])[m[i][12]], m[i][13], %s, NULL, NULL
+    FROM (SELECT %b::bigint[] AS m) AS batch, generate_subscripts(batch.m, 1) AS i"""
+"""A batch's new rows as one statement of one matrix (COPY would leave pipeline mode)."""
 
 
-def _ask_namesakes(conn: psycopg.Connection[Any], device_id: str,
-                   responses: Sequence[Response], increasing: bool
-                   ) -> psycopg.Cursor[Any] | None:
-    """Send the read of the stored rows (seq, then the compared fields) in the seq range
-    of `responses`."""
-    if not responses:
-        return None
-    low, high = batches.seq_range(responses, increasing)
-    return conn.execute(
-        f"SELECT seq, {', '.join(batches.COMPARED)} FROM responses "  # type: ignore[arg-type]
-        "WHERE device_id = %s AND seq BETWEEN %s AND %s", (device_id, low, high))
+def _new_changes(values: Any) -> rollups.Changes:
+    """The rollup changes of the new rows (the matrix's numpy values): +1 each."""
+    import numpy as np
 
-
-def _ask_own_anchored(conn: psycopg.Connection[Any], device_id: str,
-                      boots: Sequence[int]) -> psycopg.Cursor[Any]:
-    """Send the read of which of these boots have an anchor of the device's own stored:
-    a receipt anchor is stored only for a boot without one (as on SQLite)."""
-    return conn.execute(
-        """SELECT DISTINCT boot FROM anchors
-           WHERE device_id = %s AND boot = ANY(%s) AND source != %s""",
-        (device_id, list(boots), RECEIPT_SOURCE))
-
-
-def _ask_same_anchors(conn: psycopg.Connection[Any], device_id: str,
-                      anchors: Sequence[Anchor]) -> psycopg.Cursor[Any]:
-    """Send the read of the stored anchors at the batch's anchors' (boot, uptime_s), as
-    (boot, uptime_s, wall, source): a kiosk sends its anchors again with every push."""
-    return conn.execute(
-        """SELECT a.boot, a.uptime_s, a.wall, a.source
-           FROM anchors a JOIN unnest(%s::bigint[], %s::bigint[]) AS b(boot, uptime_s)
-             ON a.boot = b.boot AND a.uptime_s = b.uptime_s
-           WHERE a.device_id = %s""",
-        ([a.boot for a in anchors], [a.uptime_s for a in anchors], device_id))
+    walls = values[:, _WALL]
+    walls = np.where(walls == NULL_INT, 0, walls)
+    return rollups.Changes(
+        walls=walls, highs=walls, ratings=values[:, 1], scales=values[:, 2],
+        tolds=values[:, 3], kinds=values[:, 5] + 2 * values[:, 6],
+        weights=np.ones(len(values), np.int64))
 
 
 def _ask_boot_shifts(conn: psycopg.Connection[Any], device_id: str, boots: Iterable[int]

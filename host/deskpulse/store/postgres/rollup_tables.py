@@ -3,6 +3,7 @@ SQLite's BLOBs), read, added to and written back under the device's lock (ingest
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deskpulse.store.postgres import sites
@@ -52,48 +53,65 @@ def _added(device_id: str, table: str, width: int, changes: Deltas,
     return keys, out, emptied
 
 
+class Pending:
+    """A batch's rollup changes, per table, and the statement that reads the stored rows
+    they touch (`read`, None when there are none), which the caller may send joined to
+    its own statement (ingest.py sends it with the new rows); `write` then adds them."""
+
+    def __init__(self, device_id: str, zone: str, ch: Changes) -> None:
+        self.device_id = device_id
+        self.per_table = deltas(zone, ch)
+        reads: list[str] = []
+        self.params: list[Any] = []
+        for (table, _, _), changes in zip(_TABLES, self.per_table, strict=True):
+            if changes:  # a time not known touches a month row only
+                reads.append(_READ[table])
+                self.params += [device_id, min(changes)[0], max(changes)[0]]
+        self.read = " UNION ALL ".join(reads) if reads else None
+
+    def write(self, conn: psycopg.Connection[Any], read_rows: Iterable[Sequence[Any]]
+              ) -> None:
+        """Add the changes to the stored rows `read` returned, and send the writes (in
+        pipeline mode they travel with whatever is read next)."""
+        stored: list[dict[tuple[int, int, int], bytes]] = [{}, {}]
+        for which, period, scale, kind, blob in read_rows:
+            stored[which][(period, scale, kind)] = bytes(blob)
+        upserts: list[str] = []
+        params: list[Any] = []
+        device_id = self.device_id
+        for (table, period, width), changes, rows in zip(_TABLES, self.per_table, stored,
+                                                         strict=True):
+            if not changes:
+                continue
+            keys, out, emptied = _added(device_id, table, width, changes, rows)
+            kept = [i for i, row in enumerate(out) if row.any()]
+            if kept:
+                upserts.append(_UPSERT.format(table=table, period=period))
+                params += [device_id, [keys[i][0] for i in kept], [keys[i][1] for i in kept],
+                           [keys[i][2] for i in kept], [out[i].tobytes() for i in kept]]
+            if emptied:
+                conn.execute(
+                    f"""DELETE FROM {table} t USING unnest(%s::integer[], %s::smallint[],
+                                                           %s::smallint[]) AS e(period, scale,
+                                                                                kind)
+                        WHERE t.device_id = %s AND t.{period} = e.period
+                          AND t.scale = e.scale AND t.kind = e.kind""",  # type: ignore[arg-type]
+                    ([k[0] for k in emptied], [k[1] for k in emptied],
+                     [k[2] for k in emptied], device_id))
+        if len(upserts) == 2:  # both tables in one statement: the days' upsert as a CTE
+            conn.execute(f"WITH days AS ({upserts[0]}) {upserts[1]}",  # type: ignore[arg-type]
+                         params)
+        elif upserts:
+            conn.execute(upserts[0], params)  # type: ignore[arg-type]
+
+
 def apply(conn: psycopg.Connection[Any], device_id: str, zone: str, ch: Changes) -> None:
     """Add `ch` to the device's rollups (inside the caller's transaction): one statement
-    reads both tables' rows, one writes them back (in pipeline mode the write travels
-    with whatever is read next)."""
-    per_table = deltas(zone, ch)
-    reads: list[str] = []
-    params: list[Any] = []
-    for (table, _, _), changes in zip(_TABLES, per_table, strict=True):
-        if changes:  # a time not known touches a month row only
-            reads.append(_READ[table])
-            params += [device_id, min(changes)[0], max(changes)[0]]
-    if not reads:
-        return
-    stored: list[dict[tuple[int, int, int], bytes]] = [{}, {}]
-    for which, period, scale, kind, blob in conn.cursor(binary=True).execute(
-            " UNION ALL ".join(reads), params):  # type: ignore[arg-type]
-        stored[which][(period, scale, kind)] = bytes(blob)
-    upserts: list[str] = []
-    params = []
-    for (table, period, width), changes, rows in zip(_TABLES, per_table, stored,
-                                                     strict=True):
-        if not changes:
-            continue
-        keys, out, emptied = _added(device_id, table, width, changes, rows)
-        kept = [i for i, row in enumerate(out) if row.any()]
-        if kept:
-            upserts.append(_UPSERT.format(table=table, period=period))
-            params += [device_id, [keys[i][0] for i in kept], [keys[i][1] for i in kept],
-                       [keys[i][2] for i in kept], [out[i].tobytes() for i in kept]]
-        if emptied:
-            conn.execute(
-                f"""DELETE FROM {table} t USING unnest(%s::integer[], %s::smallint[],
-                                                       %s::smallint[]) AS e(period, scale, kind)
-                    WHERE t.device_id = %s AND t.{period} = e.period AND t.scale = e.scale
-                      AND t.kind = e.kind""",  # type: ignore[arg-type]
-                ([k[0] for k in emptied], [k[1] for k in emptied],
-                 [k[2] for k in emptied], device_id))
-    if len(upserts) == 2:  # both tables in one statement: the days' upsert as a CTE
-        conn.execute(f"WITH days AS ({upserts[0]}) {upserts[1]}",  # type: ignore[arg-type]
-                     params)
-    elif upserts:
-        conn.execute(upserts[0], params)  # type: ignore[arg-type]
+    reads both tables' rows, one writes them back."""
+    pending = Pending(device_id, zone, ch)
+    if pending.read is not None:
+        pending.write(conn, conn.cursor(binary=True).execute(
+            pending.read, pending.params))  # type: ignore[arg-type]
 
 
 def changes_of_device(conn: psycopg.Connection[Any], device_id: str) -> Changes:
