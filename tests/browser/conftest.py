@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import webchain
-from pagecheck import Sessions
 
 from deskpulse.sim.serve_process import ServeProcess
 from deskpulse.store import open_store
+
+from . import webchain
+from .pagecheck import Sessions
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-import webchain
-from pagecheck import (
+
+from . import webchain
+from .pagecheck import (
     fill_login,
     horizontal_overflow,
     number,
@@ -22,8 +23,9 @@ from pagecheck import (
 )
 
 if TYPE_CHECKING:
-    from pagecheck import Sessions
     from playwright.sync_api import Page
+
+    from .pagecheck import Sessions
 
 pytestmark = pytest.mark.slow  # a real browser and a real server
 pytest.importorskip("deskpulse.server.dashboard",

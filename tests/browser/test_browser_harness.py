@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-import webchain
-from pagecheck import horizontal_overflow, number, shown_figure, widest_elements
 
 from deskpulse.store import open_store
+
+from . import webchain
+from .pagecheck import horizontal_overflow, number, shown_figure, widest_elements
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

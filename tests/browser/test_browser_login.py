@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
-import webchain
-from pagecheck import fill_login
+
+from . import webchain
+from .pagecheck import fill_login
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
