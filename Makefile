@@ -62,9 +62,13 @@ postgres:
 
 # Four workers on two cores: most tests wait on the simulator, ptys and servers, not the CPU.
 PYTEST_WORKERS ?= 4
+# xdist's default hands each worker about 100 tests in a row at first, and the slow tests
+# come first (tests/conftest.py): one worker may hold many long runs while the others run
+# out of work. Two at a time, each long test goes to whichever worker is free.
+PYTEST_CHUNK ?= 2
 
 pytest: $(TYPINGS) browser terminal postgres
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --maxschedchunk=$(PYTEST_CHUNK) --durations=20
 
 # The quick loop while editing: every test but those marked slow (simulator runs, ptys, the
 # browser; see the marker in pyproject.toml). `make test` still runs them all.

@@ -63,7 +63,9 @@ def test_manifest_names_every_device_file_and_the_package_ships_them() -> None:
     shipped = package_data()
     wanted = {f"shipped/firmware/{n}" for n in [*named, *SIM_FILES, *LICENCES]}
     wanted |= {f"shipped/boards/{p.name}" for p in (REPO / "boards").glob("*.json")}
+    wanted |= {f"server/static/{p.name}" for p in (PACKAGE / "server" / "static").iterdir()}
     assert shipped == wanted
+    assert {"server/static/dashboard.js", "server/static/dashboard.css"} <= shipped
 
 
 def device_data() -> dict[str, str]:
@@ -293,8 +295,10 @@ def test_pip_install_outside_the_repository_gives_a_working_deskpulse(tmp_path: 
     fresh.pip_install(_source_copy(tmp_path))
     package = fresh.purelib / "deskpulse"
     assert not (package / "shipped" / "firmware").is_symlink()
-    data = {p.relative_to(package).as_posix() for folder in ("boards", "firmware")
-            for p in (package / "shipped" / folder).rglob("*")
+    data = {p.relative_to(package).as_posix() for folder in ("shipped/boards",
+                                                             "shipped/firmware",
+                                                             "server/static")
+            for p in (package / folder).rglob("*")
             if p.is_file() and "__pycache__" not in p.parts}
     assert data == package_data()  # what the manifest test checked is what a build takes
     assert fresh.firmware_dir() == str((package / "shipped" / "firmware").resolve())

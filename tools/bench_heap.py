@@ -102,11 +102,20 @@ def build_port32(frozen_app: bool, cache: Path = CACHE) -> Path:
     name = "app-" + hashlib.sha256(str(FIRMWARE).encode()).hexdigest()[:8] if frozen_app \
         else "base"
     out = cache / name
-    out.mkdir(parents=True, exist_ok=True)
+    if out in _BUILT:  # make has run on it in this process (each call costs seconds)
+        return _BUILT[out]
+    # A new app build starts as a copy of the base build (its times kept), so that make
+    # redoes only the frozen modules and the link: in a clean clone that is one full build
+    # of the port, not two, the larger part of the heap tests' set-up (make test's time).
+    seed = build_port32(False, cache).parents[4] if frozen_app and not out.exists() else None
     manifest = out / "manifest.py"
     text = _manifest_text(frozen_app)
+    cache.mkdir(parents=True, exist_ok=True)
     with (cache / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if seed is not None and not out.exists():
+            _copy_build(seed, out)
+        out.mkdir(parents=True, exist_ok=True)
         if not manifest.is_file() or manifest.read_text() != text:
             manifest.write_text(text)
         done = subprocess.run(["bash", str(script), str(out), str(manifest)],
@@ -116,7 +125,27 @@ def build_port32(frozen_app: bool, cache: Path = CACHE) -> Path:
     binary = Path(done.stdout.strip().splitlines()[-1])
     if not binary.is_file():
         raise BuildError(f"build-unix32.sh printed no binary ({done.stdout[-500:]})")
+    _BUILT[out] = binary
     return binary
+
+
+_BUILT: dict[Path, Path] = {}
+"""build_port32's binaries by build folder, built (or found up to date) by this process."""
+
+
+def _copy_build(seed: Path, out: Path) -> None:
+    """seed's unpacked source and 32-bit build, modification times kept, as out; not the
+    TLS builds (tools/bench_tls.py) that seed's folder may hold. Copied under a temporary
+    name first, so that an interrupted copy is never taken for a build."""
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+
+    def not_copied(folder: str, names: list[str]) -> set[str]:
+        own = {"manifest.py"} if Path(folder) == seed else set()  # out writes its own
+        return own | {name for name in names if name.startswith("build-32tls-")}
+
+    shutil.copytree(seed, partial, symlinks=True, ignore=not_copied)
+    partial.rename(out)
 
 
 # -- the device's filesystem (deskpulse.device.image builds it, as `deskpulse image` does) --

@@ -76,5 +76,12 @@ def test_demo_stores_every_scripted_answer_and_reports_the_bad_stretch(
         assert f'<figure class="chart" id="{chart}"><h3>' in html
         drawn = html.split(f'id="{chart}"', 1)[1].split("</figure>", 1)[0]
         assert "<svg" in drawn, chart
+    # The dashboard of the running server, as each account sees it over HTTP.
+    paris = next(k.device_id for k in demo.WIFI_KIOSKS if k.location == "Paris")
+    manager_line = next(line for line in out.splitlines() if "paris-manager sees" in line)
+    assert manager_line.endswith(f"{len(stored[paris]):,} responses from {paris}")
+    assert f"paris-manager asking for {demo.STORES['New York']}: 404" in out
+    owner_line = next(line for line in out.splitlines() if "owner sees" in line)
+    assert all(device in owner_line for device in scripts)
     assert str(state / demo.REPORT_NAME) in out
     assert "next, try:" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from deskpulse.reports.alerts import (
     parse_window,
     rank_below,
 )
+from deskpulse.reports.health import format_health_alerts, health_alerts
 from deskpulse.store import open_store
 from deskpulse.store.base import db_option_help
 
@@ -47,6 +49,10 @@ def register(subparsers: Any) -> None:
                           "`deskpulse sites`), with the level below it ranked by its alerts")
     cmd.add_argument("--include-flagged", action="store_true",
                      help="also count rapid and closed-hours responses")
+    cmd.add_argument("--health", action="store_true",
+                     help="also the kiosks' health alerts as of now: silent in opening hours "
+                          "against their usual rate, flash filling up, pushes refused "
+                          "(docs/dashboard.md, \"Device health\"); --site applies to them")
     cmd.add_argument("--format", choices=("table", "json"), default="table")
     cmd.set_defaults(func=do_alerts)
 
@@ -62,6 +68,8 @@ def do_alerts(args: argparse.Namespace) -> int:
             until=until, device=args.device, location=args.location,
             include_flagged=args.include_flagged, site=args.site)
         ranking = rank_below(store, alerts, args.site) if args.site is not None else None
+        health = (health_alerts(store, now=time.time(), site=args.site) if args.health
+                  else None)
     finally:
         store.close()
     if args.format == "json":
@@ -72,11 +80,14 @@ def do_alerts(args: argparse.Namespace) -> int:
                         "location": args.location, "site": args.site,
                         "include_flagged": args.include_flagged},
             **({"ranking": ranking} if ranking is not None else {}),
-            "alerts": alerts}, indent=2))
+            "alerts": alerts, **({"health": health} if health is not None else {})},
+            indent=2))
     else:
         if ranking:
             print(f"below {args.site}, most alerts first:\n{format_ranking(ranking)}\n")
         print(format_alerts(alerts))
+        if health is not None:
+            print(f"\ndevice health:\n{format_health_alerts(health)}")
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,8 +110,12 @@ def _add_device_commands(dev: argparse.ArgumentParser) -> None:
 
 
 def do_devices(args: argparse.Namespace) -> int:
+    from deskpulse.store.health import kiosk_health
+
     with open_store(args.db, create=False) as store:
-        print(format_devices(store.devices(), store.registered_ids(), store.kiosk_sites()))
+        health = {k.device_id: k for k in kiosk_health(store, now=time.time())}
+        print(format_devices(store.devices(), store.registered_ids(), store.kiosk_sites(),
+                             health))
     return 0
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from deskpulse.store.health import REASON_SHORT
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from deskpulse.device.sync import SyncSummary
     from deskpulse.store.base import DeviceHealth
+    from deskpulse.store.health import KioskHealth
 
 
 def format_status(status: dict) -> str:
@@ -72,9 +75,11 @@ def format_summary(s: SyncSummary) -> str:
 
 
 def format_devices(devices: list[DeviceHealth], registered: set[str] | None = None,
-                   stores: Mapping[str, str] | None = None) -> str:
+                   stores: Mapping[str, str] | None = None,
+                   contacts: Mapping[str, KioskHealth] | None = None) -> str:
     """One block per kiosk; a kiosk in `registered` (ids with a push key) gets a line
-    saying so, one in `stores` (id to store path) its store."""
+    saying so, one in `stores` (id to store path) its store, one in `contacts` its
+    contacts, clock, config and refused pushes (format_contact)."""
     if not devices:
         return "no kiosks in the database yet: run `deskpulse sync`"
     lines = []
@@ -103,4 +108,27 @@ def format_devices(devices: list[DeviceHealth], registered: set[str] | None = No
             lines.append(f"  {d.board or '?'}, firmware {d.firmware or '?'}")
         if registered is not None and d.device_id in registered:
             lines.append("  registered for the WiFi push (deskpulse serve)")
+        if contacts and d.device_id in contacts:
+            lines.append("  " + format_contact(contacts[d.device_id]))
     return "\n".join(lines)
+
+
+def format_contact(k: KioskHealth) -> str:
+    """A kiosk's contacts, clock, config and refused pushes on one line:
+    "last push 2026-12-05 14:02 UTC, last USB sync never; clock +3 s; config 4 (wanted 5);
+    refused in 24 h: 5 wrong key"."""
+    parts = [f"last push {_when(k.last_push)}, last USB sync {_when(k.last_serial)}"]
+    if k.clock_offset_s is not None:
+        parts.append(f"clock {k.clock_offset_s:+d} s")
+    elif k.clock_known is False:
+        parts.append("clock not set")
+    if k.config_running is not None or k.config_desired is not None:
+        running = "?" if k.config_running is None else str(k.config_running)
+        wanted = (f" (wanted {k.config_desired})" if k.config_behind
+                  else " (as wanted)" if k.config_desired is not None else "")
+        parts.append(f"config {running}{wanted}")
+    if k.refused:
+        parts.append("refused in 24 h: " + ", ".join(
+            f"{count} {REASON_SHORT.get(reason, reason)}"
+            for reason, count in sorted(k.refused.items())))
+    return "; ".join(parts)

@@ -10,6 +10,7 @@ stamp the anchors contradicted (`clock_corrected`) come from their own small ind
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections import defaultdict
@@ -476,6 +477,44 @@ def build_report(store: Store, *, since: str | int | datetime | None = None,
         tally = _tally_from_rollups(store, sel)
         add_clock_corrected(store, sel, tally)
     return figures(sel, tally, generated_at)
+
+
+# -- the current day or week, in each kiosk's own zone (the dashboard's overview) ----------
+
+
+def build_period_report(store: Store, now: float, period: str, *, site: str | None = None,
+                        include_flagged: bool = False) -> dict[str, Any]:
+    """The report of the local day ("day") or week from Monday ("week") that `now` falls
+    in, each kiosk's in its own zone, from the day rollups alone (no partial days: a
+    whole local day is one row). For kiosks of one zone it equals build_report from that
+    day's local midnight to the next one's. Its "filters" give the UTC span of the days
+    that any kiosk counted. Without `site`, the organisations are ranked under "sites"."""
+    if period not in ("day", "week"):
+        raise DeskPulseError(f"a period is 'day' or 'week', not {period!r}")
+    sel = select(store, include_flagged=include_flagged, site=site)
+    if site is None:
+        sel = dataclasses.replace(sel, below=tuple(
+            (s.path, s.kind) for s in sorted(store.sites(), key=lambda s: s.path)
+            if s.parent is None))
+    by_zone: dict[str, list[str]] = defaultdict(list)
+    for d in sel.devices:
+        by_zone[d.zone].append(d.device_id)
+    store.refresh_rollups(d.device_id for d in sel.devices)
+    tally = Tally(sel.kinds)
+    starts, ends = [], []
+    with store.snapshot():
+        for zone_key, ids in sorted(by_zone.items()):
+            zone = zone_of(zone_key)
+            today = datetime.fromtimestamp(now, zone).date()
+            first = today - timedelta(days=today.weekday() if period == "week" else 0)
+            _add_day_rows(tally, store.day_rollups(ids, _day_number(first),
+                                                   _day_number(today)))
+            starts.append(int(datetime.combine(first, time(), zone).timestamp()))
+            ends.append(int(datetime.combine(today + timedelta(days=1), time(),
+                                             zone).timestamp()))
+    if not starts:  # no kiosk: the host's day
+        starts = ends = [int(now)]
+    return figures(dataclasses.replace(sel, since=min(starts), until=max(ends)), tally)
 
 
 # -- the reference: a plain scan ------------------------------------------------------------

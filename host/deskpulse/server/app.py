@@ -23,35 +23,50 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deskpulse import installed_version
-from deskpulse.server import accounts, health, ota, push
+from deskpulse.server import accounts, dashboard, health, live, ota, push, refusals
 from deskpulse.server.common import ServerState, error_response, log
 from deskpulse.server.guard import REPORT_INTERVAL_S, FloodLog
+from deskpulse.server.reader import ReaderProcess
 from deskpulse.server.writer import WriterProcess
 from deskpulse.store import open_store
 
-ROUTERS = (health.router, push.router, ota.router, accounts.router)
+ROUTERS = (health.router, push.router, ota.router, accounts.router, dashboard.router)
 """One router per area; a new area (the dashboard, say) adds its module here."""
 
 
 def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool = False,
                busy_timeout_ms: int | None = None,
-               clock: Callable[[], float] = time.time) -> FastAPI:
+               clock: Callable[[], float] = time.time,
+               refusal_interval_s: float = refusals.INTERVAL_S) -> FastAPI:
     """The aggregator's ASGI app on the database at db_path (None: the default one).
     The database is opened (and migrated) here, so a bad path fails before serving.
 
     api_docs serves /docs, /redoc and /openapi.json (the interactive pages load their
     scripts from a CDN, so they are off unless asked for). busy_timeout_ms replaces the
-    writer's busy timeout; clock is the server's time."""
+    writer's busy timeout; clock is the server's time; refused pushes are written to the
+    store at most every refusal_interval_s seconds (server/refusals.py)."""
     open_store(db_path).close()
     database = WriterProcess(db_path, busy_timeout_ms=busy_timeout_ms)
+    reader = ReaderProcess(db_path)
+    broadcaster = live.Broadcaster()
     version = installed_version() or "unknown"
     gone = FloodLog(log, REPORT_INTERVAL_S, logging.INFO,
                     {"gone": "clients that closed the connection in the middle of a push"})
 
+    keys = push.KeyCache(database)
+    recorder = refusals.RefusalRecorder(database, interval_s=refusal_interval_s, clock=clock,
+                                        registered=keys.known)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await database.run(health.schema_version)  # the writer is up before the first push
-        yield
+        # The poll of other processes' syncs is one cheap query: through the writer, so
+        # that it never waits behind a long report in the reader.
+        async with live.watching(broadcaster, database.run):
+            yield
+        await recorder.flush()
+        broadcaster.close()
+        reader.close()
         database.close()
 
     app = FastAPI(
@@ -59,8 +74,8 @@ def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool 
         description="Kiosks on the store WiFi push their responses here (docs/wifi.md).",
         docs_url="/docs" if api_docs else None, redoc_url="/redoc" if api_docs else None,
         openapi_url="/openapi.json" if api_docs else None)
-    app.state.deskpulse = ServerState(database, push.KeyCache(database),
-                                      push.ServerClock(clock), version, gone)
+    app.state.deskpulse = ServerState(database, keys, push.ServerClock(clock), version, gone,
+                                      recorder, reader, broadcaster)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -77,4 +92,5 @@ def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool 
 
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/static", dashboard.static_files(), name="static")
     return app

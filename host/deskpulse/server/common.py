@@ -16,7 +16,10 @@ from deskpulse.server.guard import FloodLog
 from deskpulse.server.writer import WriterProcess
 
 if TYPE_CHECKING:
+    from deskpulse.server.live import Broadcaster
     from deskpulse.server.push import KeyCache, ServerClock
+    from deskpulse.server.reader import ReaderProcess
+    from deskpulse.server.refusals import RefusalRecorder
 
 log = logging.getLogger("deskpulse.serve")
 
@@ -34,6 +37,9 @@ class ServerState:
     clock: ServerClock
     version: str
     gone: FloodLog  # clients that hung up mid-push, said in summary lines
+    refusals: RefusalRecorder  # refused pushes, counted into the store (device health)
+    reader: ReaderProcess  # the dashboard's reads, beside the writer (server/reader.py)
+    live: Broadcaster  # the live dashboards told of each push (server/live.py)
 
 
 def state(request: Request) -> ServerState:

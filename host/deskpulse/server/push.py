@@ -79,6 +79,10 @@ class KeyCache:
     def forget(self, device_id: str) -> None:
         self._keys.pop(device_id, None)
 
+    def known(self, device_id: str) -> bool:
+        """Whether a key of this device is held (it was registered lately)."""
+        return device_id in self._keys
+
 
 # -- checking a push ----------------------------------------------------------------------
 
@@ -283,8 +287,10 @@ async def push_batch(request: Request, server: Annotated[ServerState, Depends(st
                      ) -> Response:
     device_id = str(request.path_params["device_id"])
     try:
-        return await _handle_push(request, device_id, server.database, server.keys,
-                                  server.clock)
+        answer = await _handle_push(request, device_id, server.database, server.keys,
+                                    server.clock)
+        server.live.notify((device_id,))  # committed: the live dashboards hear of it
+        return answer
     except ClientGone as exc:
         # The client's end, not the server's: nothing stored, nobody to answer.
         server.gone.note("gone", f"a client closed the connection in the middle of a push "
@@ -293,6 +299,7 @@ async def push_batch(request: Request, server: Annotated[ServerState, Depends(st
     except Refusal as refusal:
         log.info("refused a push for %s: %d %s", device_id[:64], refusal.status,
                  refusal.message)
+        server.refusals.note(device_id, refusal.status, refusal.message)
         return error_response(refusal.status, refusal.message)
 
 

@@ -47,9 +47,11 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 class _GuardedServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard,
+                 stopping: Callable[[], None]) -> None:
         super().__init__(config)
         self.guard = guard
+        self.stopping = stopping
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.guard.attach(asyncio.get_running_loop())
@@ -61,6 +63,9 @@ class _GuardedServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.guard.flood.flush()
+        # Live dashboards' event streams never end by themselves: end them, or the
+        # server would wait for them forever before stopping.
+        self.stopping()
         await super().shutdown(sockets)
 
 
@@ -93,6 +98,6 @@ def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port:
                             ssl_keyfile=None if tls is None else tls.keyfile,
                             timeout_keep_alive=limits.keep_alive_s)  # type: ignore[arg-type]
     try:
-        _GuardedServer(config, guard).run(sockets=[sock])
+        _GuardedServer(config, guard, app.state.deskpulse.live.close).run(sockets=[sock])
     finally:
         sock.close()

@@ -8,6 +8,9 @@
    `deskpulse devices add` does it, a touch board in Paris and a button board in New York.
    They play a scripted day of about 200 customers each (the Paris one has a bad
    stretch, the New York one loses its WiFi) and push every response to the server.
+   The two stores are sites of one chain, with two dashboard accounts: the chain's owner
+   and the Paris manager, who log in to the server's dashboard as a browser does and
+   each see only their own part (New York's report is "not found" to the Paris manager).
 3. What a store manager then sees: `deskpulse devices`, the report, the alerts, and the
    HTML report.
 
@@ -26,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,8 +49,10 @@ from deskpulse.reports import figures as report
 from deskpulse.reports import html as report_html
 from deskpulse.reports.table import format_table
 from deskpulse.sim import simulator
+from deskpulse.sim.dashboard_client import DashboardClient
 from deskpulse.sim.serve_process import ServeProcess
 from deskpulse.store import open_store
+from deskpulse.store.accounts import hash_password
 from deskpulse.store.base import Store
 
 STATE = Path("state/demo")
@@ -108,6 +114,13 @@ WIFI_KIOSKS = (
               scale=4, customers=180, seed=12, outage=True),
 )
 WIFI_DAY = "2026-11-24"  # the USB kiosk's Monday is the day before
+CHAIN = "demo-chain"
+STORES = {"Paris": f"{CHAIN}/paris", "New York": f"{CHAIN}/new-york"}
+"""The WiFi kiosks' stores, by their location: the chain's site tree (`deskpulse sites`)."""
+USERS = (("owner", "admin", None), ("paris-manager", "manager", STORES["Paris"]))
+"""The dashboard's accounts (`deskpulse users add`): the chain's owner sees everything,
+the Paris manager only Paris."""
+DEMO_PASSWORD = "demo-password"  # the demo's own; a real one is asked for on a terminal
 USB_NAME, USB_LOCATION, USB_ZONE = "Front desk", "Paris", "Europe/Paris"
 
 # Face weights by scale for customers who were told what happens next, and for those who
@@ -340,6 +353,39 @@ def register(store: Store, kiosk: WifiKiosk, server_url: str, state: Path) -> Pa
     return done.config_file
 
 
+def chain_and_accounts(store: Store) -> None:
+    """`deskpulse sites add/assign` and `deskpulse users add`: the WiFi kiosks' stores in
+    one chain, and the dashboard's two accounts."""
+    store.add_site(CHAIN)
+    for kiosk in WIFI_KIOSKS:
+        store.add_site(STORES[kiosk.location], "store", time_zone=kiosk.time_zone)
+        store.assign_kiosk(kiosk.device_id, STORES[kiosk.location])
+    for name, role, site in USERS:
+        store.add_user(name, role, site=site, email=None,
+                       password_hash=hash_password(DEMO_PASSWORD))
+    print(f"sites: {', '.join(STORES.values())} in {CHAIN}; dashboard users: "
+          + ", ".join(f"{name} ({role} of {site or 'everything'})"
+                      for name, role, site in USERS))
+
+
+def dashboard_tour(server_url: str) -> None:
+    """What each account sees on the dashboard of the running server, read over HTTP as a
+    browser does: the Paris manager gets Paris only, and New York's report is not found."""
+    print(f"\n== the dashboard at {server_url}/ ==")
+    for name, _, site in USERS:
+        person = DashboardClient(server_url)
+        person.log_in(name, DEMO_PASSWORD)
+        seen = person.json("/api/report")
+        kiosks = ", ".join(d["device_id"] for d in seen["devices"])
+        print(f"  {name} sees {seen['responses']:,} responses from {kiosks}")
+        if site is not None:
+            elsewhere = [path for path in STORES.values() if path != site]
+            answers = {path: person.status(f"/report?site={urllib.parse.quote(path)}")
+                       for path in elsewhere}
+            print("  " + "; ".join(f"{name} asking for {path}: {status}"
+                                   for path, status in answers.items()))
+
+
 def stored_counts(database: Path) -> dict[str, int]:
     with _store(database) as store:
         return store.response_counts()
@@ -379,6 +425,7 @@ def wifi_kiosks(state: Path, database: Path) -> None:
         with _store(database) as store:
             device_configs = {k.device_id: register(store, k, server.url, state)
                               for k in WIFI_KIOSKS}
+            chain_and_accounts(store)
         expected: dict[str, int] = {}
         running: dict[str, simulator.Simulator] = {}
         try:
@@ -400,6 +447,7 @@ def wifi_kiosks(state: Path, database: Path) -> None:
                 running[kiosk.device_id] = sim
                 sim.start()
             wait_for_pushes(running, expected, database)
+            dashboard_tour(server.url)
         finally:
             for sim in running.values():
                 sim.stop()
@@ -437,6 +485,8 @@ def manager_view(state: Path, database: Path) -> Path:
 
 def _steps(state: Path, database: Path) -> Iterator[str]:
     yield f"open {state / REPORT_NAME} in a browser: the charts, the rankings, the alert"
+    yield (f".venv/bin/deskpulse serve --db {database}, then http://127.0.0.1:8080/ in a "
+           f"browser: log in as {USERS[0][0]} or {USERS[1][0]}, password {DEMO_PASSWORD}")
     for command in (f"deskpulse report --db {database} --location Paris",
                     f"deskpulse report --db {database} --format csv -o responses.csv",
                     f"deskpulse alerts --db {database} --window 30m",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # commands that never store a batch need not load the wire fo
     from deskpulse.protocol.signing import Nonce
     from deskpulse.store.accounts import User
     from deskpulse.store.copy import CopyTable
+    from deskpulse.store.health import KioskContact, RefusalCount
 
 CLOCK_TOLERANCE_S = 120
 """A record placed by an anchor whose device stamp differs from that by more than this many
@@ -427,6 +428,18 @@ class Store(abc.ABC):
         """(device_id, wall, 1 if negative else 0) of the timed responses, by device then
         time."""
 
+    # -- what the dashboard watches (docs/dashboard.md) ----------------------------------------
+
+    @abc.abstractmethod
+    def sync_marks(self, after: int | None, limit: int) -> list[tuple[int, str]]:
+        """(sync_id, device_id) of the syncs and pushes recorded after sync `after`, oldest
+        first, at most `limit`; with `after` None only the newest one (none in an empty
+        store): a cheap "what is new" that every `serve` process can poll."""
+
+    @abc.abstractmethod
+    def last_syncs(self) -> dict[str, int]:
+        """Each device's last sync or push (unix seconds, host clock), of those that had one."""
+
     # -- config over the air (docs/wifi.md, "Config over the air") ---------------------------
 
     @abc.abstractmethod
@@ -545,6 +558,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def server_secret(self) -> bytes:
         """The database's key for session cookies, drawn once."""
+
+    # -- device health (issue 17; rules in store/health.py) ---------------------------------
+
+    @abc.abstractmethod
+    def record_refusals(self, counts: Sequence[RefusalCount], *, copied: bool = False,
+                        now: float | None = None) -> None:
+        """Add refused pushes to their (device, reason, hour) rows, unknown ids bounded
+        (health.bounded) and rows older than health.RETENTION_S removed. With `copied`
+        (`deskpulse db copy`) a row already there keeps the larger count, so that a copy
+        done again changes nothing."""
+
+    @abc.abstractmethod
+    def push_refusals(self, since: int) -> list[RefusalCount]:
+        """The refusal rows of the hours from the one holding `since` on, by hour, id and
+        reason."""
+
+    @abc.abstractmethod
+    def kiosk_contacts(self, since: int) -> list[KioskContact]:
+        """Every known device's contacts and latest status, by id; `since` picks the
+        first contact of the flash trend (health.KioskContact)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,10 @@ cookies is not copied: the destination keeps its own (drawn when it is first ser
 cookie of the source's server does not open the destination's dashboard, and the serve
 instances already sharing the destination's secret do not lose their sessions.
 
+Refused pushes (device health): every row of the source's table joins the destination's;
+a row of the same (id, reason, hour) in both keeps the larger count, so that a copy done
+again changes nothing (store/health.py).
+
 Merging: a device in both stores is merged when they agree: the same key (or only one has
 one; the higher nonce stays), no anchor at the same (boot, uptime) with another time, no
 response number holding another record, one history of desired configs. Otherwise the
@@ -43,7 +47,7 @@ from itertools import groupby
 from typing import Any, Literal
 
 from deskpulse.errors import DeskPulseError
-from deskpulse.store.base import Store
+from deskpulse.store.base import EARLIEST, Store
 
 CopyTable = Literal["devices", "device_keys", "anchors", "syncs", "responses",
                     "desired_configs"]
@@ -212,6 +216,7 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
             if progress is not None:
                 progress(done, total, device)
         destination.settle_copied(device)
+    destination.record_refusals(source.push_refusals(EARLIEST), copied=True)
     if progress is not None:
         progress(done, total, "")
     return CopySummary(len(devices), len(both), done)

@@ -23,6 +23,7 @@ import psycopg
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.store import accounts as account_rules
+from deskpulse.store import health as health_rules
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import (
     ConfigLayer,
@@ -43,6 +44,7 @@ from deskpulse.store.postgres import (
     accounts,
     copy,
     desired_config,
+    health,
     ingest,
     queries,
     rollup_tables,
@@ -75,7 +77,8 @@ def _translated(method: Callable[Concatenate[PostgresStore, P], R]
     return run
 
 
-class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Store):
+class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
+                    site_rules.SiteMethods, Store):
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the PostgreSQL store's tests."""
@@ -394,6 +397,14 @@ class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Store)
         return self._rows(queries.negative_marks(since, until, device_id, location,
                                                  include_flagged, negative_ratings))
 
+    @_translated
+    def sync_marks(self, after: int | None, limit: int) -> list[tuple[int, str]]:
+        return queries.sync_marks(self.connection, after, limit)
+
+    @_translated
+    def last_syncs(self) -> dict[str, int]:
+        return queries.last_syncs(self.connection)
+
     # -- sites: the methods are site_rules.SiteMethods' -----------------------------------
 
     site_queries = sites
@@ -448,6 +459,18 @@ class PostgresStore(account_rules.AccountMethods, site_rules.SiteMethods, Store)
     def accept_request(self, device_id: str, check: PushCheck) -> None:
         with self.connection.transaction():  # a savepoint inside the server's group
             ingest.check_push(self.connection, device_id, check)
+
+    # -- device health (issue 17): the methods are health_rules.HealthMethods' ------------
+
+    health_queries = health
+
+    def _health_read(self) -> contextlib.AbstractContextManager[None]:
+        return schema.translated(self.url)
+
+    @contextlib.contextmanager
+    def _health_write(self) -> Iterator[None]:
+        with schema.translated(self.url), self.connection.transaction():  # a savepoint in a group
+            yield
 
 
 def _now(now: float | None) -> int:

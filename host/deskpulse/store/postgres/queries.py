@@ -247,3 +247,20 @@ def negative_marks(since: float | None, until: float | None, device_id: str | No
                 FROM responses r WHERE {' AND '.join(where)}
                 ORDER BY r.device_id, r.wall, r.seq""",
             (list(negative_ratings), *params))
+
+
+def sync_marks(conn: psycopg.Connection[Any], after: int | None, limit: int
+               ) -> list[tuple[int, str]]:
+    if after is None:
+        rows = conn.execute(
+            "SELECT sync_id, device_id FROM syncs ORDER BY sync_id DESC LIMIT 1").fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT sync_id, device_id FROM syncs WHERE sync_id > %s ORDER BY sync_id "
+            "LIMIT %s", (after, limit)).fetchall()
+    return [(int(sync_id), device_id) for sync_id, device_id in rows]
+
+
+def last_syncs(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    return {device_id: int(at) for device_id, at in conn.execute(
+        "SELECT device_id, last_sync FROM devices WHERE last_sync IS NOT NULL").fetchall()}

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, describe_db_target
-from deskpulse.store.postgres import accounts, desired_config, sites
+from deskpulse.store.postgres import accounts, desired_config, health, sites
 
 if TYPE_CHECKING:
     import psycopg
@@ -181,6 +181,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # accounts (issue 17), as SQLite's.
     accounts.SCHEMA,
+    # device health (issue 17), as SQLite's: refused pushes, the serial syncs' index.
+    health.SCHEMA,
 )
 SCHEMA_VERSION = FIRST_VERSION + len(MIGRATIONS) - 1
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.store import accounts as account_rules
+from deskpulse.store import health as health_rules
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import (
     ConfigLayer,
@@ -40,6 +41,7 @@ from deskpulse.store.sqlite import (
     accounts,
     copy,
     desired_config,
+    health,
     ingest,
     queries,
     rollup_tables,
@@ -65,7 +67,8 @@ def _translated(method: Callable[Concatenate[SqliteStore, P], R]
     return run
 
 
-class SqliteStore(account_rules.AccountMethods, site_rules.SiteMethods, Store):
+class SqliteStore(health_rules.HealthMethods, account_rules.AccountMethods,
+                  site_rules.SiteMethods, Store):
     def __init__(self, connection: sqlite3.Connection, location: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the SQLite store's tests only."""
@@ -291,6 +294,14 @@ class SqliteStore(account_rules.AccountMethods, site_rules.SiteMethods, Store):
             self.connection, since, until, device_id, location, include_flagged,
             negative_ratings))
 
+    @_translated
+    def sync_marks(self, after: int | None, limit: int) -> list[tuple[int, str]]:
+        return queries.sync_marks(self.connection, after, limit)
+
+    @_translated
+    def last_syncs(self) -> dict[str, int]:
+        return queries.last_syncs(self.connection)
+
     # -- sites: the methods are site_rules.SiteMethods' -----------------------------------
 
     site_queries = sites
@@ -347,6 +358,18 @@ class SqliteStore(account_rules.AccountMethods, site_rules.SiteMethods, Store):
         with schema.savepoint(self.connection) if self.connection.in_transaction \
                 else schema.transaction(self.connection):
             ingest.check_push(self.connection, device_id, check)
+
+    # -- device health (issue 17): the methods are health_rules.HealthMethods' ------------
+
+    health_queries = health
+
+    def _health_read(self) -> contextlib.AbstractContextManager[None]:
+        return self._guarded(contextlib.nullcontext())
+
+    def _health_write(self) -> contextlib.AbstractContextManager[None]:
+        # Inside the server's writer a group transaction is open: a savepoint of it.
+        return self._guarded(schema.savepoint(self.connection) if self.connection.in_transaction
+                             else schema.transaction(self.connection))
 
 
 def _now(now: float | None) -> int:

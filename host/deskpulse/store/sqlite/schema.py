@@ -28,7 +28,7 @@ from pathlib import Path
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, default_db_path
-from deskpulse.store.sqlite import accounts, desired_config, rollup_tables, sites
+from deskpulse.store.sqlite import accounts, desired_config, health, rollup_tables, sites
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -213,6 +213,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # accounts (issue 17): the dashboard's users and the secret that signs their
     # sessions (accounts.py).
     accounts.SCHEMA,
+    # device health (issue 17): refused pushes counted per (claimed id, reason, hour), and
+    # the index that finds a kiosk's latest serial sync (health.py).
+    health.SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
