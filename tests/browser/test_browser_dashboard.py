@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from .pagecheck import Sessions
 
 pytestmark = pytest.mark.slow  # a real browser and a real server
-pytest.importorskip("deskpulse.server.dashboard",
-                    reason="the dashboard pages of issue 17 not built yet")
 
 LYON, NICE = webchain.STORES["lyon-1"], webchain.STORES["nice-1"]
 PAGES = ("/", "/report", "/devices", "/alerts")

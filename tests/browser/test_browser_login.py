@@ -52,6 +52,8 @@ def test_the_right_password_lands_on_the_overview_with_a_session(
     page.goto(chain.url + "/login")
     fill_login(page, "lyon-manager", webchain.PASSWORD)
     assert urlsplit(page.url).path == "/"
+    page.get_by_test_id("overview-total").wait_for(state="visible")
+    assert page.get_by_test_id("viewer").inner_text() == "lyon-manager"
     assert page.get_by_test_id("login-error").count() == 0
     (cookie,) = session_cookies(page)
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
