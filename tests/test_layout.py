@@ -17,9 +17,10 @@ ALLOWED = {
     "store": {"protocol"},
     "device": {"protocol", "store"},
     "reports": {"protocol", "store"},
-    "server": {"protocol", "store", "reports"},
-    "sim": {"protocol", "store", "device", "reports", "server", "cli.format"},
-    "cli": {"protocol", "store", "device", "reports", "server", "sim"},
+    "notify": {"protocol", "store", "reports"},
+    "server": {"protocol", "store", "reports", "notify"},
+    "sim": {"protocol", "store", "device", "reports", "notify", "server", "cli.format"},
+    "cli": {"protocol", "store", "device", "reports", "notify", "server", "sim"},
 }
 """What each package may import besides itself and SHARED (docs/architecture.md)."""
 

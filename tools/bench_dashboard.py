@@ -4,6 +4,7 @@ Run from the repository root:
     .venv/bin/python tools/bench_dashboard.py pages [--responses 10000000]
     .venv/bin/python tools/bench_dashboard.py beside [--responses 10000000]
     .venv/bin/python tools/bench_dashboard.py live [--seconds 10] [--dashboards 200]
+    .venv/bin/python tools/bench_dashboard.py health [--responses 10000000] [--register]
 
 - **pages**: the server time of the overview page, the report page, /api/overview and
   /api/report (as a chain admin, a region's manager and a store's; the report without
@@ -21,6 +22,11 @@ Run from the repository root:
   the server's CPU per batch of each run, and the delay from sending a probe kiosk's push
   (one a second) to the event naming it on every stream. Each event is followed by the
   overview it changed (what dashboard.js shows without asking again).
+- **health**: the devices page's read before device health joined it (Store.devices(),
+  which counts every kiosk's responses) beside its read now (kiosk_health, the health
+  alerts and this week's counts from the rollups), also when every kiosk has been silent
+  for a day (`--register` first gives the cached kiosks push keys, or none is judged); and
+  the devices, alerts and overview pages' server time.
 """
 
 from __future__ import annotations
@@ -137,7 +143,6 @@ def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
 def bench_pages(db: Path, repeats: int) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
-    from deskpulse.server import dashboard
     from deskpulse.server.app import create_app
 
     viewers = {"chain admin": None, "region manager": f"{CHAIN}/region-1",
@@ -151,7 +156,7 @@ def bench_pages(db: Path, repeats: int) -> dict[str, Any]:
                                            "admin" if site is None else "manager", site))
             def get(path: str, fresh: bool = False) -> None:
                 if fresh:  # the overview is kept per scope until a push: not here
-                    dashboard._OVERVIEWS.clear()
+                    app.state.deskpulse.live.memo.clear()
                 reply = client.get(path)
                 if reply.status_code != 200:
                     raise SystemExit(f"{path}: {reply.status_code} {reply.text[:200]}")
@@ -176,6 +181,81 @@ def bench_pages(db: Path, repeats: int) -> dict[str, Any]:
             out[who] = {name: {"first_s": first, "median_s": median}
                         for name, (first, median) in rows.items()}
     return out
+
+
+# -- (d) device health on the devices, alerts and overview pages ------------------------------
+
+
+def old_devices_read(store: Any, scope: str | None) -> list[Any]:
+    """What the devices page read before issue 17's health joined it: Store.devices()
+    (which counts every kiosk's responses), kept to the viewer's site."""
+    from deskpulse.server.dashboard_data import in_scope
+
+    placed = store.kiosk_sites()
+    return [d for d in store.devices() if in_scope(scope, placed.get(d.device_id))]
+
+
+def register_every_kiosk(db: Path) -> int:
+    """Give every kiosk of the database a push key (no figure changes), so that each one
+    that pushes over WiFi is judged for silence; returns how many got one."""
+    with open_store(db) as store:
+        missing = [f for f in store.device_facts() if f.device_id not in store.registered_ids()]
+        for fact in missing:
+            store.set_key(fact.device_id, bytes(32), replace=False, facts=fact)
+    return len(missing)
+
+
+def bench_health(db: Path, repeats: int) -> dict[str, Any]:
+    """Per viewer: the devices page's read before (Store.devices()) beside its read now
+    (dashboard_data.devices: kiosk_health, health_alerts, this week from the rollups), at
+    NOW and when every kiosk has been silent for a day (each one's 8 weeks of day rollups
+    read for its usual rate); and the pages' and API routes' server time at NOW."""
+    from fastapi.testclient import TestClient
+
+    from deskpulse.server import dashboard_data
+    from deskpulse.server.app import create_app
+
+    viewers = {"chain admin": None, "region manager": f"{CHAIN}/region-1",
+               "store manager": store_of("store-01")}
+    with open_store(db) as store:
+        silent_at = max(k.last_response or 0 for k in _health(store)) + 86400
+    out: dict[str, Any] = {}
+    app = create_app(db, clock=lambda: NOW)
+    with TestClient(app) as client, open_store(db, create=False) as store:
+        client.get("/v1/health")
+        for who, site in viewers.items():
+            client.cookies.set(*session_of(db, f"bench-{who.split()[0]}",
+                                           "admin" if site is None else "manager", site))
+
+            def get(path: str) -> None:
+                app.state.deskpulse.live.memo.clear()  # kept until a push: not here
+                reply = client.get(path)
+                if reply.status_code != 200:
+                    raise SystemExit(f"{path}: {reply.status_code} {reply.text[:200]}")
+
+            silent = dashboard_data.devices(store, site, silent_at)
+            rows = {
+                "Store.devices() (the read before)": _timed(
+                    functools.partial(old_devices_read, store, site), repeats),
+                "dashboard_data.devices": _timed(
+                    functools.partial(dashboard_data.devices, store, site, NOW), repeats),
+                f"dashboard_data.devices, {sum(1 for k in silent['kiosks'] if k['alerts'])} "
+                "silent": _timed(functools.partial(dashboard_data.devices, store, site,
+                                                  silent_at), repeats),
+                "devices page": _timed(lambda: get("/devices"), repeats),
+                "/api/devices": _timed(lambda: get("/api/devices"), repeats),
+                "alerts page": _timed(lambda: get("/alerts"), repeats),
+                "overview page": _timed(lambda: get("/"), repeats),
+            }
+            out[who] = {name: {"first_s": first, "median_s": median}
+                        for name, (first, median) in rows.items()}
+    return out
+
+
+def _health(store: Any) -> list[Any]:
+    from deskpulse.store.health import kiosk_health
+
+    return kiosk_health(store, now=NOW)
 
 
 # -- (c) why the reads have a process of their own ------------------------------------------
@@ -425,6 +505,16 @@ def main(argv: list[str] | None = None) -> int:
     beside.add_argument("--devices", type=int, default=500)
     beside.add_argument("--seed", type=int, default=1)
     beside.add_argument("--reports", type=int, default=5)
+    health = sub.add_parser("health", help="(d) device health on the devices, alerts and "
+                                           "overview pages, beside the devices page's read "
+                                           "before it")
+    health.add_argument("--responses", type=int, default=1_000_000)
+    health.add_argument("--devices", type=int, default=500)
+    health.add_argument("--seed", type=int, default=1)
+    health.add_argument("--repeats", type=int, default=5)
+    health.add_argument("--register", action="store_true",
+                        help="first give every kiosk of the cached database a push key (no "
+                             "figure changes), so that silent kiosks are judged")
     live = sub.add_parser("live", help="(b) push throughput with and without dashboards")
     live.add_argument("--seconds", type=float, default=10)
     live.add_argument("--dashboards", type=int, default=200)
@@ -452,6 +542,23 @@ def main(argv: list[str] | None = None) -> int:
                   f"median {1000 * row['wait_median_s']:.1f} ms, p95 "
                   f"{1000 * row['wait_p95_s']:.0f} ms, max {1000 * row['wait_max_s']:.0f} ms "
                   f"({row['writer_jobs']} jobs)")
+        print(json.dumps(found))
+        return 0
+    if args.what == "health":
+        db = cached_database(args.responses, args.devices, args.seed)
+        if args.register:
+            print(f"registered {register_every_kiosk(db)} kiosks", file=sys.stderr)
+        with open_store(db) as store:
+            total = sum(store.response_counts().values())
+        found = bench_health(db, args.repeats)
+        print(f"{total:,} responses, {args.devices} kiosks ({machine()})")
+        for who, rows in found.items():
+            print(f"{who}:")
+            anchor = rows["Store.devices() (the read before)"]["median_s"]
+            for name, row in rows.items():
+                print(f"  {name:45s} first {row['first_s']:7.3f} s   median "
+                      f"{row['median_s']:7.3f} s   {row['median_s'] / anchor:5.3f}x the read "
+                      "before")
         print(json.dumps(found))
         return 0
     if args.what == "pages":

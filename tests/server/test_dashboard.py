@@ -10,8 +10,10 @@ since an event stream never ends and needs a real connection.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import json
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -26,11 +28,13 @@ import dashboard_chain as chain
 from deskpulse import cli
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.reports import alerts, figures
+from deskpulse.reports.health import health_alerts
 from deskpulse.server import dashboard_data, live, pages
 from deskpulse.server.app import create_app
 from deskpulse.sim.push_client import push_batch
 from deskpulse.sim.serve_process import ServeProcess
 from deskpulse.store import open_store
+from deskpulse.store.health import kiosk_health
 from deskpulse.timezones import host_time_zone, zone_of
 
 PATIENCE = 60.0  # a bound for the event to arrive; never asserted as a duration
@@ -189,38 +193,139 @@ def test_the_overview_of_a_store_lists_its_kiosks(
     assert data["rows"][0]["name"] == chain.NAMES["lyon-1"]
 
 
-def test_devices_show_their_health_and_any_field_added_later(
+def test_devices_show_each_kiosks_health_with_those_in_alert_first(
         client: TestClient, chain_db: tuple[Path, dict[str, bytes]]) -> None:
-    rows = client.get("/api/devices").json()
+    data = client.get("/api/devices").json()
     with open_store(chain_db[0]) as store:
-        health = {d.device_id: d for d in store.devices()}
-    assert {r["device_id"] for r in rows} == set(health)
+        health = {k.device_id: k for k in kiosk_health(store, now=chain.NOW)}
+        expected = health_alerts(store, now=chain.NOW)
+    rows = data["kiosks"]
+    assert {r["device_id"] for r in rows} == set(health) == set(chain.KIOSKS)
+    for row in rows:  # every field of kiosk_health, as it is
+        assert {k: row[k] for k in dataclasses.asdict(health[row["device_id"]])} == (
+            dataclasses.asdict(health[row["device_id"]]))
     lyon = next(r for r in rows if r["device_id"] == "lyon-1")
-    assert lyon["fill"] == health["lyon-1"].fill == 0.25 and lyon["site"] == "acme/north/lyon"
+    assert lyon["fill"] == 0.25 and lyon["site"] == "acme/north/lyon"
+    assert lyon["clock_offset_s"] == 4 and lyon["last_push"] == chain.NOW - 1200
+    # Those with a health alert (here the refused ones) first, each marked.
+    in_alert = {a["device_id"] for a in expected}
+    assert in_alert == set(chain.REFUSED)
+    assert [bool(r["alerts"]) for r in rows] == sorted((bool(r["alerts"]) for r in rows),
+                                                       reverse=True)
+    assert {r["device_id"] for r in rows if r["alerts"]} == in_alert
     page = client.get("/devices").text
-    assert page.count('data-testid="device-row"') == len(health)
-    assert 'data-testid="device-fill">25.0%<' in page
-    # A field Store.devices() gains shows without a change to the page's code.
-    extra = pages.devices([{**lyon, "refused_pushes": 1234, "config": {"v": 3}}])
-    assert "<th>Refused pushes</th>" in extra and ">1,234<" in extra
-    assert "{&quot;v&quot;: 3}" in extra
+    assert page.count('data-testid="device-row"') == len(rows)
+    marked = re.findall(r'data-testid="device-row" data-device="([^"]+)" class="attention"',
+                        page)
+    assert set(marked) == in_alert
+    assert 'data-testid="device-flash"><div>25.0% full' in page
+
+
+def test_the_devices_page_shows_a_refused_push_and_a_config_behind(
+        client: TestClient) -> None:
+    page = client.get("/devices").text
+    row = page.split(f'data-device="{chain.BEHIND}"')[1].split("</tr>")[0]
+    assert ">3 wrong key<" in row  # refused in the last 24 h, by reason
+    assert 'data-testid="device-config"><div>1 <span class="flag">wanted 2</span>' in row
+    assert 'data-testid="device-alert">refused<' in row
+    (behind,) = [r for r in client.get("/api/devices").json()["kiosks"]
+                 if r["device_id"] == chain.BEHIND]
+    assert (behind["config_running"], behind["config_desired"], behind["config_behind"]) == (
+        1, 2, True)
+    assert behind["refused"] == {"signature": 3} and behind["notes"] == ["config 1, wanted 2"]
+    # Pushes refused under ids of no kiosk: an admin of everything sees them apart.
+    unknown = page.split('data-testid="unknown-refused"')[1]
+    assert unknown.count('data-testid="unknown-refused-row"') == len(chain.GHOSTS)
+    for message in chain.GHOSTS.values():
+        assert message in unknown
+
+
+def test_the_devices_page_reads_no_whole_table_count(
+        chain_db: tuple[Path, dict[str, bytes]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store.devices() counts every kiosk's responses (seconds over 10M): not read here."""
+    with open_store(chain_db[0]) as store:
+        def refused() -> None:
+            raise AssertionError("the devices page read Store.devices()")
+
+        monkeypatch.setattr(store, "devices", refused)
+        rows = dashboard_data.devices(store, "acme/north", chain.NOW)["kiosks"]
+        with pytest.raises(AssertionError):
+            store.devices()
+        week = figures.build_period_report(store, chain.NOW, "week", site="acme/north")
+    assert {r["device_id"]: r["responses_week"] for r in rows} == {
+        e["device_id"]: e["responses"] for e in week["devices"]}
+    assert sum(r["responses_week"] for r in rows) > 0
+
+
+@pytest.fixture(scope="module")
+def later(chain_db: tuple[Path, dict[str, bytes]]) -> Iterator[TestClient]:
+    """The chain's server at LATER, when lyon-1 and nice-1 have been silent for hours."""
+    with TestClient(create_app(chain_db[0], clock=lambda: chain.LATER)) as test_client:
+        yield test_client
+
+
+def _as(client: TestClient, db: Path, name: str) -> TestClient:
+    client.cookies.set(*chain.session_of(db, name))
+    return client
+
+
+def test_a_silent_kiosks_alert_shows_for_its_manager_and_not_another_stores(
+        later: TestClient, chain_db: tuple[Path, dict[str, bytes]]) -> None:
+    db = chain_db[0]
+    for viewer, own, other in (("lyon", "lyon-1", "nice-1"), ("nice", "nice-1", "lyon-1")):
+        page = _as(later, db, viewer).get("/alerts").text
+        health = page.split('data-testid="health-alerts"')[1].split("</table>")[0]
+        silent = [row for row in health.split("<tr")[1:] if 'data-kind="silent"' in row]
+        assert len(silent) == 1 and f"<div>{own}<small>" in silent[0], viewer
+        assert "no response since" in silent[0]
+        assert other not in page, viewer
+        found = later.get("/api/alerts").json()
+        assert [a["device_id"] for a in found["health"] if a["kind"] == "silent"] == [own]
+    # Before the silence (NOW), nobody's kiosk is silent.
+    with open_store(db) as store:
+        assert not [a for a in health_alerts(store, now=chain.NOW) if a["kind"] == "silent"]
+
+
+def test_the_overview_counts_the_kiosks_with_a_health_alert_per_site(
+        later: TestClient, chain_db: tuple[Path, dict[str, bytes]]) -> None:
+    data = _as(later, chain_db[0], "north").get("/api/overview").json()
+    rows = {row["key"]: row for row in data["rows"]}
+    # lyon: lyon-1 silent and lyon-2 refused; lille: lille-1 refused.
+    assert (rows["acme/north/lyon"]["health_alerts"], rows["acme/north/lyon"]["health_kinds"]
+            ) == (2, ["silent", "refused"])
+    assert (rows["acme/north/lille"]["health_alerts"], rows["acme/north/lille"]["health_kinds"]
+            ) == (1, ["refused"])
+    assert data["total"]["health_alerts"] == 3
+    page = later.get("/").text
+    assert 'data-testid="health-alerts">3<' in page
+    lyon = page.split('data-row="acme/north/lyon"')[1].split("</tr>")[0]
+    assert 'class="attention"' in lyon and 'data-testid="overview-health">2<' in lyon
+    assert "silent, refused" in lyon
 
 
 def test_alerts_are_find_alerts_of_the_selection(
         client: TestClient, chain_db: tuple[Path, dict[str, bytes]]) -> None:
-    found = client.get("/api/alerts").json()  # the last week by default
+    answer = client.get("/api/alerts").json()  # the last week by default
+    found = answer["alerts"]
     with open_store(chain_db[0]) as store:
         expected = alerts.find_alerts(store, since=chain.NOW - 7 * 86400)
+        health = health_alerts(store, now=chain.NOW)
     assert found == expected and any(a["device_id"] == "nice-1" for a in found)
+    assert answer["health"] == health and health
     page = client.get("/alerts").text
     assert page.count('data-testid="alert-row"') == len(expected)
+    assert page.count('data-testid="health-alert-row"') == len(health)
     assert 'data-testid="alerts-table"' in page and "alerts-earlier" not in page
     # Seen 8 days later, the same alerts are history: listed apart, none current.
     later = pages.alerts(*alerts.current_and_earlier(expected, chain.NOW + 8 * 86400), "")
     assert 'data-testid="alerts-none-current"' in later
     assert later.split('data-testid="alerts-earlier"')[1].count("nice-1") == len(expected)
-    assert client.get("/api/alerts", params={"site": "acme/north"}).json() == [
+    north = client.get("/api/alerts", params={"site": "acme/north"}).json()
+    assert north["alerts"] == [
         a for a in expected if a["site"] and a["site"].startswith("acme/north/")]
+    assert north["health"] == [a for a in health if a["site"].startswith("acme/north/")]
+    one = client.get("/api/alerts", params={"device": "lille-1"}).json()["health"]
+    assert [a["key"] for a in one] == ["refused:lille-1:signature"]
 
 
 def test_the_static_files_are_served_from_the_package(client: TestClient) -> None:

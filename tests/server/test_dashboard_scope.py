@@ -6,8 +6,9 @@ every other one must take the viewer (`accounts.viewer`), so a route added later
 it fails here. Then every one of those is asked, as a manager of one store, for another
 store's data: by its site path, by its kiosks' ids, and with no filter at all; each
 answers 404 or leaves every trace of the other store (its kiosks' ids and names, its
-path, its response count) out of its body. Logged out, pages answer 303 to /login and
-the API 401.
+path, its response count, the sentences of its refused pushes; and the pushes refused
+under ids of no kiosk, which belong to no store) out of its body. Logged out, pages
+answer 303 to /login and the API 401.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def chain_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAP
     folder = tmp_path_factory.mktemp("scope")
     db = folder / "chain.db"
     chain.build(db, folder)
-    app = create_app(db, clock=lambda: chain.NOW)
+    app = create_app(db, clock=lambda: chain.LATER)  # lyon-1 and nice-1 silent by then
     with TestClient(app):
         yield app, db
 
@@ -159,10 +160,13 @@ def test_logged_out_pages_go_to_login_and_the_api_says_401(
 
 
 def _traces(db: Path, device: str, site: str | None) -> list[re.Pattern[str]]:
-    """What would betray the other kiosk and its store in a body."""
+    """What would betray the other kiosk and its store in a body: also the sentence of
+    its refused pushes, and those of pushes refused under ids of no kiosk (no store's)."""
     with open_store(db) as store:
         count = len(store.responses_of(device))
-    words = [device, *(w for w in [site, chain.NAMES.get(device)] if w)]
+    words = [device, *(w for w in [site, chain.NAMES.get(device), chain.REFUSED.get(device)]
+                       if w),
+             *(ghost for ghost in chain.GHOSTS if ghost != "*"), *chain.GHOSTS.values()]
     numbers = {str(count), f"{count:,}"}
     return ([re.compile(re.escape(w)) for w in words]
             + [re.compile(rf"(?<![\d,.]){re.escape(n)}(?![\d,.])") for n in numbers])
@@ -226,3 +230,39 @@ def test_a_manager_reads_nothing_of_another_store_through_any_route(
             for trace in traces:
                 assert not trace.search(body), (url, query, trace.pattern)
     assert asked >= 25
+
+
+def _get(app: FastAPI, db: Path, viewer: str, path: str) -> Any:
+    client = TestClient(app, follow_redirects=False)
+    client.cookies.set(*chain.session_of(db, viewer))
+    reply = client.get(path)
+    assert reply.status_code == 200, (viewer, path)
+    return reply.json() if path.startswith("/api/") else reply.text
+
+
+def test_health_rows_and_alerts_are_the_viewers_own_and_no_ones_only_an_admins(
+        chain_app: tuple[FastAPI, Path]) -> None:
+    """The fields of device health are there for one's own kiosks (so that their absence
+    for the others' means something); refused pushes under ids of no kiosk belong to no
+    store: only an admin without a site sees them."""
+    app, db = chain_app
+    devices = _get(app, db, "lyon", "/api/devices")
+    assert {k["device_id"] for k in devices["kiosks"]} == set(chain.STORES["acme/north/lyon"])
+    behind = next(k for k in devices["kiosks"] if k["device_id"] == chain.BEHIND)
+    assert behind["refused"] == {"signature": 3} and behind["config_behind"]
+    assert devices["unknown_refused"] == []
+    health = _get(app, db, "lyon", "/api/alerts")["health"]
+    assert {(a["device_id"], a["kind"]) for a in health} == {("lyon-1", "silent"),
+                                                            ("lyon-2", "refused")}
+    assert _get(app, db, "lyon", "/api/overview")["total"]["health_alerts"] == 2
+    # An admin of one organisation: its kiosks, not the one in no store, no ghost.
+    scoped = _get(app, db, "acme-admin", "/api/devices")
+    assert {k["device_id"] for k in scoped["kiosks"]} == set(chain.KIOSKS) - {chain.LOOSE}
+    assert scoped["unknown_refused"] == []
+    page = _get(app, db, "acme-admin", "/devices")
+    assert not any(message in page for message in chain.GHOSTS.values())
+    # The admin of everything sees them apart from every store's kiosks.
+    everything = _get(app, db, "root", "/api/devices")
+    assert {u["device_id"] for u in everything["unknown_refused"]} == set(chain.GHOSTS)
+    assert all(message in _get(app, db, "root", "/devices")
+               for message in chain.GHOSTS.values())

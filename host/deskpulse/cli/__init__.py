@@ -24,6 +24,7 @@ from deskpulse.cli import (
     devices,
     flash,
     image,
+    notify,
     provision,
     report,
     serve,
@@ -35,7 +36,7 @@ from deskpulse.cli import (
 from deskpulse.errors import DeskPulseError
 
 COMMAND_GROUPS = (sim, boards, image, flash, provision, deploy, sync, config, devices, sites,
-                  serve, users, alerts, report, db)
+                  serve, users, alerts, notify, report, db)
 
 
 class _VersionAction(argparse.Action):

@@ -60,6 +60,10 @@ def register(subparsers: Any) -> None:
                           "after it); needs --keyfile")
     srv.add_argument("--keyfile", metavar="PEM",
                      help="the certificate's private key, without a passphrase")
+    srv.add_argument("--notify-every", metavar="DURATION",
+                     help="also run a notification pass this often (5m, 1h): alert rules "
+                          "of `deskpulse notify rules` are evaluated and sent; with several "
+                          "servers on one database only one sends at a time")
     srv.set_defaults(func=do_serve)
 
 
@@ -75,6 +79,11 @@ class _RawDescription(argparse.RawDescriptionHelpFormatter):
 def do_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise DeskPulseError(f"--port {args.port}: use 1-65535 (or 0 for any free port)")
+    notify_every_s = None
+    if args.notify_every is not None:  # before the server's imports: a typo fails at once
+        from deskpulse.notify.rules import parse_duration
+
+        notify_every_s = parse_duration(args.notify_every, "--notify-every")
     from deskpulse.server.run import serve
     from deskpulse.server.tls import check_tls_files
 
@@ -82,5 +91,5 @@ def do_serve(args: argparse.Namespace) -> int:
     serve(args.db, args.host, args.port, access_log=args.access_log,
           announce=lambda line: print(line, flush=True), api_docs=args.api_docs,
           max_connections=args.max_connections, request_timeout_s=args.request_timeout,
-          tls=tls)
+          tls=tls, notify_every_s=notify_every_s)
     return 0

@@ -67,7 +67,7 @@ def parse_bound(value: TimeBound, option: str) -> float | None:
     return float(value)
 
 
-def _check_thresholds(window_s: float, negative: float, minimum: int) -> None:
+def check_thresholds(window_s: float, negative: float, minimum: int) -> None:
     if not window_s > 0:
         raise DeskPulseError(f"the alert window must be longer than 0 seconds, not {window_s}")
     if not 0 < negative <= 1:
@@ -166,7 +166,7 @@ def find_alerts(
     `site` keeps the kiosks in that site (any level). Times are placed in the device's
     zone, else its sites', else the host's, as in the report. Responses with an unknown
     time are left out, and flagged ones (rapid, closed) unless `include_flagged`."""
-    _check_thresholds(window_s, negative, minimum)
+    check_thresholds(window_s, negative, minimum)
     low, high = parse_bound(since, "--since"), parse_bound(until, "--until")
     tree = {s.path: s for s in store.sites()}
     placed = store.kiosk_sites()

@@ -58,6 +58,8 @@ FLASH_DAYS = 7
 MIN_TREND_S = 86400
 """A fill trend needs two contacts at least this far apart."""
 REFUSED_WINDOW_S = 86400
+KIND_ORDER = {"silent": 0, "flash": 1, "refused": 2}
+"""The kinds, the most pressing first: a silent kiosk loses customers' answers now."""
 
 _WEEK_S = 7 * 86400
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
@@ -263,15 +265,18 @@ def _local_text(unix: int, zone: str) -> str:
     return datetime.fromtimestamp(unix, zone_clock(zone).zone).strftime("%a %d %b %H:%M")
 
 
-def health_alerts(store: Store, *, now: float, site: str | None = None
-                  ) -> list[dict[str, Any]]:
+def health_alerts(store: Store, *, now: float, site: str | None = None,
+                  health: Sequence[KioskHealth] | None = None) -> list[dict[str, Any]]:
     """The health alerts of every kiosk (in `site`'s subtree only, when given) at `now`,
-    by site, kiosk and kind. A site that does not exist is an error."""
+    by site, kiosk and kind. A site that does not exist is an error. `health`: the
+    store's kiosk_health at `now`, when the caller has read it already (the dashboard
+    shows both)."""
     tree = {s.path: s for s in store.sites()}
     if site is not None and site not in tree:
         raise site_rules.no_site(site)
-    kiosks = [k for k in store_health.kiosk_health(store, now=now,
-                                                   refused_window_s=REFUSED_WINDOW_S)
+    if health is None:
+        health = store_health.kiosk_health(store, now=now, refused_window_s=REFUSED_WINDOW_S)
+    kiosks = [k for k in health
               if site is None or (k.site is not None and site_rules.is_under(k.site, site))]
     registered = store.registered_ids()
     own_zones = {f.device_id: f.time_zone for f in store.device_facts()}
@@ -288,8 +293,7 @@ def health_alerts(store: Store, *, now: float, site: str | None = None
                                  f"flash:{kiosk.device_id}"))
         if kiosk.device_id in registered:
             alerts += _refused_alerts(kiosk, now)
-    order = {"silent": 0, "flash": 1, "refused": 2}
-    return sorted(alerts, key=lambda a: (a["site"] or "", a["device_id"], order[a["kind"]],
+    return sorted(alerts, key=lambda a: (a["site"] or "", a["device_id"], KIND_ORDER[a["kind"]],
                                          a["key"]))
 
 

@@ -223,16 +223,16 @@ async def report_csv(server: Server, who: Who, chosen: Chosen) -> Response:
 @router.get("/devices", response_class=HTMLResponse)
 async def devices_page(request: Request, server: Server, who: Who) -> Response:
     try:
-        rows = await _read(server, data.devices, who.site)
+        found = await _read(server, data.devices, who.site, _now(server))
     except _Failed as failed:
         return _page(request, who, "Devices", pages.error_page(failed.message),
                      failed.status)
-    return _page(request, who, "Devices", pages.devices(rows))
+    return _page(request, who, "Devices", pages.devices(found))
 
 
 @router.get("/api/devices")
 async def devices_api(server: Server, who: Who) -> Response:
-    return await _answer(lambda: _read(server, data.devices, who.site))
+    return await _answer(lambda: _read(server, data.devices, who.site, _now(server)))
 
 
 @router.get("/alerts", response_class=HTMLResponse)
@@ -250,8 +250,9 @@ async def alerts_page(request: Request, server: Server, who: Who, chosen: Chosen
             else "Alerts of the chosen range.")
     until = report_alerts.parse_bound(chosen.until, "--until")
     end = report_alerts.range_end(None if until is None else int(until), int(_now(server)))
-    current, earlier = report_alerts.current_and_earlier(found, end)
-    return _page(request, who, "Alerts", form + pages.alerts(current, earlier, note))
+    current, earlier = report_alerts.current_and_earlier(found["alerts"], end)
+    return _page(request, who, "Alerts",
+                 form + pages.alerts(current, earlier, note, found["health"]))
 
 
 @router.get("/api/alerts")

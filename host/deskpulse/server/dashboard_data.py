@@ -21,8 +21,11 @@ from typing import Any
 from deskpulse.errors import DeskPulseError
 from deskpulse.reports import alerts as report_alerts
 from deskpulse.reports import figures
+from deskpulse.reports import health as report_health
+from deskpulse.store import health as store_health
 from deskpulse.store import sites as site_rules
 from deskpulse.store.base import Store
+from deskpulse.store.health import KioskHealth
 
 ALERT_DAYS = 7
 """The alerts page's range when none is given: the last week."""
@@ -150,35 +153,128 @@ def overview(store: Store, scope: str | None, now: float) -> dict[str, Any]:
             if not is_store:
                 row["kind"] = entry["kind"]
             row[name] = _figures_of(entry)
+    troubled = _kinds_by_kiosk(report_health.health_alerts(store, now=now, site=scope))
     for key, row in rows.items():
-        pushes = [at for d, at in last.items() if (d == key if is_store else in_scope(
-            key, placed.get(d)))]
-        row["last_push"] = max(pushes, default=None)
+        def here(device_id: str, key: str = key) -> bool:
+            return device_id == key if is_store else in_scope(key, placed.get(device_id))
+
+        row["last_push"] = max((at for d, at in last.items() if here(d)), default=None)
+        row.update(_health_of([kinds for d, kinds in troubled.items() if here(d)]))
     total: dict[str, Any] = {
         "today": _figures_of(reports["day"]), "week": _figures_of(reports["week"]),
         "last_push": max((at for d, at in last.items()
-                          if scope is None or in_scope(scope, placed.get(d))), default=None)}
+                          if scope is None or in_scope(scope, placed.get(d))), default=None),
+        **_health_of(list(troubled.values()))}
     return {"scope": scope, "kind": tree[scope].kind if scope is not None else None,
             "level": "kiosks" if is_store else "sites", "now": int(now),
             "days": {"today": reports["day"]["filters"], "week": reports["week"]["filters"]},
             "total": total, "rows": sorted(rows.values(), key=lambda r: r["key"])}
 
 
+def _kinds_by_kiosk(found: list[dict[str, Any]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for alert in found:
+        out.setdefault(alert["device_id"], set()).add(alert["kind"])
+    return out
+
+
+def _health_of(kinds: list[set[str]]) -> dict[str, Any]:
+    """How many of some kiosks have a health alert, and of which kinds (worst first)."""
+    return {"health_alerts": len(kinds),
+            "health_kinds": sorted(set().union(*kinds), key=report_health.KIND_ORDER.__getitem__)}
+
+
 # -- devices and alerts ----------------------------------------------------------------------
 
+CLOCK_OFF_S = 120
+"""A kiosk clock further off than this is worth a look (its responses are placed by it)."""
 
-def devices(store: Store, scope: str | None) -> list[dict[str, Any]]:
-    """Every kiosk within the scope with its health (every field Store.devices() gives,
-    so that a field added there shows without a change here), and its site."""
-    placed = store.kiosk_sites()
-    return [{**dataclasses.asdict(health), "site": placed.get(health.device_id)}
-            for health in store.devices() if in_scope(scope, placed.get(health.device_id))]
+
+def _health_rows(store: Store, scope: str | None, now: float
+                 ) -> tuple[list[KioskHealth], list[dict[str, Any]]]:
+    """The kiosks within the scope (store.health.kiosk_health: a few index probes each)
+    and their health alerts (reports.health.health_alerts), read once for both."""
+    every = store_health.kiosk_health(store, now=now,
+                                      refused_window_s=report_health.REFUSED_WINDOW_S)
+    return ([k for k in every if in_scope(scope, k.site)],
+            report_health.health_alerts(store, now=now, site=scope, health=every))
+
+
+def _notes(kiosk: KioskHealth) -> list[str]:
+    """What is worth a look about a kiosk that raises no alert, in a few words each."""
+    notes = []
+    if kiosk.config_behind:
+        notes.append(f"config {kiosk.config_running if kiosk.config_running is not None else '?'}"
+                     f", wanted {kiosk.config_desired}")
+    if kiosk.clock_known is False:
+        notes.append("clock not set")
+    elif kiosk.clock_offset_s is not None and abs(kiosk.clock_offset_s) > CLOCK_OFF_S:
+        notes.append(f"clock {kiosk.clock_offset_s:+,d} s off")
+    if kiosk.last_contact is None:
+        notes.append("never heard from")
+    return notes
+
+
+def devices(store: Store, scope: str | None, now: float) -> dict[str, Any]:
+    """Every kiosk within the scope with its health (store.health.kiosk_health), its
+    health alerts and its responses this week (from the day rollups), the kiosks that
+    need attention first; and, for a viewer of everything only, the pushes refused in
+    the last day under ids that are no kiosk's (they belong to no store)."""
+    kiosks, found = _health_rows(store, scope, now)
+    alerts_of: dict[str, list[dict[str, Any]]] = {}
+    for alert in found:
+        alerts_of.setdefault(alert["device_id"], []).append(
+            {k: alert[k] for k in ("kind", "since", "message", "key")})
+    week = {entry["device_id"]: entry["responses"] for entry in
+            figures.build_period_report(store, now, "week", site=scope)["devices"]}
+    rows = []
+    for kiosk in kiosks:
+        row = dataclasses.asdict(kiosk)
+        own = alerts_of.get(kiosk.device_id, [])
+        row.update(last_contact=kiosk.last_contact, config_behind=kiosk.config_behind,
+                   refused_total=sum(kiosk.refused.values()),
+                   responses_week=week.get(kiosk.device_id, 0), alerts=own,
+                   notes=_notes(kiosk))
+        rows.append(row)
+    rows.sort(key=lambda r: (min((report_health.KIND_ORDER[a["kind"]] for a in r["alerts"]),
+                                 default=len(report_health.KIND_ORDER) + (0 if r["notes"] else 1)),
+                             r["device_id"]))
+    known = {k.device_id for k in store.device_facts()}
+    return {"now": int(now), "kiosks": rows,
+            "unknown_refused": unknown_refusals(store, now, known) if scope is None else []}
+
+
+def unknown_refusals(store: Store, now: float, known: set[str]) -> list[dict[str, Any]]:
+    """The pushes refused in the last day under ids that no kiosk has (a made-up id, a
+    kiosk removed, or store_health.UNKNOWN_OTHERS for the many), by id and reason."""
+    since = int(now) - report_health.REFUSED_WINDOW_S
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in store.push_refusals(since):
+        if row.device_id in known or row.last < since:
+            continue
+        entry = out.setdefault((row.device_id, row.reason), {
+            "device_id": row.device_id, "reason": row.reason, "count": 0, "last": row.last,
+            "message": row.message})
+        entry["count"] += row.count
+        if row.last >= entry["last"]:
+            entry.update(last=row.last, message=row.message)
+    return sorted(out.values(), key=lambda e: (-e["count"], e["device_id"], e["reason"]))
 
 
 def alerts(store: Store, scope: str | None, selection: Selection, now: float
-           ) -> list[dict[str, Any]]:
-    """find_alerts over the selection within the scope (without dates: the last week)."""
+           ) -> dict[str, Any]:
+    """find_alerts over the selection within the scope (without dates: the last week) as
+    "alerts", and the health alerts of its kiosks now (reports.health.health_alerts) as
+    "health": the keys of `deskpulse alerts --health --format json`."""
     chosen = scoped(store, scope, selection)
+    health = report_health.health_alerts(store, now=now, site=chosen.site)
+    if chosen.device is not None:
+        health = [a for a in health if a["device_id"] == chosen.device]
+    return {"alerts": customer_alerts(store, chosen, now), "health": health}
+
+
+def customer_alerts(store: Store, chosen: Selection, now: float) -> list[dict[str, Any]]:
+    """find_alerts over a selection already within the viewer's scope."""
     args = chosen.report_args()
     if chosen.since is None and chosen.until is None:
         args["since"] = int(now) - ALERT_DAYS * 86400

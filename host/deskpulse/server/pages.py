@@ -7,13 +7,14 @@ the overview and local times. Elements a browser test reads carry a data-testid.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+from deskpulse.reports.health import KIND_ORDER
+from deskpulse.store.health import REASON_SHORT
 from deskpulse.timezones import host_time_zone, zone_of
 
 NAV = (("/", "Overview"), ("/report", "Report"), ("/devices", "Devices"), ("/alerts", "Alerts"))
@@ -46,7 +47,13 @@ def when(unix: int | float | None) -> str:
             f'{e(moment.strftime("%Y-%m-%d %H:%M"))}</time>')
 
 
-FORMATS: dict[str, Callable[[Any], str]] = {"count": count, "pct": pct, "time": when}
+def kinds(value: Sequence[str] | None) -> str:
+    """Health alert kinds ("silent, refused"), or nothing."""
+    return e(", ".join(value)) if value else ""
+
+
+FORMATS: dict[str, Callable[[Any], str]] = {"count": count, "pct": pct, "time": when,
+                                            "list": kinds}
 """The formats a live cell may have (data-format), which static/dashboard.js repeats."""
 
 
@@ -103,7 +110,10 @@ def overview(data: Mapping[str, Any]) -> str:
                                       "csat-week")),
              ("Told next this week", _live(_period(total, "week")["told_next_rate"], "pct",
                                            "week.told_next_rate", "told-next-week")),
-             ("Last push", _live(total["last_push"], "time", "last_push", "last-push"))]
+             ("Last push", _live(total["last_push"], "time", "last_push", "last-push")),
+             ('<a href="/devices">Kiosks with a health alert</a>',
+              _live(total["health_alerts"], "count", "health_alerts", "health-alerts")
+              + f'<small>{_live(total["health_kinds"], "list", "health_kinds")}</small>')]
     tiles_html = "".join(f'<div class="tile"><span class="label">{label}</span>'
                          f'<span class="value">{value}</span></div>'
                          for label, value in tiles)
@@ -120,7 +130,12 @@ def overview(data: Mapping[str, Any]) -> str:
                       _live(figures["csat"], "pct", f"{period}.csat"),
                       _live(figures["told_next_rate"], "pct", f"{period}.told_next_rate")]
         cells.append(_live(row["last_push"], "time", "last_push"))
-        rows.append(f'<tr data-testid="overview-row" data-row="{e(row["key"])}">'
+        cells.append("<div>" + _live(row["health_alerts"], "count", "health_alerts",
+                                     "overview-health")
+                     + f'<small>{_live(row["health_kinds"], "list", "health_kinds")}</small>'
+                     "</div>")
+        flagged = ' class="attention"' if row["health_alerts"] else ""
+        rows.append(f'<tr data-testid="overview-row" data-row="{e(row["key"])}"{flagged}>'
                     + "".join(f'<td data-label="{label}">{cell}</td>'
                               for label, cell in zip(OVERVIEW_COLUMNS, cells, strict=True))
                     + "</tr>")
@@ -137,7 +152,8 @@ def overview(data: Mapping[str, Any]) -> str:
 
 
 OVERVIEW_COLUMNS = ("Site", "Today", "CSAT today", "Told next today", "This week",
-                    "CSAT this week", "Told next this week", "Last push")
+                    "CSAT this week", "Told next this week", "Last push",
+                    "Kiosks with a health alert")
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -238,50 +254,110 @@ def report(rep: Mapping[str, Any], query: str) -> str:
 
 # -- devices and alerts ----------------------------------------------------------------------
 
-DEVICE_LABELS = {"device_id": "Kiosk", "last_sync": "Last sync", "fill": "Flash fill",
-                 "clock_known": "Clock set", "firmware": "Firmware", "dropped": "Dropped",
-                 "time_unknown": "Without a time", "last_seq": "Last seq"}
-DEVICE_FORMATS: dict[str, Callable[[Any], str]] = {
-    "fill": pct, "last_sync": when, "last_push": when, "responses": count,
-    "time_unknown": count, "syncs": count, "dropped": count, "unacked": count,
-    "last_seq": count}
-"""How a health field shows; a field not named here shows as its value (a number with
-separators, yes/no, or JSON), so a new field of Store.devices() needs no change here."""
-FIRST_COLUMNS = ("device_id", "name", "site", "last_sync", "fill", "dropped", "clock_known",
-                 "firmware")
+def _kiosk_cell(row: Mapping[str, Any]) -> str:
+    name = row.get("name")
+    label = e(name) + f'<small>{e(row["device_id"])}</small>' if name else e(row["device_id"])
+    return label + (f'<small>{e(row["site"])}</small>' if row.get("site") else "")
 
 
-def _cell(key: str, value: Any) -> str:
-    if value is None:
+def _said(alert: Mapping[str, Any]) -> str:
+    """A health alert's message without the kiosk it starts with ("Front (k1): ..."),
+    where the kiosk is shown beside it."""
+    named, colon, rest = alert["message"].partition(": ")
+    return rest if colon and alert["device_id"] in named else alert["message"]
+
+
+def _state_cell(row: Mapping[str, Any]) -> str:
+    """Its health alerts, else what is worth a look, else ok."""
+    if row["alerts"]:
+        return "".join(f'<span class="flag" data-testid="device-alert">{e(a["kind"])}</span>'
+                       f'<small>{e(_said({**a, "device_id": row["device_id"]}))}</small>'
+                       for a in row["alerts"])
+    if row["notes"]:
+        return "".join(f'<small class="note-flag">{e(note)}</small>' for note in row["notes"])
+    return "ok"
+
+
+def _flash_cell(row: Mapping[str, Any]) -> str:
+    if row["fill"] is None and row["unacked"] is None and row["dropped"] is None:
         return DASH
-    if key in DEVICE_FORMATS:
-        return DEVICE_FORMATS[key](value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return count(value)
-    if isinstance(value, dict | list):
-        return e(json.dumps(value, sort_keys=True))
-    return e(value)
+    return (f'{pct(row["fill"])} full<small>{count(row["unacked"])} unacked, '
+            f'{count(row["dropped"])} dropped</small>')
 
 
-def _label(key: str) -> str:
-    return DEVICE_LABELS.get(key, key.replace("_", " ").capitalize())
+def _clock_cell(row: Mapping[str, Any]) -> str:
+    if row["clock_offset_s"] is not None:
+        return f'{row["clock_offset_s"]:+,d} s'
+    return {None: DASH, True: "set", False: "not set"}[row["clock_known"]]
 
 
-def devices(rows: Sequence[Mapping[str, Any]]) -> str:
+def _config_cell(row: Mapping[str, Any]) -> str:
+    running = DASH if row["config_running"] is None else str(row["config_running"])
+    if row["config_desired"] is None:
+        return running
+    if not row["config_behind"]:
+        return f"{running} (as wanted)"
+    return f'{running} <span class="flag">wanted {row["config_desired"]}</span>'
+
+
+def _refused_cell(row: Mapping[str, Any]) -> str:
+    if not row["refused"]:
+        return "none"
+    return ", ".join(f"{count(n)} {e(REASON_SHORT.get(reason, reason))}"
+                     for reason, n in sorted(row["refused"].items())) + (
+        f'<small>last {when(row["last_refused"])}</small>' if row["last_refused"] else "")
+
+
+DEVICE_COLUMNS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], str]], ...] = (
+    ("Kiosk", "kiosk", _kiosk_cell),
+    ("State", "state", _state_cell),
+    ("Last push", "last-push", lambda r: when(r["last_push"])),
+    ("Last USB sync", "last-serial", lambda r: when(r["last_serial"])),
+    ("This week", "responses-week", lambda r: count(r["responses_week"])),
+    ("Flash", "flash", _flash_cell),
+    ("Clock", "clock", _clock_cell),
+    ("Config", "config", _config_cell),
+    ("Refused in 24 h", "refused", _refused_cell),
+)
+"""The devices page's columns: (label, data-testid after "device-", the cell's HTML)."""
+
+
+def devices(data: Mapping[str, Any]) -> str:
+    """Each kiosk's health, those with a health alert first and marked; then, for a viewer
+    of everything, the pushes refused under ids that are no kiosk's."""
+    rows = data["kiosks"]
+    out = ""
     if not rows:
-        return '<p data-testid="devices-empty">No kiosks here yet.</p>'
-    keys = [k for k in FIRST_COLUMNS if k in rows[0]] + [
-        k for k in rows[0] if k not in FIRST_COLUMNS]
-    head = "".join(f"<th>{e(_label(k))}</th>" for k in keys)
-    body = "".join(
-        f'<tr data-testid="device-row" data-row="{e(row["device_id"])}">' + "".join(
-            f'<td data-label="{e(_label(k))}" data-testid="device-{e(k)}">'
-            f'{_cell(k, row.get(k))}</td>' for k in keys) + "</tr>"
-        for row in rows)
-    return (f'<table class="devices" data-testid="devices-table"><thead><tr>{head}</tr>'
-            f'</thead><tbody>{body}</tbody></table>')
+        out = '<p data-testid="devices-empty">No kiosks here yet.</p>'
+    else:
+        flagged = sum(1 for r in rows if r["alerts"])
+        out += (f'<p class="note" data-testid="devices-summary">{count(len(rows))} kiosks; '
+                f'{count(flagged)} with a health alert (listed first).</p>')
+        head = "".join(f"<th>{label}</th>" for label, _, _ in DEVICE_COLUMNS)
+        body = "".join(
+            f'<tr data-testid="device-row" data-device="{e(row["device_id"])}"'
+            + (' class="attention"' if row["alerts"] else "") + ">"
+            + "".join(f'<td data-label="{label}" data-testid="device-{testid}">'
+                      f'<div>{cell(row)}</div></td>'
+                      for label, testid, cell in DEVICE_COLUMNS) + "</tr>"
+            for row in rows)
+        out += (f'<table class="devices" data-testid="devices-table"><thead><tr>{head}</tr>'
+                f'</thead><tbody>{body}</tbody></table>')
+    unknown = data.get("unknown_refused") or []
+    if unknown:
+        body = "".join(
+            f'<tr data-testid="unknown-refused-row"><td data-label="Claimed id">'
+            f'{e(u["device_id"])}</td><td data-label="Reason">'
+            f'{e(REASON_SHORT.get(u["reason"], u["reason"]))}</td>'
+            f'<td data-label="Pushes">{count(u["count"])}</td>'
+            f'<td data-label="Last">{when(u["last"])}<small>{e(u["message"])}</small></td></tr>'
+            for u in unknown)
+        out += ('<h2>Pushes refused under ids of no kiosk (24 h)</h2>'
+                '<p class="note">They belong to no store ("*": the many ids beyond the '
+                'first 20 of an hour).</p><table data-testid="unknown-refused"><thead><tr>'
+                '<th>Claimed id</th><th>Reason</th><th>Pushes</th><th>Last</th></tr></thead>'
+                f'<tbody>{body}</tbody></table>')
+    return out
 
 
 def _alert_table(found: Sequence[Mapping[str, Any]], testid: str) -> str:
@@ -297,16 +373,36 @@ def _alert_table(found: Sequence[Mapping[str, Any]], testid: str) -> str:
             f'<tbody>{body}</tbody></table>')
 
 
+def health_table(found: Sequence[Mapping[str, Any]]) -> str:
+    """The health alerts (reports.health): a silent kiosk, a filling flash, refused pushes;
+    silent ones first."""
+    if not found:
+        return '<p data-testid="health-alerts-none">No kiosk needs attention.</p>'
+    ordered = sorted(found, key=lambda a: KIND_ORDER.get(a["kind"], len(KIND_ORDER)))
+    body = "".join(
+        f'<tr data-testid="health-alert-row" data-kind="{e(a["kind"])}" class="attention">'
+        f'<td data-label="Kiosk"><div>{e(a["device_id"])}'
+        f'<small>{e(a["site"] or "in no store")}</small></div></td>'
+        f'<td data-label="What"><span class="flag">{e(a["kind"])}</span></td>'
+        f'<td data-label="Since">{when(datetime.fromisoformat(a["since"]).timestamp())}</td>'
+        f'<td data-label="Message"><div>{e(_said(a))}</div></td></tr>'
+        for a in ordered)
+    return ('<table data-testid="health-alerts"><thead><tr><th>Kiosk</th><th>What</th>'
+            '<th>Since</th><th>Message</th></tr></thead>'
+            f'<tbody>{body}</tbody></table>')
+
+
 def alerts(current: Sequence[Mapping[str, Any]], earlier: Sequence[Mapping[str, Any]],
-           since_note: str) -> str:
-    """The alerts still current at the range's end, then the earlier ones (history: they
-    no longer mark a kiosk)."""
-    note = f'<p class="note">{e(since_note)}</p>'
+           since_note: str, health: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The kiosks' health alerts now, then the customer alerts still current at the
+    range's end, then the earlier ones (history: they no longer mark a kiosk)."""
+    out = ('<h2>Kiosk health now</h2><p class="note">A kiosk silent in its opening hours, '
+           'a flash filling up, pushes refused in the last 24 h.</p>' + health_table(health))
+    out += f'<h2>Customers</h2><p class="note">{e(since_note)}</p>'
     if not current and not earlier:
-        return note + '<p data-testid="alerts-empty">No alerts in this selection.</p>'
-    out = note + '<h2>Current</h2>'
+        return out + '<p data-testid="alerts-empty">No alerts in this selection.</p>'
     out += (_alert_table(current, "alerts-table") if current
             else '<p data-testid="alerts-none-current">None in the last 7 days of the range.</p>')
     if earlier:
-        out += '<h2>Earlier in the range</h2>' + _alert_table(earlier, "alerts-earlier")
+        out += '<h3>Earlier in the range</h3>' + _alert_table(earlier, "alerts-earlier")
     return out

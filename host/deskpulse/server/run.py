@@ -72,11 +72,13 @@ class _GuardedServer(uvicorn.Server):
 def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port: int = 8080,
           *, access_log: bool = False, announce: Callable[[str], None] = print,
           api_docs: bool = False, max_connections: int | None = None,
-          request_timeout_s: float = REQUEST_TIMEOUT_S, tls: TlsFiles | None = None) -> None:
+          request_timeout_s: float = REQUEST_TIMEOUT_S, tls: TlsFiles | None = None,
+          notify_every_s: float | None = None) -> None:
     """Serve until SIGINT/SIGTERM; requests in flight finish first. max_connections
     (default: what the open-file limit allows, at most 1024) and request_timeout_s bound
     what other clients can hold (deskpulse.server.guard). With tls (checked by
-    deskpulse.server.tls.check_tls_files) it serves HTTPS."""
+    deskpulse.server.tls.check_tls_files) it serves HTTPS. With notify_every_s, a
+    notification pass runs that often in a thread beside it (deskpulse.notify.background)."""
     limits = limits_for(max_connections, request_timeout_s)
     app = create_app(db_path, api_docs=api_docs)
     sock = listen(host, port)
@@ -97,7 +99,15 @@ def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port:
                             ssl_certfile=None if tls is None else tls.certfile,
                             ssl_keyfile=None if tls is None else tls.keyfile,
                             timeout_keep_alive=limits.keep_alive_s)  # type: ignore[arg-type]
+    notifier = None
+    if notify_every_s is not None:
+        from deskpulse.notify.background import NotifyRunner
+
+        notifier = NotifyRunner(db_path, notify_every_s)
+        notifier.start()
     try:
         _GuardedServer(config, guard, app.state.deskpulse.live.close).run(sockets=[sock])
     finally:
         sock.close()
+        if notifier is not None:
+            notifier.stop()

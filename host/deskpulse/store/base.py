@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # commands that never store a batch need not load the wire fo
     from deskpulse.store.accounts import User
     from deskpulse.store.copy import CopyTable
     from deskpulse.store.health import KioskContact, RefusalCount
+    from deskpulse.store.notify import AlertRule, LogEntry
 
 CLOCK_TOLERANCE_S = 120
 """A record placed by an anchor whose device stamp differs from that by more than this many
@@ -578,6 +579,37 @@ class Store(abc.ABC):
     def kiosk_contacts(self, since: int) -> list[KioskContact]:
         """Every known device's contacts and latest status, by id; `since` picks the
         first contact of the flash trend (health.KioskContact)."""
+
+    # -- notifications (issue 17; store/notify.py NotifyMethods on every engine) -----------
+
+    @abc.abstractmethod
+    def alert_rules(self) -> list[AlertRule]:
+        """Every alert rule, by name."""
+
+    @abc.abstractmethod
+    def add_alert_rule(self, rule: AlertRule) -> None:
+        """A new rule on an existing site; a name taken already is an error."""
+
+    @abc.abstractmethod
+    def remove_alert_rule(self, name: str) -> None:
+        """Remove the rule and its log."""
+
+    @abc.abstractmethod
+    def notify_log(self) -> list[LogEntry]:
+        """What each destination of each rule was told about each problem."""
+
+    @abc.abstractmethod
+    def save_notify_log(self, entries: Iterable[LogEntry], *,
+                        forget: Iterable[LogEntry] = ()) -> None:
+        """Write these log rows and remove those of `forget`, in one transaction."""
+
+    @abc.abstractmethod
+    def take_lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool:
+        """Hold the lease `name` until now + seconds unless another owner holds it
+        unexpired: whether `owner` holds it (two processes never both do)."""
+
+    @abc.abstractmethod
+    def release_lease(self, name: str, owner: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

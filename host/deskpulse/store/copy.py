@@ -31,6 +31,10 @@ Refused pushes (device health): every row of the source's table joins the destin
 a row of the same (id, reason, hour) in both keeps the larger count, so that a copy done
 again changes nothing (store/health.py).
 
+Notifications: the source's alert rules join the destination's (a rule in both must be the
+same) with their log, so the copy does not announce ongoing problems again; the lease is
+not copied (it belongs to the processes running on each database).
+
 Merging: a device in both stores is merged when they agree: the same key (or only one has
 one; the higher nonce stays), no anchor at the same (boot, uptime) with another time, no
 response number holding another record, one history of desired configs. Otherwise the
@@ -47,6 +51,7 @@ from itertools import groupby
 from typing import Any, Literal
 
 from deskpulse.errors import DeskPulseError
+from deskpulse.store import notify
 from deskpulse.store.base import EARLIEST, Store
 
 CopyTable = Literal["devices", "device_keys", "anchors", "syncs", "responses",
@@ -183,11 +188,13 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
     both = [device for device in devices if device in present]
     _refuse_site_conflicts(source, destination)
     _refuse_layer_conflicts(source, destination)
+    notify.refuse_rule_conflicts(source, destination)
     _refuse_conflicts(source, destination, both, chunk_rows)
     _copy_sites(source, destination)
     _copy_layers(source, destination)
     for user in source.users():  # after the sites they see
         destination.copy_user(user)
+    notify.copy_rules(source, destination)
     placed, placed_here = source.kiosk_sites(), destination.kiosk_sites()
     total = sum(source.response_counts().values())
     done = 0

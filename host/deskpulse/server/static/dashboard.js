@@ -7,6 +7,7 @@ const FORMATS = {
   count: (v) => (v === null || v === undefined ? DASH : v.toLocaleString("en-US")),
   pct: (v) => (v === null || v === undefined ? DASH : (100 * v).toFixed(1) + "%"),
   time: (v) => (v === null || v === undefined ? DASH : localTime(v)),
+  list: (v) => (v ? v.join(", ") : ""),
 };
 
 function pad(n) {

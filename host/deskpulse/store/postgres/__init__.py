@@ -40,12 +40,14 @@ from deskpulse.store.base import (
     SyncRecord,
     already_registered,
 )
+from deskpulse.store.notify import NotifyMethods
 from deskpulse.store.postgres import (
     accounts,
     copy,
     desired_config,
     health,
     ingest,
+    notify,
     queries,
     rollup_tables,
     schema,
@@ -78,7 +80,7 @@ def _translated(method: Callable[Concatenate[PostgresStore, P], R]
 
 
 class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
-                    site_rules.SiteMethods, Store):
+                    site_rules.SiteMethods, NotifyMethods, Store):
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the PostgreSQL store's tests."""
@@ -432,6 +434,17 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
         with schema.translated(self.url), self.connection.transaction():
             yield {site.path: site for site in sites.tree(self.connection)}
 
+    # -- notifications: the methods are NotifyMethods' ------------------------------------
+
+    notify_queries = notify
+
+    def _notify_read(self) -> contextlib.AbstractContextManager[None]:
+        return schema.translated(self.url)
+
+    @contextlib.contextmanager
+    def _notify_write(self) -> Iterator[None]:
+        with schema.translated(self.url), self.connection.transaction():
+            yield
 
     # -- config over the air ---------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, describe_db_target
-from deskpulse.store.postgres import accounts, desired_config, health, sites
+from deskpulse.store.postgres import accounts, desired_config, health, notify, sites
 
 if TYPE_CHECKING:
     import psycopg
@@ -183,6 +183,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     accounts.SCHEMA,
     # device health (issue 17), as SQLite's: refused pushes, the serial syncs' index.
     health.SCHEMA,
+    # notify (issue 17): alert rules, the notification log and leases, as SQLite's.
+    notify.SCHEMA,
 )
 SCHEMA_VERSION = FIRST_VERSION + len(MIGRATIONS) - 1
 

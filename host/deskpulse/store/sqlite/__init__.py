@@ -37,12 +37,14 @@ from deskpulse.store.base import (
     already_registered,
     default_db_path,
 )
+from deskpulse.store.notify import NotifyMethods
 from deskpulse.store.sqlite import (
     accounts,
     copy,
     desired_config,
     health,
     ingest,
+    notify,
     queries,
     rollup_tables,
     schema,
@@ -68,7 +70,7 @@ def _translated(method: Callable[Concatenate[SqliteStore, P], R]
 
 
 class SqliteStore(health_rules.HealthMethods, account_rules.AccountMethods,
-                  site_rules.SiteMethods, Store):
+                  site_rules.SiteMethods, NotifyMethods, Store):
     def __init__(self, connection: sqlite3.Connection, location: str) -> None:
         self.connection = connection
         """The engine's own handle: for this package and the SQLite store's tests only."""
@@ -330,6 +332,15 @@ class SqliteStore(health_rules.HealthMethods, account_rules.AccountMethods,
                            else schema.transaction(self.connection)):
             yield {site.path: site for site in sites.tree(self.connection)}
 
+    # -- notifications: the methods are NotifyMethods' ------------------------------------
+
+    notify_queries = notify
+
+    def _notify_read(self) -> contextlib.AbstractContextManager[None]:
+        return self._guarded(contextlib.nullcontext())
+
+    def _notify_write(self) -> contextlib.AbstractContextManager[None]:
+        return self._guarded(schema.transaction(self.connection))
 
     # -- config over the air ---------------------------------------------------------------
 

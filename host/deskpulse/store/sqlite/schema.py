@@ -28,7 +28,7 @@ from pathlib import Path
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, default_db_path
-from deskpulse.store.sqlite import accounts, desired_config, health, rollup_tables, sites
+from deskpulse.store.sqlite import accounts, desired_config, health, notify, rollup_tables, sites
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -216,6 +216,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # device health (issue 17): refused pushes counted per (claimed id, reason, hour), and
     # the index that finds a kiosk's latest serial sync (health.py).
     health.SCHEMA,
+    # notify (issue 17): alert rules per site, the log of what each destination was told,
+    # and the lease one notifying process holds (notify.py).
+    notify.SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,77 @@
+"""Real local receivers the notifications are delivered to: an SMTP server (aiosmtpd) and
+a webhook endpoint (deskpulse.sim.webhook), each on a free port of 127.0.0.1, keeping what
+arrived; and their fixtures, which the test modules import (a conftest.py here would
+shadow tests/conftest.py, which other suites import as `conftest`)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from deskpulse.sim.webhook import WebhookReceiver
+
+Webhook = WebhookReceiver
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class SmtpSink:
+    """Every message received, parsed; `url(to)` is the apprise URL that sends here."""
+
+    port: int = 0
+    messages: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[list[str]] = field(default_factory=list)
+
+    def url(self, to: str) -> str:
+        return f"mailto://127.0.0.1:{self.port}?to={to}&from=deskpulse@example.com"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.envelopes.append(list(envelope.rcpt_tos))
+        self.messages.append(email.message_from_bytes(  # type: ignore[arg-type]
+            envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+def parts(message: EmailMessage) -> dict[str, str]:
+    """content type -> text of each text part."""
+    return {part.get_content_type(): part.get_content() for part in message.walk()
+            if part.get_content_maintype() == "text"}
+
+
+def run_smtp_sink() -> Iterator[SmtpSink]:
+    from aiosmtpd.controller import Controller
+
+    sink = SmtpSink(port=free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+def run_webhook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(name="smtp")
+def smtp_fixture() -> Iterator[SmtpSink]:
+    yield from run_smtp_sink()
+
+
+@pytest.fixture(name="webhook")
+def webhook_fixture() -> Iterator[WebhookReceiver]:
+    yield from run_webhook()
