@@ -33,9 +33,17 @@ class SmtpSink:
     port: int = 0
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[list[str]] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)  # recipients refused (550), as a server may
 
     def url(self, to: str) -> str:
         return f"mailto://127.0.0.1:{self.port}?to={to}&from=deskpulse@example.com"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any,  # noqa: N802
+                          address: str, rcpt_options: list[str]) -> str:
+        if address in self.refused:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         self.envelopes.append(list(envelope.rcpt_tos))
