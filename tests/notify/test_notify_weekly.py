@@ -5,7 +5,6 @@ Delivered to the real local SMTP server of receivers.py; the clock is given, nev
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -14,15 +13,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from receivers import (
     SmtpSink,
+    at_once,
     smtp_fixture,  # noqa: F401 -- fixtures
 )
 from test_notify_digest import chain_db  # noqa: F401 -- a module fixture: the chain's data
 
 from deskpulse import cli
 from deskpulse.notify.background import NotifyRunner
-from deskpulse.notify.delivery import Message, deliver
+from deskpulse.notify.delivery import Deliver
 from deskpulse.notify.digest import Week
-from deskpulse.notify.weekly import due_week, run_digest_pass
+from deskpulse.notify.weekly import DigestResult, due_week, run_digest_pass
 from deskpulse.store import open_store
 from deskpulse.store.base import Store
 
@@ -108,30 +108,16 @@ def test_not_before_monday_seven_in_the_sites_zone_and_sent_after(db: Store,
 
 
 def test_two_passes_at_once_send_once(db_path: str, smtp: SmtpSink) -> None:
-    first_sending, other_done = threading.Event(), threading.Event()
-
-    def held_delivery(url: str, message: Message) -> str | None:
-        first_sending.set()
-        assert other_done.wait(30)  # the other pass runs while this one sends
-        return deliver(url, message)
-
-    results = {}
-
-    def first() -> None:
+    def first(deliver_to: Deliver) -> DigestResult:
         with open_store(db_path) as store:
-            results["first"] = run_digest_pass(store, now=MONDAY_0730, sender=sender(smtp),
-                                               owner="a", deliver_to=held_delivery)
+            return run_digest_pass(store, now=MONDAY_0730, sender=sender(smtp), owner="a",
+                                   deliver_to=deliver_to)
 
-    thread = threading.Thread(target=first)
-    thread.start()
-    try:
-        assert first_sending.wait(30)
+    def second() -> DigestResult:
         with open_store(db_path) as store:
-            results["second"] = run_digest_pass(store, now=MONDAY_0730, sender=sender(smtp),
-                                                owner="b")
-    finally:
-        other_done.set()
-        thread.join()
+            return run_digest_pass(store, now=MONDAY_0730, sender=sender(smtp), owner="b")
+
+    results = dict(zip(("first", "second"), at_once(first, second), strict=True))
     assert results["second"].held is False and results["first"].held is True
     assert smtp.envelopes == [["ana@example.com"]]
     # The lease was given up: a later pass runs, and finds it sent.
