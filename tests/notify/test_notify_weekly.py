@@ -176,3 +176,12 @@ def test_the_command_skips_a_sent_digest_unless_again(db_path: str, smtp: SmtpSi
     assert cli.main([*base, "--dry-run"]) == 0  # nothing left to send: the lines say so
     assert capsys.readouterr().out.count("already sent to") == 2
     assert len(smtp.messages) == 3
+
+
+def test_serve_refuses_a_sender_that_is_no_email_at_start(
+        db_path: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DESKPULSE_SMTP", "json://user:s3cr3t@127.0.0.1:9/hook")
+    assert cli.main(["serve", "--db", db_path, "--notify-every", "5m"]) != 0
+    err = capsys.readouterr().err
+    assert "the weekly digest goes by email" in err and "s3cr3t" not in err
