@@ -8,13 +8,15 @@ from __future__ import annotations
 import email
 import email.policy
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from deskpulse.notify.delivery import Deliver, Message, deliver
 from deskpulse.sim.webhook import WebhookReceiver
 
 Webhook = WebhookReceiver
@@ -33,15 +35,49 @@ class SmtpSink:
     port: int = 0
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[list[str]] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)  # recipients refused (550), as a server may
 
     def url(self, to: str) -> str:
         return f"mailto://127.0.0.1:{self.port}?to={to}&from=deskpulse@example.com"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any,  # noqa: N802
+                          address: str, rcpt_options: list[str]) -> str:
+        if address in self.refused:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         self.envelopes.append(list(envelope.rcpt_tos))
         self.messages.append(email.message_from_bytes(  # type: ignore[arg-type]
             envelope.content, policy=email.policy.default))
         return "250 OK"
+
+
+Result = TypeVar("Result")
+
+
+def at_once(first: Callable[[Deliver], Result], second: Callable[[], Result]
+            ) -> tuple[Result, Result]:
+    """Two passes at once: `first(deliver_to)` in a thread, whose first delivery waits
+    until `second()` has run here; (first's result, second's)."""
+    first_sending, other_done = threading.Event(), threading.Event()
+
+    def held_delivery(url: str, message: Message) -> str | None:
+        first_sending.set()
+        assert other_done.wait(30)  # the other pass runs while this one sends
+        return deliver(url, message)
+
+    results: dict[str, Result] = {}
+    thread = threading.Thread(target=lambda: results.update(first=first(held_delivery)))
+    thread.start()
+    try:
+        assert first_sending.wait(30)
+        results["second"] = second()
+    finally:
+        other_done.set()
+        thread.join()
+    return results["first"], results["second"]
 
 
 def parts(message: EmailMessage) -> dict[str, str]:

@@ -130,7 +130,7 @@ def test_digest_command(chain_db: Path, smtp: SmtpSink, capsys: pytest.CaptureFi
     assert smtp.messages == []
     monkeypatch.setenv("DESKPULSE_SMTP", f"mailto://127.0.0.1:{smtp.port}?from=dp@example.com")
     assert cli.main(base) == 0
-    assert capsys.readouterr().out == "sent to lyon@example.com\n"
+    assert capsys.readouterr().out == "sent to lyon@example.com (acme/north/lyon-1) for 2026-W48\n"
     assert len(smtp.messages) == 1
     assert cli.main([*base[:-1], "lyon@example.com"]) == 2
     assert "give EMAIL=SITE" in capsys.readouterr().err
@@ -151,7 +151,9 @@ def test_without_recipients_the_digest_goes_to_each_manager_with_an_email(
     base = ["notify", "digest", "--db", str(copy), "--week", "2026-W48"]
     sender = f"mailto://127.0.0.1:{smtp.port}?from=dp@example.com"
     assert cli.main([*base, "--smtp", sender]) == 0
-    assert capsys.readouterr().out == "sent to ana@example.com\nsent to bo@example.com\n"
+    assert capsys.readouterr().out.splitlines() == [
+        "sent to ana@example.com (acme/north/lyon-1) for 2026-W48",
+        "sent to bo@example.com (acme/south) for 2026-W48"]
     assert [m["Subject"] for m in smtp.messages] == [
         "DeskPulse weekly digest: acme/north/lyon-1, week 2026-W48",
         "DeskPulse weekly digest: acme/south, week 2026-W48"]

@@ -5,7 +5,6 @@ health-shaped alerts given to the pass."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -16,13 +15,14 @@ import pytest
 from receivers import (  # noqa: F401 -- smtp_fixture and webhook_fixture: fixtures
     SmtpSink,
     Webhook,
+    at_once,
     parts,
     smtp_fixture,
     webhook_fixture,
 )
 
-from deskpulse.notify.delivery import Message, deliver
-from deskpulse.notify.passes import plan_notices, run_pass
+from deskpulse.notify.delivery import Deliver
+from deskpulse.notify.passes import PassResult, plan_notices, run_pass
 from deskpulse.notify.rules import make_rule
 from deskpulse.protocol.batch import Response
 from deskpulse.store import open_store
@@ -217,27 +217,15 @@ def test_two_passes_at_once_send_once(db_target: str, webhook: Webhook) -> None:
         chain(store)
         store.add_alert_rule(make_rule("lyon", LYON, "negative", [webhook.url()]))
         burst(store, "k1")
-    first_sending = threading.Event()
-    other_done = threading.Event()
-
-    def held_delivery(url: str, message: Message) -> str | None:
-        first_sending.set()
-        assert other_done.wait(30)  # the other pass runs while this one sends
-        return deliver(url, message)
-
-    results = {}
-
-    def first() -> None:
+    def first(deliver_to: Deliver) -> PassResult:
         with open_store(db_target) as store:
-            results["first"] = run_pass(store, now=T0 + 300, deliver_to=held_delivery)
+            return run_pass(store, now=T0 + 300, deliver_to=deliver_to)
 
-    thread = threading.Thread(target=first)
-    thread.start()
-    assert first_sending.wait(30)
-    with open_store(db_target) as store:
-        results["second"] = run_pass(store, now=T0 + 300)
-    other_done.set()
-    thread.join()
+    def second() -> PassResult:
+        with open_store(db_target) as store:
+            return run_pass(store, now=T0 + 300)
+
+    results = dict(zip(("first", "second"), at_once(first, second), strict=True))
     assert results["second"].held is False and results["first"].held is True
     assert len(webhook.posts) == 1
     # Released after the pass: the next one takes it.

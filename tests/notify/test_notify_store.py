@@ -13,7 +13,7 @@ from deskpulse.notify.rules import make_rule
 from deskpulse.store import open_store
 from deskpulse.store.base import Store
 from deskpulse.store.copy import copy_store
-from deskpulse.store.notify import LogEntry, destination_id
+from deskpulse.store.notify import LogEntry, SentDigest, destination_id
 
 HOOK = "json://127.0.0.1:9/hook"
 MAIL = "mailtos://deskpulse:pw@smtp.example.com?to=m@example.com"
@@ -97,3 +97,23 @@ def test_a_copy_carries_the_rules_and_their_log(store: Store, tmp_path: object) 
         copy.add_alert_rule(make_rule("lyon", "acme/north/lyon-1", "negative", [MAIL]))
         with pytest.raises(DeskPulseError, match="alert rule lyon differs"):
             copy_store(store, copy)
+
+
+def test_sent_digests_are_recorded_follow_their_site_and_are_copied(store: Store,
+                                                                   tmp_path: object) -> None:
+    lyon = "acme/north/lyon-1"
+    first = SentDigest("2026-W48", "ana@example.com", lyon, 1000)
+    other = SentDigest("2026-W49", "ana@example.com", lyon, 2000)
+    store.record_digests([first, other])
+    store.record_digests([replace(first, sent=1500)])  # sent again: its new time
+    assert store.sent_digests(["2026-W48"]) == [replace(first, sent=1500)]
+    assert store.sent_digests() == [replace(first, sent=1500), other]
+    assert store.sent_digests([]) == []
+    with open_store(f"{tmp_path}/copy.db") as copy:
+        copy_store(store, copy)
+        copy_store(store, copy)  # again: nothing changes
+        assert copy.sent_digests() == store.sent_digests()
+    store.rename_site(lyon, "lyon-centre")
+    assert {d.site for d in store.sent_digests()} == {"acme/north/lyon-centre"}
+    store.remove_site("acme/north/lyon-centre")
+    assert store.sent_digests() == []

@@ -16,7 +16,7 @@ from deskpulse.store import open_store
 from deskpulse.store.base import db_option_help
 from deskpulse.store.notify import KINDS
 
-SMTP_ENV = "DESKPULSE_SMTP"
+SMTP_ENV = "DESKPULSE_SMTP"  # deskpulse.notify.weekly.SMTP_ENV, without importing it here
 
 
 def register(subparsers: Any) -> None:
@@ -80,6 +80,9 @@ def register(subparsers: Any) -> None:
                              f"${SMTP_ENV}, which keeps the password out of the process list)")
     digest.add_argument("--dry-run", action="store_true",
                         help="print the digests; send nothing")
+    digest.add_argument("--again", action="store_true",
+                        help="send digests already sent for that week too (each is recorded; "
+                             "by default a recorded one is skipped)")
 
 
 def do_rule_add(args: argparse.Namespace) -> int:
@@ -126,11 +129,13 @@ def do_run(args: argparse.Namespace) -> int:
 
 
 def do_digest(args: argparse.Namespace) -> int:
-    from deskpulse.notify.digest import (
-        build_digests,
-        manager_recipients,
-        parse_week,
-        send_digests,
+    from deskpulse.notify.digest import build_digests, manager_recipients, parse_week
+    from deskpulse.notify.passes import lease_owner
+    from deskpulse.notify.weekly import (
+        DigestResult,
+        describe_digests,
+        pending_digests,
+        send_and_record,
     )
 
     week = parse_week(args.week, date.today())
@@ -145,16 +150,23 @@ def do_digest(args: argparse.Namespace) -> int:
             raise DeskPulseError("no store manager has an email address: set one with "
                                  "`deskpulse users set NAME --email ADDRESS`, or give --to "
                                  "EMAIL=SITE")
-        digests = build_digests(store, recipients, week)
-    if args.dry_run or sender is None:
-        for digest in digests:
-            print(f"to {digest.email}: {digest.message().title}\n{digest.message().text}")
-        return 0
-    failed = 0
-    for email, problem in send_digests(digests, sender).items():
-        print(f"sent to {email}" if problem is None else f"not sent to {email}: {problem}")
-        failed += problem is not None
-    return 1 if failed else 0
+        wanted = [(email, site, week) for email, site in recipients]
+        if args.dry_run or sender is None:
+            pending, skipped = pending_digests(store, wanted, args.again)
+            digests = build_digests(store, pending.get(week, []), week)
+            for line in describe_digests(DigestResult(skipped=skipped)):
+                print(line)
+            for digest in digests:
+                print(f"to {digest.email}: {digest.message().title}\n{digest.message().text}")
+            return 0
+        result = send_and_record(store, wanted, sender, now=time.time(), owner=lease_owner(),
+                                 again=args.again)
+    if not result.held:
+        raise DeskPulseError("another process is sending notifications (it holds the "
+                             "notification lease): try again in a minute; nothing was sent")
+    for line in describe_digests(result):
+        print(line)
+    return 1 if result.failed else 0
 
 
 def _recipient(text: str) -> tuple[str, str]:

@@ -62,8 +62,9 @@ def register(subparsers: Any) -> None:
                      help="the certificate's private key, without a passphrase")
     srv.add_argument("--notify-every", metavar="DURATION",
                      help="also run a notification pass this often (5m, 1h): alert rules "
-                          "of `deskpulse notify rules` are evaluated and sent; with several "
-                          "servers on one database only one sends at a time")
+                          "of `deskpulse notify rules` are evaluated and sent, and with "
+                          "$DESKPULSE_SMTP each manager's weekly digest on Monday from "
+                          "07:00; with several servers on one database only one sends")
     srv.set_defaults(func=do_serve)
 
 
@@ -76,6 +77,19 @@ class _RawDescription(argparse.RawDescriptionHelpFormatter):
                            for p in text.split("\n\n"))
 
 
+def _check_digest_sender() -> None:
+    """A $DESKPULSE_SMTP that is no email URL fails at start, not at every pass."""
+    import os
+
+    from deskpulse.notify.delivery import is_email, safe_url
+    from deskpulse.notify.weekly import SMTP_ENV
+
+    sender = os.environ.get(SMTP_ENV)
+    if sender and not is_email(sender):
+        raise DeskPulseError(f"${SMTP_ENV} {safe_url(sender)}: the weekly digest goes by "
+                             "email: give a mailto:// or mailtos:// URL")
+
+
 def do_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise DeskPulseError(f"--port {args.port}: use 1-65535 (or 0 for any free port)")
@@ -84,6 +98,7 @@ def do_serve(args: argparse.Namespace) -> int:
         from deskpulse.notify.rules import parse_duration
 
         notify_every_s = parse_duration(args.notify_every, "--notify-every")
+        _check_digest_sender()
     from deskpulse.server.run import serve
     from deskpulse.server.tls import check_tls_files
 

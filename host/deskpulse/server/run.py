@@ -102,8 +102,10 @@ def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port:
     notifier = None
     if notify_every_s is not None:
         from deskpulse.notify.background import NotifyRunner
+        from deskpulse.notify.weekly import SMTP_ENV
 
-        notifier = NotifyRunner(db_path, notify_every_s)
+        notifier = NotifyRunner(db_path, notify_every_s,
+                                digest_sender=os.environ.get(SMTP_ENV) or None)
         notifier.start()
     try:
         _GuardedServer(config, guard, app.state.deskpulse.live.close).run(sockets=[sock])

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # commands that never store a batch need not load the wire fo
     from deskpulse.store.accounts import User
     from deskpulse.store.copy import CopyTable
     from deskpulse.store.health import KioskContact, RefusalCount
-    from deskpulse.store.notify import AlertRule, LogEntry
+    from deskpulse.store.notify import AlertRule, LogEntry, SentDigest
 
 CLOCK_TOLERANCE_S = 120
 """A record placed by an anchor whose device stamp differs from that by more than this many
@@ -610,6 +610,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def release_lease(self, name: str, owner: str) -> None: ...
+
+    @abc.abstractmethod
+    def sent_digests(self, weeks: Iterable[str] | None = None) -> list[SentDigest]:
+        """The weekly digests delivered (of these ISO weeks; None: all)."""
+
+    @abc.abstractmethod
+    def record_digests(self, entries: Iterable[SentDigest]) -> None:
+        """Record weekly digests as delivered, replacing the time of one sent again."""
 
 
 @dataclass(frozen=True, slots=True)

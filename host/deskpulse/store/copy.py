@@ -195,6 +195,7 @@ def copy_store(source: Store, destination: Store, *, chunk_rows: int = CHUNK_ROW
     for user in source.users():  # after the sites they see
         destination.copy_user(user)
     notify.copy_rules(source, destination)
+    notify.copy_sent_digests(source, destination)
     placed, placed_here = source.kiosk_sites(), destination.kiosk_sites()
     total = sum(source.response_counts().values())
     done = 0

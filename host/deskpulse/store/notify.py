@@ -11,6 +11,9 @@ at the next pass without repeating what the others already received. A row says 
 problem was first seen, when its opening (or last reminder) reached the destination (None:
 not yet) and when it was seen gone (None: still going on); it goes once its resolution has
 been delivered.
+
+The digest record says which weekly digest (ISO week, recipient, site) was delivered when,
+so that neither a second run nor a second server sends it again (deskpulse.notify.weekly).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -61,6 +64,17 @@ class LogEntry:
     notified: int | None  # when its opening (or last reminder) was delivered
     resolved: int | None  # when it was seen gone
     summary: str  # the alert as the last message told it
+
+
+@dataclass(frozen=True, slots=True)
+class SentDigest:
+    """A weekly digest delivered: its ISO week ("2026-W48"), recipient's email, site, and
+    when (unix seconds)."""
+
+    week: str
+    recipient: str
+    site: str
+    sent: int
 
 
 def destination_id(url: str) -> str:
@@ -126,6 +140,8 @@ class NotifyQueries(Protocol):
     def forget_log(self, conn: Any, entries: Iterable[LogEntry]) -> None: ...
     def take_lease(self, conn: Any, name: str, owner: str, now: int, until: int) -> bool: ...
     def release_lease(self, conn: Any, name: str, owner: str) -> None: ...
+    def sent_digests(self, conn: Any, weeks: Sequence[str] | None) -> list[SentDigest]: ...
+    def record_digests(self, conn: Any, entries: Iterable[SentDigest]) -> None: ...
 
 
 class NotifyMethods(abc.ABC):
@@ -192,6 +208,17 @@ class NotifyMethods(abc.ABC):
         with self._notify_write():
             self.notify_queries.release_lease(self.connection, name, owner)
 
+    def sent_digests(self, weeks: Iterable[str] | None = None) -> list[SentDigest]:
+        """The digests delivered (of these ISO weeks; None: all), by week, recipient, site."""
+        with self._notify_read():
+            return self.notify_queries.sent_digests(
+                self.connection, None if weeks is None else sorted(set(weeks)))
+
+    def record_digests(self, entries: Iterable[SentDigest]) -> None:
+        """Record these digests as delivered (a digest sent again gets its new time)."""
+        with self._notify_write():
+            self.notify_queries.record_digests(self.connection, entries)
+
 
 # -- `deskpulse db copy` (store/copy.py) ----------------------------------------------------
 
@@ -216,3 +243,12 @@ def copy_rules(source: Store, destination: Store) -> None:
         destination.add_alert_rule(rule)
     names = {rule.name for rule in new}
     destination.save_notify_log([e for e in source.notify_log() if e.rule in names])
+
+
+def copy_sent_digests(source: Store, destination: Store) -> None:
+    """The digests the source delivered that the destination has no record of, so that a
+    chain moving to another database does not send last week's digest again. Sites first:
+    a record names its site."""
+    here = {(d.week, d.recipient, d.site) for d in destination.sent_digests()}
+    destination.record_digests(d for d in source.sent_digests()
+                               if (d.week, d.recipient, d.site) not in here)

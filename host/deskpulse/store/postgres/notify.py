@@ -4,10 +4,10 @@ transaction; a lease is taken with one upsert, which PostgreSQL serialises on it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from deskpulse.store.notify import AlertRule, LogEntry, rule_of, rule_row
+from deskpulse.store.notify import AlertRule, LogEntry, SentDigest, rule_of, rule_row
 
 if TYPE_CHECKING:
     import psycopg
@@ -36,6 +36,17 @@ SCHEMA: tuple[str, ...] = (
         name    TEXT COLLATE "C" PRIMARY KEY,
         owner   TEXT NOT NULL,
         expires BIGINT NOT NULL
+    )""",
+)
+
+DIGEST_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE digests_sent (
+        week      TEXT COLLATE "C" NOT NULL,
+        recipient TEXT COLLATE "C" NOT NULL,
+        site      TEXT COLLATE "C" NOT NULL
+                  REFERENCES sites(path) ON UPDATE CASCADE ON DELETE CASCADE,
+        sent      BIGINT NOT NULL,
+        PRIMARY KEY (week, recipient, site)
     )""",
 )
 
@@ -100,3 +111,19 @@ def take_lease(conn: psycopg.Connection[Any], name: str, owner: str, now: int,
 
 def release_lease(conn: psycopg.Connection[Any], name: str, owner: str) -> None:
     conn.execute("DELETE FROM leases WHERE name = %s AND owner = %s", (name, owner))
+
+
+def sent_digests(conn: psycopg.Connection[Any], weeks: Sequence[str] | None
+                 ) -> list[SentDigest]:
+    where = "" if weeks is None else "WHERE week = ANY(%s)"
+    return [SentDigest(*row) for row in conn.execute(
+        f"SELECT week, recipient, site, sent FROM digests_sent {where} "  # type: ignore[arg-type]
+        "ORDER BY week, recipient, site", () if weeks is None else (list(weeks),))]
+
+
+def record_digests(conn: psycopg.Connection[Any], entries: Iterable[SentDigest]) -> None:
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            """INSERT INTO digests_sent (week, recipient, site, sent) VALUES (%s, %s, %s, %s)
+               ON CONFLICT (week, recipient, site) DO UPDATE SET sent = excluded.sent""",
+            [(d.week, d.recipient, d.site, d.sent) for d in entries])

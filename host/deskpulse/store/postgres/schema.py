@@ -185,6 +185,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     health.SCHEMA,
     # notify (issue 17): alert rules, the notification log and leases, as SQLite's.
     notify.SCHEMA,
+    # digest record (issue 17), as SQLite's: the weekly digests delivered.
+    notify.DIGEST_SCHEMA,
 )
 SCHEMA_VERSION = FIRST_VERSION + len(MIGRATIONS) - 1
 

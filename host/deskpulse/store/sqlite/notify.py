@@ -4,9 +4,9 @@ leases (rules in store/notify.py). Every function runs inside the caller's trans
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from deskpulse.store.notify import AlertRule, LogEntry, rule_of, rule_row
+from deskpulse.store.notify import AlertRule, LogEntry, SentDigest, rule_of, rule_row
 
 SCHEMA: tuple[str, ...] = (
     # A rule follows its site when the site is renamed or moved, and goes with it.
@@ -32,6 +32,17 @@ SCHEMA: tuple[str, ...] = (
         name    TEXT PRIMARY KEY,
         owner   TEXT NOT NULL,
         expires INTEGER NOT NULL        -- unix seconds
+    ) WITHOUT ROWID""",
+)
+
+DIGEST_SCHEMA: tuple[str, ...] = (
+    # A record follows its site when the site is renamed or moved, and goes with it.
+    """CREATE TABLE digests_sent (
+        week      TEXT NOT NULL,        -- ISO week: 2026-W48
+        recipient TEXT NOT NULL,        -- email address
+        site      TEXT NOT NULL REFERENCES sites(path) ON UPDATE CASCADE ON DELETE CASCADE,
+        sent      INTEGER NOT NULL,     -- unix seconds
+        PRIMARY KEY (week, recipient, site)
     ) WITHOUT ROWID""",
 )
 
@@ -92,3 +103,16 @@ def take_lease(conn: sqlite3.Connection, name: str, owner: str, now: int, until:
 
 def release_lease(conn: sqlite3.Connection, name: str, owner: str) -> None:
     conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+
+def sent_digests(conn: sqlite3.Connection, weeks: Sequence[str] | None) -> list[SentDigest]:
+    where = "" if weeks is None else f"WHERE week IN ({', '.join('?' * len(weeks))})"
+    return [SentDigest(*row) for row in conn.execute(
+        f"SELECT week, recipient, site, sent FROM digests_sent {where} "
+        "ORDER BY week, recipient, site", tuple(weeks or ()))]
+
+
+def record_digests(conn: sqlite3.Connection, entries: Iterable[SentDigest]) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO digests_sent (week, recipient, site, sent) VALUES (?, ?, ?, ?)",
+        [(d.week, d.recipient, d.site, d.sent) for d in entries])

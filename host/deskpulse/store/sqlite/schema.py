@@ -219,6 +219,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # notify (issue 17): alert rules per site, the log of what each destination was told,
     # and the lease one notifying process holds (notify.py).
     notify.SCHEMA,
+    # digest record (issue 17): the weekly digests delivered, by ISO week, recipient and
+    # site, so that none is sent twice (notify.py).
+    notify.DIGEST_SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
