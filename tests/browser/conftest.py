@@ -8,6 +8,7 @@ webchain.py.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from collections.abc import Iterator
@@ -36,9 +37,24 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(autouse=True)
+def leaves_no_running_loop() -> Iterator[None]:
+    """Set up before the browser, so torn down after it: the test's worker must be able to
+    run asyncio again (the reason `browser` is per test)."""
+    yield
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    pytest.fail("a browser test left an event loop running in the worker's thread")
+
+
+@pytest.fixture
 def browser() -> Iterator[Browser]:
-    """One headless chromium for every browser test of this process."""
+    """A headless chromium for one test. Not one per process: while Playwright's sync API
+    is started it leaves its event loop set as running in the thread, and every later
+    test of the same pytest worker that calls asyncio.run() would fail (seen in make
+    test: the server tests that drive the broadcaster or the writer with asyncio.run)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -80,9 +96,17 @@ def phone(browser: Browser) -> Iterator[Page]:
 
 
 @pytest.fixture(scope="session")
-def sessions(browser: Browser, chain: webchain.Chain) -> Sessions:
+def signed_in_cookies() -> dict[str, list[Any]]:
+    """Each user's session cookies, kept for every browser test of this process."""
+    return {}
+
+
+@pytest.fixture
+def sessions(browser: Browser, chain: webchain.Chain,
+             signed_in_cookies: dict[str, list[Any]]) -> Sessions:
     """Log a test's page in as a user of the chain: `sessions.sign_in(page, "admin")`."""
-    return Sessions(lambda: new_page(browser), chain.url, webchain.PASSWORD)
+    return Sessions(lambda: new_page(browser), chain.url, webchain.PASSWORD,
+                    signed_in_cookies)
 
 
 @pytest.fixture(scope="session")

@@ -35,11 +35,12 @@ class Sessions:
     """Each user's session cookie, made once by logging in through the form, then given
     to the context of any test that starts logged in (argon2 makes each login cost)."""
 
-    def __init__(self, open_page: Callable[[], Page], url: str, password: str) -> None:
+    def __init__(self, open_page: Callable[[], Page], url: str, password: str,
+                 cookies: dict[str, list[Any]]) -> None:
         self.open_page = open_page
         self.url = url
         self.password = password
-        self.cookies: dict[str, list[Any]] = {}
+        self.cookies = cookies  # kept beyond one test and its browser
 
     def sign_in(self, page: Page, name: str) -> None:
         if name not in self.cookies:
