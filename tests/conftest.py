@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,26 @@ def fresh_store(request: pytest.FixtureRequest, engine: str, folder: Path) -> It
     else:
         with open_store(folder / "deskpulse.db") as store:
             yield store
+
+
+@contextlib.contextmanager
+def another_writer_holding(target: str | Path, write: Callable[[Store], object]
+                           ) -> Iterator[None]:
+    """Inside the block, another connection to `target` has done `write` in a group commit
+    it has not committed yet, so that its locks are held (busy-store tests)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with open_store(target) as holder, holder.group_commit():
+            write(holder)
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert entered.wait(10)
+        yield
+    finally:
+        release.set()
+        thread.join()

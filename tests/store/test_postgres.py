@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import another_writer_holding
 from deskpulse import cli
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
@@ -305,27 +306,14 @@ def test_a_refused_push_does_not_lose_the_batch_function(pg_url: str) -> None:
 
 def test_a_device_locked_by_another_writer_is_a_busy_store_error(pg_url: str) -> None:
     waiter = open_store(pg_url, busy_timeout_ms=50)
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with open_store(pg_url) as holder, holder.group_commit():
-            holder.store_batch("desk-1", [answer(1)], [], STATUS, "serial")
-            entered.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert entered.wait(10)
+    with another_writer_holding(pg_url, lambda holder: holder.store_batch(
+            "desk-1", [answer(1)], [], STATUS, "serial")):
         with pytest.raises(StoreError) as held:
             waiter.store_batch("desk-1", [answer(2)], [], STATUS, "serial")
         assert held.value.busy and "another program holds" in str(held.value)
         # Another device is not held up.
         assert waiter.store_batch("desk-2", [answer(1)], [], STATUS, "serial") == (1, 0)
-    finally:
-        release.set()
-        thread.join()
-        waiter.close()
+    waiter.close()
     with open_store(pg_url) as after:
         assert after.response_counts() == {"desk-1": 1, "desk-2": 1}
 

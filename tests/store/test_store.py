@@ -7,12 +7,12 @@ checks (the schema, migrations, the files on disk) live beside this file."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import another_writer_holding
 from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import Anchor, Response
 from deskpulse.protocol.signing import Nonce
@@ -375,24 +375,11 @@ def test_a_missing_store_is_not_created_for_a_reader(tmp_path: Path) -> None:
 def test_a_store_held_by_another_writer_is_a_busy_store_error(tmp_path: Path) -> None:
     open_store(tmp_path / "store.db").close()
     waiter = open_store(tmp_path / "store.db", busy_timeout_ms=50)
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with open_store(tmp_path / "store.db") as holder, holder.group_commit():
-            holder.store_batch("desk-1", [answer(1)], [], STATUS, "serial")
-            entered.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert entered.wait(10)
+    with another_writer_holding(tmp_path / "store.db", lambda holder: holder.store_batch(
+            "desk-1", [answer(1)], [], STATUS, "serial")):
         with pytest.raises(StoreError) as held:
             waiter.store_batch("desk-2", [answer(1)], [], STATUS, "serial")
         assert held.value.busy and "another program holds" in str(held.value)
-    finally:
-        release.set()
-        thread.join()
-        waiter.close()
+    waiter.close()
     with open_store(tmp_path / "store.db") as after:
         assert after.response_counts() == {"desk-1": 1}

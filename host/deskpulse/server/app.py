@@ -31,7 +31,7 @@ from deskpulse.server.writer import WriterProcess
 from deskpulse.store import open_store
 
 ROUTERS = (health.router, push.router, ota.router, accounts.router, dashboard.router)
-"""One router per area; a new area (the dashboard, say) adds its module here."""
+"""One router per area; a new area adds its module here (docs/architecture.md)."""
 
 
 def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool = False,

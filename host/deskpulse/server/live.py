@@ -75,7 +75,6 @@ class Broadcaster:
         self.clock = clock
         self.subscribers: set[Subscription] = set()
         self.places: dict[str, str] = {}  # device_id -> its store's path
-        self.generation = 0  # counts the flushes that carried changes
         self.memo: dict[Any, Any] = {}
         """What pages computed from the stored figures (the overview of each scope), kept
         until the next flush with changes: many dashboards of one site, told of one push,
@@ -138,7 +137,6 @@ class Broadcaster:
         changed, self._changed = self._changed, set()
         if not changed:
             return
-        self.generation += 1
         self.memo.clear()
         now = self.clock()
         self._recent = {d: at for d, at in self._recent.items() if now - at < RECENT_S}
