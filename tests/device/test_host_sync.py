@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import json
 import os
 import select
@@ -799,6 +800,25 @@ def test_the_port_opens_with_dtr_and_rts_inactive(tmp_path: Path) -> None:
         os.close(slave)
     with pytest.raises(DeskPulseError, match="no serial port"):
         open_port(str(tmp_path / "ttyUSB9"))
+
+
+def test_a_port_that_goes_away_while_it_is_set_up_is_a_sentence(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyserial lets the termios error through (EIO: a board resetting as the port opens);
+    await_kiosk retries only on DeskPulseError, so it must become one."""
+    import termios
+
+    def gone(*args: object) -> None:
+        raise termios.error(errno.EIO, "Input/output error")
+
+    master, slave = os.openpty()
+    try:
+        monkeypatch.setattr(termios, "tcsetattr", gone)
+        with pytest.raises(DeskPulseError, match=r"cannot open .*: Input/output error$"):
+            open_port(os.ttyname(slave))
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def fake_port(device: str, vid: int | None, pid: int | None) -> SimpleNamespace:

@@ -11,6 +11,15 @@ from serial.tools import list_ports
 
 from deskpulse.errors import DeskPulseError
 
+try:
+    import termios
+except ImportError:  # Windows: pyserial raises SerialException only
+    _OPEN_ERRORS: tuple[type[Exception], ...] = (serial.SerialException,)
+else:
+    # pyserial lets termios errors from configuring the port through unwrapped: EIO when
+    # the device goes away while it opens (a board resetting, a simulator restarting).
+    _OPEN_ERRORS = (serial.SerialException, termios.error)
+
 BAUDRATE = 115200
 READ_SLICE = 0.05
 """Seconds one read waits: short, so a command's deadline is kept to within this."""
@@ -80,6 +89,21 @@ def resolve_port(port: str) -> str:
     raise DeskPulseError(f"{len(ports)} ESP32 USB ports found, pick one with --port: {listing}")
 
 
+def _open_failure(path: str, exc: Exception) -> DeskPulseError:
+    if isinstance(exc, serial.SerialException):
+        code, reason = exc.errno, str(exc)
+    else:  # termios.error: (errno, message)
+        code, reason = exc.args[0], exc.args[1]
+    if code in (errno.EACCES, errno.EPERM):
+        return DeskPulseError(f"permission denied on {path}: {DIALOUT_HINT}")
+    if code == errno.ENOENT:
+        return DeskPulseError(f"no serial port {path}: is the kiosk plugged in? "
+                              "(try --port auto)")
+    if code in (errno.EAGAIN, errno.EWOULDBLOCK) or "lock" in reason.lower():
+        return DeskPulseError(f"{path} is in use by another program")
+    return DeskPulseError(f"cannot open {path}: {reason}")
+
+
 def open_port(path: str, baudrate: int = BAUDRATE) -> serial.Serial:
     """Open a kiosk's port without resetting it: on most ESP32 boards DTR and RTS drive
     GPIO0 and EN, so both are set inactive before the port opens (as esptool and mpremote
@@ -94,15 +118,7 @@ def open_port(path: str, baudrate: int = BAUDRATE) -> serial.Serial:
     port.rts = False
     try:
         port.open()
-    except serial.SerialException as exc:
-        code = exc.errno if isinstance(exc.errno, int) else None
-        if code in (errno.EACCES, errno.EPERM):
-            raise DeskPulseError(f"permission denied on {path}: {DIALOUT_HINT}") from exc
-        if code == errno.ENOENT:
-            raise DeskPulseError(
-                f"no serial port {path}: is the kiosk plugged in? (try --port auto)") from exc
-        if code in (errno.EAGAIN, errno.EWOULDBLOCK) or "lock" in str(exc).lower():
-            raise DeskPulseError(f"{path} is in use by another program") from exc
-        raise DeskPulseError(f"cannot open {path}: {exc}") from exc
+    except _OPEN_ERRORS as exc:
+        raise _open_failure(path, exc) from exc
     port.reset_input_buffer()
     return port
