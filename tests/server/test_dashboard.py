@@ -388,15 +388,17 @@ def test_the_poll_announces_other_processes_syncs_once() -> None:
                 return {"lyon-1": "acme/north/lyon", "nice-1": "acme/south/nice"}
             if fn is live.newest_mark:
                 return marks[-1][0]
-            return [m for m in marks if m[0] > args[0]]
+            after, _, among = args
+            return sorted(m for m in marks if m[0] > after or m[0] in among)
 
         hub = live.Broadcaster(interval_s=0.01)
         seen = hub.subscribe(None)
         async with live.watching(hub, run, poll_s=0.02):
             await asyncio.sleep(0.1)
             hub.notify(["lyon-1"])  # this process's own push...
-            marks.append((2, "lyon-1"))  # ...which the poll then finds: not twice
-            marks.append((3, "nice-1"))  # another server's push
+            marks.append((3, "lyon-1"))  # ...which the poll then finds: not twice
+            await asyncio.sleep(0.1)
+            marks.append((2, "nice-1"))  # another server's push, committed after id 3
             await asyncio.sleep(0.2)
         hub.close()
         return [seen.queue.get_nowait() for _ in range(seen.queue.qsize())]
@@ -404,6 +406,25 @@ def test_the_poll_announces_other_processes_syncs_once() -> None:
     events = [json.loads(e) for e in asyncio.run(scenario()) if e]
     devices = [d for e in events for d in e["devices"]]
     assert sorted(devices) == ["lyon-1", "nice-1"]
+
+
+def test_a_push_that_commits_after_a_later_one_is_still_announced() -> None:
+    # PostgreSQL hands out sync ids before commit: 5 can become visible after 6.
+    cursor = live.SyncCursor(4)
+    assert cursor.take([(6, "nice-1")], now=0.0) == ["nice-1"]
+    assert cursor.take([(5, "lyon-1"), (7, "nice-1")], now=1.0) == ["lyon-1", "nice-1"]
+    assert cursor.gaps == {} and cursor.last == 7
+    assert cursor.take([(5, "lyon-1")], now=2.0) == []  # never twice
+
+
+def test_a_skipped_id_is_given_up_after_a_while_and_the_gaps_stay_bounded() -> None:
+    cursor = live.SyncCursor(0)
+    cursor.take([(3, "a")], now=0.0)
+    assert sorted(cursor.gaps) == [1, 2]
+    cursor.take([(4, "a")], now=live.GAP_WAIT_S + 1)  # 1 and 2 were rolled back
+    assert cursor.gaps == {}
+    cursor.take([(10 * live.MAX_GAPS, "a")], now=live.GAP_WAIT_S + 2)
+    assert len(cursor.gaps) == live.MAX_GAPS and max(cursor.gaps) == 10 * live.MAX_GAPS - 1
 
 
 # -- live, against deskpulse serve -----------------------------------------------------------

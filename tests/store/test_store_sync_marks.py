@@ -32,3 +32,13 @@ def test_sync_marks_and_last_syncs(db_target: str) -> None:
         assert store.sync_marks(ids[0], 1) == marks[1:2]
         assert store.sync_marks(ids[-1], 100) == []
         assert store.last_syncs() == {"a": T0 + 9, "b": T0 + 5}
+
+
+def test_sync_marks_also_finds_the_skipped_ids_asked_for(db_target: str) -> None:
+    with open_store(db_target) as store:
+        for n, device in enumerate(["a", "b", "c"], 1):
+            store.store_batch(device, _one(n), [Anchor(1, 0, T0, 2)], STATUS, "wifi",
+                              now=T0 + n)
+        (first, _), (second, _), (third, _) = store.sync_marks(0, 100)
+        assert store.sync_marks(third, 100, [second, third + 7]) == [(second, "b")]
+        assert store.sync_marks(second, 100, [first]) == [(first, "a"), (third, "c")]

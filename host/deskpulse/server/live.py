@@ -10,7 +10,9 @@ rather than slowing anyone down: its browser reconnects and refetches.
 Another `serve` process on the same database stores pushes this one never sees, and a
 serial `deskpulse sync` stores syncs no server sees: `watch_syncs` polls the store's
 newest sync id every `poll_s` (one indexed query per process, however many dashboards),
-and announces the syncs it did not hear about from this process's own push route.
+and announces the syncs it did not hear about from this process's own push route. Ids it
+saw skipped are asked for again for a while (`SyncCursor`): on PostgreSQL a push that
+took its id first can commit after one that took a later id.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ RECENT_S = 5.0
 """A sync the poll finds for a kiosk this process announced within this many seconds is
 taken for that push, not announced twice."""
 POLL_ROWS = 10_000
+GAP_WAIT_S = 30.0
+"""How long the poll keeps looking for a sync id it saw skipped. On PostgreSQL a push takes
+its id before it commits, so a later id can be visible first; an id still missing after
+this was rolled back (or is a sequence value never used), since a push commits in ms."""
+MAX_GAPS = 1_000
 PLACES_EVERY_S = 10.0
 """How often the kiosks' sites are read again (an assignment shows within this time)."""
 MAX_SUBSCRIBERS = 512
@@ -182,8 +189,35 @@ def newest_mark(store: Store) -> int:
     return marks[0][0] if marks else 0
 
 
-def marks_after(store: Store, after: int, limit: int) -> list[tuple[int, str]]:
-    return store.sync_marks(after, limit)
+def marks_after(store: Store, after: int, limit: int, among: list[int]
+                ) -> list[tuple[int, str]]:
+    return store.sync_marks(after, limit, among)
+
+
+@dataclass
+class SyncCursor:
+    """What the poll has seen: every sync up to `last` but the `gaps` (skipped id -> when
+    first skipped), which are asked for again until they appear or GAP_WAIT_S passes."""
+
+    last: int
+    gaps: dict[int, float] = field(default_factory=dict)
+
+    def take(self, marks: list[tuple[int, str]], now: float) -> list[str]:
+        """The devices of the marks not seen before; the cursor moves past them."""
+        devices = []
+        for sync_id, device_id in marks:
+            if sync_id > self.last:
+                for skipped in range(max(self.last + 1, sync_id - MAX_GAPS), sync_id):
+                    self.gaps.setdefault(skipped, now)
+                self.last = sync_id
+                devices.append(device_id)
+            elif self.gaps.pop(sync_id, None) is not None:
+                devices.append(device_id)
+        for sync_id in [i for i, since in self.gaps.items() if now - since > GAP_WAIT_S]:
+            del self.gaps[sync_id]
+        for sync_id in sorted(self.gaps)[:-MAX_GAPS]:
+            del self.gaps[sync_id]
+        return devices
 
 
 def kiosk_places(store: Store) -> dict[str, str]:
@@ -196,7 +230,7 @@ Run = Callable[..., Awaitable[Any]]
 async def watch_syncs(broadcaster: Broadcaster, run: Run, *, poll_s: float = POLL_S,
                       places_every_s: float = PLACES_EVERY_S) -> None:
     """Announce the syncs other processes stored (run: a store call, e.g. a reader's)."""
-    cursor: int | None = None
+    cursor: SyncCursor | None = None
     places_at = float("-inf")
     while True:
         try:
@@ -204,12 +238,12 @@ async def watch_syncs(broadcaster: Broadcaster, run: Run, *, poll_s: float = POL
                 broadcaster.places = await run(kiosk_places)
                 places_at = broadcaster.clock()
             if cursor is None:
-                cursor = await run(newest_mark)
+                cursor = SyncCursor(await run(newest_mark))
             else:
-                marks = await run(marks_after, cursor, POLL_ROWS)
-                if marks:
-                    cursor = marks[-1][0]
-                    foreign = {d for _, d in marks if not broadcaster.heard_lately(d)}
+                marks = await run(marks_after, cursor.last, POLL_ROWS, sorted(cursor.gaps))
+                devices = cursor.take(marks, broadcaster.clock())
+                if devices:
+                    foreign = {d for d in devices if not broadcaster.heard_lately(d)}
                     broadcaster.notify(foreign, local=False)
         except asyncio.CancelledError:
             raise

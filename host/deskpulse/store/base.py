@@ -432,10 +432,13 @@ class Store(abc.ABC):
     # -- what the dashboard watches (docs/dashboard.md) ----------------------------------------
 
     @abc.abstractmethod
-    def sync_marks(self, after: int | None, limit: int) -> list[tuple[int, str]]:
-        """(sync_id, device_id) of the syncs and pushes recorded after sync `after`, oldest
-        first, at most `limit`; with `after` None only the newest one (none in an empty
-        store): a cheap "what is new" that every `serve` process can poll."""
+    def sync_marks(self, after: int | None, limit: int, among: Sequence[int] = ()
+                   ) -> list[tuple[int, str]]:
+        """(sync_id, device_id) of the syncs and pushes recorded after sync `after`, and of
+        those of the ids `among` that exist (ids the poll saw skipped, which a transaction
+        still open may yet commit), oldest first, at most `limit` after `after`; with
+        `after` None only the newest one (none in an empty store): a cheap "what is new"
+        that every `serve` process can poll."""
 
     @abc.abstractmethod
     def last_syncs(self) -> dict[str, int]:

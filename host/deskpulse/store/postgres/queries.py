@@ -249,8 +249,8 @@ def negative_marks(since: float | None, until: float | None, device_id: str | No
             (list(negative_ratings), *params))
 
 
-def sync_marks(conn: psycopg.Connection[Any], after: int | None, limit: int
-               ) -> list[tuple[int, str]]:
+def sync_marks(conn: psycopg.Connection[Any], after: int | None, limit: int,
+               among: Sequence[int]) -> list[tuple[int, str]]:
     if after is None:
         rows = conn.execute(
             "SELECT sync_id, device_id FROM syncs ORDER BY sync_id DESC LIMIT 1").fetchall()
@@ -258,6 +258,10 @@ def sync_marks(conn: psycopg.Connection[Any], after: int | None, limit: int
         rows = conn.execute(
             "SELECT sync_id, device_id FROM syncs WHERE sync_id > %s ORDER BY sync_id "
             "LIMIT %s", (after, limit)).fetchall()
+    if among:
+        rows = conn.execute(
+            "SELECT sync_id, device_id FROM syncs WHERE sync_id = ANY(%s) ORDER BY sync_id",
+            ([int(i) for i in among],)).fetchall() + rows
     return [(int(sync_id), device_id) for sync_id, device_id in rows]
 
 

@@ -297,8 +297,9 @@ class SqliteStore(health_rules.HealthMethods, account_rules.AccountMethods,
             negative_ratings))
 
     @_translated
-    def sync_marks(self, after: int | None, limit: int) -> list[tuple[int, str]]:
-        return queries.sync_marks(self.connection, after, limit)
+    def sync_marks(self, after: int | None, limit: int, among: Sequence[int] = ()
+                   ) -> list[tuple[int, str]]:
+        return queries.sync_marks(self.connection, after, limit, among)
 
     @_translated
     def last_syncs(self) -> dict[str, int]:

@@ -250,8 +250,8 @@ def negative_marks(conn: sqlite3.Connection, since: float | None, until: float |
                             ORDER BY r.device_id, r.wall""", params)
 
 
-def sync_marks(conn: sqlite3.Connection, after: int | None, limit: int
-               ) -> list[tuple[int, str]]:
+def sync_marks(conn: sqlite3.Connection, after: int | None, limit: int,
+               among: Sequence[int]) -> list[tuple[int, str]]:
     if after is None:
         rows = conn.execute(
             "SELECT sync_id, device_id FROM syncs ORDER BY sync_id DESC LIMIT 1").fetchall()
@@ -259,6 +259,11 @@ def sync_marks(conn: sqlite3.Connection, after: int | None, limit: int
         rows = conn.execute(
             "SELECT sync_id, device_id FROM syncs WHERE sync_id > ? ORDER BY sync_id "
             "LIMIT ?", (after, limit)).fetchall()
+    if among:
+        rows = conn.execute(
+            "SELECT sync_id, device_id FROM syncs WHERE sync_id IN "
+            "(SELECT value FROM json_each(?)) ORDER BY sync_id",
+            (json.dumps([int(i) for i in among]),)).fetchall() + rows
     return [(int(sync_id), device_id) for sync_id, device_id in rows]
 
 
