@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MP_WALK, mpy_json
+from deskpulse import cli
 from deskpulse.device import image
 from deskpulse.errors import DeskPulseError
 
@@ -80,3 +81,29 @@ def test_an_image_over_the_partition_is_refused() -> None:
         image.romfs_image(files, size=1024)
     with pytest.raises(DeskPulseError, match="ASCII file paths only"):
         image.romfs_image({"/kiosk/é.mpy": b"M"})
+
+
+def test_the_image_command_writes_both_images(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    fs, rom = tmp_path / "fs.img", tmp_path / "app.romfs"
+    code = cli.main(["image", "--board", BOARD, "-o", str(fs), "--romfs", str(rom)])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == "", err
+    built = image.build_image(BOARD, romfs=True)
+    assert fs.read_bytes() == built.data and rom.read_bytes() == built.romfs
+    assert not any(path.startswith("/kiosk") for path in built.files)
+    assert set(read_back(rom)["files"]) == set(image.romfs_split(
+        image.device_files("mpy"))[0])
+    assert f"romfs deploy {rom}" in out
+    assert built.mpy_version == "6.3"  # the ESP32's native code is in the ROMFS image
+
+
+def test_a_romfs_name_mpremote_would_not_take_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fs = tmp_path / "fs.img"
+    code = cli.main(["image", "--board", BOARD, "-o", str(fs), "--romfs",
+                     str(tmp_path / "app")])
+    _, err = capsys.readouterr()
+    assert code != 0
+    assert err.startswith("deskpulse: --romfs ") and "name it FILE.romfs" in err
+    assert not fs.exists() and not (tmp_path / "app").exists()
