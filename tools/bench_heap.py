@@ -499,7 +499,10 @@ gc.collect()
 print(gc.mem_alloc() - before)
 """
 
-_IMPORT = re.compile(r"^\s*(?:from\s+(kiosk[\w.]*)\s+import\s+([\w, ]+)|import\s+(kiosk[\w.]*))",
+# Top-level imports only: one inside a function loads on demand, and counting it made
+# kiosk.config (imported by kiosk.hostname, which config imports in a function) come in
+# before itself and measure as nothing.
+_IMPORT = re.compile(r"^(?:from\s+(kiosk[\w.]*)\s+import\s+([\w, ]+)|import\s+(kiosk[\w.]*))",
                      re.M)
 
 
@@ -540,7 +543,7 @@ def import_order() -> list[tuple[str, list[str]]]:
                 needs(dep, found)
         return found
 
-    return [(m, [d for d in order if d in needs(m, set())]) for m in order]
+    return [(m, [d for d in order if d in needs(m, set()) and d != m]) for m in order]
 
 
 def import_sizes(binary: Path, form: str, arch: str, work: Path) -> list[tuple[str, int]]:
