@@ -2,7 +2,7 @@
 
 Run from the repository root (about 20-40 min for every case and both ports):
     .venv/bin/python tools/bench_heap.py [--sessions N]
-        [--cases py,mpy,mpy+push,frozen+push,mpy+ota,frozen+ota]
+        [--cases py,mpy,mpy+push,frozen+push,mpy+ota,frozen+ota,romfs+push]
                                          [--ports 32,64] [--step KB] [--json]
 
 Each run boots the app as an ESP32 does (tests/firmware/mp/esp32_boot.py): main.py ->
@@ -19,9 +19,12 @@ files leaves them), mpy (mpy-cross output), mpy+push (with the WiFi push configu
 frozen+push (the app frozen into the firmware by firmware/manifest.py; only the fonts,
 board and config on the filesystem); mpy+ota and frozen+ota are the push cases with the
 ~7.7 KB config fetched over the air from the push server (kiosk/ota.py) instead of
-uploaded over serial. Ports: 32, the 32-bit unix port built from
-/work/shared/micropython (objects and GC blocks of an ESP32's size, cached in .cache/mp32);
-64, the 64-bit port from PyPI that the older heap tests use, as the anchor (no frozen case).
+uploaded over serial; romfs+push is mpy+push with the .mpy in a ROMFS image mounted at
+/rom (a firmware built with MICROPY_VFS_ROM), on a 32-bit build that maps the image outside
+the heap as flash (tools/mp32-romfs.patch), main.py and the data on LittleFS. Ports: 32,
+the 32-bit unix port built from /work/shared/micropython (objects and GC blocks of an
+ESP32's size, cached in .cache/mp32); 64, the 64-bit port from PyPI that the older heap
+tests use, as the anchor (no frozen or ROMFS case).
 The figure printed is the -X heapsize= the run needs, and the same less what the harness
 itself holds when the app starts (stand-in modules, the image file, the customers): that
 part is not on a device.
