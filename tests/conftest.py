@@ -21,6 +21,31 @@ FIRMWARE = REPO / "firmware"
 BOARDS = REPO / "boards"
 FW_TESTS = REPO / "tests" / "firmware" / "mp"  # MicroPython-side test helpers (harness.py)
 
+# MicroPython source: walk(folder, {}) lists every file under a mounted folder as
+# {path below the folder: [size, SHA-256 hex]}, for tests that read an image back.
+MP_WALK = """
+import os, hashlib, binascii
+
+def walk(folder, found, top=None):
+    top = top or folder
+    for entry in os.ilistdir(folder):
+        path = folder + "/" + entry[0]
+        if entry[1] == 0x4000:
+            walk(path, found, top)
+        else:
+            h = hashlib.sha256()
+            size = 0
+            with open(path, "rb") as f:
+                while True:
+                    chunk = f.read(4096)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    size += len(chunk)
+            found[path[len(top):]] = [size, binascii.hexlify(h.digest()).decode()]
+    return found
+"""
+
 
 def micropython_binary() -> str:
     """The `micropython` command installed beside this interpreter (the venv's)."""

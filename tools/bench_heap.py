@@ -2,7 +2,7 @@
 
 Run from the repository root (about 20-40 min for every case and both ports):
     .venv/bin/python tools/bench_heap.py [--sessions N]
-        [--cases py,mpy,mpy+push,frozen+push,mpy+ota,frozen+ota]
+        [--cases py,mpy,mpy+push,frozen+push,mpy+ota,frozen+ota,romfs+push]
                                          [--ports 32,64] [--step KB] [--json]
 
 Each run boots the app as an ESP32 does (tests/firmware/mp/esp32_boot.py): main.py ->
@@ -19,9 +19,12 @@ files leaves them), mpy (mpy-cross output), mpy+push (with the WiFi push configu
 frozen+push (the app frozen into the firmware by firmware/manifest.py; only the fonts,
 board and config on the filesystem); mpy+ota and frozen+ota are the push cases with the
 ~7.7 KB config fetched over the air from the push server (kiosk/ota.py) instead of
-uploaded over serial. Ports: 32, the 32-bit unix port built from
-/work/shared/micropython (objects and GC blocks of an ESP32's size, cached in .cache/mp32);
-64, the 64-bit port from PyPI that the older heap tests use, as the anchor (no frozen case).
+uploaded over serial; romfs+push is mpy+push with the .mpy in a ROMFS image mounted at
+/rom (a firmware built with MICROPY_VFS_ROM), on a 32-bit build that maps the image outside
+the heap as flash (tools/mp32-romfs.patch), main.py and the data on LittleFS. Ports: 32,
+the 32-bit unix port built from /work/shared/micropython (objects and GC blocks of an
+ESP32's size, cached in .cache/mp32); 64, the 64-bit port from PyPI that the older heap
+tests use, as the anchor (no frozen or ROMFS case).
 The figure printed is the -X heapsize= the run needs, and the same less what the harness
 itself holds when the app starts (stand-in modules, the image file, the customers): that
 part is not on a device.
@@ -61,11 +64,12 @@ from ntpserver import NtpServer  # noqa: E402
 from pushserver import PushServer  # noqa: E402
 
 SHARED_MICROPYTHON = Path("/work/shared/micropython")
+ROMFS_PATCH = REPO / "tools" / "mp32-romfs.patch"
 CACHE = REPO / ".cache" / "mp32"
 BOARD = REPO / "boards" / "esp32-devkitc-ssd1680.json"
 DEVICE = "heap-1"
 KEY = bytes(range(1, 33))
-CASES = ("py", "mpy", "mpy+push", "frozen+push", "mpy+ota", "frozen+ota")
+CASES = ("py", "mpy", "mpy+push", "frozen+push", "mpy+ota", "frozen+ota", "romfs+push")
 STAND_INS = ("esp32_standins.py", "esp32_time.py")
 SYNC_EVERY_S = 6.0  # a host sync paces the virtual clock: not too often
 SYNC_LOG: list[tuple[float, str, Any]] = []  # (seconds into the run, outcome, detail)
@@ -90,24 +94,30 @@ def _manifest_text(frozen_app: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_port32(frozen_app: bool, cache: Path = CACHE) -> Path:
+def build_port32(frozen_app: bool, cache: Path = CACHE, *, romfs: bool = False) -> Path:
     """The 32-bit unix port with asyncio and the stand-ins frozen (and the app, if asked),
     built by /work/shared/micropython/build-unix32.sh into cache; make rebuilds only what
-    changed. Raises BuildError when that cannot be done here."""
+    changed. romfs: with tools/mp32-romfs.patch, which maps the file that the variable
+    MICROPY_ROMFS_IMAGE names as the ROMFS segment MicroPython mounts at /rom (as an ESP32
+    firmware built with MICROPY_VFS_ROM maps its romfs partition). Raises BuildError when
+    that cannot be done here."""
+    if romfs and frozen_app:
+        raise ValueError("a ROMFS build runs the app from the image, not frozen")
     script = SHARED_MICROPYTHON / "build-unix32.sh"
     if not script.is_file():
         raise BuildError(f"{script} is absent: no MicroPython source to build a 32-bit port")
     # One build folder per firmware folder frozen (a copy under trial must not overwrite
     # the checkout's), and a lock: pytest workers and a benchmark may build at once.
     name = "app-" + hashlib.sha256(str(FIRMWARE).encode()).hexdigest()[:8] if frozen_app \
-        else "base"
+        else "romfs" if romfs else "base"
     out = cache / name
     if out in _BUILT:  # make has run on it in this process (each call costs seconds)
         return _BUILT[out]
-    # A new app build starts as a copy of the base build (its times kept), so that make
-    # redoes only the frozen modules and the link: in a clean clone that is one full build
-    # of the port, not two, the larger part of the heap tests' set-up (make test's time).
-    seed = build_port32(False, cache).parents[4] if frozen_app and not out.exists() else None
+    # A new app or ROMFS build starts as a copy of the base build (its times kept), so
+    # that make redoes only what differs: in a clean clone that is one full build of the
+    # port, not two, the larger part of the heap tests' set-up (make test's time).
+    seed = build_port32(False, cache).parents[4] \
+        if (frozen_app or romfs) and not out.exists() else None
     manifest = out / "manifest.py"
     text = _manifest_text(frozen_app)
     cache.mkdir(parents=True, exist_ok=True)
@@ -116,6 +126,8 @@ def build_port32(frozen_app: bool, cache: Path = CACHE) -> Path:
         if seed is not None and not out.exists():
             _copy_build(seed, out)
         out.mkdir(parents=True, exist_ok=True)
+        if romfs:
+            _patch_once(out / "micropython", ROMFS_PATCH)
         if not manifest.is_file() or manifest.read_text() != text:
             manifest.write_text(text)
         done = subprocess.run(["bash", str(script), str(out), str(manifest)],
@@ -131,6 +143,21 @@ def build_port32(frozen_app: bool, cache: Path = CACHE) -> Path:
 
 _BUILT: dict[Path, Path] = {}
 """build_port32's binaries by build folder, built (or found up to date) by this process."""
+
+
+def _patch_once(source: Path, patch: Path) -> None:
+    """patch applied to the unpacked MicroPython source, unless it already is; then the
+    port's build is started afresh (make would not collect the qstrs of files that a
+    patched header enables)."""
+    applied = subprocess.run(["patch", "-p1", "-R", "--dry-run", "-s", "-f", "-d", str(source),
+                              "-i", str(patch)], capture_output=True, text=True, check=False)
+    if applied.returncode == 0:
+        return
+    done = subprocess.run(["patch", "-p1", "-N", "-s", "-d", str(source), "-i", str(patch)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BuildError(f"cannot apply {patch.name}: {(done.stdout + done.stderr)[-800:]}")
+    shutil.rmtree(source / "ports" / "unix" / "build-32", ignore_errors=True)
 
 
 def _copy_build(seed: Path, out: Path) -> None:
@@ -207,6 +234,7 @@ class Case:
     ota: bool = False  # the push server holds that config: the kiosk fetches it
     tls: bool = False  # the push goes over HTTPS, pinned to a certificate (bench_tls.py)
     local_ntp: bool = False  # sync.ntp_server is tests/ntpserver.py's, not pool.ntp.org
+    romfs: bytes | None = None  # the ROMFS image the port maps at /rom (the app's .mpy)
 
 
 @dataclass
@@ -219,13 +247,26 @@ class Outcome:
     result: dict[str, Any] = field(default_factory=dict)  # what esp32_boot.py wrote
 
 
+def build_kind(case_name: str) -> str:
+    """The 32-bit build a case runs on: "frozen" (the app in the firmware), "romfs" (the
+    ROMFS build of tools/mp32-romfs.patch) or "plain"."""
+    form = case_name.split("+")[0]
+    return form if form in ("frozen", "romfs") else "plain"
+
+
 def prepare(case_name: str, port: str, binary: Path, sessions: int) -> Case:
-    form = "frozen" if case_name.startswith("frozen") else case_name.split("+")[0]
-    files = device_files(form, "x86" if port == "32" else "x64")
+    form = case_name.split("+")[0]
+    arch = "x86" if port == "32" else "x64"
+    rom = None
+    if form == "romfs":  # the .mpy case's modules, in the ROMFS image instead
+        in_rom, files = image.romfs_split(device_files("mpy", arch))
+        rom = image.romfs_image(in_rom)
+    else:
+        files = device_files(form, arch)
     files["/board.json"] = BOARD.read_bytes()
     ota = "ota" in case_name
     return Case(case_name, port, binary, files, "push" in case_name or ota, sessions,
-                upload=not ota, ota=ota, tls=case_name.endswith("+tls"))
+                upload=not ota, ota=ota, tls=case_name.endswith("+tls"), romfs=rom)
 
 
 def _push_section(url: str) -> dict[str, Any]:
@@ -270,6 +311,8 @@ def run_once(case: Case, heap: int, work: Path, timeout: float = 900,
         files = dict(case.files)
         files["/config.json"] = json.dumps(base_config(section)).encode()
         make_image(state / "flash.img", json.loads(BOARD.read_text()), files)
+        if case.romfs is not None:
+            (state / "romfs.img").write_bytes(case.romfs)
         config_file = state / "upload.json"
         config_file.write_text(json.dumps(upload_config(section)))
         if case.ota:  # the server's copy: no identity or network (the kiosk keeps its
@@ -309,7 +352,9 @@ def _drive(case: Case, heap: int, state: Path, db: Path, config_file: Path | Non
     configured = config_file is None  # with nothing to upload, a run may end before any sync
     errors: list[str] = []
     sim = Simulator(BOARD, state, heap=str(heap), micropython=case.binary,
-                    firmware_entry=MP_HELPERS / "esp32_boot.py")
+                    firmware_entry=MP_HELPERS / "esp32_boot.py",
+                    env=None if case.romfs is None
+                    else {"MICROPY_ROMFS_IMAGE": str(state / "romfs.img")})
     code = None
     with sim:
         code = sim.wait(2.0)
@@ -457,7 +502,10 @@ gc.collect()
 print(gc.mem_alloc() - before)
 """
 
-_IMPORT = re.compile(r"^\s*(?:from\s+(kiosk[\w.]*)\s+import\s+([\w, ]+)|import\s+(kiosk[\w.]*))",
+# Top-level imports only: one inside a function loads on demand, and counting it made
+# kiosk.config (imported by kiosk.hostname, which config imports in a function) come in
+# before itself and measure as nothing.
+_IMPORT = re.compile(r"^(?:from\s+(kiosk[\w.]*)\s+import\s+([\w, ]+)|import\s+(kiosk[\w.]*))",
                      re.M)
 
 
@@ -498,48 +546,67 @@ def import_order() -> list[tuple[str, list[str]]]:
                 needs(dep, found)
         return found
 
-    return [(m, [d for d in order if d in needs(m, set())]) for m in order]
+    return [(m, [d for d in order if d in needs(m, set()) and d != m]) for m in order]
 
 
 def import_sizes(binary: Path, form: str, arch: str, work: Path) -> list[tuple[str, int]]:
     """Heap each module keeps once imported (gc.mem_alloc around each import, after a
-    collection), leaves first: what a module's own code and objects hold."""
+    collection), leaves first: what a module's own code and objects hold. form "romfs":
+    the .mpy in a ROMFS image, imported from /rom (binary: the ROMFS build)."""
     root = work / f"imports-{form}-{arch}"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    for where, content in device_files(form, arch).items():
+    env = dict(os.environ, MICROPYPATH=f".frozen:{MP_HELPERS}")
+    if form == "romfs":
+        (root / "app.romfs").write_bytes(image.romfs_image(
+            image.romfs_split(device_files("mpy", arch))[0]))
+        env["MICROPY_ROMFS_IMAGE"] = str(root / "app.romfs")
+        root = Path(image.ROMFS_MOUNT)
+    for where, content in device_files(form, arch).items() if form != "romfs" else ():
         target = root / where.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
-    env = dict(os.environ, MICROPYPATH=f".frozen:{MP_HELPERS}")
     sizes = []
     for module, deps in import_order():
         # One process per module: its own code and objects, after what it imports.
         probe = work / "import_probe.py"
         probe.write_text(IMPORT_PROBE.format(
-            root=str(root), module=module, deps="\n".join(f"import {d}" for d in deps)))
+            root=str(root), module=module, deps="\n".join(
+                # A dependency this build cannot import (kiosk.https without tls, which
+                # kiosk.push imports only for an https URL) is left out.
+                f"try:\n    import {d}\nexcept ImportError:\n    pass" for d in deps)))
         done = subprocess.run([str(binary), "-X", "heapsize=4M", str(probe)],
                               capture_output=True, text=True, env=env, timeout=120,
                               check=False)
+        missing = re.search(r"ImportError: no module named '(\w+)'",
+                            done.stdout + done.stderr)
+        if done.returncode != 0 and missing and not missing.group(1).startswith("kiosk"):
+            continue  # a module of the firmware's that this build lacks (tls: bench_tls.py)
         if done.returncode != 0:
-            raise RuntimeError(f"importing {module}: {done.stderr[-2000:]}")
+            raise RuntimeError(f"importing {module}: {(done.stdout + done.stderr)[-2000:]}")
         sizes.append((module, int(done.stdout.split()[-1])))
     return sizes
 
 
 # -- main -----------------------------------------------------------------------------------------
-def binaries(ports: list[str], report: Any, cache: Path = CACHE
-             ) -> dict[tuple[str, bool], Path]:
-    found: dict[tuple[str, bool], Path] = {}
+def binaries(ports: list[str], report: Any, cache: Path = CACHE,
+             cases: tuple[str, ...] = CASES) -> dict[tuple[str, str], Path]:
+    """(port, build_kind) -> the binary, for the builds the cases need (the 64-bit port
+    from PyPI has neither the app frozen nor ROMFS)."""
+    found: dict[tuple[str, str], Path] = {}
+    kinds = {build_kind(name) for name in cases}
     if "32" in ports:
         report(f"building the 32-bit ports (cached in {cache}) ...")
-        found["32", False] = build_port32(False, cache)
-        found["32", True] = build_port32(True, cache)
+        found["32", "plain"] = build_port32(False, cache)
+        if "frozen" in kinds:
+            found["32", "frozen"] = build_port32(True, cache)
+        if "romfs" in kinds:
+            found["32", "romfs"] = build_port32(False, cache, romfs=True)
     if "64" in ports:
         binary = default_micropython()
         if binary is None:
             raise SystemExit("bench_heap: no MicroPython unix port in the venv")
-        found["64", False] = Path(binary)
+        found["64", "plain"] = Path(binary)
     return found
 
 
@@ -569,22 +636,24 @@ def main(argv: list[str] | None = None) -> int:
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    built = binaries(ports, report, args.cache)
+    built = binaries(ports, report, args.cache, tuple(cases))
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-heap-"))
     work.mkdir(parents=True, exist_ok=True)
     figures: list[Figure] = []
     for port in ports:
         for name in cases:
-            frozen = name.startswith("frozen")
-            if (port, frozen) not in built:
+            if (port, build_kind(name)) not in built:
                 continue
-            case = prepare(name, port, built[port, frozen], args.sessions)
+            case = prepare(name, port, built[port, build_kind(name)], args.sessions)
             case.upload = case.upload and not args.no_upload
             low, high = start_heap(port)
             figures.append(bisect(case, low, high, args.step * 1024, work, report))
     sizes = {}
     if "32" in ports:
-        sizes = {"mpy": import_sizes(built["32", False], "mpy", "x86", work)}
+        sizes = {"mpy": import_sizes(built["32", "plain"], "mpy", "x86", work)}
+        for kind in ("romfs", "frozen"):
+            if ("32", kind) in built:
+                sizes[kind] = import_sizes(built["32", kind], kind, "x86", work)
     if args.json:
         print(json.dumps({"figures": [f.__dict__ | {"app": f.app} for f in figures],
                           "imports": sizes}, indent=1))

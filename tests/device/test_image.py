@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import BOARDS, FIRMWARE, REPO, mpy_json
+from conftest import BOARDS, FIRMWARE, MP_WALK, REPO, mpy_json
 from deskpulse import cli, resources
 from deskpulse.device import boards, image
 from deskpulse.device.micropython import default_micropython
@@ -33,8 +33,8 @@ CONFIG = {"version": 3, "device_id": "front-1", "scale": 4, "language": "de",
 
 # Mounts an image file read-only with MicroPython's own LittleFS (vfs.VfsLfs2), the one
 # the ESP32 port has, and lists every file with its size and SHA-256.
-MOUNT = """
-import vfs, os, json, hashlib, binascii
+MOUNT = MP_WALK + """
+import vfs, json
 
 class ImageFile:
     def __init__(self, path, block_size):
@@ -58,24 +58,6 @@ class ImageFile:
         return 0
 
 vfs.mount(vfs.VfsLfs2(ImageFile(%(path)r, %(block_size)d)), "/image", readonly=True)
-
-def walk(folder, found):
-    for entry in os.ilistdir(folder):
-        path = folder + "/" + entry[0]
-        if entry[1] == 0x4000:
-            walk(path, found)
-        else:
-            h = hashlib.sha256()
-            size = 0
-            with open(path, "rb") as f:
-                while True:
-                    chunk = f.read(4096)
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    size += len(chunk)
-            found[path[len("/image"):]] = [size, binascii.hexlify(h.digest()).decode()]
-    return found
 
 st = os.statvfs("/image")
 print("@" + json.dumps({"block_size": st[0], "blocks": st[2], "files": walk("/image", {})}))

@@ -59,6 +59,7 @@ class KioskImage:
     used_blocks: int
     mpy_version: str | None  # "6.3": the .mpy format the app needs, None for sources
     config: config_check.CheckedConfig | None
+    romfs: bytes | None = None  # the app's ROMFS image, when it is not on the filesystem
 
 
 # -- mpy-cross ----------------------------------------------------------------------------
@@ -232,12 +233,70 @@ def filesystem_image(board: Mapping[str, Any], files: Mapping[str, bytes]) -> tu
     return bytes(fs.context.buffer), used
 
 
+# -- the ROMFS image (a firmware built with MICROPY_VFS_ROM) -------------------------------
+ROMFS_MOUNT = "/rom"
+"""Where MicroPython mounts a romfs partition when it starts (extmod/vfs.c), putting /rom
+and /rom/lib after '', .frozen and /lib on sys.path."""
+ROMFS_PARTITION_SIZE = 0x20000
+"""The romfs partition of MicroPython's ports/esp32/partitions-4MiB-romfs.csv (128 KiB)."""
+
+
+def romfs_split(files: Mapping[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """device_files("mpy") parted for a firmware with ROMFS: (the app's compiled modules,
+    by path under /rom, which run in place from flash there; what stays on the
+    filesystem). main.py stays: the ESP32 runs /main.py from the filesystem only, and it
+    imports the app from /rom. So do the fonts, which the HAL reads from /fonts (they
+    would not fit the port's 128 KiB partition beside the app's 100 KB of .mpy, and their
+    reads cost no code heap)."""
+    rom = {where: data for where, data in files.items() if where.endswith(".mpy")}
+    return rom, {where: data for where, data in files.items() if where not in rom}
+
+
+def romfs_image(files: Mapping[str, bytes], size: int | None = ROMFS_PARTITION_SIZE) -> bytes:
+    """A ROMFS image holding files (path under /rom -> content), written by mpremote's own
+    writer (what `mpremote romfs build` uses; `mpremote romfs deploy` takes the image),
+    folders nested, in sorted order, so that the same inputs give the same bytes. size: the
+    romfs partition's, which a bigger image would not fit."""
+    from mpremote.romfs import VfsRomWriter
+
+    tree: dict[str, Any] = {}
+    for where, data in files.items():
+        *folders, name = where.strip("/").split("/")
+        if not name or not where.isascii():
+            raise DeskPulseError(f"{where!r} cannot go in a ROMFS image (ASCII file paths only)")
+        node = tree
+        for folder in folders:
+            node = node.setdefault(folder, {})
+        node[name] = data
+    writer = VfsRomWriter()
+
+    def add(folder: dict[str, Any]) -> None:
+        for name in sorted(folder):
+            if isinstance(folder[name], dict):
+                writer.opendir(name)
+                add(folder[name])
+                writer.closedir()
+            else:
+                writer.mkfile(name, folder[name])
+
+    add(tree)
+    image = bytes(writer.finalise())
+    if size is not None and len(image) > size:
+        raise DeskPulseError(f"the ROMFS image is {len(image)} bytes: more than the romfs "
+                             f"partition's {size}")
+    return image
+
+
 def build_image(board: str | Path, config: str | os.PathLike[str] | None = None,
                 *, arch: str | None = ESP32_ARCH, form: Form = "mpy",
-                firmware: Path | None = None) -> KioskImage:
+                firmware: Path | None = None, romfs: bool = False) -> KioskImage:
     """The filesystem image of a kiosk on `board` (a board name or file): the app, the
     board file and, when given, the config file after the firmware's own validator
-    accepted it. Everything is checked before anything is compiled."""
+    accepted it. Everything is checked before anything is compiled. romfs: the app's .mpy
+    go in a ROMFS image of their own (KioskImage.romfs) for a firmware built with ROMFS,
+    not on the filesystem, where a /kiosk folder would come first on sys.path."""
+    if romfs and form != "mpy":
+        raise DeskPulseError(f"a ROMFS image holds the app as .mpy, not as {form}")
     board_file = boards.board_path(board)
     definition = boards.load_board(board_file)
     errors = boards.errors_only(boards.validate_board(definition))
@@ -251,13 +310,17 @@ def build_image(board: str | Path, config: str | os.PathLike[str] | None = None,
     compiler = require_mpy_cross() if form == "mpy" else None
 
     files = device_files(form, arch, firmware=firmware, mpy_cross=compiler)
+    in_rom: dict[str, bytes] = {}
+    if romfs:
+        in_rom, files = romfs_split(files)
     files["/board.json"] = _read(board_file)
     if checked is not None:
         files["/config.json"] = checked.data
     data, used = filesystem_image(definition, files)
     return KioskImage(data, files, str(definition.get("name", board_file.stem)),
                       int(definition["vfs"]["offset"]), block_size, block_count, used,
-                      _mpy_version(files), checked)
+                      _mpy_version(files | in_rom), checked,
+                      romfs_image(in_rom) if romfs else None)
 
 
 def _mpy_version(files: Mapping[str, bytes]) -> str | None:

@@ -74,6 +74,7 @@ class Simulator:
         realtime: bool = False,
         reset_cause: str = "power_on",
         mac: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.board = Path(board)
         self.state_dir = Path(state_dir)
@@ -82,6 +83,9 @@ class Simulator:
         self.config = Path(config) if config is not None else None
         self.device_config = Path(device_config) if device_config is not None else None
         self.heap = heap
+        self.env = env
+        """Variables added to the child's environment (e.g. the ROMFS image that
+        tools/bench_heap.py's 32-bit build maps); None: this process's environment."""
         self.micropython = Path(micropython) if micropython is not None else None
         self.firmware_entry = (
             Path(firmware_entry) if firmware_entry is not None else resources.sim_entry()
@@ -310,6 +314,7 @@ class Simulator:
                 # Its own session: a Ctrl-C meant for the runner does not reach the child.
                 start_new_session=True,
                 preexec_fn=_die_with_parent_hook(),
+                env=None if self.env is None else {**os.environ, **self.env},
             )
         except OSError as exc:
             raise DeskPulseError(f"cannot start {micropython}: {exc.strerror or exc}") from exc

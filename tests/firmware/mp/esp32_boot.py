@@ -54,6 +54,11 @@ host = vfs.VfsPosix(state)
 vfs.umount("/")
 vfs.mount(host, "/host")
 sys.path[:] = ["", ".frozen", "/lib"]  # the ESP32's (ports/esp32/mpconfigport.h)
+# A firmware with ROMFS (MICROPY_VFS_ROM) mounts its romfs partition at /rom as it starts
+# and then appends these two (extmod/vfs.c mp_vfs_mount_romfs_protected); the 32-bit
+# build of tools/mp32-romfs.patch mounts the image it is given the same way.
+if any(point == "/rom" for _, point in vfs.mount()):
+    sys.path += ["/rom", "/rom/lib"]
 result = {"sessions": 0}
 
 
@@ -141,6 +146,7 @@ class _Done(BaseException):
 def _hook_app():
     from kiosk import app
 
+    result["app_file"] = app.__file__  # where the app was imported from
     real_run = app.run
 
     def run(hal, until=None, on_ready=None):
