@@ -165,6 +165,14 @@ class Tally:
     # Per device: [responses placed more than CLOCK_TOLERANCE_S away from their device
     # stamp, the largest such difference in seconds], counted kinds only.
     clock: dict[str, list[int]] = field(default_factory=dict)
+    # Per device and (kind, time unknown): responses of the kinds not counted, from the
+    # month rows' totals (the flagged figures count them; nothing else reads them).
+    uncounted: dict[str, dict[tuple[int, bool], int]] = field(
+        default_factory=lambda: defaultdict(dict))
+
+    def add_uncounted(self, device_id: str, kind: int, unknown: bool, responses: int) -> None:
+        table = self.uncounted[device_id]
+        table[kind, unknown] = table.get((kind, unknown), 0) + responses
 
     def add_clock(self, device_id: str, responses: int, largest: int) -> None:
         entry = self.clock.setdefault(device_id, [0, 0])
@@ -325,16 +333,19 @@ def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[str], np.ndarray, np.nda
 
 def _add_count_rows(tally: Tally, devices: list[str], scales: np.ndarray, kinds: np.ndarray,
                     counts: np.ndarray, unknown: bool = False) -> None:
-    """Sum rows of 15 counts per (device, scale, kind) into the tally."""
+    """Sum rows of 15 counts per (device, scale, kind) into the tally: one sort and one
+    `add.reduceat` however many rows (tens of thousands for a chain's two years)."""
     if not len(devices):
         return
     names = sorted(set(devices))
     index = {name: i for i, name in enumerate(names)}
-    codes = (np.array([index[d] for d in devices], np.int64) * 8 + scales) * 4 + kinds
-    keys, where = np.unique(codes, return_inverse=True)
-    sums = np.zeros((len(keys), ru.COUNTS), np.int64)
-    np.add.at(sums, where, counts)
-    for key, vec in zip(keys.tolist(), sums, strict=True):
+    codes = (np.fromiter(map(index.__getitem__, devices), np.int64, len(devices)) * 8
+             + scales) * 4 + kinds
+    order = np.argsort(codes, kind="stable")
+    codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    sums = np.add.reduceat(counts[order], starts, axis=0, dtype=np.int64)
+    for key, vec in zip(codes[starts].tolist(), sums, strict=True):
         tally.add_counts(names[key // 32], key // 4 % 8, key % 4, vec, unknown=unknown)
 
 
@@ -345,39 +356,40 @@ def _add_trend_rows(tally: Tally, days: np.ndarray, scale: int, values: np.ndarr
     tally.trend_rows.append((days, scale, values))
 
 
+def _month_first_days(months: np.ndarray) -> np.ndarray:
+    """The day numbers of the first days of month codes (`_month_first_day`, vectorised)."""
+    return (months - ru.EPOCH_MONTH).astype("datetime64[M]").astype(
+        "datetime64[D]").astype(np.int64)
+
+
 def _add_month_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
-    """Month rows into the tally. Only the rows of the counted kinds are read whole (a
-    month row is 2 KB, mostly per-day and per-hour counts); of the others, most of them
-    when flagged responses are left out, only their counts are needed."""
+    """Whole month rows of the counted kinds into the tally (those of month TIME_UNKNOWN
+    give their counts only)."""
     if not rows:
         return
     devices, months, scales, kinds = _columns(rows)
-    counts_bytes = ru.COUNTS * ru.BLOB_ITEMSIZE
-    counts = np.frombuffer(b"".join(r[-1][:counts_bytes] for r in rows), ru.BLOB).reshape(
-        len(rows), ru.COUNTS).astype(np.int64)
+    # uint32 as stored: the sums below widen to int64, not the whole matrix.
+    matrix = np.frombuffer(b"".join(r[-1] for r in rows), ru.BLOB).reshape(
+        len(rows), ru.MONTH_WIDTH)
     unknown = months == ru.TIME_UNKNOWN
     for flag in (False, True):
-        chosen = np.nonzero(unknown == flag)[0]
+        chosen = np.flatnonzero(unknown == flag)
         _add_count_rows(tally, [devices[i] for i in chosen.tolist()], scales[chosen],
-                        kinds[chosen], counts[chosen], unknown=flag)
-    counted = np.flatnonzero(np.isin(kinds, tally.kinds) & ~unknown)
-    if not len(counted):
+                        kinds[chosen], matrix[chosen, :ru.COUNTS], unknown=flag)
+    timed = ~unknown
+    if not timed.any():
         return
-    # uint32 as stored: the sums below widen to int64, not the whole matrix.
-    matrix = np.frombuffer(b"".join(rows[i][-1] for i in counted.tolist()), ru.BLOB).reshape(
-        len(counted), ru.MONTH_WIDTH)
+    matrix, months, scales = matrix[timed], months[timed], scales[timed]
     tally.heat[0] += matrix[:, ru.MONTH_HEAT:ru.MONTH_HEAT_TOP].sum(
         axis=0, dtype=np.int64).reshape(7, 24)
     tally.heat[1] += matrix[:, ru.MONTH_HEAT_TOP:].sum(axis=0, dtype=np.int64).reshape(7, 24)
     days_in_row = np.arange(31)
-    counted_scales = scales[counted]
-    for scale in np.unique(counted_scales).tolist():
-        pick = counted_scales == scale
-        first_days = np.array([_month_first_day(m) for m in months[counted[pick]].tolist()],
-                              np.int64)
+    first_days = _month_first_days(months)
+    for scale in np.unique(scales).tolist():
+        pick = scales == scale
         per_day = matrix[pick, ru.MONTH_TREND:ru.MONTH_HEAT].astype(np.int64).reshape(
             -1, len(ru.TREND_FIELDS))
-        _add_trend_rows(tally, (first_days[:, None] + days_in_row).reshape(-1), scale,
+        _add_trend_rows(tally, (first_days[pick][:, None] + days_in_row).reshape(-1), scale,
                         per_day)
 
 
@@ -439,23 +451,34 @@ def _high(until: int | None) -> int:
     return until if until is not None else LATEST
 
 
+def _add_months(store: Store, tally: Tally, ids: list[str], first: int, last: int) -> None:
+    """The month rows from `first` to `last`: whole for the counted kinds; of the others
+    (flagged responses, which are only counted) their stored totals."""
+    _add_month_rows(tally, store.month_rollups(ids, first, last, kinds=tally.kinds))
+    others = [kind for kind in range(4) if kind not in tally.kinds]
+    if others:
+        for device_id, _, kind, unknown, n in store.month_responses(ids, first, last,
+                                                                     kinds=others):
+            tally.add_uncounted(device_id, kind, unknown, n)
+
+
 def _tally_from_rollups(store: Store, sel: Selection) -> Tally:
     tally = Tally(sel.kinds)
     by_zone: dict[str, list[str]] = defaultdict(list)
     for d in sel.devices:
         by_zone[d.zone].append(d.device_id)
+    # Month TIME_UNKNOWN (how many had no time) is the same in every zone, and without a
+    # range so is every month: one read for every device.
+    _add_months(store, tally, [d.device_id for d in sel.devices], ru.TIME_UNKNOWN,
+                LATEST if not sel.ranged else ru.TIME_UNKNOWN)
+    if not sel.ranged:
+        return tally
     for zone_key, ids in sorted(by_zone.items()):
         zone = zone_clock(zone_key)
-        months = store.month_rollups(ids, ru.TIME_UNKNOWN, ru.TIME_UNKNOWN)
-        if not sel.ranged:
-            months += store.month_rollups(ids, ru.TIME_UNKNOWN + 1, LATEST)
-            _add_month_rows(tally, months)
-            continue
         plan = _plan(zone, sel.since, sel.until)
         if plan.months is not None:
-            months += store.month_rollups(ids, max(plan.months[0], ru.TIME_UNKNOWN + 1),
-                                          plan.months[1])
-        _add_month_rows(tally, months)
+            _add_months(store, tally, ids, max(plan.months[0], ru.TIME_UNKNOWN + 1),
+                        plan.months[1])
         for first, last in plan.days:
             _add_day_rows(tally, store.day_rollups(ids, first, last))
         for low, high in plan.raw:
@@ -713,6 +736,10 @@ def figures(sel: Selection, tally: Tally, generated_at: int | None = None) -> di
                 closed += n if kind & 2 else 0
                 if kind in sel.kinds:
                     counts.add(scale, vec)
+        for (kind, unknown), n in tally.uncounted.get(d.device_id, {}).items():
+            if not unknown or not sel.ranged:
+                rapid += n if kind & 1 else 0
+                closed += n if kind & 2 else 0
         for (_, kind), vec in tally.unknown.get(d.device_id, {}).items():
             if kind in sel.kinds:
                 unknown_here += int(vec.sum())

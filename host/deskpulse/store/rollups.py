@@ -69,6 +69,14 @@ it, not here: the store imports this module when it opens, and commands that nev
 rollup (`deskpulse devices`, `--help`) should not pay for loading numpy."""
 BLOB_ITEMSIZE = 4
 
+
+def counts_byte_weights() -> list[int]:
+    """What each byte of a row's first COUNTS counters weighs in their sum, the row's
+    number of responses (little-endian uint32): how SQL without a way to read integers
+    from bytes adds them up (the engines' `responses` columns of the month rows)."""
+    return [256 ** (byte % BLOB_ITEMSIZE) for byte in range(COUNTS * BLOB_ITEMSIZE)]
+
+
 if TYPE_CHECKING:
     import numpy as np
 
