@@ -211,18 +211,21 @@ class Tally:
         pairs = np.flatnonzero(sums[:, 0])  # the (day, scale) pairs with responses
         sums = sums[pairs]
         pair_days, pair_scales = pairs // 8 + first, pairs % 8
-        out = []
-        bounds = np.flatnonzero(np.diff(pair_days)) + 1
-        for rows in np.split(np.arange(len(pairs)), bounds):
-            if not len(rows):
-                continue
-            n, top, yes, no = (int(v) for v in sums[rows, :4].sum(axis=0))
-            normalised = 0.0
-            for row in rows.tolist():  # one to three scales, ascending
-                normalised += int(sums[row, 4]) / (int(pair_scales[row]) - 1)
-            out.append((_date_of(int(pair_days[rows[0]])),
-                        trend_periods.TrendSums(n, top, yes, no, normalised)))
-        return out
+        starts = np.flatnonzero(np.r_[True, pair_days[1:] != pair_days[:-1]])
+        counts = np.add.reduceat(sums[:, :4], starts, axis=0).tolist()
+        # Each day's normalised sum adds its scales' shares in ascending order, as
+        # 0.0 + first + second..., one scale of every day at a time: the same float as
+        # a loop over the days (a pairwise sum could round differently).
+        shares = sums[:, 4] / (pair_scales - 1)
+        day_of_pair = np.cumsum(np.r_[False, pair_days[1:] != pair_days[:-1]])
+        rank = np.arange(len(pairs)) - starts[day_of_pair]
+        normalised = np.zeros(len(starts))
+        for place in range(int(rank.max()) + 1):
+            at = rank == place
+            normalised[day_of_pair[at]] += shares[at]
+        return [(_date_of(day), trend_periods.TrendSums(n, top, yes, no, share))
+                for day, (n, top, yes, no), share in zip(
+                    pair_days[starts].tolist(), counts, normalised.tolist(), strict=True)]
 
     def add_response(self, device_id: str, rating: int, scale: int, told: int, kind: int,
                      local: int | None, weight: int = 1, hour_known: bool = True) -> None:
@@ -332,21 +335,25 @@ def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[str], np.ndarray, np.nda
 
 
 def _add_count_rows(tally: Tally, devices: list[str], scales: np.ndarray, kinds: np.ndarray,
-                    counts: np.ndarray, unknown: bool = False) -> None:
-    """Sum rows of 15 counts per (device, scale, kind) into the tally: one sort and one
-    `add.reduceat` however many rows (tens of thousands for a chain's two years)."""
+                    counts: np.ndarray, unknown: np.ndarray | None = None) -> None:
+    """Sum rows of 15 counts per (device, scale, kind, time unknown) into the tally: one
+    sort and one `add.reduceat` however many rows (tens of thousands for a chain's two
+    years). `unknown`: the rows of time-unknown counts, none when not given."""
     if not len(devices):
         return
     names = sorted(set(devices))
     index = {name: i for i, name in enumerate(names)}
-    codes = (np.fromiter(map(index.__getitem__, devices), np.int64, len(devices)) * 8
-             + scales) * 4 + kinds
+    codes = ((np.fromiter(map(index.__getitem__, devices), np.int64, len(devices)) * 8
+              + scales) * 4 + kinds) * 2
+    if unknown is not None:
+        codes += unknown
     order = np.argsort(codes, kind="stable")
     codes = codes[order]
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     sums = np.add.reduceat(counts[order], starts, axis=0, dtype=np.int64)
     for key, vec in zip(codes[starts].tolist(), sums, strict=True):
-        tally.add_counts(names[key // 32], key // 4 % 8, key % 4, vec, unknown=unknown)
+        tally.add_counts(names[key // 64], key // 8 % 8, key // 2 % 4, vec,
+                         unknown=bool(key % 2))
 
 
 def _add_trend_rows(tally: Tally, days: np.ndarray, scale: int, values: np.ndarray) -> None:
@@ -372,21 +379,16 @@ def _add_month_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
     matrix = np.frombuffer(b"".join(r[-1] for r in rows), ru.BLOB).reshape(
         len(rows), ru.MONTH_WIDTH)
     unknown = months == ru.TIME_UNKNOWN
-    for flag in (False, True):
-        chosen = np.flatnonzero(unknown == flag)
-        _add_count_rows(tally, [devices[i] for i in chosen.tolist()], scales[chosen],
-                        kinds[chosen], matrix[chosen, :ru.COUNTS], unknown=flag)
-    timed = ~unknown
-    if not timed.any():
-        return
-    matrix, months, scales = matrix[timed], months[timed], scales[timed]
+    _add_count_rows(tally, devices, scales, kinds, matrix[:, :ru.COUNTS], unknown)
+    # The time-unknown rows hold counts only (rollups.py): summed with the others here,
+    # left out of the trend, whose days they have none of.
     tally.heat[0] += matrix[:, ru.MONTH_HEAT:ru.MONTH_HEAT_TOP].sum(
         axis=0, dtype=np.int64).reshape(7, 24)
     tally.heat[1] += matrix[:, ru.MONTH_HEAT_TOP:].sum(axis=0, dtype=np.int64).reshape(7, 24)
     days_in_row = np.arange(31)
     first_days = _month_first_days(months)
-    for scale in np.unique(scales).tolist():
-        pick = scales == scale
+    for scale in np.unique(scales[~unknown]).tolist():
+        pick = (scales == scale) & ~unknown
         per_day = matrix[pick, ru.MONTH_TREND:ru.MONTH_HEAT].astype(np.int64).reshape(
             -1, len(ru.TREND_FIELDS))
         _add_trend_rows(tally, (first_days[pick][:, None] + days_in_row).reshape(-1), scale,
@@ -619,10 +621,10 @@ class _Counts:
 
     def __init__(self) -> None:
         self.by_scale: dict[int, np.ndarray] = {}
-        self._grids: dict[int, list[list[int]]] | None = None
+        self._per_told: tuple[list[int], list[int]] | None = None
 
     def add(self, scale: int, counts: np.ndarray) -> None:
-        self._grids = None
+        self._per_told = None
         if scale in self.by_scale:
             self.by_scale[scale] = self.by_scale[scale] + counts
         else:
@@ -630,17 +632,20 @@ class _Counts:
 
     def _sum(self, pick: int | None, top_only: bool = False) -> int:
         """The responses of one told code (None: all), or only those in the top half of
-        their scale. Summed in Python over the counts as lists: a report asks this a dozen
-        times per device, where numpy's cost per call on 15 numbers would dominate."""
-        if self._grids is None:
-            self._grids = {scale: counts.reshape(len(ru.TOLD_ORDER), ru.RATINGS).tolist()
-                           for scale, counts in self.by_scale.items()}
-        total = 0
-        for scale, grid in self._grids.items():
-            start = ru.top_from(scale) - 1 if top_only else 0
-            for row in grid if pick is None else (grid[pick],):
-                total += sum(row[start:])
-        return total
+        their scale. Summed once in Python over the counts as lists, per told code: a
+        report asks this a dozen times per device, where numpy's cost per call on 15
+        numbers would dominate."""
+        if self._per_told is None:
+            every, top = [0] * len(ru.TOLD_ORDER), [0] * len(ru.TOLD_ORDER)
+            for scale, counts in self.by_scale.items():
+                start = ru.top_from(scale) - 1
+                for code, row in enumerate(
+                        counts.reshape(len(ru.TOLD_ORDER), ru.RATINGS).tolist()):
+                    every[code] += sum(row)
+                    top[code] += sum(row[start:])
+            self._per_told = every, top
+        sums = self._per_told[top_only]
+        return sum(sums) if pick is None else sums[pick]
 
     @property
     def responses(self) -> int:
