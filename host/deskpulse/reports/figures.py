@@ -385,14 +385,24 @@ def _add_month_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
     tally.heat[0] += matrix[:, ru.MONTH_HEAT:ru.MONTH_HEAT_TOP].sum(
         axis=0, dtype=np.int64).reshape(7, 24)
     tally.heat[1] += matrix[:, ru.MONTH_HEAT_TOP:].sum(axis=0, dtype=np.int64).reshape(7, 24)
+    # The trend sums every kiosk's month alike: one row per (month, scale) before the
+    # days are spread out (a chain's 12,550 rows become 72).
+    timed = np.flatnonzero(~unknown)
+    if not len(timed):
+        return
+    codes = months[timed] * 8 + scales[timed]
+    order = np.argsort(codes, kind="stable")
+    codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    trend = np.add.reduceat(matrix[timed[order], ru.MONTH_TREND:ru.MONTH_HEAT], starts,
+                            axis=0, dtype=np.int64)
+    month_of, scale_of = codes[starts] // 8, codes[starts] % 8
     days_in_row = np.arange(31)
-    first_days = _month_first_days(months)
-    for scale in np.unique(scales[~unknown]).tolist():
-        pick = (scales == scale) & ~unknown
-        per_day = matrix[pick, ru.MONTH_TREND:ru.MONTH_HEAT].astype(np.int64).reshape(
-            -1, len(ru.TREND_FIELDS))
-        _add_trend_rows(tally, (first_days[pick][:, None] + days_in_row).reshape(-1), scale,
-                        per_day)
+    for scale in np.unique(scale_of).tolist():
+        pick = scale_of == scale
+        _add_trend_rows(tally, (_month_first_days(month_of[pick])[:, None]
+                                + days_in_row).reshape(-1), scale,
+                        trend[pick].reshape(-1, len(ru.TREND_FIELDS)))
 
 
 def _add_day_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
