@@ -240,12 +240,16 @@ def version_3_database(path: Path) -> None:
     old.executemany("INSERT INTO anchors VALUES (?, 1, ?, ?, 1)", [
         ("front-1", 50, TRUE_START + 50 + YEAR), ("front-1", 300, TRUE_START + 300),
         ("back-2", 50, TRUE_START + 50)])
-    for device_id in ("front-1", "back-2"):  # the rollups as version 3 built them
+    # The rollups as version 3 built them; today's code also writes the month rows'
+    # responses (a later migration's column), which version 3 did not have.
+    old.execute("ALTER TABLE rollup_months ADD COLUMN responses INTEGER")
+    for device_id in ("front-1", "back-2"):
         columns = zip(*old.execute(
             "SELECT wall, rating, scale, told_next, rapid, closed FROM responses "
             "WHERE device_id = ?", (device_id,)), strict=True)
         rollup_tables.apply(old, device_id, "UTC", rollups.Changes.from_columns(*columns))
         old.execute("INSERT INTO rollup_zones VALUES (?, 'UTC')", (device_id,))
+    old.execute("ALTER TABLE rollup_months DROP COLUMN responses")
     old.close()
 
 

@@ -107,7 +107,12 @@ def test_the_same_tables_and_columns_as_sqlite(store: PostgresStore, tmp_path: P
     found = {t: [name for (name,) in store.connection.execute(
         """SELECT column_name FROM information_schema.columns WHERE table_name = %s
            ORDER BY ordinal_position""", (t,))] for t in tables}
-    assert found == expected
+    # Their order may differ where SQLite rebuilt a table to keep a small column before a
+    # large one (a month rollup's responses before its 2 KB counts, read without them).
+    assert {t: sorted(c) for t, c in found.items()} == {
+        t: sorted(c) for t, c in expected.items()}
+    sqlite_months = expected["rollup_months"]
+    assert sqlite_months.index("responses") < sqlite_months.index("counts")
 
 
 def test_a_database_from_a_newer_deskpulse_is_refused(store: PostgresStore,

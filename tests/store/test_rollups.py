@@ -158,13 +158,17 @@ def test_duplicates_do_not_count_twice(conn: sqlite3.Connection) -> None:
     assert counts[rollups.TOLD_CODE["yes"] * 5 + 4] == 1 and sum(counts[:15]) == 1
 
 
-def test_a_late_anchor_moves_a_response_out_of_time_unknown(conn: sqlite3.Connection) -> None:
+def test_a_late_anchor_moves_a_response_out_of_time_unknown(
+        conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
     r = Response(seq=1, rating=2, scale=3, told_next="no", latency_s=1.0, rapid=False,
                  closed=False, boot=7, uptime_s=100, wall=None, config_version=1)
     conn.store_batch("a", [r], [], STATUS, "serial")
     months = rollup_tables.read_rows(conn.connection, "a")["rollup_months"]
     assert list(months) == [(rollups.TIME_UNKNOWN, 3, 0)]
-    os.environ.setdefault("TZ", "UTC")
+    # Restored after the test: a zone left in this worker's environment changed the host
+    # zone of later tests' in-process reports against their servers' reader processes.
+    if "TZ" not in os.environ:
+        monkeypatch.setenv("TZ", "UTC")
     conn.store_batch("a", [], [Anchor(7, 200, BASE, 1)], STATUS, "serial")
     rows = rollup_tables.read_rows(conn.connection, "a")
     assert rollups.TIME_UNKNOWN not in {k[0] for k in rows["rollup_months"]}

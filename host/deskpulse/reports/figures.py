@@ -165,6 +165,14 @@ class Tally:
     # Per device: [responses placed more than CLOCK_TOLERANCE_S away from their device
     # stamp, the largest such difference in seconds], counted kinds only.
     clock: dict[str, list[int]] = field(default_factory=dict)
+    # Per device and (kind, time unknown): responses of the kinds not counted, from the
+    # month rows' totals (the flagged figures count them; nothing else reads them).
+    uncounted: dict[str, dict[tuple[int, bool], int]] = field(
+        default_factory=lambda: defaultdict(dict))
+
+    def add_uncounted(self, device_id: str, kind: int, unknown: bool, responses: int) -> None:
+        table = self.uncounted[device_id]
+        table[kind, unknown] = table.get((kind, unknown), 0) + responses
 
     def add_clock(self, device_id: str, responses: int, largest: int) -> None:
         entry = self.clock.setdefault(device_id, [0, 0])
@@ -203,18 +211,21 @@ class Tally:
         pairs = np.flatnonzero(sums[:, 0])  # the (day, scale) pairs with responses
         sums = sums[pairs]
         pair_days, pair_scales = pairs // 8 + first, pairs % 8
-        out = []
-        bounds = np.flatnonzero(np.diff(pair_days)) + 1
-        for rows in np.split(np.arange(len(pairs)), bounds):
-            if not len(rows):
-                continue
-            n, top, yes, no = (int(v) for v in sums[rows, :4].sum(axis=0))
-            normalised = 0.0
-            for row in rows.tolist():  # one to three scales, ascending
-                normalised += int(sums[row, 4]) / (int(pair_scales[row]) - 1)
-            out.append((_date_of(int(pair_days[rows[0]])),
-                        trend_periods.TrendSums(n, top, yes, no, normalised)))
-        return out
+        starts = np.flatnonzero(np.r_[True, pair_days[1:] != pair_days[:-1]])
+        counts = np.add.reduceat(sums[:, :4], starts, axis=0).tolist()
+        # Each day's normalised sum adds its scales' shares in ascending order, as
+        # 0.0 + first + second..., one scale of every day at a time: the same float as
+        # a loop over the days (a pairwise sum could round differently).
+        shares = sums[:, 4] / (pair_scales - 1)
+        day_of_pair = np.cumsum(np.r_[False, pair_days[1:] != pair_days[:-1]])
+        rank = np.arange(len(pairs)) - starts[day_of_pair]
+        normalised = np.zeros(len(starts))
+        for place in range(int(rank.max()) + 1):
+            at = rank == place
+            normalised[day_of_pair[at]] += shares[at]
+        return [(_date_of(day), trend_periods.TrendSums(n, top, yes, no, share))
+                for day, (n, top, yes, no), share in zip(
+                    pair_days[starts].tolist(), counts, normalised.tolist(), strict=True)]
 
     def add_response(self, device_id: str, rating: int, scale: int, told: int, kind: int,
                      local: int | None, weight: int = 1, hour_known: bool = True) -> None:
@@ -324,18 +335,25 @@ def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[str], np.ndarray, np.nda
 
 
 def _add_count_rows(tally: Tally, devices: list[str], scales: np.ndarray, kinds: np.ndarray,
-                    counts: np.ndarray, unknown: bool = False) -> None:
-    """Sum rows of 15 counts per (device, scale, kind) into the tally."""
+                    counts: np.ndarray, unknown: np.ndarray | None = None) -> None:
+    """Sum rows of 15 counts per (device, scale, kind, time unknown) into the tally: one
+    sort and one `add.reduceat` however many rows (tens of thousands for a chain's two
+    years). `unknown`: the rows of time-unknown counts, none when not given."""
     if not len(devices):
         return
     names = sorted(set(devices))
     index = {name: i for i, name in enumerate(names)}
-    codes = (np.array([index[d] for d in devices], np.int64) * 8 + scales) * 4 + kinds
-    keys, where = np.unique(codes, return_inverse=True)
-    sums = np.zeros((len(keys), ru.COUNTS), np.int64)
-    np.add.at(sums, where, counts)
-    for key, vec in zip(keys.tolist(), sums, strict=True):
-        tally.add_counts(names[key // 32], key // 4 % 8, key % 4, vec, unknown=unknown)
+    codes = ((np.fromiter(map(index.__getitem__, devices), np.int64, len(devices)) * 8
+              + scales) * 4 + kinds) * 2
+    if unknown is not None:
+        codes += unknown
+    order = np.argsort(codes, kind="stable")
+    codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    sums = np.add.reduceat(counts[order], starts, axis=0, dtype=np.int64)
+    for key, vec in zip(codes[starts].tolist(), sums, strict=True):
+        tally.add_counts(names[key // 64], key // 8 % 8, key // 2 % 4, vec,
+                         unknown=bool(key % 2))
 
 
 def _add_trend_rows(tally: Tally, days: np.ndarray, scale: int, values: np.ndarray) -> None:
@@ -345,40 +363,46 @@ def _add_trend_rows(tally: Tally, days: np.ndarray, scale: int, values: np.ndarr
     tally.trend_rows.append((days, scale, values))
 
 
+def _month_first_days(months: np.ndarray) -> np.ndarray:
+    """The day numbers of the first days of month codes (`_month_first_day`, vectorised)."""
+    return (months - ru.EPOCH_MONTH).astype("datetime64[M]").astype(
+        "datetime64[D]").astype(np.int64)
+
+
 def _add_month_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
-    """Month rows into the tally. Only the rows of the counted kinds are read whole (a
-    month row is 2 KB, mostly per-day and per-hour counts); of the others, most of them
-    when flagged responses are left out, only their counts are needed."""
+    """Whole month rows of the counted kinds into the tally (those of month TIME_UNKNOWN
+    give their counts only)."""
     if not rows:
         return
     devices, months, scales, kinds = _columns(rows)
-    counts_bytes = ru.COUNTS * ru.BLOB_ITEMSIZE
-    counts = np.frombuffer(b"".join(r[-1][:counts_bytes] for r in rows), ru.BLOB).reshape(
-        len(rows), ru.COUNTS).astype(np.int64)
-    unknown = months == ru.TIME_UNKNOWN
-    for flag in (False, True):
-        chosen = np.nonzero(unknown == flag)[0]
-        _add_count_rows(tally, [devices[i] for i in chosen.tolist()], scales[chosen],
-                        kinds[chosen], counts[chosen], unknown=flag)
-    counted = np.flatnonzero(np.isin(kinds, tally.kinds) & ~unknown)
-    if not len(counted):
-        return
     # uint32 as stored: the sums below widen to int64, not the whole matrix.
-    matrix = np.frombuffer(b"".join(rows[i][-1] for i in counted.tolist()), ru.BLOB).reshape(
-        len(counted), ru.MONTH_WIDTH)
+    matrix = np.frombuffer(b"".join(r[-1] for r in rows), ru.BLOB).reshape(
+        len(rows), ru.MONTH_WIDTH)
+    unknown = months == ru.TIME_UNKNOWN
+    _add_count_rows(tally, devices, scales, kinds, matrix[:, :ru.COUNTS], unknown)
+    # The time-unknown rows hold counts only (rollups.py): summed with the others here,
+    # left out of the trend, whose days they have none of.
     tally.heat[0] += matrix[:, ru.MONTH_HEAT:ru.MONTH_HEAT_TOP].sum(
         axis=0, dtype=np.int64).reshape(7, 24)
     tally.heat[1] += matrix[:, ru.MONTH_HEAT_TOP:].sum(axis=0, dtype=np.int64).reshape(7, 24)
+    # The trend sums every kiosk's month alike: one row per (month, scale) before the
+    # days are spread out (a chain's 12,550 rows become 72).
+    timed = np.flatnonzero(~unknown)
+    if not len(timed):
+        return
+    codes = months[timed] * 8 + scales[timed]
+    order = np.argsort(codes, kind="stable")
+    codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    trend = np.add.reduceat(matrix[timed[order], ru.MONTH_TREND:ru.MONTH_HEAT], starts,
+                            axis=0, dtype=np.int64)
+    month_of, scale_of = codes[starts] // 8, codes[starts] % 8
     days_in_row = np.arange(31)
-    counted_scales = scales[counted]
-    for scale in np.unique(counted_scales).tolist():
-        pick = counted_scales == scale
-        first_days = np.array([_month_first_day(m) for m in months[counted[pick]].tolist()],
-                              np.int64)
-        per_day = matrix[pick, ru.MONTH_TREND:ru.MONTH_HEAT].astype(np.int64).reshape(
-            -1, len(ru.TREND_FIELDS))
-        _add_trend_rows(tally, (first_days[:, None] + days_in_row).reshape(-1), scale,
-                        per_day)
+    for scale in np.unique(scale_of).tolist():
+        pick = scale_of == scale
+        _add_trend_rows(tally, (_month_first_days(month_of[pick])[:, None]
+                                + days_in_row).reshape(-1), scale,
+                        trend[pick].reshape(-1, len(ru.TREND_FIELDS)))
 
 
 def _add_day_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
@@ -439,23 +463,34 @@ def _high(until: int | None) -> int:
     return until if until is not None else LATEST
 
 
+def _add_months(store: Store, tally: Tally, ids: list[str], first: int, last: int) -> None:
+    """The month rows from `first` to `last`: whole for the counted kinds; of the others
+    (flagged responses, which are only counted) their stored totals."""
+    _add_month_rows(tally, store.month_rollups(ids, first, last, kinds=tally.kinds))
+    others = [kind for kind in range(4) if kind not in tally.kinds]
+    if others:
+        for device_id, _, kind, unknown, n in store.month_responses(ids, first, last,
+                                                                     kinds=others):
+            tally.add_uncounted(device_id, kind, unknown, n)
+
+
 def _tally_from_rollups(store: Store, sel: Selection) -> Tally:
     tally = Tally(sel.kinds)
     by_zone: dict[str, list[str]] = defaultdict(list)
     for d in sel.devices:
         by_zone[d.zone].append(d.device_id)
+    # Month TIME_UNKNOWN (how many had no time) is the same in every zone, and without a
+    # range so is every month: one read for every device.
+    _add_months(store, tally, [d.device_id for d in sel.devices], ru.TIME_UNKNOWN,
+                LATEST if not sel.ranged else ru.TIME_UNKNOWN)
+    if not sel.ranged:
+        return tally
     for zone_key, ids in sorted(by_zone.items()):
         zone = zone_clock(zone_key)
-        months = store.month_rollups(ids, ru.TIME_UNKNOWN, ru.TIME_UNKNOWN)
-        if not sel.ranged:
-            months += store.month_rollups(ids, ru.TIME_UNKNOWN + 1, LATEST)
-            _add_month_rows(tally, months)
-            continue
         plan = _plan(zone, sel.since, sel.until)
         if plan.months is not None:
-            months += store.month_rollups(ids, max(plan.months[0], ru.TIME_UNKNOWN + 1),
-                                          plan.months[1])
-        _add_month_rows(tally, months)
+            _add_months(store, tally, ids, max(plan.months[0], ru.TIME_UNKNOWN + 1),
+                        plan.months[1])
         for first, last in plan.days:
             _add_day_rows(tally, store.day_rollups(ids, first, last))
         for low, high in plan.raw:
@@ -596,10 +631,10 @@ class _Counts:
 
     def __init__(self) -> None:
         self.by_scale: dict[int, np.ndarray] = {}
-        self._grids: dict[int, list[list[int]]] | None = None
+        self._per_told: tuple[list[int], list[int]] | None = None
 
     def add(self, scale: int, counts: np.ndarray) -> None:
-        self._grids = None
+        self._per_told = None
         if scale in self.by_scale:
             self.by_scale[scale] = self.by_scale[scale] + counts
         else:
@@ -607,17 +642,20 @@ class _Counts:
 
     def _sum(self, pick: int | None, top_only: bool = False) -> int:
         """The responses of one told code (None: all), or only those in the top half of
-        their scale. Summed in Python over the counts as lists: a report asks this a dozen
-        times per device, where numpy's cost per call on 15 numbers would dominate."""
-        if self._grids is None:
-            self._grids = {scale: counts.reshape(len(ru.TOLD_ORDER), ru.RATINGS).tolist()
-                           for scale, counts in self.by_scale.items()}
-        total = 0
-        for scale, grid in self._grids.items():
-            start = ru.top_from(scale) - 1 if top_only else 0
-            for row in grid if pick is None else (grid[pick],):
-                total += sum(row[start:])
-        return total
+        their scale. Summed once in Python over the counts as lists, per told code: a
+        report asks this a dozen times per device, where numpy's cost per call on 15
+        numbers would dominate."""
+        if self._per_told is None:
+            every, top = [0] * len(ru.TOLD_ORDER), [0] * len(ru.TOLD_ORDER)
+            for scale, counts in self.by_scale.items():
+                start = ru.top_from(scale) - 1
+                for code, row in enumerate(
+                        counts.reshape(len(ru.TOLD_ORDER), ru.RATINGS).tolist()):
+                    every[code] += sum(row)
+                    top[code] += sum(row[start:])
+            self._per_told = every, top
+        sums = self._per_told[top_only]
+        return sum(sums) if pick is None else sums[pick]
 
     @property
     def responses(self) -> int:
@@ -713,6 +751,10 @@ def figures(sel: Selection, tally: Tally, generated_at: int | None = None) -> di
                 closed += n if kind & 2 else 0
                 if kind in sel.kinds:
                     counts.add(scale, vec)
+        for (kind, unknown), n in tally.uncounted.get(d.device_id, {}).items():
+            if not unknown or not sel.ranged:
+                rapid += n if kind & 1 else 0
+                closed += n if kind & 2 else 0
         for (_, kind), vec in tally.unknown.get(d.device_id, {}).items():
             if kind in sel.kinds:
                 unknown_here += int(vec.sum())

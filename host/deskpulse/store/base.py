@@ -338,9 +338,19 @@ class Store(abc.ABC):
         """Reads inside see one moment, while a sync may be committing."""
 
     @abc.abstractmethod
-    def month_rollups(self, device_ids: Sequence[str], first: int, last: int
-                      ) -> list[RollupRow]:
-        """Month rows with first <= month <= last (month 0: the time-unknown counts)."""
+    def month_rollups(self, device_ids: Sequence[str], first: int, last: int, *,
+                      kinds: Sequence[int] | None = None) -> list[RollupRow]:
+        """Month rows with first <= month <= last (month 0: the time-unknown counts), of
+        `kinds` only when given."""
+
+    @abc.abstractmethod
+    def month_responses(self, device_ids: Sequence[str], first: int, last: int, *,
+                        kinds: Sequence[int]) -> list[tuple[str, int, int, bool, int]]:
+        """(device, scale, kind, time unknown, responses) of the month rows that
+        `month_rollups` gives, summed per device, scale, kind and whether the month is
+        TIME_UNKNOWN, from each row's stored total: what a report needs of the kinds it
+        does not count (flagged responses are only counted), without their 2 KB
+        counters."""
 
     @abc.abstractmethod
     def day_rollups(self, device_ids: Sequence[str], first: int, last: int

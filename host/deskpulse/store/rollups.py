@@ -13,6 +13,9 @@ stored as little-endian uint32 in a BLOB:
   per day of the month the trend figures (responses, top half, told yes, told no, sum of
   rating - 1), and per local weekday x hour the responses and top-half ones
   (`MONTH_*`). Month `TIME_UNKNOWN` holds the responses that have no time (counts only).
+  Beside its counters a month row keeps their sum, its `responses` (each engine's
+  MONTH_RESPONSES migration): a report sums that for the kinds it does not count instead
+  of reading 2 KB per row.
 
 A report over whole months reads one row per device and month (about 24,000 rows for
 500 devices over two years) instead of one per device and day; partial months come from
@@ -68,6 +71,14 @@ BLOB = "<u4"
 it, not here: the store imports this module when it opens, and commands that never compute a
 rollup (`deskpulse devices`, `--help`) should not pay for loading numpy."""
 BLOB_ITEMSIZE = 4
+
+
+def counts_byte_weights() -> list[int]:
+    """What each byte of a row's first COUNTS counters weighs in their sum, the row's
+    number of responses (little-endian uint32): how SQL without a way to read integers
+    from bytes adds them up (the engines' `responses` columns of the month rows)."""
+    return [256 ** (byte % BLOB_ITEMSIZE) for byte in range(COUNTS * BLOB_ITEMSIZE)]
+
 
 if TYPE_CHECKING:
     import numpy as np

@@ -321,9 +321,14 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
             raise schema.failure(exc, self.url) from None
 
     @_translated
-    def month_rollups(self, device_ids: Sequence[str], first: int, last: int
-                      ) -> list[RollupRow]:
-        return self._fetch(queries.month_rollups(device_ids, first, last))
+    def month_rollups(self, device_ids: Sequence[str], first: int, last: int, *,
+                      kinds: Sequence[int] | None = None) -> list[RollupRow]:
+        return self._fetch(queries.month_rollups(device_ids, first, last, kinds))
+
+    @_translated
+    def month_responses(self, device_ids: Sequence[str], first: int, last: int, *,
+                        kinds: Sequence[int]) -> list[tuple[str, int, int, bool, int]]:
+        return queries.month_responses(self.connection, device_ids, first, last, kinds)
 
     @_translated
     def day_rollups(self, device_ids: Sequence[str], first: int, last: int

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import EARLIEST, LATEST, DeviceFacts, DeviceHealth, SyncRecord
 from deskpulse.store.postgres.schema import CLOCK_CORRECTED
+from deskpulse.store.rollups import TIME_UNKNOWN
 
 if TYPE_CHECKING:
     import psycopg
@@ -146,10 +147,26 @@ def _unflagged(include_flagged: bool) -> str:
     return "" if include_flagged else " AND rapid = 0 AND closed = 0"
 
 
-def month_rollups(device_ids: Sequence[str], first: int, last: int) -> Query:
-    return ("""SELECT device_id, month, scale, kind, counts FROM rollup_months
-               WHERE device_id = ANY(%s) AND month BETWEEN %s AND %s""",
-            (list(device_ids), _clamp(first), _clamp(last)))
+def month_rollups(device_ids: Sequence[str], first: int, last: int,
+                  kinds: Sequence[int] | None) -> Query:
+    of_kinds = "" if kinds is None else " AND kind = ANY(%s)"
+    params: tuple[Any, ...] = (list(device_ids), _clamp(first), _clamp(last))
+    if kinds is not None:
+        params += ([int(k) for k in kinds],)
+    return (f"""SELECT device_id, month, scale, kind, counts FROM rollup_months
+                WHERE device_id = ANY(%s) AND month BETWEEN %s AND %s{of_kinds}""", params)
+
+
+def month_responses(conn: psycopg.Connection[Any], device_ids: Sequence[str], first: int,
+                    last: int, kinds: Sequence[int]) -> list[tuple[str, int, int, bool, int]]:
+    return [(device_id, scale, kind, unknown, int(responses))
+            for device_id, scale, kind, unknown, responses in conn.execute(
+                f"""SELECT device_id, scale, kind, month = {TIME_UNKNOWN}, sum(responses)
+                    FROM rollup_months
+                    WHERE device_id = ANY(%s) AND month BETWEEN %s AND %s
+                      AND kind = ANY(%s)
+                    GROUP BY device_id, scale, kind, month = {TIME_UNKNOWN}""",  # type: ignore[arg-type]
+                (list(device_ids), _clamp(first), _clamp(last), [int(k) for k in kinds]))]
 
 
 def day_rollups(device_ids: Sequence[str], first: int, last: int) -> Query:

@@ -7,7 +7,15 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deskpulse.store.postgres import sites
-from deskpulse.store.rollups import BLOB, BLOB_ITEMSIZE, DAY_WIDTH, MONTH_WIDTH, Changes, deltas
+from deskpulse.store.rollups import (
+    BLOB,
+    BLOB_ITEMSIZE,
+    DAY_WIDTH,
+    MONTH_WIDTH,
+    Changes,
+    counts_byte_weights,
+    deltas,
+)
 from deskpulse.timezones import device_zone, host_time_zone
 
 if TYPE_CHECKING:
@@ -15,6 +23,17 @@ if TYPE_CHECKING:
 
     from deskpulse.store.rollups import Deltas
 
+MONTH_RESPONSES: tuple[str, ...] = (
+    # Generated from the counters by the server at every write: ingest and rebuilds keep
+    # it without a change, and filling it here rewrites the table once.
+    "ALTER TABLE rollup_months ADD COLUMN responses BIGINT NOT NULL GENERATED ALWAYS AS ("
+    + " + ".join(f"get_byte(counts, {byte})::bigint * {weight}"
+                 for byte, weight in enumerate(counts_byte_weights()))
+    + ") STORED",
+)
+"""A migration, as SQLite's: each month row's responses (the sum of its first COUNTS
+counters) in a column, which a report sums for the kinds it does not count without
+reading their counters."""
 
 _TABLES = (("rollup_days", "day", DAY_WIDTH), ("rollup_months", "month", MONTH_WIDTH))
 

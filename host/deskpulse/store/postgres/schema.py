@@ -46,7 +46,14 @@ from urllib.parse import urlsplit
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import CLOCK_TOLERANCE_S, StoreError, describe_db_target
-from deskpulse.store.postgres import accounts, desired_config, health, notify, sites
+from deskpulse.store.postgres import (
+    accounts,
+    desired_config,
+    health,
+    notify,
+    rollup_tables,
+    sites,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -187,6 +194,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     notify.SCHEMA,
     # digest record (issue 17), as SQLite's: the weekly digests delivered.
     notify.DIGEST_SCHEMA,
+    # month responses (issue 17), as SQLite's: each month rollup row's responses.
+    rollup_tables.MONTH_RESPONSES,
 )
 SCHEMA_VERSION = FIRST_VERSION + len(MIGRATIONS) - 1
 

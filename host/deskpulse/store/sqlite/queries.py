@@ -19,6 +19,7 @@ from deskpulse.store.base import (
     RollupRow,
     SyncRecord,
 )
+from deskpulse.store.rollups import TIME_UNKNOWN
 from deskpulse.store.sqlite.schema import CLOCK_CORRECTED
 
 
@@ -147,16 +148,41 @@ _RAW_COLUMNS = ("device_id, coalesce(wall, wall_low), coalesce(wall, wall_high),
                 "scale, told_next, rapid, closed")
 
 
+def _among_rollups(conn: sqlite3.Connection, device_ids: Sequence[str]) -> str:
+    """The device filter of a read of rollup rows: through the primary key for a few
+    devices; for most of them a scan testing each row is cheaper (the 41,830 month rows
+    of 500 kiosks: 0.02 s against 0.04 s for the 500 ranges of the key)."""
+    known = conn.execute("SELECT count(*) FROM devices").fetchone()[0]
+    return f"+{_AMONG}" if 2 * len(device_ids) > known else _AMONG
+
+
 def _unflagged(include_flagged: bool) -> str:
     return "" if include_flagged else " AND rapid = 0 AND closed = 0"
 
 
 def month_rollups(conn: sqlite3.Connection, device_ids: Sequence[str], first: int,
-                  last: int) -> list[RollupRow]:
+                  last: int, kinds: Sequence[int] | None) -> list[RollupRow]:
+    of_kinds = "" if kinds is None else " AND kind IN (SELECT value FROM json_each(?))"
+    params: tuple[Any, ...] = (json.dumps(list(device_ids)), first, last)
+    if kinds is not None:
+        params += (json.dumps([int(k) for k in kinds]),)
     return conn.execute(
-        f"SELECT device_id, month, scale, kind, counts FROM rollup_months "
-        f"WHERE {_AMONG} AND month BETWEEN ? AND ?",
-        (json.dumps(list(device_ids)), first, last)).fetchall()
+        "SELECT device_id, month, scale, kind, counts FROM rollup_months "
+        f"WHERE {_among_rollups(conn, device_ids)} AND month BETWEEN ? AND ?{of_kinds}",
+        params).fetchall()
+
+
+def month_responses(conn: sqlite3.Connection, device_ids: Sequence[str], first: int,
+                    last: int, kinds: Sequence[int]) -> list[tuple[str, int, int, bool, int]]:
+    return [(device_id, scale, kind, bool(unknown), responses)
+            for device_id, scale, kind, unknown, responses in conn.execute(
+                f"""SELECT device_id, scale, kind, month = {TIME_UNKNOWN}, sum(responses)
+                    FROM rollup_months
+                    WHERE {_among_rollups(conn, device_ids)} AND month BETWEEN ? AND ?
+                      AND kind IN (SELECT value FROM json_each(?))
+                    GROUP BY device_id, scale, kind, month = {TIME_UNKNOWN}""",
+                (json.dumps(list(device_ids)), first, last,
+                 json.dumps([int(k) for k in kinds])))]
 
 
 def day_rollups(conn: sqlite3.Connection, device_ids: Sequence[str], first: int,

@@ -5,7 +5,16 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, cast
 
-from deskpulse.store.rollups import BLOB, BLOB_ITEMSIZE, DAY_WIDTH, MONTH_WIDTH, Changes, deltas
+from deskpulse.store.rollups import (
+    BLOB,
+    BLOB_ITEMSIZE,
+    COUNTS,
+    DAY_WIDTH,
+    MONTH_WIDTH,
+    Changes,
+    counts_byte_weights,
+    deltas,
+)
 from deskpulse.store.sqlite import sites
 from deskpulse.timezones import device_zone, host_time_zone
 
@@ -36,6 +45,39 @@ SCHEMA: tuple[str, ...] = (
 )
 
 
+def _sum_of_counts(blob: str) -> str:
+    """SQL for the sum of a blob's first COUNTS counters, in plain SQLite (3.40 has no
+    unhex): each hex digit of those 60 bytes times its weight."""
+    digits = f"hex(substr({blob}, 1, {COUNTS * BLOB_ITEMSIZE}))"
+    return " + ".join(
+        f"(instr('0123456789ABCDEF', substr({digits}, {2 * byte + 1 + low}, 1)) - 1)"
+        f" * {weight * (1 if low else 16)}"
+        for byte, weight in enumerate(counts_byte_weights()) for low in (0, 1))
+
+
+MONTH_RESPONSES: tuple[str, ...] = (
+    # The rebuilt table puts the new column before the 2 KB counts, so reading it stays
+    # on the row's first page (a column added at the end would lie past the overflow).
+    """CREATE TABLE rollup_months_new (
+        device_id TEXT NOT NULL,
+        month     INTEGER NOT NULL,
+        scale     INTEGER NOT NULL,
+        kind      INTEGER NOT NULL,
+        responses INTEGER NOT NULL,  -- the sum of the first COUNTS counters
+        counts    BLOB NOT NULL,
+        PRIMARY KEY (device_id, month, scale, kind)
+    ) WITHOUT ROWID""",
+    f"""INSERT INTO rollup_months_new
+        SELECT device_id, month, scale, kind, {_sum_of_counts('counts')}, counts
+        FROM rollup_months""",
+    "DROP TABLE rollup_months",
+    "ALTER TABLE rollup_months_new RENAME TO rollup_months",
+)
+"""A migration: each month row's responses in a column of its own, which a report sums
+for the kinds it does not count (flagged responses are only counted) without reading
+their counters."""
+
+
 def _apply_table(conn: sqlite3.Connection, device_id: str, table: str, period: str,
                  width: int, changes: Deltas) -> None:
     if not changes:
@@ -58,9 +100,14 @@ def _apply_table(conn: sqlite3.Connection, device_id: str, table: str, period: s
                            "the responses")
     out = after.astype(BLOB)
     kept = cast("list[bool]", out.any(axis=1).tolist())
-    conn.executemany(
-        f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?)",
-        [(device_id, *k, out[i].tobytes()) for i, k in enumerate(keys) if kept[i]])
+    rows = [(device_id, *k, out[i].tobytes()) for i, k in enumerate(keys) if kept[i]]
+    columns = f"device_id, {period}, scale, kind, counts"
+    if table == "rollup_months":  # and each row's responses (MONTH_RESPONSES)
+        responses = after[:, :COUNTS].sum(axis=1)[kept].tolist()
+        rows = [(*row, n) for row, n in zip(rows, responses, strict=True)]
+        columns += ", responses"
+    places = ", ".join("?" * (columns.count(",") + 1))
+    conn.executemany(f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({places})", rows)
     if not all(kept):
         conn.executemany(
             f"DELETE FROM {table} WHERE device_id = ? AND {period} = ? AND scale = ? "
