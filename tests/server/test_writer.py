@@ -4,17 +4,31 @@ the commit."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
+import os
 import pickle
+import re
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server import STATUS, make_responses
+from test_serve_instances import _at_once
+from test_server import (
+    PATIENCE,
+    STATUS,
+    LoadResult,
+    _check_exactly_once,
+    _push_until_acked,
+    make_responses,
+    register,
+)
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.server import writer
+from deskpulse.sim.serve_process import ServeProcess
 from deskpulse.store import base, open_store
 from deskpulse.store.base import Store
 from deskpulse.store.sqlite import SqliteStore
@@ -145,3 +159,67 @@ def test_a_writer_whose_server_died_after_the_commit_stops_without_a_word(
     writer._writer_main(writer_end, tmp_path / "host.db")
     assert stored(conn) == {"front-1": [1, 2, 3, 4, 5]}
     assert "Traceback" not in capfd.readouterr().err
+
+
+# -- two writers (PostgreSQL's servers run two) -------------------------------------------
+
+
+def writer_pid(conn: Store) -> int:
+    return os.getpid()
+
+
+def test_a_devices_jobs_go_to_one_writer_and_the_devices_spread_over_both(
+        tmp_path: Path) -> None:
+    database = writer.WriterProcess(tmp_path / "host.db", writers=2)
+    devices = [f"desk-{n}" for n in range(12)]
+
+    async def ask() -> tuple[list[int], dict[str, set[int]]]:
+        everywhere = await database.run_on_each(writer_pid)
+        by_device = {d: {await database.run(writer_pid, device=d) for _ in range(3)}
+                     for d in devices}
+        return everywhere, by_device
+
+    try:
+        everywhere, by_device = asyncio.run(ask())
+    finally:
+        database.close()
+    assert len(set(everywhere)) == 2
+    assert all(len(pids) == 1 for pids in by_device.values()), by_device
+    assert set().union(*by_device.values()) == set(everywhere)
+
+
+def test_two_writers_of_one_server_store_every_push_once(pg_url: str,
+                                                          tmp_path: Path) -> None:
+    # One server on PostgreSQL runs two writers, each committing its own groups: kiosks
+    # pushing at once through both, and replays raced against their original, store
+    # each push once; both writers did work and said so when they stopped.
+    conn = open_store(pg_url)
+    devices, batches, size = 12, 5, 50
+    kiosks = [register(conn, tmp_path, f"k{n:02d}") for n in range(devices)]  # type: ignore[arg-type]
+    server = ServeProcess(pg_url)
+    try:
+        result, lock = LoadResult(), threading.Lock()
+        threads = [threading.Thread(target=_push_until_acked,
+                                    args=(server.url, k, batches, size, result, lock))
+                   for k in kiosks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(PATIENCE)
+        assert not any(t.is_alive() for t in threads)
+        replays = [_at_once([server.url, server.url], kiosk,
+                            make_responses(1 + batches * size, size), same_nonce=True)
+                   for kiosk in kiosks[:4]]
+    finally:
+        server.stop()
+    assert result.failures == []
+    assert sum(a.new for a in result.answers) == devices * batches * size
+    for answers in replays:
+        assert sorted(a.status for a in answers) == [200, 409], answers
+    _check_exactly_once(conn, kiosks[4:], batches * size)  # type: ignore[arg-type]
+    _check_exactly_once(conn, kiosks[:4], (batches + 1) * size)  # type: ignore[arg-type]
+    jobs = [int(m[1]) for line in server.log
+            if (m := re.search(r"writer \d+ stopped after (\d+) jobs", line))]
+    assert len(jobs) == 2 and min(jobs) > 0, server.log
+    assert not any("Traceback" in line for line in server.log), server.log
+    conn.close()

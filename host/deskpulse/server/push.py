@@ -69,7 +69,7 @@ class KeyCache:
         return key if key is not None else await self.reload(device_id)
 
     async def reload(self, device_id: str) -> bytes | None:
-        key = await self.database.run(lookup_key, device_id)
+        key = await self.database.run(lookup_key, device_id, device=device_id)
         if key is None:
             self._keys.pop(device_id, None)
         else:
@@ -316,8 +316,9 @@ async def _handle_push(request: Request, device_id: str, database: WriterProcess
     if received_at is not None:
         anchors.append(Anchor(push.boot, push.uptime_s, received_at, RECEIPT_SOURCE))
     try:
-        new, duplicates, config = await database.run(store_push, device_id, key, nonce, push.status,
-                                             anchors, response_rows(push.responses))
+        new, duplicates, config = await database.run(
+            store_push, device_id, key, nonce, push.status, anchors,
+            response_rows(push.responses), device=device_id)
     except PushRefused as refused:
         if refused.problem != "replayed":
             keys.forget(device_id)

@@ -89,13 +89,17 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
         self.partitions = schema.Partitions()
         self._cursor_names = itertools.count(1)
         self._ranges: dict[tuple[int, int], dict[str, list[Any]]] | None = None
+        """Inside snapshot(): timed_responses' rows by range, then by device."""
         self._part_open = False
+        """In part() before its first store_batch, which then needs no savepoint of its
+        own."""
         self._functions_made = False
         """Whether ingest's server-side function exists in this session (a failed write
         may have rolled its making back: then it is made again)."""
-        """In part() before its first store_batch, which then needs no savepoint of its
-        own."""
-        """Inside snapshot(): timed_responses' rows by range, then by device."""
+        self._desired_read: tuple[str, int | None] | None = None
+        """Inside part(): the device whose batch was stored in it and its desired config
+        version, read by the batch's function: desired_versions() of that device then
+        costs no statement."""
 
     @classmethod
     def open(cls, url: str, *, create: bool = True,
@@ -160,9 +164,12 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
             if not self._functions_made:
                 ingest.create_functions(self.connection)
                 self._functions_made = True
-            return ingest.store_batch(self.connection, self.partitions, device_id,
-                                      responses, anchors, status, transport, proto=proto,
-                                      at=_now(now), push=push, own_savepoint=own_savepoint)
+            new, duplicates, desired = ingest.store_batch(
+                self.connection, self.partitions, device_id, responses, anchors, status,
+                transport, proto=proto, at=_now(now), push=push, own_savepoint=own_savepoint)
+            if not own_savepoint:  # in a part(), which forgets it at its end
+                self._desired_read = (device_id, desired)
+            return new, duplicates
 
     @contextlib.contextmanager
     def group_commit(self) -> Iterator[None]:
@@ -197,6 +204,7 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
                 raise
             finally:
                 self._part_open = False
+                self._desired_read = None
 
     def group_intact(self) -> bool:
         return (self.connection.info.transaction_status
@@ -456,6 +464,7 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
     def save_config(self, desired: Mapping[str, Mapping[str, Any] | None], *,
                     layer: LayerChange | None = None, now: float | None = None
                     ) -> dict[str, int | None]:
+        self._desired_read = None  # a push's read before this change is stale now
         with self.connection.transaction():
             return desired_config.save_config(self.connection, desired, layer, _now(now))
 
@@ -466,6 +475,9 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
 
     @_translated
     def desired_versions(self, device_id: str | None = None) -> dict[str, int]:
+        read = self._desired_read
+        if read is not None and device_id is not None and read[0] == device_id:
+            return {} if read[1] is None else {device_id: read[1]}
         return desired_config.desired_versions(self.connection, device_id)
 
     @_translated
