@@ -95,6 +95,42 @@ def test_a_group_is_stored_in_one_commit_and_a_refused_push_alone_is_undone(
         assert conn.connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
+_locked_times: dict[str, int] = {}
+
+
+def locked_then_store(conn: Store, device_id: str, first_seq: int, times: int) -> Any:
+    """Writes, then meets a lock held too long (as a deadlock's victim does) the first
+    `times` times it runs; then stores."""
+    store(conn, device_id, first_seq)
+    left = _locked_times.setdefault(device_id, times)
+    if left:
+        _locked_times[device_id] = left - 1
+        raise base.StoreError(f"{device_id} stayed locked", busy=True)
+    return (5, 0)
+
+
+def test_a_job_that_met_a_lock_runs_again_once_after_the_jobs_before_it_commit(
+        any_conn: Store) -> None:
+    conn = any_conn
+    _locked_times.clear()
+    replies = writer._run_group(conn, [
+        (1, store, ("a", 1)),
+        (2, locked_then_store, ("b", 1, 1)),  # locked once: stored when run again
+        (3, store, ("a", 6)),
+        (4, locked_then_store, ("c", 1, 2)),  # locked twice: refused as busy
+        (5, store, ("a", 11)),
+    ])
+    assert sorted((job, ok) for job, ok, _ in replies) == [
+        (1, True), (2, True), (3, True), (4, False), (5, True)]
+    refused = next(error for job, _, error in replies if job == 4)
+    assert isinstance(refused, base.StoreError) and refused.busy
+    assert stored(conn) == {"a": list(range(1, 16)), "b": [1, 2, 3, 4, 5]}
+    # The locked attempts left nothing: one sync of "b", none of "c".
+    assert {f.device_id: len(conn.copy_rows("syncs", f.device_id, None, 99))
+            for f in conn.device_facts()} == {"a": 3, "b": 1}
+    assert not conn.group_intact()
+
+
 def test_when_the_commit_fails_every_job_fails(conn: sqlite3.Connection,
                                                tmp_path: Path) -> None:
     # Another connection holds the write lock: the writer's BEGIN IMMEDIATE waits, then

@@ -177,14 +177,17 @@ ResponseRow = tuple[int, int, int, TellNext, float, bool, bool, int, int, "int |
 """A Response's fields as a plain tuple, in the Response's order."""
 
 
+def _byte_at(data: bytes, pos: int) -> tuple[int, int]:
+    if pos >= len(data):
+        raise BatchError(f"batch ends early at byte {pos}")
+    return data[pos], pos + 1
+
+
 def _varint_at(data: bytes, pos: int, what: str) -> tuple[int, int]:
     """The unsigned field at `pos` (at most MAX_FIELD) and the position after it."""
     value = 0
     for i in range(_MAX_VARINT_BYTES):
-        if pos >= len(data):
-            raise BatchError(f"batch ends early at byte {pos}")
-        b = data[pos]
-        pos += 1
+        b, pos = _byte_at(data, pos)
         value |= (b & 0x7F) << (7 * i)
         if b < 0x80:
             if value > MAX_FIELD:
@@ -232,10 +235,7 @@ def decode_rows(payload: bytes) -> tuple[list[ResponseRow], bool]:
             raise BatchError(f"record {index}: rating {rating} outside 1..{scale}")
         ext = 0
         if b1 & _X:
-            if pos >= end:
-                raise BatchError(f"batch ends early at byte {pos}")
-            ext = data[pos]
-            pos += 1
+            ext, pos = _byte_at(data, pos)
             if ext & ~_EXT_KNOWN_BITS:
                 raise BatchError(f"record {index}: unknown extension bits {ext:#04x}")
         if ext & EXT_GAP:
@@ -249,10 +249,7 @@ def decode_rows(payload: bytes) -> tuple[list[ResponseRow], bool]:
                 boot = _bounded(boot + delta, "boot")
                 uptime = 0
             if ext & EXT_FLAGS:
-                if pos >= end:
-                    raise BatchError(f"batch ends early at byte {pos}")
-                flags = data[pos]
-                pos += 1
+                flags, pos = _byte_at(data, pos)
                 if flags & ~(FLAG_RAPID | FLAG_CLOSED):
                     raise BatchError(f"record {index}: unknown flags {flags:#04x}")
                 rapid, closed = bool(flags & FLAG_RAPID), bool(flags & FLAG_CLOSED)

@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store import open_store
-from deskpulse.store.base import Store
+from deskpulse.store.base import Store, StoreError
 
 _T = TypeVar("_T")
 _STOP = b""
@@ -149,19 +149,36 @@ def _run_group(database: Store, group: list[_Job], times: WriterTimes | None = N
                ) -> list[tuple[int, bool, Any]]:
     """Run the jobs in ONE transaction, each in a savepoint of it (a refused push is
     undone alone), and commit once: the commit, not the work, is the most of a small
-    push's cost. Every reply waits for the commit; if it fails, every job fails."""
-    if not group:
-        return []
+    push's cost. Every reply waits for the commit; if it fails, every job fails.
+
+    A job that found a row locked too long (StoreError `busy`: on PostgreSQL, another
+    writer's or server's group; a deadlock, where the database undoes one side) ends its
+    group early: the jobs before it are committed, which frees what they locked, and it
+    runs again once, with the jobs after it, in the next group. Without that a kiosk's
+    push got a 503 whenever two groups locked each other's rows, as two groups that
+    both make a month's partition do (store/postgres/schema.py Partitions)."""
     times = times if times is not None else WriterTimes()
-    times.jobs += len(group)
+    replies: list[tuple[int, bool, Any]] = []
+    retried: set[int] = set()
+    while group:
+        done, group = _commit_some(database, group, times, retried)
+        replies += done
+    return replies
+
+
+def _commit_some(database: Store, group: list[_Job], times: WriterTimes, retried: set[int]
+                 ) -> tuple[list[tuple[int, bool, Any]], list[_Job]]:
+    """The replies of the jobs committed in one transaction, and the jobs left for the
+    next one (from the first that met a lock, if it was not retried already)."""
     times.groups += 1
     started, started_cpu = time.perf_counter(), time.process_time()
     worked: float | None = None
     replies = []
+    left: list[_Job] = []
     lost: Exception | None = None
     try:
         with database.group_commit():
-            for job_id, fn, args in group:
+            for index, (job_id, fn, args) in enumerate(group):
                 try:
                     with database.part():
                         replies.append((job_id, True, fn(database, *args)))
@@ -171,18 +188,25 @@ def _run_group(database: Store, group: list[_Job], times: WriterTimes | None = N
                         # error): the jobs before this one are gone too.
                         lost = exc
                         raise
+                    if isinstance(exc, StoreError) and exc.busy and job_id not in retried:
+                        retried.add(job_id)
+                        left = group[index:]
+                        break
                     replies.append((job_id, False, exc))
             worked = time.perf_counter()
             times.working_cpu += time.process_time() - started_cpu
     except Exception as exc:
         reason = _first_cause(lost if lost is not None else exc)
-        return [(job_id, False, StorageUnavailable(f"not committed: {reason}"))
-                for job_id, _, _ in group]
+        failed = [(job_id, False, StorageUnavailable(f"not committed: {reason}"))
+                  for job_id, _, _ in group[:len(group) - len(left)]]
+        times.jobs += len(failed)
+        return failed, left
     finally:
         ended = time.perf_counter()
         times.working += (worked if worked is not None else ended) - started
         times.committing += ended - worked if worked is not None else 0.0
-    return replies
+    times.jobs += len(replies)
+    return replies, left
 
 
 def _first_cause(exc: BaseException) -> BaseException:
