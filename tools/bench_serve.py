@@ -20,7 +20,14 @@ pushes and sleeps does; by default the clients keep their connections alive.
 (a throwaway PostgreSQL 15 cluster, durable as a real one: tools/bench_pg.py), or the URL
 of an empty PostgreSQL database of yours. The ceiling runs on the same engine (with a
 URL: on --ceiling-db, or not at all). --instances N starts N `deskpulse serve` processes
-on that one database, the clients spread over them as a load balancer would.
+on that one database, the clients spread over them as a load balancer would; --writers N
+gives each N writer processes.
+
+Besides the rates and the CPU per batch of each process, it prints what each writer did
+with the load's wall time (the line each logs when it stops, server/writer.py
+WriterTimes): its own CPU, waiting for the database server's answers, committing,
+answering, and waiting for jobs. A writer that is seldom waiting for jobs is what the
+server waits on.
 """
 
 from __future__ import annotations
@@ -307,15 +314,16 @@ def _server_processes(servers: list[ServeProcess], database_pid: int | None
 
 def run_server(db: str | Path, folder: Path, devices: int, size: int, seconds: float,
                connections: int, new_connections: bool, prebuild_rate: float,
-               instances: int = 1, database_pid: int | None = None
-               ) -> tuple[LoadResult, int, list[str]]:
+               instances: int = 1, database_pid: int | None = None,
+               writers: int | None = None) -> tuple[LoadResult, int, list[str]]:
     kiosks = register_kiosks(db, devices, folder)
     for kiosk in kiosks:
         kiosk.prebuild(int(prebuild_rate * seconds / devices) + 1, size)
     servers: list[ServeProcess] = []
     try:
         for _ in range(instances):
-            servers.append(ServeProcess(db))
+            servers.append(ServeProcess(
+                db, extra_args=() if writers is None else ("--writers", str(writers))))
         before = {pid: _cpu_seconds(pid) for pid in _server_processes(servers, database_pid)}
         load_before, machine_before = time.process_time(), _machine_busy()
         result = asyncio.run(_load([server.url for server in servers], kiosks, size, seconds,
@@ -382,14 +390,15 @@ def databases(engine: str, folder: Path, ceiling: str | None
 
 def bench(seconds: float, devices: int, size: int, connections: int,
           new_connections: bool, prebuild_rate: float = 800, engine: str = "sqlite",
-          instances: int = 1, ceiling_db: str | None = None) -> dict[str, Any]:
+          instances: int = 1, ceiling_db: str | None = None,
+          writers: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="deskpulse-bench-serve-") as tmp, \
             databases(engine, Path(tmp), ceiling_db) as (served, ceiling, engine_name,
                                                          database_pid):
         folder = Path(tmp)
         result, stored, log = run_server(served, folder, devices, size, seconds, connections,
                                          new_connections, prebuild_rate, instances,
-                                         database_pid)
+                                         database_pid, writers)
         acknowledged = sum(len(a.responses) for a in result.accepted)
         if stored != result.new or acknowledged != result.new + result.duplicates:
             raise BenchError(f"lost or doubled: the database holds {stored} responses, "
@@ -408,7 +417,7 @@ def bench(seconds: float, devices: int, size: int, connections: int,
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                    f"{platform.python_version()}, {engine_name}",
-        "instances": instances,
+        "instances": instances, "writer_processes": len(writer_times(log, result.elapsed)),
         "seconds": round(result.elapsed, 2), "devices": devices, "batch_size": size,
         "connections": connections, "new_connections": new_connections,
         "batches_accepted": batches, "responses_acknowledged": result.new,
@@ -445,7 +454,8 @@ def report(r: dict[str, Any]) -> str:
         f"machine: {r['machine']}",
         f"load: {r['devices']} kiosks, {r['batch_size']}-response batches, "
         f"{r['connections']} concurrent clients ({mode}), {r['seconds']} s, "
-        f"{r['instances']} deskpulse serve on one database",
+        f"{r['instances']} deskpulse serve on one database ({r['writer_processes']} "
+        "writers in all)",
         "",
         "| contender | batches/s | responses/s |",
         "|---|---:|---:|",
@@ -497,12 +507,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --db URL: an empty database for the ceiling")
     parser.add_argument("--instances", type=int, default=1,
                         help="deskpulse serve processes on the one database")
+    parser.add_argument("--writers", type=int, metavar="N",
+                        help="writer processes of each server (deskpulse serve --writers; "
+                             "default: the server's own)")
     parser.add_argument("--json", action="store_true", help="print the raw figures")
     args = parser.parse_args(argv)
     try:
         figures = bench(args.seconds, args.devices, args.batch, args.connections,
                         args.new_connections, args.prebuild_rate, args.db, args.instances,
-                        args.ceiling_db)
+                        args.ceiling_db, args.writers)
     except BenchError as exc:
         print(f"bench_serve: {exc}", file=sys.stderr)
         return 1

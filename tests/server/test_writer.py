@@ -224,15 +224,16 @@ def test_a_devices_jobs_go_to_one_writer_and_the_devices_spread_over_both(
     assert set().union(*by_device.values()) == set(everywhere)
 
 
-def test_two_writers_of_one_server_store_every_push_once(pg_url: str,
-                                                          tmp_path: Path) -> None:
-    # One server on PostgreSQL runs two writers, each committing its own groups: kiosks
-    # pushing at once through both, and replays raced against their original, store
-    # each push once; both writers did work and said so when they stopped.
+@pytest.mark.parametrize(("option", "writers"), [((), 2), (("--writers", "3"), 3)])
+def test_the_writers_of_one_server_store_every_push_once(
+        pg_url: str, tmp_path: Path, option: tuple[str, ...], writers: int) -> None:
+    # One server on PostgreSQL runs two writers (or --writers), each committing its own
+    # groups: kiosks pushing at once through all, and replays raced against their
+    # original, store each push once; every writer did work and said so when it stopped.
     conn = open_store(pg_url)
     devices, batches, size = 12, 5, 50
     kiosks = [register(conn, tmp_path, f"k{n:02d}") for n in range(devices)]  # type: ignore[arg-type]
-    server = ServeProcess(pg_url)
+    server = ServeProcess(pg_url, extra_args=option)
     try:
         result, lock = LoadResult(), threading.Lock()
         threads = [threading.Thread(target=_push_until_acked,
@@ -256,6 +257,6 @@ def test_two_writers_of_one_server_store_every_push_once(pg_url: str,
     _check_exactly_once(conn, kiosks[:4], (batches + 1) * size)  # type: ignore[arg-type]
     jobs = [int(m[1]) for line in server.log
             if (m := re.search(r"writer \d+ stopped after (\d+) jobs", line))]
-    assert len(jobs) == 2 and min(jobs) > 0, server.log
+    assert len(jobs) == writers and min(jobs) > 0, server.log
     assert not any("Traceback" in line for line in server.log), server.log
     conn.close()

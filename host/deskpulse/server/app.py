@@ -43,17 +43,19 @@ write lock."""
 def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool = False,
                busy_timeout_ms: int | None = None,
                clock: Callable[[], float] = time.time,
-               refusal_interval_s: float = refusals.INTERVAL_S) -> FastAPI:
+               refusal_interval_s: float = refusals.INTERVAL_S,
+               writers: int | None = None) -> FastAPI:
     """The aggregator's ASGI app on the database at db_path (None: the default one).
     The database is opened (and migrated) here, so a bad path fails before serving.
 
     api_docs serves /docs, /redoc and /openapi.json (the interactive pages load their
     scripts from a CDN, so they are off unless asked for). busy_timeout_ms replaces the
     writer's busy timeout; clock is the server's time; refused pushes are written to the
-    store at most every refusal_interval_s seconds (server/refusals.py)."""
+    store at most every refusal_interval_s seconds (server/refusals.py). writers: the
+    writer processes (default: WRITERS of the engine)."""
     open_store(db_path).close()
     database = WriterProcess(db_path, busy_timeout_ms=busy_timeout_ms,
-                             writers=WRITERS[parse_db_target(db_path)[0]])
+                             writers=writers or WRITERS[parse_db_target(db_path)[0]])
     reader = ReaderProcess(db_path)
     broadcaster = live.Broadcaster()
     version = installed_version() or "unknown"
