@@ -131,17 +131,27 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
         """Errors translated; partitions and functions made by a write that failed are
-        forgotten (they were rolled back with it)."""
+        forgotten (they were rolled back with it), and so are prepared statements."""
         try:
             yield
         except psycopg.Error as exc:
-            self.partitions.forget()
-            self._functions_made = False
+            self._forget_made()
             raise schema.failure(exc, self.url) from None
         except BaseException:
-            self.partitions.forget()
-            self._functions_made = False
+            self._forget_made()
             raise
+
+    def _forget_made(self) -> None:
+        self.partitions.forget()
+        self._functions_made = False
+        # psycopg (3.3) counts a statement as prepared once it has sent its PREPARE, even
+        # when the server skipped it because an earlier statement of the pipeline failed:
+        # its every later use then fails with "prepared statement ... does not exist"
+        # (every push of the writer, seen after a deadlock). Forget them all; psycopg
+        # deallocates them at the next statement and prepares them again after a few uses.
+        prepared = getattr(self.connection, "_prepared", None)
+        if prepared is not None:
+            prepared.clear()
 
     # -- life ------------------------------------------------------------------------------
 
