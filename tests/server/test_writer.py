@@ -11,6 +11,7 @@ import pickle
 import re
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +261,62 @@ def test_the_writers_of_one_server_store_every_push_once(
     assert len(jobs) == writers and min(jobs) > 0, server.log
     assert not any("Traceback" in line for line in server.log), server.log
     conn.close()
+
+
+def store_in_month(conn: Store, device_id: str, month: int, first_seq: int) -> Any:
+    """Five responses of `device_id` in the month'th month after September 2017."""
+    wall = 1_504_224_000 + month * 31 * 86400
+    return conn.store_batch(device_id, [
+        replace(r, wall=wall + r.seq) for r in make_responses(first_seq, 5)], [], STATUS,
+        "wifi")
+
+
+def test_writers_that_need_the_same_new_months_at_once_store_every_push(
+        pg_url: str) -> None:
+    # Three writers' groups want the same months that no partition holds yet. Made
+    # inside the groups, attaching one waited for the others' groups while they waited
+    # for it: deadlocks, and pushes refused. Made between groups, all are stored.
+    open_store(pg_url).close()
+    failures: list[str] = []
+
+    def write(n: int) -> None:
+        store = open_store(pg_url)
+        store.retried_in_groups = True  # as the writer process sets it
+        try:
+            for group in range(8):
+                replies = writer._run_group(store, [
+                    (job, store_in_month, (f"w{n}-d{job}", group * 3 + (job + n) % 3,
+                                           1 + 5 * group))
+                    for job in range(3)])
+                failures.extend(str(error) for _, ok, error in replies if not ok)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(PATIENCE)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    with open_store(pg_url) as conn:
+        assert conn.response_counts() == {f"w{n}-d{job}": 40 for n in range(3)
+                                          for job in range(3)}
+
+
+def test_a_batch_of_a_month_not_made_waits_for_the_next_group(pg_url: str) -> None:
+    with open_store(pg_url) as conn:
+        conn.retried_in_groups = True  # as the writer process sets it
+        replies = writer._run_group(conn, [
+            (1, store, ("a", 1)),
+            (2, store_in_month, ("b", 40, 1)),  # a month with no partition yet
+            (3, store, ("a", 6)),
+        ])
+        assert [(job, ok) for job, ok, _ in replies] == [(1, True), (2, True), (3, True)]
+        assert conn.response_counts() == {"a": 10, "b": 5}
+        # In a group, the month was not made by the batch but between the groups.
+        with pytest.raises(base.StoreError, match="partitions made first") as wanted, \
+                conn.group_commit(), conn.part():
+            store_in_month(conn, "b", 41, 6)
+        assert wanted.value.busy
+        assert conn.response_counts() == {"a": 10, "b": 5}

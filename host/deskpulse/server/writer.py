@@ -98,6 +98,7 @@ def _writer_main(conn: Connection, db_path: str | os.PathLike[str] | None,
     times = WriterTimes()
     try:
         database = open_store(db_path, busy_timeout_ms=busy_timeout_ms)
+        database.retried_in_groups = True  # _run_group runs a busy job once more
         while True:
             started = time.perf_counter()
             group, stopping = _next_group(conn)

@@ -174,9 +174,15 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
             if not self._functions_made:
                 ingest.create_functions(self.connection)
                 self._functions_made = True
-            new, duplicates, desired = ingest.store_batch(
-                self.connection, self.partitions, device_id, responses, anchors, status,
-                transport, proto=proto, at=_now(now), push=push, own_savepoint=own_savepoint)
+            # In the server writer's part, a month not made yet is made between groups.
+            self.partitions.deferring = self.retried_in_groups and not own_savepoint
+            try:
+                new, duplicates, desired = ingest.store_batch(
+                    self.connection, self.partitions, device_id, responses, anchors,
+                    status, transport, proto=proto, at=_now(now), push=push,
+                    own_savepoint=own_savepoint)
+            finally:
+                self.partitions.deferring = False
             if not own_savepoint:  # in a part(), which forgets it at its end
                 self._desired_read = (device_id, desired)
             return new, duplicates
@@ -191,6 +197,7 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
     def _partitions_ahead(self) -> None:
         if self.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             self.partitions.ensure_ahead(self.connection, time.time())
+            self.partitions.make_wanted(self.connection)
 
     @contextlib.contextmanager
     def part(self) -> Iterator[None]:
