@@ -20,7 +20,14 @@ pushes and sleeps does; by default the clients keep their connections alive.
 (a throwaway PostgreSQL 15 cluster, durable as a real one: tools/bench_pg.py), or the URL
 of an empty PostgreSQL database of yours. The ceiling runs on the same engine (with a
 URL: on --ceiling-db, or not at all). --instances N starts N `deskpulse serve` processes
-on that one database, the clients spread over them as a load balancer would.
+on that one database, the clients spread over them as a load balancer would; --writers N
+gives each N writer processes.
+
+Besides the rates and the CPU per batch of each process, it prints what each writer did
+with the load's wall time (the line each logs when it stops, server/writer.py
+WriterTimes): its own CPU, waiting for the database server's answers, committing,
+answering, and waiting for jobs. A writer that is seldom waiting for jobs is what the
+server waits on.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import json
 import os
 import platform
 import random
+import re
 import sqlite3
 import sys
 import tempfile
@@ -241,6 +249,35 @@ def _machine_busy() -> tuple[int, int]:
     return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
 
 
+# -- what the writers waited on --------------------------------------------------------------
+
+_WRITER_TIMES = re.compile(
+    r"writer (\d+) stopped after (\d+) jobs in (\d+) groups: ([\d.]+) s running jobs "
+    r"\(([\d.]+) s of it its own CPU\), ([\d.]+) s committing, ([\d.]+) s answering")
+
+
+def writer_times(log: list[str], elapsed: float) -> list[dict[str, float]]:
+    """Each writer's time as shares of the load's wall time, from the line it logs when it
+    stops (server/writer.py WriterTimes): what it did, and what it waited on. Its life is
+    longer than the load, so 'waiting for jobs' is the load's time it did nothing else."""
+    shares = []
+    for line in log:
+        match = _WRITER_TIMES.search(line)
+        if match is None:
+            continue
+        jobs, groups = int(match[2]), int(match[3])
+        working, cpu, committing, answering = (float(v) for v in match.group(4, 5, 6, 7))
+        shares.append({
+            "jobs_per_group": round(jobs / groups, 1),
+            "own_cpu": round(cpu / elapsed, 3),
+            "database_answers": round((working - cpu) / elapsed, 3),
+            "committing": round(committing / elapsed, 3),
+            "answering": round(answering / elapsed, 3),
+            "waiting_for_jobs": round(max(0.0, 1 - (working + committing + answering)
+                                          / elapsed), 3)})
+    return shares
+
+
 # -- the two contenders ---------------------------------------------------------------------
 
 
@@ -260,33 +297,43 @@ def register_kiosks(db_path: str | Path, count: int, folder: Path) -> list[Kiosk
         conn.close()
 
 
+def _server_processes(servers: list[ServeProcess], database_pid: int | None
+                      ) -> dict[int, str]:
+    """The server side's processes by pid: each server, its writers (and forkserver and
+    reader), the database server's processes."""
+    names: dict[int, str] = {}
+    for n, server in enumerate(servers):
+        tree = _process_tree(server.proc.pid)
+        suffix = f" {n + 1}" if len(servers) > 1 else ""
+        names.update({pid: f"writer{suffix}" for pid in tree[1:]})
+        names[tree[0]] = f"server{suffix}"
+    if database_pid is not None:  # the PostgreSQL server's processes do the SQL
+        names.update({pid: "postgres" for pid in _process_tree(database_pid)})
+    return names
+
+
 def run_server(db: str | Path, folder: Path, devices: int, size: int, seconds: float,
                connections: int, new_connections: bool, prebuild_rate: float,
-               instances: int = 1, database_pid: int | None = None
-               ) -> tuple[LoadResult, int, list[str]]:
+               instances: int = 1, database_pid: int | None = None,
+               writers: int | None = None) -> tuple[LoadResult, int, list[str]]:
     kiosks = register_kiosks(db, devices, folder)
     for kiosk in kiosks:
         kiosk.prebuild(int(prebuild_rate * seconds / devices) + 1, size)
     servers: list[ServeProcess] = []
     try:
         for _ in range(instances):
-            servers.append(ServeProcess(db))
-        names: dict[int, str] = {}
-        for n, server in enumerate(servers):
-            tree = _process_tree(server.proc.pid)
-            suffix = f" {n + 1}" if instances > 1 else ""
-            names.update({pid: f"writer{suffix}" for pid in tree[1:]})
-            names[tree[0]] = f"server{suffix}"
-        if database_pid is not None:  # the PostgreSQL server's processes do the SQL
-            names.update({pid: "postgres" for pid in _process_tree(database_pid)})
-        before = {pid: _cpu_seconds(pid) for pid in names}
+            servers.append(ServeProcess(
+                db, extra_args=() if writers is None else ("--writers", str(writers))))
+        before = {pid: _cpu_seconds(pid) for pid in _server_processes(servers, database_pid)}
         load_before, machine_before = time.process_time(), _machine_busy()
         result = asyncio.run(_load([server.url for server in servers], kiosks, size, seconds,
                                    connections, new_connections))
         load_after, machine_after = time.process_time(), _machine_busy()
-        for pid, name in names.items():
+        # Named after the load: a process started during it (a writer, its database
+        # connection) counts from zero.
+        for pid, name in _server_processes(servers, database_pid).items():
             result.server_cpu[name] = (result.server_cpu.get(name, 0.0)
-                                       + _cpu_seconds(pid) - before[pid])
+                                       + _cpu_seconds(pid) - before.get(pid, 0.0))
         result.load_cpu = load_after - load_before
         total = machine_after[0] - machine_before[0]
         idle = machine_after[1] - machine_before[1]
@@ -343,14 +390,15 @@ def databases(engine: str, folder: Path, ceiling: str | None
 
 def bench(seconds: float, devices: int, size: int, connections: int,
           new_connections: bool, prebuild_rate: float = 800, engine: str = "sqlite",
-          instances: int = 1, ceiling_db: str | None = None) -> dict[str, Any]:
+          instances: int = 1, ceiling_db: str | None = None,
+          writers: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="deskpulse-bench-serve-") as tmp, \
             databases(engine, Path(tmp), ceiling_db) as (served, ceiling, engine_name,
                                                          database_pid):
         folder = Path(tmp)
         result, stored, log = run_server(served, folder, devices, size, seconds, connections,
                                          new_connections, prebuild_rate, instances,
-                                         database_pid)
+                                         database_pid, writers)
         acknowledged = sum(len(a.responses) for a in result.accepted)
         if stored != result.new or acknowledged != result.new + result.duplicates:
             raise BenchError(f"lost or doubled: the database holds {stored} responses, "
@@ -369,7 +417,7 @@ def bench(seconds: float, devices: int, size: int, connections: int,
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                    f"{platform.python_version()}, {engine_name}",
-        "instances": instances,
+        "instances": instances, "writer_processes": len(writer_times(log, result.elapsed)),
         "seconds": round(result.elapsed, 2), "devices": devices, "batch_size": size,
         "connections": connections, "new_connections": new_connections,
         "batches_accepted": batches, "responses_acknowledged": result.new,
@@ -391,6 +439,12 @@ def bench(seconds: float, devices: int, size: int, connections: int,
         "idle_cores_batches_per_s": round(
             (os.cpu_count() or 1) * 1000 / sum(per_batch_ms.values()), 1),
         "machine_busy": round(result.machine_busy, 3),
+        # Each process's CPU as a share of the load's wall time (1.0: a core all along).
+        "cpu_share": {name: round(cpu / result.elapsed, 3)
+                      for name, cpu in {**result.server_cpu,
+                                        "load_generator": result.load_cpu}.items()},
+        "writers": writer_times(log, result.elapsed),
+        "server_warnings": [line for line in log if line.startswith("WARNING")],
     }
 
 
@@ -400,7 +454,8 @@ def report(r: dict[str, Any]) -> str:
         f"machine: {r['machine']}",
         f"load: {r['devices']} kiosks, {r['batch_size']}-response batches, "
         f"{r['connections']} concurrent clients ({mode}), {r['seconds']} s, "
-        f"{r['instances']} deskpulse serve on one database",
+        f"{r['instances']} deskpulse serve on one database ({r['writer_processes']} "
+        "writers in all)",
         "",
         "| contender | batches/s | responses/s |",
         "|---|---:|---:|",
@@ -417,11 +472,19 @@ def report(r: dict[str, Any]) -> str:
         f"{r['idle_cores_batches_per_s']:,.0f} batches/s",
         f"machine busy during the load: {100 * r['machine_busy']:.0f}% of "
         f"{os.cpu_count()} cores (anyone's work)",
+        "CPU as a share of the load's wall time: " + ", ".join(
+            f"{k} {100 * v:.0f}%" for k, v in r["cpu_share"].items()),
+        *(f"writer {n + 1} ({w['jobs_per_group']} jobs a group), share of the load's wall "
+          f"time: own CPU {100 * w['own_cpu']:.0f}%, waiting for the database's answers "
+          f"{100 * w['database_answers']:.0f}%, committing {100 * w['committing']:.0f}%, "
+          f"answering {100 * w['answering']:.0f}%, waiting for jobs "
+          f"{100 * w['waiting_for_jobs']:.0f}%" for n, w in enumerate(r["writers"])),
         f"batches accepted: {r['batches_accepted']:,}; responses acknowledged "
         f"{r['responses_acknowledged']:,}, in the database {r['responses_in_db']:,}, lost "
         f"{r['lost']}; duplicates {r['duplicates']}; refused {r['refused'] or 0}; "
         f"unverified answers {r['unverified_answers']}; network errors "
         f"{r['network_errors']}",
+        *(f"server: {line}" for line in r["server_warnings"][:3]),
     ]
     return "\n".join(lines)
 
@@ -444,12 +507,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --db URL: an empty database for the ceiling")
     parser.add_argument("--instances", type=int, default=1,
                         help="deskpulse serve processes on the one database")
+    parser.add_argument("--writers", type=int, metavar="N",
+                        help="writer processes of each server (deskpulse serve --writers; "
+                             "default: the server's own)")
     parser.add_argument("--json", action="store_true", help="print the raw figures")
     args = parser.parse_args(argv)
     try:
         figures = bench(args.seconds, args.devices, args.batch, args.connections,
                         args.new_connections, args.prebuild_rate, args.db, args.instances,
-                        args.ceiling_db)
+                        args.ceiling_db, args.writers)
     except BenchError as exc:
         print(f"bench_serve: {exc}", file=sys.stderr)
         return 1

@@ -1,5 +1,5 @@
 """Config over the air on `deskpulse serve` (docs/wifi.md, "Config over the air"), in
-process (FastAPI's TestClient) over real SQLite: the push answer names the desired
+process (FastAPI's TestClient) on every engine: the push answer names the desired
 version, a fetch is signed and replay-protected like a push, and its answer is signed
 over the fetch's nonce."""
 
@@ -58,8 +58,8 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    db = tmp_path / "server.db"
+def server(tmp_path: Path, db_target: str) -> Iterator[Server]:
+    db = db_target
     store = open_store(db)
     out = tmp_path / "front-1.json"
     registration.add_device(store, DEVICE, "http://127.0.0.1:8080", out)
@@ -77,11 +77,15 @@ def test_the_push_answer_names_the_version_and_the_fetch_brings_it_signed(
     assert "config" not in server.push()  # not managed: the answer says nothing
     ota.change_layer(server.store, "site", "acme", {"texts": {"en": {"question": "Quick?"}}})
     assert server.push()["config"] == 1
+    # PostgreSQL reads the version in the batch's own function: a change is seen at once.
+    ota.change_layer(server.store, "site", "acme", {"texts": {"en": {"question": "Quick?"}},
+                                                    "scale": 3})
+    assert server.push()["config"] == 2
     code, nonce, body, signature = server.fetch()
     assert code == 200
     assert signing.signature_matches(signing.sign_config(server.key, nonce, body), signature)
     config = json.loads(body)
-    assert config["version"] == 1 and config["texts"]["en"]["question"] == "Quick?"
+    assert config["version"] == 2 and config["texts"]["en"]["question"] == "Quick?"
     assert "device_id" not in config and "sync" not in config
     # Bound to the nonce: the same answer does not verify for another request.
     assert not signing.signature_matches(signing.sign_config(server.key, "1.99", body),

@@ -241,6 +241,8 @@ def test_an_endless_request_head_is_cut(served: tuple[ServeProcess, sqlite3.Conn
     (["--max-connections", "100000"], "--max-connections 100000: use 1-"),
     (["--max-connections", "0"], "--max-connections 0: use 1-"),
     (["--request-timeout", "0"], "--request-timeout must be a positive number"),
+    (["--writers", "0"], "--writers 0: use 1-16"),
+    (["--writers", "17"], "--writers 17: use 1-16"),
 ])
 def test_limits_beyond_reason_are_one_sentence(tmp_path: Path, option: list[str],
                                                message: str,

@@ -292,7 +292,7 @@ def test_a_removed_device_is_unknown(site: Site) -> None:
 def test_a_writer_process_that_dies_is_replaced_and_loses_nothing(site: Site) -> None:
     assert site.push(site.front, make_responses(1, 5)).ok
     writer = site.client.app.state.deskpulse.database  # type: ignore[attr-defined]
-    pid = writer.pid
+    pid = writer.pid("front-1")
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     refusals = []
@@ -303,7 +303,7 @@ def test_a_writer_process_that_dies_is_replaced_and_loses_nothing(site: Site) ->
         refusals.append(answer)
     assert answer.ok and answer.new == 5
     assert all(a.status == 503 and a.error for a in refusals)
-    assert writer.pid not in (None, pid)
+    assert writer.pid("front-1") not in (None, pid)
     assert [r["seq"] for r in site.conn.responses_of("front-1")] == list(range(1, 11))
 
 

@@ -309,6 +309,31 @@ def test_a_refused_push_does_not_lose_the_batch_function(pg_url: str) -> None:
                                      push=PushCheck(KEY, Nonce(1, 1))) == (1, 0)
 
 
+def test_a_failed_part_leaves_no_statement_that_psycopg_only_meant_to_prepare(
+        store: PostgresStore) -> None:
+    """A statement whose PREPARE was queued in the pipeline behind one that failed was
+    never prepared by the server; psycopg 3.3 counts it as prepared all the same, and
+    its every later use failed (a writer after a deadlock: all its pushes 503)."""
+    conn = store.connection
+    conn.execute("CREATE TABLE scratch (x integer)")
+    insert = "INSERT INTO scratch VALUES (%s)"
+    with store.group_commit():
+        # A first failure: psycopg forgets its prepared statements when it first sees
+        # the part's ROLLBACK, not when it sees it again.
+        with pytest.raises(StoreError), store.part():
+            conn.execute("SELECT 1 / %s", (0,)).fetchall()
+        for x in range(5):  # psycopg prepares a statement at its sixth use
+            conn.execute(insert, (x,))
+        with pytest.raises(StoreError, match="division by zero"), store.part():
+            failing = conn.execute("SELECT 1 / %s", (0,))
+            conn.execute(insert, (5,))  # its PREPARE goes out behind the failure
+            failing.fetchall()
+        assert store.group_intact()
+        conn.execute(insert, (6,))
+    assert conn.execute("SELECT array_agg(x ORDER BY x) FROM scratch").fetchone() == (
+        [0, 1, 2, 3, 4, 6],)
+
+
 def test_a_device_locked_by_another_writer_is_a_busy_store_error(pg_url: str) -> None:
     waiter = open_store(pg_url, busy_timeout_ms=50)
     with another_writer_holding(pg_url, lambda holder: holder.store_batch(

@@ -13,6 +13,9 @@ from typing import Any
 from deskpulse.errors import DeskPulseError
 from deskpulse.store.base import db_option_help
 
+MAX_WRITERS = 16
+"""--writers at most: each is a process and a database connection; a bound on typos."""
+
 
 def register(subparsers: Any) -> None:
     """Add `serve` to the `deskpulse` subcommands."""
@@ -65,6 +68,11 @@ def register(subparsers: Any) -> None:
                           "of `deskpulse notify rules` are evaluated and sent, and with "
                           "$DESKPULSE_SMTP each manager's weekly digest on Monday from "
                           "07:00; with several servers on one database only one sends")
+    srv.add_argument("--writers", type=int, metavar="N",
+                     help="processes that store the pushes, each with its own database "
+                          "connection, a kiosk's pushes always in the same one (default: 2 "
+                          "on PostgreSQL, where one writer and its connection take turns; "
+                          "1 on SQLite, which has one write lock)")
     srv.set_defaults(func=do_serve)
 
 
@@ -93,6 +101,8 @@ def _check_digest_sender() -> None:
 def do_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise DeskPulseError(f"--port {args.port}: use 1-65535 (or 0 for any free port)")
+    if args.writers is not None and not 1 <= args.writers <= MAX_WRITERS:
+        raise DeskPulseError(f"--writers {args.writers}: use 1-{MAX_WRITERS}")
     notify_every_s = None
     if args.notify_every is not None:  # before the server's imports: a typo fails at once
         from deskpulse.notify.rules import parse_duration
@@ -106,5 +116,5 @@ def do_serve(args: argparse.Namespace) -> int:
     serve(args.db, args.host, args.port, access_log=args.access_log,
           announce=lambda line: print(line, flush=True), api_docs=args.api_docs,
           max_connections=args.max_connections, request_timeout_s=args.request_timeout,
-          tls=tls, notify_every_s=notify_every_s)
+          tls=tls, notify_every_s=notify_every_s, writers=args.writers)
     return 0

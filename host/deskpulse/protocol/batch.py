@@ -169,6 +169,36 @@ def _bounded(value: int, what: str) -> int:
 
 def decode_batch(payload: bytes) -> Batch:
     """Decode a `B` payload; raises BatchError unless it is entirely well formed."""
+    rows, more = decode_rows(payload)
+    return Batch([Response(*row) for row in rows], more)
+
+
+ResponseRow = tuple[int, int, int, TellNext, float, bool, bool, int, int, "int | None", int]
+"""A Response's fields as a plain tuple, in the Response's order."""
+
+
+def _byte_at(data: bytes, pos: int) -> tuple[int, int]:
+    if pos >= len(data):
+        raise BatchError(f"batch ends early at byte {pos}")
+    return data[pos], pos + 1
+
+
+def _varint_at(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    """The unsigned field at `pos` (at most MAX_FIELD) and the position after it."""
+    value = 0
+    for i in range(_MAX_VARINT_BYTES):
+        b, pos = _byte_at(data, pos)
+        value |= (b & 0x7F) << (7 * i)
+        if b < 0x80:
+            if value > MAX_FIELD:
+                raise BatchError(f"{what} {value} out of range")
+            return value, pos
+    raise BatchError(f"varint longer than {_MAX_VARINT_BYTES} bytes at {pos}")
+
+
+def decode_rows(payload: bytes) -> tuple[list[ResponseRow], bool]:
+    """decode_batch's records as ResponseRows, and its `more` flag. The server takes
+    these: building a Response costs several times a tuple, and a push carries 50."""
     r = _Reader(bytes(payload))
     count = r.varint()
     first_seq = r.field("first seq")
@@ -182,59 +212,70 @@ def decode_batch(payload: bytes) -> Batch:
         raise BatchError(f"batch claims {count} records but holds {r.left()} bytes")
     if count and first_seq < 1:
         raise BatchError("sequence numbers start at 1")
+    data, pos, end = r.data, r.pos, len(r.data)
     known = wall_base != 0
     seq = first_seq - 1
-    flags = 0
+    rapid = closed = False
     config_version = 0
-    out: list[Response] = []
-    for _ in range(count):
-        b1 = r.byte()
+    out: list[ResponseRow] = []
+    for index in range(count):
+        # Read in place, not through _Reader's methods: this loop is most of a push's
+        # decoding, and a usual record is three bytes without an extension.
+        if pos >= end:
+            raise BatchError(f"batch ends early at byte {pos}")
+        b1 = data[pos]
+        pos += 1
         rating = b1 & 7
         scale_code = (b1 >> 3) & 3
         told = (b1 >> 5) & 3
         if scale_code == 3 or told == 3:
-            raise BatchError(f"record {len(out)}: bad scale or told code (byte {b1:#04x})")
+            raise BatchError(f"record {index}: bad scale or told code (byte {b1:#04x})")
         scale = scale_code + 3
         if not 1 <= rating <= scale:
-            raise BatchError(f"record {len(out)}: rating {rating} outside 1..{scale}")
-        ext = r.byte() if b1 & _X else 0
-        if ext & ~_EXT_KNOWN_BITS:
-            raise BatchError(f"record {len(out)}: unknown extension bits {ext:#04x}")
+            raise BatchError(f"record {index}: rating {rating} outside 1..{scale}")
+        ext = 0
+        if b1 & _X:
+            ext, pos = _byte_at(data, pos)
+            if ext & ~_EXT_KNOWN_BITS:
+                raise BatchError(f"record {index}: unknown extension bits {ext:#04x}")
         if ext & EXT_GAP:
-            seq = _bounded(seq + 2 + r.field("sequence gap"), "sequence number")
+            gap, pos = _varint_at(data, pos, "sequence gap")
+            seq = _bounded(seq + 2 + gap, "sequence number")
         else:
             seq = _bounded(seq + 1, "sequence number")
-        if ext & EXT_BOOT:
-            boot = _bounded(boot + r.field("boot delta"), "boot")
-            uptime = 0
-        if ext & EXT_FLAGS:
-            flags = r.byte()
-            if flags & ~(FLAG_RAPID | FLAG_CLOSED):
-                raise BatchError(f"record {len(out)}: unknown flags {flags:#04x}")
-        if ext & EXT_CONFIG:
-            config_version = r.field("config version")
-        if ext & EXT_WALL_BASE:
-            wall_base += r.zigzag()
-            if abs(wall_base) > _MAX_WALL_BASE:
-                raise BatchError(f"record {len(out)}: wall base {wall_base} out of range")
-        if ext & EXT_CLOCK:
-            known = not known
-        uptime = _bounded(uptime + r.field("uptime delta"), "uptime")
-        latency_ds = r.field("latency")
+        if ext:
+            if ext & EXT_BOOT:
+                delta, pos = _varint_at(data, pos, "boot delta")
+                boot = _bounded(boot + delta, "boot")
+                uptime = 0
+            if ext & EXT_FLAGS:
+                flags, pos = _byte_at(data, pos)
+                if flags & ~(FLAG_RAPID | FLAG_CLOSED):
+                    raise BatchError(f"record {index}: unknown flags {flags:#04x}")
+                rapid, closed = bool(flags & FLAG_RAPID), bool(flags & FLAG_CLOSED)
+            if ext & EXT_CONFIG:
+                config_version, pos = _varint_at(data, pos, "config version")
+            if ext & EXT_WALL_BASE:
+                r.pos = pos
+                wall_base += r.zigzag()
+                pos = r.pos
+                if abs(wall_base) > _MAX_WALL_BASE:
+                    raise BatchError(f"record {index}: wall base {wall_base} out of range")
+            if ext & EXT_CLOCK:
+                known = not known
+        delta, pos = _varint_at(data, pos, "uptime delta")
+        uptime = _bounded(uptime + delta, "uptime")
+        latency_ds, pos = _varint_at(data, pos, "latency")
         wall: int | None = None
         if known:
             wall = wall_base + uptime
             if not 0 < wall <= MAX_FIELD:
-                raise BatchError(f"record {len(out)}: wall time {wall} out of range")
-        out.append(Response(
-            seq=seq, rating=rating, scale=scale, told_next=TOLD_NAMES[told],
-            latency_s=latency_ds / 10, rapid=bool(flags & FLAG_RAPID),
-            closed=bool(flags & FLAG_CLOSED), boot=boot, uptime_s=uptime, wall=wall,
-            config_version=config_version,
-        ))
-    if r.left():
-        raise BatchError(f"{r.left()} bytes after the last record")
-    return Batch(out, bool(more_byte))
+                raise BatchError(f"record {index}: wall time {wall} out of range")
+        out.append((seq, rating, scale, TOLD_NAMES[told], latency_ds / 10, rapid, closed,
+                    boot, uptime, wall, config_version))
+    if pos < end:
+        raise BatchError(f"{end - pos} bytes after the last record")
+    return out, bool(more_byte)
 
 
 # -- encoding -----------------------------------------------------------------------------

@@ -29,24 +29,33 @@ from deskpulse.server.guard import REPORT_INTERVAL_S, FloodLog
 from deskpulse.server.reader import ReaderProcess
 from deskpulse.server.writer import WriterProcess
 from deskpulse.store import open_store
+from deskpulse.store.base import parse_db_target
 
 ROUTERS = (health.router, push.router, ota.router, accounts.router, dashboard.router)
 """One router per area; a new area adds its module here (docs/architecture.md)."""
+
+WRITERS = {"sqlite": 1, "postgresql": 2}
+"""Writer processes per server (server/writer.py): on PostgreSQL two, so that one writer's
+Python runs while the database server works on the other's statements; SQLite has one
+write lock."""
 
 
 def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool = False,
                busy_timeout_ms: int | None = None,
                clock: Callable[[], float] = time.time,
-               refusal_interval_s: float = refusals.INTERVAL_S) -> FastAPI:
+               refusal_interval_s: float = refusals.INTERVAL_S,
+               writers: int | None = None) -> FastAPI:
     """The aggregator's ASGI app on the database at db_path (None: the default one).
     The database is opened (and migrated) here, so a bad path fails before serving.
 
     api_docs serves /docs, /redoc and /openapi.json (the interactive pages load their
     scripts from a CDN, so they are off unless asked for). busy_timeout_ms replaces the
     writer's busy timeout; clock is the server's time; refused pushes are written to the
-    store at most every refusal_interval_s seconds (server/refusals.py)."""
+    store at most every refusal_interval_s seconds (server/refusals.py). writers: the
+    writer processes (default: WRITERS of the engine)."""
     open_store(db_path).close()
-    database = WriterProcess(db_path, busy_timeout_ms=busy_timeout_ms)
+    database = WriterProcess(db_path, busy_timeout_ms=busy_timeout_ms,
+                             writers=writers or WRITERS[parse_db_target(db_path)[0]])
     reader = ReaderProcess(db_path)
     broadcaster = live.Broadcaster()
     version = installed_version() or "unknown"
@@ -59,7 +68,8 @@ def create_app(db_path: str | os.PathLike[str] | None = None, *, api_docs: bool 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await database.run(health.schema_version)  # the writer is up before the first push
+        # The writers are up before the first push.
+        await database.run_on_each(health.schema_version)
         # The poll of other processes' syncs is one cheap query: through the writer, so
         # that it never waits behind a long report in the reader.
         async with live.watching(broadcaster, database.run):

@@ -114,7 +114,8 @@ async def _handle_fetch(request: Request, device_id: str, server: ServerState) -
     key = await verified_key(request, device_id, server.database, server.keys, nonce_text,
                              body, signature)
     try:
-        config = await server.database.run(accept_fetch, device_id, key, nonce)
+        config = await server.database.run(accept_fetch, device_id, key, nonce,
+                                           device=device_id)
     except PushRefused as refused:
         if refused.problem != "replayed":
             server.keys.forget(device_id)

@@ -25,8 +25,9 @@ from deskpulse.protocol.batch import (
     RECEIPT_SOURCE,
     Anchor,
     BatchError,
+    ResponseRow,
     clock_is_plausible,
-    decode_batch,
+    decode_rows,
     parse_anchor,
 )
 from deskpulse.protocol.batch import Response as KioskResponse
@@ -69,7 +70,7 @@ class KeyCache:
         return key if key is not None else await self.reload(device_id)
 
     async def reload(self, device_id: str) -> bytes | None:
-        key = await self.database.run(lookup_key, device_id)
+        key = await self.database.run(lookup_key, device_id, device=device_id)
         if key is None:
             self._keys.pop(device_id, None)
         else:
@@ -156,7 +157,8 @@ class Push:
     anchors: list[Anchor]
     boot: int
     uptime_s: int
-    responses: list[KioskResponse]
+    rows: list[ResponseRow]
+    """The responses as plain rows (protocol.batch.decode_rows): what the writer takes."""
 
 
 def parse_push(body: bytes) -> Push:
@@ -183,24 +185,25 @@ def parse_push(body: bytes) -> Push:
         parsed = [parse_anchor(a) for a in anchors]
         # Checks boot and uptime_s the way a stored anchor needs them.
         parse_anchor([boot, uptime_s, 1, RECEIPT_SOURCE])
-        responses = decode_batch(payload).responses
+        rows, _ = decode_rows(payload)
     except BatchError as exc:
         raise Refusal(400, str(exc)) from exc
-    return Push(status, parsed, boot, uptime_s, responses)
+    return Push(status, parsed, boot, uptime_s, rows)
 
 
 # -- storing ------------------------------------------------------------------------------
 
 
-def response_rows(responses: list[KioskResponse]) -> list[tuple[Any, ...]]:
-    """Responses as plain tuples, which cost the writer process far less to unpickle."""
+def response_rows(responses: list[KioskResponse]) -> list[ResponseRow]:
+    """Responses as the rows store_push takes (which cost the writer process far less to
+    unpickle than Responses): for callers that hold Responses."""
     return [(r.seq, r.rating, r.scale, r.told_next, r.latency_s, r.rapid, r.closed, r.boot,
              r.uptime_s, r.wall, r.config_version) for r in responses]
 
 
 def store_push(store: Store, device_id: str, key: bytes, nonce: signing.Nonce,
                status: dict[str, Any], anchors: list[Anchor],
-               rows: list[tuple[Any, ...]]) -> tuple[int, int, int | None]:
+               rows: list[ResponseRow]) -> tuple[int, int, int | None]:
     """Store the push (in the writer process) if, in the same transaction, the device
     still has this key and the nonce is higher than the last one accepted; (new,
     duplicates, the device's desired config version or None)."""
@@ -316,8 +319,9 @@ async def _handle_push(request: Request, device_id: str, database: WriterProcess
     if received_at is not None:
         anchors.append(Anchor(push.boot, push.uptime_s, received_at, RECEIPT_SOURCE))
     try:
-        new, duplicates, config = await database.run(store_push, device_id, key, nonce, push.status,
-                                             anchors, response_rows(push.responses))
+        new, duplicates, config = await database.run(
+            store_push, device_id, key, nonce, push.status, anchors, push.rows,
+            device=device_id)
     except PushRefused as refused:
         if refused.problem != "replayed":
             keys.forget(device_id)
@@ -329,7 +333,7 @@ async def _handle_push(request: Request, device_id: str, database: WriterProcess
         raise Refusal(503, ERRORS[503]) from exc
     except DeskPulseError as exc:
         raise Refusal(400, str(exc)) from exc
-    fields: dict[str, Any] = {"acked": push.responses[-1].seq if push.responses else None,
+    fields: dict[str, Any] = {"acked": push.rows[-1][0] if push.rows else None,
                               "new": new, "duplicates": duplicates}
     now = clock.now()
     if now is not None:

@@ -73,14 +73,15 @@ def serve(db_path: str | os.PathLike[str] | None, host: str = "127.0.0.1", port:
           *, access_log: bool = False, announce: Callable[[str], None] = print,
           api_docs: bool = False, max_connections: int | None = None,
           request_timeout_s: float = REQUEST_TIMEOUT_S, tls: TlsFiles | None = None,
-          notify_every_s: float | None = None) -> None:
+          notify_every_s: float | None = None, writers: int | None = None) -> None:
     """Serve until SIGINT/SIGTERM; requests in flight finish first. max_connections
     (default: what the open-file limit allows, at most 1024) and request_timeout_s bound
     what other clients can hold (deskpulse.server.guard). With tls (checked by
     deskpulse.server.tls.check_tls_files) it serves HTTPS. With notify_every_s, a
-    notification pass runs that often in a thread beside it (deskpulse.notify.background)."""
+    notification pass runs that often in a thread beside it (deskpulse.notify.background).
+    writers: the writer processes (default: server.app.WRITERS of the engine)."""
     limits = limits_for(max_connections, request_timeout_s)
-    app = create_app(db_path, api_docs=api_docs)
+    app = create_app(db_path, api_docs=api_docs, writers=writers)
     sock = listen(host, port)
     # Refusals go to stderr beside uvicorn's lines, so a manager sees a misconfigured kiosk.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")

@@ -12,7 +12,19 @@ themselves), and sends back the result or the exception. The jobs that arrived w
 worked are committed together (a group commit), and answered only after that commit.
 Two threads of the parent move the bytes, so that a full pipe never blocks the event
 loop. If the writer dies, every job in flight fails with WriterStopped and the next job
-starts a new writer. A transaction that cannot be had or committed (the lock held past the
+starts a new writer.
+
+On PostgreSQL a server runs two writers (`writers`), each with its connection, and a
+device's jobs always go to the same one (`run(..., device=...)`), so its pushes stay in
+arrival order. One writer and its database connection take turns: the writer's Python
+waits while the database server runs the batch's statements, and the other way round,
+so one writer kept only about one of two cores busy (docs/benchmarks.md, "the PostgreSQL
+push uses both cores"). Two overlap. Exactly-once and replay protection do not rest on
+this routing: the database enforces them across writers as across servers. SQLite keeps
+one writer: its one write lock would make two take turns.
+
+When a writer stops it logs where its time went (WriterTimes): waiting for jobs, running
+them, committing, answering. A transaction that cannot be had or committed (the lock held past the
 busy timeout, a full disk, an I/O error) fails every job of its group with
 StorageUnavailable: a state of the storage, which passes, not a fault of the jobs.
 """
@@ -27,14 +39,18 @@ import os
 import pickle
 import queue
 import signal
+import sys
 import threading
+import time
+import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from deskpulse.errors import DeskPulseError
 from deskpulse.store import open_store
-from deskpulse.store.base import Store
+from deskpulse.store.base import Store, StoreError
 
 _T = TypeVar("_T")
 _STOP = b""
@@ -51,17 +67,45 @@ class WriterStopped(StorageUnavailable):
     """The writer process died before answering: the job may or may not be committed."""
 
 
+@dataclass
+class WriterTimes:
+    """Where a writer's wall-clock time went, in seconds: whether the server's jobs wait
+    for the writer or the writer for them, and inside it for what."""
+    jobs: int = 0
+    groups: int = 0
+    waiting: float = 0.0
+    """For the next job, with nothing to do."""
+    working: float = 0.0
+    """Running the jobs: its own CPU (`working_cpu`), the rest waiting for the database
+    server's answers (or for a core)."""
+    working_cpu: float = 0.0
+    committing: float = 0.0
+    answering: float = 0.0
+
+    def summary(self) -> str:
+        return (f"writer {os.getpid()} stopped after {self.jobs} jobs in {self.groups} groups: "
+                f"{self.working:.3f} s running jobs ({self.working_cpu:.3f} s of it its own "
+                f"CPU), {self.committing:.3f} s committing, {self.answering:.3f} s "
+                f"answering, {self.waiting:.3f} s waiting for jobs")
+
+
 def _writer_main(conn: Connection, db_path: str | os.PathLike[str] | None,
                  busy_timeout_ms: int | None = None) -> None:
     # Ctrl-C reaches the whole process group: the writer finishes what it was given and
     # stops when the server closes the pipe, never in the middle of a transaction.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     database: Store | None = None
+    times = WriterTimes()
     try:
         database = open_store(db_path, busy_timeout_ms=busy_timeout_ms)
+        database.retried_in_groups = True  # _run_group runs a busy job once more
         while True:
+            started = time.perf_counter()
             group, stopping = _next_group(conn)
-            for reply in _run_group(database, group):
+            times.waiting += time.perf_counter() - started
+            replies = _run_group(database, group, times)
+            started = time.perf_counter()
+            for reply in replies:
                 try:
                     message = pickle.dumps(reply)
                 except Exception as exc:  # an unpicklable result or error
@@ -72,7 +116,11 @@ def _writer_main(conn: Connection, db_path: str | os.PathLike[str] | None,
                     # The server died (killed, power cut) after the commit: nobody waits
                     # for these answers, and each kiosk sends its batch again.
                     return
+            times.answering += time.perf_counter() - started
             if stopping:
+                if times.jobs:
+                    # The server's log has it (stderr is the server's): one line a writer.
+                    print(f"INFO:     {times.summary()}", file=sys.stderr, flush=True)
                 return
     finally:
         if database is not None:
@@ -98,17 +146,40 @@ def _next_group(conn: Connection) -> tuple[list[_Job], bool]:
     return group, False
 
 
-def _run_group(database: Store, group: list[_Job]) -> list[tuple[int, bool, Any]]:
+def _run_group(database: Store, group: list[_Job], times: WriterTimes | None = None
+               ) -> list[tuple[int, bool, Any]]:
     """Run the jobs in ONE transaction, each in a savepoint of it (a refused push is
     undone alone), and commit once: the commit, not the work, is the most of a small
-    push's cost. Every reply waits for the commit; if it fails, every job fails."""
-    if not group:
-        return []
+    push's cost. Every reply waits for the commit; if it fails, every job fails.
+
+    A job that found a row locked too long (StoreError `busy`: on PostgreSQL, another
+    writer's or server's group; a deadlock, where the database undoes one side) ends its
+    group early: the jobs before it are committed, which frees what they locked, and it
+    runs again once, with the jobs after it, in the next group. Without that a kiosk's
+    push got a 503 whenever two groups locked each other's rows, as two groups that
+    both make a month's partition do (store/postgres/schema.py Partitions)."""
+    times = times if times is not None else WriterTimes()
+    replies: list[tuple[int, bool, Any]] = []
+    retried: set[int] = set()
+    while group:
+        done, group = _commit_some(database, group, times, retried)
+        replies += done
+    return replies
+
+
+def _commit_some(database: Store, group: list[_Job], times: WriterTimes, retried: set[int]
+                 ) -> tuple[list[tuple[int, bool, Any]], list[_Job]]:
+    """The replies of the jobs committed in one transaction, and the jobs left for the
+    next one (from the first that met a lock, if it was not retried already)."""
+    times.groups += 1
+    started, started_cpu = time.perf_counter(), time.process_time()
+    worked: float | None = None
     replies = []
+    left: list[_Job] = []
     lost: Exception | None = None
     try:
         with database.group_commit():
-            for job_id, fn, args in group:
+            for index, (job_id, fn, args) in enumerate(group):
                 try:
                     with database.part():
                         replies.append((job_id, True, fn(database, *args)))
@@ -118,12 +189,25 @@ def _run_group(database: Store, group: list[_Job]) -> list[tuple[int, bool, Any]
                         # error): the jobs before this one are gone too.
                         lost = exc
                         raise
+                    if isinstance(exc, StoreError) and exc.busy and job_id not in retried:
+                        retried.add(job_id)
+                        left = group[index:]
+                        break
                     replies.append((job_id, False, exc))
+            worked = time.perf_counter()
+            times.working_cpu += time.process_time() - started_cpu
     except Exception as exc:
         reason = _first_cause(lost if lost is not None else exc)
-        return [(job_id, False, StorageUnavailable(f"not committed: {reason}"))
-                for job_id, _, _ in group]
-    return replies
+        failed = [(job_id, False, StorageUnavailable(f"not committed: {reason}"))
+                  for job_id, _, _ in group[:len(group) - len(left)]]
+        times.jobs += len(failed)
+        return failed, left
+    finally:
+        ended = time.perf_counter()
+        times.working += (worked if worked is not None else ended) - started
+        times.committing += ended - worked if worked is not None else 0.0
+    times.jobs += len(replies)
+    return replies, left
 
 
 def _first_cause(exc: BaseException) -> BaseException:
@@ -134,38 +218,60 @@ def _first_cause(exc: BaseException) -> BaseException:
 
 
 class WriterProcess:
-    """The writer process and the two threads that talk to it (started on first use)."""
+    """The writer processes and the two threads that talk to each (started on first use).
+
+    `writers` processes, each with its own store connection (PostgreSQL only: see the
+    module's docstring); a job given a `device` goes to that device's writer, any other
+    to the first."""
 
     def __init__(self, db_path: str | os.PathLike[str] | None, *,
-                 busy_timeout_ms: int | None = None) -> None:
+                 busy_timeout_ms: int | None = None, writers: int = 1) -> None:
+        if writers < 1:
+            raise ValueError("a server needs at least one writer")
         self.db_path = db_path
         self.busy_timeout_ms = busy_timeout_ms
+        self.writers = writers
         self._ids = itertools.count()
         self._lock = threading.Lock()
-        self._link: _Link | None = None
+        self._links: list[_Link | None] = [None] * writers
 
-    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+    def writer_of(self, device: str | None) -> int:
+        """Which writer takes the jobs of this device (the same one every time)."""
+        if device is None or self.writers == 1:
+            return 0
+        return zlib.crc32(device.encode()) % self.writers
+
+    async def run(self, fn: Callable[..., _T], *args: Any, device: str | None = None) -> _T:
+        return await self._run_on(self.writer_of(device), fn, args)
+
+    async def run_on_each(self, fn: Callable[..., _T], *args: Any) -> list[_T]:
+        """fn on every writer (which starts those not running yet)."""
+        return list(await asyncio.gather(*(self._run_on(n, fn, args)
+                                           for n in range(self.writers))))
+
+    async def _run_on(self, n: int, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._link is None or not self._link.alive:
-                self._link = _Link(self.db_path, self.busy_timeout_ms)
-            link = self._link
+            link = self._links[n]
+            if link is None or not link.alive:
+                link = self._links[n] = _Link(self.db_path, self.busy_timeout_ms)
         future: asyncio.Future[Any] = loop.create_future()
         link.submit(next(self._ids), fn, args, loop, future)
         return await future
 
-    @property
-    def pid(self) -> int | None:
-        """The writer process's id while it runs."""
-        link = self._link
+    def pid(self, device: str | None = None) -> int | None:
+        """The id of the writer process of this device's jobs, while it runs."""
+        link = self._links[self.writer_of(device)]
         return link.pid if link is not None and link.alive else None
 
     def close(self) -> None:
-        """Let the writer finish the jobs it was given, then end it."""
+        """Let the writers finish the jobs they were given, then end them."""
+        stopped: list[_Link | None] = [None] * self.writers
         with self._lock:
-            link, self._link = self._link, None
-        if link is not None:
-            link.close()
+            links, self._links = self._links, stopped
+        for link in links:
+            if link is not None:
+                link.close()
 
 
 class _Link:

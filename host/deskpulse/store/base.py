@@ -229,6 +229,10 @@ class Store(abc.ABC):
 
     location: str
     """Where the store is (a path), for messages."""
+    retried_in_groups = False
+    """Set by the server's writer, which runs a job that failed as `busy` once more after
+    committing the jobs before it (server/writer.py): in its part() an engine may then
+    refuse a batch as busy rather than wait for what only another group's end frees."""
 
     # -- life --------------------------------------------------------------------------------
 

@@ -89,13 +89,17 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
         self.partitions = schema.Partitions()
         self._cursor_names = itertools.count(1)
         self._ranges: dict[tuple[int, int], dict[str, list[Any]]] | None = None
+        """Inside snapshot(): timed_responses' rows by range, then by device."""
         self._part_open = False
+        """In part() before its first store_batch, which then needs no savepoint of its
+        own."""
         self._functions_made = False
         """Whether ingest's server-side function exists in this session (a failed write
         may have rolled its making back: then it is made again)."""
-        """In part() before its first store_batch, which then needs no savepoint of its
-        own."""
-        """Inside snapshot(): timed_responses' rows by range, then by device."""
+        self._desired_read: tuple[str, int | None] | None = None
+        """Inside part(): the device whose batch was stored in it and its desired config
+        version, read by the batch's function: desired_versions() of that device then
+        costs no statement."""
 
     @classmethod
     def open(cls, url: str, *, create: bool = True,
@@ -127,17 +131,27 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
         """Errors translated; partitions and functions made by a write that failed are
-        forgotten (they were rolled back with it)."""
+        forgotten (they were rolled back with it), and so are prepared statements."""
         try:
             yield
         except psycopg.Error as exc:
-            self.partitions.forget()
-            self._functions_made = False
+            self._forget_made()
             raise schema.failure(exc, self.url) from None
         except BaseException:
-            self.partitions.forget()
-            self._functions_made = False
+            self._forget_made()
             raise
+
+    def _forget_made(self) -> None:
+        self.partitions.forget()
+        self._functions_made = False
+        # psycopg (3.3) counts a statement as prepared once it has sent its PREPARE, even
+        # when the server skipped it because an earlier statement of the pipeline failed:
+        # its every later use then fails with "prepared statement ... does not exist"
+        # (every push of the writer, seen after a deadlock). Forget them all; psycopg
+        # deallocates them at the next statement and prepares them again after a few uses.
+        prepared = getattr(self.connection, "_prepared", None)
+        if prepared is not None:
+            prepared.clear()
 
     # -- life ------------------------------------------------------------------------------
 
@@ -160,9 +174,18 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
             if not self._functions_made:
                 ingest.create_functions(self.connection)
                 self._functions_made = True
-            return ingest.store_batch(self.connection, self.partitions, device_id,
-                                      responses, anchors, status, transport, proto=proto,
-                                      at=_now(now), push=push, own_savepoint=own_savepoint)
+            # In the server writer's part, a month not made yet is made between groups.
+            self.partitions.deferring = self.retried_in_groups and not own_savepoint
+            try:
+                new, duplicates, desired = ingest.store_batch(
+                    self.connection, self.partitions, device_id, responses, anchors,
+                    status, transport, proto=proto, at=_now(now), push=push,
+                    own_savepoint=own_savepoint)
+            finally:
+                self.partitions.deferring = False
+            if not own_savepoint:  # in a part(), which forgets it at its end
+                self._desired_read = (device_id, desired)
+            return new, duplicates
 
     @contextlib.contextmanager
     def group_commit(self) -> Iterator[None]:
@@ -174,6 +197,7 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
     def _partitions_ahead(self) -> None:
         if self.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             self.partitions.ensure_ahead(self.connection, time.time())
+            self.partitions.make_wanted(self.connection)
 
     @contextlib.contextmanager
     def part(self) -> Iterator[None]:
@@ -197,6 +221,7 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
                 raise
             finally:
                 self._part_open = False
+                self._desired_read = None
 
     def group_intact(self) -> bool:
         return (self.connection.info.transaction_status
@@ -462,6 +487,7 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
     def save_config(self, desired: Mapping[str, Mapping[str, Any] | None], *,
                     layer: LayerChange | None = None, now: float | None = None
                     ) -> dict[str, int | None]:
+        self._desired_read = None  # a push's read before this change is stale now
         with self.connection.transaction():
             return desired_config.save_config(self.connection, desired, layer, _now(now))
 
@@ -472,6 +498,9 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
 
     @_translated
     def desired_versions(self, device_id: str | None = None) -> dict[str, int]:
+        read = self._desired_read
+        if read is not None and device_id is not None and read[0] == device_id:
+            return {} if read[1] is None else {device_id: read[1]}
         return desired_config.desired_versions(self.connection, device_id)
 
     @_translated

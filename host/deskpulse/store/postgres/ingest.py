@@ -38,9 +38,11 @@ if TYPE_CHECKING:
 def store_batch(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str,
                 responses: Sequence[Response], anchors: Iterable[Anchor],
                 status: Mapping[str, Any], transport: str, *, proto: int | None, at: int,
-                push: PushCheck | None, own_savepoint: bool = True) -> tuple[int, int]:
+                push: PushCheck | None, own_savepoint: bool = True
+                ) -> tuple[int, int, int | None]:
     """Store one batch in one transaction (a savepoint inside the caller's): see
-    Store.store_batch. Without `own_savepoint` the caller has put the connection in
+    Store.store_batch; (new, duplicates, the device's desired config version or None, read
+    under the device's lock). Without `own_savepoint` the caller has put the connection in
     pipeline mode inside a savepoint that this batch alone uses (the writer's part)."""
     import psycopg
 
@@ -62,7 +64,7 @@ BATCH_READS = "pg_temp.deskpulse_batch_reads"
 """The server-side function that takes a batch's device lock and makes all its reads in
 one statement (made per connection by `create_functions`)."""
 
-_DEVICE, _KEY, _NAMESAKE, _OWN_ANCHORED, _SAME_ANCHOR, _SHIFT = range(6)
+_DEVICE, _KEY, _NAMESAKE, _OWN_ANCHORED, _SAME_ANCHOR, _SHIFT, _DESIRED = range(7)
 """What each row the function returns is (its `kind`)."""
 
 _BATCH_READS_SQL = f"""
@@ -92,6 +94,13 @@ BEGIN
               nextval(pg_get_serial_sequence('syncs', 'sync_id')), NULL::bigint,
               NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
               NULL::bigint, NULL::bigint, NULL::bigint;
+    -- The version of the device's desired config, which rides on a push's answer
+    -- (desired_config.desired_versions): one round trip fewer than its own statement.
+    RETURN QUERY
+    SELECT {_DESIRED}, NULL::text, NULL::text, NULL::bytea, c.version::bigint,
+           NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
+           NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint
+    FROM desired_configs c WHERE c.device_id = _device ORDER BY c.row_id DESC LIMIT 1;
     IF _push THEN
         -- The key and the last nonce, locked; the nonce moved up (a refused push is
         -- undone with the batch's savepoint).
@@ -176,7 +185,7 @@ def check_push(conn: psycopg.Connection[Any], device_id: str, push: PushCheck) -
 def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str,
            responses: Sequence[Response], anchors: Iterable[Anchor],
            status: Mapping[str, Any], transport: str, proto: int | None, at: int,
-           push: PushCheck | None) -> tuple[int, int]:
+           push: PushCheck | None) -> tuple[int, int, int | None]:
     """The batch, in pipeline mode: statements are sent together when a result is first
     read, so a usual batch takes three round trips to the server: every read it needs in
     one call of the server-side function (device lock with its zones and sync id, key,
@@ -203,6 +212,7 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
     stored: dict[int, tuple[Any, ...]] = {}
     already: set[tuple[int, int, int, int]] = set()
     before: dict[int, int | None] = dict.fromkeys(boots)
+    desired: int | None = None
     for kind, text1, text2, key, *n in read:
         if kind == _NAMESAKE:
             stored[n[0]] = (n[1], n[2], text1, *n[3:10])
@@ -214,6 +224,8 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
             own.add(n[0])
         elif kind == _KEY:
             key_row = (key, n[0], n[1])
+        elif kind == _DESIRED:
+            desired = n[0]
         else:
             device_row = (text1, text2, n[0])
     if push is not None:
@@ -274,14 +286,14 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
                     f"WITH sync AS ({_INSERT_SYNC}), new AS ({_INSERT_RESPONSES}) "
                     f"{pending.read}",  # type: ignore[arg-type]  # our own text
                     (*sync, device_id, sync_id, matrix, *pending.params)))
-                return new, len(responses) - new
+                return new, len(responses) - new, desired
         conn.execute(_INSERT_SYNC, sync)  # type: ignore[arg-type]  # our own text
         conn.execute(_INSERT_RESPONSES,  # type: ignore[arg-type]  # our own text
                      (device_id, sync_id, matrix))
     if unknown or moved_boots:
         _bound_unplaced(conn, device_id, changes)
     rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
-    return new, len(responses) - new
+    return new, len(responses) - new, desired
 
 
 _MATRIX_COLUMNS = ("seq", "rating", "scale", "told_next", "latency_ds", "rapid", "closed",

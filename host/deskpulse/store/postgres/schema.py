@@ -34,6 +34,10 @@ made ahead, in a transaction of their own, before a batch or a group of batches 
 A batch of an older month (a kiosk offline for long, a copied database) makes its
 partition inside its own transaction; if that meets another writer's locks, PostgreSQL
 ends one of them and it is a `busy` StoreError: the next try finds the partition made.
+In a writer's group (the server's two writers, or several servers) that deadlock came
+back at every group while all wanted the month; there a batch does not make it but
+raises MonthWanted, and the writer commits the jobs before it, makes the month between
+groups and runs the batch again (server/writer.py).
 """
 
 from __future__ import annotations
@@ -382,6 +386,11 @@ class Partitions:
 
     def __init__(self) -> None:
         self.known: set[int] = set()
+        self.deferring = False
+        """Inside a writer's group (the store's part()): a missing month is not made
+        there but named in `wanted` and refused as busy (MonthWanted)."""
+        self.wanted: set[int] = set()
+        """Months a batch in a group needed: made by make_wanted before the next group."""
 
     def ensure(self, conn: psycopg.Connection[Any], walls: Iterable[int | None]) -> None:
         """Make sure a partition exists for the month of every time in `walls` (inside the
@@ -395,6 +404,13 @@ class Partitions:
         missing = sorted(wanted - self.known)
         if not missing:
             return
+        if self.deferring:
+            # Attaching a partition waits for every transaction that read the responses
+            # table (the DEFAULT partition's lock) to end, while holding the lock that
+            # the others' batches of that month wait for: inside a group that deadlocks
+            # with the other writers' groups, over and over. Made between groups instead.
+            self.wanted.update(missing)
+            raise MonthWanted(missing)
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK,))
         missing = sorted(set(missing) - _existing(conn))  # another process may have made it
         for month in missing:
@@ -423,9 +439,26 @@ class Partitions:
             with conn.transaction():
                 self.ensure(conn, [month_bounds(month)[0]])
 
+    def make_wanted(self, conn: psycopg.Connection[Any]) -> None:
+        """Outside any transaction: the months batches of the last group wanted, each in
+        a short transaction of its own."""
+        while self.wanted:
+            month = self.wanted.pop()
+            with conn.transaction():
+                self.ensure(conn, [month_bounds(month)[0]])
+
     def forget(self) -> None:
         """After a rollback: partitions made in it are gone; ask the catalog again."""
         self.known.clear()
+
+
+class MonthWanted(StoreError):
+    """A batch in a writer's group needs a month's partition that does not exist yet: the
+    writer commits the jobs before it and runs it again after the month is made."""
+
+    def __init__(self, months: list[int]) -> None:
+        super().__init__(f"the responses of months {months} need their partitions made "
+                         "first", busy=True)
 
 
 def _existing(conn: psycopg.Connection[Any]) -> set[int]:
