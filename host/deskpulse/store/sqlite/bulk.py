@@ -1,13 +1,15 @@
 """Many rows into SQLite in few statements: multi-row VALUES instead of executemany.
 
 The stdlib module's `executemany` runs one statement per row: for each row it steps and
-resets the statement and walks its own per-row loop, which on the responses table cost
-about as much as SQLite's work for the row's columns. One statement of ROWS_PER_STATEMENT
-rows pays that once for all of them (tools/bench_binding.py measures both, beside binding
-the whole batch as one JSON value expanded by `json_each`, which was slower than either:
-docs/benchmarks.md). What SQLite checks and does for each row (constraints, the conflict
-clause, triggers, indexes) is the same either way, and a row it refuses fails the whole
-statement, so the caller's transaction or savepoint takes the batch back as before.
+resets the statement and walks its own per-row loop. One statement of ROWS_PER_STATEMENT
+rows pays that once for all of them: 1.2x on the responses table's insert alone
+(tools/bench_binding.py, which also measures the whole batch bound as one JSON value
+expanded by `json_each`: slower than either), though only about 0.2 of store_batch's
+6.2 µs per response (docs/benchmarks.md, third pass of issue 16 item 8).
+
+What SQLite checks and does for each row (constraints, the conflict clause, triggers,
+indexes) is the same either way, and a row it refuses fails the whole statement, so the
+caller's transaction or savepoint takes the batch back as before.
 
 Not for every insert: the rollup rows (a blob of counts each) went slower this way
 (0.38 -> 0.50 µs per response stored, tools/bench_ingest.py --timers), so they stay on
@@ -23,8 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 ROWS_PER_STATEMENT = 128
-"""Rows per statement. Measured best among 32, 128, 256 and 512 on the responses table:
-past a few hundred rows SQLite's program for the VALUES grows faster than the saving."""
+"""Rows per statement: measured best among 32, 128, 256 and 512 on the responses table
+(512 was back near executemany)."""
 
 
 @functools.lru_cache(maxsize=64)
