@@ -11,7 +11,15 @@ three ways, taking turns round by round:
   December 2026: flags as Python bools and the two interval columns as None (17 values);
 - **sqlite3, as now**: flags as ints, the interval columns left to their default (15);
 - **apsw** (when importable; it is no dependency of deskpulse: `pip install apsw` in a
-  throwaway venv), the same 15 values, on the SQLite it bundles.
+  throwaway venv), the same 15 values, on the SQLite it bundles;
+- **multi-row VALUES** (store/sqlite/bulk.py, what store_batch uses since issue 16's third
+  pass): the same 15 values, ROWS_PER_STATEMENT rows per statement;
+- **one JSON value**: the batch bound as ONE text, `json.dumps` of the rows without the
+  device and sync (bound once each), expanded by SQLite with
+  `INSERT ... SELECT ?, value->>0, ... FROM json_each(?)`; the encoding is timed too;
+- **SQLite alone**: the same rows copied by `INSERT ... SELECT` from a temporary table
+  filled before the clock starts: no binding at all, what any way of getting the rows in
+  from Python would still pay (the schema's B-trees, checks and the commit).
 
 It prints CPU time per response (this machine is shared: wall-clock time mostly measures
 the other jobs and the disk's fsyncs) and each way's ratio to "sqlite3, as now".
@@ -20,6 +28,7 @@ the other jobs and the disk's fsyncs) and each way's ratio to "sqlite3, as now".
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import sys
 import tempfile
@@ -31,12 +40,23 @@ from typing import Any
 from bench_report import bare_rows, synthetic_syncs
 
 from deskpulse.store import open_store
+from deskpulse.store.sqlite import bulk
 
-INSERT_15 = """INSERT INTO responses (device_id, seq, rating, scale, told_next, latency_ds,
-    rapid, closed, boot, uptime_s, device_wall, wall, time_source, config_version, sync_id)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, seq) DO NOTHING"""
+COLUMNS = ("device_id, seq, rating, scale, told_next, latency_ds, rapid, closed, boot, "
+           "uptime_s, device_wall, wall, time_source, config_version, sync_id")
+INSERT_HEAD = f"INSERT INTO responses ({COLUMNS})"
+ON_CONFLICT = "ON CONFLICT (device_id, seq) DO NOTHING"
+INSERT_15 = f"{INSERT_HEAD} VALUES ({', '.join('?' * 15)}) {ON_CONFLICT}"
+# WHERE true: without it SQLite would read ON CONFLICT as a join's ON.
+INSERT_JSON = (f"{INSERT_HEAD} SELECT ?1, "
+               f"{', '.join(f'value ->> {i}' for i in range(13))}, ?3 "
+               f"FROM json_each(?2) WHERE true {ON_CONFLICT}")
 INSERT_17 = """INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (device_id, seq) DO NOTHING"""
+ANCHOR = "sqlite3, as now (ints, 15 values)"
+CHECKSUM = ("SELECT count(*), sum(seq), sum(rating), sum(latency_ds), sum(wall), "
+            "count(time_source), sum(sync_id), count(DISTINCT device_id) FROM responses")
+"""Every way must store the same rows: compared after each round."""
 PRAGMAS = ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL",
            "PRAGMA cache_size = -65536")
 
@@ -57,15 +77,48 @@ def old_rows(device_id: str, responses: Sequence[Any], sync_id: int) -> list[tup
             for row in bare_rows(device_id, responses, sync_id)]
 
 
-def cpu_per_response(batches: list[list[tuple[Any, ...]]], execute: Callable[[str], Any],
-                     executemany: Callable[[str, list[tuple[Any, ...]]], Any],
-                     insert: str) -> float:
+Rows = list[tuple[Any, ...]]
+Writer = Callable[[Any, Rows], Any]
+"""Inserts one batch's rows on a connection (inside the transaction being timed)."""
+
+
+def by_executemany(insert: str) -> Writer:
+    return lambda conn, rows: conn.executemany(insert, rows)
+
+
+def by_values(conn: sqlite3.Connection, rows: Rows) -> int:
+    return bulk.insert_rows(conn, INSERT_HEAD, rows, 15, ON_CONFLICT)
+
+
+def by_json(conn: sqlite3.Connection, rows: Rows) -> Any:
+    # The device (first value) and the sync (last) are the same for every row of a sync.
+    return conn.execute(INSERT_JSON, (rows[0][0], json.dumps(
+        [row[1:14] for row in rows], separators=(",", ":")), rows[0][14]))
+
+
+def stage(conn: sqlite3.Connection, rows: Rows) -> None:
+    """Untimed: the batch into a temporary table for `from_stage`."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS staged AS SELECT * FROM responses WHERE 0")
+    conn.execute("DELETE FROM temp.staged")
+    conn.executemany(f"INSERT INTO temp.staged ({COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                     rows)
+
+
+def from_stage(conn: sqlite3.Connection, rows: Rows) -> Any:
+    return conn.execute(f"{INSERT_HEAD} SELECT {COLUMNS} FROM temp.staged WHERE true "
+                        f"{ON_CONFLICT}")
+
+
+def cpu_per_response(conn: Any, batches: list[Rows], write: Writer,
+                     prepare: Writer | None = None) -> float:
     spent = 0.0
     for rows in batches:
+        if prepare is not None:
+            prepare(conn, rows)
         start = time.process_time()
-        execute("BEGIN IMMEDIATE")
-        executemany(insert, rows)
-        execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        write(conn, rows)
+        conn.execute("COMMIT")
         spent += time.process_time() - start
     return spent / sum(map(len, batches)) * 1e6
 
@@ -85,15 +138,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     new = [bare_rows(k.device_id, responses, i) for i, (k, responses, _) in enumerate(syncs)]
     old = [old_rows(k.device_id, responses, i) for i, (k, responses, _) in enumerate(syncs)]
     results: dict[str, list[float]] = {}
+    stored: dict[str, set[tuple[Any, ...]]] = {}
     with tempfile.TemporaryDirectory(prefix="deskpulse-bench-") as scratch:
         schema = store_schema(Path(scratch) / "schema.db")
         for round_ in range(args.rounds):
-            ways: list[tuple[str, Any, list[list[tuple[Any, ...]]], str]] = [
-                ("sqlite3, as before (bools, 2 NULLs)", sqlite3, old, INSERT_17),
-                ("sqlite3, as now (ints, 15 values)", sqlite3, new, INSERT_15)]
+            ways: list[tuple[str, Any, list[Rows], Writer, Writer | None]] = [
+                ("sqlite3, as before (bools, 2 NULLs)", sqlite3, old, by_executemany(INSERT_17),
+                 None),
+                (ANCHOR, sqlite3, new, by_executemany(INSERT_15), None),
+                (f"multi-row VALUES, {bulk.ROWS_PER_STATEMENT} rows", sqlite3, new, by_values,
+                 None),
+                ("one JSON value, json_each", sqlite3, new, by_json, None),
+                ("SQLite alone (INSERT ... SELECT)", sqlite3, new, from_stage, stage)]
             if apsw is not None:
-                ways.append((f"apsw {apsw.apsw_version()}", apsw, new, INSERT_15))
-            for way, (name, module, batches, insert) in enumerate(ways):
+                ways.append((f"apsw {apsw.apsw_version()}", apsw, new,
+                             by_executemany(INSERT_15), None))
+            for way, (name, module, batches, write, prepare) in enumerate(ways):
                 path = Path(scratch) / f"round{round_}-way{way}.db"
                 if module is sqlite3:
                     conn: Any = sqlite3.connect(path, isolation_level=None)
@@ -102,12 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for statement in (*PRAGMAS, *schema):
                     conn.execute(statement)
                 results.setdefault(name, []).append(
-                    cpu_per_response(batches, conn.execute, conn.executemany, insert))
+                    cpu_per_response(conn, batches, write, prepare))
+                stored.setdefault(name, set()).add(conn.execute(CHECKSUM).fetchone())
                 conn.close()
-    anchor = min(results["sqlite3, as now (ints, 15 values)"])
+    anchor = min(results[ANCHOR])
     print(f"{args.responses:,} responses from {args.devices} kiosks into the store's schema, "
           f"{len(syncs)} commits, best of {args.rounds} rounds (CPU time; stdlib SQLite "
           f"{sqlite3.sqlite_version}{'' if apsw else '; apsw not installed'}):")
+    if len(set.union(*stored.values())) != 1:
+        raise SystemExit(f"the ways stored different rows: {stored}")
     for name, figures in results.items():
         best = min(figures)
         print(f"  {name:<38} {best:5.2f} µs/response  {1e6 / best:>9,.0f}/s  "

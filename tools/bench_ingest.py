@@ -19,6 +19,12 @@ Beside it, measured in the same run with the same batches:
   indexes and checks), nothing else: what the schema itself costs before any of
   store_batch's work.
 
+`--interleaved` (SQLite) measures store_batch's way of inserting the responses against
+the way before it: two new stores take the same syncs in turns, sync by sync, in one
+process, one inserting through store/sqlite/bulk.py's multi-row statements, the other
+through executemany (a statement per row); on a shared machine whose load moves a
+process's CPU rate by 5-8% between runs, that is the comparison that holds.
+
 `--db` takes a file path (SQLite) or a URL (`postgresql://...`) for `open_store`; the
 store there must be new (the kiosks are registered first). Without it a temporary SQLite
 file is used. `--profile` runs the ingest under cProfile (slower) and prints CPU time per
@@ -136,6 +142,53 @@ def postgres_bare_rate(total: int, devices: int, seed: int, url: str
             conn.commit()
 
 
+def insert_by_executemany(conn: sqlite3.Connection, head: str, rows: Sequence[Any],
+                          width: int, tail: str = "") -> int:
+    """bulk.insert_rows's job done as store_batch did it before: a statement per row."""
+    cur = conn.executemany(f"{head} VALUES ({', '.join('?' * width)}) {tail}", rows)
+    return max(cur.rowcount, 0)
+
+
+def interleaved(total: int, devices: int, seed: int, scratch: Path) -> dict[str, float]:
+    """Responses per CPU second of store_batch with each way of inserting the responses,
+    taking turns sync by sync on two new SQLite stores fed the same syncs."""
+    from deskpulse.store.sqlite import bulk
+
+    ways: dict[str, Callable[..., int]] = {
+        "multi-row VALUES": bulk.insert_rows, "executemany": insert_by_executemany}
+    stores: dict[str, Store] = {}
+    feeds = []
+    cpu = dict.fromkeys(ways, 0.0)
+    stored = dict.fromkeys(ways, 0)
+    try:
+        for way in ways:
+            stores[way] = open_store(scratch / f"interleaved-{len(stores)}.db")
+            kiosks, syncs = synthetic_syncs(total, devices, seed)
+            for k in kiosks:
+                stores[way].describe_device(k.device_id, location=k.location,
+                                            time_zone=k.zone, create=True, now=START)
+            feeds.append(syncs)
+        for number, turn in enumerate(zip(*feeds, strict=True)):
+            # Each way goes first in every other turn: the second of a turn measured
+            # faster by itself (its batch was generated last, still in the CPU's caches).
+            order = list(zip(ways.items(), turn, strict=True))
+            for (way, insert), (kiosk, responses, anchors) in (
+                    order if number % 2 else order[::-1]):
+                bulk.insert_rows = insert  # type: ignore[assignment]
+                start = time.process_time()
+                new, _ = stores[way].store_batch(kiosk.device_id, responses, anchors,
+                                                 STATUS, "wifi")
+                cpu[way] += time.process_time() - start
+                stored[way] += new
+    finally:
+        bulk.insert_rows = ways["multi-row VALUES"]  # type: ignore[assignment]
+        for store in stores.values():
+            store.close()
+    if len(set(stored.values())) != 1:
+        raise SystemExit(f"the two ways stored different counts: {stored}")
+    return {way: stored[way] / cpu[way] for way in ways}
+
+
 # The phases of store_batch, as (label, module path suffix, function, caller); a caller
 # narrows a function called from several places to the calls from that one. Both engines
 # name their modules and functions alike (store/<engine>/ingest.py, rollup_tables.py);
@@ -247,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run the ingest under cProfile and print CPU time per phase")
     parser.add_argument("--timers", action="store_true",
                         help="time the phases of store_batch with CPU timers (cheap)")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="SQLite: store_batch with multi-row VALUES against executemany, "
+                             "sync by sync in turns")
     parser.add_argument("--json", action="store_true", help="print raw figures as JSON")
     args = parser.parse_args(argv)
     # CPU time, not cProfile's default wall clock: waits for the disk and for the other
@@ -277,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             figures["schema_insert_per_s"], figures["schema_insert_cpu_per_s"] = (
                 schema_insert_rate(
                 args.responses, args.devices, args.seed, Path(scratch) / "schema.db"))
+            if args.interleaved:
+                figures["interleaved_cpu_per_s"] = interleaved(
+                    args.responses, args.devices, args.seed, Path(scratch))
     n = figures["ingest"]["responses"]
     if args.timers:
         order = [label for label, _, _ in TIMED]
@@ -314,6 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{i['cpu_per_s'] / f['schema_insert_cpu_per_s']:.2f}")
     print(f"floor, bare inserts:  {f['floor_per_s']:>11,.0f} {f['floor_cpu_per_s']:>12,.0f}   "
           f"{f['ratio_to_floor']:.2f}, {f['cpu_ratio_to_floor']:.2f}")
+    if "interleaved_cpu_per_s" in f:
+        rates = f["interleaved_cpu_per_s"]
+        print("store_batch, two stores in turns, responses per CPU second:")
+        for way, rate in rates.items():
+            print(f"  {way:<20} {rate:>9,.0f}   x{rate / rates['executemany']:.3f}")
     if args.timers:
         print(f"CPU time per response, by phase (timers; store_batch "
               f"{i['cpu_s'] / n * 1e6:.2f} µs):")

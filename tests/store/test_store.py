@@ -87,6 +87,19 @@ def test_a_different_record_under_a_stored_seq_is_refused_whole(store: Store) ->
     assert [r["seq"] for r in store.responses_of("desk-1")] == [1]
 
 
+def test_a_large_batch_is_stored_whole_or_not_at_all(store: Store) -> None:
+    # 300 responses: more than one multi-row statement on SQLite (store/sqlite/bulk.py).
+    bad = [answer(seq, wall=T0 + seq, rating=9 if seq == 290 else 4) for seq in range(1, 301)]
+    with pytest.raises(DeskPulseError) as refused:
+        store.store_batch("desk-1", bad, [], STATUS, "serial", now=T0)
+    assert "desk-1" in str(refused.value) and "\n" not in str(refused.value)
+    assert store.responses_of("desk-1") == [] and store.response_counts() == {}
+    good = [answer(seq, wall=T0 + seq, rating=1 + seq % 4) for seq in range(1, 301)]
+    assert store.store_batch("desk-1", good, [], STATUS, "serial", now=T0) == (300, 0)
+    stored = [(r["seq"], r["rating"], r["wall"]) for r in store.responses_of("desk-1")]
+    assert stored == [(r.seq, r.rating, r.wall) for r in good]
+
+
 def test_time_comes_from_the_boot_anchor(store: Store) -> None:
     # Stamped 10 minutes wrong by the device; the host's anchor of the same boot places it.
     stamped = answer(1, wall=T0 + 600, uptime=100)

@@ -57,7 +57,10 @@ def store_batch(conn: psycopg.Connection[Any], partitions: Partitions, device_id
             return _store(conn, partitions, device_id, responses, anchors, status,
                           transport, proto, at, push)
     except psycopg.errors.IntegrityError as exc:
-        raise DeskPulseError(f"responses of {device_id} not stored: {exc}") from exc
+        # The primary message only: PostgreSQL's DETAIL ("Failing row contains ...") is a
+        # second line, and an error is one line.
+        problem = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+        raise DeskPulseError(f"responses of {device_id} not stored: {problem}") from exc
 
 
 BATCH_READS = "pg_temp.deskpulse_batch_reads"

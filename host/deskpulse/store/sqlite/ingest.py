@@ -13,13 +13,14 @@ from deskpulse.errors import DeskPulseError
 from deskpulse.protocol.batch import RECEIPT_SOURCE, Anchor, Response
 from deskpulse.store import batches, intervals, rollups
 from deskpulse.store.base import PushCheck
-from deskpulse.store.sqlite import rollup_tables
+from deskpulse.store.sqlite import bulk, rollup_tables
 from deskpulse.store.sqlite.schema import savepoint, write_transaction
 
 _INSERTED = ("device_id", "seq", "rating", "scale", "told_next", "latency_ds", "rapid",
              "closed", "boot", "uptime_s", "device_wall", "wall", "time_source",
              "config_version", "sync_id")
 """The columns a new response is inserted with; wall_low and wall_high start NULL."""
+_INSERT_HEAD = f"INSERT INTO responses ({', '.join(_INSERTED)})"
 
 
 def _stored_namesakes(conn: sqlite3.Connection, device_id: str,
@@ -135,12 +136,10 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
             for r in fresh]
     # Duplicates were left out above (they must not count in the rollups); the
     # conflict clause stays as a guard. ON CONFLICT on the key only: OR IGNORE would
-    # also skip rows that break a CHECK.
-    cur = conn.executemany(
-        f"""INSERT INTO responses ({", ".join(_INSERTED)})
-            VALUES ({", ".join("?" * len(_INSERTED))})
-            ON CONFLICT (device_id, seq) DO NOTHING""", rows)
-    new = max(cur.rowcount, 0)
+    # also skip rows that break a CHECK. Multi-row statements (bulk.py): a row SQLite
+    # refuses fails its statement, and the transaction takes the whole batch back.
+    new = bulk.insert_rows(conn, _INSERT_HEAD, rows, len(_INSERTED),
+                           "ON CONFLICT (device_id, seq) DO NOTHING")
     if new != len(rows):
         raise RuntimeError(f"{len(rows)} new responses of {device_id}, {new} inserted")
     unknown = 0
