@@ -26,6 +26,7 @@ from deskpulse.sim.simulator import Simulator
 from deskpulse.store import open_store
 
 BOARD = BOARDS / "esp32-devkitc-ssd1680.json"
+K2_PUSH_S = 20
 
 
 def free_port() -> int:
@@ -90,12 +91,16 @@ def test_two_kiosks_push_through_a_server_restart_and_a_network_outage(
     # the script plays (its waits take no real time) and the wall clock after it. k1
     # goes through its WiFi outage on the virtual clock; k2 pushes its first ten, then
     # its script ends with ten answers waiting, and it meets the dead server on the wall
-    # clock, pushing every 5 s. Neither script exits: the test stops them.
+    # clock, pushing every K2_PUSH_S. Neither script exits: the test stops them.
+    # The server must die before k2's wall-clock push of those ten, and k1 (another
+    # process) must have all of its twenty stored first: K2_PUSH_S is the room k1 has to
+    # catch up on a loaded machine (at 5 s, k2 sometimes pushed all twenty first and
+    # never met the dead server).
     k1 = (sessions(0, 8) + ["wait 1"] * 40 + ["wifi off"] + sessions(8, 8)
           + ["wait 1"] * 60 + ["wifi on"] + sessions(16, 4) + ["wait 5"] * 300)
     k2 = sessions(0, 10) + ["wait 40"] + sessions(10, 10)
     fast_push = tmp_path / "fast-push.json"
-    fast_push.write_text(json.dumps({"sync": {"push_interval_s": 5}}))
+    fast_push.write_text(json.dumps({"sync": {"push_interval_s": K2_PUSH_S}}))
     scripts = {}
     for name, lines in (("k1", k1), ("k2", k2)):
         scripts[name] = tmp_path / f"{name}.txt"
@@ -114,7 +119,8 @@ def test_two_kiosks_push_through_a_server_restart_and_a_network_outage(
         wait_until(lambda: len(stored(db_path, "k2")) >= 10 and len(stored(db_path, "k1")) == 20,
                    60, "k2's first push and all of k1's")
         server.kill()
-        wait_until(lambda: push_status(devices["k2"])["failures"] >= 2, 60,
+        assert len(stored(db_path, "k2")) < 20, "k2 pushed everything before the server died"
+        wait_until(lambda: push_status(devices["k2"])["failures"] >= 2, 60 + K2_PUSH_S,
                    "k2 to fail against the dead server")
         server = ServeProcess(db_path, port=port)
         wait_until(lambda: len(stored(db_path, "k1")) == 20 and len(stored(db_path, "k2")) == 20,
