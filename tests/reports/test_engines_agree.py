@@ -33,6 +33,12 @@ def fill(target: str) -> None:
         start = utc("2026-01-15T08:00")
         store(conn, "burst", [resp(seq, start + seq * 60, 1, 5, "no") for seq in range(1, 7)])
         conn.describe_device("burst", time_zone="Europe/Berlin", location="A")
+        # A chain over some of them: a site's kiosks are read in one statement.
+        for path in ("acme", "acme/north", "acme/north/lyon", "acme/north/nice"):
+            conn.add_site(path)
+        for device_id, path in (("burst", "acme/north/lyon"), ("d0", "acme/north/lyon"),
+                                ("d2", "acme/north/nice"), ("d3", "acme/north/nice")):
+            conn.assign_kiosk(device_id, path)
 
 
 def outputs(target: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
@@ -47,6 +53,11 @@ def outputs(target: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
         "csv": ["report", "--format", "csv", "--include-flagged"],
         "alerts": ["alerts", "--format", "json", "--window", "1h", "--min", "3",
                    "--negative", "0.6"],
+        "alerts site": ["alerts", "--format", "json", "--site", "acme", "--window", "1h",
+                        "--min", "3", "--negative", "0.6"],
+        "alerts store": ["alerts", "--format", "json", "--site", "acme/north/nice",
+                         "--since", "2025-10-01", "--until", "2026-02-01",
+                         "--include-flagged", "--window", "2h", "--min", "2"],
         "alerts range": ["alerts", "--format", "json", "--since", "2025-10-01",
                          "--until", "2026-02-01", "--include-flagged"],
     }
@@ -70,4 +81,6 @@ def test_both_engines_give_the_same_reports_and_alerts(
     assert whole["clock_corrected"]["responses"] > 0
     assert len({d["time_zone"] for d in whole["devices"]}) >= 3
     assert json.loads(on_sqlite["alerts"])["alerts"]
+    for selection in ("alerts site", "alerts store"):  # several kiosks with alerts
+        assert len({a["device_id"] for a in json.loads(on_sqlite[selection])["alerts"]}) >= 2
     assert whole["generated_at"] == "2026-11-30T00:53:20Z"

@@ -7,8 +7,10 @@ checks (the schema, migrations, the files on disk) live beside this file."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,6 +229,52 @@ def test_clock_corrections_and_negative_marks(filled: Store) -> None:
     marks = list(filled.negative_marks(since=None, until=None, device_id=None, location=None,
                                        include_flagged=False, negative_ratings=(1, 2)))
     assert marks == [("desk-1", T0 + 100, 1), ("desk-1", T0 + 400, 0)]
+
+
+def test_negative_marks_of_many_kiosks_are_each_kiosks_own(store: Store) -> None:
+    """One read of a list of kiosks gives exactly the per-kiosk reads one after the other,
+    in device order: whatever order or repetition the list has, kiosks without responses
+    or unknown, flagged and untimed rows, several at one second, bounds at whole seconds
+    and between them."""
+    rng = random.Random(3)
+    for device_id in ("k-b", "k-a", "k-c", "k-empty", "k-other"):
+        store.describe_device(device_id, time_zone="UTC", create=True)
+        if device_id == "k-empty":
+            continue
+        walls = sorted([T0 + 600, T0 + 1800] +  # on the bounds below
+                       [T0 + rng.randrange(0, 3600, 60) for _ in range(40)])
+        store.store_batch(device_id, [
+            answer(seq, rating=rng.randint(1, 4), wall=wall if seq % 9 else None,
+                   rapid=seq % 7 == 0, boot=1 if seq % 9 else 2, uptime=seq)
+            for seq, wall in enumerate(walls, start=1)], [], STATUS, "serial")
+    asked = ["k-c", "k-empty", "k-a", "nobody", "k-b", "k-a"]
+
+    def read(**choice: Any) -> list[tuple[str, int, int]]:
+        return list(store.negative_marks(negative_ratings=(1, 2), location=None, **choice))
+
+    one_second = T0 + 1200
+    for since, until in ((None, None), (T0 + 600, T0 + 1800), (T0 + 599.5, T0 + 1800.5),
+                         (one_second, one_second + 1), (T0 + 7200, None)):
+        for flagged in (False, True):
+            bounds = {"since": since, "until": until, "include_flagged": flagged}
+            each = [mark for device_id in sorted(set(asked))
+                    for mark in read(device_id=device_id, **bounds)]
+            assert read(device_id=None, device_ids=asked, **bounds) == each, bounds
+            # The other reads keep their meaning beside it.
+            assert read(device_id="k-a", device_ids=asked, **bounds) == read(
+                device_id="k-a", **bounds)
+            assert read(device_id="k-other", device_ids=asked, **bounds) == []
+    # The data exercised what it should: both kinds of marks, a flag, a shared second.
+    every = read(device_id=None, device_ids=asked, since=None, until=None,
+                 include_flagged=True)
+    assert {m[2] for m in every} == {0, 1}
+    assert len(every) > len(read(device_id=None, device_ids=asked, since=None, until=None,
+                                 include_flagged=False))
+    assert len(set(every)) < len(every)
+    assert {T0 + 600, T0 + 1800} <= {m[1] for m in every}
+    assert {m[0] for m in every} == {"k-a", "k-b", "k-c"}
+    assert read(device_id=None, device_ids=[], since=None, until=None,
+                include_flagged=True) == []
 
 
 # -- sites --------------------------------------------------------------------------------

@@ -97,8 +97,9 @@ def current_problems(store: Store, rule: AlertRule, *, now: float,
         key = (NEGATIVE, organisation, *thresholds)
         if key not in cache:
             # Two windows back: every window that ends within the last one is complete.
-            # By organisation, which find_alerts reads kiosk by kiosk through the
-            # (device, time) index; the whole database at once would be a scan by time.
+            # By organisation, whose kiosks find_alerts reads in one statement, each
+            # through the (device, time) index; the whole database at once would be a
+            # scan by time.
             cache[key] = [
                 alert for alert in find_alerts(
                     store, window_s=window_s, negative=thresholds[1], minimum=thresholds[2],

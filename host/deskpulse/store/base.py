@@ -439,9 +439,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def negative_marks(self, *, since: float | None, until: float | None,
                        device_id: str | None, location: str | None, include_flagged: bool,
-                       negative_ratings: Sequence[int]) -> Iterator[tuple[str, int, int]]:
+                       negative_ratings: Sequence[int],
+                       device_ids: Sequence[str] | None = None
+                       ) -> Iterator[tuple[str, int, int]]:
         """(device_id, wall, 1 if negative else 0) of the timed responses, by device then
-        time."""
+        time (then seq). `device_ids` keeps those kiosks only, read in one statement that
+        takes each kiosk's time range from the (device_id, wall) index: many kiosks for the
+        round trip of one."""
 
     # -- what the dashboard watches (docs/dashboard.md) ----------------------------------------
 

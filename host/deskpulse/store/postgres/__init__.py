@@ -425,9 +425,12 @@ class PostgresStore(health_rules.HealthMethods, account_rules.AccountMethods,
 
     def negative_marks(self, *, since: float | None, until: float | None,
                        device_id: str | None, location: str | None, include_flagged: bool,
-                       negative_ratings: Sequence[int]) -> Iterator[tuple[str, int, int]]:
+                       negative_ratings: Sequence[int],
+                       device_ids: Sequence[str] | None = None
+                       ) -> Iterator[tuple[str, int, int]]:
         return self._rows(queries.negative_marks(since, until, device_id, location,
-                                                 include_flagged, negative_ratings))
+                                                 include_flagged, negative_ratings,
+                                                 device_ids))
 
     @_translated
     def sync_marks(self, after: int | None, limit: int, among: Sequence[int] = ()

@@ -247,12 +247,17 @@ def export_rows(device_id: str, since: int | None, until: int | None,
 
 def negative_marks(since: float | None, until: float | None, device_id: str | None,
                    location: str | None, include_flagged: bool,
-                   negative_ratings: Sequence[int]) -> Query:
+                   negative_ratings: Sequence[int], device_ids: Sequence[str] | None
+                   ) -> Query:
     where = ["r.wall IS NOT NULL"]
     params: list[Any] = []
     # Whole seconds, so that the bounds are bigints (an index range, the months' partitions).
+    # `device_ids` as an array: an index condition, each kiosk's range of (device_id, wall)
+    # in every month's partition, merged in the order asked for.
     for clause, value in (("r.wall >= %s", _whole(since)), ("r.wall < %s", _whole(until)),
                           ("r.device_id = %s", device_id),
+                          ("r.device_id = ANY(%s)",
+                           None if device_ids is None else sorted(set(device_ids))),
                           ("r.device_id IN (SELECT device_id FROM devices WHERE location = %s)",
                            location)):
         if value is not None:

@@ -296,10 +296,12 @@ class SqliteStore(health_rules.HealthMethods, account_rules.AccountMethods,
 
     def negative_marks(self, *, since: float | None, until: float | None,
                        device_id: str | None, location: str | None, include_flagged: bool,
-                       negative_ratings: Sequence[int]) -> Iterator[tuple[str, int, int]]:
+                       negative_ratings: Sequence[int],
+                       device_ids: Sequence[str] | None = None
+                       ) -> Iterator[tuple[str, int, int]]:
         return self._rows(lambda: queries.negative_marks(
             self.connection, since, until, device_id, location, include_flagged,
-            negative_ratings))
+            negative_ratings, device_ids))
 
     @_translated
     def sync_marks(self, after: int | None, limit: int, among: Sequence[int] = ()

@@ -257,11 +257,16 @@ def export_rows(conn: sqlite3.Connection, device_id: str, since: int | None,
 
 def negative_marks(conn: sqlite3.Connection, since: float | None, until: float | None,
                    device_id: str | None, location: str | None, include_flagged: bool,
-                   negative_ratings: Sequence[int]) -> Iterator[tuple[str, int, int]]:
+                   negative_ratings: Sequence[int], device_ids: Sequence[str] | None
+                   ) -> Iterator[tuple[str, int, int]]:
     where = ["r.wall IS NOT NULL"]
     params: list[Any] = []
+    # The kiosks of `device_ids` as a list SQLite walks in order, a range of the (device_id,
+    # wall) index for each: the index's order is then the order asked for, with no sort.
+    among = None if device_ids is None else json.dumps(sorted(set(device_ids)))
     for clause, value in (("r.wall >= ?", since), ("r.wall < ?", until),
                           ("r.device_id = ?", device_id),
+                          (f"r.{_AMONG}", among),
                           ("r.device_id IN (SELECT device_id FROM devices WHERE location = ?)",
                            location)):
         if value is not None:
@@ -270,10 +275,11 @@ def negative_marks(conn: sqlite3.Connection, since: float | None, until: float |
     if not include_flagged:
         where.append("r.rapid = 0 AND r.closed = 0")
     negative = ", ".join(str(int(r)) for r in negative_ratings)
-    # Only what the alert windows need, in the order they need it.
+    # Only what the alert windows need, in the order they need it (the index holds seq
+    # after wall: the table's key).
     return conn.execute(f"""SELECT r.device_id, r.wall, r.rating IN ({negative})
                             FROM responses r WHERE {' AND '.join(where)}
-                            ORDER BY r.device_id, r.wall""", params)
+                            ORDER BY r.device_id, r.wall, r.seq""", params)
 
 
 def sync_marks(conn: sqlite3.Connection, after: int | None, limit: int,
