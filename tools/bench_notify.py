@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -104,23 +105,29 @@ def main() -> None:
         first = run_pass(store, now=now)
         first_s = time.perf_counter() - began
         times: dict[str, list[float]] = {"pass": [], "alerts": [], "recent": []}
+        cpu: dict[str, list[float]] = {name: [] for name in times}  # this process's
         runs = {"pass": lambda: run_pass(store, now=now),
                 "alerts": lambda: find_alerts(store),
                 "recent": lambda: find_alerts(store, since=now - 2 * WINDOW_S, site="chain")}
         results: dict[str, Any] = {}
         for _ in range(args.rounds):
             for name, run in runs.items():
-                began = time.perf_counter()
+                began, began_cpu = time.perf_counter(), time.process_time()
                 results[name] = run()
                 times[name].append(time.perf_counter() - began)
+                cpu[name].append(time.process_time() - began_cpu)
     receiver.close()
     median = {name: statistics.median(spent) for name, spent in times.items()}
+    median_cpu = {name: statistics.median(spent) for name, spent in cpu.items()}
     figures = {
         "kiosks": args.kiosks, "sites": 1 + 5 + len(stores), "rules": len(rules),
         "responses": responses, "open_problems": first.open_problems,
         "messages_first_pass": len(receiver.posts), "sent_later": len(results["pass"].sent),
         "first_pass_s": first_s, "steady_pass_s": median["pass"],
         "alerts_command_s": median["alerts"], "alerts_recent_s": median["recent"],
+        "steady_pass_cpu_s": median_cpu["pass"], "alerts_command_cpu_s": median_cpu["alerts"],
+        "alerts_recent_cpu_s": median_cpu["recent"],
+        "load_average": os.getloadavg()[0],
         "ratio_steady_pass_over_alerts": median["pass"] / median["alerts"],
         "ratio_first_pass_over_alerts": first_s / median["alerts"],
     }
@@ -132,12 +139,14 @@ def main() -> None:
     print(f"  first pass: {first_s * 1000:.0f} ms, {first.open_problems} problems, "
           f"{len(receiver.posts)} messages sent to the local webhook")
     print(f"  pass with nothing new (median of {args.rounds}): {median['pass'] * 1000:.0f} ms, "
-          f"{figures['sent_later']} sent")
+          f"{figures['sent_later']} sent; this process's CPU "
+          f"{median_cpu['pass'] * 1000:.0f} ms")
     print(f"  anchor `deskpulse alerts` (whole history): {median['alerts'] * 1000:.0f} ms "
           f"(pass / alerts {figures['ratio_steady_pass_over_alerts']:.2f}; first pass / "
           f"alerts {figures['ratio_first_pass_over_alerts']:.2f})")
     print(f"  find_alerts over the chain's kiosks, the last two windows: "
-          f"{median['recent'] * 1000:.0f} ms")
+          f"{median['recent'] * 1000:.0f} ms (CPU {median_cpu['recent'] * 1000:.0f} ms); load "
+          f"average {figures['load_average']:.1f}")
 
 
 if __name__ == "__main__":
