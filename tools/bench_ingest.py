@@ -236,6 +236,7 @@ TIMED = (
     ("  duplicate check (stored namesakes)", "ingest", "_stored_namesakes"),
     ("  placement by new anchors", "ingest", "_place"),
     ("  intervals of unplaced responses", "ingest", "_bound_unplaced"),
+    ("  the boots' spans (boots table)", "ingest", "widen_boots"),
     ("  the device's zone (rollups)", "rollup_tables", "ensure_zone"),
     ("  rollups, all of it", "rollup_tables", "apply"),
     ("    deltas (numpy)", "rollup_tables", "deltas"),
