@@ -79,6 +79,7 @@ def ingest(store: Store, kiosks: Sequence[Kiosk],
                               create=True, now=START)
     wall = cpu = 0.0
     stored = calls = 0
+    server_start = server_cpu_s(store)
     for kiosk, responses, anchors in syncs:
         wall0, cpu0 = time.perf_counter(), time.process_time()
         if profile is not None:
@@ -90,8 +91,28 @@ def ingest(store: Store, kiosks: Sequence[Kiosk],
         cpu += time.process_time() - cpu0
         stored += new
         calls += 1
-    return {"responses": stored, "calls": calls, "wall_s": wall, "cpu_s": cpu,
-            "per_s": stored / wall, "cpu_per_s": stored / cpu}
+    figures = {"responses": stored, "calls": calls, "wall_s": wall, "cpu_s": cpu,
+               "per_s": stored / wall, "cpu_per_s": stored / cpu}
+    server_end = server_cpu_s(store)
+    if server_start is not None and server_end is not None:
+        figures["server_cpu_s"] = server_end - server_start
+    return figures
+
+
+def server_cpu_s(store: Store) -> float | None:
+    """CPU seconds used so far by the PostgreSQL backend serving `store`, read from /proc
+    where the server runs on this machine (bench_pg.py's throwaway cluster): the server's
+    share of store_batch, which this process's CPU time leaves out. None on SQLite, or
+    where it cannot be read."""
+    conn = getattr(store, "connection", None)
+    if conn is None or isinstance(conn, sqlite3.Connection):
+        return None
+    (pid,) = conn.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(after_name[11]) + int(after_name[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def schema_insert_rate(total: int, devices: int, seed: int, path: Path
@@ -236,6 +257,7 @@ TIMED = (
     ("  duplicate check (stored namesakes)", "ingest", "_stored_namesakes"),
     ("  placement by new anchors", "ingest", "_place"),
     ("  intervals of unplaced responses", "ingest", "_bound_unplaced"),
+    ("  the boots' spans (boots table)", "ingest", "widen_boots"),
     ("  the device's zone (rollups)", "rollup_tables", "ensure_zone"),
     ("  rollups, all of it", "rollup_tables", "apply"),
     ("    deltas (numpy)", "rollup_tables", "deltas"),
@@ -366,6 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'':21} {'responses/s':>11} {'of CPU time':>12}   ingest / it (wall, CPU)")
     print(f"ingest, store_batch:  {i['per_s']:>11,.0f} {i['cpu_per_s']:>12,.0f}   "
           f"({i['wall_s']:.1f} s)")
+    if "server_cpu_s" in i:
+        print(f"  with the server backend's CPU: {n / (i['cpu_s'] + i['server_cpu_s']):,.0f} "
+              f"responses per CPU second ({i['server_cpu_s'] / n * 1e6:.2f} µs of the "
+              f"server's per response)")
     if "schema_insert_per_s" in f:
         print(f"schema insert alone:  {f['schema_insert_per_s']:>11,.0f} "
               f"{f['schema_insert_cpu_per_s']:>12,.0f}   "

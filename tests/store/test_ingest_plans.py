@@ -32,8 +32,9 @@ def boot_batch(boot: int, first_seq: int, *, anchored: bool) -> tuple[list[Respo
 
 
 def plans_of_last_sync(tmp_path: Path) -> dict[str, list[str]]:
-    """The query plan of every statement of a sync that brings responses without a time
-    and a new boot's first anchor, after a history of boots with and without anchors."""
+    """The query plan of every statement of a sync that brings responses without a time,
+    a new boot's first anchor and a late first anchor of a stored boot (which moves its
+    responses), after a history of boots with and without anchors."""
     store = open_store(tmp_path / "deskpulse.db")
     conn: sqlite3.Connection = store.connection  # type: ignore[attr-defined]
     seq = 1
@@ -43,9 +44,10 @@ def plans_of_last_sync(tmp_path: Path) -> dict[str, list[str]]:
         seq += len(responses)
     blind, _ = boot_batch(8, seq, anchored=False)
     anchored, anchors = boot_batch(9, seq + len(blind), anchored=True)
+    late = Anchor(6, 60, START + 6 * 100 * 3600 + 60, 1)  # boot 6 had none
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
-    store.store_batch("front-1", blind + anchored, anchors, STATUS, "serial")
+    store.store_batch("front-1", blind + anchored, [late, *anchors], STATUS, "serial")
     conn.set_trace_callback(None)
     plans = {}
     for sql in statements:
@@ -67,10 +69,17 @@ def test_no_statement_of_a_sync_reads_every_response_of_the_kiosk(tmp_path: Path
             assert "USING PRIMARY KEY (device_id=?)" not in step, (sql, plan)
 
 
-def test_the_reach_of_a_boot_is_one_index_probe(tmp_path: Path) -> None:
+def test_a_boot_is_read_through_its_span_of_the_primary_key(tmp_path: Path) -> None:
+    """Placement reads a boot's responses in its span of seqs (the boots table), and a
+    boot's reach is one row of that table: no index of every response by boot."""
     plans = plans_of_last_sync(tmp_path)
-    reach = [plan for sql, plan in plans.items()
-             if "max(uptime_s)" in sql and "FROM responses" in sql]
+    placing = [plan for sql, plan in plans.items()
+               if "FROM responses" in sql and "AND boot = 6" in sql]  # (values shown)
+    assert placing  # boot 6 was placed by its late anchor
+    for plan in placing:
+        assert plan == ["SEARCH responses USING PRIMARY KEY (device_id=? AND seq>? AND seq<?)"]
+    reach = [plan for sql, plan in plans.items() if "max_uptime_s FROM boots" in sql]
     assert reach
     for plan in reach:
-        assert any("COVERING INDEX responses_by_boot" in step for step in plan), plan
+        assert plan == ["SEARCH boots USING PRIMARY KEY (device_id=? AND boot=?)"]
+    assert not any("max(uptime_s)" in sql and "FROM responses" in sql for sql in plans)

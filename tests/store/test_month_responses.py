@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_boots import postgres_before_boots, sqlite_before_boots
 from test_copy import busy_kiosk, serial_kiosk, two_stores  # noqa: F401  (a fixture)
 from test_store import STATUS, T0, answer, store  # noqa: F401  (store: a fixture)
 
@@ -25,6 +26,7 @@ from deskpulse.store.sqlite import SqliteStore, rollup_tables
 from deskpulse.store.sqlite import schema as sqlite_schema
 
 EVERY_KIND = (0, 1, 2, 3)
+MONTH_VERSION = sqlite_schema.MIGRATIONS.index(rollup_tables.MONTH_RESPONSES) + 1
 
 
 def from_counters(db: Store, device_ids: list[str]) -> Counter[tuple[str, int, int, bool]]:
@@ -82,7 +84,9 @@ def test_after_ingest_each_rows_responses_are_its_counters_sum(
 
 
 def sqlite_before_the_column(db: SqliteStore) -> None:
-    """Back to the table of migration 3 and the version before MONTH_RESPONSES."""
+    """Back to the table of migration 3 and the version before MONTH_RESPONSES (and so
+    before the migrations after it)."""
+    sqlite_before_boots(db)
     conn = db.connection
     with sqlite_schema.transaction(conn):
         conn.execute("ALTER TABLE rollup_months RENAME TO kept")
@@ -91,16 +95,17 @@ def sqlite_before_the_column(db: SqliteStore) -> None:
         conn.execute("INSERT INTO rollup_months SELECT device_id, month, scale, kind, counts "
                      "FROM kept")
         conn.execute("DROP TABLE kept")
-        conn.execute(f"PRAGMA user_version = {sqlite_schema.SCHEMA_VERSION - 1}")
+        conn.execute(f"PRAGMA user_version = {MONTH_VERSION - 1}")
     columns = [row[1] for row in conn.execute("PRAGMA table_info(rollup_months)")]
     assert columns == ["device_id", "month", "scale", "kind", "counts"]
 
 
 def postgres_before_the_column(db: PostgresStore) -> None:
+    postgres_before_boots(db)
     with db.connection.transaction():
         db.connection.execute("ALTER TABLE rollup_months DROP COLUMN responses")
         db.connection.execute("UPDATE deskpulse_schema SET version = %s",
-                                 (pg_schema.SCHEMA_VERSION - 1,))
+                              (MONTH_VERSION - 1,))
 
 
 def reopened(db: Store, request: pytest.FixtureRequest) -> Store:

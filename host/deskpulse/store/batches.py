@@ -5,6 +5,7 @@ the SQL stays in each engine's package."""
 
 from __future__ import annotations
 
+import bisect
 import hmac
 import operator
 from collections.abc import Mapping, Sequence
@@ -107,3 +108,34 @@ def check_push(device_id: str, stored: tuple[bytes, int, int] | None, push: Push
     if (nonce.boot, nonce.count) <= (last.boot, last.count):
         raise PushRefused("replayed", f"nonce {nonce} is not higher than the last accepted "
                                       f"one ({last}): a replayed request; nothing was stored")
+
+
+BootSpan = tuple[int, int, int, int]
+"""(boot, first_seq, last_seq, max_uptime_s): what the `boots` table keeps of a device's
+boot. A kiosk's seq counter survives its reboots and its boot counter only grows, so a
+boot's responses lie in one range of its seqs: placement reads them through the primary
+key (device_id, seq) in that range instead of through an index of every response by boot,
+which cost ingest about a quarter of SQLite's own work per response."""
+
+
+def boot_spans(seqs: list[int], boots: list[int], uptimes: list[int]) -> list[BootSpan]:
+    """The span of each boot among these responses (given column by column, in the same
+    order), one per boot: the rows an engine upserts into its boots table, widening what
+    it holds (least first seq, greatest last seq and uptime)."""
+    if boots == sorted(boots):
+        # A kiosk's batch: its boots in runs, each run a slice whose ends bisect finds;
+        # loops in C only (a loop in Python over every response cost 0.3 µs each).
+        spans = []
+        start = 0
+        while start < len(boots):
+            end = bisect.bisect_right(boots, boots[start], start)
+            spans.append((boots[start], min(seqs[start:end]), max(seqs[start:end]),
+                          max(uptimes[start:end])))
+            start = end
+        return spans
+    by_boot: dict[int, BootSpan] = {}
+    for seq, boot, uptime in zip(seqs, boots, uptimes, strict=True):
+        span = by_boot.get(boot)
+        by_boot[boot] = (boot, seq, seq, uptime) if span is None else (
+            boot, min(span[1], seq), max(span[2], seq), max(span[3], uptime))
+    return list(by_boot.values())

@@ -94,6 +94,11 @@ def _responses_in(conn: psycopg.Connection[Any], device_id: str,
                 "FROM STDIN") as copy:
             for row in fresh:
                 copy.write_row(row)
+    # Every row, also those already there: a namesake is the same record (the copy refuses
+    # others before writing), and widening is idempotent.
+    ingest.widen_boots(conn, device_id, *([row[COPY_COLUMNS["responses"].index(name)]
+                                           for row in rows]
+                                          for name in ("seq", "boot", "uptime_s")))
     # Its rollups no longer count every response: rebuilt on first use if the copy stops
     # before settle_copied.
     conn.execute("DELETE FROM rollup_zones WHERE device_id = %s", (device_id,))

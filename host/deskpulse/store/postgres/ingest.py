@@ -280,19 +280,23 @@ def _store(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
             partitions.ensure(conn, [first, last] if month_of(last) - month_of(first) <= 1
                               else known.tolist())
         changes[0] = _new_changes(matrix.values)
+        widened = _widen_params(device_id, matrix.values)
         if not unknown and not moved_boots:
-            # The usual push: the sync row, the new rows and the read of the rollup rows
-            # they change go as one statement (nothing else changes those rollup rows).
+            # The usual push: the sync row, the new rows, their boots' spans and the read
+            # of the rollup rows they change go as one statement (nothing else changes
+            # those rollup rows).
             pending = rollup_tables.Pending(device_id, zone, rollups.Changes.join(changes))
             if pending.read is not None:
                 pending.write(conn, conn.cursor(binary=True).execute(
-                    f"WITH sync AS ({_INSERT_SYNC}), new AS ({_INSERT_RESPONSES}) "
-                    f"{pending.read}",  # type: ignore[arg-type]  # our own text
-                    (*sync, device_id, sync_id, matrix, *pending.params)))
+                    f"WITH sync AS ({_INSERT_SYNC}), new AS ({_INSERT_RESPONSES}), "
+                    f"spans AS ({_WIDEN_BOOTS}) {pending.read}",  # type: ignore[arg-type]
+                    (*sync, device_id, sync_id, matrix, *widened, *pending.params)))
                 return new, len(responses) - new, desired
         conn.execute(_INSERT_SYNC, sync)  # type: ignore[arg-type]  # our own text
         conn.execute(_INSERT_RESPONSES,  # type: ignore[arg-type]  # our own text
                      (device_id, sync_id, matrix))
+        # Before _bound_unplaced: the new rows may reach further into their boot.
+        conn.execute(_WIDEN_BOOTS, widened)  # type: ignore[arg-type]  # our own text
     if unknown or moved_boots:
         _bound_unplaced(conn, device_id, changes)
     rollup_tables.apply(conn, device_id, zone, rollups.Changes.join(changes))
@@ -322,6 +326,39 @@ _INSERT_RESPONSES = f"""
            (ARRAY['device', 'anchor'])[m[i][12]], m[i][13], %s, NULL, NULL
     FROM (SELECT %b::bigint[] AS m) AS batch, generate_subscripts(batch.m, 1) AS i"""
 """A batch's new rows as one statement of one matrix (COPY would leave pipeline mode)."""
+
+
+_WIDEN_BOOTS = """
+    INSERT INTO boots AS b (device_id, boot, first_seq, last_seq, max_uptime_s)
+    SELECT %s, * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
+    ON CONFLICT (device_id, boot) DO UPDATE SET
+        first_seq = least(b.first_seq, excluded.first_seq),
+        last_seq = greatest(b.last_seq, excluded.last_seq),
+        max_uptime_s = greatest(b.max_uptime_s, excluded.max_uptime_s)"""
+"""The boots table made to hold stored responses (batches.boot_spans: one row per boot, as
+an upsert of one statement needs)."""
+
+
+def _widen_params(device_id: str, values: Any) -> list[Any]:
+    """_WIDEN_BOOTS's parameters for the new rows (the matrix's numpy values)."""
+    return widen_params(device_id, *(values[:, _MATRIX_COLUMNS.index(name)].tolist()
+                                     for name in ("seq", "boot", "uptime_s")))
+
+
+def widen_params(device_id: str, seqs: list[int], boots: list[int],
+                 uptimes: list[int]) -> list[Any]:
+    """_WIDEN_BOOTS's parameters for these stored responses (column by column)."""
+    spans = batches.boot_spans(seqs, boots, uptimes)
+    return [device_id, *(list(column) for column in zip(*spans, strict=True))]
+
+
+def widen_boots(conn: psycopg.Connection[Any], device_id: str, seqs: list[int],
+                boots: list[int], uptimes: list[int]) -> None:
+    """Make the boots table hold these stored responses: every writer of responses calls
+    it in the same transaction, or placement would miss them."""
+    if seqs:
+        conn.execute(_WIDEN_BOOTS,  # type: ignore[arg-type]  # our own text
+                     widen_params(device_id, seqs, boots, uptimes))
 
 
 def _new_changes(values: Any) -> rollups.Changes:
@@ -368,16 +405,25 @@ def _place(conn: psycopg.Connection[Any], partitions: Partitions, device_id: str
            shifts: Mapping[int, int | None], changes: list[rollups.Changes]) -> None:
     """(Re)place every stored response of these boots by its boot's shift; rows move to
     their new month's partition. Appends the rollup moves to `changes`."""
+    placed = [boot for boot, shift in shifts.items() if shift is not None]
+    if not placed:
+        return
+    spans = {boot: (first, last) for boot, first, last in conn.execute(
+        "SELECT boot, first_seq, last_seq FROM boots WHERE device_id = %s AND boot = ANY(%s)",
+        (device_id, placed))}
     for boot, shift in shifts.items():
-        if shift is None:
+        if shift is None or boot not in spans:  # no anchor, or none of its responses
             continue
         moved = []
         relabelled = []
         for seq, wall, source, uptime_s, low, high, *rest in conn.execute(
+                # The boot's span of each partition's primary key; the boot test keeps out
+                # responses of another boot inside it (boots whose seqs interleave).
                 """SELECT seq, wall, time_source, uptime_s, wall_low, wall_high, rating,
                           scale, told_next, rapid, closed
-                   FROM responses WHERE device_id = %s AND boot = %s""",
-                (device_id, boot)):
+                   FROM responses
+                   WHERE device_id = %s AND seq BETWEEN %s AND %s AND boot = %s""",
+                (device_id, *spans[boot], boot)):
             now = uptime_s + shift
             if wall != now:
                 moved.append((seq, wall or low, wall or high, now, *rest))
@@ -425,8 +471,7 @@ def _bound_unplaced(conn: psycopg.Connection[Any], device_id: str,
         (device_id,)).fetchall())
     around = sorted(intervals.neighbours(shifts, (row[1] for row in rows)))
     for boot, highest in conn.execute(
-            """SELECT boot, max(uptime_s) FROM responses
-               WHERE device_id = %s AND boot = ANY(%s) GROUP BY boot""",
+            "SELECT boot, max_uptime_s FROM boots WHERE device_id = %s AND boot = ANY(%s)",
             (device_id, around)):
         reach[boot] = max(reach.get(boot, 0), highest)
     moved = intervals.changed_bounds(shifts, reach, rows)

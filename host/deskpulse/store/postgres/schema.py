@@ -200,6 +200,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     notify.DIGEST_SCHEMA,
     # month responses (issue 17), as SQLite's: each month rollup row's responses.
     rollup_tables.MONTH_RESPONSES,
+    # boots (issue 16 item 8), as SQLite's 14: each boot's span of seqs and highest uptime,
+    # kept by ingest, instead of the index of every response by boot.
+    (
+        """CREATE TABLE boots (
+            device_id    TEXT COLLATE "C" NOT NULL REFERENCES devices(device_id),
+            boot         BIGINT NOT NULL,
+            first_seq    BIGINT NOT NULL,
+            last_seq     BIGINT NOT NULL,
+            max_uptime_s BIGINT NOT NULL,
+            PRIMARY KEY (device_id, boot)
+        )""",
+        """INSERT INTO boots
+               SELECT device_id, boot, min(seq), max(seq), max(uptime_s) FROM responses
+               GROUP BY device_id, boot""",
+        "DROP INDEX responses_by_boot",
+    ),
 )
 SCHEMA_VERSION = FIRST_VERSION + len(MIGRATIONS) - 1
 

@@ -44,6 +44,11 @@ def copy_in(conn: sqlite3.Connection, table: CopyTable, rows: Sequence[tuple[Any
         if table == "responses":
             conn.executemany(f"{insert_statement(table, columns, '?')} "
                              "ON CONFLICT (device_id, seq) DO NOTHING", rows)
+            # Every row, also those already there: a namesake is the same record (the
+            # copy refuses others before writing), and widening is idempotent.
+            ingest.widen_boots(conn, rows[0][0], *(
+                [row[columns.index(name)] for row in rows]
+                for name in ("seq", "boot", "uptime_s")))
             # Its rollups no longer count every response: rebuilt on first use if the
             # copy stops before settle_copied.
             conn.execute("DELETE FROM rollup_zones WHERE device_id = ?", (rows[0][0],))

@@ -144,6 +144,9 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
         raise RuntimeError(f"{len(rows)} new responses of {device_id}, {new} inserted")
     unknown = 0
     if rows:
+        # Before _bound_unplaced: the new rows may reach further into their boot.
+        widen_boots(conn, device_id, *(list(map(operator.itemgetter(column), rows))
+                                       for column in (1, 8, 9)))
         # Only the six columns the rollups need (transposing all 15 cost twice as much).
         walls, ratings, scales, tolds, rapid, closed = (
             list(map(operator.itemgetter(column), rows)) for column in (11, 2, 3, 4, 6, 7))
@@ -157,6 +160,22 @@ def _store(conn: sqlite3.Connection, device_id: str, responses: Sequence[Respons
         "UPDATE syncs SET new = ?, duplicates = ?, time_unknown = ? WHERE sync_id = ?",
         (new, len(responses) - new, unknown, sync_id))
     return new, len(responses) - new
+
+
+_WIDEN_BOOTS = """INSERT INTO boots VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (device_id, boot) DO UPDATE SET
+        first_seq = min(first_seq, excluded.first_seq),
+        last_seq = max(last_seq, excluded.last_seq),
+        max_uptime_s = max(max_uptime_s, excluded.max_uptime_s)"""
+
+
+def widen_boots(conn: sqlite3.Connection, device_id: str, seqs: list[int],
+                boots: list[int], uptimes: list[int]) -> None:
+    """Make the boots table hold these stored responses (column by column, in the same
+    order): every caller that inserts responses calls it in the same transaction, or
+    placement would miss them."""
+    conn.executemany(_WIDEN_BOOTS, [(device_id, *span)
+                                    for span in batches.boot_spans(seqs, boots, uptimes)])
 
 
 def _anchor_rows(conn: sqlite3.Connection, device_id: str,
@@ -198,16 +217,19 @@ def _place(conn: sqlite3.Connection, device_id: str, shifts: Mapping[int, int | 
     for boot, shift in shifts.items():
         if shift is None:
             continue
+        span = conn.execute("SELECT first_seq, last_seq FROM boots WHERE device_id = ? "
+                            "AND boot = ?", (device_id, boot)).fetchone()
+        if span is None:
+            continue  # none of its responses stored yet
         moved = []
         relabelled = []
         for seq, wall, source, uptime_s, low, high, *rest in conn.execute(
-                # Without statistics SQLite may prefer the primary key, which would read
-                # every response of the device.
+                # The boot's span of the primary key; the boot test keeps out responses
+                # of another boot inside it (a device whose boots' seqs interleave).
                 """SELECT seq, wall, time_source, uptime_s, wall_low, wall_high, rating,
                           scale, told_next, rapid, closed
-                   FROM responses INDEXED BY responses_by_boot
-                   WHERE device_id = ? AND boot = ?""",
-                (device_id, boot)):
+                   FROM responses WHERE device_id = ? AND seq BETWEEN ? AND ? AND boot = ?""",
+                (device_id, *span, boot)):
             now = uptime_s + shift
             if wall != now:
                 # A response without a time leaves the bucket its interval gave it.
@@ -256,11 +278,11 @@ def _bound_unplaced(conn: sqlite3.Connection, device_id: str,
         "SELECT boot, max(uptime_s) FROM anchors WHERE device_id = ? GROUP BY boot",
         (device_id,)))
     for boot in intervals.neighbours(shifts, (row[1] for row in rows)):
-        (highest,) = conn.execute(
-            """SELECT max(uptime_s) FROM responses INDEXED BY responses_by_boot
-               WHERE device_id = ? AND boot = ?""", (device_id, boot)).fetchone()
-        if highest is not None:
-            reach[boot] = max(reach.get(boot, 0), highest)
+        found = conn.execute(
+            "SELECT max_uptime_s FROM boots WHERE device_id = ? AND boot = ?",
+            (device_id, boot)).fetchone()
+        if found is not None:
+            reach[boot] = max(reach.get(boot, 0), found[0])
     moved = intervals.changed_bounds(shifts, reach, rows)
     if not moved:
         return
