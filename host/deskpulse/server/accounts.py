@@ -39,7 +39,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from deskpulse.errors import DeskPulseError
-from deskpulse.server.common import ServerState, log, state
+from deskpulse.server.common import ServerState, log, server_of
 from deskpulse.store import accounts as account_rules
 from deskpulse.store.base import Store
 
@@ -215,7 +215,7 @@ async def _keys(request: Request) -> Keys:
     if accounts.keys is None:
         async with accounts.lock:
             if accounts.keys is None:
-                secret = await _stored(state(request), _server_secret)
+                secret = await _stored(server_of(request), _server_secret)
                 accounts.keys = Keys.from_secret(secret)
     return accounts.keys
 
@@ -242,7 +242,7 @@ async def _session_viewer(request: Request) -> Viewer | None:
     session = read_session(await _keys(request), cookie, time.time())
     if session is None:
         return None
-    known = await _stored(state(request), _known_user, session.name)
+    known = await _stored(server_of(request), _known_user, session.name)
     if known is None or known.generation != session.generation:
         return None  # removed, or the password changed since this cookie was made
     return Viewer(session.name, known.role, known.site)
@@ -480,7 +480,7 @@ async def login(request: Request) -> Response:
         return _login_page(request, keys, status=429, name=name, next_path=next_path,
                            headers={"Retry-After": str(retry)},
                            error=f"Too many failed attempts: try again in {retry} s.")
-    server = state(request)
+    server = server_of(request)
     found = await _stored(server, _login_user, name) if name else None
     if not await _verify(accounts, found, password) or found is None:
         accounts.throttle.failed(*throttle_keys)

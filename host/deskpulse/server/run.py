@@ -4,6 +4,7 @@ the connections and the time a request may take to arrive."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -60,6 +61,13 @@ class _GuardedServer(uvicorn.Server):
         # accepts at once; the queue can be long (it costs no descriptor of ours).
         for sock in sockets or ():
             sock.listen(LISTEN_QUEUE)
+        # What is loaded by now (modules, the app, the writers' handles) lives as long as
+        # the server: out of the collector's passes, which otherwise walk it all again as
+        # requests make garbage (7-8% of serve's CPU under pushes; docs/benchmarks.md, "The
+        # PostgreSQL push: less CPU per batch"). Here, in serve alone: a process that makes
+        # many apps (the tests) would keep what each freeze caught.
+        gc.collect()
+        gc.freeze()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.guard.flood.flush()
