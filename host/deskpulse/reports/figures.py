@@ -334,6 +334,16 @@ def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[str], np.ndarray, np.nda
             np.array(kinds, np.int64))
 
 
+def _runs(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct codes ascending, the order that sorts `codes`, and where each code's
+    run starts in that order: rows taken in `order` are summed per code by
+    `np.add.reduceat(rows, starts, axis=0)`."""
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return ordered[starts], order, starts
+
+
 def _add_count_rows(tally: Tally, devices: list[str], scales: np.ndarray, kinds: np.ndarray,
                     counts: np.ndarray, unknown: np.ndarray | None = None) -> None:
     """Sum rows of 15 counts per (device, scale, kind, time unknown) into the tally: one
@@ -347,11 +357,9 @@ def _add_count_rows(tally: Tally, devices: list[str], scales: np.ndarray, kinds:
               + scales) * 4 + kinds) * 2
     if unknown is not None:
         codes += unknown
-    order = np.argsort(codes, kind="stable")
-    codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    keys, order, starts = _runs(codes)
     sums = np.add.reduceat(counts[order], starts, axis=0, dtype=np.int64)
-    for key, vec in zip(codes[starts].tolist(), sums, strict=True):
+    for key, vec in zip(keys.tolist(), sums, strict=True):
         tally.add_counts(names[key // 64], key // 8 % 8, key // 2 % 4, vec,
                          unknown=bool(key % 2))
 
@@ -390,13 +398,10 @@ def _add_month_rows(tally: Tally, rows: list[tuple[Any, ...]]) -> None:
     timed = np.flatnonzero(~unknown)
     if not len(timed):
         return
-    codes = months[timed] * 8 + scales[timed]
-    order = np.argsort(codes, kind="stable")
-    codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    keys, order, starts = _runs(months[timed] * 8 + scales[timed])
     trend = np.add.reduceat(matrix[timed[order], ru.MONTH_TREND:ru.MONTH_HEAT], starts,
                             axis=0, dtype=np.int64)
-    month_of, scale_of = codes[starts] // 8, codes[starts] % 8
+    month_of, scale_of = keys // 8, keys % 8
     days_in_row = np.arange(31)
     for scale in np.unique(scale_of).tolist():
         pick = scale_of == scale
